@@ -1,0 +1,295 @@
+//! Validated, immutable configuration.
+//!
+//! Loading happens in two steps (see `raw` and `validate`): serde reads the TOML
+//! into [`raw::RawConfig`] exactly as the operator wrote it, then
+//! [`validate::validate`] checks every key, collects *all* problems, resolves
+//! secrets (inline, `*_file`, environment) and produces the [`Config`] defined
+//! here. Nothing in this module performs network I/O: OIDC discovery belongs to
+//! `oidc`, the session store probe to `session`.
+//!
+//! Callers: `main`/`cli` (load at start-up and on SIGHUP), `server` (listeners),
+//! `rules` (compiles [`RuleConfig`]s), `oidc`, `session`, `forward_auth`.
+
+pub mod duration;
+pub mod raw;
+pub mod validate;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http::{HeaderName, Method};
+use ipnet::IpNet;
+use url::Url;
+
+use crate::secret::Secret;
+
+pub use validate::{ConfigError, Env, ProcessEnv, Problem};
+
+/// The whole validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `[server]`
+    pub server: ServerConfig,
+    /// `[oidc]`
+    pub oidc: OidcConfig,
+    /// `[session]`
+    pub session: SessionConfig,
+    /// `[headers]`
+    pub headers: HeadersConfig,
+    /// `[access]`
+    pub access: AccessConfig,
+    /// `[[rule]]`, in file order.
+    pub rules: Vec<RuleConfig>,
+}
+
+/// `[server]`: listeners, TLS, trust and connection limits.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Main listener: forward auth, `/oauth2/*`, proxied hosts. Default `0.0.0.0:4180`.
+    pub listen: SocketAddr,
+    /// Base URL of `/oauth2/*` for domain-wide SSO; `None` = single-app mode
+    /// (the original request's own scheme and host are used). Never has a trailing slash in its path.
+    pub external_url: Option<Url>,
+    /// Listener for `/healthz`, `/readyz`, `/metrics`; `None` = served on `listen`.
+    pub admin_listen: Option<SocketAddr>,
+    /// Terminate TLS with these PEM files.
+    pub tls: Option<TlsFiles>,
+    /// Peers whose `X-Forwarded-*` / `X-Original-*` headers are believed.
+    /// Default: loopback (`127.0.0.1/32`, `::1/128`).
+    pub trusted_proxies: Vec<IpNet>,
+    /// Require a client certificate signed by this CA (PEM).
+    pub client_ca: Option<PathBuf>,
+    /// Path prefix of the gateway's own endpoints. Default `/oauth2`, never ends with `/`.
+    pub prefix: String,
+    /// Time allowed to read a request's headers. Default 10 s.
+    pub header_read_timeout: Duration,
+    /// Close a keep-alive connection idle this long. Default 90 s.
+    pub idle_timeout: Duration,
+    /// Largest request head accepted (bytes). Default 16 KiB. Larger heads get 431.
+    pub max_header_bytes: usize,
+    /// Most concurrent connections per listener. Default 10 000.
+    pub max_connections: usize,
+    /// How long SIGTERM waits for in-flight requests. Default 10 s.
+    pub shutdown_grace: Duration,
+    /// `text` (default) or `json`.
+    pub log_format: LogFormat,
+    /// Serve `GET <prefix>/debug` to authenticated users. Default false.
+    pub debug_endpoint: bool,
+}
+
+/// PEM certificate chain and private key.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// `server.tls_cert`
+    pub cert: PathBuf,
+    /// `server.tls_key`
+    pub key: PathBuf,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[oidc]`: the identity provider the login flow uses.
+#[derive(Debug, Clone)]
+pub struct OidcConfig {
+    /// Issuer exactly as written (compared byte for byte with the discovery document).
+    pub issuer: String,
+    /// OAuth client id.
+    pub client_id: String,
+    /// OAuth client secret; `None` for public clients (PKCE only).
+    pub client_secret: Option<Secret<String>>,
+    /// Scopes requested. Default `openid profile email groups`; always contains `openid`.
+    pub scopes: Vec<String>,
+    /// Claim naming the user. Default `preferred_username` (falls back to `sub` when absent).
+    pub user_claim: ClaimPath,
+    /// Claim holding the e-mail address. Default `email`.
+    pub email_claim: ClaimPath,
+    /// Claim holding the groups (array of strings, or one string). Default `groups`.
+    pub groups_claim: ClaimPath,
+    /// Fetch userinfo when the ID token lacks the email or groups claim. Default true.
+    pub userinfo_fallback: bool,
+    /// More audiences accepted on bearer tokens.
+    pub extra_audiences: Vec<String>,
+    /// More issuers whose bearer JWTs are accepted.
+    pub bearer_issuers: Vec<BearerIssuerConfig>,
+    /// Continue sign-out at the IdP's end_session_endpoint. Default false.
+    pub rp_logout: bool,
+    /// Timeout of every call to the IdP. Default 10 s.
+    pub http_timeout: Duration,
+    /// Skew tolerated on `exp`/`iat`/`nbf`. Default 60 s.
+    pub clock_leeway: Duration,
+}
+
+/// A dotted path into a JSON claims object, e.g. `realm_access.roles`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimPath {
+    /// The path as written, for messages.
+    pub dotted: String,
+    /// The segments, non-empty.
+    pub segments: Vec<String>,
+}
+
+/// `[[oidc.bearer_issuers]]`
+#[derive(Debug, Clone)]
+pub struct BearerIssuerConfig {
+    /// Expected `iss`.
+    pub issuer: String,
+    /// Where the keys are; `None` = discover from the issuer.
+    pub jwks_url: Option<Url>,
+    /// Accepted audiences (at least one).
+    pub audiences: Vec<String>,
+    /// Claim naming the user. Default `sub`.
+    pub user_claim: ClaimPath,
+    /// Default `email`.
+    pub email_claim: ClaimPath,
+    /// Default `groups`.
+    pub groups_claim: ClaimPath,
+}
+
+/// `[session]`
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// Default `_portcullis`.
+    pub cookie_name: String,
+    /// Domain attribute; `None` = host-only cookie.
+    pub cookie_domain: Option<String>,
+    /// Secure attribute. Default true.
+    pub cookie_secure: bool,
+    /// Each at least 32 bytes. The first signs, all verify.
+    pub secrets: Vec<Secret<Vec<u8>>>,
+    /// Absolute lifetime. Default 12 h.
+    pub lifetime: Duration,
+    /// Sliding idle timeout; `None` = none.
+    pub idle_timeout: Option<Duration>,
+    /// Renew claims with the refresh token. Default false.
+    pub refresh: bool,
+    /// Where sessions live.
+    pub store: StoreKind,
+    /// Redis URLs (one, or several for a cluster). Empty unless `store = "redis"`.
+    pub redis_urls: Vec<Secret<String>>,
+}
+
+/// `session.store`
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    /// In-process (moka); single instance.
+    Memory,
+    /// Shared by every instance.
+    Redis,
+}
+
+/// `[headers]`
+#[derive(Debug, Clone)]
+pub struct HeadersConfig {
+    /// Default `X-Auth-User`.
+    pub user: HeaderName,
+    /// Default `X-Auth-Email`.
+    pub email: HeaderName,
+    /// Default `X-Auth-Groups` (comma-separated value).
+    pub groups: HeaderName,
+    /// More client headers removed before proxying.
+    pub strip: Vec<HeaderName>,
+    /// Send `X-Auth-Access-Token` upstream. Default false.
+    pub pass_access_token: bool,
+    /// Send `Authorization: Bearer <id_token>` upstream. Default false.
+    pub pass_authorization: bool,
+}
+
+/// `[access]`
+#[derive(Debug, Clone)]
+pub struct AccessConfig {
+    /// Decision when no rule matches. Default deny.
+    pub default: DefaultPolicy,
+    /// Hosts `rd` may point at: `.example.com` (the domain and every subdomain) or
+    /// `app.example.com` (exactly). Lower-case, no port.
+    pub allowed_redirect_domains: Vec<String>,
+}
+
+/// `access.default`
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DefaultPolicy {
+    /// 403 for everybody.
+    Deny,
+    /// Any signed-in user.
+    Authenticated,
+}
+
+/// One `[[rule]]`.
+#[derive(Debug, Clone)]
+pub struct RuleConfig {
+    /// `name` when given, else `rule[N]` (zero-based index in the file). Used in logs.
+    pub name: String,
+    /// `None` = any host.
+    pub host: Option<HostPattern>,
+    /// Normalised path prefix, starts with `/`, no trailing `/` unless it is `/`.
+    pub path: String,
+    /// `None` = any method.
+    pub methods: Option<Vec<Method>>,
+    /// Default `authenticated`.
+    pub policy: Policy,
+    /// The user must be in at least one of these groups...
+    pub groups: Vec<String>,
+    /// ...or be one of these users...
+    pub users: Vec<String>,
+    /// ...or have one of these e-mail addresses (compared lower-case)...
+    pub emails: Vec<String>,
+    /// ...or an address in one of these domains (lower-case, no `@`).
+    pub email_domains: Vec<String>,
+    /// Reverse-proxy mode: portcullis serves this host and proxies allowed requests here.
+    pub upstream: Option<Url>,
+    /// Accept bearer JWTs on this rule. Default true.
+    pub bearer: bool,
+}
+
+/// `rule.host`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostPattern {
+    /// `grafana.example.com`, lower-case, no port, no trailing dot.
+    Exact(String),
+    /// `*.example.com` stored as `.example.com`: any subdomain at any depth, not the apex.
+    Suffix(String),
+}
+
+/// `rule.policy`
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    /// No login needed; identity headers are sent empty.
+    Public,
+    /// A signed-in user who satisfies the rule's subject lists (if any).
+    Authenticated,
+    /// Nobody.
+    Deny,
+}
+
+// === impl Config ===
+
+impl Config {
+    /// Reads, parses and validates the file at `path`, taking secrets from `env`.
+    pub fn load(path: &Path, env: &dyn Env) -> Result<Config, ConfigError> {
+        validate::load(path, env)
+    }
+
+    /// Parses and validates TOML text (used by tests and the demo).
+    pub fn from_toml(text: &str, base_dir: &Path, env: &dyn Env) -> Result<Config, ConfigError> {
+        validate::from_toml(text, base_dir, env)
+    }
+}
+
+// === impl RuleConfig ===
+
+impl RuleConfig {
+    /// True when the rule names any subject (groups, users, emails, domains).
+    pub fn has_subjects(&self) -> bool {
+        !(self.groups.is_empty()
+            && self.users.is_empty()
+            && self.emails.is_empty()
+            && self.email_domains.is_empty())
+    }
+}
