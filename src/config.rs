@@ -13,6 +13,7 @@
 pub mod duration;
 pub mod raw;
 pub mod validate;
+#[cfg(test)] mod tests;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
