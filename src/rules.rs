@@ -1,0 +1,594 @@
+//! Access rules: compiles the `[[rule]]` list into a [`RuleSet`] and answers
+//! "which rule decides this request" with [`RuleSet::evaluate`].
+//!
+//! Owns rule precedence, host and path matching, and the subject check
+//! ([`CompiledRule::permits`]). It leaves to others: building
+//! [`RequestFacts`] from HTTP (`forward_auth`, `proxy`, using [`host`] and
+//! [`path`] here to normalise), authentication (`session`, `jwt`), and turning a
+//! [`Match`] into a response (`pipeline`). Called by `config` validation (through
+//! [`RuleSet::check`]), at start-up and on SIGHUP ([`RuleSet::compile`]), and by
+//! `pipeline` once per request ([`RuleSet::evaluate`]).
+//!
+//! # Semantics
+//!
+//! - **First match in file order.** A rule matches when its host, path and
+//!   method all match; the matching rule with the lowest index decides, whatever
+//!   kind of host pattern it has. When none matches, `access.default` decides.
+//! - **Hosts.** Exact names are looked up in a map; `*.example.com` (stored as
+//!   `.example.com`) matches every subdomain at any depth but not the apex, and is
+//!   looked up once per `.` in the request host; host-less rules match any host.
+//!   The request host must already be normalised ([`host::normalize_host`]).
+//! - **Paths.** A rule path is a prefix on segment boundaries: `/admin` matches
+//!   `/admin`, `/admin/` and `/admin/x`, not `/administrator`; `/` matches every
+//!   path. Matching is case-sensitive. The request path must already be
+//!   normalised ([`path::normalize`]).
+//! - **Matrix parameters.** For matching, each request segment ends at its first
+//!   `;`: `/admin;jsessionid=x/users` is matched as `/admin/users`. Servlet
+//!   containers (Tomcat, Spring) strip such parameters before routing, so
+//!   treating `;` literally would let `/admin;x` reach an upstream's `/admin`
+//!   under another rule. Segments like `/..;/` are refused earlier, by
+//!   [`path::normalize`]. An upstream that treats `;` literally sees a path under
+//!   the same rule or a stricter one, never a more permissive one.
+//! - **Methods.** Absent means any; otherwise the request method must be listed.
+//!
+//! # Dead rules
+//!
+//! [`RuleSet::check`] refuses a rule that can never match: an empty `methods`
+//! list, a host or path that is not in normal form, or a rule fully shadowed by
+//! an earlier one (the earlier host covers the later one, the earlier path is a
+//! segment prefix of the later path, the earlier methods are a superset).
+//!
+//! # Hot path
+//!
+//! [`RuleSet::evaluate`] allocates nothing and builds no strings. The reason
+//! each earlier rule did not match is logged only when DEBUG is enabled.
+
+pub mod host;
+pub mod path;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::fmt;
+
+use http::Method;
+use tracing::Level;
+use url::Url;
+
+use crate::config::{DefaultPolicy, HostPattern, Policy, RuleConfig};
+use crate::identity::Identity;
+
+/// What rules look at, built once per request.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestFacts<'a> {
+    /// Normalised host: lower-case, no port, no trailing dot ([`host::normalize_host`]).
+    pub host: &'a str,
+    /// Normalised path, without query or fragment ([`path::normalize`]).
+    pub path: &'a str,
+    /// The original request's method.
+    pub method: &'a Method,
+}
+
+/// The outcome of [`RuleSet::evaluate`].
+#[derive(Debug, Clone, Copy)]
+pub enum Match<'a> {
+    /// This rule, the first in file order to match, decides.
+    Rule(&'a CompiledRule),
+    /// No rule matched; `access.default` decides.
+    Default(DefaultPolicy),
+}
+
+/// The compiled `[[rule]]` list: immutable, shared by every request.
+#[derive(Debug, Clone)]
+pub struct RuleSet {
+    /// Every rule, indexed by its position in the file.
+    rules: Vec<CompiledRule>,
+    /// Exact host → indices of its rules, ascending.
+    exact: HashMap<Box<str>, Vec<usize>>,
+    /// Wildcard suffix (`.example.com`) → indices of its rules, ascending.
+    suffix: HashMap<Box<str>, Vec<usize>>,
+    /// Indices of host-less rules, ascending.
+    any_host: Vec<usize>,
+    /// `access.default`.
+    default: DefaultPolicy,
+}
+
+/// One rule, ready for matching and authorisation.
+#[derive(Debug, Clone)]
+pub struct CompiledRule {
+    index: usize,
+    name: String,
+    host: Option<HostPattern>,
+    /// Normalised prefix, starts with `/`.
+    path: Box<str>,
+    /// `None` = any method; never empty.
+    methods: Option<Box<[Method]>>,
+    policy: Policy,
+    groups: Vec<String>,
+    users: Vec<String>,
+    /// Lower-cased at compile time.
+    emails: Vec<String>,
+    /// Lower-cased at compile time, without `@`.
+    email_domains: Vec<String>,
+    upstream: Option<Url>,
+    bearer: bool,
+}
+
+/// Names a rule in messages: `rule[3] ("admin")`, or `rule[3]` when it has no
+/// name of its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleRef {
+    /// Zero-based position in the file.
+    pub index: usize,
+    /// The rule's `name` (`rule[N]` when none was given).
+    pub name: String,
+}
+
+/// A rule that can never match. Each names the rule and, for shadowing, the
+/// earlier rule responsible.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RulesError {
+    /// `methods = []`: no request has no method. Remove the key to match any method.
+    #[error(
+        "{rule} can never match: its methods list is empty (remove `methods` to match any method)"
+    )]
+    EmptyMethods {
+        /// The dead rule.
+        rule: RuleRef,
+    },
+    /// An earlier rule matches every request this one would, so this one is dead;
+    /// usually the more specific rule has to move above the general one.
+    #[error("{rule} can never match: {by} matches every request it would (move it above {by})")]
+    Shadowed {
+        /// The dead rule.
+        rule: RuleRef,
+        /// The earlier rule that takes its requests.
+        by: RuleRef,
+    },
+    /// The rule path is refused by path normalisation, so no request path can equal it.
+    #[error("{rule} can never match: path {path:?} is not a valid request path")]
+    InvalidPath {
+        /// The dead rule.
+        rule: RuleRef,
+        /// The path as configured.
+        path: String,
+        /// Why normalisation refuses it.
+        #[source]
+        source: path::PathError,
+    },
+    /// The rule path is not in normal form (dot-segments, `//`, encoded
+    /// unreserved characters, lower-case hex), while request paths always are.
+    #[error("{rule} can never match: path {path:?} is not in normal form; write {normal:?}")]
+    PathNotNormal {
+        /// The dead rule.
+        rule: RuleRef,
+        /// The path as configured.
+        path: String,
+        /// What it normalises to.
+        normal: String,
+    },
+    /// The rule path contains `;`, which request matching ignores from there to the end of each segment.
+    #[error("{rule} can never match: path {path:?} contains ';', and matching ignores ';' parameters in request paths")]
+    PathHasParams {
+        /// The dead rule.
+        rule: RuleRef,
+        /// The path as configured.
+        path: String,
+    },
+    /// The rule host is not a normalised host name (upper case, port, bad characters).
+    #[error("{rule} can never match: host {host:?} is not a normalised host name")]
+    HostNotNormal {
+        /// The dead rule.
+        rule: RuleRef,
+        /// The host pattern as configured (wildcards as `*.example.com`).
+        host: String,
+    },
+}
+
+// === impl RuleSet ===
+
+impl RuleSet {
+    /// Compiles the rules (in file order) and the default policy. Fails on the
+    /// first rule that can never match; use [`RuleSet::check`] to list them all.
+    pub fn compile(rules: &[RuleConfig], default: DefaultPolicy) -> Result<RuleSet, RulesError> {
+        if let Some(problem) = Self::check(rules).into_iter().next() {
+            return Err(problem);
+        }
+        let mut set = RuleSet {
+            rules: Vec::with_capacity(rules.len()),
+            exact: HashMap::new(),
+            suffix: HashMap::new(),
+            any_host: Vec::new(),
+            default,
+        };
+        for (index, cfg) in rules.iter().enumerate() {
+            let rule = CompiledRule::compile(index, cfg);
+            let list = match &rule.host {
+                Some(HostPattern::Exact(h)) => set.exact.entry(h.as_str().into()).or_default(),
+                Some(HostPattern::Suffix(s)) => set.suffix.entry(s.as_str().into()).or_default(),
+                None => &mut set.any_host,
+            };
+            list.push(index);
+            set.rules.push(rule);
+        }
+        Ok(set)
+    }
+
+    /// Every rule that can never match, in file order (empty when all is well).
+    /// `config` validation reports these alongside its own problems.
+    pub fn check(rules: &[RuleConfig]) -> Vec<RulesError> {
+        let mut problems = Vec::new();
+        for (index, rule) in rules.iter().enumerate() {
+            if let Some(problem) = check_alone(index, rule) {
+                problems.push(problem);
+                continue;
+            }
+            let shadow = rules[..index]
+                .iter()
+                .enumerate()
+                .find(|(_, earlier)| covers(earlier, rule));
+            if let Some((by, earlier)) = shadow {
+                problems.push(RulesError::Shadowed {
+                    rule: RuleRef::new(index, rule),
+                    by: RuleRef::new(by, earlier),
+                });
+            }
+        }
+        problems
+    }
+
+    /// Finds the rule that decides a request: the lowest-indexed rule whose host,
+    /// path and method match, or the default policy. Allocates nothing.
+    pub fn evaluate<'a>(&'a self, facts: &RequestFacts<'_>) -> Match<'a> {
+        let params = facts.path.contains(';');
+        let mut best = usize::MAX;
+        if let Some(list) = self.exact.get(facts.host) {
+            best = self.first_match(list, facts, params, best);
+        }
+        if !self.suffix.is_empty() {
+            for (dot, _) in facts.host.match_indices('.').filter(|&(dot, _)| dot > 0) {
+                if let Some(list) = self.suffix.get(&facts.host[dot..]) {
+                    best = self.first_match(list, facts, params, best);
+                }
+            }
+        }
+        best = self.first_match(&self.any_host, facts, params, best);
+        if tracing::event_enabled!(Level::DEBUG) {
+            self.explain(facts, best);
+        }
+        match self.rules.get(best) {
+            Some(rule) => Match::Rule(rule),
+            None => Match::Default(self.default),
+        }
+    }
+
+    /// Number of rules.
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// True when there are no rules (every request gets the default policy).
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// The rules in file order.
+    pub fn rules(&self) -> &[CompiledRule] {
+        &self.rules
+    }
+
+    /// `access.default`: the decision when no rule matches.
+    pub fn default_policy(&self) -> DefaultPolicy {
+        self.default
+    }
+
+    /// The lowest index in `list` (ascending) below `best` whose rule matches
+    /// path and method, else `best`.
+    fn first_match(
+        &self,
+        list: &[usize],
+        facts: &RequestFacts<'_>,
+        params: bool,
+        best: usize,
+    ) -> usize {
+        list.iter()
+            .take_while(|&&i| i < best)
+            .find(|&&i| self.rules[i].matches_path_and_method(facts, params))
+            .map_or(best, |&i| i)
+    }
+
+    /// Logs, at DEBUG, why each rule before the deciding one did not match.
+    #[cold]
+    fn explain(&self, facts: &RequestFacts<'_>, best: usize) {
+        let params = facts.path.contains(';');
+        for rule in self.rules.iter().take_while(|r| r.index < best) {
+            let reason = if !rule.matches_host(facts.host) {
+                "host"
+            } else if !path_matches(&rule.path, facts.path, params) {
+                "path"
+            } else {
+                "method"
+            };
+            tracing::debug!(
+                rule.index = rule.index,
+                rule.name = %rule.name,
+                http.host = %facts.host,
+                http.path = %facts.path,
+                http.method = %facts.method,
+                mismatch = reason,
+                "rule did not match"
+            );
+        }
+    }
+}
+
+/// Problems a rule has on its own, without looking at earlier rules.
+fn check_alone(index: usize, rule: &RuleConfig) -> Option<RulesError> {
+    let r = || RuleRef::new(index, rule);
+    if rule.methods.as_ref().is_some_and(Vec::is_empty) {
+        return Some(RulesError::EmptyMethods { rule: r() });
+    }
+    if let Some(pattern) = &rule.host {
+        if !is_normal_pattern(pattern) {
+            let host = match pattern {
+                HostPattern::Exact(h) => h.clone(),
+                HostPattern::Suffix(s) => format!("*{s}"),
+            };
+            return Some(RulesError::HostNotNormal { rule: r(), host });
+        }
+    }
+    let path = rule.path.clone();
+    match path::normalize(&rule.path) {
+        Err(source) => Some(RulesError::InvalidPath {
+            rule: r(),
+            path,
+            source,
+        }),
+        Ok(normal) if normal != rule.path => Some(RulesError::PathNotNormal {
+            rule: r(),
+            path,
+            normal: normal.into_owned(),
+        }),
+        Ok(_) if rule.path.contains(';') => Some(RulesError::PathHasParams { rule: r(), path }),
+        Ok(_) => None,
+    }
+}
+
+/// True when `pattern` is already lower-case, port-less and valid.
+fn is_normal_pattern(pattern: &HostPattern) -> bool {
+    let name = match pattern {
+        HostPattern::Exact(h) => h.as_str(),
+        HostPattern::Suffix(s) => match s.strip_prefix('.') {
+            Some(name) => name,
+            None => return false,
+        },
+    };
+    matches!(host::normalize_host(name), Ok(n) if n == name)
+}
+
+/// True when every request `later` matches is also matched by `earlier`.
+fn covers(earlier: &RuleConfig, later: &RuleConfig) -> bool {
+    host_covers(earlier.host.as_ref(), later.host.as_ref())
+        && path_covers(&earlier.path, &later.path)
+        && methods_cover(earlier.methods.as_deref(), later.methods.as_deref())
+}
+
+fn host_covers(earlier: Option<&HostPattern>, later: Option<&HostPattern>) -> bool {
+    match (earlier, later) {
+        (None, _) => true,
+        (Some(_), None) => false,
+        (Some(e), Some(l)) if e == l => true,
+        (Some(HostPattern::Suffix(e)), Some(HostPattern::Exact(l))) => {
+            l.ends_with(e.as_str()) && l.len() > e.len()
+        }
+        (Some(HostPattern::Suffix(e)), Some(HostPattern::Suffix(l))) => l.ends_with(e.as_str()),
+        (Some(HostPattern::Exact(_)), Some(_)) => false,
+    }
+}
+
+/// True when `earlier` is a segment prefix of `later` (so it matches every path `later` does).
+fn path_covers(earlier: &str, later: &str) -> bool {
+    path_matches(earlier, later, false)
+}
+
+fn methods_cover(earlier: Option<&[Method]>, later: Option<&[Method]>) -> bool {
+    match (earlier, later) {
+        (None, _) => true,
+        (Some(_), None) => false,
+        (Some(e), Some(l)) => l.iter().all(|m| e.contains(m)),
+    }
+}
+
+/// Segment-boundary prefix match. `params` says whether `path` contains `;`,
+/// in which case each request segment is compared up to its first `;`.
+fn path_matches(prefix: &str, path: &str, params: bool) -> bool {
+    if prefix == "/" {
+        return true;
+    }
+    if !params {
+        return path.starts_with(prefix)
+            && (prefix.ends_with('/')
+                || matches!(path.as_bytes().get(prefix.len()), None | Some(b'/')));
+    }
+    let (prefix, dir) = match prefix.strip_suffix('/') {
+        Some(p) => (p, true),
+        None => (prefix, false),
+    };
+    let mut rest = path;
+    for want in prefix.get(1..).unwrap_or("").split('/') {
+        let Some(r) = rest.strip_prefix('/') else {
+            return false;
+        };
+        let end = r.find('/').unwrap_or(r.len());
+        let segment = &r[..end];
+        let name = segment.find(';').map_or(segment, |semi| &segment[..semi]);
+        if name != want {
+            return false;
+        }
+        rest = &r[end..];
+    }
+    !dir || rest.starts_with('/')
+}
+
+// === impl CompiledRule ===
+
+impl CompiledRule {
+    fn compile(index: usize, cfg: &RuleConfig) -> CompiledRule {
+        CompiledRule {
+            index,
+            name: cfg.name.clone(),
+            host: cfg.host.clone(),
+            path: cfg.path.as_str().into(),
+            methods: cfg.methods.as_ref().map(|m| m.clone().into_boxed_slice()),
+            policy: cfg.policy,
+            groups: cfg.groups.clone(),
+            users: cfg.users.clone(),
+            emails: cfg.emails.iter().map(|e| e.to_ascii_lowercase()).collect(),
+            email_domains: cfg
+                .email_domains
+                .iter()
+                .map(|d| d.trim_start_matches('@').to_ascii_lowercase())
+                .collect(),
+            upstream: cfg.upstream.clone(),
+            bearer: cfg.bearer,
+        }
+    }
+
+    /// Zero-based position in the file.
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// `name`, or `rule[N]`; for logs.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The host pattern; `None` = any host.
+    pub fn host(&self) -> Option<&HostPattern> {
+        self.host.as_ref()
+    }
+
+    /// The path prefix.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The methods; `None` = any.
+    pub fn methods(&self) -> Option<&[Method]> {
+        self.methods.as_deref()
+    }
+
+    /// What the rule decides.
+    pub fn policy(&self) -> Policy {
+        self.policy
+    }
+
+    /// Reverse-proxy mode: where allowed requests go.
+    pub fn upstream(&self) -> Option<&Url> {
+        self.upstream.as_ref()
+    }
+
+    /// Whether bearer JWTs are accepted on this rule.
+    pub fn bearer(&self) -> bool {
+        self.bearer
+    }
+
+    /// The groups any one of which grants access (for the 403 page and the
+    /// empty-groups-claim diagnostic).
+    pub fn required_groups(&self) -> &[String] {
+        &self.groups
+    }
+
+    /// True when the rule admits signed-in users by group, so an identity
+    /// without groups may be a sign of a missing groups claim.
+    pub fn needs_groups(&self) -> bool {
+        self.policy == Policy::Authenticated && !self.groups.is_empty()
+    }
+
+    /// True when the rule names any subject (groups, users, emails, domains).
+    pub fn has_subjects(&self) -> bool {
+        !(self.groups.is_empty()
+            && self.users.is_empty()
+            && self.emails.is_empty()
+            && self.email_domains.is_empty())
+    }
+
+    /// Whether `id` may pass. `Public`: always. `Deny`: never. `Authenticated`:
+    /// when the rule names no subject, any identity; otherwise the user is listed
+    /// (exact), or one of its groups is (exact, case-sensitive), or its e-mail is
+    /// (ASCII case-insensitive), or the part of its e-mail after the last `@` is a
+    /// listed domain (ASCII case-insensitive). Empty values never match.
+    /// Allocates nothing.
+    pub fn permits(&self, id: &Identity) -> bool {
+        match self.policy {
+            Policy::Public => true,
+            Policy::Deny => false,
+            Policy::Authenticated => !self.has_subjects() || self.names(id),
+        }
+    }
+
+    fn names(&self, id: &Identity) -> bool {
+        let user = !id.user.is_empty() && self.users.contains(&id.user);
+        let group = || {
+            id.groups
+                .iter()
+                .filter(|g| !g.is_empty())
+                .any(|g| self.groups.contains(g))
+        };
+        let email = || {
+            !id.email.is_empty()
+                && self
+                    .emails
+                    .iter()
+                    .any(|e| e.eq_ignore_ascii_case(&id.email))
+        };
+        let domain = || match id.email.rsplit_once('@') {
+            Some((local, domain)) if !local.is_empty() && !domain.is_empty() => self
+                .email_domains
+                .iter()
+                .any(|d| d.eq_ignore_ascii_case(domain)),
+            _ => false,
+        };
+        user || group() || email() || domain()
+    }
+
+    /// Host part of matching, for explanations and tests (evaluation uses the maps).
+    fn matches_host(&self, host: &str) -> bool {
+        match &self.host {
+            None => true,
+            Some(HostPattern::Exact(h)) => h == host,
+            Some(HostPattern::Suffix(s)) => host.ends_with(s.as_str()) && host.len() > s.len(),
+        }
+    }
+
+    fn matches_path_and_method(&self, facts: &RequestFacts<'_>, params: bool) -> bool {
+        path_matches(&self.path, facts.path, params)
+            && self
+                .methods
+                .as_deref()
+                .is_none_or(|m| m.contains(facts.method))
+    }
+}
+
+// === impl RuleRef ===
+
+impl RuleRef {
+    fn new(index: usize, rule: &RuleConfig) -> RuleRef {
+        RuleRef {
+            index,
+            name: rule.name.clone(),
+        }
+    }
+}
+
+impl fmt::Display for RuleRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let index = self.index;
+        if self.name == format!("rule[{index}]") {
+            write!(f, "rule[{index}]")
+        } else {
+            write!(f, "rule[{index}] ({:?})", self.name)
+        }
+    }
+}

@@ -1,0 +1,260 @@
+//! Host normalisation: turns a `Host` / `X-Forwarded-Host` value into the form
+//! rules compare against (SPEC: hosts are compared lower-cased, without port or
+//! trailing dot).
+//!
+//! Called once per request by whoever builds
+//! [`RequestFacts`](crate::rules::RequestFacts) (`forward_auth`, `proxy`), by
+//! [`RuleSet::compile`](crate::rules::RuleSet::compile) to check rule hosts, and
+//! by [`crate::redirect`] for the host of an absolute `rd` URL. For
+//! `X-Forwarded-Host` with several comma-separated values the caller passes the
+//! first. An `Err` is answered with 400.
+//!
+//! Names are restricted to `[a-z0-9._-]` (after lower-casing) with no empty
+//! label; internationalised names must arrive as punycode. Bracketed IPv6
+//! literals are accepted and written in their canonical form (`[0:0::1]` →
+//! `[::1]`); zone identifiers are refused. An already-normal host is returned
+//! borrowed, without allocating.
+
+use std::borrow::Cow;
+use std::fmt::Write as _;
+use std::net::Ipv6Addr;
+
+/// Longest host name accepted (RFC 1035: 253 characters without the trailing dot).
+const MAX_NAME_LEN: usize = 253;
+
+/// Why a host value was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum HostError {
+    /// Nothing left after trimming and dropping the port and trailing dot.
+    #[error("host is empty")]
+    Empty,
+    /// A space or tab inside the value.
+    #[error("host contains a space")]
+    Space,
+    /// A `/`: a path or URL was passed where a host belongs.
+    #[error("host contains '/'")]
+    Slash,
+    /// An `@`: userinfo smuggled into the host.
+    #[error("host contains '@'")]
+    At,
+    /// A `\`: some parsers treat it as `/`.
+    #[error("host contains a backslash")]
+    Backslash,
+    /// An ASCII control character.
+    #[error("host contains a control character")]
+    ControlChar,
+    /// Any other character outside `[A-Za-z0-9._-]`, including `%` and non-ASCII.
+    #[error("host contains the character {0:?}, which is not allowed in a host name")]
+    InvalidChar(char),
+    /// A leading dot, two dots in a row, or two trailing dots.
+    #[error("host has an empty label")]
+    EmptyLabel,
+    /// Longer than 253 characters.
+    #[error("host is longer than 253 characters")]
+    TooLong,
+    /// The text after `:` is not a port number.
+    #[error("host has an invalid port")]
+    InvalidPort,
+    /// A bracketed value that is not an IPv6 address (or carries a zone id).
+    #[error("host is not a valid bracketed ipv6 address")]
+    InvalidIpv6,
+}
+
+/// Normalises a `Host` / `X-Forwarded-Host` value: trims spaces and tabs, drops
+/// the port and one trailing dot, lower-cases. See the module documentation.
+pub fn normalize_host(raw: &str) -> Result<Cow<'_, str>, HostError> {
+    let s = raw.trim_matches([' ', '\t']);
+    if s.is_empty() {
+        return Err(HostError::Empty);
+    }
+    if s.starts_with('[') {
+        return ipv6(s);
+    }
+    let name = match s.split_once(':') {
+        Some((name, port)) => {
+            check_port(port)?;
+            name
+        }
+        None => s,
+    };
+    let name = name.strip_suffix('.').unwrap_or(name);
+    check_name(name)?;
+    if name.bytes().any(|c| c.is_ascii_uppercase()) {
+        Ok(Cow::Owned(name.to_ascii_lowercase()))
+    } else {
+        Ok(Cow::Borrowed(name))
+    }
+}
+
+/// `[addr]` or `[addr]:port`.
+fn ipv6(s: &str) -> Result<Cow<'_, str>, HostError> {
+    let close = s.find(']').ok_or(HostError::InvalidIpv6)?;
+    match &s[close + 1..] {
+        "" => {}
+        rest => check_port(rest.strip_prefix(':').ok_or(HostError::InvalidPort)?)?,
+    }
+    let inner = &s[1..close];
+    let addr: Ipv6Addr = inner.parse().map_err(|_| HostError::InvalidIpv6)?;
+    let mut canonical = StackStr::default();
+    write!(canonical, "[{addr}]").map_err(|_| HostError::InvalidIpv6)?;
+    if canonical.as_str() == &s[..=close] {
+        Ok(Cow::Borrowed(&s[..=close]))
+    } else {
+        Ok(Cow::Owned(canonical.as_str().to_owned()))
+    }
+}
+
+/// Empty (RFC 3986 allows `host:`) or up to five digits.
+fn check_port(port: &str) -> Result<(), HostError> {
+    if port.len() <= 5 && port.bytes().all(|c| c.is_ascii_digit()) {
+        Ok(())
+    } else {
+        Err(HostError::InvalidPort)
+    }
+}
+
+fn check_name(name: &str) -> Result<(), HostError> {
+    if name.is_empty() {
+        return Err(HostError::Empty);
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(HostError::TooLong);
+    }
+    for c in name.chars() {
+        match c {
+            'a'..='z' | 'A'..='Z' | '0'..='9' | '.' | '-' | '_' => {}
+            ' ' | '\t' => return Err(HostError::Space),
+            '/' => return Err(HostError::Slash),
+            '@' => return Err(HostError::At),
+            '\\' => return Err(HostError::Backslash),
+            c if c.is_ascii_control() => return Err(HostError::ControlChar),
+            c => return Err(HostError::InvalidChar(c)),
+        }
+    }
+    if name.starts_with('.') || name.ends_with('.') || name.contains("..") {
+        return Err(HostError::EmptyLabel);
+    }
+    Ok(())
+}
+
+/// A fixed-size string buffer, big enough for any bracketed IPv6 address, so
+/// checking canonical form does not allocate.
+struct StackStr {
+    buf: [u8; 64],
+    len: usize,
+}
+
+impl Default for StackStr {
+    fn default() -> Self {
+        StackStr {
+            buf: [0; 64],
+            len: 0,
+        }
+    }
+}
+
+impl StackStr {
+    fn as_str(&self) -> &str {
+        // Only whole `&str`s are ever appended, so the prefix is valid UTF-8.
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or("")
+    }
+}
+
+impl std::fmt::Write for StackStr {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let end = self.len + s.len();
+        let dst = self.buf.get_mut(self.len..end).ok_or(std::fmt::Error)?;
+        dst.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normal_hosts_are_borrowed() {
+        for h in [
+            "example.com",
+            "a-b_c.example.com",
+            "localhost",
+            "10.0.0.1",
+            "[::1]",
+            "[2001:db8::1]",
+        ] {
+            assert!(
+                matches!(normalize_host(h), Ok(Cow::Borrowed(x)) if x == h),
+                "{h:?}"
+            );
+        }
+        // Dropping the port, trailing dot or spaces borrows a sub-slice.
+        for (h, want) in [
+            ("example.com:8080", "example.com"),
+            ("example.com.", "example.com"),
+            (" a.b ", "a.b"),
+            ("[::1]:8080", "[::1]"),
+        ] {
+            assert!(
+                matches!(normalize_host(h), Ok(Cow::Borrowed(x)) if x == want),
+                "{h:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn rewrites() {
+        let cases = [
+            ("Example.COM", "example.com"),
+            ("GRAFANA.example.com.:443", "grafana.example.com"),
+            ("example.com:", "example.com"),
+            ("\tHost.Example\t", "host.example"),
+            ("[0:0:0:0:0:0:0:1]:8080", "[::1]"),
+            ("[2001:DB8::1]", "[2001:db8::1]"),
+            ("[::ffff:1.2.3.4]", "[::ffff:1.2.3.4]"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(normalize_host(input).as_deref(), Ok(want), "{input:?}");
+        }
+    }
+
+    #[test]
+    fn rejections() {
+        use HostError::*;
+        let cases = [
+            ("", Empty),
+            ("  ", Empty),
+            (".", Empty),
+            (":80", Empty),
+            ("a b", Space),
+            ("evil.com/x", Slash),
+            ("good.com@evil.com", At),
+            ("evil.com\\good.com", Backslash),
+            ("a\r\nb", ControlChar),
+            ("a\0b", ControlChar),
+            ("%65vil.com", InvalidChar('%')),
+            ("exa*mple.com", InvalidChar('*')),
+            ("bücher.example", InvalidChar('ü')),
+            ("a,b", InvalidChar(',')),
+            (".example.com", EmptyLabel),
+            ("a..b", EmptyLabel),
+            ("example.com..", EmptyLabel),
+            ("example.com:http", InvalidPort),
+            ("example.com:123456", InvalidPort),
+            ("example.com:80:80", InvalidPort),
+            ("::1", InvalidPort),
+            ("[::1", InvalidIpv6),
+            ("[zz::1]", InvalidIpv6),
+            ("[fe80::1%25eth0]", InvalidIpv6),
+            ("[1.2.3.4]", InvalidIpv6),
+            ("[::1]x", InvalidPort),
+            ("[::1]:x", InvalidPort),
+        ];
+        for (input, want) in cases {
+            assert_eq!(normalize_host(input), Err(want), "{input:?}");
+        }
+        assert_eq!(normalize_host(&"a".repeat(254)), Err(TooLong));
+        assert!(normalize_host(&"a".repeat(253)).is_ok());
+    }
+}
