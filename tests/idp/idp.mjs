@@ -13,7 +13,9 @@
 
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
-import { generateKeyPairSync, randomBytes, randomUUID } from 'node:crypto';
+import {
+  generateKeyPairSync, randomBytes, randomUUID, sign as cryptoSign,
+} from 'node:crypto';
 
 // oidc-provider prints notices with console.info; stdout is reserved for the
 // READY line, so route all console output to stderr before loading it.
@@ -175,11 +177,19 @@ function ttlFor(name, fallback) {
   return v === undefined ? fallback : Number(v);
 }
 
+// The provider's signing key, also used by POST /__test/jwt.
+let signingKey;
+let signingKid;
+let issuerUrl;
+
 function buildProvider(issuer) {
   const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  signingKey = privateKey;
+  signingKid = `idp-${randomUUID().slice(0, 8)}`;
+  issuerUrl = issuer;
   const jwk = {
     ...privateKey.export({ format: 'jwk' }),
-    kid: `idp-${randomUUID().slice(0, 8)}`,
+    kid: signingKid,
     alg: 'RS256',
     use: 'sig',
   };
@@ -279,6 +289,9 @@ function buildProvider(issuer) {
     },
   };
   if (configuration.pkce === undefined) delete configuration.pkce;
+  if (typeof cfg.rotate_refresh_token === 'boolean') {
+    configuration.rotateRefreshToken = cfg.rotate_refresh_token;
+  }
 
   const provider = new Provider(issuer, configuration);
 
@@ -489,6 +502,35 @@ async function backchannelLogout(body) {
   return { sessions: sessions.length, sent };
 }
 
+// Sign arbitrary claims with the provider's RS256 key (bearer-token tests).
+function signJwt(body) {
+  const now = Math.floor(Date.now() / 1000);
+  const header = { alg: 'RS256', typ: 'JWT', kid: signingKid, ...(body.header ?? {}) };
+  const payload = {
+    iss: issuerUrl,
+    aud: clients[0]?.client_id,
+    iat: now,
+    exp: now + 300,
+    ...(body.claims ?? {}),
+  };
+  for (const [k, v] of Object.entries(payload)) if (v === null) delete payload[k];
+  const enc = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  const input = `${enc(header)}.${enc(payload)}`;
+  const sig = cryptoSign('sha256', Buffer.from(input), signingKey).toString('base64url');
+  return `${input}.${sig}`;
+}
+
+async function readJson(req, res) {
+  try {
+    const v = JSON.parse((await readBody(req)) || '{}');
+    if (v && typeof v === 'object' && !Array.isArray(v)) return v;
+  } catch {
+    // fall through
+  }
+  sendJson(res, 400, { error: 'body must be a JSON object' });
+  return undefined;
+}
+
 async function testRoute(req, res, path) {
   const method = req.method;
   if (path === '/__test/stats' && method === 'GET') {
@@ -535,6 +577,11 @@ async function testRoute(req, res, path) {
       sendJson(res, existed ? 200 : 404, { deleted: existed });
       return;
     }
+  }
+  if (path === '/__test/jwt' && method === 'POST') {
+    const body = await readJson(req, res);
+    if (body) sendJson(res, 200, { token: signJwt(body) });
+    return;
   }
   if (path === '/__test/backchannel_logout' && method === 'POST') {
     let body;

@@ -37,17 +37,17 @@ jget() {
     const o = JSON.parse(require("fs").readFileSync(0, "utf8"));
     const v = process.argv[1].split(".").filter(Boolean).reduce((a, k) => (a == null ? undefined : a[k]), o);
     process.stdout.write(v === undefined ? "" : typeof v === "string" ? v : JSON.stringify(v));
-  ' "$1"
+  ' -- "$1"
 }
 # jwt_payload JWT -> payload JSON (no verification)
 jwt_payload() {
-  node -e 'process.stdout.write(Buffer.from(process.argv[1].split(".")[1], "base64url").toString())' "$1"
+  node -e 'process.stdout.write(Buffer.from(process.argv[1].split(".")[1], "base64url").toString())' -- "$1"
 }
-urlenc() { node -e 'process.stdout.write(encodeURIComponent(process.argv[1]))' "$1"; }
+urlenc() { node -e 'process.stdout.write(encodeURIComponent(process.argv[1]))' -- "$1"; }
 rand() { node -e 'process.stdout.write(require("crypto").randomBytes(32).toString("base64url"))'; }
-s256() { node -e 'process.stdout.write(require("crypto").createHash("sha256").update(process.argv[1]).digest("base64url"))' "$1"; }
+s256() { node -e 'process.stdout.write(require("crypto").createHash("sha256").update(process.argv[1]).digest("base64url"))' -- "$1"; }
 # qparam URL NAME -> query parameter value
-qparam() { node -e 'process.stdout.write(new URL(process.argv[1]).searchParams.get(process.argv[2]) ?? "")' "$1" "$2"; }
+qparam() { node -e 'process.stdout.write(new URL(process.argv[1]).searchParams.get(process.argv[2]) ?? "")' -- "$1" "$2"; }
 
 # ---------------------------------------------------------------------------
 # Back-channel logout receiver: appends every logout_token to a file.
@@ -63,7 +63,7 @@ node -e '
     });
   });
   s.listen(0, "127.0.0.1", () => { fs.writeFileSync(process.argv[1] + ".port", String(s.address().port)); });
-' "$RECV_LOG" &
+' -- "$RECV_LOG" &
 RECV_PID=$!
 for _ in $(seq 50); do [ -s "$RECV_LOG.port" ] && break; sleep 0.1; done
 RECV_PORT=$(cat "$RECV_LOG.port")
@@ -108,7 +108,7 @@ start_idp() { # CONFIG
   grep -q '^READY ' "$TMP/idp.out" || fail "no READY line"
   [ "$(wc -l <"$TMP/idp.out")" -eq 1 ] || fail "stdout must hold exactly one line: $(cat "$TMP/idp.out")"
   ISSUER=$(sed -n 's/^READY //p' "$TMP/idp.out")
-  ORIGIN=$(node -e 'process.stdout.write(new URL(process.argv[1]).origin)' "$ISSUER")
+  ORIGIN=$(node -e 'process.stdout.write(new URL(process.argv[1]).origin)' -- "$ISSUER")
   DISCO=$(curl -fsS "${ISSUER%/}/.well-known/openid-configuration") || fail "discovery"
   [ "$(jget issuer <<<"$DISCO")" = "$ISSUER" ] || fail "discovery issuer $(jget issuer <<<"$DISCO") != $ISSUER"
   AUTH_EP=$(jget authorization_endpoint <<<"$DISCO")
@@ -137,11 +137,11 @@ get() { # JAR URL
 # Start an authorization request; sets STATE NONCE VERIFIER and follows the
 # redirects until either the interaction page (INTERACTION=url) or the
 # client's redirect_uri (CALLBACK=url) is reached.
-authorize() { # JAR SCOPE
+authorize() { # JAR SCOPE [EXTRA_QUERY]
   STATE=$(rand); NONCE=$(rand); VERIFIER=$(rand)
   local challenge
   challenge=$(s256 "$VERIFIER")
-  local url="$AUTH_EP?client_id=portcullis&response_type=code&scope=$(urlenc "$2")&redirect_uri=$(urlenc "$REDIRECT_URI")&state=$STATE&nonce=$NONCE&code_challenge=$challenge&code_challenge_method=S256"
+  local url="$AUTH_EP?client_id=portcullis&response_type=code&scope=$(urlenc "$2")&redirect_uri=$(urlenc "$REDIRECT_URI")&state=$STATE&nonce=$NONCE&code_challenge=$challenge&code_challenge_method=S256${3:-}"
   INTERACTION=""; CALLBACK=""
   get "$1" "$url"
   follow "$1"
@@ -165,7 +165,7 @@ login() { # JAR USER PASSWORD  (INTERACTION must be set) -> CALLBACK
   get "$1" "$INTERACTION"
   [ "$CODE" = 200 ] || fail "interaction page status $CODE"
   local path action
-  path=$(node -e 'process.stdout.write(new URL(process.argv[1]).pathname)' "$INTERACTION")
+  path=$(node -e 'process.stdout.write(new URL(process.argv[1]).pathname)' -- "$INTERACTION")
   action=$(sed -n 's/.*<form method="post" action="\([^"]*\)".*/\1/p' "$TMP/body")
   [ "$action" = "$path/login" ] || fail "form action '$action' != '$path/login'"
   grep -q 'name="login"' "$TMP/body" || fail "no login input"
@@ -287,6 +287,19 @@ redeem
 [ -z "$(jget refresh_token <<<"$TOKENS")" ] || fail "refresh_token issued without offline_access"
 [ "$(jget sid <<<"$IDT")" = "$SID" ] || fail "sid changed within one session"
 
+step "prompt=consent is granted without a page; prompt=none without a session"
+authorize "$JAR" "openid groups offline_access" "&prompt=consent"
+[ -n "$INTERACTION" ] || fail "prompt=consent should pass through the interaction"
+get "$JAR" "$INTERACTION"
+[ "$CODE" = 303 ] || fail "consent interaction should redirect, got $CODE"
+follow "$JAR"
+check_callback
+redeem
+[ -n "$(jget refresh_token <<<"$TOKENS")" ] || fail "no refresh_token with prompt=consent"
+[[ " $(jget scope <<<"$TOKENS") " == *" offline_access "* ]] || fail "offline_access not granted with prompt=consent: $TOKENS"
+authorize "$TMP/empty-jar" "openid" "&prompt=none"
+[ "$(qparam "$CALLBACK" error)" = login_required ] || fail "prompt=none without session: $CALLBACK"
+
 step "back-channel logout via /__test/backchannel_logout"
 SESSIONS=$(curl -fsS "$ORIGIN/__test/sessions")
 [ "$(jget 0.user <<<"$SESSIONS")" = alice ] || fail "sessions: $SESSIONS"
@@ -304,7 +317,7 @@ node --input-type=module -e '
   if (payload.sid !== sid) throw new Error("sid " + payload.sid + " != " + sid);
   if (!payload.events?.["http://schemas.openid.net/event/backchannel-logout"]) throw new Error("events");
   if (payload.nonce !== undefined) throw new Error("nonce present");
-' "$LT" "$JWKS_URI" "$ISSUER" "$SID" || fail "logout_token verification"
+' -- "$LT" "$JWKS_URI" "$ISSUER" "$SID" || fail "logout_token verification"
 [ "$(curl -fsS "$ORIGIN/__test/sessions")" = "[]" ] || fail "session not removed"
 refresh "$RT"
 [ "$(jget error <<<"$TOKENS")" = invalid_grant ] || fail "refresh token still valid after back-channel logout: $TOKENS"
@@ -337,6 +350,15 @@ OUT=$(curl -sS -o /dev/null -b "$JAR2" -c "$JAR2" -w '%{http_code} %{redirect_ur
 [ "$(jget sub <<<"$(jwt_payload "$(tail -n 1 "$RECV_LOG")")")" = bob ] || fail "logout token sub"
 [ "$(stat end_session)" = 1 ] || fail "end_session count"
 
+step "/__test/jwt signs with the provider key"
+JWT=$(curl -fsS -X POST -H 'content-type: application/json' -d '{"claims":{"sub":"svc","groups":["ops"]}}' "$ORIGIN/__test/jwt" | jget token)
+node --input-type=module -e '
+  import { createRemoteJWKSet, jwtVerify } from "jose";
+  const [token, jwks, iss] = process.argv.slice(1);
+  const { payload } = await jwtVerify(token, createRemoteJWKSet(new URL(jwks)), { issuer: iss, audience: "portcullis" });
+  if (payload.sub !== "svc" || payload.groups[0] !== "ops") throw new Error(JSON.stringify(payload));
+' -- "$JWT" "$JWKS_URI" "$ISSUER" || fail "/__test/jwt token does not verify"
+
 step "unknown user endpoint, user deletion"
 curl -fsS -X DELETE "$ORIGIN/__test/users/bob" >/dev/null || fail "DELETE user"
 JAR3="$TMP/jar3"
@@ -349,17 +371,21 @@ stop_idp
 
 # ---------------------------------------------------------------------------
 step "issuer_path, id_token_claims, clock skew, ttl"
-write_config "$TMP/path.json" '"issuer_path": "/application/o/portcullis/", "id_token_claims": true, "clock_skew_seconds": 3600, "ttl": {"IdToken": 120, "AccessToken": 60},'
+write_config "$TMP/path.json" '"issuer_path": "/application/o/portcullis/", "id_token_claims": true, "clock_skew_seconds": 3600, "ttl": {"IdToken": 120, "AccessToken": 60}, "pkce_required": true, "rotate_refresh_token": true, "claims": {"roles": ["realm_access"]},'
 start_idp "$TMP/path.json"
 [[ "$ISSUER" =~ ^http://127\.0\.0\.1:[0-9]+/application/o/portcullis/$ ]] || fail "issuer '$ISSUER'"
 [[ "$AUTH_EP" == "${ISSUER}auth" ]] || fail "authorization_endpoint $AUTH_EP"
 DATE=$(curl -sS -D - -o /dev/null "${ISSUER}.well-known/openid-configuration" | sed -n 's/^[Dd]ate: //p' | tr -d '\r')
-SKEW=$(node -e 'process.stdout.write(String(Math.round((Date.parse(process.argv[1]) - Date.now()) / 1000)))' "$DATE")
+SKEW=$(node -e 'process.stdout.write(String(Math.round((Date.parse(process.argv[1]) - Date.now()) / 1000)))' -- "$DATE")
 [ "$SKEW" -ge 3590 ] && [ "$SKEW" -le 3610 ] || fail "Date header skew $SKEW s"
 [ "$(curl -s -o /dev/null -w '%{http_code}' "$ORIGIN/.well-known/openid-configuration")" = 404 ] || fail "provider must not answer outside issuer_path"
 
+NOPKCE=$(curl -sS -o /dev/null -w '%{redirect_url}' "$AUTH_EP?client_id=portcullis&response_type=code&scope=openid&redirect_uri=$(urlenc "$REDIRECT_URI")&state=s1")
+[[ "$NOPKCE" == "$REDIRECT_URI"*"error=invalid_request"* ]] || fail "pkce_required: $NOPKCE"
+curl -fsS -X POST -H 'content-type: application/json' -d '{"claims":{"realm_access":{"roles":["r1"]}}}' \
+  "$ORIGIN/__test/users/alice" >/dev/null || fail "set extra claims"
 JAR4="$TMP/jar4"
-authorize "$JAR4" "openid profile email groups offline_access"
+authorize "$JAR4" "openid profile email groups roles offline_access"
 [[ "$INTERACTION" == "$ORIGIN/application/o/portcullis/interaction/"* ]] || fail "interaction url $INTERACTION"
 login "$JAR4" alice alice-pw
 check_callback
@@ -367,6 +393,7 @@ redeem
 [ "$(jget iss <<<"$IDT")" = "$ISSUER" ] || fail "id_token iss with issuer_path"
 [ "$(jget groups <<<"$IDT")" = '["admins","staff"]' ] || fail "groups in id_token with id_token_claims: $IDT"
 [ "$(jget email <<<"$IDT")" = alice@example.com ] || fail "email in id_token with id_token_claims"
+[ "$(jget realm_access.roles <<<"$IDT")" = '["r1"]' ] || fail "custom scope claim in id_token: $IDT"
 [ "$(( $(jget exp <<<"$IDT") - $(jget iat <<<"$IDT") ))" = 120 ] || fail "IdToken ttl"
 [ "$(jget expires_in <<<"$TOKENS")" = 60 ] || fail "AccessToken ttl: $TOKENS"
 RT=$(jget refresh_token <<<"$TOKENS")
@@ -374,11 +401,17 @@ RT=$(jget refresh_token <<<"$TOKENS")
 curl -fsS -X POST -H 'content-type: application/json' -d '{"groups":["viewers"]}' \
   "${ISSUER}__test/users/alice" >/dev/null || fail "test endpoint under issuer_path"
 refresh "$RT"
+RT_NEW=$(jget refresh_token <<<"$TOKENS")
+[ -n "$RT_NEW" ] && [ "$RT_NEW" != "$RT" ] || fail "refresh token not rotated: $TOKENS"
 NEW_IDT=$(jwt_payload "$(jget id_token <<<"$TOKENS")")
 [ "$(jget groups <<<"$NEW_IDT")" = '["viewers"]' ] || fail "refreshed id_token groups: $NEW_IDT"
 userinfo "$(jget access_token <<<"$TOKENS")"
 [ "$(jget groups <<<"$UI")" = '["viewers"]' ] || fail "userinfo groups with issuer_path"
 [ "$(stat token.refresh_token)" = 1 ] || fail "stats with issuer_path"
+refresh "$RT"
+[ "$(jget error <<<"$TOKENS")" = invalid_grant ] || fail "reuse of a rotated refresh token: $TOKENS"
+refresh "$RT_NEW"
+[ "$(jget error <<<"$TOKENS")" = invalid_grant ] || fail "reuse detection must revoke the grant: $TOKENS"
 stop_idp
 
 echo "smoke: ok"
