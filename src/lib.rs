@@ -1,0 +1,48 @@
+//! portcullis: a single-binary SSO gateway.
+//!
+//! It answers forward-auth checks from Traefik (`forwardAuth`), Caddy
+//! (`forward_auth`) and nginx (`auth_request`), runs the OpenID Connect login
+//! against the operator's IdP, keeps sessions behind an authenticated cookie,
+//! applies per-route group rules, and can also sit in front of an app as an
+//! authenticating reverse proxy.
+//!
+//! # Layout
+//!
+//! - [`config`]: TOML → validated, immutable [`config::Config`].
+//! - [`rules`]: compiles `[[rule]]`s into a [`rules::RuleSet`]; path and host normalisation.
+//! - [`redirect`]: which `rd=` targets are safe.
+//! - [`identity`]: the subject of a request and its header values.
+//! - [`session`]: session cookie seal/unseal and the [`session::SessionStore`] trait (memory store).
+//! - [`oidc`]: discovery, the login flow (start, callback), flow-state cookies.
+//! - [`pipeline`]: facts → rule → authentication → authorisation → [`pipeline::Decision`].
+//! - [`forward_auth`]: the `/oauth2/auth` endpoint.
+//! - [`proxy`]: reverse-proxy mode.
+//! - [`server`]: listeners, TLS, connection limits, routing, graceful drain.
+//! - [`admin`]: `/healthz`, `/readyz`.
+//! - [`error`] and [`pages`]: the single error → response function and the HTML/JSON bodies.
+//! - [`devidp`] and [`demo`]: the development issuer and `portcullis demo` (never used by `serve`).
+//! - [`cli`], [`telemetry`], [`secret`]: command line, logging, redacted secrets.
+
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod devidp;
+pub mod error;
+pub mod forward_auth;
+pub mod http_util;
+pub mod identity;
+pub mod login;
+pub mod oidc;
+pub mod pages;
+pub mod pipeline;
+pub mod proxy;
+pub mod redirect;
+pub mod rules;
+pub mod secret;
+pub mod server;
+pub mod session;
+pub mod telemetry;

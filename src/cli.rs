@@ -1,0 +1,148 @@
+//! Command-line interface: `serve` (default), `demo` and `gen-secret`, and
+//! what each does once parsed. `main` only parses and calls [`run`]; the
+//! mapping of failures to exit codes lives here too.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+
+use crate::config::{Config, ProcessEnv};
+use crate::pipeline::Runtime;
+use crate::{server, telemetry};
+
+/// portcullis: single-binary SSO gateway (forward auth and authenticating reverse proxy).
+#[derive(Debug, Parser)]
+#[command(name = "portcullis", version, about)]
+pub struct Cli {
+    /// Config file (also `PORTCULLIS_CONFIG`); used when no subcommand is given.
+    #[arg(long, env = "PORTCULLIS_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    /// What to do; `serve` when absent.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway.
+    Serve,
+    /// Start a self-contained demo on 127.0.0.1: gateway, development issuer and a demo app.
+    Demo {
+        /// Where the demo gateway listens.
+        #[arg(long, default_value = "127.0.0.1:4180")]
+        listen: SocketAddr,
+    },
+    /// Print a fresh random cookie secret.
+    GenSecret,
+}
+
+/// Runs the parsed command. Returns the process exit code.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::GenSecret => {
+            println!("{}", gen_secret());
+            Ok(())
+        }
+        Command::Serve => {
+            let path = cli
+                .config
+                .context("no config file: pass --config FILE or set PORTCULLIS_CONFIG")?;
+            let config = Config::load(&path, &ProcessEnv).map_err(|e| anyhow::anyhow!("{e}"))?;
+            telemetry::init(config.server.log_format);
+            runtime()?.block_on(serve(config, path))
+        }
+        Command::Demo { listen } => {
+            telemetry::init(crate::config::LogFormat::Text);
+            runtime()?.block_on(crate::demo::run(listen))
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// 48 random bytes, base64url: comfortably above the 32-byte minimum.
+pub fn gen_secret() -> String {
+    use base64::Engine as _;
+    use rand::RngCore;
+    let mut b = [0u8; 48];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+}
+
+fn warn_risky(config: &Config) {
+    if !config.session.cookie_secure {
+        tracing::warn!("session.cookie_secure = false: the session cookie is sent over plain http; use only for development");
+    }
+    if config.server.trusted_proxies.iter().any(|n| n.prefix_len() == 0) {
+        tracing::warn!("server.trusted_proxies contains a /0 network: any client can forge X-Forwarded-* headers");
+    }
+}
+
+async fn serve(config: Config, path: PathBuf) -> anyhow::Result<()> {
+    warn_risky(&config);
+    let running = server::start(config, None, None).await?;
+    tracing::info!(listen = %running.addr, admin = ?running.admin_addr, "portcullis listening");
+    let gw = running.gateway.clone();
+    tokio::spawn(reload_on_hup(gw, path));
+    shutdown_signal().await;
+    tracing::info!("shutting down: draining in-flight requests");
+    running.shutdown().await;
+    Ok(())
+}
+
+/// SIGHUP reloads rules, headers and access settings; a bad file is refused
+/// and the running config stays.
+async fn reload_on_hup(gw: Arc<crate::pipeline::Gateway>, path: PathBuf) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else { return };
+        while hup.recv().await.is_some() {
+            match Config::load(&path, &ProcessEnv).map_err(|e| e.to_string()).and_then(|c| Runtime::compile(c).map_err(|e| e.to_string())) {
+                Ok(new) => {
+                    let old = gw.runtime.load();
+                    let mut next = new;
+                    // Listeners, OIDC client and session settings need a restart; keep them.
+                    next.config.server = old.config.server.clone();
+                    next.config.oidc = old.config.oidc.clone();
+                    next.config.session = old.config.session.clone();
+                    gw.runtime.store(Arc::new(next));
+                    tracing::info!(config = %path.display(), "configuration reloaded");
+                }
+                Err(e) => tracing::error!(config = %path.display(), error = %e, "reload refused; keeping the running configuration"),
+            }
+        }
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,288 @@
+//! The forward-auth endpoint (`<prefix>/auth`), asked by Traefik
+//! (`forwardAuth`), Caddy (`forward_auth`) and nginx (`auth_request`) about
+//! every request.
+//!
+//! The original request is read from `X-Forwarded-Method/Proto/Host/Uri`
+//! (Traefik, Caddy) or `X-Original-URL` / `X-Original-Method` (nginx), and
+//! only when the peer is in `trusted_proxies`; from anyone else those headers
+//! are ignored and the check judges the auth request itself. Answers follow
+//! SPEC's table: 200 with every identity header, 302 to the login for
+//! browsers, 401 for APIs and nginx, 403, 400 for malformed paths — and every
+//! answer carries all three identity headers (empty when unknown) so the
+//! front proxy overwrites any copy the client sent.
+
+use std::borrow::Cow;
+use std::net::SocketAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+
+use crate::http_util::{self, Body};
+use crate::identity::IdentityHeaders;
+use crate::pages;
+use crate::pipeline::{rule_name, Decision, Gateway, Runtime};
+use crate::rules::host::normalize_host;
+use crate::rules::path::{normalize, split_target};
+use crate::rules::RequestFacts;
+
+static X_FORWARDED_METHOD: HeaderName = HeaderName::from_static("x-forwarded-method");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static X_FORWARDED_URI: HeaderName = HeaderName::from_static("x-forwarded-uri");
+static X_ORIGINAL_URL: HeaderName = HeaderName::from_static("x-original-url");
+static X_ORIGINAL_METHOD: HeaderName = HeaderName::from_static("x-original-method");
+/// Absolute login URL for the original request, sent with nginx-mode 401s.
+pub static X_AUTH_LOGIN_URL: HeaderName = HeaderName::from_static("x-auth-login-url");
+
+/// The request the front proxy is asking about.
+#[derive(Debug)]
+pub struct Original<'a> {
+    /// `http` or `https`.
+    pub proto: &'static str,
+    /// Host as sent (may carry a port), validated.
+    pub host_raw: Cow<'a, str>,
+    /// Request target: path and query.
+    pub target: Cow<'a, str>,
+    /// Method.
+    pub method: Method,
+    /// nginx `auth_request` semantics: never redirect, answer 401.
+    pub nginx: bool,
+}
+
+/// Why the original request could not be judged (400).
+#[derive(Debug, thiserror::Error)]
+pub enum OriginalError {
+    /// A trusted proxy sent neither `X-Forwarded-Uri` nor `X-Original-URL`.
+    #[error("forward-auth request names no original URI (X-Forwarded-Uri or X-Original-URL)")]
+    NoUri,
+    /// `X-Original-URL` is not an absolute URL.
+    #[error("X-Original-URL is not an absolute http(s) URL")]
+    BadOriginalUrl,
+    /// `X-Original-URL` and `X-Forwarded-Uri` name different requests: a client-sent copy of one of them.
+    #[error("X-Original-URL and X-Forwarded-Uri disagree (a client-sent copy?)")]
+    Conflicting,
+    /// The host is missing or malformed.
+    #[error("original host is missing or malformed")]
+    BadHost,
+    /// The method is not a valid token.
+    #[error("original method is malformed")]
+    BadMethod,
+    /// The path breaks SPEC's rules (encoded slash, climbing dot-segments, ...).
+    #[error("original path rejected: {0}")]
+    BadPath(#[from] crate::rules::path::PathError),
+}
+
+// === impl Original ===
+
+impl<'a> Original<'a> {
+    /// Reads the original request from a forward-auth request. `trusted` says
+    /// whether the peer may set forwarding headers; when it may not, the auth
+    /// request itself is the original.
+    pub fn from_request(headers: &'a HeaderMap, own_target: &'a str, tls: bool, trusted: bool, nginx_query: bool) -> Result<Original<'a>, OriginalError> {
+        let own_proto = if tls { "https" } else { "http" };
+        let own_host = header_str(headers, &header::HOST).unwrap_or("");
+        if !trusted {
+            return Ok(Original {
+                proto: own_proto,
+                host_raw: Cow::Borrowed(own_host),
+                target: Cow::Borrowed(own_target),
+                method: Method::GET,
+                nginx: nginx_query,
+            });
+        }
+        let forwarded_uri = header_str(headers, &X_FORWARDED_URI);
+        if let Some(url) = header_str(headers, &X_ORIGINAL_URL) {
+            let parsed = url::Url::parse(url).map_err(|_| OriginalError::BadOriginalUrl)?;
+            let proto = match parsed.scheme() {
+                "https" => "https",
+                "http" => "http",
+                _ => return Err(OriginalError::BadOriginalUrl),
+            };
+            // Take host and target from the raw text: the URL parser would
+            // normalise the path and hide tricks the rules must see.
+            let rest = &url[parsed.scheme().len() + 3..];
+            let (host, target) = match rest.find(['/', '?']) {
+                Some(i) => (&rest[..i], &rest[i..]),
+                None => (rest, "/"),
+            };
+            // Traefik and Caddy pass client headers through to the check: a
+            // client-sent X-Original-URL must not override what the proxy
+            // itself says in X-Forwarded-Uri.
+            if forwarded_uri.is_some_and(|f| f != target) {
+                return Err(OriginalError::Conflicting);
+            }
+            let method = method_from(header_str(headers, &X_ORIGINAL_METHOD))?;
+            return Ok(Original { proto, host_raw: Cow::Borrowed(host), target: Cow::Borrowed(target), method, nginx: true });
+        }
+        let proto = match header_str(headers, &X_FORWARDED_PROTO).map(first_value) {
+            Some(p) if p.eq_ignore_ascii_case("http") => "http",
+            Some(_) => "https",
+            None => own_proto,
+        };
+        let host = header_str(headers, &X_FORWARDED_HOST).map(first_value).unwrap_or(own_host);
+        let target = forwarded_uri.ok_or(OriginalError::NoUri)?;
+        let method = method_from(header_str(headers, &X_FORWARDED_METHOD))?;
+        Ok(Original { proto, host_raw: Cow::Borrowed(host), target: Cow::Borrowed(target), method, nginx: nginx_query })
+    }
+
+    /// The original URL, for `rd`.
+    pub fn url(&self) -> String {
+        format!("{}://{}{}", self.proto, self.host_raw, self.target)
+    }
+}
+
+fn header_str<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Option<&'h str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn first_value(v: &str) -> &str {
+    v.split(',').next().unwrap_or("").trim()
+}
+
+fn method_from(v: Option<&str>) -> Result<Method, OriginalError> {
+    match v {
+        None => Ok(Method::GET),
+        Some(m) => Method::from_bytes(m.trim().as_bytes()).map_err(|_| OriginalError::BadMethod),
+    }
+}
+
+/// Host text safe to put into a URL: a normalisable host and an optional numeric port.
+fn is_safe_host_raw(raw: &str) -> bool {
+    !raw.is_empty()
+        && raw.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b':' | b'[' | b']'))
+}
+
+/// Answers one forward-auth check.
+pub async fn check<B>(gw: &Gateway, req: &Request<B>, peer: SocketAddr, tls: bool) -> Response<Body> {
+    let rt = gw.runtime.load();
+    let trusted = rt.is_trusted(peer.ip());
+    let headers = req.headers();
+    let query = req.uri().query();
+    let nginx_query = http_util::query_param(query, "mode").as_deref() == Some("nginx");
+    if !trusted && has_forwarding_headers(headers) {
+        warn_untrusted_once(gw, peer);
+    }
+    let own_target = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let original = match Original::from_request(headers, own_target, tls, trusted, nginx_query) {
+        Ok(o) => o,
+        Err(e) => return bad_request(&rt, headers, &e),
+    };
+    let host = match normalize_host(&original.host_raw) {
+        Ok(h) if is_safe_host_raw(&original.host_raw) => h,
+        _ => return bad_request(&rt, headers, &OriginalError::BadHost),
+    };
+    let path = match normalize(split_target(&original.target)) {
+        Ok(p) => p,
+        Err(e) => return bad_request(&rt, headers, &OriginalError::BadPath(e)),
+    };
+    let facts = RequestFacts { host: &host, path: &path, method: &original.method };
+    let decision = gw.decide(&rt, &facts, headers).await;
+    respond(&rt, decision, &original, headers)
+}
+
+fn has_forwarding_headers(h: &HeaderMap) -> bool {
+    [&X_FORWARDED_URI, &X_FORWARDED_HOST, &X_ORIGINAL_URL].iter().any(|n| h.contains_key(*n))
+}
+
+fn warn_untrusted_once(gw: &Gateway, peer: SocketAddr) {
+    use std::sync::atomic::Ordering;
+    if !gw.untrusted_hint_logged.swap(true, Ordering::Relaxed) {
+        tracing::warn!(
+            client.addr = %peer,
+            "forward-auth request with X-Forwarded-*/X-Original-* headers from a peer outside server.trusted_proxies; the headers are ignored. Add the front proxy's address to trusted_proxies"
+        );
+    }
+}
+
+/// Turns a decision into the forward-auth answer.
+fn respond(rt: &Runtime, decision: Decision<'_>, original: &Original<'_>, headers: &HeaderMap) -> Response<Body> {
+    let cfg = &rt.config;
+    let (mut res, identity) = match decision {
+        Decision::Allow(session, rule) => {
+            if tracing::event_enabled!(tracing::Level::DEBUG) {
+                tracing::debug!(rule.name = rule_name(rule), user = %session.identity.user, decision = "allow", "request allowed");
+            }
+            (http_util::empty(StatusCode::OK), Some(session.headers.clone()))
+        }
+        Decision::Public(_) => (http_util::empty(StatusCode::OK), None),
+        Decision::Unauthenticated(_) => (unauthenticated(rt, original, headers), None),
+        Decision::Forbidden(session, rule) => {
+            tracing::info!(rule.name = rule_name(rule), user = %session.identity.user, host = %original.host_raw, decision = "forbidden", "request denied: user does not satisfy the rule");
+            let groups = rule.map(|r| r.required_groups()).unwrap_or(&[]);
+            let sign_out = format!("{}/sign_out", login_base(rt, original) + rt.prefix());
+            let res = pages::forbidden(http_util::is_browser(headers), &session.identity.user, rule_name(rule), groups, &sign_out);
+            (res, None)
+        }
+        Decision::Deny(rule) => {
+            tracing::info!(rule.name = rule_name(rule), host = %original.host_raw, decision = "deny", "request denied by rule");
+            (deny(headers), None)
+        }
+        Decision::StoreUnavailable(e) => {
+            tracing::warn!(error = %e, "session store unavailable; answering 503");
+            (crate::error::store_unavailable(http_util::is_browser(headers)), None)
+        }
+    };
+    let id = identity.unwrap_or_else(IdentityHeaders::empty);
+    let h = res.headers_mut();
+    h.insert(cfg.headers.user.clone(), id.user);
+    h.insert(cfg.headers.email.clone(), id.email);
+    h.insert(cfg.headers.groups.clone(), id.groups);
+    res
+}
+
+fn deny(headers: &HeaderMap) -> Response<Body> {
+    if http_util::is_browser(headers) {
+        pages::html(StatusCode::FORBIDDEN, "Access denied", "This address is not open to anyone.", None)
+    } else {
+        pages::json_error(StatusCode::FORBIDDEN, "forbidden", "denied by rule")
+    }
+}
+
+/// Scheme and host the login endpoints are reached on for this request.
+fn login_base(rt: &Runtime, original: &Original<'_>) -> String {
+    match &rt.config.server.external_url {
+        Some(u) => u.as_str().trim_end_matches('/').to_owned(),
+        None => format!("{}://{}", original.proto, original.host_raw),
+    }
+}
+
+/// The login URL that returns to the original request afterwards.
+pub fn login_url(rt: &Runtime, original: &Original<'_>) -> String {
+    format!(
+        "{}{}/start?rd={}",
+        login_base(rt, original),
+        rt.prefix(),
+        http_util::encode_component(&original.url())
+    )
+}
+
+fn unauthenticated(rt: &Runtime, original: &Original<'_>, headers: &HeaderMap) -> Response<Body> {
+    let login = login_url(rt, original);
+    if !original.nginx && http_util::is_browser(headers) {
+        return http_util::redirect(&login);
+    }
+    let mut res = pages::json_error(StatusCode::UNAUTHORIZED, "unauthenticated", "sign in first, or present a bearer token");
+    res.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    // nginx's 401 handler redirects browsers to this URL; API clients keep the 401.
+    if http_util::is_browser(headers) {
+        if let Ok(v) = HeaderValue::from_str(&login) {
+            res.headers_mut().insert(X_AUTH_LOGIN_URL.clone(), v);
+        }
+    }
+    res
+}
+
+fn bad_request(rt: &Runtime, headers: &HeaderMap, e: &OriginalError) -> Response<Body> {
+    tracing::info!(error = %e, "forward-auth request rejected");
+    let mut res = if http_util::is_browser(headers) {
+        pages::html(StatusCode::BAD_REQUEST, "Bad request", &e.to_string(), None)
+    } else {
+        pages::json_error(StatusCode::BAD_REQUEST, "bad_request", &e.to_string())
+    };
+    let h = res.headers_mut();
+    let empty = HeaderValue::from_static("");
+    h.insert(rt.config.headers.user.clone(), empty.clone());
+    h.insert(rt.config.headers.email.clone(), empty.clone());
+    h.insert(rt.config.headers.groups.clone(), empty);
+    res
+}

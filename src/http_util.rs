@@ -1,0 +1,182 @@
+//! Small HTTP helpers shared by every endpoint: the response body type,
+//! canned responses, request classification (browser or API), query-string
+//! lookup and `Cookie` header scanning. Nothing here knows about sessions or rules.
+
+use std::borrow::Cow;
+use std::convert::Infallible;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Response, StatusCode};
+use http_body_util::{Either, Empty, Full};
+use hyper::body::Incoming;
+
+/// Body of every response portcullis sends: a fixed buffer, or a streamed
+/// upstream body in proxy mode.
+pub type Body = Either<Full<Bytes>, Incoming>;
+
+/// A response with a fixed body and content type.
+pub fn fixed(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Body> {
+    let mut res = Response::new(Either::Left(Full::new(body.into())));
+    *res.status_mut() = status;
+    res.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
+}
+
+/// An empty-bodied response.
+pub fn empty(status: StatusCode) -> Response<Body> {
+    let mut res = Response::new(Either::Left(Full::new(Bytes::new())));
+    *res.status_mut() = status;
+    res
+}
+
+/// A 302 to `location`. `location` must already be validated.
+pub fn redirect(location: &str) -> Response<Body> {
+    let mut res = empty(StatusCode::FOUND);
+    match HeaderValue::from_str(location) {
+        Ok(v) => {
+            res.headers_mut().insert(header::LOCATION, v);
+        }
+        Err(_) => {
+            res.headers_mut()
+                .insert(header::LOCATION, HeaderValue::from_static("/"));
+        }
+    }
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
+}
+
+/// Unused marker so `Empty` stays available for upgrade responses.
+pub fn no_body() -> Empty<Bytes> {
+    Empty::new()
+}
+
+/// Converts an infallible result (hyper service signature).
+pub fn ok(res: Response<Body>) -> Result<Response<Body>, Infallible> {
+    Ok(res)
+}
+
+/// True when the client is a browser that should be redirected to a login
+/// page: its `Accept` header names `text/html`.
+pub fn is_browser(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .any(|v| contains_ignore_case(v.as_bytes(), b"text/html"))
+}
+
+fn contains_ignore_case(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len())
+        .any(|w| w.eq_ignore_ascii_case(needle))
+}
+
+/// The first value of query parameter `name`, percent-decoded (`+` is a space).
+pub fn query_param<'a>(query: Option<&'a str>, name: &str) -> Option<Cow<'a, str>> {
+    let query = query?;
+    for pair in query.split('&') {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        if k == name {
+            return Some(decode_form(v));
+        }
+    }
+    None
+}
+
+/// Decodes one `application/x-www-form-urlencoded` component.
+pub fn decode_form(v: &str) -> Cow<'_, str> {
+    if !v.contains(['%', '+']) {
+        return Cow::Borrowed(v);
+    }
+    let replaced = v.replace('+', " ");
+    Cow::Owned(
+        percent_encoding::percent_decode_str(&replaced)
+            .decode_utf8_lossy()
+            .into_owned(),
+    )
+}
+
+/// Percent-encodes a query component.
+pub fn encode_component(v: &str) -> String {
+    url::form_urlencoded::byte_serialize(v.as_bytes()).collect()
+}
+
+/// Iterates over the `name=value` pairs of every `Cookie` header. Malformed
+/// pieces are skipped, never an error: a bad cookie means "no cookie".
+pub fn cookies(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| {
+            let (k, v) = pair.split_once('=')?;
+            let v = v.trim();
+            let v = v
+                .strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .unwrap_or(v);
+            Some((k.trim(), v))
+        })
+}
+
+/// The value of cookie `name`, if present (the first one wins).
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    cookies(headers).find(|(k, _)| *k == name).map(|(_, v)| v)
+}
+
+/// Escapes text for HTML element content and attribute values.
+pub fn html_escape(s: &str) -> Cow<'_, str> {
+    if !s.contains(['<', '>', '&', '"', '\'']) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 16);
+    for c in s.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookie_scanning_tolerates_garbage() {
+        let mut h = HeaderMap::new();
+        h.append(header::COOKIE, HeaderValue::from_static("a=1; ;;garbage; b=\"2\""));
+        h.append(header::COOKIE, HeaderValue::from_static("c=3"));
+        assert_eq!(cookie(&h, "a"), Some("1"));
+        assert_eq!(cookie(&h, "b"), Some("2"));
+        assert_eq!(cookie(&h, "c"), Some("3"));
+        assert_eq!(cookie(&h, "garbage"), None);
+    }
+
+    #[test]
+    fn query() {
+        assert_eq!(
+            query_param(Some("x=1&rd=%2Fa%3Fb%3D1+2"), "rd").as_deref(),
+            Some("/a?b=1 2")
+        );
+        assert_eq!(query_param(Some("rd"), "rd").as_deref(), Some(""));
+        assert_eq!(query_param(None, "rd"), None);
+    }
+
+    #[test]
+    fn browser_detection() {
+        let mut h = HeaderMap::new();
+        assert!(!is_browser(&h));
+        h.insert(header::ACCEPT, HeaderValue::from_static("Text/HTML,*/*"));
+        assert!(is_browser(&h));
+    }
+}

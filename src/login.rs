@@ -1,0 +1,235 @@
+//! The browser-facing login endpoints under the prefix: `start`, `callback`,
+//! `sign_out` and `userinfo`.
+//!
+//! This is where the OIDC protocol ([`crate::oidc`]) meets cookies and
+//! sessions: `start` seals the flow state into its own cookie and sends the
+//! browser to the IdP; `callback` opens that cookie, lets `oidc` redeem and
+//! validate, stores the session and sets the session cookie; `sign_out` ends
+//! it. Every `rd` passes [`crate::redirect::RedirectPolicy`] first.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Request, Response, StatusCode};
+
+use crate::error;
+use crate::http_util::{self, Body};
+use crate::oidc::flow::{self, FlowState, FLOW_TTL_SECS};
+use crate::oidc::LoginError;
+use crate::pipeline::{Gateway, Runtime};
+use crate::rules::host::normalize_host;
+use crate::secret::constant_time_eq;
+use crate::session::{unix_now, Session, SessionId};
+
+/// Scheme and host of the request as the browser sent it (through a trusted proxy when there is one).
+struct Origin {
+    proto: &'static str,
+    host: String,
+}
+
+impl Origin {
+    fn of<B>(rt: &Runtime, req: &Request<B>, peer: SocketAddr, tls: bool) -> Origin {
+        let h = req.headers();
+        let get = |n: &str| h.get(n).and_then(|v| v.to_str().ok()).map(|v| v.split(',').next().unwrap_or("").trim());
+        let trusted = rt.is_trusted(peer.ip());
+        let mut proto = if tls { "https" } else { "http" };
+        let mut host = get("host").unwrap_or("").to_owned();
+        if trusted {
+            if let Some(p) = get("x-forwarded-proto") {
+                proto = if p.eq_ignore_ascii_case("http") { "http" } else { "https" };
+            }
+            if let Some(fh) = get("x-forwarded-host") {
+                host = fh.to_owned();
+            }
+        }
+        if host.is_empty() || !host.bytes().all(|b| b.is_ascii_alphanumeric() || b".-_:[]".contains(&b)) {
+            host = "localhost".into();
+        }
+        Origin { proto, host }
+    }
+
+    fn base(&self, rt: &Runtime) -> String {
+        match &rt.config.server.external_url {
+            Some(u) => u.as_str().trim_end_matches('/').to_owned(),
+            None => format!("{}://{}", self.proto, self.host),
+        }
+    }
+
+    fn bare_host(&self) -> Option<String> {
+        normalize_host(&self.host).ok().map(|h| h.into_owned())
+    }
+}
+
+/// `GET <prefix>/start?rd=URL`: begins a login.
+pub async fn start<B>(gw: &Gateway, req: &Request<B>, peer: SocketAddr, tls: bool) -> Response<Body> {
+    let rt = gw.runtime.load();
+    let origin = Origin::of(&rt, req, peer, tls);
+    let rd = safe_rd(&rt, req.uri().query(), &origin);
+    let redirect_uri = format!("{}{}/callback", origin.base(&rt), rt.prefix());
+    let retry = format!("{}{}/start?rd={}", origin.base(&rt), rt.prefix(), http_util::encode_component(&rd));
+    let (url, flow) = match gw.oidc.begin(&redirect_uri, &rd).await {
+        Ok(v) => v,
+        Err(e) => return error::login_failed(&e, &retry),
+    };
+    let Some((name, value)) = flow.seal(&gw.keys) else {
+        return error::login_failed(&LoginError::StateInvalid, &retry);
+    };
+    let mut res = http_util::redirect(&url);
+    let evict = flow::to_evict(flow::present(&gw.keys, http_util::cookies(req.headers())));
+    for old in evict {
+        set_cookie(&mut res, &gw.keys.build(old, String::new(), 0, rt.prefix(), false));
+    }
+    set_cookie(&mut res, &gw.keys.build(name, value, FLOW_TTL_SECS as i64, rt.prefix(), false));
+    res
+}
+
+/// `GET <prefix>/callback`: completes a login.
+pub async fn callback<B>(gw: &Gateway, req: &Request<B>, peer: SocketAddr, tls: bool) -> Response<Body> {
+    let rt = gw.runtime.load();
+    let origin = Origin::of(&rt, req, peer, tls);
+    let query = req.uri().query();
+    let state = http_util::query_param(query, "state");
+    let flow_cookie = state.as_deref().and_then(|s| FlowState::cookie_name(gw.keys.cookie_name(), s));
+    let mut retry = format!("{}{}/start", origin.base(&rt), rt.prefix());
+    let result = complete(gw, &rt, req.headers(), query, flow_cookie.as_deref(), &mut retry).await;
+    let mut res = match result {
+        Ok((session, rd)) => {
+            tracing::info!(user = %session.identity.user, session = %session.id.log_tag(), "login succeeded");
+            let mut res = http_util::redirect(&rd);
+            set_cookie(&mut res, &gw.keys.session_cookie(&session.id));
+            res
+        }
+        Err(e) => error::login_failed(&e, &retry),
+    };
+    if let Some(name) = flow_cookie {
+        if http_util::cookie(req.headers(), &name).is_some() {
+            set_cookie(&mut res, &gw.keys.build(name, String::new(), 0, rt.prefix(), false));
+        }
+    }
+    res
+}
+
+async fn complete(
+    gw: &Gateway,
+    rt: &Runtime,
+    headers: &HeaderMap,
+    query: Option<&str>,
+    flow_cookie: Option<&str>,
+    retry: &mut String,
+) -> Result<(Arc<Session>, String), LoginError> {
+    if let Some(err) = http_util::query_param(query, "error") {
+        let description = http_util::query_param(query, "error_description").unwrap_or_default();
+        return Err(LoginError::IdpRefused { error: truncate(&err, 100), description: truncate(&description, 300) });
+    }
+    let (Some(state), Some(code)) = (http_util::query_param(query, "state"), http_util::query_param(query, "code")) else {
+        return Err(LoginError::MissingParameters);
+    };
+    let name = flow_cookie.ok_or(LoginError::StateMismatch)?;
+    let value = http_util::cookie(headers, name).ok_or(LoginError::StateMissing)?;
+    let flow = FlowState::unseal(&gw.keys, name, value).ok_or(LoginError::StateInvalid)?;
+    retry.push_str("?rd=");
+    retry.push_str(&http_util::encode_component(&flow.rd));
+    if !constant_time_eq(flow.state.as_bytes(), state.as_bytes()) {
+        return Err(LoginError::StateMismatch);
+    }
+    if flow.is_expired() {
+        return Err(LoginError::StateExpired);
+    }
+    let outcome = gw.oidc.complete(&flow, &code).await?;
+    if outcome.identity.groups.is_empty() && rt.rules_need_groups && !gw.groups_hint_logged.swap(true, Ordering::Relaxed) {
+        tracing::warn!(
+            user = %outcome.identity.user,
+            groups_claim = %gw.oidc.config().groups_claim.dotted,
+            claim_absent = outcome.groups_claim_missing,
+            "the groups claim is empty while rules need groups; every group rule will deny this user. Likely fixes: request the `groups` scope (oidc.scopes), map groups into the token at the IdP (Authentik: a scope mapping returning [g.name for g in request.user.ak_groups.all()]), or point oidc.groups_claim at the claim your IdP uses (e.g. realm_access.roles)"
+        );
+    }
+    let now = unix_now();
+    let identity = outcome.identity;
+    let session = Arc::new(Session {
+        id: SessionId::random(),
+        headers: identity.headers(),
+        identity,
+        subject: outcome.subject,
+        idp_session: outcome.idp_session,
+        id_token: Some(outcome.id_token),
+        access_token: Some(outcome.access_token),
+        refresh_token: outcome.refresh_token,
+        created_at: now,
+        expires_at: now + rt.config.session.lifetime.as_secs(),
+    });
+    gw.sessions.save(session.clone()).await.map_err(|e| LoginError::Store(e.to_string()))?;
+    Ok((session, flow.rd))
+}
+
+/// `GET|POST <prefix>/sign_out?rd=URL`: ends the session.
+pub async fn sign_out<B>(gw: &Gateway, req: &Request<B>, peer: SocketAddr, tls: bool) -> Response<Body> {
+    let rt = gw.runtime.load();
+    let origin = Origin::of(&rt, req, peer, tls);
+    let rd = safe_rd(&rt, req.uri().query(), &origin);
+    let sid = http_util::cookie(req.headers(), gw.keys.cookie_name()).and_then(|v| gw.keys.unseal(v));
+    if let Some(id) = sid {
+        if let Err(e) = gw.sessions.remove(&id).await {
+            tracing::warn!(error = %e, "sign-out failed: session store unavailable");
+            return error::store_unavailable(http_util::is_browser(req.headers()));
+        }
+        tracing::info!(session = %id.log_tag(), "signed out");
+    }
+    let mut res = http_util::redirect(&rd);
+    set_cookie(&mut res, &gw.keys.clear_session_cookie());
+    res
+}
+
+/// `GET <prefix>/userinfo`: the current identity as JSON, or 401.
+pub async fn userinfo<B>(gw: &Gateway, req: &Request<B>) -> Response<Body> {
+    match gw.session(req.headers()).await {
+        Ok(Some(s)) => {
+            let body = serde_json::json!({
+                "user": s.identity.user,
+                "email": s.identity.email,
+                "groups": s.identity.groups,
+                "expires_at": s.expires_at,
+            });
+            http_util::fixed(StatusCode::OK, "application/json", body.to_string())
+        }
+        Ok(None) => {
+            let mut res = crate::pages::json_error(StatusCode::UNAUTHORIZED, "unauthenticated", "no valid session");
+            res.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            res
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "userinfo failed: session store unavailable");
+            error::store_unavailable(false)
+        }
+    }
+}
+
+/// The validated `rd` (or `/`), logging rejected values.
+fn safe_rd(rt: &Runtime, query: Option<&str>, origin: &Origin) -> String {
+    let Some(rd) = http_util::query_param(query, "rd") else {
+        return "/".into();
+    };
+    if rd.is_empty() {
+        return "/".into();
+    }
+    let own = origin.bare_host();
+    match rt.redirects.check(&rd, own.as_deref()) {
+        Ok(ok) => ok.to_owned(),
+        Err(e) => {
+            tracing::info!(reason = %e, "rejected redirect target; using /");
+            "/".into()
+        }
+    }
+}
+
+fn set_cookie(res: &mut Response<Body>, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        res.headers_mut().append(header::SET_COOKIE, v);
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    s.chars().take(max).filter(|c| !c.is_control()).collect()
+}

@@ -1,0 +1,576 @@
+//! OpenID Connect: discovery, the authorization-code login with PKCE (S256),
+//! `state` and `nonce`, code redemption, ID-token validation and claim
+//! extraction (with the userinfo fallback).
+//!
+//! This module speaks the protocol and returns values; it never sets cookies
+//! or builds HTTP responses. `login` (the `/oauth2/*` endpoints) hands it the
+//! flow state it kept in an encrypted cookie ([`flow::FlowState`]) and turns
+//! its [`LoginOutcome`] or [`LoginError`] into a session and a response.
+//!
+//! The provider metadata and keys are fetched at start-up in the background
+//! and refreshed periodically; a login that finds no metadata yet tries
+//! discovery inline, and an unreachable IdP gives a clear 503 page, never a
+//! grant or a bare 500.
+
+pub mod flow;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use openidconnect::core::{
+    CoreAuthenticationFlow, CoreClient, CoreJwsSigningAlgorithm, CoreProviderMetadata,
+};
+use openidconnect::{
+    AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce, OAuth2TokenResponse,
+    PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RequestTokenError, Scope, TokenResponse,
+};
+use serde_json::Value;
+use tokio::sync::Mutex;
+
+use crate::config::OidcConfig;
+use crate::identity::Identity;
+use crate::secret::Secret;
+use crate::session::unix_now;
+
+pub use flow::FlowState;
+
+/// How often the metadata and keys are refetched once loaded.
+const METADATA_REFRESH: Duration = Duration::from_secs(3600);
+/// Fewest seconds between two refetches triggered by an unknown signing key.
+const KEY_REFETCH_MIN_SECS: u64 = 10;
+
+/// The IdP as far as the login flow is concerned.
+pub struct Oidc {
+    cfg: OidcConfig,
+    http: reqwest::Client,
+    metadata: ArcSwapOption<CoreProviderMetadata>,
+    discovery_lock: Mutex<()>,
+    last_refetch: AtomicU64,
+}
+
+/// What a successful login produced.
+#[derive(Debug)]
+pub struct LoginOutcome {
+    /// The derived identity.
+    pub identity: Identity,
+    /// `sub`.
+    pub subject: String,
+    /// `sid`, when the IdP sent one.
+    pub idp_session: Option<String>,
+    /// The raw ID token.
+    pub id_token: Secret<String>,
+    /// The access token.
+    pub access_token: Secret<String>,
+    /// The refresh token, when issued.
+    pub refresh_token: Option<Secret<String>>,
+    /// Whether the groups claim was absent from both the ID token and userinfo.
+    pub groups_claim_missing: bool,
+}
+
+/// Why a login failed. Each variant has a short [`LoginError::reason`] for
+/// logs and a plain-words [`LoginError::user_message`] for the error page.
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    /// Discovery, the token endpoint or userinfo could not be reached.
+    #[error("identity provider unreachable: {0}")]
+    IdpUnreachable(String),
+    /// The discovery document was unusable (for example its issuer differs from `oidc.issuer`).
+    #[error("identity provider metadata rejected: {0}")]
+    Discovery(String),
+    /// The IdP redirected back with `error=`.
+    #[error("identity provider returned error {error:?}: {description}")]
+    IdpRefused {
+        /// The `error` parameter.
+        error: String,
+        /// The `error_description` parameter, if any.
+        description: String,
+    },
+    /// The callback came without its flow cookie: blocked cookies, another browser, or older than 10 minutes.
+    #[error("login state cookie missing")]
+    StateMissing,
+    /// The flow cookie did not decrypt or parse.
+    #[error("login state cookie invalid")]
+    StateInvalid,
+    /// The flow cookie was older than its 10 minute limit.
+    #[error("login state expired")]
+    StateExpired,
+    /// The `state` parameter does not belong to this browser's flow.
+    #[error("login state mismatch")]
+    StateMismatch,
+    /// The callback had no `code` or `state`.
+    #[error("callback without code or state")]
+    MissingParameters,
+    /// The IdP refused the code (reused, expired, or redirect URI / PKCE mismatch).
+    #[error("token endpoint returned invalid_grant: {0}")]
+    InvalidGrant(String),
+    /// The token endpoint failed otherwise (client authentication, malformed answer).
+    #[error("token endpoint error: {0}")]
+    TokenEndpoint(String),
+    /// The token response had no ID token.
+    #[error("token response has no id_token")]
+    NoIdToken,
+    /// The ID token failed a check; `check` names which.
+    #[error("id token rejected ({check}): {detail}")]
+    IdTokenRejected {
+        /// The check that failed: signature, issuer, audience, expiry, nonce, ...
+        check: &'static str,
+        /// Detail from the validator.
+        detail: String,
+    },
+    /// Userinfo answered something unusable.
+    #[error("userinfo rejected: {0}")]
+    Userinfo(String),
+    /// The session could not be stored.
+    #[error("session store: {0}")]
+    Store(String),
+}
+
+// === impl LoginError ===
+
+impl LoginError {
+    /// A short label naming the failure class (logs, metrics).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            LoginError::IdpUnreachable(_) => "idp_unreachable",
+            LoginError::Discovery(_) => "discovery",
+            LoginError::IdpRefused { .. } => "idp_error",
+            LoginError::StateMissing => "state_missing",
+            LoginError::StateInvalid => "state_invalid",
+            LoginError::StateExpired => "state_expired",
+            LoginError::StateMismatch => "state_mismatch",
+            LoginError::MissingParameters => "missing_parameters",
+            LoginError::InvalidGrant(_) => "invalid_grant",
+            LoginError::TokenEndpoint(_) => "token_endpoint",
+            LoginError::NoIdToken => "no_id_token",
+            LoginError::IdTokenRejected { .. } => "id_token_rejected",
+            LoginError::Userinfo(_) => "userinfo",
+            LoginError::Store(_) => "store_unavailable",
+        }
+    }
+
+    /// The HTTP status of the error page.
+    pub fn status(&self) -> http::StatusCode {
+        use http::StatusCode as S;
+        match self {
+            LoginError::IdpUnreachable(_) | LoginError::Store(_) => S::SERVICE_UNAVAILABLE,
+            LoginError::Discovery(_)
+            | LoginError::TokenEndpoint(_)
+            | LoginError::NoIdToken
+            | LoginError::IdTokenRejected { .. }
+            | LoginError::Userinfo(_) => S::BAD_GATEWAY,
+            LoginError::IdpRefused { .. } => S::FORBIDDEN,
+            _ => S::BAD_REQUEST,
+        }
+    }
+
+    /// What the error page tells the person.
+    pub fn user_message(&self) -> String {
+        match self {
+            LoginError::IdpUnreachable(_) => "The identity provider cannot be reached right now. Please try again in a moment.".into(),
+            LoginError::Discovery(_) => "The identity provider's configuration does not match this gateway's. An administrator has to fix it.".into(),
+            LoginError::IdpRefused { error, description } => {
+                if description.is_empty() {
+                    format!("The identity provider refused the sign-in ({error}).")
+                } else {
+                    format!("The identity provider refused the sign-in ({error}: {description}).")
+                }
+            }
+            LoginError::StateMissing => "This sign-in could not be matched to your browser: it may have started in another browser, taken longer than 10 minutes, or cookies are blocked.".into(),
+            LoginError::StateInvalid | LoginError::StateMismatch => "This sign-in could not be matched to your browser. Please start again.".into(),
+            LoginError::StateExpired => "This sign-in took too long and expired. Please start again.".into(),
+            LoginError::MissingParameters => "The sign-in response was incomplete.".into(),
+            LoginError::InvalidGrant(_) => "The identity provider did not accept the sign-in code (it may have been used already or expired). Please start again.".into(),
+            LoginError::TokenEndpoint(_) | LoginError::NoIdToken | LoginError::Userinfo(_) => "The identity provider's answer could not be used. An administrator can find the cause in the gateway's log.".into(),
+            LoginError::IdTokenRejected { check, .. } => format!("The identity provider's ID token failed the {check} check. An administrator can find the cause in the gateway's log."),
+            LoginError::Store(_) => "Sessions cannot be stored right now. Please try again in a moment.".into(),
+        }
+    }
+}
+
+// === impl Oidc ===
+
+impl Oidc {
+    /// A client for the configured IdP; nothing is fetched yet.
+    pub fn new(cfg: OidcConfig) -> Result<Self, LoginError> {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(cfg.http_timeout)
+            .connect_timeout(cfg.http_timeout.min(Duration::from_secs(5)))
+            .build()
+            .map_err(|e| LoginError::Discovery(format!("http client: {e}")))?;
+        Ok(Oidc {
+            cfg,
+            http,
+            metadata: ArcSwapOption::empty(),
+            discovery_lock: Mutex::new(()),
+            last_refetch: AtomicU64::new(0),
+        })
+    }
+
+    /// The configuration this client was built from.
+    pub fn config(&self) -> &OidcConfig {
+        &self.cfg
+    }
+
+    /// True once the provider metadata and keys are loaded.
+    pub fn is_ready(&self) -> bool {
+        self.metadata.load().is_some()
+    }
+
+    /// Fetches the discovery document and keys now and keeps them.
+    pub async fn discover(&self) -> Result<Arc<CoreProviderMetadata>, LoginError> {
+        let issuer = IssuerUrl::new(self.cfg.issuer.clone())
+            .map_err(|e| LoginError::Discovery(format!("issuer URL: {e}")))?;
+        let meta = CoreProviderMetadata::discover_async(issuer, &self.http)
+            .await
+            .map_err(|e| discovery_error(&self.cfg.issuer, e))?;
+        let meta = Arc::new(meta);
+        self.metadata.store(Some(meta.clone()));
+        Ok(meta)
+    }
+
+    /// The loaded metadata, discovering it first when nothing is loaded yet.
+    pub async fn metadata(&self) -> Result<Arc<CoreProviderMetadata>, LoginError> {
+        if let Some(m) = self.metadata.load_full() {
+            return Ok(m);
+        }
+        let _guard = self.discovery_lock.lock().await;
+        if let Some(m) = self.metadata.load_full() {
+            return Ok(m);
+        }
+        self.discover().await
+    }
+
+    /// Keeps metadata fresh: retries discovery with backoff until it works
+    /// (logging each failure class once per change), then refreshes hourly.
+    pub fn spawn_refresh(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut backoff = Duration::from_secs(1);
+            let mut last_error = String::new();
+            loop {
+                match this.discover().await {
+                    Ok(_) => {
+                        if !last_error.is_empty() {
+                            tracing::info!(issuer = %this.cfg.issuer, "identity provider metadata loaded");
+                        }
+                        last_error.clear();
+                        backoff = Duration::from_secs(1);
+                        tokio::time::sleep(METADATA_REFRESH).await;
+                    }
+                    Err(e) => {
+                        let msg = e.to_string();
+                        if msg != last_error {
+                            tracing::warn!(issuer = %this.cfg.issuer, error = %msg, "cannot load identity provider metadata; logins fail until it loads");
+                            last_error = msg;
+                        }
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(60));
+                    }
+                }
+            }
+        })
+    }
+
+    /// Starts a login: the IdP URL to send the browser to, and the secrets to
+    /// keep in the flow cookie.
+    pub async fn begin(&self, redirect_uri: &str, rd: &str) -> Result<(String, FlowState), LoginError> {
+        let meta = self.metadata().await?;
+        let client = self.client(&meta, redirect_uri)?;
+        let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+        let mut req = client
+            .authorize_url(
+                CoreAuthenticationFlow::AuthorizationCode,
+                CsrfToken::new_random,
+                Nonce::new_random,
+            )
+            .set_pkce_challenge(challenge);
+        for scope in self.cfg.scopes.iter().filter(|s| *s != "openid") {
+            req = req.add_scope(Scope::new(scope.clone()));
+        }
+        let (url, state, nonce) = req.url();
+        let flow = FlowState {
+            state: state.secret().clone(),
+            nonce: nonce.secret().clone(),
+            verifier: verifier.secret().clone(),
+            redirect_uri: redirect_uri.to_owned(),
+            rd: rd.to_owned(),
+            issued_at: unix_now(),
+        };
+        Ok((url.to_string(), flow))
+    }
+
+    /// Completes a login: redeems `code`, validates the ID token against the
+    /// flow's nonce, and derives the identity.
+    pub async fn complete(&self, flow: &FlowState, code: &str) -> Result<LoginOutcome, LoginError> {
+        let meta = self.metadata().await?;
+        let client = self.client(&meta, &flow.redirect_uri)?;
+        let token = client
+            .exchange_code(AuthorizationCode::new(code.to_owned()))
+            .map_err(|e| LoginError::Discovery(e.to_string()))?
+            .set_pkce_verifier(PkceCodeVerifier::new(flow.verifier.clone()))
+            .request_async(&self.http)
+            .await
+            .map_err(token_error)?;
+        let id_token = token.id_token().ok_or(LoginError::NoIdToken)?;
+        let nonce = Nonce::new(flow.nonce.clone());
+        let verified = {
+            let verifier = self.id_token_verifier(&client);
+            id_token.claims(&verifier, &nonce).map(|_| ())
+        };
+        if let Err(e) = verified {
+            // An unknown key may mean the IdP rotated its keys: refetch once, rate-limited.
+            if is_key_miss(&e) && self.may_refetch_keys() {
+                let meta = self.discover().await?;
+                let client = self.client(&meta, &flow.redirect_uri)?;
+                let verifier = self.id_token_verifier(&client);
+                id_token.claims(&verifier, &nonce).map_err(claims_error)?;
+            } else {
+                return Err(claims_error(e));
+            }
+        }
+        let raw_id_token = id_token.to_string();
+        let mut claims = jwt_payload(&raw_id_token)
+            .ok_or_else(|| LoginError::IdTokenRejected { check: "format", detail: "payload is not a JSON object".into() })?;
+        check_azp(&claims, &self.cfg.client_id)?;
+        let subject = claims.get("sub").and_then(Value::as_str).unwrap_or_default().to_owned();
+
+        let access_token = token.access_token().secret().clone();
+        if self.cfg.userinfo_fallback
+            && (self.cfg.groups_claim.lookup(&claims).is_none() || self.cfg.email_claim.lookup(&claims).is_none())
+        {
+            if let Some(url) = meta.userinfo_endpoint() {
+                let info = self.userinfo(url.as_str(), &access_token).await?;
+                if info.get("sub").and_then(Value::as_str) != Some(subject.as_str()) {
+                    return Err(LoginError::Userinfo("userinfo sub differs from the ID token's sub".into()));
+                }
+                merge_missing(&mut claims, info);
+            }
+        }
+        let groups = self.cfg.groups_claim.strings(&claims);
+        let identity = Identity {
+            user: self.cfg.user_claim.string(&claims).unwrap_or_else(|| subject.clone()),
+            email: self.cfg.email_claim.string(&claims).unwrap_or_default(),
+            groups: groups.clone().unwrap_or_default(),
+        };
+        Ok(LoginOutcome {
+            identity,
+            idp_session: claims.get("sid").and_then(Value::as_str).map(str::to_owned),
+            subject,
+            id_token: Secret::new(raw_id_token),
+            access_token: Secret::new(access_token),
+            refresh_token: token.refresh_token().map(|t| Secret::new(t.secret().clone())),
+            groups_claim_missing: groups.is_none(),
+        })
+    }
+
+    /// The IdP's `end_session_endpoint`, when it advertises one.
+    pub fn end_session_endpoint(&self) -> Option<String> {
+        let meta = self.metadata.load_full()?;
+        let extra = serde_json::to_value(meta.as_ref()).ok()?;
+        extra.get("end_session_endpoint")?.as_str().map(str::to_owned)
+    }
+
+    fn client(
+        &self,
+        meta: &CoreProviderMetadata,
+        redirect_uri: &str,
+    ) -> Result<
+        CoreClient<
+            openidconnect::EndpointSet,
+            openidconnect::EndpointNotSet,
+            openidconnect::EndpointNotSet,
+            openidconnect::EndpointNotSet,
+            openidconnect::EndpointMaybeSet,
+            openidconnect::EndpointMaybeSet,
+        >,
+        LoginError,
+    > {
+        let redirect = RedirectUrl::new(redirect_uri.to_owned())
+            .map_err(|e| LoginError::Discovery(format!("redirect URI {redirect_uri:?}: {e}")))?;
+        Ok(CoreClient::from_provider_metadata(
+            meta.clone(),
+            ClientId::new(self.cfg.client_id.clone()),
+            self.cfg.client_secret.as_ref().map(|s| ClientSecret::new(s.expose().clone())),
+        )
+        .set_redirect_uri(redirect))
+    }
+
+    fn id_token_verifier<'a>(
+        &self,
+        client: &'a CoreClient<
+            openidconnect::EndpointSet,
+            openidconnect::EndpointNotSet,
+            openidconnect::EndpointNotSet,
+            openidconnect::EndpointNotSet,
+            openidconnect::EndpointMaybeSet,
+            openidconnect::EndpointMaybeSet,
+        >,
+    ) -> openidconnect::core::CoreIdTokenVerifier<'a> {
+        use CoreJwsSigningAlgorithm as A;
+        let leeway = self.cfg.clock_leeway;
+        client
+            .id_token_verifier()
+            .set_allowed_algs([
+                A::RsaSsaPkcs1V15Sha256,
+                A::RsaSsaPkcs1V15Sha384,
+                A::RsaSsaPkcs1V15Sha512,
+                A::RsaSsaPssSha256,
+                A::RsaSsaPssSha384,
+                A::RsaSsaPssSha512,
+                A::EcdsaP256Sha256,
+                A::EcdsaP384Sha384,
+                A::EdDsa,
+            ])
+            .set_time_fn(move || chrono_now() - leeway_delta(leeway))
+            .set_issue_time_verifier_fn(move |iat| {
+                if iat > chrono_now() + leeway_delta(leeway) {
+                    Err("issued in the future (clock skew?)".to_string())
+                } else {
+                    Ok(())
+                }
+            })
+    }
+
+    fn may_refetch_keys(&self) -> bool {
+        let now = unix_now();
+        let last = self.last_refetch.load(Ordering::Relaxed);
+        now.saturating_sub(last) >= KEY_REFETCH_MIN_SECS
+            && self
+                .last_refetch
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+    }
+
+    async fn userinfo(&self, url: &str, access_token: &str) -> Result<Value, LoginError> {
+        let res = self
+            .http
+            .get(url)
+            .bearer_auth(access_token)
+            .header(http::header::ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(|e| LoginError::IdpUnreachable(format!("userinfo: {}", error_chain(&e))))?;
+        let status = res.status();
+        if !status.is_success() {
+            return Err(LoginError::Userinfo(format!("userinfo answered {status}")));
+        }
+        let v: Value = res
+            .json()
+            .await
+            .map_err(|e| LoginError::Userinfo(format!("userinfo is not JSON: {e}")))?;
+        if !v.is_object() {
+            return Err(LoginError::Userinfo("userinfo is not a JSON object".into()));
+        }
+        Ok(v)
+    }
+}
+
+fn chrono_now() -> chrono::DateTime<chrono::Utc> {
+    chrono::Utc::now()
+}
+
+fn leeway_delta(d: Duration) -> chrono::TimeDelta {
+    chrono::TimeDelta::from_std(d).unwrap_or(chrono::TimeDelta::zero())
+}
+
+/// Decodes a JWT's payload as JSON (no verification: the caller verified it).
+pub fn jwt_payload(jwt: &str) -> Option<Value> {
+    let payload = jwt.split('.').nth(1)?;
+    let bytes = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
+    let v: Value = serde_json::from_slice(&bytes).ok()?;
+    v.is_object().then_some(v)
+}
+
+fn check_azp(claims: &Value, client_id: &str) -> Result<(), LoginError> {
+    match claims.get("azp") {
+        None => Ok(()),
+        Some(Value::String(azp)) if azp == client_id => Ok(()),
+        Some(other) => Err(LoginError::IdTokenRejected {
+            check: "azp",
+            detail: format!("azp {other} is not this client"),
+        }),
+    }
+}
+
+fn merge_missing(claims: &mut Value, extra: Value) {
+    if let (Value::Object(c), Value::Object(e)) = (claims, extra) {
+        for (k, v) in e {
+            c.entry(k).or_insert(v);
+        }
+    }
+}
+
+fn is_key_miss(e: &openidconnect::ClaimsVerificationError) -> bool {
+    use openidconnect::{ClaimsVerificationError as C, SignatureVerificationError as S};
+    matches!(e, C::SignatureVerification(S::NoMatchingKey))
+}
+
+fn claims_error(e: openidconnect::ClaimsVerificationError) -> LoginError {
+    use openidconnect::ClaimsVerificationError as C;
+    let check = match &e {
+        C::Expired(_) => "expiry",
+        C::InvalidAudience(_) => "audience",
+        C::InvalidIssuer(_) => "issuer",
+        C::InvalidNonce(_) => "nonce",
+        C::InvalidSubject(_) => "subject",
+        C::InvalidAuthTime(_) | C::InvalidAuthContext(_) => "auth_time",
+        C::SignatureVerification(_) => "signature",
+        C::Unsupported(_) => "algorithm",
+        _ => "claims",
+    };
+    let mut detail = e.to_string();
+    if let Some(src) = std::error::Error::source(&e) {
+        detail = format!("{detail}: {src}");
+    }
+    LoginError::IdTokenRejected { check, detail }
+}
+
+fn token_error<RE: std::error::Error + 'static>(
+    e: RequestTokenError<RE, openidconnect::StandardErrorResponse<openidconnect::core::CoreErrorResponseType>>,
+) -> LoginError {
+    use openidconnect::core::CoreErrorResponseType as T;
+    match e {
+        RequestTokenError::ServerResponse(r) => {
+            let desc = r.error_description().cloned().unwrap_or_default();
+            match r.error() {
+                T::InvalidGrant => LoginError::InvalidGrant(desc),
+                other => LoginError::TokenEndpoint(format!("{}: {desc}", other.as_ref())),
+            }
+        }
+        RequestTokenError::Request(e) => LoginError::IdpUnreachable(format!("token endpoint: {}", error_chain(&e))),
+        RequestTokenError::Parse(e, _) => LoginError::TokenEndpoint(format!("unparseable token response: {e}")),
+        RequestTokenError::Other(s) => LoginError::TokenEndpoint(s),
+    }
+}
+
+fn discovery_error<RE: std::error::Error + 'static>(issuer: &str, e: openidconnect::DiscoveryError<RE>) -> LoginError {
+    use openidconnect::DiscoveryError as D;
+    match e {
+        D::Request(e) => LoginError::IdpUnreachable(format!("discovery at {issuer}: {}", error_chain(&e))),
+        D::Response(status, _, msg) => LoginError::Discovery(format!("discovery at {issuer} answered {status}: {msg}")),
+        D::Validation(msg) => LoginError::Discovery(format!(
+            "{msg} (oidc.issuer must equal the document's issuer byte for byte, trailing slash included)"
+        )),
+        other => LoginError::Discovery(error_chain(&other)),
+    }
+}
+
+/// `e` and its sources joined with `: `.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let t = c.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        cur = c.source();
+    }
+    s
+}

@@ -1,0 +1,88 @@
+//! The few HTML and JSON bodies portcullis renders: error pages with a retry
+//! link, the 403 page naming the groups a rule needs, and small JSON errors
+//! for API clients. Every value echoed into HTML is escaped; nothing here
+//! logs. Called by `error` (the one error → response function) and by
+//! `forward_auth` for 403 answers.
+
+use http::{Response, StatusCode};
+
+use crate::http_util::{fixed, html_escape, Body};
+
+const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:38rem;margin:4rem auto;padding:0 1rem;color:#222}\
+h1{font-size:1.4rem}p{line-height:1.5}code{background:#f3f3f3;padding:0 .2rem}a.button{display:inline-block;margin-top:1rem;padding:.5rem 1rem;background:#2458d6;color:#fff;border-radius:4px;text-decoration:none}";
+
+/// An HTML page with a title, a message and an optional link.
+pub fn html(status: StatusCode, title: &str, message: &str, link: Option<(&str, &str)>) -> Response<Body> {
+    let link = match link {
+        Some((href, text)) => format!(
+            "<p><a class=\"button\" href=\"{}\">{}</a></p>",
+            html_escape(href),
+            html_escape(text)
+        ),
+        None => String::new(),
+    };
+    let body = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{t}</title><style>{STYLE}</style></head>\
+         <body><h1>{t}</h1><p>{m}</p>{link}<p><small>portcullis</small></p></body></html>",
+        t = html_escape(title),
+        m = html_escape(message),
+    );
+    fixed(status, "text/html; charset=utf-8", body)
+}
+
+/// A JSON error body `{"error": code, "message": message}`.
+pub fn json_error(status: StatusCode, code: &str, message: &str) -> Response<Body> {
+    let body = serde_json::json!({ "error": code, "message": message }).to_string();
+    fixed(status, "application/json", body)
+}
+
+/// The 403 answer when a signed-in user fails a rule: names the groups (or
+/// other subjects) the rule would accept.
+pub fn forbidden(
+    html_wanted: bool,
+    user: &str,
+    rule: &str,
+    groups: &[String],
+    sign_out_url: &str,
+) -> Response<Body> {
+    if html_wanted {
+        let need = if groups.is_empty() {
+            "This page is limited to specific users.".to_string()
+        } else {
+            format!("Members of {} may open this page.", groups.join(", "))
+        };
+        let msg = format!("You are signed in as {user}, but you do not have access. {need}");
+        html(StatusCode::FORBIDDEN, "Access denied", &msg, Some((sign_out_url, "Sign in as someone else")))
+    } else {
+        let body = serde_json::json!({
+            "error": "forbidden",
+            "message": "signed in, but the rule does not allow this user",
+            "rule": rule,
+            "required_groups": groups,
+        })
+        .to_string();
+        fixed(StatusCode::FORBIDDEN, "application/json", body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_everything_echoed() {
+        let res = html(StatusCode::OK, "<t>", "<script>x</script>", Some(("\"x", "<a>")));
+        let (_, body) = res.into_parts();
+        let http_body_util::Either::Left(full) = body else { panic!() };
+        let bytes = futures_lite_body(full);
+        assert!(!bytes.contains("<script>"));
+        assert!(bytes.contains("&lt;script&gt;"));
+    }
+
+    fn futures_lite_body(full: http_body_util::Full<bytes::Bytes>) -> String {
+        use http_body_util::BodyExt;
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let b = rt.block_on(full.collect()).unwrap().to_bytes();
+        String::from_utf8(b.to_vec()).unwrap()
+    }
+}

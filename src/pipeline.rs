@@ -1,0 +1,150 @@
+//! The request phases in order: facts → rule → authentication →
+//! authorisation → [`Decision`]. Shared by forward auth and reverse-proxy
+//! mode, which differ only in how they turn a decision into a response.
+//!
+//! Also home of [`Gateway`] (the long-lived state: sessions, OIDC client,
+//! cookie keys) and [`Runtime`] (the reloadable part: config and compiled
+//! rules, swapped atomically on SIGHUP; a request loads it once and uses that
+//! snapshot to the end).
+//!
+//! Hot path: no allocation beyond the cookie check, no I/O unless the session
+//! is not in the local cache, no locks.
+
+use std::net::IpAddr;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use http::HeaderMap;
+
+use crate::config::{Config, DefaultPolicy, Policy};
+use crate::http_util;
+use crate::oidc::Oidc;
+use crate::redirect::RedirectPolicy;
+use crate::rules::{CompiledRule, Match, RequestFacts, RuleSet, RulesError};
+use crate::session::{unix_now, Session, SessionKeys, SessionStore, StoreError};
+
+/// The reloadable part of the gateway: config plus what is compiled from it.
+pub struct Runtime {
+    /// The validated config.
+    pub config: Config,
+    /// Compiled `[[rule]]`s.
+    pub rules: RuleSet,
+    /// Compiled `allowed_redirect_domains`.
+    pub redirects: RedirectPolicy,
+    /// True when any rule names groups (for the empty-groups hint).
+    pub rules_need_groups: bool,
+}
+
+/// Long-lived state shared by every connection.
+pub struct Gateway {
+    /// Current runtime; `load()` once per request.
+    pub runtime: ArcSwap<Runtime>,
+    /// Session store.
+    pub sessions: Arc<dyn SessionStore>,
+    /// The IdP.
+    pub oidc: Arc<Oidc>,
+    /// Cookie keys.
+    pub keys: SessionKeys,
+    /// Set once the empty-groups hint was logged.
+    pub groups_hint_logged: AtomicBool,
+    /// Set once the untrusted-forwarded-headers warning was logged.
+    pub untrusted_hint_logged: AtomicBool,
+}
+
+/// What to do with a request.
+pub enum Decision<'a> {
+    /// A public rule: allow, identity headers empty.
+    Public(Option<&'a CompiledRule>),
+    /// Signed in and permitted.
+    Allow(Arc<Session>, Option<&'a CompiledRule>),
+    /// No (valid) credentials on a rule that needs them.
+    Unauthenticated(Option<&'a CompiledRule>),
+    /// Signed in, but the rule does not permit this user.
+    Forbidden(Arc<Session>, Option<&'a CompiledRule>),
+    /// The rule (or the default) denies everybody.
+    Deny(Option<&'a CompiledRule>),
+    /// The session store could not answer: fail closed with 503.
+    StoreUnavailable(StoreError),
+}
+
+// === impl Runtime ===
+
+impl Runtime {
+    /// Compiles a validated config.
+    pub fn compile(config: Config) -> Result<Runtime, RulesError> {
+        let rules = RuleSet::compile(&config.rules, config.access.default)?;
+        let redirects = RedirectPolicy::new(&config.access.allowed_redirect_domains);
+        let rules_need_groups = config.rules.iter().any(|r| !r.groups.is_empty());
+        Ok(Runtime { config, rules, redirects, rules_need_groups })
+    }
+
+    /// True when `peer` may set `X-Forwarded-*` / `X-Original-*`.
+    pub fn is_trusted(&self, peer: IpAddr) -> bool {
+        let peer = canonical(peer);
+        self.config.server.trusted_proxies.iter().any(|n| n.contains(&peer))
+    }
+
+    /// The gateway's endpoint prefix (`/oauth2`).
+    pub fn prefix(&self) -> &str {
+        &self.config.server.prefix
+    }
+}
+
+/// Maps IPv4-mapped IPv6 addresses to IPv4 so `127.0.0.1/32` matches `::ffff:127.0.0.1`.
+pub fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    }
+}
+
+// === impl Gateway ===
+
+impl Gateway {
+    /// The live session named by the request's session cookie, if any.
+    /// Every cookie problem means "no session"; only a store failure is an error.
+    pub async fn session(&self, headers: &HeaderMap) -> Result<Option<Arc<Session>>, StoreError> {
+        let Some(value) = http_util::cookie(headers, self.keys.cookie_name()) else {
+            return Ok(None);
+        };
+        let Some(id) = self.keys.unseal(value) else {
+            return Ok(None);
+        };
+        if let Some(s) = self.sessions.lookup_cached(&id) {
+            return Ok(Some(s));
+        }
+        let found = self.sessions.load(&id).await?;
+        Ok(found.filter(|s| s.is_live(unix_now())))
+    }
+
+    /// Runs the phases for one request.
+    pub async fn decide<'a>(&self, rt: &'a Runtime, facts: &RequestFacts<'_>, headers: &HeaderMap) -> Decision<'a> {
+        let (rule, policy) = match rt.rules.evaluate(facts) {
+            Match::Rule(r) => (Some(r), r.policy()),
+            Match::Default(DefaultPolicy::Authenticated) => (None, Policy::Authenticated),
+            Match::Default(DefaultPolicy::Deny) => (None, Policy::Deny),
+        };
+        match policy {
+            Policy::Public => return Decision::Public(rule),
+            Policy::Deny => return Decision::Deny(rule),
+            Policy::Authenticated => {}
+        }
+        let session = match self.session(headers).await {
+            Ok(Some(s)) => s,
+            Ok(None) => return Decision::Unauthenticated(rule),
+            Err(e) => return Decision::StoreUnavailable(e),
+        };
+        let permitted = rule.is_none_or(|r| r.permits(&session.identity));
+        if permitted {
+            Decision::Allow(session, rule)
+        } else {
+            Decision::Forbidden(session, rule)
+        }
+    }
+}
+
+/// The name of a decision's rule for logs (`default` when none matched).
+pub fn rule_name(rule: Option<&CompiledRule>) -> &str {
+    rule.map(|r| r.name()).unwrap_or("default")
+}

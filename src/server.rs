@@ -1,0 +1,412 @@
+//! Listeners and connections: accept (capped by a semaphore taken before
+//! accept), optional TLS (rustls, ALPN `h2` and `http/1.1`), HTTP/1.1 and
+//! HTTP/2 on the same port (hyper-util `auto`), header-read and idle
+//! timeouts, a head-size limit, routing to the endpoints, and graceful drain
+//! on shutdown. Knows nothing about authentication: it calls
+//! `forward_auth`, `login`, `proxy` and `admin`.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use http::{Method, Request, Response};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tokio_rustls::TlsAcceptor;
+
+use crate::config::{Config, StoreKind};
+use crate::http_util::Body;
+use crate::oidc::Oidc;
+use crate::pipeline::{Gateway, Runtime};
+use crate::session::memory::MemoryStore;
+use crate::session::{SessionKeys, SessionStore};
+use crate::{admin, error, forward_auth, login, proxy};
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A listener address could not be bound.
+    #[error("cannot listen on {addr}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// The rules do not compile.
+    #[error(transparent)]
+    Rules(#[from] crate::rules::RulesError),
+    /// TLS files could not be loaded.
+    #[error("tls: {0}")]
+    Tls(String),
+    /// The OIDC client could not be built.
+    #[error("oidc: {0}")]
+    Oidc(String),
+    /// The configured store is not available in this build.
+    #[error("session.store = \"redis\" is not supported yet; use \"memory\"")]
+    StoreUnsupported,
+}
+
+/// Which endpoints a listener serves.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Role {
+    /// `listen`: forward auth, `/oauth2/*`, proxied hosts (and health when no admin listener).
+    Main {
+        /// Also serve `/healthz` and `/readyz`.
+        with_admin: bool,
+    },
+    /// `admin_listen`: health and readiness only.
+    Admin,
+}
+
+/// Everything a connection needs.
+struct Shared {
+    gw: Arc<Gateway>,
+    proxy: proxy::Proxy,
+    role: Role,
+    tls: Option<TlsAcceptor>,
+    builder: auto::Builder<TokioExecutor>,
+    idle_timeout: Duration,
+}
+
+// === building ===
+
+/// Builds the gateway's long-lived state from a validated config and starts
+/// background discovery of the IdP. `store` overrides the configured store (tests).
+pub fn build(config: Config, store: Option<Arc<dyn SessionStore>>) -> Result<Arc<Gateway>, StartError> {
+    let keys = SessionKeys::new(&config.session);
+    let sessions: Arc<dyn SessionStore> = match store {
+        Some(s) => s,
+        None => match config.session.store {
+            StoreKind::Memory => Arc::new(MemoryStore::new(config.session.idle_timeout)),
+            StoreKind::Redis => return Err(StartError::StoreUnsupported),
+        },
+    };
+    let oidc = Arc::new(Oidc::new(config.oidc.clone()).map_err(|e| StartError::Oidc(e.to_string()))?);
+    oidc.spawn_refresh();
+    let runtime = Runtime::compile(config)?;
+    Ok(Arc::new(Gateway {
+        runtime: ArcSwap::from_pointee(runtime),
+        sessions,
+        oidc,
+        keys,
+        groups_hint_logged: AtomicBool::new(false),
+        untrusted_hint_logged: AtomicBool::new(false),
+    }))
+}
+
+/// Loads the TLS acceptor from `server.tls_cert` / `tls_key` (and `client_ca`), if set.
+pub fn tls_acceptor(config: &Config) -> Result<Option<TlsAcceptor>, StartError> {
+    let Some(files) = &config.server.tls else { return Ok(None) };
+    let read = |p: &std::path::Path| std::fs::read(p).map_err(|e| StartError::Tls(format!("{}: {e}", p.display())));
+    let certs: Vec<_> = rustls_pemfile::certs(&mut &read(&files.cert)?[..])
+        .collect::<Result<_, _>>()
+        .map_err(|e| StartError::Tls(format!("{}: {e}", files.cert.display())))?;
+    if certs.is_empty() {
+        return Err(StartError::Tls(format!("{}: no certificate found", files.cert.display())));
+    }
+    let key = rustls_pemfile::private_key(&mut &read(&files.key)?[..])
+        .map_err(|e| StartError::Tls(format!("{}: {e}", files.key.display())))?
+        .ok_or_else(|| StartError::Tls(format!("{}: no private key found", files.key.display())))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| StartError::Tls(e.to_string()))?;
+    let builder = match &config.server.client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in rustls_pemfile::certs(&mut &read(ca)?[..]) {
+                let c = c.map_err(|e| StartError::Tls(format!("{}: {e}", ca.display())))?;
+                roots.add(c).map_err(|e| StartError::Tls(format!("{}: {e}", ca.display())))?;
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots))
+                .build()
+                .map_err(|e| StartError::Tls(e.to_string()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut sc = builder
+        .with_single_cert(certs, key)
+        .map_err(|e| StartError::Tls(e.to_string()))?;
+    sc.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Some(TlsAcceptor::from(Arc::new(sc))))
+}
+
+/// Binds `addr`.
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })
+}
+
+// === serving ===
+
+/// Serves `listener` until `shutdown` turns true, then drains in-flight
+/// requests for at most `shutdown_grace`.
+pub async fn serve(listener: TcpListener, gw: Arc<Gateway>, role: Role, tls: Option<TlsAcceptor>, mut shutdown: watch::Receiver<bool>) {
+    let (limits, grace) = {
+        let rt = gw.runtime.load();
+        (rt.config.server.clone(), rt.config.server.shutdown_grace)
+    };
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes.max(8192))
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(256)
+        .keep_alive_interval(Some(Duration::from_secs(30)));
+    let shared = Arc::new(Shared {
+        gw,
+        proxy: proxy::Proxy::new(),
+        role,
+        tls,
+        builder,
+        idle_timeout: limits.idle_timeout,
+    });
+    let max = limits.max_connections.clamp(1, u32::MAX as usize >> 3);
+    let permits = Arc::new(Semaphore::new(max));
+    loop {
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            _ = shutdown.changed() => break,
+        };
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(v) => v,
+                Err(e) => {
+                    if !matches!(e.kind(), io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted) {
+                        tracing::warn!(error = %e, "accept failed; pausing 1 s");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let shared = shared.clone();
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            connection(shared, stream, peer, stop).await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    // Every connection holds a permit until it ends: having them all back means drained.
+    let drained = tokio::time::timeout(grace, permits.acquire_many(max as u32)).await;
+    if drained.is_err() {
+        tracing::warn!(grace_secs = grace.as_secs(), "shutdown grace period ran out with requests still in flight");
+    }
+}
+
+async fn connection(shared: Arc<Shared>, stream: tokio::net::TcpStream, peer: SocketAddr, stop: watch::Receiver<bool>) {
+    let last = Arc::new(AtomicU64::new(now_ms()));
+    match &shared.tls {
+        None => {
+            let io = Tracked { inner: stream, last: last.clone() };
+            drive(shared.clone(), io, peer, false, last, stop).await;
+        }
+        Some(acceptor) => {
+            let handshake = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await;
+            match handshake {
+                Ok(Ok(tls)) => {
+                    let io = Tracked { inner: tls, last: last.clone() };
+                    drive(shared.clone(), io, peer, true, last, stop).await;
+                }
+                Ok(Err(e)) => tracing::debug!(client.addr = %peer, error = %e, "tls handshake failed"),
+                Err(_) => tracing::debug!(client.addr = %peer, "tls handshake timed out"),
+            }
+        }
+    }
+}
+
+async fn drive<S>(shared: Arc<Shared>, io: Tracked<S>, peer: SocketAddr, tls: bool, last: Arc<AtomicU64>, mut stop: watch::Receiver<bool>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let svc_shared = shared.clone();
+    let svc = service_fn(move |req: Request<Incoming>| {
+        let shared = svc_shared.clone();
+        async move { Ok::<_, Infallible>(route(&shared, req, peer, tls).await) }
+    });
+    let conn = shared.builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
+    tokio::pin!(conn);
+    let idle = shared.idle_timeout;
+    let tick = (idle / 4).max(Duration::from_millis(250));
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            r = conn.as_mut() => {
+                if let Err(e) = r {
+                    tracing::debug!(client.addr = %peer, error = %e, "connection ended with an error");
+                }
+                return;
+            }
+            _ = stop.changed(), if !closing => {
+                // Finish in-flight requests, then close.
+                conn.as_mut().graceful_shutdown();
+                closing = true;
+            }
+            _ = tokio::time::sleep(tick), if !closing => {
+                let idle_for = now_ms().saturating_sub(last.load(Ordering::Relaxed));
+                if idle_for >= idle.as_millis() as u64 {
+                    tracing::debug!(client.addr = %peer, "closing idle connection");
+                    conn.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+            }
+        }
+    }
+}
+
+/// Routes one request to its endpoint.
+async fn route(shared: &Shared, req: Request<Incoming>, peer: SocketAddr, tls: bool) -> Response<Body> {
+    let gw = &shared.gw;
+    let path = req.uri().path();
+    let health = match shared.role {
+        Role::Admin => return admin::handle(gw, &req).await.unwrap_or_else(error::not_found),
+        Role::Main { with_admin } => with_admin,
+    };
+    let prefix_len = {
+        let rt = gw.runtime.load();
+        let p = rt.prefix();
+        (path.starts_with(p) && path[p.len()..].starts_with('/')).then_some(p.len())
+    };
+    if let Some(n) = prefix_len {
+        let method = req.method();
+        return match (&path[n..], method) {
+            ("/auth", _) => forward_auth::check(gw, &req, peer, tls).await,
+            ("/start", &Method::GET) => login::start(gw, &req, peer, tls).await,
+            ("/callback", &Method::GET) => login::callback(gw, &req, peer, tls).await,
+            ("/sign_out", &Method::GET | &Method::POST) => login::sign_out(gw, &req, peer, tls).await,
+            ("/userinfo", &Method::GET) => login::userinfo(gw, &req).await,
+            _ => error::not_found(),
+        };
+    }
+    if health {
+        if let Some(res) = admin::handle(gw, &req).await {
+            return res;
+        }
+    }
+    shared.proxy.handle(gw, req, peer, tls).await
+}
+
+// === idle tracking ===
+
+fn now_ms() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_millis() as u64
+}
+
+/// An IO stream that records when it last moved bytes, for the idle timeout.
+struct Tracked<S> {
+    inner: S,
+    last: Arc<AtomicU64>,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.last.store(now_ms(), Ordering::Relaxed);
+        }
+        r
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.last.store(now_ms(), Ordering::Relaxed);
+        }
+        r
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+    fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.last.store(now_ms(), Ordering::Relaxed);
+        }
+        r
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+/// A running gateway (used by `main`, the demo and tests).
+pub struct Running {
+    /// Address of the main listener.
+    pub addr: SocketAddr,
+    /// Address of the admin listener, when separate.
+    pub admin_addr: Option<SocketAddr>,
+    /// The shared state (for reloads and tests).
+    pub gateway: Arc<Gateway>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stops accepting and drains; resolves when every listener is done.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+
+    /// Resolves when the listeners stop on their own (never, in practice).
+    pub fn stopper(&self) -> watch::Sender<bool> {
+        self.stop.clone()
+    }
+}
+
+/// Binds the configured listeners (or the given pre-bound main listener) and starts serving.
+pub async fn start(config: Config, main: Option<TcpListener>, store: Option<Arc<dyn SessionStore>>) -> Result<Running, StartError> {
+    let tls = tls_acceptor(&config)?;
+    let main = match main {
+        Some(l) => l,
+        None => bind(config.server.listen).await?,
+    };
+    let admin = match config.server.admin_listen {
+        Some(a) => Some(bind(a).await?),
+        None => None,
+    };
+    let gw = build(config, store)?;
+    let (stop, rx) = watch::channel(false);
+    let addr = main.local_addr().map_err(|source| StartError::Bind { addr: gw.runtime.load().config.server.listen, source })?;
+    let admin_addr = admin.as_ref().and_then(|l| l.local_addr().ok());
+    let mut tasks = vec![tokio::spawn(serve(main, gw.clone(), Role::Main { with_admin: admin.is_none() }, tls, rx.clone()))];
+    if let Some(a) = admin {
+        tasks.push(tokio::spawn(serve(a, gw.clone(), Role::Admin, None, rx)));
+    }
+    Ok(Running { addr, admin_addr, gateway: gw, stop, tasks })
+}
+
+/// Boxed future alias for shutdown signals.
+pub type Signal = Pin<Box<dyn Future<Output = ()> + Send>>;

@@ -1,0 +1,216 @@
+//! Cookie sealing: the signed session cookie and the encrypted login-flow
+//! cookies, with key rotation.
+//!
+//! Keys are derived (HKDF, the `cookie` crate's `Key::derive_from`) from each
+//! configured session secret; the first key signs and encrypts, every key
+//! verifies and decrypts. The session cookie's value is
+//! `base64(HMAC-SHA256) || base64url(session id)` (the crate's signed jar,
+//! which compares MACs in constant time); flow cookies use the private jar
+//! (AES-256-GCM with the cookie name bound as associated data).
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use cookie::{Cookie, CookieJar, Key, SameSite};
+
+use super::SessionId;
+use crate::config::SessionConfig;
+
+/// Longest cookie value we even try to verify; anything longer is foreign.
+const MAX_SEALED_LEN: usize = 256;
+
+/// The derived cookie keys and the attributes every cookie we set carries.
+pub struct SessionKeys {
+    keys: Vec<Key>,
+    name: String,
+    domain: Option<String>,
+    secure: bool,
+    max_age_secs: i64,
+}
+
+// === impl SessionKeys ===
+
+impl SessionKeys {
+    /// Derives the keys from the configured secrets (each at least 32 bytes,
+    /// checked by config validation).
+    pub fn new(cfg: &SessionConfig) -> Self {
+        let keys = cfg
+            .secrets
+            .iter()
+            .map(|s| Key::derive_from(s.expose()))
+            .collect();
+        SessionKeys {
+            keys,
+            name: cfg.cookie_name.clone(),
+            domain: cfg.cookie_domain.clone(),
+            secure: cfg.cookie_secure,
+            max_age_secs: i64::try_from(cfg.lifetime.as_secs()).unwrap_or(i64::MAX),
+        }
+    }
+
+    /// The session cookie's name.
+    pub fn cookie_name(&self) -> &str {
+        &self.name
+    }
+
+    /// The signed cookie value for a session id.
+    pub fn seal(&self, id: &SessionId) -> String {
+        let mut jar = CookieJar::new();
+        jar.signed_mut(&self.keys[0])
+            .add(Cookie::new(self.name.clone(), URL_SAFE_NO_PAD.encode(id.0)));
+        jar.get(&self.name)
+            .map(|c| c.value().to_owned())
+            .unwrap_or_default()
+    }
+
+    /// The session id inside a cookie value, if the value verifies under any
+    /// key. Tampered, truncated, oversized or foreign values give `None`.
+    pub fn unseal(&self, value: &str) -> Option<SessionId> {
+        if value.len() > MAX_SEALED_LEN || value.is_empty() {
+            return None;
+        }
+        let jar = CookieJar::new();
+        for key in &self.keys {
+            let candidate = Cookie::new(self.name.clone(), value.to_owned());
+            if let Some(c) = jar.signed(key).verify(candidate) {
+                let mut id = [0u8; 32];
+                let n = URL_SAFE_NO_PAD.decode_slice(c.value(), &mut id).ok()?;
+                return (n == 32).then_some(SessionId(id));
+            }
+        }
+        None
+    }
+
+    /// `Set-Cookie` value establishing the session.
+    pub fn session_cookie(&self, id: &SessionId) -> String {
+        self.build(self.name.clone(), self.seal(id), self.max_age_secs, "/", true)
+    }
+
+    /// `Set-Cookie` value removing the session cookie.
+    pub fn clear_session_cookie(&self) -> String {
+        self.build(self.name.clone(), String::new(), 0, "/", true)
+    }
+
+    /// Encrypts `plaintext` as the value of cookie `name`.
+    pub fn encrypt(&self, name: &str, plaintext: &str) -> String {
+        let mut jar = CookieJar::new();
+        jar.private_mut(&self.keys[0])
+            .add(Cookie::new(name.to_owned(), plaintext.to_owned()));
+        jar.get(name).map(|c| c.value().to_owned()).unwrap_or_default()
+    }
+
+    /// Decrypts cookie `name`'s value under any key.
+    pub fn decrypt(&self, name: &str, value: &str) -> Option<String> {
+        if value.len() > 4096 {
+            return None;
+        }
+        let jar = CookieJar::new();
+        self.keys.iter().find_map(|key| {
+            jar.private(key)
+                .decrypt(Cookie::new(name.to_owned(), value.to_owned()))
+                .map(|c| c.value().to_owned())
+        })
+    }
+
+    /// A `Set-Cookie` value with our standard attributes (HttpOnly,
+    /// SameSite=Lax, Secure unless disabled). `with_domain` applies the
+    /// configured Domain (the session cookie); flow cookies stay host-only.
+    pub fn build(&self, name: String, value: String, max_age_secs: i64, path: &str, with_domain: bool) -> String {
+        let mut c = Cookie::build((name, value))
+            .http_only(true)
+            .secure(self.secure)
+            .same_site(SameSite::Lax)
+            .path(path.to_owned())
+            .max_age(cookie::time::Duration::seconds(max_age_secs));
+        if with_domain {
+            if let Some(d) = &self.domain {
+                c = c.domain(d.clone());
+            }
+        }
+        c.build().to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::StoreKind;
+    use crate::secret::Secret;
+    use std::time::Duration;
+
+    fn cfg(secrets: &[&[u8]]) -> SessionConfig {
+        SessionConfig {
+            cookie_name: "_portcullis".into(),
+            cookie_domain: Some("example.com".into()),
+            cookie_secure: true,
+            secrets: secrets.iter().map(|s| Secret::new(s.to_vec())).collect(),
+            lifetime: Duration::from_secs(3600),
+            idle_timeout: None,
+            refresh: false,
+            store: StoreKind::Memory,
+            redis_urls: vec![],
+        }
+    }
+
+    const A: &[u8] = b"0123456789abcdef0123456789abcdef";
+    const B: &[u8] = b"fedcba9876543210fedcba9876543210";
+
+    #[test]
+    fn round_trip() {
+        let k = SessionKeys::new(&cfg(&[A]));
+        let id = SessionId::random();
+        assert_eq!(k.unseal(&k.seal(&id)), Some(id));
+    }
+
+    #[test]
+    fn tampered_truncated_oversized_and_foreign_values_fail() {
+        let k = SessionKeys::new(&cfg(&[A]));
+        let id = SessionId::random();
+        let sealed = k.seal(&id);
+        // flip every character position once
+        for i in 0..sealed.len() {
+            let mut b = sealed.clone().into_bytes();
+            b[i] = if b[i] == b'A' { b'B' } else { b'A' };
+            let s = String::from_utf8(b).unwrap();
+            if s != sealed {
+                assert_eq!(k.unseal(&s), None, "flipped byte {i}");
+            }
+        }
+        for n in 0..sealed.len() {
+            assert_eq!(k.unseal(&sealed[..n]), None);
+        }
+        assert_eq!(k.unseal(&"A".repeat(100_000)), None);
+        assert_eq!(k.unseal("é漢字\u{0}"), None);
+        let other = SessionKeys::new(&cfg(&[B]));
+        assert_eq!(other.unseal(&sealed), None);
+    }
+
+    #[test]
+    fn rotation_first_signs_all_verify() {
+        let old = SessionKeys::new(&cfg(&[A]));
+        let rotated = SessionKeys::new(&cfg(&[B, A]));
+        let id = SessionId::random();
+        assert_eq!(rotated.unseal(&old.seal(&id)), Some(id));
+        let fresh = rotated.seal(&id);
+        assert_eq!(old.unseal(&fresh), None, "new cookies are signed with the first secret");
+        assert_eq!(rotated.unseal(&fresh), Some(id));
+    }
+
+    #[test]
+    fn encrypted_flow_values_are_bound_to_their_name() {
+        let k = SessionKeys::new(&cfg(&[A]));
+        let v = k.encrypt("flow_a", "secret state");
+        assert!(!v.contains("secret"));
+        assert_eq!(k.decrypt("flow_a", &v).as_deref(), Some("secret state"));
+        assert_eq!(k.decrypt("flow_b", &v), None);
+        assert_eq!(k.decrypt("flow_a", &v[..v.len() - 2]), None);
+    }
+
+    #[test]
+    fn cookie_attributes() {
+        let k = SessionKeys::new(&cfg(&[A]));
+        let c = k.session_cookie(&SessionId::random());
+        for attr in ["HttpOnly", "Secure", "SameSite=Lax", "Path=/", "Domain=example.com", "Max-Age=3600"] {
+            assert!(c.contains(attr), "{c} lacks {attr}");
+        }
+    }
+}
