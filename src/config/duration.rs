@@ -217,7 +217,10 @@ mod tests {
     #[test]
     fn compounds() {
         assert_eq!(parse("1h30m"), Ok(secs(5400)));
-        assert_eq!(parse("1d2h3m4s5ms"), Ok(secs(93_784) + Duration::from_millis(5)));
+        assert_eq!(
+            parse("1d2h3m4s5ms"),
+            Ok(secs(93_784) + Duration::from_millis(5))
+        );
         assert_eq!(parse("2m500ms"), Ok(Duration::from_millis(120_500)));
     }
 
@@ -230,14 +233,23 @@ mod tests {
         assert_eq!(parse("5min"), Err(DurationError::UnknownUnit("min".into())));
         assert_eq!(parse("3w"), Err(DurationError::UnknownUnit("w".into())));
         assert_eq!(parse("h"), Err(DurationError::ExpectedNumber("h".into())));
-        assert_eq!(parse("1h 30m"), Err(DurationError::ExpectedNumber(" 30m".into())));
+        assert_eq!(
+            parse("1h 30m"),
+            Err(DurationError::ExpectedNumber(" 30m".into()))
+        );
         assert_eq!(parse("1.5h"), Err(DurationError::Fraction));
         assert_eq!(parse("30m1h"), Err(DurationError::UnitOrder));
         assert_eq!(parse("1h1h"), Err(DurationError::UnitOrder));
         assert_eq!(parse("99999999999999999999s"), Err(DurationError::Overflow));
         assert_eq!(parse("213503982334602d"), Err(DurationError::Overflow));
-        assert_eq!(parse("18446744073709551615s1ms"), Ok(Duration::new(u64::MAX, 1_000_000)));
-        assert_eq!(parse("18446744073709551615s1000ms"), Err(DurationError::Overflow));
+        assert_eq!(
+            parse("18446744073709551615s1ms"),
+            Ok(Duration::new(u64::MAX, 1_000_000))
+        );
+        assert_eq!(
+            parse("18446744073709551615s1000ms"),
+            Err(DurationError::Overflow)
+        );
         assert_eq!(parse("5000000000ms"), Ok(secs(5_000_000)));
     }
 
@@ -269,8 +281,16 @@ mod tests {
         assert_eq!(t.a.get(), secs(5400));
         assert_eq!(t.b, secs(2));
         let err = toml::from_str::<T>("a = \"1x\"\nb = \"2s\"").err().unwrap();
-        assert!(err.message().contains("unknown unit \"x\""), "{}", err.message());
+        assert!(
+            err.message().contains("unknown unit \"x\""),
+            "{}",
+            err.message()
+        );
         let err = toml::from_str::<T>("a = 5\nb = \"2s\"").err().unwrap();
-        assert!(err.message().contains("duration string"), "{}", err.message());
+        assert!(
+            err.message().contains("duration string"),
+            "{}",
+            err.message()
+        );
     }
 }

@@ -255,7 +255,9 @@ impl Default for RawOidc {
             client_id: None,
             client_secret: None,
             client_secret_file: None,
-            scopes: ["openid", "profile", "email", "groups"].map(str::to_owned).to_vec(),
+            scopes: ["openid", "profile", "email", "groups"]
+                .map(str::to_owned)
+                .to_vec(),
             user_claim: "preferred_username".to_owned(),
             email_claim: "email".to_owned(),
             groups_claim: "groups".to_owned(),
@@ -315,7 +317,10 @@ impl Default for RawHeaders {
 
 impl Default for RawAccess {
     fn default() -> Self {
-        RawAccess { default: "deny".to_owned(), allowed_redirect_domains: Vec::new() }
+        RawAccess {
+            default: "deny".to_owned(),
+            allowed_redirect_domains: Vec::new(),
+        }
     }
 }
 

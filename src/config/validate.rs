@@ -193,8 +193,10 @@ impl fmt::Display for Problem {
 /// Reads the file at `path` and validates it. Relative `*_file` paths (and
 /// TLS paths) resolve against the file's directory.
 pub fn load(path: &Path, env: &dyn Env) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
     let base_dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
@@ -215,17 +217,32 @@ pub fn parse(text: &str) -> Result<RawConfig, ConfigError> {
 /// Checks every value of `raw`, resolves secrets and builds the [`Config`];
 /// fails with every problem found.
 pub fn validate(raw: RawConfig, base_dir: &Path, env: &dyn Env) -> Result<Config, ConfigError> {
-    let mut c = Checker { base_dir, env, problems: Vec::new() };
+    let mut c = Checker {
+        base_dir,
+        env,
+        problems: Vec::new(),
+    };
     let server = c.server(raw.server);
     let oidc = c.oidc(raw.oidc);
     let session = c.session(raw.session, server.external_url.as_ref());
     let headers = c.headers(raw.headers);
     let access = c.access(raw.access);
-    let rules: Vec<RuleConfig> =
-        raw.rules.into_iter().enumerate().map(|(i, rule)| c.rule(i, rule)).collect();
+    let rules: Vec<RuleConfig> = raw
+        .rules
+        .into_iter()
+        .enumerate()
+        .map(|(i, rule)| c.rule(i, rule))
+        .collect();
     c.unique_rule_names(&rules);
     if c.problems.is_empty() {
-        Ok(Config { server, oidc, session, headers, access, rules })
+        Ok(Config {
+            server,
+            oidc,
+            session,
+            headers,
+            access,
+            rules,
+        })
     } else {
         Err(ConfigError::Invalid(c.problems))
     }
@@ -235,7 +252,10 @@ pub fn validate(raw: RawConfig, base_dir: &Path, env: &dyn Env) -> Result<Config
 
 impl Checker<'_> {
     fn problem(&mut self, key: impl Into<String>, message: impl Into<String>) {
-        self.problems.push(Problem { key: key.into(), message: message.into() });
+        self.problems.push(Problem {
+            key: key.into(),
+            message: message.into(),
+        });
     }
 
     fn resolve(&self, path: PathBuf) -> PathBuf {
@@ -319,15 +339,20 @@ impl Checker<'_> {
         let listen = self
             .socket_addr("server.listen", &raw.listen)
             .unwrap_or(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 4180)));
-        let admin_listen =
-            raw.admin_listen.as_deref().and_then(|a| self.socket_addr("server.admin_listen", a));
+        let admin_listen = raw
+            .admin_listen
+            .as_deref()
+            .and_then(|a| self.socket_addr("server.admin_listen", a));
         if admin_listen == Some(listen) {
             self.problem(
                 "server.admin_listen",
                 "is the same address as server.listen; omit admin_listen to serve the admin endpoints on listen",
             );
         }
-        let external_url = raw.external_url.as_deref().and_then(|u| self.external_url(u));
+        let external_url = raw
+            .external_url
+            .as_deref()
+            .and_then(|u| self.external_url(u));
         let tls = self.tls(raw.tls_cert, raw.tls_key);
         let client_ca = raw.client_ca.map(|p| self.resolve(p));
         if client_ca.is_some() && tls.is_none() {
@@ -337,7 +362,10 @@ impl Checker<'_> {
             );
         }
         let trusted_proxies = match raw.trusted_proxies {
-            None => vec![IpNet::from(IpAddr::V4(Ipv4Addr::LOCALHOST)), IpNet::from(IpAddr::V6(Ipv6Addr::LOCALHOST))],
+            None => vec![
+                IpNet::from(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+                IpNet::from(IpAddr::V6(Ipv6Addr::LOCALHOST)),
+            ],
             Some(list) => list
                 .iter()
                 .enumerate()
@@ -352,7 +380,8 @@ impl Checker<'_> {
             trusted_proxies,
             client_ca,
             prefix: self.prefix(raw.prefix),
-            header_read_timeout: self.positive("server.header_read_timeout", raw.header_read_timeout.0),
+            header_read_timeout: self
+                .positive("server.header_read_timeout", raw.header_read_timeout.0),
             idle_timeout: self.positive("server.idle_timeout", raw.idle_timeout.0),
             max_header_bytes: self.max_header_bytes(raw.max_header_bytes),
             max_connections: self.max_connections(raw.max_connections),
@@ -378,9 +407,10 @@ impl Checker<'_> {
 
     fn tls(&mut self, cert: Option<PathBuf>, key: Option<PathBuf>) -> Option<TlsFiles> {
         match (cert, key) {
-            (Some(cert), Some(key)) => {
-                Some(TlsFiles { cert: self.resolve(cert), key: self.resolve(key) })
-            }
+            (Some(cert), Some(key)) => Some(TlsFiles {
+                cert: self.resolve(cert),
+                key: self.resolve(key),
+            }),
             (None, None) => None,
             (Some(_), None) => {
                 self.problem("server.tls_key", "is required when server.tls_cert is set");
@@ -432,7 +462,9 @@ impl Checker<'_> {
         if !(MIN_HEADER_BYTES..=MAX_HEADER_BYTES).contains(&bytes) {
             self.problem(
                 "server.max_header_bytes",
-                format!("{bytes} is out of range; use {MIN_HEADER_BYTES} to {MAX_HEADER_BYTES} bytes"),
+                format!(
+                    "{bytes} is out of range; use {MIN_HEADER_BYTES} to {MAX_HEADER_BYTES} bytes"
+                ),
             );
         }
         usize::try_from(bytes).unwrap_or(usize::MAX)
@@ -450,7 +482,10 @@ impl Checker<'_> {
             "text" => LogFormat::Text,
             "json" => LogFormat::Json,
             other => {
-                self.problem("server.log_format", format!("{other:?} is not one of \"text\", \"json\""));
+                self.problem(
+                    "server.log_format",
+                    format!("{other:?} is not one of \"text\", \"json\""),
+                );
                 LogFormat::Text
             }
         }
@@ -464,13 +499,19 @@ impl Checker<'_> {
         let issuer = match raw.issuer {
             Some(issuer) => self.issuer(issuer),
             None => {
-                self.problem("oidc.issuer", "is required: the issuer URL of your identity provider");
+                self.problem(
+                    "oidc.issuer",
+                    "is required: the issuer URL of your identity provider",
+                );
                 String::new()
             }
         };
         let client_id = raw.client_id.unwrap_or_default();
         if client_id.trim().is_empty() {
-            self.problem("oidc.client_id", "is required: the client id registered at your identity provider");
+            self.problem(
+                "oidc.client_id",
+                "is required: the client id registered at your identity provider",
+            );
         }
         let client_secret = self.client_secret(raw.client_secret, raw.client_secret_file);
         if !raw.scopes.iter().any(|s| s == "openid") {
@@ -480,8 +521,13 @@ impl Checker<'_> {
             );
         }
         for (i, scope) in raw.scopes.iter().enumerate() {
-            if scope.is_empty() || scope.contains(|c: char| c.is_whitespace() || c == '"' || c == '\\') {
-                self.problem(format!("oidc.scopes[{i}]"), format!("{scope:?} is not a scope token"));
+            if scope.is_empty()
+                || scope.contains(|c: char| c.is_whitespace() || c == '"' || c == '\\')
+            {
+                self.problem(
+                    format!("oidc.scopes[{i}]"),
+                    format!("{scope:?} is not a scope token"),
+                );
             }
         }
         let bearer_issuers = raw
@@ -547,11 +593,18 @@ impl Checker<'_> {
                 }
             }
             (None, None) => {
-                return self.env.var(CLIENT_SECRET_ENV).filter(|s| !s.is_empty()).map(Secret::new)
+                return self
+                    .env
+                    .var(CLIENT_SECRET_ENV)
+                    .filter(|s| !s.is_empty())
+                    .map(Secret::new)
             }
         };
         if value.trim().is_empty() {
-            self.problem(key, "is empty; remove it for a public client, or give the secret");
+            self.problem(
+                key,
+                "is empty; remove it for a public client, or give the secret",
+            );
             return None;
         }
         Some(Secret::new(value))
@@ -561,7 +614,10 @@ impl Checker<'_> {
         let key = |field: &str| format!("oidc.bearer_issuers[{i}].{field}");
         let issuer = raw.issuer.unwrap_or_default();
         if issuer.trim().is_empty() {
-            self.problem(key("issuer"), "is required: the `iss` value of the accepted tokens");
+            self.problem(
+                key("issuer"),
+                "is required: the `iss` value of the accepted tokens",
+            );
         } else if issuer == main {
             self.problem(
                 key("issuer"),
@@ -605,13 +661,24 @@ impl Checker<'_> {
 impl Checker<'_> {
     fn session(&mut self, raw: RawSession, external_url: Option<&Url>) -> SessionConfig {
         let secrets = self.session_secrets(raw.secret, raw.secret_file, raw.secrets);
-        let cookie_domain = raw.cookie_domain.as_deref().map(|d| self.cookie_domain(d, external_url));
-        self.cookie(&raw.cookie_name, raw.cookie_secure, cookie_domain.is_some(), external_url);
+        let cookie_domain = raw
+            .cookie_domain
+            .as_deref()
+            .map(|d| self.cookie_domain(d, external_url));
+        self.cookie(
+            &raw.cookie_name,
+            raw.cookie_secure,
+            cookie_domain.is_some(),
+            external_url,
+        );
         let lifetime = self.positive("session.lifetime", raw.lifetime.0);
         let idle_timeout = raw.idle_timeout.map(|idle| {
             let idle = self.positive("session.idle_timeout", idle.0);
             if !lifetime.is_zero() && idle >= lifetime {
-                self.problem("session.idle_timeout", "must be shorter than session.lifetime");
+                self.problem(
+                    "session.idle_timeout",
+                    "must be shorter than session.lifetime",
+                );
             }
             idle
         });
@@ -619,7 +686,10 @@ impl Checker<'_> {
             "memory" => StoreKind::Memory,
             "redis" => StoreKind::Redis,
             other => {
-                self.problem("session.store", format!("{other:?} is not one of \"memory\", \"redis\""));
+                self.problem(
+                    "session.store",
+                    format!("{other:?} is not one of \"memory\", \"redis\""),
+                );
                 StoreKind::Memory
             }
         };
@@ -655,7 +725,10 @@ impl Checker<'_> {
         if set.len() > 1 {
             self.problem(
                 "session.secret",
-                format!("set only one of {} (list several secrets for rotation in `secrets`)", set.join(", ")),
+                format!(
+                    "set only one of {} (list several secrets for rotation in `secrets`)",
+                    set.join(", ")
+                ),
             );
             return Vec::new();
         }
@@ -663,14 +736,22 @@ impl Checker<'_> {
             vec![("session.secret".to_owned(), s.expose().as_bytes().to_vec())]
         } else if let Some(path) = secret_file {
             let bytes = self.read_secret_file("session.secret_file", path);
-            bytes.map(|b| ("session.secret_file".to_owned(), b)).into_iter().collect()
+            bytes
+                .map(|b| ("session.secret_file".to_owned(), b))
+                .into_iter()
+                .collect()
         } else if let Some(list) = secrets {
             if list.is_empty() {
                 self.problem("session.secrets", "is empty; list at least one secret");
             }
             list.iter()
                 .enumerate()
-                .map(|(i, s)| (format!("session.secrets[{i}]"), s.expose().as_bytes().to_vec()))
+                .map(|(i, s)| {
+                    (
+                        format!("session.secrets[{i}]"),
+                        s.expose().as_bytes().to_vec(),
+                    )
+                })
                 .collect()
         } else if let Some(s) = self.env.var(SESSION_SECRET_ENV).filter(|s| !s.is_empty()) {
             vec![(SESSION_SECRET_ENV.to_owned(), s.into_bytes())]
@@ -720,10 +801,16 @@ impl Checker<'_> {
             );
         }
         if (name.starts_with("__Host-") || name.starts_with("__Secure-")) && !secure {
-            self.problem("session.cookie_name", "a __Host- or __Secure- cookie requires cookie_secure = true");
+            self.problem(
+                "session.cookie_name",
+                "a __Host- or __Secure- cookie requires cookie_secure = true",
+            );
         }
         if name.starts_with("__Host-") && has_domain {
-            self.problem("session.cookie_name", "a __Host- cookie cannot have a cookie_domain; remove one of them");
+            self.problem(
+                "session.cookie_name",
+                "a __Host- cookie cannot have a cookie_domain; remove one of them",
+            );
         }
         match external_url {
             Some(url) if url.scheme() == "https" && !secure => self.problem(
@@ -738,7 +825,11 @@ impl Checker<'_> {
         }
     }
 
-    fn redis_urls(&mut self, store: StoreKind, raw: Option<super::raw::RawRedisUrl>) -> Vec<Secret<String>> {
+    fn redis_urls(
+        &mut self,
+        store: StoreKind,
+        raw: Option<super::raw::RawRedisUrl>,
+    ) -> Vec<Secret<String>> {
         let Some(raw) = raw else {
             if store == StoreKind::Redis {
                 self.problem(
@@ -757,7 +848,10 @@ impl Checker<'_> {
         let urls = raw.urls();
         let cluster = urls.len() > 1 || matches!(raw, super::raw::RawRedisUrl::Cluster(_));
         if urls.is_empty() {
-            self.problem("session.redis_url", "is an empty list; give at least one URL");
+            self.problem(
+                "session.redis_url",
+                "is an empty list; give at least one URL",
+            );
         }
         for (key, url) in &urls {
             self.redis_url(key, url.expose(), cluster);
@@ -771,7 +865,11 @@ impl Checker<'_> {
         let scheme = url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
         match scheme.as_deref() {
             Some("redis" | "rediss") => {
-                if Url::parse(url).ok().and_then(|u| u.host_str().map(str::is_empty)) != Some(false) {
+                if Url::parse(url)
+                    .ok()
+                    .and_then(|u| u.host_str().map(str::is_empty))
+                    != Some(false)
+                {
                     self.problem(key, "is not a valid Redis URL with a host (value not shown: it may contain a password)");
                 }
             }
@@ -779,12 +877,18 @@ impl Checker<'_> {
                 if cluster {
                     self.problem(key, "a sentinel URL cannot be part of a Redis Cluster list; give it as a single string");
                 }
-                if url.split_once("://").is_some_and(|(_, rest)| rest.is_empty()) {
+                if url
+                    .split_once("://")
+                    .is_some_and(|(_, rest)| rest.is_empty())
+                {
                     self.problem(key, "names no sentinel host");
                 }
             }
             Some(_) => self.problem(key, format!("has an unsupported scheme; {SCHEMES}")),
-            None => self.problem(key, format!("is not a URL; {SCHEMES}, e.g. \"redis://127.0.0.1:6379/0\"")),
+            None => self.problem(
+                key,
+                format!("is not a URL; {SCHEMES}, e.g. \"redis://127.0.0.1:6379/0\""),
+            ),
         }
     }
 }
@@ -798,7 +902,11 @@ impl Checker<'_> {
         let groups = self.identity_header("headers.groups", &raw.groups);
         // Proxies treat `_` and `-` alike, so "X_Auth_User" collides with "X-Auth-User".
         let norm = |h: &str| h.to_ascii_lowercase().replace('_', "-");
-        let named = [("headers.user", &raw.user), ("headers.email", &raw.email), ("headers.groups", &raw.groups)];
+        let named = [
+            ("headers.user", &raw.user),
+            ("headers.email", &raw.email),
+            ("headers.groups", &raw.groups),
+        ];
         for (i, (key, name)) in named.iter().enumerate() {
             if let Some((other, _)) = named[..i].iter().find(|(_, n)| norm(n) == norm(name)) {
                 self.problem(*key, format!("{name:?} is the same header as {other}; the three identity headers must differ"));
@@ -831,7 +939,10 @@ impl Checker<'_> {
     fn identity_header(&mut self, key: &str, text: &str) -> Option<HeaderName> {
         let name = self.header_name(key, text)?;
         if RESERVED_HEADERS.contains(&name.as_str()) {
-            self.problem(key, format!("{text:?} has a meaning of its own in HTTP and cannot carry the identity"));
+            self.problem(
+                key,
+                format!("{text:?} has a meaning of its own in HTTP and cannot carry the identity"),
+            );
         }
         Some(name)
     }
@@ -841,7 +952,10 @@ impl Checker<'_> {
             "deny" => DefaultPolicy::Deny,
             "authenticated" => DefaultPolicy::Authenticated,
             other => {
-                self.problem("access.default", format!("{other:?} is not one of \"deny\", \"authenticated\""));
+                self.problem(
+                    "access.default",
+                    format!("{other:?} is not one of \"deny\", \"authenticated\""),
+                );
                 DefaultPolicy::Deny
             }
         };
@@ -851,7 +965,10 @@ impl Checker<'_> {
             .enumerate()
             .map(|(i, d)| self.redirect_domain(&format!("access.allowed_redirect_domains[{i}]"), d))
             .collect();
-        AccessConfig { default, allowed_redirect_domains }
+        AccessConfig {
+            default,
+            allowed_redirect_domains,
+        }
     }
 
     /// `.example.com` (domain and subdomains) or `example.com` (exactly), lower-cased.
@@ -897,7 +1014,10 @@ impl Checker<'_> {
         let host = raw.host.and_then(|h| match syntax::host_pattern(&h) {
             Ok(pattern) => Some(pattern),
             Err(reason) => {
-                self.problem(key("host"), format!("{h:?} is not a valid host pattern: {reason}"));
+                self.problem(
+                    key("host"),
+                    format!("{h:?} is not a valid host pattern: {reason}"),
+                );
                 None
             }
         });
@@ -911,18 +1031,30 @@ impl Checker<'_> {
             "authenticated" => Policy::Authenticated,
             "deny" => Policy::Deny,
             other => {
-                self.problem(key("policy"), format!("{other:?} is not one of \"public\", \"authenticated\", \"deny\""));
+                self.problem(
+                    key("policy"),
+                    format!("{other:?} is not one of \"public\", \"authenticated\", \"deny\""),
+                );
                 Policy::Authenticated
             }
         };
-        let emails = raw.emails.iter().enumerate().map(|(n, e)| self.email(&format!("{}[{n}]", key("emails")), e)).collect();
+        let emails = raw
+            .emails
+            .iter()
+            .enumerate()
+            .map(|(n, e)| self.email(&format!("{}[{n}]", key("emails")), e))
+            .collect();
         let email_domains = raw
             .email_domains
             .iter()
             .enumerate()
             .map(|(n, d)| {
                 let bare = d.strip_prefix('@').unwrap_or(d);
-                self.domain(&format!("{}[{n}]", key("email_domains")), bare, "e-mail domain")
+                self.domain(
+                    &format!("{}[{n}]", key("email_domains")),
+                    bare,
+                    "e-mail domain",
+                )
             })
             .collect();
         let upstream = raw.upstream.and_then(|u| match syntax::http_url(&u) {
@@ -956,14 +1088,20 @@ impl Checker<'_> {
 
     fn methods(&mut self, key: &str, list: &[String]) -> Vec<http::Method> {
         if list.is_empty() {
-            self.problem(key, "methods = [] can never match; remove the key to match any method");
+            self.problem(
+                key,
+                "methods = [] can never match; remove the key to match any method",
+            );
         }
         let mut out: Vec<http::Method> = Vec::new();
         for (n, text) in list.iter().enumerate() {
             match syntax::method(text) {
                 Some(m) if !out.contains(&m) => out.push(m),
                 Some(_) => {}
-                None => self.problem(format!("{key}[{n}]"), format!("{text:?} is not an HTTP method")),
+                None => self.problem(
+                    format!("{key}[{n}]"),
+                    format!("{text:?} is not an HTTP method"),
+                ),
             }
         }
         out
@@ -974,7 +1112,10 @@ impl Checker<'_> {
         match lower.split_once('@') {
             Some((local, domain)) if !local.is_empty() && !domain.contains('@') => {
                 if let Err(reason) = syntax::domain(domain) {
-                    self.problem(key, format!("{text:?} is not a valid e-mail address: its domain: {reason}"));
+                    self.problem(
+                        key,
+                        format!("{text:?} is not a valid e-mail address: its domain: {reason}"),
+                    );
                 }
             }
             _ => self.problem(key, format!("{text:?} is not an e-mail address")),
@@ -986,7 +1127,10 @@ impl Checker<'_> {
         let mut seen: HashMap<&str, usize> = HashMap::new();
         for (i, rule) in rules.iter().enumerate() {
             if let Some(first) = seen.insert(&rule.name, i) {
-                self.problem(format!("rule[{i}].name"), format!("{:?} is already the name of rule[{first}]", rule.name));
+                self.problem(
+                    format!("rule[{i}].name"),
+                    format!("{:?} is already the name of rule[{first}]", rule.name),
+                );
                 seen.insert(&rule.name, first);
             }
         }

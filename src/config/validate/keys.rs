@@ -37,7 +37,11 @@ pub(super) fn parse(text: &str) -> Result<RawConfig, ConfigError> {
             if unknown.is_empty() {
                 // Unreachable: Ok was handled above.
                 return Err(serde_error.map_or_else(
-                    || ConfigError::Parse { line: None, column: None, message: "invalid config".into() },
+                    || ConfigError::Parse {
+                        line: None,
+                        column: None,
+                        message: "invalid config".into(),
+                    },
                     |e| parse_error(text, &e),
                 ));
             }
@@ -54,7 +58,11 @@ pub(super) fn parse(text: &str) -> Result<RawConfig, ConfigError> {
                 .map(|u| format!("unknown key {}{}", u.path, u.hint))
                 .collect::<Vec<_>>()
                 .join("\n");
-            Err(ConfigError::Parse { line, column, message })
+            Err(ConfigError::Parse {
+                line,
+                column,
+                message,
+            })
         }
     }
 }
@@ -66,7 +74,11 @@ fn parse_error(text: &str, error: &toml::de::Error) -> ConfigError {
         Some(key) => format!("{key}: {short}"),
         None => short,
     };
-    ConfigError::Parse { line, column, message }
+    ConfigError::Parse {
+        line,
+        column,
+        message,
+    }
 }
 
 /// 1-based line and column (in characters) of the error's start.
@@ -99,7 +111,10 @@ fn key_path_at(text: &str, offset: usize) -> Option<String> {
             key = None;
         } else if let Some((k, _)) = t.split_once('=') {
             let k = k.trim();
-            if !k.is_empty() && k.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b)) {
+            if !k.is_empty()
+                && k.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
+            {
                 key = Some(k);
             }
         }
@@ -128,8 +143,15 @@ fn schema(path: &str) -> Option<&'static [&'static str]> {
 }
 
 /// Every table that has a schema, for "did you mean server.listen?" hints.
-const SECTIONS: [&str; 7] =
-    ["server", "oidc", "oidc.bearer_issuers", "session", "headers", "access", "rule"];
+const SECTIONS: [&str; 7] = [
+    "server",
+    "oidc",
+    "oidc.bearer_issuers",
+    "session",
+    "headers",
+    "access",
+    "rule",
+];
 
 /// Every key of `doc` that the schema does not know, in the document's key order.
 pub(super) fn unknown_keys(doc: &toml::Table) -> Vec<UnknownKey> {
@@ -139,11 +161,16 @@ pub(super) fn unknown_keys(doc: &toml::Table) -> Vec<UnknownKey> {
 }
 
 fn walk(table: &toml::Table, schema_path: &str, shown_path: &str, out: &mut Vec<UnknownKey>) {
-    let Some(known) = schema(schema_path) else { return };
+    let Some(known) = schema(schema_path) else {
+        return;
+    };
     for (key, value) in table {
         let shown = join(shown_path, key);
         if !known.contains(&key.as_str()) {
-            out.push(UnknownKey { path: shown, hint: hint(key, schema_path, known) });
+            out.push(UnknownKey {
+                path: shown,
+                hint: hint(key, schema_path, known),
+            });
             continue;
         }
         let child = join(schema_path, key);
@@ -232,8 +259,14 @@ mod tests {
     #[test]
     fn key_paths_from_text() {
         let text = "[server]\nlisten = 1\n[[rule]]\n[[rule]]\npath = 2\n";
-        assert_eq!(key_path_at(text, text.find("1").unwrap()).as_deref(), Some("server.listen"));
-        assert_eq!(key_path_at(text, text.find("2").unwrap()).as_deref(), Some("rule[1].path"));
+        assert_eq!(
+            key_path_at(text, text.find("1").unwrap()).as_deref(),
+            Some("server.listen")
+        );
+        assert_eq!(
+            key_path_at(text, text.find("2").unwrap()).as_deref(),
+            Some("rule[1].path")
+        );
     }
 
     #[test]

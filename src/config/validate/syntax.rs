@@ -49,7 +49,10 @@ pub(super) fn domain(name: &str) -> Result<(), &'static str> {
         if label.len() > 63 {
             return Err("it has a label longer than 63 characters");
         }
-        if !label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_') {
+        if !label
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        {
             return Err("it may contain only letters, digits, '-' and '_' (write international names in their xn-- form)");
         }
         if label.starts_with('-') || label.ends_with('-') {
@@ -96,7 +99,9 @@ pub(super) fn rule_path(text: &str) -> Result<String, String> {
         return Err("must not contain a backslash".to_owned());
     }
     if text.contains(['?', '#']) {
-        return Err("must not contain '?' or '#': rules match the path only, never the query".to_owned());
+        return Err(
+            "must not contain '?' or '#': rules match the path only, never the query".to_owned(),
+        );
     }
     let decoded = decode_path(text)?;
     let mut segments = Vec::new();
@@ -207,9 +212,24 @@ mod tests {
 
     #[test]
     fn host_patterns() {
-        assert_eq!(host_pattern("Grafana.Example.com."), Ok(HostPattern::Exact("grafana.example.com".into())));
-        assert_eq!(host_pattern("*.example.com"), Ok(HostPattern::Suffix(".example.com".into())));
-        for bad in ["*", "a.*.com", "*.example..com", "example.com:443", "*.*.com", "ex ample.com", "", "-a.com"] {
+        assert_eq!(
+            host_pattern("Grafana.Example.com."),
+            Ok(HostPattern::Exact("grafana.example.com".into()))
+        );
+        assert_eq!(
+            host_pattern("*.example.com"),
+            Ok(HostPattern::Suffix(".example.com".into()))
+        );
+        for bad in [
+            "*",
+            "a.*.com",
+            "*.example..com",
+            "example.com:443",
+            "*.*.com",
+            "ex ample.com",
+            "",
+            "-a.com",
+        ] {
             assert!(host_pattern(bad).is_err(), "{bad}");
         }
     }
@@ -222,7 +242,19 @@ mod tests {
         assert_eq!(rule_path("/%7euser/%41").as_deref(), Ok("/~user/A"));
         assert_eq!(rule_path("/a%3ab").as_deref(), Ok("/a%3Ab"));
         assert_eq!(rule_path("/caf\u{e9} x").as_deref(), Ok("/caf%C3%A9%20x"));
-        for bad in ["admin", "/a/../b", "/a/%2e%2e/b", "/a%2fb", "/a%5Cb", "/a\\b", "/a?x=1", "/a#f", "/%zz", "/%00", "/a\tb"] {
+        for bad in [
+            "admin",
+            "/a/../b",
+            "/a/%2e%2e/b",
+            "/a%2fb",
+            "/a%5Cb",
+            "/a\\b",
+            "/a?x=1",
+            "/a#f",
+            "/%zz",
+            "/%00",
+            "/a\tb",
+        ] {
             assert!(rule_path(bad).is_err(), "{bad}");
         }
     }
@@ -230,7 +262,10 @@ mod tests {
     #[test]
     fn methods() {
         assert_eq!(method("get"), Some(Method::GET));
-        assert_eq!(method("PROPFIND").map(|m| m.to_string()).as_deref(), Some("PROPFIND"));
+        assert_eq!(
+            method("PROPFIND").map(|m| m.to_string()).as_deref(),
+            Some("PROPFIND")
+        );
         assert_eq!(method("GTE"), None);
     }
 
