@@ -328,6 +328,12 @@ fn syntax_and_type_errors_have_locations() {
         message.contains("session.lifetime: invalid duration \"12x\": unknown unit \"x\""),
         "{message}"
     );
+    let (line, message) = parse_message(&rest("[rule]\nhost = \"a.example.com\""));
+    assert_eq!(line, Some(9));
+    assert!(
+        message.starts_with("rule: invalid type: map, expected a sequence; write [[rule]]"),
+        "{message}"
+    );
     let (_, message) = parse_message(&server("idle_timeout = 90"));
     assert!(message.contains("duration string"), "{message}");
 }

@@ -69,8 +69,16 @@ pub(super) fn parse(text: &str) -> Result<RawConfig, ConfigError> {
 
 fn parse_error(text: &str, error: &toml::de::Error) -> ConfigError {
     let (line, column) = location(text, error);
-    let short = error.message().trim().replace('\n', "; ");
-    let message = match error.span().and_then(|s| key_path_at(text, s.start)) {
+    let mut short = error.message().trim().replace('\n', "; ");
+    let key = error.span().and_then(|s| key_path_at(text, s.start));
+    if let Some(key) = &key {
+        if short.contains("invalid type: map, expected a sequence") && !key.contains('[') {
+            short.push_str(&format!(
+                "; write [[{key}]] (double brackets) for each entry"
+            ));
+        }
+    }
+    let message = match key {
         Some(key) => format!("{key}: {short}"),
         None => short,
     };
@@ -94,7 +102,12 @@ fn location(text: &str, error: &toml::de::Error) -> (Option<usize>, Option<usize
 /// Best-effort key path of the value at `offset`, read from the text: the
 /// last `[table]` / `[[array]]` header before it and the last `key =` line.
 fn key_path_at(text: &str, offset: usize) -> Option<String> {
-    let before = text.get(..offset)?;
+    // Up to the end of the offending line, so a header on it counts.
+    let end = text
+        .get(offset..)?
+        .find('\n')
+        .map_or(text.len(), |n| offset + n);
+    let before = text.get(..end)?;
     let mut table = String::new();
     let mut counts: HashMap<String, usize> = HashMap::new();
     let mut key: Option<&str> = None;
