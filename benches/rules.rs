@@ -110,7 +110,7 @@ fn rules(c: &mut Criterion) {
             method: &method,
         };
         let indexed = match set.evaluate(&facts) {
-            Match::Rule(r) => Some(r.index()),
+            Match::Rule(r) => Some(r.index),
             Match::Default(_) => None,
         };
         assert_eq!(indexed, naive.evaluate(host, path, "GET"), "{name}");

@@ -27,8 +27,9 @@
 //!   containers (Tomcat, Spring) strip such parameters before routing, so
 //!   treating `;` literally would let `/admin;x` reach an upstream's `/admin`
 //!   under another rule. Segments like `/..;/` are refused earlier, by
-//!   [`path::normalize`]. An upstream that treats `;` literally sees a path under
-//!   the same rule or a stricter one, never a more permissive one.
+//!   [`path::normalize`]. The trade-off: for an upstream that treats `;` as an
+//!   ordinary character, `/admin;x` is judged by the `/admin` rule rather than
+//!   by whatever rule would cover a literal `admin;x` segment.
 //! - **Methods.** Absent means any; otherwise the request method must be listed.
 //!
 //! # Dead rules
@@ -40,8 +41,13 @@
 //!
 //! # Hot path
 //!
-//! [`RuleSet::evaluate`] allocates nothing and builds no strings. The reason
-//! each earlier rule did not match is logged only when DEBUG is enabled.
+//! [`RuleSet::evaluate`] allocates nothing and builds no strings. Exact hosts
+//! are one hash probe; wildcards are one probe per label of the request host
+//! (`.b.example.com`, `.example.com`, `.com`) rather than a reversed-label trie:
+//! the same answer with less code, since hosts have few labels. Within each
+//! candidate list rules stay in file order and the scan stops at the best index
+//! found so far. The reason each earlier rule did not match is logged only when
+//! DEBUG is enabled.
 
 pub mod host;
 pub mod path;
@@ -94,24 +100,32 @@ pub struct RuleSet {
 }
 
 /// One rule, ready for matching and authorisation.
+///
+/// The fields callers need are public for reading; a `CompiledRule` is only
+/// ever handed out by shared reference from an immutable [`RuleSet`].
 #[derive(Debug, Clone)]
 pub struct CompiledRule {
-    index: usize,
-    name: String,
+    /// Zero-based position in the file.
+    pub index: usize,
+    /// `name`, or `rule[N]`; for logs.
+    pub name: String,
+    /// What the rule decides.
+    pub policy: Policy,
+    /// Reverse-proxy mode: where allowed requests go.
+    pub upstream: Option<Url>,
+    /// Whether bearer JWTs are accepted on this rule.
+    pub bearer: bool,
     host: Option<HostPattern>,
     /// Normalised prefix, starts with `/`.
     path: Box<str>,
     /// `None` = any method; never empty.
     methods: Option<Box<[Method]>>,
-    policy: Policy,
     groups: Vec<String>,
     users: Vec<String>,
     /// Lower-cased at compile time.
     emails: Vec<String>,
     /// Lower-cased at compile time, without `@`.
     email_domains: Vec<String>,
-    upstream: Option<Url>,
-    bearer: bool,
 }
 
 /// Names a rule in messages: `rule[3] ("admin")`, or `rule[3]` when it has no
@@ -454,16 +468,6 @@ impl CompiledRule {
         }
     }
 
-    /// Zero-based position in the file.
-    pub fn index(&self) -> usize {
-        self.index
-    }
-
-    /// `name`, or `rule[N]`; for logs.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
     /// The host pattern; `None` = any host.
     pub fn host(&self) -> Option<&HostPattern> {
         self.host.as_ref()
@@ -477,21 +481,6 @@ impl CompiledRule {
     /// The methods; `None` = any.
     pub fn methods(&self) -> Option<&[Method]> {
         self.methods.as_deref()
-    }
-
-    /// What the rule decides.
-    pub fn policy(&self) -> Policy {
-        self.policy
-    }
-
-    /// Reverse-proxy mode: where allowed requests go.
-    pub fn upstream(&self) -> Option<&Url> {
-        self.upstream.as_ref()
-    }
-
-    /// Whether bearer JWTs are accepted on this rule.
-    pub fn bearer(&self) -> bool {
-        self.bearer
     }
 
     /// The groups any one of which grants access (for the 403 page and the
