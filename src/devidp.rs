@@ -505,10 +505,12 @@ fn json(status: StatusCode, value: &serde_json::Value) -> Res {
 
 fn html(status: StatusCode, body: String) -> Res {
     let mut res = respond(status, "text/html; charset=utf-8", body);
+    // No `form-action`: browsers apply it to the redirect that follows the
+    // login POST, which goes to the client's origin.
     res.headers_mut().insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(
-            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
+            "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
         ),
     );
     res
