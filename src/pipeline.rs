@@ -121,7 +121,7 @@ impl Gateway {
     /// Runs the phases for one request.
     pub async fn decide<'a>(&self, rt: &'a Runtime, facts: &RequestFacts<'_>, headers: &HeaderMap) -> Decision<'a> {
         let (rule, policy) = match rt.rules.evaluate(facts) {
-            Match::Rule(r) => (Some(r), r.policy()),
+            Match::Rule(r) => (Some(r), r.policy),
             Match::Default(DefaultPolicy::Authenticated) => (None, Policy::Authenticated),
             Match::Default(DefaultPolicy::Deny) => (None, Policy::Deny),
         };
@@ -146,5 +146,5 @@ impl Gateway {
 
 /// The name of a decision's rule for logs (`default` when none matched).
 pub fn rule_name(rule: Option<&CompiledRule>) -> &str {
-    rule.map(|r| r.name()).unwrap_or("default")
+    rule.map(|r| r.name.as_str()).unwrap_or("default")
 }

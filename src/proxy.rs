@@ -160,7 +160,7 @@ impl Proxy {
 /// upstream configured for the same host.
 fn upstream_for(rt: &Runtime, facts: &RequestFacts<'_>) -> Option<url::Url> {
     if let Match::Rule(r) = rt.rules.evaluate(facts) {
-        if let Some(u) = r.upstream() {
+        if let Some(u) = &r.upstream {
             return Some(u.clone());
         }
     }

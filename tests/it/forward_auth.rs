@@ -1,0 +1,179 @@
+//! `/oauth2/auth` answers, as a front proxy sees them.
+
+use crate::support::{Harness, Opts};
+
+fn identity(res: &reqwest::Response) -> (String, String, String) {
+    let h = |n: &str| {
+        res.headers()
+            .get(n)
+            .unwrap_or_else(|| panic!("{n} missing from a forward-auth answer"))
+            .to_str()
+            .unwrap()
+            .to_owned()
+    };
+    (h("x-auth-user"), h("x-auth-email"), h("x-auth-groups"))
+}
+
+#[tokio::test]
+async fn answers_follow_the_table() {
+    let h = Harness::start().await;
+    let alice = h.session_cookie("alice").await;
+    let bob = h.session_cookie("bob").await;
+    let cookie = |v: &str| format!("_portcullis={v}");
+
+    // Allowed: 200 with all three identity headers.
+    let res = h.check("GET", "app.test", "/admin/x?y=1").header("Cookie", cookie(&alice)).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(identity(&res), ("alice".into(), "alice@example.com".into(), "admins,staff".into()));
+
+    // Authenticated but not in the group: 403, JSON for APIs, HTML for browsers; headers still present and empty.
+    let res = h.check("GET", "app.test", "/admin").header("Cookie", cookie(&bob)).send().await.unwrap();
+    assert_eq!(res.status(), 403);
+    assert_eq!(identity(&res), (String::new(), String::new(), String::new()));
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["required_groups"], serde_json::json!(["admins"]));
+    let res = h.check("GET", "app.test", "/admin").header("Cookie", cookie(&bob)).header("Accept", "text/html").send().await.unwrap();
+    assert_eq!(res.status(), 403);
+    assert!(res.text().await.unwrap().contains("admins"));
+
+    // Public: 200 with empty identity headers, even with a session.
+    let res = h.check("GET", "app.test", "/health").header("Cookie", cookie(&alice)).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(identity(&res), (String::new(), String::new(), String::new()));
+
+    // Rule says deny: 403 even for alice.
+    let res = h.check("GET", "app.test", "/nobody/x").header("Cookie", cookie(&alice)).send().await.unwrap();
+    assert_eq!(res.status(), 403);
+
+    // No rule matches and default = deny.
+    let res = h.check("GET", "unknown.test", "/").header("Cookie", cookie(&alice)).send().await.unwrap();
+    assert_eq!(res.status(), 403);
+
+    // No credentials: browser → 302 to the login on the original host; API → 401 Bearer.
+    let res = h.check("POST", "app.test:8443", "/x/y?q=1&r=2").header("Accept", "text/html").send().await.unwrap();
+    assert_eq!(res.status(), 302);
+    let loc = res.headers()["location"].to_str().unwrap();
+    assert_eq!(loc, "https://app.test:8443/oauth2/start?rd=https%3A%2F%2Fapp.test%3A8443%2Fx%2Fy%3Fq%3D1%26r%3D2");
+    identity(&res);
+    let res = h.check("GET", "app.test", "/x").send().await.unwrap();
+    assert_eq!(res.status(), 401);
+    assert_eq!(res.headers()["www-authenticate"], "Bearer");
+    identity(&res);
+}
+
+#[tokio::test]
+async fn nginx_mode_answers_401_with_a_login_url() {
+    let h = Harness::start().await;
+    let res = h
+        .client()
+        .get(format!("{}/oauth2/auth", h.base))
+        .header("X-Original-URL", "https://app.test/a?b=c")
+        .header("X-Original-Method", "GET")
+        .header("Accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    assert_eq!(
+        res.headers()["x-auth-login-url"],
+        "https://app.test/oauth2/start?rd=https%3A%2F%2Fapp.test%2Fa%3Fb%3Dc"
+    );
+    // ?mode=nginx with Traefik-style headers also answers 401.
+    let res = h.check("GET", "app.test", "/a").query(&[("mode", "nginx")]).header("Accept", "text/html").send().await.unwrap();
+    assert_eq!(res.status(), 401);
+    // nginx-mode with a session works too.
+    let alice = h.session_cookie("alice").await;
+    let res = h
+        .client()
+        .get(format!("{}/oauth2/auth", h.base))
+        .header("X-Original-URL", "http://app.test/admin")
+        .header("Cookie", format!("_portcullis={alice}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["x-auth-user"], "alice");
+}
+
+#[tokio::test]
+async fn path_tricks_are_400_or_judged_after_normalisation() {
+    let h = Harness::start().await;
+    let bob = h.session_cookie("bob").await;
+    let c = format!("_portcullis={bob}");
+    for bad in ["/admin%2fx", "/admin%2Fx", "/admin%5cx", "/admin\\x", "/%00", "/../admin", "/a/../../admin", "/%2e%2e/admin", "/%zz"] {
+        let res = h.check("GET", "app.test", bad).header("Cookie", &c).send().await.unwrap();
+        assert_eq!(res.status(), 400, "{bad}");
+        identity(&res);
+    }
+    // Equivalent spellings of /admin are judged as /admin: bob is refused.
+    for alias in ["//admin", "/./admin", "/x/../admin", "/%61dmin", "/admin/", "/admin?rd=/health", "/admin#/health", "/admin;x"] {
+        let res = h.check("GET", "app.test", alias).header("Cookie", &c).send().await.unwrap();
+        assert_eq!(res.status(), 403, "{alias}");
+    }
+    // Host tricks: case, trailing dot and port don't escape the rule.
+    for host in ["APP.test", "app.test.", "app.test:443"] {
+        let res = h.check("GET", host, "/admin").header("Cookie", &c).send().await.unwrap();
+        assert_eq!(res.status(), 403, "{host}");
+    }
+    for host in ["app.test/evil", "a b", "", "app.test@evil"] {
+        let res = h.check("GET", host, "/").header("Cookie", &c).send().await.unwrap();
+        assert!(res.status() == 400 || res.status() == 403, "{host:?} → {}", res.status());
+    }
+}
+
+#[tokio::test]
+async fn forwarded_headers_from_untrusted_peers_are_ignored() {
+    let h = Harness::start_with(Opts { server: "trusted_proxies = [\"10.9.9.9/32\"]".into(), ..Opts::default() }).await;
+    // Without trust, "/health" in X-Forwarded-Uri is not believed: the check
+    // judges its own host and path, finds no public rule and asks for login.
+    let res = h.check("GET", "app.test", "/health").send().await.unwrap();
+    assert_ne!(res.status(), 200);
+    let res = h
+        .client()
+        .get(format!("{}/oauth2/auth", h.base))
+        .header("Host", "app.test")
+        .header("X-Original-URL", "http://app.test/health")
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(res.status(), 200);
+}
+
+#[tokio::test]
+async fn client_sent_x_original_url_cannot_override_the_proxy() {
+    let h = Harness::start().await;
+    // Traefik and Caddy pass client headers through: a client-sent
+    // X-Original-URL pointing at a public path must not win.
+    let res = h
+        .check("GET", "app.test", "/secret")
+        .header("X-Original-URL", "http://app.test/health")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+}
+
+#[tokio::test]
+async fn method_rules_use_the_original_method() {
+    let app = "{app}";
+    let extra = format!(
+        r#"
+[access]
+default = "deny"
+[[rule]]
+name = "read"
+host = "app.test"
+methods = ["GET", "HEAD"]
+policy = "public"
+[[rule]]
+name = "write"
+host = "app.test"
+policy = "authenticated"
+upstream = "http://{app}"
+"#
+    );
+    let h = Harness::start_with(Opts { extra, ..Opts::default() }).await;
+    assert_eq!(h.check("GET", "app.test", "/x").send().await.unwrap().status(), 200);
+    assert_eq!(h.check("DELETE", "app.test", "/x").send().await.unwrap().status(), 401);
+    assert_eq!(h.check("get", "app.test", "/x").send().await.unwrap().status(), 401, "methods are case-sensitive tokens");
+}

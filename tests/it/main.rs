@@ -1,0 +1,21 @@
+//! In-process integration tests: the gateway on 127.0.0.1:0 against the
+//! built-in development issuer and the demo echo app. Fast; the end-to-end
+//! suite (`tests/e2e`) repeats the important flows against the real IdP and
+//! front proxies.
+//!
+//! Modules:
+//! - `support`: harness (IdP, app, gateway) and a browser-like client.
+//! - `login`: the OIDC flow, `rd` validation, state handling, IdP failures.
+//! - `forward_auth`: the `/oauth2/auth` answers, trust, path tricks.
+//! - `cookies`: tampered, truncated, oversized and foreign cookies.
+//! - `proxy`: reverse-proxy header hygiene.
+//! - `server`: TLS, HTTP/2, limits, health.
+//! - `cli`: the binary's commands and exit codes.
+
+mod cli;
+mod cookies;
+mod forward_auth;
+mod login;
+mod proxy;
+mod server;
+mod support;

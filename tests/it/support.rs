@@ -1,0 +1,347 @@
+//! Test harness: a gateway started in-process on 127.0.0.1:0 in front of the
+//! demo echo app, against the built-in development issuer, plus a browser-like
+//! client (cookie jar, manual redirects) that can log in.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use portcullis::config::Config;
+use portcullis::devidp::{self, DevClient, DevIdp, DevIdpConfig, DevUser};
+use portcullis::server::{self, Running};
+use reqwest::header::HeaderMap;
+use tokio::net::TcpListener;
+
+pub const SESSION_SECRET: &str = "an-integration-test-secret-that-is-long-enough";
+pub const CLIENT_SECRET: &str = "client-secret-for-tests";
+
+/// A running gateway with its IdP and app.
+pub struct Harness {
+    pub gw: Running,
+    pub idp: Option<DevIdp>,
+    pub app: SocketAddr,
+    pub base: String,
+    _app_stop: tokio::sync::oneshot::Sender<()>,
+}
+
+/// Knobs for [`Harness::start_with`].
+pub struct Opts {
+    /// TOML appended after the generated `[server]`…`[session]` sections (rules, access).
+    pub extra: String,
+    /// Extra lines for `[server]`.
+    pub server: String,
+    /// Extra lines for `[session]`.
+    pub session: String,
+    /// Extra lines for `[oidc]`.
+    pub oidc: String,
+    /// Put groups/email in the ID token (false exercises the userinfo fallback).
+    pub claims_in_id_token: bool,
+}
+
+impl Default for Opts {
+    fn default() -> Self {
+        Opts {
+            extra: String::new(),
+            server: String::new(),
+            session: String::new(),
+            oidc: String::new(),
+            claims_in_id_token: true,
+        }
+    }
+}
+
+pub fn users() -> Vec<DevUser> {
+    let u = |n: &str, g: &[&str]| DevUser {
+        username: n.into(),
+        password: "demo".into(),
+        email: format!("{n}@example.com"),
+        groups: g.iter().map(|s| s.to_string()).collect(),
+    };
+    vec![u("alice", &["admins", "staff"]), u("bob", &["staff"]), u("carol", &[])]
+}
+
+/// The standard rule set: `/health` public, `/admin` for admins, `/nobody` denied,
+/// everything else on `app.test` any signed-in user, other hosts default deny.
+pub fn standard_rules(app: SocketAddr) -> String {
+    format!(
+        r#"
+[access]
+default = "deny"
+allowed_redirect_domains = [".example.com", "app.test"]
+
+[[rule]]
+name = "health"
+host = "app.test"
+path = "/health"
+policy = "public"
+upstream = "http://{app}"
+
+[[rule]]
+name = "admin"
+host = "app.test"
+path = "/admin"
+groups = ["admins"]
+upstream = "http://{app}"
+
+[[rule]]
+name = "nobody"
+host = "app.test"
+path = "/nobody"
+policy = "deny"
+upstream = "http://{app}"
+
+[[rule]]
+name = "app"
+host = "app.test"
+upstream = "http://{app}"
+
+[[rule]]
+name = "wild"
+host = "*.example.com"
+"#
+    )
+}
+
+impl Harness {
+    pub async fn start() -> Harness {
+        Harness::start_with(Opts::default()).await
+    }
+
+    pub async fn start_with(opts: Opts) -> Harness {
+        let mut idp_cfg = DevIdpConfig {
+            users: users(),
+            clients: vec![DevClient {
+                client_id: "portcullis".into(),
+                client_secret: Some(CLIENT_SECRET.into()),
+                redirect_uris: vec![],
+            }],
+            groups_in_id_token: opts.claims_in_id_token,
+            email_in_id_token: opts.claims_in_id_token,
+            id_token_ttl: std::time::Duration::from_secs(300),
+        };
+        let gw_l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = gw_l.local_addr().unwrap().port();
+        idp_cfg.clients[0].redirect_uris = ["app.test", "a.example.com", "127.0.0.1", "other.test"]
+            .iter()
+            .map(|h| format!("http://{h}:{port}/oauth2/callback"))
+            .collect();
+        let idp = devidp::start(TcpListener::bind("127.0.0.1:0").await.unwrap(), idp_cfg)
+            .await
+            .unwrap();
+        let app_l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let app = app_l.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(portcullis::demo::upstream::serve(app_l, async move {
+            let _ = stopped.await;
+        }));
+        let extra = if opts.extra.is_empty() { standard_rules(app) } else { opts.extra.replace("{app}", &app.to_string()) };
+        let toml = format!(
+            r#"
+[server]
+listen = "127.0.0.1:0"
+{server}
+
+[oidc]
+issuer = "{issuer}"
+client_id = "portcullis"
+{oidc}
+
+[session]
+cookie_secure = false
+{session}
+{extra}
+"#,
+            issuer = idp.issuer(),
+            server = opts.server,
+            oidc = opts.oidc,
+            session = opts.session,
+        );
+        let gw = start_gateway_on(gw_l, &toml).await;
+        let base = format!("http://{}", gw.addr);
+        // Wait until discovery has run so tests are not racing it.
+        for _ in 0..100 {
+            if gw.gateway.oidc.is_ready() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        Harness { gw, idp: Some(idp), app, base, _app_stop: stop }
+    }
+
+    /// A browser pointed at host `host` (resolved to the gateway).
+    pub fn browser(&self) -> Browser {
+        Browser::new(self.gw.addr)
+    }
+
+    /// A plain client with no cookie jar.
+    pub fn client(&self) -> reqwest::Client {
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap()
+    }
+
+    /// A forward-auth request as Traefik would send it.
+    pub fn check(&self, method: &str, host: &str, uri: &str) -> reqwest::RequestBuilder {
+        self.client()
+            .get(format!("{}/oauth2/auth", self.base))
+            .header("X-Forwarded-Method", method)
+            .header("X-Forwarded-Proto", "https")
+            .header("X-Forwarded-Host", host)
+            .header("X-Forwarded-Uri", uri)
+    }
+
+    /// Logs `user` in and returns the raw session cookie value.
+    pub async fn session_cookie(&self, user: &str) -> String {
+        let b = self.browser();
+        b.login(&format!("http://app.test:{}/", self.gw.addr.port()), user).await;
+        b.cookie("app.test", "_portcullis").expect("session cookie set")
+    }
+}
+
+pub async fn start_gateway_on(l: TcpListener, toml: &str) -> Running {
+    let env: HashMap<String, String> = HashMap::from([
+        ("PORTCULLIS_OIDC_CLIENT_SECRET".into(), CLIENT_SECRET.into()),
+        ("PORTCULLIS_SESSION_SECRET".into(), SESSION_SECRET.into()),
+    ]);
+    let cfg = Config::from_toml(toml, Path::new("."), &env).unwrap_or_else(|e| panic!("config: {e}\n{toml}"));
+    server::start(cfg, Some(l), None).await.unwrap()
+}
+
+/// A cookie-keeping client that follows redirects by hand and resolves
+/// `app.test` and `*.example.com` to the gateway.
+pub struct Browser {
+    pub jar: Arc<reqwest::cookie::Jar>,
+    pub http: reqwest::Client,
+    gw: SocketAddr,
+}
+
+pub struct Hop {
+    pub status: u16,
+    pub url: String,
+    pub headers: HeaderMap,
+    pub body: String,
+}
+
+impl Browser {
+    pub fn new(gw: SocketAddr) -> Browser {
+        let jar = Arc::new(reqwest::cookie::Jar::default());
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .cookie_provider(jar.clone())
+            .resolve("app.test", gw)
+            .resolve("a.example.com", gw)
+            .resolve("other.test", gw)
+            .resolve("evil.com", SocketAddr::from(([127, 0, 0, 1], 9)))
+            .build()
+            .unwrap();
+        Browser { jar, http, gw }
+    }
+
+    pub async fn get(&self, url: &str) -> Hop {
+        let res = self.http.get(url).header("Accept", "text/html, application/json;q=0.9").send().await.unwrap();
+        Hop::from(url, res).await
+    }
+
+    /// Follows redirects until a non-redirect answer or a URL on another host
+    /// than the gateway and the IdP; returns every hop.
+    pub async fn follow(&self, url: &str) -> Vec<Hop> {
+        let mut hops = Vec::new();
+        let mut url = url.to_owned();
+        for _ in 0..20 {
+            let hop = self.get(&url).await;
+            let next = hop.location();
+            // Test servers speak plain http: an https hop is where the browser would leave.
+            let stop = !(300..400).contains(&hop.status) || next.as_deref().is_some_and(|n| n.starts_with("https://"));
+            hops.push(hop);
+            match next {
+                Some(n) if !stop => url = n,
+                _ => break,
+            }
+        }
+        hops
+    }
+
+    /// Full login as `user` starting at `url`; returns the hops after the IdP form.
+    pub async fn login(&self, url: &str, user: &str) -> Vec<Hop> {
+        let hops = self.follow(url).await;
+        let form = hops.last().expect("a hop");
+        assert_eq!(form.status, 200, "expected the IdP login form at {}", form.url);
+        assert!(form.body.contains("password"), "not a login form: {}", form.body);
+        self.submit_login(&form.url, user, "demo").await
+    }
+
+    /// Posts credentials to the development issuer's form at `form_url`.
+    pub async fn submit_login(&self, form_url: &str, user: &str, password: &str) -> Vec<Hop> {
+        let (action, query) = form_url.split_once('?').expect("authorize URL has a query");
+        let body = format!("{query}&username={user}&password={password}");
+        let res = self
+            .http
+            .post(action)
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let hop = Hop::from(action, res).await;
+        match hop.location() {
+            Some(next) => {
+                let mut v = vec![hop];
+                v.extend(self.follow(&next).await);
+                v
+            }
+            None => vec![hop],
+        }
+    }
+
+    pub fn cookie(&self, host: &str, name: &str) -> Option<String> {
+        use reqwest::cookie::CookieStore;
+        let url: reqwest::Url = format!("http://{host}:{}/oauth2/x", self.gw.port()).parse().unwrap();
+        let header = self.jar.cookies(&url)?;
+        header
+            .to_str()
+            .ok()?
+            .split("; ")
+            .find_map(|kv| kv.strip_prefix(&format!("{name}=")).map(str::to_owned))
+    }
+
+    pub fn cookie_names(&self, host: &str) -> Vec<String> {
+        use reqwest::cookie::CookieStore;
+        let url: reqwest::Url = format!("http://{host}:{}/oauth2/x", self.gw.port()).parse().unwrap();
+        self.jar
+            .cookies(&url)
+            .map(|h| {
+                h.to_str()
+                    .unwrap_or("")
+                    .split("; ")
+                    .filter_map(|kv| kv.split_once('=').map(|(k, _)| k.to_owned()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Hop {
+    async fn from(url: &str, res: reqwest::Response) -> Hop {
+        let status = res.status().as_u16();
+        let headers = res.headers().clone();
+        let body = res.text().await.unwrap_or_default();
+        Hop { status, url: url.to_owned(), headers, body }
+    }
+
+    pub fn location(&self) -> Option<String> {
+        let loc = self.headers.get("location")?.to_str().ok()?;
+        let base: reqwest::Url = self.url.parse().ok()?;
+        base.join(loc).ok().map(|u| u.to_string())
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The echo app's view of the request, when this hop is its answer.
+    pub fn echoed(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|_| panic!("not the echo app's JSON at {}: {}", self.url, self.body))
+    }
+}
