@@ -1,0 +1,30 @@
+//! End-to-end tests: the built `portcullis` binary against the real
+//! components it is deployed with — the OpenID-certified `oidc-provider` test
+//! IdP (tests/idp), Traefik, Caddy and nginx configured from the examples in
+//! config/ — driven by a scripted browser that keeps cookies, follows
+//! redirects itself and fills in the IdP's login form.
+//!
+//! Every process listens on 127.0.0.1 with an ephemeral port, its logs are
+//! printed when a test fails, and it is killed when the test (or the binary)
+//! ends. A missing component fails the tests with a pointer to
+//! `scripts/install-test-deps.sh`; nothing is skipped.
+
+mod support;
+
+// Forward auth behind Traefik, Caddy and nginx: login round trip to the
+// original URL, identity headers at the app, spoofed headers, group rules,
+// public and unlisted paths, API clients, path tricks; nginx's 401 login URL.
+mod proxies;
+// Domain-wide SSO behind Traefik: portcullis on auth.example.com, one cookie
+// for example.com, rd anywhere under .example.com.
+mod external_url;
+// Hostile `rd` values at /oauth2/start, through a real IdP login.
+mod redirects;
+// Tampered, truncated, oversized, foreign and wrong-secret session cookies.
+mod cookies;
+// A login started on one gateway process and finished on another; several
+// tabs at once; abandoned logins and the flow-cookie cap.
+mod cross_process;
+// IdP unreachable (before discovery, before the code exchange), IdP error
+// callbacks, replayed authorization codes.
+mod idp_failures;

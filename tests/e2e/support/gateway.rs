@@ -1,0 +1,131 @@
+//! portcullis itself: the built binary (`CARGO_BIN_EXE_portcullis`) run as
+//! `portcullis serve --config FILE`, secrets from the environment.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use super::http::probe;
+use super::idp::CLIENT_SECRET;
+use super::proc::{scratch_dir, Proc};
+use super::{free_port, wait_for};
+
+/// The session secret of most gateways in these tests.
+pub const SESSION_SECRET: &str = "e2e-session-secret-0123456789-abcdefghijklmnop";
+/// The listen placeholder in config texts (as in the examples in config/).
+pub const LISTEN_PLACEHOLDER: &str = "127.0.0.1:4180";
+
+/// A running gateway.
+pub struct Gateway {
+    /// The process.
+    pub proc: Proc,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    /// The config file it runs with.
+    pub config: PathBuf,
+}
+
+/// How to start a gateway.
+pub struct Launch<'a> {
+    /// Name in logs.
+    pub name: &'a str,
+    /// Config text; `127.0.0.1:4180` is replaced by the listen address.
+    pub config: &'a str,
+    /// The listen port; `None` picks a free one.
+    pub port: Option<u16>,
+    /// `PORTCULLIS_SESSION_SECRET`.
+    pub session_secret: &'a str,
+    /// Wait for `/readyz` (IdP metadata loaded), not just `/healthz`.
+    pub wait_ready: bool,
+}
+
+impl Default for Launch<'_> {
+    fn default() -> Self {
+        Launch { name: "portcullis", config: "", port: None, session_secret: SESSION_SECRET, wait_ready: true }
+    }
+}
+
+impl Gateway {
+    /// Starts a gateway with `config` (see [`Launch`]) and waits until it is ready.
+    pub fn start(config: &str) -> Gateway {
+        Gateway::launch(Launch { config, ..Launch::default() })
+    }
+
+    /// Starts a gateway as described.
+    pub fn launch(l: Launch<'_>) -> Gateway {
+        let dir = scratch_dir(l.name);
+        let port = l.port.unwrap_or_else(free_port);
+        assert!(l.config.contains(LISTEN_PLACEHOLDER), "gateway config needs listen = \"{LISTEN_PLACEHOLDER}\"");
+        let config = dir.join("portcullis.toml");
+        std::fs::write(&config, l.config.replace(LISTEN_PLACEHOLDER, &format!("127.0.0.1:{port}"))).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_portcullis"));
+        cmd.arg("serve").arg("--config").arg(&config).current_dir(&dir);
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("PORTCULLIS_") {
+                cmd.env_remove(&k);
+            }
+        }
+        cmd.env("PORTCULLIS_OIDC_CLIENT_SECRET", CLIENT_SECRET)
+            .env("PORTCULLIS_SESSION_SECRET", l.session_secret)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1");
+        let proc = Proc::spawn(l.name, cmd, &dir);
+        let probe_path = if l.wait_ready { "/readyz" } else { "/healthz" };
+        let host = format!("127.0.0.1:{port}");
+        wait_for(l.name, || proc.check_alive(), || (probe(port, &host, probe_path) == Some(200)).then_some(()))
+            .unwrap_or_else(|e| panic!("{e}\n{}", proc.logs()));
+        Gateway { proc, port, config }
+    }
+
+    /// `http://127.0.0.1:PORT{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// The gateway's log (stderr), colour codes removed.
+    pub fn log(&self) -> String {
+        self.proc.stderr()
+    }
+}
+
+/// A gateway config for direct use (no front proxy): listen placeholder,
+/// the IdP, plain-http cookies, `default = "deny"`, and `rules` appended.
+pub fn direct_config(issuer: &str, access: &str, rules: &str) -> String {
+    format!(
+        r#"[server]
+listen = "{LISTEN_PLACEHOLDER}"
+trusted_proxies = ["127.0.0.1/32"]
+
+[oidc]
+issuer = "{issuer}"
+client_id = "portcullis"
+scopes = ["openid", "profile", "email", "groups"]
+http_timeout = "5s"
+
+[session]
+cookie_secure = false
+
+[access]
+default = "deny"
+{access}
+
+{rules}
+"#
+    )
+}
+
+/// The rules most direct tests use (host `app.example.com`).
+pub const APP_RULES: &str = r#"[[rule]]
+host = "app.example.com"
+path = "/health"
+policy = "public"
+
+[[rule]]
+host = "app.example.com"
+path = "/admin"
+groups = ["admins"]
+
+[[rule]]
+host = "app.example.com"
+path = "/"
+policy = "authenticated"
+"#;

@@ -1,0 +1,86 @@
+//! The real OpenID provider: `node tests/idp/idp.mjs CONFIG.json` (the
+//! `oidc-provider` package), with client `portcullis` and users alice
+//! (groups admins, staff), bob (staff) and carol (no groups).
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use serde_json::json;
+
+use super::proc::{scratch_dir, Proc};
+use super::{repo_root, require_binary, wait_for, INSTALL_HINT};
+
+/// The OAuth client id registered at the IdP.
+pub const CLIENT_ID: &str = "portcullis";
+/// Its secret.
+pub const CLIENT_SECRET: &str = "e2e-client-secret-0123456789abcdef";
+
+/// The users every IdP knows; the password is always `<name>-pw`.
+pub const USERS: [&str; 3] = ["alice", "bob", "carol"];
+
+/// A user's password.
+pub fn password(user: &str) -> String {
+    format!("{user}-pw")
+}
+
+/// A running IdP.
+pub struct Idp {
+    /// The process.
+    pub proc: Proc,
+    /// The issuer, e.g. `http://127.0.0.1:41235`.
+    pub issuer: String,
+    /// Its port.
+    pub port: u16,
+    /// Its scratch directory.
+    pub dir: PathBuf,
+}
+
+impl Idp {
+    /// Starts an IdP whose client accepts exactly `redirect_uris`.
+    pub fn start(redirect_uris: &[String]) -> Idp {
+        let node = require_binary("node");
+        let idp_dir = repo_root().join("tests/idp");
+        if !idp_dir.join("node_modules").is_dir() {
+            panic!("e2e: tests/idp/node_modules is missing (the test IdP's packages); {INSTALL_HINT}");
+        }
+        let dir = scratch_dir("idp");
+        let config = json!({
+            "port": 0,
+            "clients": [{
+                "client_id": CLIENT_ID,
+                "client_secret": CLIENT_SECRET,
+                "redirect_uris": redirect_uris,
+                "token_endpoint_auth_method": "client_secret_basic",
+                "grant_types": ["authorization_code", "refresh_token"],
+                "response_types": ["code"],
+            }],
+            "users": {
+                "alice": {"password": password("alice"), "email": "alice@example.com", "groups": ["admins", "staff"], "name": "Alice"},
+                "bob": {"password": password("bob"), "email": "bob@example.com", "groups": ["staff"], "name": "Bob"},
+                "carol": {"password": password("carol"), "email": "carol@example.com", "name": "Carol"},
+            },
+        });
+        let config_path = dir.join("idp.json");
+        std::fs::write(&config_path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+        let mut cmd = Command::new(node);
+        cmd.arg(idp_dir.join("idp.mjs")).arg(&config_path).current_dir(&idp_dir);
+        let proc = Proc::spawn("idp", cmd, &dir);
+        let issuer = wait_for("idp", || proc.check_alive(), || {
+            proc.stdout().lines().find_map(|l| l.strip_prefix("READY ").map(|s| s.trim().to_owned()))
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}", proc.logs()));
+        let port = url::Url::parse(&issuer).ok().and_then(|u| u.port()).expect("READY line names an issuer with a port");
+        Idp { proc, issuer, port, dir }
+    }
+
+    /// Kills the IdP (SIGKILL): from now on it is unreachable.
+    pub fn kill(&self) {
+        self.proc.kill();
+    }
+
+    /// `GET /__test/stats` as JSON.
+    pub fn stats(&self) -> serde_json::Value {
+        let r = super::http::raw_get(self.port, &format!("127.0.0.1:{}", self.port), "/__test/stats", &[]);
+        serde_json::from_slice(&r.body).expect("stats JSON")
+    }
+}
