@@ -1,39 +1,46 @@
 //! Login state lives in the browser, not in a process: a login started on
-//! one gateway finishes on another with the same config (memory store, no
-//! shared state), several tabs can log in at once in any order, and
-//! abandoned logins cannot pile up flow cookies.
+//! one gateway finishes on another started from the same config file
+//! (memory store, no shared state), several tabs can log in at once in any
+//! order, and abandoned logins cannot pile up flow cookies.
 //!
-//! The two gateways run from the same config text and secrets; only
-//! `listen` differs, as two hosts would differ in their address.
+//! Both gateways run from one file (`listen = "127.0.0.1:0"`) behind a TCP
+//! load balancer on `app.example.com:PORT`, which the test points at one or
+//! the other for each request; each test has its own balancer.
 
 use std::sync::OnceLock;
 
 use url::Url;
 
+use crate::support::balancer::Balancer;
 use crate::support::browser::{Browser, Nav, Page};
-use crate::support::free_port;
-use crate::support::gateway::{direct_config, Gateway, Launch, APP_RULES};
+use crate::support::gateway::{direct_config, Gateway, Launch, APP_RULES, LISTEN_PLACEHOLDER};
 use crate::support::idp::Idp;
-use crate::support::proc::LogsOnFailure;
+use crate::support::proc::{scratch_dir, LogsOnFailure};
 
 struct Stack {
     idp: Idp,
     a: Gateway,
     b: Gateway,
+    /// One balancer per test: [cross, tabs, flows].
+    lbs: [Balancer; 3],
 }
 
 fn stack() -> &'static Stack {
     static S: OnceLock<Stack> = OnceLock::new();
     S.get_or_init(|| {
-        let (pa, pb) = (free_port(), free_port());
-        let idp = Idp::start(&[
-            format!("http://app.example.com:{pa}/oauth2/callback"),
-            format!("http://app.example.com:{pb}/oauth2/callback"),
-        ]);
-        let config = direct_config(&idp.issuer, r#"allowed_redirect_domains = ["app.example.com"]"#, APP_RULES);
-        let a = Gateway::launch(Launch { name: "portcullis-a", config: &config, port: Some(pa), ..Launch::default() });
-        let b = Gateway::launch(Launch { name: "portcullis-b", config: &config, port: Some(pb), ..Launch::default() });
-        Stack { idp, a, b }
+        let lbs = [Balancer::start(), Balancer::start(), Balancer::start()];
+        let uris: Vec<String> = lbs.iter().map(|lb| format!("http://app.example.com:{}/oauth2/callback", lb.port)).collect();
+        let idp = Idp::start(&uris);
+        let config = direct_config(&idp.issuer, r#"allowed_redirect_domains = ["app.example.com"]"#, APP_RULES)
+            .replace(LISTEN_PLACEHOLDER, "127.0.0.1:0");
+        let file = scratch_dir("shared-config").join("portcullis.toml");
+        std::fs::write(&file, config).unwrap();
+        let a = Gateway::launch(Launch { name: "portcullis-a", config_file: Some(&file), ..Launch::default() });
+        let b = Gateway::launch(Launch { name: "portcullis-b", config_file: Some(&file), ..Launch::default() });
+        for lb in &lbs {
+            lb.route_to(a.port);
+        }
+        Stack { idp, a, b, lbs }
     })
 }
 
@@ -43,8 +50,12 @@ impl Stack {
     }
 }
 
-fn base(gw: &Gateway) -> String {
-    format!("http://app.example.com:{}", gw.port)
+fn base(lb: &Balancer) -> String {
+    format!("http://app.example.com:{}", lb.port)
+}
+
+fn logins(gw: &Gateway) -> usize {
+    gw.log().lines().filter(|l| l.contains("login succeeded")).count()
 }
 
 fn is_callback(u: &Url) -> bool {
@@ -71,15 +82,19 @@ fn assert_login_completed(page: &Page, rd: &str) {
 async fn login_started_on_one_gateway_finishes_on_another() {
     let s = stack();
     let _logs = s.logs();
+    let lb = &s.lbs[0];
     let b = Browser::new();
-    let on_a = callback_url(&b, &format!("{}/oauth2/start?rd=%2Fsome%2Fcross", base(&s.a))).await;
-    // A load balancer sends the callback to B instead.
-    let mut on_b = Url::parse(&on_a).unwrap();
-    on_b.set_port(Some(s.b.port)).unwrap();
-    let page = b.get(on_b.as_str()).await;
+    // /oauth2/start and the IdP on A...
+    lb.route_to(s.a.port);
+    let callback = callback_url(&b, &format!("{}/oauth2/start?rd=%2Fsome%2Fcross", base(lb))).await;
+    // ...the callback on B.
+    lb.route_to(s.b.port);
+    let (a_before, b_before) = (logins(&s.a), logins(&s.b));
+    let page = b.get(&callback).await;
     assert_login_completed(&page, "/some/cross");
+    assert_eq!((logins(&s.a), logins(&s.b)), (a_before, b_before + 1), "the callback was not completed by B");
 
-    let info = b.get(&format!("{}/oauth2/userinfo", base(&s.b))).await;
+    let info = b.get(&format!("{}/oauth2/userinfo", base(lb))).await;
     assert_eq!(info.status, 200, "{info}");
     let v: serde_json::Value = serde_json::from_str(&info.body).unwrap();
     assert_eq!(v["user"], "alice", "{info}");
@@ -91,11 +106,12 @@ async fn login_started_on_one_gateway_finishes_on_another() {
 async fn three_tabs_finish_in_reverse_order() {
     let s = stack();
     let _logs = s.logs();
+    let lb = &s.lbs[1];
     let b = Browser::new();
     // Start three logins before finishing any.
     let mut authorize = Vec::new();
     for tab in 1..=3 {
-        let page = b.get(&format!("{}/oauth2/start?rd=%2Fsome%2Ftab{tab}", base(&s.a))).await;
+        let page = b.get(&format!("{}/oauth2/start?rd=%2Fsome%2Ftab{tab}", base(lb))).await;
         assert_eq!(page.status, 302, "start in tab {tab}:\n{page}");
         authorize.push(page.location().unwrap().to_owned());
     }
@@ -109,7 +125,7 @@ async fn three_tabs_finish_in_reverse_order() {
         let page = b.get(&callbacks[tab - 1]).await;
         assert_login_completed(&page, &format!("/some/tab{tab}"));
     }
-    let info = b.get(&format!("{}/oauth2/userinfo", base(&s.a))).await;
+    let info = b.get(&format!("{}/oauth2/userinfo", base(lb))).await;
     assert_eq!(info.status, 200, "{info}");
 }
 
@@ -117,11 +133,12 @@ async fn three_tabs_finish_in_reverse_order() {
 async fn abandoned_logins_leave_at_most_four_flow_cookies() {
     let s = stack();
     let _logs = s.logs();
+    let lb = &s.lbs[2];
     let b = Browser::new();
-    let cb = format!("{}/oauth2/callback", base(&s.a));
+    let cb = format!("{}/oauth2/callback", base(lb));
     let mut last = String::new();
     for i in 0..10 {
-        let page = b.get(&format!("{}/oauth2/start?rd=%2Fsome%2Fn{i}", base(&s.a))).await;
+        let page = b.get(&format!("{}/oauth2/start?rd=%2Fsome%2Fn{i}", base(lb))).await;
         assert_eq!(page.status, 302, "start {i}:\n{page}");
         last = page.location().unwrap().to_owned();
         let flows: Vec<String> = b.cookies(&cb).into_iter().map(|(k, _)| k).filter(|k| k.starts_with("_portcullis_flow_")).collect();

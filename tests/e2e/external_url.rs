@@ -38,6 +38,7 @@ const AUTH_ROUTER: &str = r#"
 fn stack() -> &'static Stack {
     static S: OnceLock<Stack> = OnceLock::new();
     S.get_or_init(|| {
+        proxy::require(Kind::Traefik);
         let echo = Echo::start();
         let port = free_port();
         let gateway_port = free_port();

@@ -82,6 +82,25 @@ async fn start_with_unreachable_idp_shows_503_page() {
 }
 
 #[tokio::test]
+async fn start_after_idp_went_down_shows_503_page() {
+    // The gateway loaded the IdP's metadata and served logins; then the IdP dies.
+    let port = free_port();
+    let idp = Idp::start(&[format!("http://app.example.com:{port}/oauth2/callback")]);
+    let config = direct_config(&idp.issuer, ACCESS, APP_RULES);
+    let gw = Gateway::launch(Launch { config: &config, port: Some(port), ..Launch::default() });
+    let _logs = LogsOnFailure(vec![&idp.proc, &gw.proc]);
+    let page = Browser::new().open_as(&format!("{}/oauth2/start?rd=%2Fsome%2Fpage", base(&gw)), "alice").await;
+    assert!(page.hops.iter().any(|h| h.starts_with("302 GET") && h.contains("/oauth2/callback")), "a login while the IdP is up:\n{page}");
+    idp.kill();
+
+    // A new login must not send the browser to a dead IdP.
+    let page = Browser::new().get(&format!("{}/oauth2/start?rd=%2Fsome%2Fpage", base(&gw))).await;
+    assert_error_page(&page, 503, "identity provider");
+    let lines = login_failures(&gw, "idp_unreachable");
+    assert_eq!(lines.len(), 1, "expected one log line naming the cause, got {lines:#?}\n{}", gw.log());
+}
+
+#[tokio::test]
 async fn callback_after_idp_went_down_shows_503_page() {
     let port = free_port();
     let idp = Idp::start(&[format!("http://app.example.com:{port}/oauth2/callback")]);

@@ -31,6 +31,7 @@ pub struct Stack {
 
 impl Stack {
     fn start(kind: Kind) -> Stack {
+        proxy::require(kind);
         let echo = Echo::start();
         let port = free_port();
         let gateway_port = free_port();

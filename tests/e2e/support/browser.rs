@@ -116,6 +116,9 @@ impl Browser {
             .redirect(reqwest::redirect::Policy::none())
             .default_headers(headers)
             .no_proxy()
+            // A new connection per request, so a load balancer in front of
+            // several gateways decides per request.
+            .pool_max_idle_per_host(0)
             .timeout(std::time::Duration::from_secs(20));
         for host in TEST_HOSTS {
             b = b.resolve(host, SocketAddr::from(([127, 0, 0, 1], 0)));

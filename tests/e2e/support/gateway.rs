@@ -1,7 +1,7 @@
 //! portcullis itself: the built binary (`CARGO_BIN_EXE_portcullis`) run as
 //! `portcullis serve --config FILE`, secrets from the environment.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::http::probe;
@@ -36,11 +36,15 @@ pub struct Launch<'a> {
     pub session_secret: &'a str,
     /// Wait for `/readyz` (IdP metadata loaded), not just `/healthz`.
     pub wait_ready: bool,
+    /// Run from this existing file instead of `config` (several processes
+    /// sharing one file). With `listen = "127.0.0.1:0"` the port is read
+    /// from the "portcullis listening" log line.
+    pub config_file: Option<&'a Path>,
 }
 
 impl Default for Launch<'_> {
     fn default() -> Self {
-        Launch { name: "portcullis", config: "", port: None, session_secret: SESSION_SECRET, wait_ready: true }
+        Launch { name: "portcullis", config: "", port: None, session_secret: SESSION_SECRET, wait_ready: true, config_file: None }
     }
 }
 
@@ -53,10 +57,16 @@ impl Gateway {
     /// Starts a gateway as described.
     pub fn launch(l: Launch<'_>) -> Gateway {
         let dir = scratch_dir(l.name);
-        let port = l.port.unwrap_or_else(free_port);
-        assert!(l.config.contains(LISTEN_PLACEHOLDER), "gateway config needs listen = \"{LISTEN_PLACEHOLDER}\"");
-        let config = dir.join("portcullis.toml");
-        std::fs::write(&config, l.config.replace(LISTEN_PLACEHOLDER, &format!("127.0.0.1:{port}"))).unwrap();
+        let (fixed_port, config) = match l.config_file {
+            Some(file) => (None, file.to_owned()),
+            None => {
+                let port = l.port.unwrap_or_else(free_port);
+                assert!(l.config.contains(LISTEN_PLACEHOLDER), "gateway config needs listen = \"{LISTEN_PLACEHOLDER}\"");
+                let config = dir.join("portcullis.toml");
+                std::fs::write(&config, l.config.replace(LISTEN_PLACEHOLDER, &format!("127.0.0.1:{port}"))).unwrap();
+                (Some(port), config)
+            }
+        };
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_portcullis"));
         cmd.arg("serve").arg("--config").arg(&config).current_dir(&dir);
         for (k, _) in std::env::vars_os() {
@@ -69,6 +79,11 @@ impl Gateway {
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1");
         let proc = Proc::spawn(l.name, cmd, &dir);
+        let port = match fixed_port {
+            Some(p) => p,
+            None => wait_for(l.name, || proc.check_alive(), || listening_port(&proc.stderr()))
+                .unwrap_or_else(|e| panic!("{e}\n{}", proc.logs())),
+        };
         let probe_path = if l.wait_ready { "/readyz" } else { "/healthz" };
         let host = format!("127.0.0.1:{port}");
         wait_for(l.name, || proc.check_alive(), || (probe(port, &host, probe_path) == Some(200)).then_some(()))
@@ -85,6 +100,14 @@ impl Gateway {
     pub fn log(&self) -> String {
         self.proc.stderr()
     }
+}
+
+/// The port in the "portcullis listening listen=127.0.0.1:PORT" log line.
+fn listening_port(log: &str) -> Option<u16> {
+    let line = log.lines().find(|l| l.contains("portcullis listening"))?;
+    let rest = &line[line.find("listen=")? + "listen=".len()..];
+    let addr = rest.split_whitespace().next()?;
+    addr.rsplit(':').next()?.parse().ok()
 }
 
 /// A gateway config for direct use (no front proxy): listen placeholder,

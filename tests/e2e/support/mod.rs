@@ -9,6 +9,7 @@
 
 #![allow(dead_code)] // each test module uses a different part of the support code
 
+pub mod balancer;
 pub mod browser;
 pub mod echo;
 pub mod gateway;

@@ -31,6 +31,15 @@ impl Kind {
     }
 }
 
+/// The proxy's binary, or a failure naming the install script.
+pub fn require(kind: Kind) -> std::path::PathBuf {
+    require_binary(match kind {
+        Kind::Traefik => "traefik",
+        Kind::Caddy => "caddy",
+        Kind::Nginx => "nginx",
+    })
+}
+
 /// Ports the proxy config points at.
 pub struct Ports {
     /// Where the proxy listens.
@@ -52,11 +61,7 @@ pub struct Edits<'a> {
 /// and starts the proxy; returns once a request for the app's public
 /// `/health` goes through it (which needs portcullis and the app up).
 pub fn start(kind: Kind, ports: &Ports, edits: &Edits<'_>) -> Proc {
-    let bin = require_binary(match kind {
-        Kind::Traefik => "traefik",
-        Kind::Caddy => "caddy",
-        Kind::Nginx => "nginx",
-    });
+    let bin = require(kind);
     let dir = scratch_dir(kind.dir());
     let gw = format!("127.0.0.1:{}", ports.gateway);
     let app = format!("127.0.0.1:{}", ports.app);
