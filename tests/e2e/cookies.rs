@@ -33,9 +33,24 @@ fn stack() -> &'static Stack {
             format!("http://app.example.com:{pa}/oauth2/callback"),
             format!("http://app.example.com:{pb}/oauth2/callback"),
         ]);
-        let config = direct_config(&idp.issuer, r#"allowed_redirect_domains = ["app.example.com"]"#, APP_RULES);
-        let a = Gateway::launch(Launch { name: "portcullis-a", config: &config, port: Some(pa), ..Launch::default() });
-        let b = Gateway::launch(Launch { name: "portcullis-b", config: &config, port: Some(pb), session_secret: OTHER_SECRET, ..Launch::default() });
+        let config = direct_config(
+            &idp.issuer,
+            r#"allowed_redirect_domains = ["app.example.com"]"#,
+            APP_RULES,
+        );
+        let a = Gateway::launch(Launch {
+            name: "portcullis-a",
+            config: &config,
+            port: Some(pa),
+            ..Launch::default()
+        });
+        let b = Gateway::launch(Launch {
+            name: "portcullis-b",
+            config: &config,
+            port: Some(pb),
+            session_secret: OTHER_SECRET,
+            ..Launch::default()
+        });
         Stack { idp, a, b }
     })
 }
@@ -50,14 +65,24 @@ impl Stack {
 async fn session_value(gw: &Gateway) -> String {
     let b = Browser::new();
     let base = format!("http://app.example.com:{}", gw.port);
-    let page = b.open_as(&format!("{base}/oauth2/start?rd=%2Fsome%2Fpage"), "alice").await;
-    assert!(page.hops.iter().any(|h| h.contains("/oauth2/callback")), "no callback in the login:\n{page}");
-    b.cookie(&base, "_portcullis").unwrap_or_else(|| panic!("no session cookie after login:\n{page}"))
+    let page = b
+        .open_as(&format!("{base}/oauth2/start?rd=%2Fsome%2Fpage"), "alice")
+        .await;
+    assert!(
+        page.hops.iter().any(|h| h.contains("/oauth2/callback")),
+        "no callback in the login:\n{page}"
+    );
+    b.cookie(&base, "_portcullis")
+        .unwrap_or_else(|| panic!("no session cookie after login:\n{page}"))
 }
 
 /// The forward-auth check as Traefik would send it, from 127.0.0.1 (trusted).
 fn check(gw: &Gateway, cookie: &str, browser: bool) -> RawResponse {
-    let accept = if browser { "text/html,application/xhtml+xml" } else { "application/json" };
+    let accept = if browser {
+        "text/html,application/xhtml+xml"
+    } else {
+        "application/json"
+    };
     raw_get(
         gw.port,
         &format!("127.0.0.1:{}", gw.port),
@@ -74,21 +99,66 @@ fn check(gw: &Gateway, cookie: &str, browser: bool) -> RawResponse {
 }
 
 fn userinfo(gw: &Gateway, cookie: &str) -> RawResponse {
-    raw_get(gw.port, &format!("app.example.com:{}", gw.port), "/oauth2/userinfo", &[("Cookie", cookie)])
+    raw_get(
+        gw.port,
+        &format!("app.example.com:{}", gw.port),
+        "/oauth2/userinfo",
+        &[("Cookie", cookie)],
+    )
 }
 
 /// Asserts that `cookie` (a whole `Cookie` header value) is no session on `gw`.
 fn assert_no_session(gw: &Gateway, cookie: &str, what: &str) {
     let r = check(gw, cookie, true);
-    assert_eq!(r.status, 302, "{what}: browser forward-auth check gave {} {:?} {}", r.status, r.headers, r.text());
-    assert!(r.header("location").unwrap_or("").contains("/oauth2/start?rd="), "{what}: {:?}", r.headers);
-    assert_eq!(r.header("x-auth-user"), Some(""), "{what}: identity on a 302: {:?}", r.headers);
+    assert_eq!(
+        r.status,
+        302,
+        "{what}: browser forward-auth check gave {} {:?} {}",
+        r.status,
+        r.headers,
+        r.text()
+    );
+    assert!(
+        r.header("location")
+            .unwrap_or("")
+            .contains("/oauth2/start?rd="),
+        "{what}: {:?}",
+        r.headers
+    );
+    assert_eq!(
+        r.header("x-auth-user"),
+        Some(""),
+        "{what}: identity on a 302: {:?}",
+        r.headers
+    );
     let r = check(gw, cookie, false);
-    assert_eq!(r.status, 401, "{what}: API forward-auth check gave {} {:?} {}", r.status, r.headers, r.text());
-    assert_eq!(r.header("x-auth-user"), Some(""), "{what}: identity on a 401: {:?}", r.headers);
+    assert_eq!(
+        r.status,
+        401,
+        "{what}: API forward-auth check gave {} {:?} {}",
+        r.status,
+        r.headers,
+        r.text()
+    );
+    assert_eq!(
+        r.header("x-auth-user"),
+        Some(""),
+        "{what}: identity on a 401: {:?}",
+        r.headers
+    );
     let r = userinfo(gw, cookie);
-    assert_eq!(r.status, 401, "{what}: userinfo gave {} {}", r.status, r.text());
-    assert!(!r.text().contains("alice"), "{what}: userinfo leaked the identity: {}", r.text());
+    assert_eq!(
+        r.status,
+        401,
+        "{what}: userinfo gave {} {}",
+        r.status,
+        r.text()
+    );
+    assert!(
+        !r.text().contains("alice"),
+        "{what}: userinfo leaked the identity: {}",
+        r.text()
+    );
 }
 
 #[tokio::test]
@@ -116,7 +186,11 @@ async fn tampered_cookie_is_no_session() {
         let mut bytes = v.clone().into_bytes();
         bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
         let tampered = String::from_utf8(bytes).unwrap();
-        assert_no_session(&s.a, &format!("_portcullis={tampered}"), &format!("cookie with char {i} flipped"));
+        assert_no_session(
+            &s.a,
+            &format!("_portcullis={tampered}"),
+            &format!("cookie with char {i} flipped"),
+        );
     }
 }
 
@@ -126,7 +200,11 @@ async fn truncated_cookie_is_no_session() {
     let _logs = s.logs();
     let v = session_value(&s.a).await;
     for keep in [v.len() - 1, v.len() - 4, v.len() / 2, 1, 0] {
-        assert_no_session(&s.a, &format!("_portcullis={}", &v[..keep]), &format!("cookie cut to {keep} of {} chars", v.len()));
+        assert_no_session(
+            &s.a,
+            &format!("_portcullis={}", &v[..keep]),
+            &format!("cookie cut to {keep} of {} chars", v.len()),
+        );
     }
 }
 
@@ -136,17 +214,41 @@ async fn oversized_cookie_is_no_session() {
     let _logs = s.logs();
     let v = session_value(&s.a).await;
     let padded = format!("{v}{}", "A".repeat(8192 - v.len()));
-    assert_no_session(&s.a, &format!("_portcullis={padded}"), "valid cookie padded to 8 KiB");
-    assert_no_session(&s.a, &format!("_portcullis={}", "A".repeat(8192)), "8 KiB of 'A'");
-    assert_no_session(&s.a, &format!("_portcullis={}", "%FF".repeat(2730)), "8 KiB of %FF");
+    assert_no_session(
+        &s.a,
+        &format!("_portcullis={padded}"),
+        "valid cookie padded to 8 KiB",
+    );
+    assert_no_session(
+        &s.a,
+        &format!("_portcullis={}", "A".repeat(8192)),
+        "8 KiB of 'A'",
+    );
+    assert_no_session(
+        &s.a,
+        &format!("_portcullis={}", "%FF".repeat(2730)),
+        "8 KiB of %FF",
+    );
 }
 
 #[tokio::test]
 async fn foreign_cookie_is_no_session() {
     let s = stack();
     let _logs = s.logs();
-    for value in ["garbage", "", "\"quoted\"", "a.b.c", "eyJhbGciOiJub25lIn0.eyJ1c2VyIjoiYWxpY2UifQ.", "%00%0d%0a", "===="] {
-        assert_no_session(&s.a, &format!("_portcullis={value}"), &format!("_portcullis={value}"));
+    for value in [
+        "garbage",
+        "",
+        "\"quoted\"",
+        "a.b.c",
+        "eyJhbGciOiJub25lIn0.eyJ1c2VyIjoiYWxpY2UifQ.",
+        "%00%0d%0a",
+        "====",
+    ] {
+        assert_no_session(
+            &s.a,
+            &format!("_portcullis={value}"),
+            &format!("_portcullis={value}"),
+        );
     }
 }
 
@@ -158,5 +260,9 @@ async fn cookie_signed_with_other_secret_is_no_session() {
     // It is a real session on B...
     assert_eq!(userinfo(&s.b, &format!("_portcullis={from_b}")).status, 200);
     // ...and nothing on A.
-    assert_no_session(&s.a, &format!("_portcullis={from_b}"), "cookie from a gateway with another secret");
+    assert_no_session(
+        &s.a,
+        &format!("_portcullis={from_b}"),
+        "cookie from a gateway with another secret",
+    );
 }

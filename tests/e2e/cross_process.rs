@@ -29,14 +29,29 @@ fn stack() -> &'static Stack {
     static S: OnceLock<Stack> = OnceLock::new();
     S.get_or_init(|| {
         let lbs = [Balancer::start(), Balancer::start(), Balancer::start()];
-        let uris: Vec<String> = lbs.iter().map(|lb| format!("http://app.example.com:{}/oauth2/callback", lb.port)).collect();
+        let uris: Vec<String> = lbs
+            .iter()
+            .map(|lb| format!("http://app.example.com:{}/oauth2/callback", lb.port))
+            .collect();
         let idp = Idp::start(&uris);
-        let config = direct_config(&idp.issuer, r#"allowed_redirect_domains = ["app.example.com"]"#, APP_RULES)
-            .replace(LISTEN_PLACEHOLDER, "127.0.0.1:0");
+        let config = direct_config(
+            &idp.issuer,
+            r#"allowed_redirect_domains = ["app.example.com"]"#,
+            APP_RULES,
+        )
+        .replace(LISTEN_PLACEHOLDER, "127.0.0.1:0");
         let file = scratch_dir("shared-config").join("portcullis.toml");
         std::fs::write(&file, config).unwrap();
-        let a = Gateway::launch(Launch { name: "portcullis-a", config_file: Some(&file), ..Launch::default() });
-        let b = Gateway::launch(Launch { name: "portcullis-b", config_file: Some(&file), ..Launch::default() });
+        let a = Gateway::launch(Launch {
+            name: "portcullis-a",
+            config_file: Some(&file),
+            ..Launch::default()
+        });
+        let b = Gateway::launch(Launch {
+            name: "portcullis-b",
+            config_file: Some(&file),
+            ..Launch::default()
+        });
         for lb in &lbs {
             lb.route_to(a.port);
         }
@@ -55,7 +70,10 @@ fn base(lb: &Balancer) -> String {
 }
 
 fn logins(gw: &Gateway) -> usize {
-    gw.log().lines().filter(|l| l.contains("login succeeded")).count()
+    gw.log()
+        .lines()
+        .filter(|l| l.contains("login succeeded"))
+        .count()
 }
 
 fn is_callback(u: &Url) -> bool {
@@ -65,15 +83,34 @@ fn is_callback(u: &Url) -> bool {
 /// Follows `url` through the IdP (logging in as alice if asked) and returns
 /// the callback URL the IdP sends the browser to, without requesting it.
 async fn callback_url(b: &Browser, url: &str) -> String {
-    let page = b.navigate(url, Nav { login: Some("alice"), stop_before: Some(&is_callback) }).await;
-    page.next.clone().unwrap_or_else(|| panic!("no callback reached:\n{page}"))
+    let page = b
+        .navigate(
+            url,
+            Nav {
+                login: Some("alice"),
+                stop_before: Some(&is_callback),
+            },
+        )
+        .await;
+    page.next
+        .clone()
+        .unwrap_or_else(|| panic!("no callback reached:\n{page}"))
 }
 
 fn assert_login_completed(page: &Page, rd: &str) {
-    assert_eq!(page.status, 302, "callback did not complete the login:\n{page}");
-    assert_eq!(page.location(), Some(rd), "callback sent the browser elsewhere:\n{page}");
+    assert_eq!(
+        page.status, 302,
+        "callback did not complete the login:\n{page}"
+    );
+    assert_eq!(
+        page.location(),
+        Some(rd),
+        "callback sent the browser elsewhere:\n{page}"
+    );
     assert!(
-        page.header_all("set-cookie").iter().any(|c| c.starts_with("_portcullis=") && !c.starts_with("_portcullis=;")),
+        page.header_all("set-cookie")
+            .iter()
+            .any(|c| c.starts_with("_portcullis=") && !c.starts_with("_portcullis=;")),
         "no session cookie from the callback:\n{page}"
     );
 }
@@ -92,14 +129,22 @@ async fn login_started_on_one_gateway_finishes_on_another() {
     let (a_before, b_before) = (logins(&s.a), logins(&s.b));
     let page = b.get(&callback).await;
     assert_login_completed(&page, "/some/cross");
-    assert_eq!((logins(&s.a), logins(&s.b)), (a_before, b_before + 1), "the callback was not completed by B");
+    assert_eq!(
+        (logins(&s.a), logins(&s.b)),
+        (a_before, b_before + 1),
+        "the callback was not completed by B"
+    );
 
     let info = b.get(&format!("{}/oauth2/userinfo", base(lb))).await;
     assert_eq!(info.status, 200, "{info}");
     let v: serde_json::Value = serde_json::from_str(&info.body).unwrap();
     assert_eq!(v["user"], "alice", "{info}");
     assert_eq!(v["email"], "alice@example.com", "{info}");
-    assert_eq!(v["groups"], serde_json::json!(["admins", "staff"]), "{info}");
+    assert_eq!(
+        v["groups"],
+        serde_json::json!(["admins", "staff"]),
+        "{info}"
+    );
 }
 
 #[tokio::test]
@@ -111,7 +156,9 @@ async fn three_tabs_finish_in_reverse_order() {
     // Start three logins before finishing any.
     let mut authorize = Vec::new();
     for tab in 1..=3 {
-        let page = b.get(&format!("{}/oauth2/start?rd=%2Fsome%2Ftab{tab}", base(lb))).await;
+        let page = b
+            .get(&format!("{}/oauth2/start?rd=%2Fsome%2Ftab{tab}", base(lb)))
+            .await;
         assert_eq!(page.status, 302, "start in tab {tab}:\n{page}");
         authorize.push(page.location().unwrap().to_owned());
     }
@@ -138,11 +185,23 @@ async fn abandoned_logins_leave_at_most_four_flow_cookies() {
     let cb = format!("{}/oauth2/callback", base(lb));
     let mut last = String::new();
     for i in 0..10 {
-        let page = b.get(&format!("{}/oauth2/start?rd=%2Fsome%2Fn{i}", base(lb))).await;
+        let page = b
+            .get(&format!("{}/oauth2/start?rd=%2Fsome%2Fn{i}", base(lb)))
+            .await;
         assert_eq!(page.status, 302, "start {i}:\n{page}");
         last = page.location().unwrap().to_owned();
-        let flows: Vec<String> = b.cookies(&cb).into_iter().map(|(k, _)| k).filter(|k| k.starts_with("_portcullis_flow_")).collect();
-        assert!(flows.len() <= 4, "after {} starts the browser holds {} flow cookies: {flows:?}", i + 1, flows.len());
+        let flows: Vec<String> = b
+            .cookies(&cb)
+            .into_iter()
+            .map(|(k, _)| k)
+            .filter(|k| k.starts_with("_portcullis_flow_"))
+            .collect();
+        assert!(
+            flows.len() <= 4,
+            "after {} starts the browser holds {} flow cookies: {flows:?}",
+            i + 1,
+            flows.len()
+        );
     }
     // The newest login still completes.
     let callback = callback_url(&b, &last).await;

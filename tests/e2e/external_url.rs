@@ -92,15 +92,42 @@ async fn login_on_auth_host_returns_to_app_with_domain_cookie() {
     assert_eq!(page.url.as_str(), original, "{page}");
     // The login ran on the auth host.
     let start = page.hops.get(1).map(String::as_str).unwrap_or("");
-    assert!(start.contains(&format!("GET {}/oauth2/start?rd=", s.auth())), "login did not start on the auth host:\n{page}");
-    assert!(page.hops.iter().any(|h| h.contains(&format!("{}/oauth2/callback?", s.auth()))), "{page}");
+    assert!(
+        start.contains(&format!("GET {}/oauth2/start?rd=", s.auth())),
+        "login did not start on the auth host:\n{page}"
+    );
+    assert!(
+        page.hops
+            .iter()
+            .any(|h| h.contains(&format!("{}/oauth2/callback?", s.auth()))),
+        "{page}"
+    );
     let seen = page.expect_app();
-    assert_eq!(seen.identity(), ("alice".into(), "alice@example.com".into(), "admins,staff".into()));
+    assert_eq!(
+        seen.identity(),
+        (
+            "alice".into(),
+            "alice@example.com".into(),
+            "admins,staff".into()
+        )
+    );
 
     // One cookie for the whole domain: sent to every subdomain.
-    let on_auth = b.cookie(&s.auth(), "_portcullis").expect("session cookie for the auth host");
-    assert_eq!(b.cookie(&s.app(), "_portcullis").as_deref(), Some(on_auth.as_str()));
-    assert_eq!(b.cookie(&format!("http://other.example.com:{}", s.port), "_portcullis").as_deref(), Some(on_auth.as_str()));
+    let on_auth = b
+        .cookie(&s.auth(), "_portcullis")
+        .expect("session cookie for the auth host");
+    assert_eq!(
+        b.cookie(&s.app(), "_portcullis").as_deref(),
+        Some(on_auth.as_str())
+    );
+    assert_eq!(
+        b.cookie(
+            &format!("http://other.example.com:{}", s.port),
+            "_portcullis"
+        )
+        .as_deref(),
+        Some(on_auth.as_str())
+    );
 
     // Group rules still apply on the app host.
     let admin = b.open(&format!("{}/admin", s.app())).await;
@@ -116,19 +143,41 @@ async fn rd_limited_to_the_domain_on_auth_host() {
     let _logs = s.logs();
     let is_callback = |u: &Url| u.path() == "/oauth2/callback";
     for (rd, expected) in [
-        (format!("http://other.example.com:{}/x?y=1", s.port), format!("http://other.example.com:{}/x?y=1", s.port)),
+        (
+            format!("http://other.example.com:{}/x?y=1", s.port),
+            format!("http://other.example.com:{}/x?y=1", s.port),
+        ),
         ("https://example.com.evil.com/".to_owned(), "/".to_owned()),
         ("https://evil.com/".to_owned(), "/".to_owned()),
     ] {
         let b = Browser::new();
         let start = format!("{}/oauth2/start?rd={}", s.auth(), encode(&rd));
-        let page = b.navigate(&start, Nav { login: Some("alice"), stop_before: Some(&is_callback) }).await;
-        let callback = page.next.clone().unwrap_or_else(|| panic!("no callback reached:\n{page}"));
+        let page = b
+            .navigate(
+                &start,
+                Nav {
+                    login: Some("alice"),
+                    stop_before: Some(&is_callback),
+                },
+            )
+            .await;
+        let callback = page
+            .next
+            .clone()
+            .unwrap_or_else(|| panic!("no callback reached:\n{page}"));
         let answer = b.get(&callback).await;
         assert_eq!(answer.status, 302, "{answer}");
         let location = answer.location().unwrap_or_default();
-        let resolved = Url::parse(&callback).unwrap().join(location).unwrap().to_string();
-        let expected_abs = Url::parse(&s.auth()).unwrap().join(&expected).unwrap().to_string();
+        let resolved = Url::parse(&callback)
+            .unwrap()
+            .join(location)
+            .unwrap()
+            .to_string();
+        let expected_abs = Url::parse(&s.auth())
+            .unwrap()
+            .join(&expected)
+            .unwrap()
+            .to_string();
         assert_eq!(resolved, expected_abs, "rd {rd:?}:\n{answer}");
     }
 }

@@ -46,18 +46,46 @@ impl Stack {
             &example(&name),
             &name,
             &[
-                ("https://idp.example.com/application/o/portcullis/", idp.issuer.as_str()),
-                ("/run/secrets/oidc_client_secret", client_secret.to_str().unwrap()),
-                ("/run/secrets/portcullis_session", session_secret.to_str().unwrap()),
+                (
+                    "https://idp.example.com/application/o/portcullis/",
+                    idp.issuer.as_str(),
+                ),
+                (
+                    "/run/secrets/oidc_client_secret",
+                    client_secret.to_str().unwrap(),
+                ),
+                (
+                    "/run/secrets/portcullis_session",
+                    session_secret.to_str().unwrap(),
+                ),
                 // The example's catch-all rule becomes /some, so that other
                 // paths match no rule and fall to `default = "deny"`.
-                ("path = \"/\"\npolicy = \"authenticated\"", "path = \"/some\"\npolicy = \"authenticated\""),
+                (
+                    "path = \"/\"\npolicy = \"authenticated\"",
+                    "path = \"/some\"\npolicy = \"authenticated\"",
+                ),
             ],
         );
-        let gateway = Gateway::launch(Launch { name: "portcullis", config: &config, port: Some(gateway_port), ..Launch::default() });
-        let ports = Ports { proxy: port, gateway: gateway_port, app: echo.port };
+        let gateway = Gateway::launch(Launch {
+            name: "portcullis",
+            config: &config,
+            port: Some(gateway_port),
+            ..Launch::default()
+        });
+        let ports = Ports {
+            proxy: port,
+            gateway: gateway_port,
+            app: echo.port,
+        };
         let proxy = proxy::start(kind, &ports, &Edits::default());
-        Stack { kind, idp, gateway, proxy, _echo: echo, port }
+        Stack {
+            kind,
+            idp,
+            gateway,
+            proxy,
+            _echo: echo,
+            port,
+        }
     }
 
     /// `http://app.example.com:PORT`.
@@ -81,9 +109,18 @@ impl Stack {
         let b = Browser::new();
         let url = format!("{}/some/login-{user}", self.base());
         let page = b.open_as(&url, user).await;
-        assert_eq!(page.status, 200, "login as {user} did not end at the app:\n{page}");
-        assert_eq!(page.url.as_str(), url, "login as {user} ended elsewhere:\n{page}");
-        let value = b.cookie(&self.base(), "_portcullis").unwrap_or_else(|| panic!("no session cookie after login:\n{page}"));
+        assert_eq!(
+            page.status, 200,
+            "login as {user} did not end at the app:\n{page}"
+        );
+        assert_eq!(
+            page.url.as_str(),
+            url,
+            "login as {user} ended elsewhere:\n{page}"
+        );
+        let value = b
+            .cookie(&self.base(), "_portcullis")
+            .unwrap_or_else(|| panic!("no session cookie after login:\n{page}"));
         (b, format!("_portcullis={value}"))
     }
 
@@ -121,7 +158,10 @@ const SPOOFS: &[&[(&str, &str)]] = &[
     &[("X-AUTH-GROUPS", "evil-admins")],
     &[("X_AUTH_GROUPS", "evil-admins")],
     &[("X-Auth-User", "mallory"), ("X-Auth-User", "mallory2")],
-    &[("X-Auth-Groups", "evil-admins"), ("x-auth-groups", "evil-staff")],
+    &[
+        ("X-Auth-Groups", "evil-admins"),
+        ("x-auth-groups", "evil-staff"),
+    ],
     &[
         ("X-Auth-User", "mallory"),
         ("x_auth_user", "mallory"),
@@ -133,8 +173,16 @@ const SPOOFS: &[&[(&str, &str)]] = &[
 const MARKERS: &[&str] = &["mallory", "evil"];
 
 fn app_seen(r: &RawResponse, what: &str) -> crate::support::echo::Seen {
-    assert_eq!(r.status, 200, "{what}: expected the app's 200, got {} {:?}\n{}", r.status, r.headers, r.text());
-    crate::support::echo::Seen::parse(&r.text()).unwrap_or_else(|| panic!("{what}: answer is not from the app: {}", r.text()))
+    assert_eq!(
+        r.status,
+        200,
+        "{what}: expected the app's 200, got {} {:?}\n{}",
+        r.status,
+        r.headers,
+        r.text()
+    );
+    crate::support::echo::Seen::parse(&r.text())
+        .unwrap_or_else(|| panic!("{what}: answer is not from the app: {}", r.text()))
 }
 
 async fn login_returns_to_original_url_with_identity_headers(kind: Kind) {
@@ -146,27 +194,53 @@ async fn login_returns_to_original_url_with_identity_headers(kind: Kind) {
 
     // The first answer sends the browser to the login on the app's host, with rd = the original URL.
     let hop0 = &page.hops[0];
-    assert!(hop0.starts_with("302 GET "), "first hop is not a redirect: {hop0}\n{page}");
+    assert!(
+        hop0.starts_with("302 GET "),
+        "first hop is not a redirect: {hop0}\n{page}"
+    );
     let start = page.hops.get(1).expect("a second hop");
     let start_url = start.split(' ').nth(2).unwrap();
     let start_url = url::Url::parse(start_url).unwrap();
     assert_eq!(
-        format!("{}://{}{}", start_url.scheme(), start_url.host_str().unwrap(), start_url.path()),
+        format!(
+            "{}://{}{}",
+            start_url.scheme(),
+            start_url.host_str().unwrap(),
+            start_url.path()
+        ),
         "http://app.example.com/oauth2/start",
         "login not started on the app's host: {start_url}\n{page}"
     );
     assert_eq!(start_url.port(), Some(s.port));
-    let rd: Vec<String> = start_url.query_pairs().filter(|(k, _)| k == "rd").map(|(_, v)| v.into_owned()).collect();
-    assert_eq!(rd, vec![original.clone()], "rd is not the original URL\n{page}");
+    let rd: Vec<String> = start_url
+        .query_pairs()
+        .filter(|(k, _)| k == "rd")
+        .map(|(_, v)| v.into_owned())
+        .collect();
+    assert_eq!(
+        rd,
+        vec![original.clone()],
+        "rd is not the original URL\n{page}"
+    );
 
     // After the IdP: exactly the original URL, path and query intact.
     assert_eq!(page.status, 200, "{page}");
-    assert_eq!(page.url.as_str(), original, "the login did not return to the original URL\n{page}");
-    assert!(page.hops.iter().any(|h| h.contains("/interaction/")), "no IdP login in the navigation:\n{page}");
+    assert_eq!(
+        page.url.as_str(),
+        original,
+        "the login did not return to the original URL\n{page}"
+    );
+    assert!(
+        page.hops.iter().any(|h| h.contains("/interaction/")),
+        "no IdP login in the navigation:\n{page}"
+    );
     let seen = page.expect_app();
     assert_eq!(seen.target, "/some/path?a=1&b=two%20words");
     assert_eq!(seen.one("x-auth-user").as_deref(), Some("alice"));
-    assert_eq!(seen.one("x-auth-email").as_deref(), Some("alice@example.com"));
+    assert_eq!(
+        seen.one("x-auth-email").as_deref(),
+        Some("alice@example.com")
+    );
     assert_eq!(seen.one("x-auth-groups").as_deref(), Some("admins,staff"));
     // The session now exists: a second visit passes without the IdP.
     let again = b.open(&original).await;
@@ -182,11 +256,18 @@ async fn client_identity_headers_never_reach_app(kind: Kind) {
         // Allowed path, signed in: exactly alice's identity, one copy each.
         let mut headers = vec![HTML, ("Cookie", cookie.as_str())];
         headers.extend_from_slice(spoof);
-        let seen = app_seen(&s.raw("/some/spoof", &headers), &format!("allowed path with {spoof:?}"));
+        let seen = app_seen(
+            &s.raw("/some/spoof", &headers),
+            &format!("allowed path with {spoof:?}"),
+        );
         seen.assert_no_spoofed(MARKERS);
         assert_eq!(
             seen.identity(),
-            ("alice".into(), "alice@example.com".into(), "admins,staff".into()),
+            (
+                "alice".into(),
+                "alice@example.com".into(),
+                "admins,staff".into()
+            ),
             "with {spoof:?}; all headers: {:#?}",
             seen.headers
         );
@@ -198,9 +279,17 @@ async fn client_identity_headers_never_reach_app(kind: Kind) {
                 headers.push(("Cookie", cookie.as_str()));
             }
             headers.extend_from_slice(spoof);
-            let seen = app_seen(&s.raw("/health", &headers), &format!("public path with {spoof:?} (session: {with_cookie})"));
+            let seen = app_seen(
+                &s.raw("/health", &headers),
+                &format!("public path with {spoof:?} (session: {with_cookie})"),
+            );
             seen.assert_no_spoofed(MARKERS);
-            assert_eq!(seen.identity(), (String::new(), String::new(), String::new()), "public path with {spoof:?}: {:#?}", seen.headers);
+            assert_eq!(
+                seen.identity(),
+                (String::new(), String::new(), String::new()),
+                "public path with {spoof:?}: {:#?}",
+                seen.headers
+            );
         }
     }
 }
@@ -220,7 +309,10 @@ async fn admin_path_needs_admins_group(kind: Kind) {
 
         let page = bob.open(&url).await;
         assert_eq!(page.status, 403, "bob (staff only) on {path}:\n{page}");
-        assert!(page.seen().is_none(), "bob's request reached the app:\n{page}");
+        assert!(
+            page.seen().is_none(),
+            "bob's request reached the app:\n{page}"
+        );
     }
 }
 
@@ -230,12 +322,21 @@ async fn user_without_groups_is_denied_admin_but_allowed_elsewhere(kind: Kind) {
     let (carol, _) = s.login("carol").await;
     let page = carol.open(&format!("{}/admin", s.base())).await;
     assert_eq!(page.status, 403, "carol (no groups) on /admin:\n{page}");
-    assert!(page.seen().is_none(), "carol's /admin request reached the app:\n{page}");
+    assert!(
+        page.seen().is_none(),
+        "carol's /admin request reached the app:\n{page}"
+    );
 
     let page = carol.open(&format!("{}/some/path", s.base())).await;
-    assert_eq!(page.status, 200, "carol on the any-authenticated path:\n{page}");
+    assert_eq!(
+        page.status, 200,
+        "carol on the any-authenticated path:\n{page}"
+    );
     let seen = page.expect_app();
-    assert_eq!(seen.identity(), ("carol".into(), "carol@example.com".into(), String::new()));
+    assert_eq!(
+        seen.identity(),
+        ("carol".into(), "carol@example.com".into(), String::new())
+    );
 }
 
 async fn public_path_needs_no_login_and_has_empty_identity(kind: Kind) {
@@ -246,9 +347,16 @@ async fn public_path_needs_no_login_and_has_empty_identity(kind: Kind) {
     assert_eq!(page.status, 200, "{page}");
     assert_eq!(page.hops.len(), 1, "a public path redirected:\n{page}");
     let seen = page.expect_app();
-    assert_eq!(seen.identity(), (String::new(), String::new(), String::new()), "{:#?}", seen.headers);
+    assert_eq!(
+        seen.identity(),
+        (String::new(), String::new(), String::new()),
+        "{:#?}",
+        seen.headers
+    );
     // Also for API clients.
-    let page = Browser::api().get(&format!("{}/health/deep?x=1", s.base())).await;
+    let page = Browser::api()
+        .get(&format!("{}/health/deep?x=1", s.base()))
+        .await;
     assert_eq!(page.status, 200, "{page}");
     page.expect_app();
 }
@@ -260,10 +368,16 @@ async fn path_without_rule_is_denied(kind: Kind) {
     for path in ["/unlisted", "/other/thing?x=1", "/somewhere"] {
         let url = format!("{}{path}", s.base());
         let page = alice.open(&url).await;
-        assert_eq!(page.status, 403, "alice on {path} (no rule, default deny):\n{page}");
+        assert_eq!(
+            page.status, 403,
+            "alice on {path} (no rule, default deny):\n{page}"
+        );
         assert!(page.seen().is_none(), "{path} reached the app:\n{page}");
         let page = Browser::new().open(&url).await;
-        assert_eq!(page.status, 403, "anonymous on {path} (no rule, default deny):\n{page}");
+        assert_eq!(
+            page.status, 403,
+            "anonymous on {path} (no rule, default deny):\n{page}"
+        );
         assert!(page.seen().is_none(), "{path} reached the app:\n{page}");
     }
 }
@@ -276,9 +390,18 @@ async fn api_client_gets_401_with_bearer_challenge(kind: Kind) {
         let page = api.get(&format!("{}{path}", s.base())).await;
         assert_eq!(page.status, 401, "API client on {path}:\n{page}");
         let challenge = page.header("www-authenticate").unwrap_or_default();
-        assert!(challenge.starts_with("Bearer"), "WWW-Authenticate {challenge:?} on {path}:\n{page}");
-        assert!(page.location().is_none(), "API client was redirected:\n{page}");
-        assert!(page.header("x-auth-login-url").is_none(), "login URL leaked to an API client:\n{page}");
+        assert!(
+            challenge.starts_with("Bearer"),
+            "WWW-Authenticate {challenge:?} on {path}:\n{page}"
+        );
+        assert!(
+            page.location().is_none(),
+            "API client was redirected:\n{page}"
+        );
+        assert!(
+            page.header("x-auth-login-url").is_none(),
+            "login URL leaked to an API client:\n{page}"
+        );
         assert!(page.seen().is_none(), "{page}");
     }
 }
@@ -304,7 +427,13 @@ async fn path_tricks_never_reach_app_for_bob(kind: Kind) {
                 seen.identity()
             );
         } else {
-            assert_ne!(r.status, 200, "{target}: a 200 that is not from the app: {:?} {}", r.headers, r.text());
+            assert_ne!(
+                r.status,
+                200,
+                "{target}: a 200 that is not from the app: {:?} {}",
+                r.headers,
+                r.text()
+            );
         }
     }
     eprintln!("{:?} path tricks as bob: {report:?}", s.kind);
@@ -320,11 +449,23 @@ async fn malformed_paths_get_a_client_error(kind: Kind) {
     let mut bad = Vec::new();
     for target in PATH_TRICKS {
         let r = s.raw(target, &headers);
-        if crate::support::echo::Seen::parse(&r.text()).is_none() && !(400..500).contains(&r.status) {
+        if crate::support::echo::Seen::parse(&r.text()).is_none() && !(400..500).contains(&r.status)
+        {
             bad.push(format!("{target} -> {}", r.status));
         }
     }
-    assert!(bad.is_empty(), "{:?}: path tricks answered with a non-4xx status: {bad:?}\n{}", s.kind, s.gateway.log().lines().filter(|l| l.contains("rejected")).take(5).collect::<Vec<_>>().join("\n"));
+    assert!(
+        bad.is_empty(),
+        "{:?}: path tricks answered with a non-4xx status: {bad:?}\n{}",
+        s.kind,
+        s.gateway
+            .log()
+            .lines()
+            .filter(|l| l.contains("rejected"))
+            .take(5)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
 }
 
 /// Paths that name /admin in disguise (encoded dots and slashes, repeated
@@ -351,7 +492,9 @@ const PATH_TRICKS: &[&str] = &[
 /// repeated slashes removed.
 fn normalize_for_app(target: &str) -> String {
     let path = target.split('?').next().unwrap_or("");
-    let decoded = percent_encoding::percent_decode_str(path).decode_utf8_lossy().replace('\\', "/");
+    let decoded = percent_encoding::percent_decode_str(path)
+        .decode_utf8_lossy()
+        .replace('\\', "/");
     let mut out: Vec<&str> = Vec::new();
     for seg in decoded.split('/') {
         match seg {
@@ -374,11 +517,21 @@ async fn nginx_401_login_url_leads_to_login_and_back() {
         s.gateway.port,
         &s.host(),
         "/oauth2/auth",
-        &[HTML, ("X-Original-URL", original.as_str()), ("X-Original-Method", "GET")],
+        &[
+            HTML,
+            ("X-Original-URL", original.as_str()),
+            ("X-Original-Method", "GET"),
+        ],
     );
     assert_eq!(check.status, 401, "{check:?}");
-    let login_url = check.header("x-auth-login-url").expect("X-Auth-Login-URL on the 401").to_owned();
-    assert!(login_url.starts_with(&format!("{}/oauth2/start?rd=", s.base())), "{login_url}");
+    let login_url = check
+        .header("x-auth-login-url")
+        .expect("X-Auth-Login-URL on the 401")
+        .to_owned();
+    assert!(
+        login_url.starts_with(&format!("{}/oauth2/start?rd=", s.base())),
+        "{login_url}"
+    );
 
     // nginx turns it into the browser's redirect.
     let b = Browser::new();

@@ -9,9 +9,9 @@ use url::Url;
 
 use crate::support::browser::{Browser, Nav};
 use crate::support::encode;
+use crate::support::free_port;
 use crate::support::gateway::{direct_config, Gateway, Launch, APP_RULES};
 use crate::support::idp::Idp;
-use crate::support::free_port;
 use crate::support::proc::LogsOnFailure;
 
 struct Stack {
@@ -24,8 +24,16 @@ fn stack() -> &'static Stack {
     S.get_or_init(|| {
         let port = free_port();
         let idp = Idp::start(&[format!("http://app.example.com:{port}/oauth2/callback")]);
-        let config = direct_config(&idp.issuer, r#"allowed_redirect_domains = ["app.example.com"]"#, APP_RULES);
-        let gateway = Gateway::launch(Launch { config: &config, port: Some(port), ..Launch::default() });
+        let config = direct_config(
+            &idp.issuer,
+            r#"allowed_redirect_domains = ["app.example.com"]"#,
+            APP_RULES,
+        );
+        let gateway = Gateway::launch(Launch {
+            config: &config,
+            port: Some(port),
+            ..Launch::default()
+        });
         Stack { idp, gateway }
     })
 }
@@ -45,17 +53,41 @@ async fn login_with_start_query(query: &str) -> (String, crate::support::browser
     let b = Browser::new();
     let start = format!("{}/oauth2/start?{query}", s.base());
     let is_callback = |u: &Url| u.path() == "/oauth2/callback";
-    let page = b.navigate(&start, Nav { login: Some("alice"), stop_before: Some(&is_callback) }).await;
-    let callback = page.next.clone().unwrap_or_else(|| panic!("the login never reached the callback:\n{page}"));
+    let page = b
+        .navigate(
+            &start,
+            Nav {
+                login: Some("alice"),
+                stop_before: Some(&is_callback),
+            },
+        )
+        .await;
+    let callback = page
+        .next
+        .clone()
+        .unwrap_or_else(|| panic!("the login never reached the callback:\n{page}"));
     let answer = b.get(&callback).await;
-    assert_eq!(answer.status, 302, "callback did not complete the login:\n{answer}");
+    assert_eq!(
+        answer.status, 302,
+        "callback did not complete the login:\n{answer}"
+    );
     assert!(
-        answer.header_all("set-cookie").iter().any(|c| c.starts_with("_portcullis=")),
+        answer
+            .header_all("set-cookie")
+            .iter()
+            .any(|c| c.starts_with("_portcullis=")),
         "no session cookie from the callback:\n{answer}"
     );
     let location = answer.location().expect("Location").to_owned();
-    let resolved = Url::parse(&callback).unwrap().join(&location).map(|u| u.to_string()).unwrap_or(location.clone());
-    assert!(!location.contains("evil"), "the callback sends the browser to {location:?}");
+    let resolved = Url::parse(&callback)
+        .unwrap()
+        .join(&location)
+        .map(|u| u.to_string())
+        .unwrap_or(location.clone());
+    assert!(
+        !location.contains("evil"),
+        "the callback sends the browser to {location:?}"
+    );
     let landed = b.open(&resolved).await;
     (resolved, landed)
 }
@@ -70,8 +102,15 @@ async fn refused_query(query: &str, what: &str) {
     let (target, landed) = login_with_start_query(query).await;
     let home = format!("{}/", s.base());
     assert_eq!(target, home, "rd {what:?} was not replaced by /");
-    assert_eq!(landed.url.as_str(), home, "rd {what:?}: the browser did not land on / of the gateway's host:\n{landed}");
-    assert!(landed.next.is_none(), "rd {what:?}: the browser was sent off the test hosts:\n{landed}");
+    assert_eq!(
+        landed.url.as_str(),
+        home,
+        "rd {what:?}: the browser did not land on / of the gateway's host:\n{landed}"
+    );
+    assert!(
+        landed.next.is_none(),
+        "rd {what:?}: the browser was sent off the test hosts:\n{landed}"
+    );
     for hop in &landed.hops {
         assert!(!hop.contains("evil"), "rd {what:?}: visited {hop}");
     }
@@ -119,7 +158,11 @@ async fn rd_header_injection_is_refused() {
     // The whole value percent-encoded: rd holds a literal "%0d%0a".
     refused("http://app.example.com%0d%0aLocation:%20https://evil.com").await;
     // Written into the query as it is: rd holds a real CR LF.
-    refused_query("rd=http://app.example.com%0d%0aLocation:%20https://evil.com", "raw CR LF").await;
+    refused_query(
+        "rd=http://app.example.com%0d%0aLocation:%20https://evil.com",
+        "raw CR LF",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -127,7 +170,11 @@ async fn rd_on_own_host_is_followed() {
     let s = stack();
     let rel = "/some/page?x=1&y=a%20b";
     let (target, _) = login_with_start_query(&format!("rd={}", encode(rel))).await;
-    assert_eq!(target, format!("{}{rel}", s.base()), "a relative rd was not followed");
+    assert_eq!(
+        target,
+        format!("{}{rel}", s.base()),
+        "a relative rd was not followed"
+    );
     let abs = format!("{}/some/abs?z=2", s.base());
     let (target, _) = login_with_start_query(&format!("rd={}", encode(&abs))).await;
     assert_eq!(target, abs, "an rd on the allowed host was not followed");

@@ -37,7 +37,11 @@ impl Balancer {
                 }
             })
             .expect("spawn balancer thread");
-        Balancer { port, backend, stop }
+        Balancer {
+            port,
+            backend,
+            stop,
+        }
     }
 
     /// Sends new connections to 127.0.0.1:`port`.
@@ -57,8 +61,12 @@ fn forward(client: TcpStream, target: u16) {
     if target == 0 {
         return;
     }
-    let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else { return };
-    let (Ok(c2), Ok(s2)) = (client.try_clone(), server.try_clone()) else { return };
+    let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else {
+        return;
+    };
+    let (Ok(c2), Ok(s2)) = (client.try_clone(), server.try_clone()) else {
+        return;
+    };
     let up = std::thread::spawn(move || pipe(client, server));
     pipe(s2, c2);
     let _ = up.join();

@@ -17,7 +17,12 @@ use super::idp::password;
 pub const MAX_HOPS: usize = 20;
 
 /// Host names that resolve to 127.0.0.1 (the port comes from the URL).
-pub const TEST_HOSTS: [&str; 4] = ["app.example.com", "auth.example.com", "other.example.com", "example.com"];
+pub const TEST_HOSTS: [&str; 4] = [
+    "app.example.com",
+    "auth.example.com",
+    "other.example.com",
+    "example.com",
+];
 
 /// A browser with its own cookie jar.
 pub struct Browser {
@@ -51,7 +56,12 @@ impl Page {
 
     /// Every value of a header.
     pub fn header_all(&self, name: &str) -> Vec<String> {
-        self.headers.get_all(name).iter().filter_map(|v| v.to_str().ok()).map(str::to_owned).collect()
+        self.headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .collect()
     }
 
     /// The `Location` header.
@@ -66,7 +76,8 @@ impl Page {
 
     /// Like [`Page::seen`], panicking with the navigation when the app did not answer.
     pub fn expect_app(&self) -> Seen {
-        self.seen().unwrap_or_else(|| panic!("expected the app's answer, got:\n{self}"))
+        self.seen()
+            .unwrap_or_else(|| panic!("expected the app's answer, got:\n{self}"))
     }
 }
 
@@ -123,7 +134,10 @@ impl Browser {
         for host in TEST_HOSTS {
             b = b.resolve(host, SocketAddr::from(([127, 0, 0, 1], 0)));
         }
-        Browser { client: b.build().expect("build reqwest client"), jar }
+        Browser {
+            client: b.build().expect("build reqwest client"),
+            jar,
+        }
     }
 
     /// One `GET`, no redirect followed.
@@ -149,7 +163,14 @@ impl Browser {
 
     /// Follows redirects from `url`, logging in as `user` at the IdP.
     pub async fn open_as(&self, url: &str, user: &str) -> Page {
-        self.navigate(url, Nav { login: Some(user), ..Nav::default() }).await
+        self.navigate(
+            url,
+            Nav {
+                login: Some(user),
+                ..Nav::default()
+            },
+        )
+        .await
     }
 
     /// Follows redirects (at most [`MAX_HOPS`] requests), filling in the
@@ -160,14 +181,20 @@ impl Browser {
         let mut logged_in = false;
         let mut form: Option<Vec<(String, String)>> = None;
         loop {
-            assert!(hops.len() < MAX_HOPS, "more than {MAX_HOPS} requests in one navigation:\n{}", hops.join("\n"));
+            assert!(
+                hops.len() < MAX_HOPS,
+                "more than {MAX_HOPS} requests in one navigation:\n{}",
+                hops.join("\n")
+            );
             let (req, method) = match form.take() {
                 Some(fields) => (self.client.post(url.clone()).form(&fields), "POST"),
                 None => (self.client.get(url.clone()), "GET"),
             };
             let mut page = self.send(req, url.clone(), method, &mut hops).await;
             if (300..400).contains(&page.status) {
-                let Some(loc) = page.location() else { return page };
+                let Some(loc) = page.location() else {
+                    return page;
+                };
                 let next = match page.url.join(loc) {
                     Ok(n) => n,
                     Err(_) => {
@@ -182,17 +209,28 @@ impl Browser {
                 url = next;
                 continue;
             }
-            if let (Some(user), false, Some(action)) = (nav.login, logged_in, login_form_action(&page.body)) {
+            if let (Some(user), false, Some(action)) =
+                (nav.login, logged_in, login_form_action(&page.body))
+            {
                 logged_in = true;
                 url = page.url.join(&action).expect("login form action");
-                form = Some(vec![("login".into(), user.into()), ("password".into(), password(user))]);
+                form = Some(vec![
+                    ("login".into(), user.into()),
+                    ("password".into(), password(user)),
+                ]);
                 continue;
             }
             return page;
         }
     }
 
-    async fn send(&self, req: reqwest::RequestBuilder, url: Url, method: &str, hops: &mut Vec<String>) -> Page {
+    async fn send(
+        &self,
+        req: reqwest::RequestBuilder,
+        url: Url,
+        method: &str,
+        hops: &mut Vec<String>,
+    ) -> Page {
         let res = match req.send().await {
             Ok(r) => r,
             Err(e) => panic!("{method} {url} failed: {e:?}\nafter:\n{}", hops.join("\n")),
@@ -201,13 +239,22 @@ impl Browser {
         hops.push(format!("{status} {method} {url}"));
         let headers = res.headers().clone();
         let body = res.text().await.unwrap_or_default();
-        Page { status, url, headers, body, hops: hops.clone(), next: None }
+        Page {
+            status,
+            url,
+            headers,
+            body,
+            hops: hops.clone(),
+            next: None,
+        }
     }
 
     /// The cookies this browser would send to `url`, as `(name, value)`.
     pub fn cookies(&self, url: &str) -> Vec<(String, String)> {
         let url = Url::parse(url).unwrap();
-        let Some(v) = self.jar.cookies(&url) else { return Vec::new() };
+        let Some(v) = self.jar.cookies(&url) else {
+            return Vec::new();
+        };
         v.to_str()
             .unwrap_or("")
             .split(';')
@@ -218,7 +265,10 @@ impl Browser {
 
     /// One cookie's value as it would be sent to `url`.
     pub fn cookie(&self, url: &str, name: &str) -> Option<String> {
-        self.cookies(url).into_iter().find(|(k, _)| k == name).map(|(_, v)| v)
+        self.cookies(url)
+            .into_iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v)
     }
 
     /// Puts a cookie into the jar as if `url` had set it.
@@ -235,7 +285,8 @@ impl Default for Browser {
 
 /// URLs the browser may visit: plain http on 127.0.0.1 or the test hosts.
 fn is_test_url(u: &Url) -> bool {
-    u.scheme() == "http" && matches!(u.host_str(), Some(h) if h == "127.0.0.1" || TEST_HOSTS.contains(&h))
+    u.scheme() == "http"
+        && matches!(u.host_str(), Some(h) if h == "127.0.0.1" || TEST_HOSTS.contains(&h))
 }
 
 /// The `action` of the IdP's login form (tests/idp/README.md), if this page is one.
@@ -243,7 +294,8 @@ pub fn login_form_action(body: &str) -> Option<String> {
     if !(body.contains("name=\"login\"") && body.contains("name=\"password\"")) {
         return None;
     }
-    let start = body.find("<form method=\"post\" action=\"")? + "<form method=\"post\" action=\"".len();
+    let start =
+        body.find("<form method=\"post\" action=\"")? + "<form method=\"post\" action=\"".len();
     let end = body[start..].find('"')? + start;
     Some(body[start..end].replace("&amp;", "&"))
 }

@@ -106,7 +106,8 @@ fn serve(conn: TcpStream) {
         if reader.read_exact(&mut body).is_err() {
             return;
         }
-        let answer = json!({"echo": true, "method": method, "target": target, "headers": headers}).to_string();
+        let answer = json!({"echo": true, "method": method, "target": target, "headers": headers})
+            .to_string();
         let res = format!(
             "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{}\r\n{}",
             answer.len(),
@@ -146,14 +147,22 @@ impl Seen {
 
     /// Every value of a header.
     pub fn all(&self, name: &str) -> Vec<String> {
-        self.headers.get(&name.to_ascii_lowercase()).cloned().unwrap_or_default()
+        self.headers
+            .get(&name.to_ascii_lowercase())
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// The identity header's value: `Some("")` for an empty header, `None`
     /// when absent. Panics on duplicates.
     pub fn one(&self, name: &str) -> Option<String> {
         let v = self.all(name);
-        assert!(v.len() <= 1, "the app received {} copies of {name}: {v:?}\nall headers: {:#?}", v.len(), self.headers);
+        assert!(
+            v.len() <= 1,
+            "the app received {} copies of {name}: {v:?}\nall headers: {:#?}",
+            v.len(),
+            self.headers
+        );
         v.into_iter().next()
     }
 
@@ -173,12 +182,22 @@ impl Seen {
         for (k, vs) in &self.headers {
             for v in vs {
                 for m in markers {
-                    assert!(!v.contains(m), "a client-sent value reached the app: {k}: {v}\nall headers: {:#?}", self.headers);
+                    assert!(
+                        !v.contains(m),
+                        "a client-sent value reached the app: {k}: {v}\nall headers: {:#?}",
+                        self.headers
+                    );
                 }
             }
-            let canonical: String = k.chars().map(|c| if c == '_' || c == '.' { '-' } else { c }).collect();
+            let canonical: String = k
+                .chars()
+                .map(|c| if c == '_' || c == '.' { '-' } else { c })
+                .collect();
             if canonical.starts_with("x-auth-") {
-                assert_eq!(&canonical, k, "an alias spelling of an identity header reached the app: {k}: {vs:?}");
+                assert_eq!(
+                    &canonical, k,
+                    "an alias spelling of an identity header reached the app: {k}: {vs:?}"
+                );
             }
         }
     }

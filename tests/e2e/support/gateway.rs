@@ -44,14 +44,24 @@ pub struct Launch<'a> {
 
 impl Default for Launch<'_> {
     fn default() -> Self {
-        Launch { name: "portcullis", config: "", port: None, session_secret: SESSION_SECRET, wait_ready: true, config_file: None }
+        Launch {
+            name: "portcullis",
+            config: "",
+            port: None,
+            session_secret: SESSION_SECRET,
+            wait_ready: true,
+            config_file: None,
+        }
     }
 }
 
 impl Gateway {
     /// Starts a gateway with `config` (see [`Launch`]) and waits until it is ready.
     pub fn start(config: &str) -> Gateway {
-        Gateway::launch(Launch { config, ..Launch::default() })
+        Gateway::launch(Launch {
+            config,
+            ..Launch::default()
+        })
     }
 
     /// Starts a gateway as described.
@@ -61,14 +71,25 @@ impl Gateway {
             Some(file) => (None, file.to_owned()),
             None => {
                 let port = l.port.unwrap_or_else(free_port);
-                assert!(l.config.contains(LISTEN_PLACEHOLDER), "gateway config needs listen = \"{LISTEN_PLACEHOLDER}\"");
+                assert!(
+                    l.config.contains(LISTEN_PLACEHOLDER),
+                    "gateway config needs listen = \"{LISTEN_PLACEHOLDER}\""
+                );
                 let config = dir.join("portcullis.toml");
-                std::fs::write(&config, l.config.replace(LISTEN_PLACEHOLDER, &format!("127.0.0.1:{port}"))).unwrap();
+                std::fs::write(
+                    &config,
+                    l.config
+                        .replace(LISTEN_PLACEHOLDER, &format!("127.0.0.1:{port}")),
+                )
+                .unwrap();
                 (Some(port), config)
             }
         };
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_portcullis"));
-        cmd.arg("serve").arg("--config").arg(&config).current_dir(&dir);
+        cmd.arg("serve")
+            .arg("--config")
+            .arg(&config)
+            .current_dir(&dir);
         for (k, _) in std::env::vars_os() {
             if k.to_string_lossy().starts_with("PORTCULLIS_") {
                 cmd.env_remove(&k);
@@ -81,13 +102,21 @@ impl Gateway {
         let proc = Proc::spawn(l.name, cmd, &dir);
         let port = match fixed_port {
             Some(p) => p,
-            None => wait_for(l.name, || proc.check_alive(), || listening_port(&proc.stderr()))
-                .unwrap_or_else(|e| panic!("{e}\n{}", proc.logs())),
+            None => wait_for(
+                l.name,
+                || proc.check_alive(),
+                || listening_port(&proc.stderr()),
+            )
+            .unwrap_or_else(|e| panic!("{e}\n{}", proc.logs())),
         };
         let probe_path = if l.wait_ready { "/readyz" } else { "/healthz" };
         let host = format!("127.0.0.1:{port}");
-        wait_for(l.name, || proc.check_alive(), || (probe(port, &host, probe_path) == Some(200)).then_some(()))
-            .unwrap_or_else(|e| panic!("{e}\n{}", proc.logs()));
+        wait_for(
+            l.name,
+            || proc.check_alive(),
+            || (probe(port, &host, probe_path) == Some(200)).then_some(()),
+        )
+        .unwrap_or_else(|e| panic!("{e}\n{}", proc.logs()));
         Gateway { proc, port, config }
     }
 

@@ -21,7 +21,10 @@ pub struct RawResponse {
 impl RawResponse {
     /// The first value of a header (name case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     /// The body as text.
@@ -32,7 +35,13 @@ impl RawResponse {
 
 /// Sends `method target` to 127.0.0.1:`port` with `Host: host` and the given
 /// headers exactly as written, and reads the whole response.
-pub fn raw_request(port: u16, method: &str, host: &str, target: &str, headers: &[(&str, &str)]) -> std::io::Result<RawResponse> {
+pub fn raw_request(
+    port: u16,
+    method: &str,
+    host: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+) -> std::io::Result<RawResponse> {
     let mut req = format!("{method} {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
@@ -44,17 +53,25 @@ pub fn raw_request(port: u16, method: &str, host: &str, target: &str, headers: &
     s.write_all(req.as_bytes())?;
     let mut buf = Vec::new();
     s.read_to_end(&mut buf)?;
-    parse_response(&buf, method == "HEAD").ok_or_else(|| std::io::Error::other(format!("malformed response: {:?}", String::from_utf8_lossy(&buf))))
+    parse_response(&buf, method == "HEAD").ok_or_else(|| {
+        std::io::Error::other(format!(
+            "malformed response: {:?}",
+            String::from_utf8_lossy(&buf)
+        ))
+    })
 }
 
 /// `GET` with [`raw_request`], panicking on I/O errors.
 pub fn raw_get(port: u16, host: &str, target: &str, headers: &[(&str, &str)]) -> RawResponse {
-    raw_request(port, "GET", host, target, headers).unwrap_or_else(|e| panic!("GET http://{host}{target} via 127.0.0.1:{port}: {e}"))
+    raw_request(port, "GET", host, target, headers)
+        .unwrap_or_else(|e| panic!("GET http://{host}{target} via 127.0.0.1:{port}: {e}"))
 }
 
 /// The status of a simple `GET`, `None` when nothing answers (readiness probes).
 pub fn probe(port: u16, host: &str, target: &str) -> Option<u16> {
-    raw_request(port, "GET", host, target, &[]).ok().map(|r| r.status)
+    raw_request(port, "GET", host, target, &[])
+        .ok()
+        .map(|r| r.status)
 }
 
 fn parse_response(buf: &[u8], head_only: bool) -> Option<RawResponse> {
@@ -68,9 +85,9 @@ fn parse_response(buf: &[u8], head_only: bool) -> Option<RawResponse> {
         .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
         .collect();
     let rest = &buf[end + 4..];
-    let chunked = headers
-        .iter()
-        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.to_ascii_lowercase().contains("chunked"));
+    let chunked = headers.iter().any(|(k, v)| {
+        k.eq_ignore_ascii_case("transfer-encoding") && v.to_ascii_lowercase().contains("chunked")
+    });
     let body = if head_only {
         Vec::new()
     } else if chunked {
@@ -78,7 +95,11 @@ fn parse_response(buf: &[u8], head_only: bool) -> Option<RawResponse> {
     } else {
         rest.to_vec()
     };
-    Some(RawResponse { status, headers, body })
+    Some(RawResponse {
+        status,
+        headers,
+        body,
+    })
 }
 
 fn dechunk(mut rest: &[u8]) -> Option<Vec<u8>> {

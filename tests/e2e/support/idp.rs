@@ -41,7 +41,9 @@ impl Idp {
         let node = require_binary("node");
         let idp_dir = repo_root().join("tests/idp");
         if !idp_dir.join("node_modules").is_dir() {
-            panic!("e2e: tests/idp/node_modules is missing (the test IdP's packages); {INSTALL_HINT}");
+            panic!(
+                "e2e: tests/idp/node_modules is missing (the test IdP's packages); {INSTALL_HINT}"
+            );
         }
         let dir = scratch_dir("idp");
         let config = json!({
@@ -63,14 +65,30 @@ impl Idp {
         let config_path = dir.join("idp.json");
         std::fs::write(&config_path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
         let mut cmd = Command::new(node);
-        cmd.arg(idp_dir.join("idp.mjs")).arg(&config_path).current_dir(&idp_dir);
+        cmd.arg(idp_dir.join("idp.mjs"))
+            .arg(&config_path)
+            .current_dir(&idp_dir);
         let proc = Proc::spawn("idp", cmd, &dir);
-        let issuer = wait_for("idp", || proc.check_alive(), || {
-            proc.stdout().lines().find_map(|l| l.strip_prefix("READY ").map(|s| s.trim().to_owned()))
-        })
+        let issuer = wait_for(
+            "idp",
+            || proc.check_alive(),
+            || {
+                proc.stdout()
+                    .lines()
+                    .find_map(|l| l.strip_prefix("READY ").map(|s| s.trim().to_owned()))
+            },
+        )
         .unwrap_or_else(|e| panic!("{e}\n{}", proc.logs()));
-        let port = url::Url::parse(&issuer).ok().and_then(|u| u.port()).expect("READY line names an issuer with a port");
-        Idp { proc, issuer, port, dir }
+        let port = url::Url::parse(&issuer)
+            .ok()
+            .and_then(|u| u.port())
+            .expect("READY line names an issuer with a port");
+        Idp {
+            proc,
+            issuer,
+            port,
+            dir,
+        }
     }
 
     /// Kills the IdP (SIGKILL): from now on it is unreachable.
@@ -80,7 +98,12 @@ impl Idp {
 
     /// `GET /__test/stats` as JSON.
     pub fn stats(&self) -> serde_json::Value {
-        let r = super::http::raw_get(self.port, &format!("127.0.0.1:{}", self.port), "/__test/stats", &[]);
+        let r = super::http::raw_get(
+            self.port,
+            &format!("127.0.0.1:{}", self.port),
+            "/__test/stats",
+            &[],
+        );
         serde_json::from_slice(&r.body).expect("stats JSON")
     }
 }

@@ -26,7 +26,8 @@ use std::time::{Duration, Instant};
 pub const READY_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// What to run when a component is missing.
-pub const INSTALL_HINT: &str = "install the test dependencies with `sudo scripts/install-test-deps.sh`";
+pub const INSTALL_HINT: &str =
+    "install the test dependencies with `sudo scripts/install-test-deps.sh`";
 
 /// The repository root.
 pub fn repo_root() -> &'static Path {
@@ -45,7 +46,10 @@ pub fn free_port() -> u16 {
 pub fn require_binary(name: &str) -> PathBuf {
     let path = std::env::var_os("PATH").unwrap_or_default();
     let extra = ["/usr/local/sbin", "/usr/sbin", "/sbin"].map(PathBuf::from);
-    let found = std::env::split_paths(&path).chain(extra).map(|d| d.join(name)).find(|p| is_executable(p));
+    let found = std::env::split_paths(&path)
+        .chain(extra)
+        .map(|d| d.join(name))
+        .find(|p| is_executable(p));
     match found {
         Some(p) => p,
         None => panic!("e2e: `{name}` is not installed (not found on PATH); {INSTALL_HINT}"),
@@ -54,12 +58,18 @@ pub fn require_binary(name: &str) -> PathBuf {
 
 fn is_executable(p: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(p).map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
+    std::fs::metadata(p)
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
 }
 
 /// Polls `f` every 50 ms until it returns `Some`, for at most [`READY_TIMEOUT`].
 /// `alive` is asked between polls and ends the wait early with its error.
-pub fn wait_for<T>(what: &str, mut alive: impl FnMut() -> Result<(), String>, mut f: impl FnMut() -> Option<T>) -> Result<T, String> {
+pub fn wait_for<T>(
+    what: &str,
+    mut alive: impl FnMut() -> Result<(), String>,
+    mut f: impl FnMut() -> Option<T>,
+) -> Result<T, String> {
     let deadline = Instant::now() + READY_TIMEOUT;
     loop {
         if let Some(v) = f() {
@@ -79,7 +89,10 @@ pub fn wait_for<T>(what: &str, mut alive: impl FnMut() -> Result<(), String>, mu
 pub fn subst(text: &str, what: &str, pairs: &[(&str, &str)]) -> String {
     let mut out = text.to_owned();
     for (from, to) in pairs {
-        assert!(out.contains(from), "placeholder {from:?} not found in {what}");
+        assert!(
+            out.contains(from),
+            "placeholder {from:?} not found in {what}"
+        );
         out = out.replace(from, to);
     }
     out

@@ -49,12 +49,20 @@ extern "C" fn at_exit() {
 /// directory (removed at exit unless `E2E_KEEP_LOGS` is set).
 pub fn scratch_dir(name: &str) -> PathBuf {
     let root = SCRATCH.get_or_init(|| {
-        let dir = tempfile::Builder::new().prefix("portcullis-e2e-").tempdir().expect("create scratch dir").keep();
+        let dir = tempfile::Builder::new()
+            .prefix("portcullis-e2e-")
+            .tempdir()
+            .expect("create scratch dir")
+            .keep();
         // SAFETY: registering a plain extern "C" function.
         unsafe { atexit(at_exit) };
         dir
     });
-    tempfile::Builder::new().prefix(&format!("{name}-")).tempdir_in(root).expect("create component dir").keep()
+    tempfile::Builder::new()
+        .prefix(&format!("{name}-"))
+        .tempdir_in(root)
+        .expect("create component dir")
+        .keep()
 }
 
 fn spawn_on_keeper(cmd: Command) -> std::io::Result<Child> {
@@ -71,7 +79,11 @@ fn spawn_on_keeper(cmd: Command) -> std::io::Result<Child> {
         Mutex::new(tx)
     });
     let (tx, rx) = mpsc::channel();
-    sender.lock().unwrap().send((cmd, tx)).expect("process keeper thread is gone");
+    sender
+        .lock()
+        .unwrap()
+        .send((cmd, tx))
+        .expect("process keeper thread is gone");
     rx.recv().expect("process keeper thread is gone")
 }
 
@@ -103,10 +115,22 @@ impl Proc {
             });
         }
         let program = format!("{:?}", cmd.get_program());
-        let child = spawn_on_keeper(cmd).unwrap_or_else(|e| panic!("e2e: cannot start {name} ({program}): {e}; {}", super::INSTALL_HINT));
+        let child = spawn_on_keeper(cmd).unwrap_or_else(|e| {
+            panic!(
+                "e2e: cannot start {name} ({program}): {e}; {}",
+                super::INSTALL_HINT
+            )
+        });
         let pid = child.id();
         LIVE.lock().unwrap().push(pid);
-        Proc { name: name.to_owned(), child: Mutex::new(child), pid, stdout, stderr, extra_logs: Vec::new() }
+        Proc {
+            name: name.to_owned(),
+            child: Mutex::new(child),
+            pid,
+            stdout,
+            stderr,
+            extra_logs: Vec::new(),
+        }
     }
 
     /// Also print `path` with this component's logs.
@@ -133,7 +157,11 @@ impl Proc {
     pub fn check_alive(&self) -> Result<(), String> {
         match self.child.lock().unwrap().try_wait() {
             Ok(None) => Ok(()),
-            Ok(Some(status)) => Err(format!("{} exited early ({status})\n{}", self.name, self.logs())),
+            Ok(Some(status)) => Err(format!(
+                "{} exited early ({status})\n{}",
+                self.name,
+                self.logs()
+            )),
             Err(e) => Err(format!("{}: wait failed: {e}", self.name)),
         }
     }
@@ -148,10 +176,25 @@ impl Proc {
 
     /// Every log of this component, for failure output.
     pub fn logs(&self) -> String {
-        let mut out = format!("----- {} stdout ({}) -----\n{}", self.name, self.stdout.display(), tail(&self.stdout(), 150));
-        out.push_str(&format!("\n----- {} stderr ({}) -----\n{}", self.name, self.stderr.display(), tail(&self.stderr(), 150)));
+        let mut out = format!(
+            "----- {} stdout ({}) -----\n{}",
+            self.name,
+            self.stdout.display(),
+            tail(&self.stdout(), 150)
+        );
+        out.push_str(&format!(
+            "\n----- {} stderr ({}) -----\n{}",
+            self.name,
+            self.stderr.display(),
+            tail(&self.stderr(), 150)
+        ));
         for p in &self.extra_logs {
-            out.push_str(&format!("\n----- {} {} -----\n{}", self.name, p.display(), tail(&read_log(p), 150)));
+            out.push_str(&format!(
+                "\n----- {} {} -----\n{}",
+                self.name,
+                p.display(),
+                tail(&read_log(p), 150)
+            ));
         }
         out
     }
@@ -172,7 +215,9 @@ impl Drop for Proc {
 }
 
 fn read_log(p: &Path) -> String {
-    std::fs::read(p).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
+    std::fs::read(p)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default()
 }
 
 fn tail(s: &str, n: usize) -> String {

@@ -68,21 +68,32 @@ pub fn start(kind: Kind, ports: &Ports, edits: &Edits<'_>) -> Proc {
     let proc = match kind {
         Kind::Traefik => {
             let dynamic_path = dir.join("dynamic.yml");
-            let mut pairs = vec![("127.0.0.1:4180", gw.as_str()), ("127.0.0.1:8080", app.as_str())];
+            let mut pairs = vec![
+                ("127.0.0.1:4180", gw.as_str()),
+                ("127.0.0.1:8080", app.as_str()),
+            ];
             pairs.extend(edits.traefik_dynamic.iter().copied());
-            let dynamic = subst(&example("traefik/dynamic.yml"), "traefik/dynamic.yml", &pairs);
+            let dynamic = subst(
+                &example("traefik/dynamic.yml"),
+                "traefik/dynamic.yml",
+                &pairs,
+            );
             std::fs::write(&dynamic_path, dynamic).unwrap();
             let listen = format!("\"127.0.0.1:{}\"", ports.proxy);
             let dynamic_str = dynamic_path.to_str().unwrap();
             let stat = subst(
                 &example("traefik/traefik.yml"),
                 "traefik/traefik.yml",
-                &[("\":80\"", listen.as_str()), ("/etc/traefik/dynamic.yml", dynamic_str)],
+                &[
+                    ("\":80\"", listen.as_str()),
+                    ("/etc/traefik/dynamic.yml", dynamic_str),
+                ],
             );
             let stat_path = dir.join("traefik.yml");
             std::fs::write(&stat_path, stat).unwrap();
             let mut cmd = Command::new(bin);
-            cmd.arg(format!("--configFile={}", stat_path.display())).current_dir(&dir);
+            cmd.arg(format!("--configFile={}", stat_path.display()))
+                .current_dir(&dir);
             Proc::spawn("traefik", cmd, &dir)
         }
         Kind::Caddy => {
@@ -114,7 +125,11 @@ pub fn start(kind: Kind, ports: &Ports, edits: &Edits<'_>) -> Proc {
             let server = subst(
                 &example("nginx/portcullis.conf"),
                 "nginx/portcullis.conf",
-                &[("listen 80;", listen.as_str()), ("127.0.0.1:4180", gw.as_str()), ("127.0.0.1:8080", app.as_str())],
+                &[
+                    ("listen 80;", listen.as_str()),
+                    ("127.0.0.1:4180", gw.as_str()),
+                    ("127.0.0.1:8080", app.as_str()),
+                ],
             );
             std::fs::write(dir.join("portcullis.conf"), server).unwrap();
             std::fs::write(dir.join("nginx.conf"), nginx_wrapper(&dir)).unwrap();
@@ -133,8 +148,12 @@ pub fn start(kind: Kind, ports: &Ports, edits: &Edits<'_>) -> Proc {
         }
     };
     let host = format!("app.example.com:{}", ports.proxy);
-    wait_for(kind.dir(), || proc.check_alive(), || (probe(ports.proxy, &host, "/health") == Some(200)).then_some(()))
-        .unwrap_or_else(|e| panic!("{e}\n{}", proc.logs()));
+    wait_for(
+        kind.dir(),
+        || proc.check_alive(),
+        || (probe(ports.proxy, &host, "/health") == Some(200)).then_some(()),
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", proc.logs()));
     proc
 }
 
