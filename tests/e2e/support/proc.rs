@@ -18,6 +18,7 @@ extern "C" {
     fn prctl(option: c_int, ...) -> c_int;
     fn atexit(cb: extern "C" fn()) -> c_int;
     fn kill(pid: c_int, sig: c_int) -> c_int;
+    fn waitpid(pid: c_int, status: *mut c_int, options: c_int) -> c_int;
 }
 
 const PR_SET_PDEATHSIG: c_int = 1;
@@ -36,6 +37,11 @@ extern "C" fn at_exit() {
         for pid in live.iter() {
             // SAFETY: plain syscall on a pid this process spawned.
             unsafe { kill(*pid as c_int, SIGKILL) };
+        }
+        for pid in live.iter() {
+            let mut status = 0;
+            // SAFETY: reaps our own child; `status` outlives the call.
+            unsafe { waitpid(*pid as c_int, &mut status, 0) };
         }
     }
     if std::env::var_os("E2E_KEEP_LOGS").is_none() {
