@@ -1,0 +1,204 @@
+//! The whole in-process forward-auth decision: [`forward_auth::check`] on a
+//! gateway built from TOML exactly as `serve` builds it, with a memory session
+//! store holding one signed-in user.
+//!
+//! Cases: a valid session cookie on a rule that needs group `admins` (200 with
+//! identity headers), and no cookie (401 for an API client, 302 to the login
+//! for a browser). Beside them, the pieces of the allowed path one by one
+//! (cookie header scan, unseal, store lookup, rule match) and a floor: building
+//! the 200 response with three small headers that the plain hyper baseline of
+//! `benches/load.rs` answers with, which is what any handler pays at least.
+//!
+//! The issuer points at a closed loopback port: the hot path never talks to
+//! the IdP once a session exists.
+
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use criterion::{criterion_group, criterion_main, Criterion};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use portcullis::config::Config;
+use portcullis::forward_auth;
+use portcullis::http_util;
+use portcullis::identity::Identity;
+use portcullis::pipeline::Gateway;
+use portcullis::rules::{Match, RequestFacts};
+use portcullis::session::{unix_now, Session, SessionId};
+
+/// 20 hosts with an `/admin` rule for group `admins` and a catch-all each.
+fn config_text() -> String {
+    let mut t = String::from(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+
+[oidc]
+issuer = "http://127.0.0.1:9"
+client_id = "portcullis"
+
+[session]
+cookie_secure = true
+
+[access]
+default = "deny"
+allowed_redirect_domains = [".bench.test"]
+"#,
+    );
+    for i in 0..20 {
+        t.push_str(&format!(
+            "\n[[rule]]\nname = \"app{i} admin\"\nhost = \"app{i}.bench.test\"\npath = \"/admin\"\ngroups = [\"admins\"]\n\n[[rule]]\nname = \"app{i}\"\nhost = \"app{i}.bench.test\"\n"
+        ));
+    }
+    t
+}
+
+fn gateway(rt: &tokio::runtime::Runtime) -> Arc<Gateway> {
+    let env: HashMap<String, String> = HashMap::from([
+        ("PORTCULLIS_OIDC_CLIENT_SECRET".into(), "bench-client-secret".into()),
+        (
+            "PORTCULLIS_SESSION_SECRET".into(),
+            "a-benchmark-session-secret-that-is-long-enough".into(),
+        ),
+    ]);
+    let config = match Config::from_toml(&config_text(), Path::new("."), &env) {
+        Ok(c) => c,
+        Err(e) => panic!("bench config: {e}"),
+    };
+    // `build` spawns the background IdP discovery: it needs a runtime context.
+    let _guard = rt.enter();
+    match portcullis::server::build(config, None) {
+        Ok(gw) => gw,
+        Err(e) => panic!("build: {e}"),
+    }
+}
+
+fn alice() -> Session {
+    let identity = Identity {
+        user: "alice".into(),
+        email: "alice@example.com".into(),
+        groups: vec!["admins".into(), "staff".into()],
+    };
+    Session {
+        id: SessionId::random(),
+        headers: identity.headers(),
+        identity,
+        subject: "alice-subject".into(),
+        idp_session: None,
+        id_token: None,
+        access_token: None,
+        refresh_token: None,
+        created_at: unix_now(),
+        expires_at: unix_now() + 12 * 3600,
+    }
+}
+
+fn request(cookie: Option<&str>, accept: Option<&str>) -> Request<()> {
+    let mut b = Request::builder()
+        .method(Method::GET)
+        .uri("/oauth2/auth")
+        .header("host", "auth.bench.test")
+        .header("x-forwarded-method", "GET")
+        .header("x-forwarded-proto", "https")
+        .header("x-forwarded-host", "app7.bench.test")
+        .header("x-forwarded-uri", "/admin/users?page=2")
+        .header("user-agent", "bench");
+    if let Some(a) = accept {
+        b = b.header("accept", a);
+    }
+    if let Some(c) = cookie {
+        b = b.header(
+            "cookie",
+            format!("_ga=GA1.2.1234567890.1234567890; _portcullis={c}; theme=dark"),
+        );
+    }
+    b.body(()).expect("valid request")
+}
+
+/// What the plain hyper server answers: 200, empty body, three small headers.
+fn floor() -> Response<Full<Bytes>> {
+    let mut res = Response::new(Full::new(Bytes::new()));
+    *res.status_mut() = StatusCode::OK;
+    let h = res.headers_mut();
+    h.insert("x-auth-user", HeaderValue::from_static("alice"));
+    h.insert("x-auth-email", HeaderValue::from_static("alice@example.com"));
+    h.insert("x-auth-groups", HeaderValue::from_static("admins,staff"));
+    res
+}
+
+fn forward_auth(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let gw = gateway(&rt);
+    let session = alice();
+    let id = session.id;
+    rt.block_on(gw.sessions.save(Arc::new(session)))
+        .expect("memory store saves");
+    let cookie = gw.keys.seal(&id);
+    let peer: SocketAddr = ([127, 0, 0, 1], 40000).into();
+
+    let with_cookie = request(Some(&cookie), None);
+    let api_no_cookie = request(None, None);
+    let browser_no_cookie = request(None, Some("text/html,application/xhtml+xml"));
+
+    let res = rt.block_on(forward_auth::check(&gw, &with_cookie, peer, false));
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["x-auth-user"], "alice");
+    assert_eq!(res.headers()["x-auth-groups"], "admins,staff");
+    let res = rt.block_on(forward_auth::check(&gw, &api_no_cookie, peer, false));
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    let res = rt.block_on(forward_auth::check(&gw, &browser_no_cookie, peer, false));
+    assert_eq!(res.status(), StatusCode::FOUND);
+
+    let mut g = c.benchmark_group("forward_auth_check");
+    g.bench_function("valid_cookie_group_rule", |b| {
+        b.to_async(&rt)
+            .iter(|| forward_auth::check(&gw, black_box(&with_cookie), peer, false))
+    });
+    g.bench_function("no_cookie_api_401", |b| {
+        b.to_async(&rt)
+            .iter(|| forward_auth::check(&gw, black_box(&api_no_cookie), peer, false))
+    });
+    g.bench_function("no_cookie_browser_302", |b| {
+        b.to_async(&rt)
+            .iter(|| forward_auth::check(&gw, black_box(&browser_no_cookie), peer, false))
+    });
+    g.bench_function("floor_response_three_headers", |b| b.iter(floor));
+    g.finish();
+
+    // The allowed path, piece by piece.
+    let headers = with_cookie.headers();
+    let runtime = gw.runtime.load_full();
+    let method = Method::GET;
+    let facts = RequestFacts {
+        host: "app7.bench.test",
+        path: "/admin/users",
+        method: &method,
+    };
+    assert!(matches!(runtime.rules.evaluate(&facts), Match::Rule(r) if r.needs_groups()));
+    let mut g = c.benchmark_group("forward_auth_parts");
+    g.bench_function("runtime_load", |b| b.iter(|| gw.runtime.load().rules.len()));
+    g.bench_function("cookie_header_scan", |b| {
+        b.iter(|| http_util::cookie(black_box(headers), "_portcullis").map(str::len))
+    });
+    g.bench_function("unseal", |b| b.iter(|| gw.keys.unseal(black_box(&cookie))));
+    g.bench_function("store_lookup_cached", |b| {
+        b.iter(|| gw.sessions.lookup_cached(black_box(&id)))
+    });
+    g.bench_function("rules_evaluate", |b| {
+        b.iter(|| matches!(runtime.rules.evaluate(black_box(&facts)), Match::Rule(_)))
+    });
+    g.bench_function("is_trusted", |b| {
+        b.iter(|| runtime.is_trusted(black_box(peer.ip())))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, forward_auth);
+criterion_main!(benches);

@@ -1,0 +1,625 @@
+//! Load harness: the release `portcullis serve` against a plain hyper server,
+//! over real loopback TCP. Run it with
+//!
+//! ```text
+//! cargo bench --bench load
+//! ```
+//!
+//! (`wrk` must be on `PATH`). Knobs, all optional: `LOAD_ROUNDS` (default 5),
+//! `LOAD_SECS` seconds per wrk run (5), `LOAD_CONNS` wrk connections (32),
+//! `LOAD_LAT_ROUNDS` (3) and `LOAD_LAT_SECS` (5) for the fixed-rate runs.
+//!
+//! What it does:
+//!
+//! 1. Starts the development issuer in this process, writes a config whose
+//!    `oidc.issuer` points at it, and starts `portcullis serve --config` (the
+//!    binary cargo built for this bench, same profile).
+//! 2. Signs in as `alice` (group `admins`) through the real login flow
+//!    (`/oauth2/start` → issuer form → `/oauth2/callback`) and keeps the
+//!    session cookie.
+//! 3. Starts two identical plain hyper servers (`support/baseline.rs`; this
+//!    binary re-executed with `--baseline ADDR`): one is the reference, the
+//!    other a noise control that shows how far two identical servers differ.
+//! 4. Measures the three interleaved (P H C P H C ...), every server getting
+//!    the same request: `GET /oauth2/auth` with `X-Forwarded-Method/Proto/Host/Uri`
+//!    naming a path whose rule needs group `admins`, and the cookie:
+//!    - keep-alive throughput with `wrk -t1 -cN -dS`: requests per second and
+//!      CPU time per request (user + system time of the server process from
+//!      `/proc/PID/stat` over the run, divided by the requests wrk completed);
+//!    - the same with `Connection: close` (a new connection per request);
+//!    - latency at a fixed 500 requests per second, and at half of the hyper
+//!      server's median maximum rate (`support/fixed_rate.rs`, open loop), with
+//!      CPU per request from `/proc/PID/task/*/schedstat` (nanoseconds).
+//! 5. Prints medians, spreads (min–max over rounds) and the ratios
+//!    portcullis/hyper and control/hyper.
+//!
+//! `--baseline ADDR [--stack]` runs only the plain hyper server (with `--stack`,
+//! the gateway's connection stack around the same trivial handler).
+//!
+//! For profiling, `cargo bench --bench load -- --hold` stops after step 3,
+//! prints the servers' addresses and process ids and a ready wrk command, and
+//! keeps everything up for `LOAD_HOLD_SECS` (default 300) seconds.
+
+mod support;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write as _};
+use std::net::{SocketAddr, TcpListener as StdListener, TcpStream as StdStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use portcullis::devidp::{self, DevIdpConfig};
+use support::{baseline, fixed_rate};
+
+const CLIENT_ID: &str = "portcullis-bench";
+const CLIENT_SECRET: &str = "bench-client-secret-0123456789";
+const SESSION_SECRET: &str = "a-load-test-session-secret-that-is-long-enough";
+const AUTH_PATH: &str = "/oauth2/auth";
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--baseline") {
+        let addr: SocketAddr = args
+            .get(i + 1)
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+        let stack = args.iter().any(|a| a == "--stack");
+        if let Err(e) = baseline::run(addr, Duration::from_secs(1800), stack) {
+            eprintln!("baseline server: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
+    if !args.iter().any(|a| a == "--bench") {
+        // `cargo test --benches` runs bench binaries without `--bench`: skip the long run.
+        println!("load harness: run it with `cargo bench --bench load`");
+        return;
+    }
+    if Command::new("wrk").arg("--version").output().is_err() {
+        println!("load harness: `wrk` not found on PATH; skipped");
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(run());
+}
+
+// === knobs and machine ===
+
+fn knob(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| "unknown".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!("nproc {cores}, CPU \"{cpu}\", kernel {kernel}")
+}
+
+fn clock_ticks_per_sec() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// User + system CPU time of process `pid` (all its threads), in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesised command name: state is field 3, utime 14, stime 15.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let get = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    get(11) + get(12)
+}
+
+/// CPU time of every live thread of process `pid` in nanoseconds, from
+/// `/proc/PID/task/*/schedstat` (finer than the 10 ms ticks of `stat`; used for
+/// the fixed-rate runs, which serve few requests).
+fn cpu_ns(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
+// === processes ===
+
+/// A server process under test; killed when dropped.
+struct Server {
+    name: &'static str,
+    addr: SocketAddr,
+    child: Child,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> SocketAddr {
+    let l = StdListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().expect("local addr")
+}
+
+fn wait_for_port(addr: SocketAddr) {
+    let until = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < until {
+        if StdStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("nothing listens on {addr} after 15 s");
+}
+
+fn start_baseline(name: &'static str) -> Server {
+    let exe = std::env::current_exe().expect("current exe");
+    let mut child = Command::new(exe)
+        .args(["--baseline", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("start baseline server");
+    let mut line = String::new();
+    let stdout = child.stdout.take().expect("piped stdout");
+    BufReader::new(stdout).read_line(&mut line).expect("baseline address");
+    let addr = line
+        .trim()
+        .strip_prefix("listening ")
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("baseline said {line:?}"));
+    Server { name, addr, child }
+}
+
+fn gateway_config(listen: SocketAddr, issuer: &str) -> String {
+    let mut t = format!(
+        r#"
+[server]
+listen = "{listen}"
+
+[oidc]
+issuer = "{issuer}"
+client_id = "{CLIENT_ID}"
+
+[session]
+cookie_secure = false
+
+[access]
+default = "deny"
+allowed_redirect_domains = ["127.0.0.1", ".bench.test"]
+"#
+    );
+    for i in 0..20 {
+        t.push_str(&format!(
+            "\n[[rule]]\nname = \"app{i} admin\"\nhost = \"app{i}.bench.test\"\npath = \"/admin\"\ngroups = [\"admins\"]\n\n[[rule]]\nname = \"app{i}\"\nhost = \"app{i}.bench.test\"\n"
+        ));
+    }
+    t
+}
+
+fn start_gateway(dir: &Path, listen: SocketAddr, issuer: &str) -> Server {
+    let config = dir.join("portcullis.toml");
+    std::fs::write(&config, gateway_config(listen, issuer)).expect("write config");
+    let log = std::fs::File::create(dir.join("portcullis.log")).expect("log file");
+    let child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .arg("serve")
+        .arg("--config")
+        .arg(&config)
+        .env("PORTCULLIS_OIDC_CLIENT_SECRET", CLIENT_SECRET)
+        .env("PORTCULLIS_SESSION_SECRET", SESSION_SECRET)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start portcullis serve");
+    let server = Server { name: "portcullis", addr: listen, child };
+    wait_for_port(listen);
+    server
+}
+
+// === login ===
+
+fn location(res: &reqwest::Response) -> Option<reqwest::Url> {
+    let loc = res.headers().get("location")?.to_str().ok()?;
+    res.url().join(loc).ok()
+}
+
+/// Signs in as `alice` through the real login flow; returns the session cookie value.
+async fn login(gw: SocketAddr) -> String {
+    let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .cookie_provider(jar.clone())
+        .build()
+        .expect("client");
+    let base = format!("http://{gw}");
+    let start = format!("{base}/oauth2/start?rd=http%3A%2F%2F{gw}%2F");
+    // Until IdP discovery has run, `start` answers with an error page.
+    let mut authorize = None;
+    for _ in 0..100 {
+        if let Ok(res) = http.get(&start).send().await {
+            if res.status() == 302 {
+                authorize = location(&res);
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let authorize = authorize.expect("the gateway starts a login within 10 s");
+    let form = http.get(authorize.clone()).send().await.expect("login form");
+    assert_eq!(form.status(), 200, "the issuer shows its login form");
+    let mut action = authorize.clone();
+    action.set_query(None);
+    let body = format!(
+        "{}&username=alice&password=demo",
+        authorize.query().unwrap_or("")
+    );
+    let res = http
+        .post(action)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .expect("post credentials");
+    let callback = location(&res).expect("the issuer redirects back to the gateway");
+    let res = http.get(callback).send().await.expect("callback");
+    assert_eq!(res.status(), 302, "the callback signs in and redirects");
+    use reqwest::cookie::CookieStore as _;
+    let url: reqwest::Url = base.parse().expect("url");
+    let header = jar.cookies(&url).expect("cookies set");
+    header
+        .to_str()
+        .unwrap_or("")
+        .split("; ")
+        .find_map(|kv| kv.strip_prefix("_portcullis=").map(str::to_owned))
+        .expect("session cookie set")
+}
+
+fn request_headers(cookie: &str) -> Vec<(String, String)> {
+    [
+        ("X-Forwarded-Method", "GET"),
+        ("X-Forwarded-Proto", "https"),
+        ("X-Forwarded-Host", "app7.bench.test"),
+        ("X-Forwarded-Uri", "/admin/users?page=2"),
+        ("Cookie", &format!("_portcullis={cookie}")),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+/// One forward-auth request: must be 200 for alice with her groups.
+async fn precheck(gw: SocketAddr, headers: &[(String, String)]) {
+    let http = reqwest::Client::new();
+    let mut req = http.get(format!("http://{gw}{AUTH_PATH}"));
+    for (k, v) in headers {
+        req = req.header(k, v);
+    }
+    let res = req.send().await.expect("forward-auth request");
+    assert_eq!(res.status(), 200, "the signed-in forward-auth check is allowed");
+    let h = |n: &str| res.headers().get(n).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    assert_eq!(h("x-auth-user"), "alice");
+    assert!(h("x-auth-groups").split(',').any(|g| g == "admins"));
+    let bare = http
+        .get(format!("http://{gw}{AUTH_PATH}"))
+        .header("X-Forwarded-Host", "app7.bench.test")
+        .header("X-Forwarded-Uri", "/admin/users")
+        .send()
+        .await
+        .expect("forward-auth request");
+    assert_eq!(bare.status(), 401, "without the cookie the check is refused");
+}
+
+// === wrk ===
+
+struct Sample {
+    rps: f64,
+    cpu_us: f64,
+    errors: u64,
+}
+
+fn wrk(server: &Server, headers: &[(String, String)], secs: u64, conns: u64, close: bool, tck: f64) -> Sample {
+    let mut cmd = Command::new("wrk");
+    cmd.args(["-t1", &format!("-c{conns}"), &format!("-d{secs}s"), "--timeout", "2s"]);
+    for (k, v) in headers {
+        cmd.arg("-H").arg(format!("{k}: {v}"));
+    }
+    if close {
+        cmd.args(["-H", "Connection: close"]);
+    }
+    cmd.arg(format!("http://{}{AUTH_PATH}", server.addr));
+    let pid = server.child.id();
+    let before = cpu_ticks(pid);
+    let out = cmd.output().expect("run wrk");
+    let after = cpu_ticks(pid);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let requests: u64 = text
+        .lines()
+        .find(|l| l.contains(" requests in "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    let rps: f64 = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Requests/sec:"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0.0);
+    let non2xx: u64 = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Non-2xx or 3xx responses:"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0);
+    let socket: u64 = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Socket errors:"))
+        .map(|s| {
+            s.split(',')
+                .filter_map(|p| p.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .sum()
+        })
+        .unwrap_or(0);
+    let cpu_secs = (after - before) as f64 / tck;
+    let cpu_us = if requests > 0 { cpu_secs * 1e6 / requests as f64 } else { f64::NAN };
+    Sample { rps, cpu_us, errors: non2xx + socket }
+}
+
+// === statistics ===
+
+fn median(v: &[f64]) -> f64 {
+    let mut s: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+    if s.is_empty() {
+        return f64::NAN;
+    }
+    s.sort_by(|a, b| a.total_cmp(b));
+    let n = s.len();
+    if n % 2 == 1 {
+        s[n / 2]
+    } else {
+        (s[n / 2 - 1] + s[n / 2]) / 2.0
+    }
+}
+
+fn spread(v: &[f64]) -> (f64, f64) {
+    let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    (lo, hi)
+}
+
+/// Per-server series of one measurement, in the order of `servers`.
+struct Table {
+    title: String,
+    unit: &'static str,
+    decimals: usize,
+    rows: Vec<(&'static str, Vec<f64>)>,
+}
+
+impl Table {
+    fn new(title: impl Into<String>, unit: &'static str, decimals: usize, names: &[&'static str]) -> Table {
+        Table { title: title.into(), unit, decimals, rows: names.iter().map(|n| (*n, Vec::new())).collect() }
+    }
+
+    fn push(&mut self, server: usize, v: f64) {
+        self.rows[server].1.push(v);
+    }
+
+    fn median_of(&self, i: usize) -> f64 {
+        median(&self.rows[i].1)
+    }
+
+    /// Rows, then portcullis/hyper and control/hyper ratios of the medians
+    /// (server 0 is portcullis, 1 hyper, 2 the control).
+    fn print(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        let d = self.decimals;
+        let _ = writeln!(out, "\n{} ({})", self.title, self.unit);
+        for (name, v) in &self.rows {
+            let (lo, hi) = spread(v);
+            let all: Vec<String> = v.iter().map(|x| format!("{x:.d$}")).collect();
+            let _ = writeln!(
+                out,
+                "  {name:<10} median {:>10.d$}  spread {lo:.d$}..{hi:.d$}  rounds [{}]",
+                median(v),
+                all.join(", ")
+            );
+        }
+        let h = self.median_of(1);
+        let _ = writeln!(
+            out,
+            "  ratio portcullis/hyper {:.3}   control/hyper {:.3}",
+            self.median_of(0) / h,
+            self.median_of(2) / h
+        );
+    }
+}
+
+// === the run ===
+
+/// Keeps the servers up for profiling and says how to load them.
+fn hold(servers: &[Server], headers: &[(String, String)]) {
+    let secs = knob("LOAD_HOLD_SECS", 300);
+    for s in servers {
+        println!("{:<10} http://{} pid {}", s.name, s.addr, s.child.id());
+    }
+    let h: Vec<String> = headers.iter().map(|(k, v)| format!("-H '{k}: {v}'")).collect();
+    println!(
+        "\nwrk -t1 -c32 -d5s {} http://{}{AUTH_PATH}\n\nholding for {secs} s",
+        h.join(" "),
+        servers[0].addr
+    );
+    let _ = std::io::stdout().flush();
+    std::thread::sleep(Duration::from_secs(secs));
+}
+
+async fn run() {
+    let rounds = knob("LOAD_ROUNDS", 5);
+    let secs = knob("LOAD_SECS", 5);
+    let conns = knob("LOAD_CONNS", 32);
+    let lat_rounds = knob("LOAD_LAT_ROUNDS", 3);
+    let lat_secs = knob("LOAD_LAT_SECS", 5);
+    let tck = clock_ticks_per_sec();
+    let mut report = String::new();
+    report.push_str(&format!("machine: {}\n", machine()));
+    report.push_str(&format!(
+        "wrk -t1 -c{conns} -d{secs}s, {rounds} interleaved rounds; fixed-rate runs: {lat_rounds} rounds of {lat_secs} s, {conns} connections\n"
+    ));
+    println!("{report}");
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let listen = free_port();
+    let redirect = format!("http://{listen}/oauth2/callback");
+    let idp_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind issuer");
+    let idp = devidp::start(idp_listener, DevIdpConfig::demo(CLIENT_ID, Some(CLIENT_SECRET), &redirect))
+        .await
+        .expect("development issuer");
+    let gateway = start_gateway(dir.path(), listen, idp.issuer());
+    let cookie = login(gateway.addr).await;
+    let headers = request_headers(&cookie);
+    precheck(gateway.addr, &headers).await;
+    println!("signed in as alice; forward-auth check answers 200 with her identity");
+
+    let servers = [gateway, start_baseline("hyper"), start_baseline("control")];
+    let names: Vec<&'static str> = servers.iter().map(|s| s.name).collect();
+    for s in &servers[1..] {
+        wait_for_port(s.addr);
+    }
+    for s in &servers {
+        wrk(s, &headers, 1, conns, false, tck);
+    }
+
+    if std::env::args().any(|a| a == "--hold") {
+        hold(&servers, &headers);
+        drop(servers);
+        idp.shutdown();
+        return;
+    }
+
+    let mut errors: HashMap<&'static str, u64> = HashMap::new();
+    let mut rps = Table::new("keep-alive throughput", "requests/s", 0, &names);
+    let mut cpu = Table::new("keep-alive CPU per request", "µs user+sys", 2, &names);
+    for r in 0..rounds {
+        for (i, s) in servers.iter().enumerate() {
+            let x = wrk(s, &headers, secs, conns, false, tck);
+            println!("keep-alive round {r} {:<10} {:>9.0} req/s {:>7.2} µs/req errors {}", s.name, x.rps, x.cpu_us, x.errors);
+            *errors.entry(s.name).or_default() += x.errors;
+            rps.push(i, x.rps);
+            cpu.push(i, x.cpu_us);
+        }
+    }
+    let hyper_max = rps.median_of(1);
+
+    let mut churn_rps = Table::new("connection churn (Connection: close) throughput", "requests/s", 0, &names);
+    let mut churn_cpu = Table::new("connection churn CPU per request", "µs user+sys", 2, &names);
+    for r in 0..rounds {
+        for (i, s) in servers.iter().enumerate() {
+            let x = wrk(s, &headers, secs, conns, true, tck);
+            println!("churn round {r} {:<10} {:>9.0} req/s {:>7.2} µs/req errors {}", s.name, x.rps, x.cpu_us, x.errors);
+            *errors.entry(s.name).or_default() += x.errors;
+            churn_rps.push(i, x.rps);
+            churn_cpu.push(i, x.cpu_us);
+        }
+    }
+
+    let mut latency_tables = Vec::new();
+    for rate in [500.0, (hyper_max / 2.0).round()] {
+        let mut p50 = Table::new(format!("latency p50 at {rate:.0} req/s"), "µs", 0, &names);
+        let mut p99 = Table::new(format!("latency p99 at {rate:.0} req/s"), "µs", 0, &names);
+        let mut p999 = Table::new(format!("latency p99.9 at {rate:.0} req/s"), "µs", 0, &names);
+        let mut lcpu = Table::new(format!("CPU per request at {rate:.0} req/s"), "µs user+sys", 2, &names);
+        for r in 0..lat_rounds {
+            for (i, s) in servers.iter().enumerate() {
+                let pid = s.child.id();
+                let before = cpu_ns(pid);
+                let o = fixed_rate::run(s.addr, AUTH_PATH, &headers, rate, Duration::from_secs(lat_secs), conns as usize).await;
+                let after = cpu_ns(pid);
+                let served = o.latencies_ns.len() as f64;
+                let c = (after - before) as f64 / 1e3 / served;
+                println!(
+                    "fixed {rate:.0}/s round {r} {:<10} p50 {:>6.0} µs p99 {:>6.0} µs p99.9 {:>6.0} µs max {:>6.0} µs {:>6.2} µs/req errors {} queued {}",
+                    s.name,
+                    o.quantile_us(0.5),
+                    o.quantile_us(0.99),
+                    o.quantile_us(0.999),
+                    o.quantile_us(1.0),
+                    c,
+                    o.errors,
+                    o.queued
+                );
+                *errors.entry(s.name).or_default() += o.errors;
+                p50.push(i, o.quantile_us(0.5));
+                p99.push(i, o.quantile_us(0.99));
+                p999.push(i, o.quantile_us(0.999));
+                lcpu.push(i, c);
+            }
+        }
+        latency_tables.push((rate, p50, p99, p999, lcpu));
+    }
+
+    let mut out = String::from("\n=== summary ===\n");
+    out.push_str(&report);
+    for t in [&rps, &cpu, &churn_rps, &churn_cpu] {
+        t.print(&mut out);
+    }
+    for (_, p50, p99, p999, lcpu) in &latency_tables {
+        for t in [p50, p99, p999, lcpu] {
+            t.print(&mut out);
+        }
+    }
+    out.push_str("\ntargets\n");
+    let check = |ok: bool| if ok { "met" } else { "MISSED" };
+    let (p_cpu, h_cpu) = (cpu.median_of(0), cpu.median_of(1));
+    out.push_str(&format!(
+        "  CPU per request ≤ hyper + 2 µs: {:.2} vs {:.2} + 2 → {}\n",
+        p_cpu,
+        h_cpu,
+        check(p_cpu <= h_cpu + 2.0)
+    ));
+    let ratio = rps.median_of(0) / rps.median_of(1);
+    out.push_str(&format!("  req/s ≥ 80% of hyper: {:.1}% → {}\n", ratio * 100.0, check(ratio >= 0.8)));
+    if let Some((_, _, p99, _, _)) = latency_tables.first() {
+        let p = p99.median_of(0);
+        out.push_str(&format!("  p99 < 1 ms at 500 req/s: {p:.0} µs → {}\n", check(p < 1000.0)));
+    }
+    if let Some((rate, _, p99, _, _)) = latency_tables.get(1) {
+        let (p, h) = (p99.median_of(0), p99.median_of(1));
+        out.push_str(&format!(
+            "  p99 ≤ 1.2 × hyper's at {rate:.0} req/s: {p:.0} vs {h:.0} µs ({:.2}x) → {}\n",
+            p / h,
+            check(p <= 1.2 * h)
+        ));
+    }
+    let mut errs: Vec<_> = errors.into_iter().collect();
+    errs.sort();
+    out.push_str(&format!("  failed requests (non-2xx, socket errors, generator errors): {errs:?}\n"));
+    print!("{out}");
+    let _ = std::io::stdout().flush();
+    drop(servers);
+    idp.shutdown();
+}
