@@ -59,7 +59,10 @@ allowed_redirect_domains = [".bench.test"]
 
 fn gateway(rt: &tokio::runtime::Runtime) -> Arc<Gateway> {
     let env: HashMap<String, String> = HashMap::from([
-        ("PORTCULLIS_OIDC_CLIENT_SECRET".into(), "bench-client-secret".into()),
+        (
+            "PORTCULLIS_OIDC_CLIENT_SECRET".into(),
+            "bench-client-secret".into(),
+        ),
         (
             "PORTCULLIS_SESSION_SECRET".into(),
             "a-benchmark-session-secret-that-is-long-enough".into(),
@@ -125,7 +128,10 @@ fn floor() -> Response<Full<Bytes>> {
     *res.status_mut() = StatusCode::OK;
     let h = res.headers_mut();
     h.insert("x-auth-user", HeaderValue::from_static("alice"));
-    h.insert("x-auth-email", HeaderValue::from_static("alice@example.com"));
+    h.insert(
+        "x-auth-email",
+        HeaderValue::from_static("alice@example.com"),
+    );
     h.insert("x-auth-groups", HeaderValue::from_static("admins,staff"));
     res
 }

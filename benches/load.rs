@@ -189,7 +189,9 @@ fn start_baseline(name: &'static str) -> Server {
         .expect("start baseline server");
     let mut line = String::new();
     let stdout = child.stdout.take().expect("piped stdout");
-    BufReader::new(stdout).read_line(&mut line).expect("baseline address");
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("baseline address");
     let addr = line
         .trim()
         .strip_prefix("listening ")
@@ -240,7 +242,11 @@ fn start_gateway(dir: &Path, listen: SocketAddr, issuer: &str) -> Server {
         .stderr(log)
         .spawn()
         .expect("start portcullis serve");
-    let server = Server { name: "portcullis", addr: listen, child };
+    let server = Server {
+        name: "portcullis",
+        addr: listen,
+        child,
+    };
     wait_for_port(listen);
     server
 }
@@ -274,7 +280,11 @@ async fn login(gw: SocketAddr) -> String {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let authorize = authorize.expect("the gateway starts a login within 10 s");
-    let form = http.get(authorize.clone()).send().await.expect("login form");
+    let form = http
+        .get(authorize.clone())
+        .send()
+        .await
+        .expect("login form");
     assert_eq!(form.status(), 200, "the issuer shows its login form");
     let mut action = authorize.clone();
     action.set_query(None);
@@ -324,8 +334,18 @@ async fn precheck(gw: SocketAddr, headers: &[(String, String)]) {
         req = req.header(k, v);
     }
     let res = req.send().await.expect("forward-auth request");
-    assert_eq!(res.status(), 200, "the signed-in forward-auth check is allowed");
-    let h = |n: &str| res.headers().get(n).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    assert_eq!(
+        res.status(),
+        200,
+        "the signed-in forward-auth check is allowed"
+    );
+    let h = |n: &str| {
+        res.headers()
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned()
+    };
     assert_eq!(h("x-auth-user"), "alice");
     assert!(h("x-auth-groups").split(',').any(|g| g == "admins"));
     let bare = http
@@ -335,7 +355,11 @@ async fn precheck(gw: SocketAddr, headers: &[(String, String)]) {
         .send()
         .await
         .expect("forward-auth request");
-    assert_eq!(bare.status(), 401, "without the cookie the check is refused");
+    assert_eq!(
+        bare.status(),
+        401,
+        "without the cookie the check is refused"
+    );
 }
 
 // === wrk ===
@@ -346,9 +370,22 @@ struct Sample {
     errors: u64,
 }
 
-fn wrk(server: &Server, headers: &[(String, String)], secs: u64, conns: u64, close: bool, tck: f64) -> Sample {
+fn wrk(
+    server: &Server,
+    headers: &[(String, String)],
+    secs: u64,
+    conns: u64,
+    close: bool,
+    tck: f64,
+) -> Sample {
     let mut cmd = Command::new("wrk");
-    cmd.args(["-t1", &format!("-c{conns}"), &format!("-d{secs}s"), "--timeout", "2s"]);
+    cmd.args([
+        "-t1",
+        &format!("-c{conns}"),
+        &format!("-d{secs}s"),
+        "--timeout",
+        "2s",
+    ]);
     for (k, v) in headers {
         cmd.arg("-H").arg(format!("{k}: {v}"));
     }
@@ -387,8 +424,16 @@ fn wrk(server: &Server, headers: &[(String, String)], secs: u64, conns: u64, clo
         })
         .unwrap_or(0);
     let cpu_secs = (after - before) as f64 / tck;
-    let cpu_us = if requests > 0 { cpu_secs * 1e6 / requests as f64 } else { f64::NAN };
-    Sample { rps, cpu_us, errors: non2xx + socket }
+    let cpu_us = if requests > 0 {
+        cpu_secs * 1e6 / requests as f64
+    } else {
+        f64::NAN
+    };
+    Sample {
+        rps,
+        cpu_us,
+        errors: non2xx + socket,
+    }
 }
 
 // === statistics ===
@@ -422,8 +467,18 @@ struct Table {
 }
 
 impl Table {
-    fn new(title: impl Into<String>, unit: &'static str, decimals: usize, names: &[&'static str]) -> Table {
-        Table { title: title.into(), unit, decimals, rows: names.iter().map(|n| (*n, Vec::new())).collect() }
+    fn new(
+        title: impl Into<String>,
+        unit: &'static str,
+        decimals: usize,
+        names: &[&'static str],
+    ) -> Table {
+        Table {
+            title: title.into(),
+            unit,
+            decimals,
+            rows: names.iter().map(|n| (*n, Vec::new())).collect(),
+        }
     }
 
     fn push(&mut self, server: usize, v: f64) {
@@ -468,7 +523,10 @@ fn hold(servers: &[Server], headers: &[(String, String)]) {
     for s in servers {
         println!("{:<10} http://{} pid {}", s.name, s.addr, s.child.id());
     }
-    let h: Vec<String> = headers.iter().map(|(k, v)| format!("-H '{k}: {v}'")).collect();
+    let h: Vec<String> = headers
+        .iter()
+        .map(|(k, v)| format!("-H '{k}: {v}'"))
+        .collect();
     println!(
         "\nwrk -t1 -c32 -d5s {} http://{}{AUTH_PATH}\n\nholding for {secs} s",
         h.join(" "),
@@ -495,10 +553,15 @@ async fn run() {
     let dir = tempfile::tempdir().expect("temp dir");
     let listen = free_port();
     let redirect = format!("http://{listen}/oauth2/callback");
-    let idp_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind issuer");
-    let idp = devidp::start(idp_listener, DevIdpConfig::demo(CLIENT_ID, Some(CLIENT_SECRET), &redirect))
+    let idp_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
-        .expect("development issuer");
+        .expect("bind issuer");
+    let idp = devidp::start(
+        idp_listener,
+        DevIdpConfig::demo(CLIENT_ID, Some(CLIENT_SECRET), &redirect),
+    )
+    .await
+    .expect("development issuer");
     let gateway = start_gateway(dir.path(), listen, idp.issuer());
     let cookie = login(gateway.addr).await;
     let headers = request_headers(&cookie);
@@ -527,7 +590,10 @@ async fn run() {
     for r in 0..rounds {
         for (i, s) in servers.iter().enumerate() {
             let x = wrk(s, &headers, secs, conns, false, tck);
-            println!("keep-alive round {r} {:<10} {:>9.0} req/s {:>7.2} µs/req errors {}", s.name, x.rps, x.cpu_us, x.errors);
+            println!(
+                "keep-alive round {r} {:<10} {:>9.0} req/s {:>7.2} µs/req errors {}",
+                s.name, x.rps, x.cpu_us, x.errors
+            );
             *errors.entry(s.name).or_default() += x.errors;
             rps.push(i, x.rps);
             cpu.push(i, x.cpu_us);
@@ -535,12 +601,20 @@ async fn run() {
     }
     let hyper_max = rps.median_of(1);
 
-    let mut churn_rps = Table::new("connection churn (Connection: close) throughput", "requests/s", 0, &names);
+    let mut churn_rps = Table::new(
+        "connection churn (Connection: close) throughput",
+        "requests/s",
+        0,
+        &names,
+    );
     let mut churn_cpu = Table::new("connection churn CPU per request", "µs user+sys", 2, &names);
     for r in 0..rounds {
         for (i, s) in servers.iter().enumerate() {
             let x = wrk(s, &headers, secs, conns, true, tck);
-            println!("churn round {r} {:<10} {:>9.0} req/s {:>7.2} µs/req errors {}", s.name, x.rps, x.cpu_us, x.errors);
+            println!(
+                "churn round {r} {:<10} {:>9.0} req/s {:>7.2} µs/req errors {}",
+                s.name, x.rps, x.cpu_us, x.errors
+            );
             *errors.entry(s.name).or_default() += x.errors;
             churn_rps.push(i, x.rps);
             churn_cpu.push(i, x.cpu_us);
@@ -552,12 +626,25 @@ async fn run() {
         let mut p50 = Table::new(format!("latency p50 at {rate:.0} req/s"), "µs", 0, &names);
         let mut p99 = Table::new(format!("latency p99 at {rate:.0} req/s"), "µs", 0, &names);
         let mut p999 = Table::new(format!("latency p99.9 at {rate:.0} req/s"), "µs", 0, &names);
-        let mut lcpu = Table::new(format!("CPU per request at {rate:.0} req/s"), "µs user+sys", 2, &names);
+        let mut lcpu = Table::new(
+            format!("CPU per request at {rate:.0} req/s"),
+            "µs user+sys",
+            2,
+            &names,
+        );
         for r in 0..lat_rounds {
             for (i, s) in servers.iter().enumerate() {
                 let pid = s.child.id();
                 let before = cpu_ns(pid);
-                let o = fixed_rate::run(s.addr, AUTH_PATH, &headers, rate, Duration::from_secs(lat_secs), conns as usize).await;
+                let o = fixed_rate::run(
+                    s.addr,
+                    AUTH_PATH,
+                    &headers,
+                    rate,
+                    Duration::from_secs(lat_secs),
+                    conns as usize,
+                )
+                .await;
                 let after = cpu_ns(pid);
                 let served = o.latencies_ns.len() as f64;
                 let c = (after - before) as f64 / 1e3 / served;
@@ -602,10 +689,17 @@ async fn run() {
         check(p_cpu <= h_cpu + 2.0)
     ));
     let ratio = rps.median_of(0) / rps.median_of(1);
-    out.push_str(&format!("  req/s ≥ 80% of hyper: {:.1}% → {}\n", ratio * 100.0, check(ratio >= 0.8)));
+    out.push_str(&format!(
+        "  req/s ≥ 80% of hyper: {:.1}% → {}\n",
+        ratio * 100.0,
+        check(ratio >= 0.8)
+    ));
     if let Some((_, _, p99, _, _)) = latency_tables.first() {
         let p = p99.median_of(0);
-        out.push_str(&format!("  p99 < 1 ms at 500 req/s: {p:.0} µs → {}\n", check(p < 1000.0)));
+        out.push_str(&format!(
+            "  p99 < 1 ms at 500 req/s: {p:.0} µs → {}\n",
+            check(p < 1000.0)
+        ));
     }
     if let Some((rate, _, p99, _, _)) = latency_tables.get(1) {
         let (p, h) = (p99.median_of(0), p99.median_of(1));
@@ -617,7 +711,9 @@ async fn run() {
     }
     let mut errs: Vec<_> = errors.into_iter().collect();
     errs.sort();
-    out.push_str(&format!("  failed requests (non-2xx, socket errors, generator errors): {errs:?}\n"));
+    out.push_str(&format!(
+        "  failed requests (non-2xx, socket errors, generator errors): {errs:?}\n"
+    ));
     print!("{out}");
     let _ = std::io::stdout().flush();
     drop(servers);

@@ -37,7 +37,10 @@ async fn answer(_req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infall
     let mut res = Response::new(Full::new(Bytes::new()));
     let h = res.headers_mut();
     h.insert("x-auth-user", HeaderValue::from_static("alice"));
-    h.insert("x-auth-email", HeaderValue::from_static("alice@example.com"));
+    h.insert(
+        "x-auth-email",
+        HeaderValue::from_static("alice@example.com"),
+    );
     h.insert("x-auth-groups", HeaderValue::from_static("admins,staff"));
     Ok(res)
 }
@@ -89,7 +92,10 @@ async fn gateway_like(stream: TcpStream) {
         .keep_alive_interval(Some(Duration::from_secs(30)));
     let (_stop_tx, mut stop) = tokio::sync::watch::channel(false);
     let last = Arc::new(AtomicU64::new(now_ms()));
-    let io = Stamped { inner: stream, last: last.clone() };
+    let io = Stamped {
+        inner: stream,
+        last: last.clone(),
+    };
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service_fn(answer));
     tokio::pin!(conn);
     let idle = Duration::from_secs(90);
@@ -123,7 +129,11 @@ struct Stamped {
 }
 
 impl AsyncRead for Stamped {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let r = Pin::new(&mut self.inner).poll_read(cx, buf);
         if buf.filled().len() > before {
@@ -134,7 +144,11 @@ impl AsyncRead for Stamped {
 }
 
 impl AsyncWrite for Stamped {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write(cx, buf);
         if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
             self.last.store(now_ms(), Ordering::Relaxed);
@@ -147,7 +161,11 @@ impl AsyncWrite for Stamped {
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
-    fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
         if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
             self.last.store(now_ms(), Ordering::Relaxed);

@@ -63,7 +63,10 @@ pub async fn run(
             (name, value)
         })
         .collect();
-    parsed.push((http::header::HOST, HeaderValue::from_str(&addr.to_string()).expect("host")));
+    parsed.push((
+        http::header::HOST,
+        HeaderValue::from_str(&addr.to_string()).expect("host"),
+    ));
     let start = Instant::now() + Duration::from_millis(50);
     // Hard stop well after the schedule ends, whatever the server does.
     let deadline = start + duration + Duration::from_secs(10);
@@ -138,7 +141,11 @@ pub async fn run(
             }
         }
     });
-    let mut out = Outcome { latencies_ns: Vec::with_capacity(total), errors: 0, queued: 0 };
+    let mut out = Outcome {
+        latencies_ns: Vec::with_capacity(total),
+        errors: 0,
+        queued: 0,
+    };
     for t in tasks {
         if let Ok((lat, e, q)) = t.await {
             out.latencies_ns.extend(lat);
