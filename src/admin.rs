@@ -28,6 +28,10 @@ async fn readyz(gw: &Gateway) -> Response<Body> {
         "oidc": if oidc_ok { "ok" } else { "identity provider metadata not loaded" },
         "store": if store_ok { "ok" } else { "session store unreachable" },
     });
-    let status = if oidc_ok && store_ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if oidc_ok && store_ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     fixed(status, "application/json", body.to_string())
 }

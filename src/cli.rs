@@ -82,7 +82,12 @@ fn warn_risky(config: &Config) {
     if !config.session.cookie_secure {
         tracing::warn!("session.cookie_secure = false: the session cookie is sent over plain http; use only for development");
     }
-    if config.server.trusted_proxies.iter().any(|n| n.prefix_len() == 0) {
+    if config
+        .server
+        .trusted_proxies
+        .iter()
+        .any(|n| n.prefix_len() == 0)
+    {
         tracing::warn!("server.trusted_proxies contains a /0 network: any client can forge X-Forwarded-* headers");
     }
 }
@@ -105,9 +110,14 @@ async fn reload_on_hup(gw: Arc<crate::pipeline::Gateway>, path: PathBuf) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        let Ok(mut hup) = signal(SignalKind::hangup()) else { return };
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            return;
+        };
         while hup.recv().await.is_some() {
-            match Config::load(&path, &ProcessEnv).map_err(|e| e.to_string()).and_then(|c| Runtime::compile(c).map_err(|e| e.to_string())) {
+            match Config::load(&path, &ProcessEnv)
+                .map_err(|e| e.to_string())
+                .and_then(|c| Runtime::compile(c).map_err(|e| e.to_string()))
+            {
                 Ok(new) => {
                     let old = gw.runtime.load();
                     let mut next = new;
@@ -118,7 +128,9 @@ async fn reload_on_hup(gw: Arc<crate::pipeline::Gateway>, path: PathBuf) {
                     gw.runtime.store(Arc::new(next));
                     tracing::info!(config = %path.display(), "configuration reloaded");
                 }
-                Err(e) => tracing::error!(config = %path.display(), error = %e, "reload refused; keeping the running configuration"),
+                Err(e) => {
+                    tracing::error!(config = %path.display(), error = %e, "reload refused; keeping the running configuration")
+                }
             }
         }
     }

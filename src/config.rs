@@ -12,8 +12,9 @@
 
 pub mod duration;
 pub mod raw;
+#[cfg(test)]
+mod tests;
 pub mod validate;
-#[cfg(test)] mod tests;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -25,7 +26,7 @@ use url::Url;
 
 use crate::secret::Secret;
 
-pub use validate::{ConfigError, Env, ProcessEnv, Problem};
+pub use validate::{ConfigError, Env, Problem, ProcessEnv};
 
 /// The whole validated configuration.
 #[derive(Debug, Clone)]

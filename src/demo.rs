@@ -67,16 +67,17 @@ upstream = "http://{app}"
 
 /// Runs the demo until Ctrl-C.
 pub async fn run(listen: SocketAddr) -> anyhow::Result<()> {
-    let gateway_listener = TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("cannot listen on {listen} (pass --listen 127.0.0.1:PORT to use another port)"))?;
+    let gateway_listener = TcpListener::bind(listen).await.with_context(|| {
+        format!("cannot listen on {listen} (pass --listen 127.0.0.1:PORT to use another port)")
+    })?;
     let listen = gateway_listener.local_addr()?;
     let client_secret = crate::cli::gen_secret();
     let redirect = format!("http://{listen}/oauth2/callback");
     let mut idp_cfg = DevIdpConfig::demo(CLIENT_ID, Some(&client_secret), &redirect);
-    idp_cfg.clients[0]
-        .redirect_uris
-        .push(format!("http://localhost:{}/oauth2/callback", listen.port()));
+    idp_cfg.clients[0].redirect_uris.push(format!(
+        "http://localhost:{}/oauth2/callback",
+        listen.port()
+    ));
     let idp = devidp::start(TcpListener::bind("127.0.0.1:0").await?, idp_cfg).await?;
     let app_listener = TcpListener::bind("127.0.0.1:0").await?;
     let app = app_listener.local_addr()?;
@@ -87,10 +88,14 @@ pub async fn run(listen: SocketAddr) -> anyhow::Result<()> {
 
     let env: HashMap<String, String> = HashMap::from([
         ("PORTCULLIS_OIDC_CLIENT_SECRET".to_owned(), client_secret),
-        ("PORTCULLIS_SESSION_SECRET".to_owned(), crate::cli::gen_secret()),
+        (
+            "PORTCULLIS_SESSION_SECRET".to_owned(),
+            crate::cli::gen_secret(),
+        ),
     ]);
     let toml = demo_config(listen, idp.issuer(), app);
-    let config = Config::from_toml(&toml, Path::new("."), &env).map_err(|e| anyhow::anyhow!("demo config: {e}"))?;
+    let config = Config::from_toml(&toml, Path::new("."), &env)
+        .map_err(|e| anyhow::anyhow!("demo config: {e}"))?;
     let running = server::start(config, Some(gateway_listener), None).await?;
     println!();
     println!("  portcullis demo is running.");

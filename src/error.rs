@@ -19,7 +19,11 @@ pub fn store_unavailable(browser: bool) -> Response<Body> {
             None,
         )
     } else {
-        pages::json_error(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", "session store unavailable")
+        pages::json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            "session store unavailable",
+        )
     }
 }
 
@@ -31,7 +35,12 @@ pub fn login_failed(e: &LoginError, retry: &str) -> Response<Body> {
     } else {
         tracing::info!(reason = e.reason(), error = %e, "login failed");
     }
-    pages::html(e.status(), "Sign-in failed", &e.user_message(), Some((retry, "Try again")))
+    pages::html(
+        e.status(),
+        "Sign-in failed",
+        &e.user_message(),
+        Some((retry, "Try again")),
+    )
 }
 
 /// 404 for paths portcullis does not serve.

@@ -78,7 +78,13 @@ impl<'a> Original<'a> {
     /// Reads the original request from a forward-auth request. `trusted` says
     /// whether the peer may set forwarding headers; when it may not, the auth
     /// request itself is the original.
-    pub fn from_request(headers: &'a HeaderMap, own_target: &'a str, tls: bool, trusted: bool, nginx_query: bool) -> Result<Original<'a>, OriginalError> {
+    pub fn from_request(
+        headers: &'a HeaderMap,
+        own_target: &'a str,
+        tls: bool,
+        trusted: bool,
+        nginx_query: bool,
+    ) -> Result<Original<'a>, OriginalError> {
         let own_proto = if tls { "https" } else { "http" };
         let own_host = header_str(headers, &header::HOST).unwrap_or("");
         if !trusted {
@@ -112,17 +118,31 @@ impl<'a> Original<'a> {
                 return Err(OriginalError::Conflicting);
             }
             let method = method_from(header_str(headers, &X_ORIGINAL_METHOD))?;
-            return Ok(Original { proto, host_raw: Cow::Borrowed(host), target: Cow::Borrowed(target), method, nginx: true });
+            return Ok(Original {
+                proto,
+                host_raw: Cow::Borrowed(host),
+                target: Cow::Borrowed(target),
+                method,
+                nginx: true,
+            });
         }
         let proto = match header_str(headers, &X_FORWARDED_PROTO).map(first_value) {
             Some(p) if p.eq_ignore_ascii_case("http") => "http",
             Some(_) => "https",
             None => own_proto,
         };
-        let host = header_str(headers, &X_FORWARDED_HOST).map(first_value).unwrap_or(own_host);
+        let host = header_str(headers, &X_FORWARDED_HOST)
+            .map(first_value)
+            .unwrap_or(own_host);
         let target = forwarded_uri.ok_or(OriginalError::NoUri)?;
         let method = method_from(header_str(headers, &X_FORWARDED_METHOD))?;
-        Ok(Original { proto, host_raw: Cow::Borrowed(host), target: Cow::Borrowed(target), method, nginx: nginx_query })
+        Ok(Original {
+            proto,
+            host_raw: Cow::Borrowed(host),
+            target: Cow::Borrowed(target),
+            method,
+            nginx: nginx_query,
+        })
     }
 
     /// The original URL, for `rd`.
@@ -149,11 +169,18 @@ fn method_from(v: Option<&str>) -> Result<Method, OriginalError> {
 /// Host text safe to put into a URL: a normalisable host and an optional numeric port.
 fn is_safe_host_raw(raw: &str) -> bool {
     !raw.is_empty()
-        && raw.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b':' | b'[' | b']'))
+        && raw.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b':' | b'[' | b']')
+        })
 }
 
 /// Answers one forward-auth check.
-pub async fn check<B>(gw: &Gateway, req: &Request<B>, peer: SocketAddr, tls: bool) -> Response<Body> {
+pub async fn check<B>(
+    gw: &Gateway,
+    req: &Request<B>,
+    peer: SocketAddr,
+    tls: bool,
+) -> Response<Body> {
     let rt = gw.runtime.load();
     let trusted = rt.is_trusted(peer.ip());
     let headers = req.headers();
@@ -162,7 +189,11 @@ pub async fn check<B>(gw: &Gateway, req: &Request<B>, peer: SocketAddr, tls: boo
     if !trusted && has_forwarding_headers(headers) {
         warn_untrusted_once(gw, peer);
     }
-    let own_target = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let own_target = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
     let original = match Original::from_request(headers, own_target, tls, trusted, nginx_query) {
         Ok(o) => o,
         Err(e) => return bad_request(&rt, headers, &e),
@@ -175,13 +206,19 @@ pub async fn check<B>(gw: &Gateway, req: &Request<B>, peer: SocketAddr, tls: boo
         Ok(p) => p,
         Err(e) => return bad_request(&rt, headers, &OriginalError::BadPath(e)),
     };
-    let facts = RequestFacts { host: &host, path: &path, method: &original.method };
+    let facts = RequestFacts {
+        host: &host,
+        path: &path,
+        method: &original.method,
+    };
     let decision = gw.decide(&rt, &facts, headers).await;
     respond(&rt, decision, &original, headers)
 }
 
 fn has_forwarding_headers(h: &HeaderMap) -> bool {
-    [&X_FORWARDED_URI, &X_FORWARDED_HOST, &X_ORIGINAL_URL].iter().any(|n| h.contains_key(*n))
+    [&X_FORWARDED_URI, &X_FORWARDED_HOST, &X_ORIGINAL_URL]
+        .iter()
+        .any(|n| h.contains_key(*n))
 }
 
 fn warn_untrusted_once(gw: &Gateway, peer: SocketAddr) {
@@ -195,14 +232,22 @@ fn warn_untrusted_once(gw: &Gateway, peer: SocketAddr) {
 }
 
 /// Turns a decision into the forward-auth answer.
-fn respond(rt: &Runtime, decision: Decision<'_>, original: &Original<'_>, headers: &HeaderMap) -> Response<Body> {
+fn respond(
+    rt: &Runtime,
+    decision: Decision<'_>,
+    original: &Original<'_>,
+    headers: &HeaderMap,
+) -> Response<Body> {
     let cfg = &rt.config;
     let (mut res, identity) = match decision {
         Decision::Allow(session, rule) => {
             if tracing::event_enabled!(tracing::Level::DEBUG) {
                 tracing::debug!(rule.name = rule_name(rule), user = %session.identity.user, decision = "allow", "request allowed");
             }
-            (http_util::empty(StatusCode::OK), Some(session.headers.clone()))
+            (
+                http_util::empty(StatusCode::OK),
+                Some(session.headers.clone()),
+            )
         }
         Decision::Public(_) => (http_util::empty(StatusCode::OK), None),
         Decision::Unauthenticated(_) => (unauthenticated(rt, original, headers), None),
@@ -210,7 +255,13 @@ fn respond(rt: &Runtime, decision: Decision<'_>, original: &Original<'_>, header
             tracing::info!(rule.name = rule_name(rule), user = %session.identity.user, host = %original.host_raw, decision = "forbidden", "request denied: user does not satisfy the rule");
             let groups = rule.map(|r| r.required_groups()).unwrap_or(&[]);
             let sign_out = format!("{}/sign_out", login_base(rt, original) + rt.prefix());
-            let res = pages::forbidden(http_util::is_browser(headers), &session.identity.user, rule_name(rule), groups, &sign_out);
+            let res = pages::forbidden(
+                http_util::is_browser(headers),
+                &session.identity.user,
+                rule_name(rule),
+                groups,
+                &sign_out,
+            );
             (res, None)
         }
         Decision::Deny(rule) => {
@@ -219,7 +270,10 @@ fn respond(rt: &Runtime, decision: Decision<'_>, original: &Original<'_>, header
         }
         Decision::StoreUnavailable(e) => {
             tracing::warn!(error = %e, "session store unavailable; answering 503");
-            (crate::error::store_unavailable(http_util::is_browser(headers)), None)
+            (
+                crate::error::store_unavailable(http_util::is_browser(headers)),
+                None,
+            )
         }
     };
     let id = identity.unwrap_or_else(IdentityHeaders::empty);
@@ -232,7 +286,12 @@ fn respond(rt: &Runtime, decision: Decision<'_>, original: &Original<'_>, header
 
 fn deny(headers: &HeaderMap) -> Response<Body> {
     if http_util::is_browser(headers) {
-        pages::html(StatusCode::FORBIDDEN, "Access denied", "This address is not open to anyone.", None)
+        pages::html(
+            StatusCode::FORBIDDEN,
+            "Access denied",
+            "This address is not open to anyone.",
+            None,
+        )
     } else {
         pages::json_error(StatusCode::FORBIDDEN, "forbidden", "denied by rule")
     }
@@ -261,8 +320,13 @@ fn unauthenticated(rt: &Runtime, original: &Original<'_>, headers: &HeaderMap) -
     if !original.nginx && http_util::is_browser(headers) {
         return http_util::redirect(&login);
     }
-    let mut res = pages::json_error(StatusCode::UNAUTHORIZED, "unauthenticated", "sign in first, or present a bearer token");
-    res.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    let mut res = pages::json_error(
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+        "sign in first, or present a bearer token",
+    );
+    res.headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     // nginx's 401 handler redirects browsers to this URL; API clients keep the 401.
     if http_util::is_browser(headers) {
         if let Ok(v) = HeaderValue::from_str(&login) {

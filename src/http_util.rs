@@ -16,7 +16,11 @@ use hyper::body::Incoming;
 pub type Body = Either<Full<Bytes>, Incoming>;
 
 /// A response with a fixed body and content type.
-pub fn fixed(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Body> {
+pub fn fixed(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<Body> {
     let mut res = Response::new(Either::Left(Full::new(body.into())));
     *res.status_mut() = status;
     res.headers_mut()
@@ -154,7 +158,10 @@ mod tests {
     #[test]
     fn cookie_scanning_tolerates_garbage() {
         let mut h = HeaderMap::new();
-        h.append(header::COOKIE, HeaderValue::from_static("a=1; ;;garbage; b=\"2\""));
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; ;;garbage; b=\"2\""),
+        );
         h.append(header::COOKIE, HeaderValue::from_static("c=3"));
         assert_eq!(cookie(&h, "a"), Some("1"));
         assert_eq!(cookie(&h, "b"), Some("2"));

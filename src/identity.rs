@@ -55,7 +55,13 @@ fn header_value(s: &str) -> HeaderValue {
         Err(_) => {
             let cleaned: String = s
                 .chars()
-                .map(|c| if c == ' ' || c.is_ascii_graphic() { c } else { '?' })
+                .map(|c| {
+                    if c == ' ' || c.is_ascii_graphic() {
+                        c
+                    } else {
+                        '?'
+                    }
+                })
                 .collect();
             HeaderValue::from_str(&cleaned).unwrap_or(HeaderValue::from_static(""))
         }
@@ -84,7 +90,10 @@ impl ClaimPath {
         if segments.iter().any(String::is_empty) {
             return None;
         }
-        Some(ClaimPath { dotted: dotted.to_owned(), segments })
+        Some(ClaimPath {
+            dotted: dotted.to_owned(),
+            segments,
+        })
     }
 
     /// Looks the path up in a claims object. A key containing dots that exists
@@ -149,7 +158,10 @@ mod tests {
         let p = ClaimPath::parse("https://x.io/g").unwrap();
         assert_eq!(p.strings(&claims).unwrap(), vec!["z"]);
         assert!(ClaimPath::parse("a..b").is_none());
-        assert!(ClaimPath::parse("missing").unwrap().lookup(&claims).is_none());
+        assert!(ClaimPath::parse("missing")
+            .unwrap()
+            .lookup(&claims)
+            .is_none());
     }
 
     #[test]

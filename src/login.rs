@@ -32,19 +32,31 @@ struct Origin {
 impl Origin {
     fn of<B>(rt: &Runtime, req: &Request<B>, peer: SocketAddr, tls: bool) -> Origin {
         let h = req.headers();
-        let get = |n: &str| h.get(n).and_then(|v| v.to_str().ok()).map(|v| v.split(',').next().unwrap_or("").trim());
+        let get = |n: &str| {
+            h.get(n)
+                .and_then(|v| v.to_str().ok())
+                .map(|v| v.split(',').next().unwrap_or("").trim())
+        };
         let trusted = rt.is_trusted(peer.ip());
         let mut proto = if tls { "https" } else { "http" };
         let mut host = get("host").unwrap_or("").to_owned();
         if trusted {
             if let Some(p) = get("x-forwarded-proto") {
-                proto = if p.eq_ignore_ascii_case("http") { "http" } else { "https" };
+                proto = if p.eq_ignore_ascii_case("http") {
+                    "http"
+                } else {
+                    "https"
+                };
             }
             if let Some(fh) = get("x-forwarded-host") {
                 host = fh.to_owned();
             }
         }
-        if host.is_empty() || !host.bytes().all(|b| b.is_ascii_alphanumeric() || b".-_:[]".contains(&b)) {
+        if host.is_empty()
+            || !host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b".-_:[]".contains(&b))
+        {
             host = "localhost".into();
         }
         Origin { proto, host }
@@ -63,12 +75,22 @@ impl Origin {
 }
 
 /// `GET <prefix>/start?rd=URL`: begins a login.
-pub async fn start<B>(gw: &Gateway, req: &Request<B>, peer: SocketAddr, tls: bool) -> Response<Body> {
+pub async fn start<B>(
+    gw: &Gateway,
+    req: &Request<B>,
+    peer: SocketAddr,
+    tls: bool,
+) -> Response<Body> {
     let rt = gw.runtime.load();
     let origin = Origin::of(&rt, req, peer, tls);
     let rd = safe_rd(&rt, req.uri().query(), &origin);
     let redirect_uri = format!("{}{}/callback", origin.base(&rt), rt.prefix());
-    let retry = format!("{}{}/start?rd={}", origin.base(&rt), rt.prefix(), http_util::encode_component(&rd));
+    let retry = format!(
+        "{}{}/start?rd={}",
+        origin.base(&rt),
+        rt.prefix(),
+        http_util::encode_component(&rd)
+    );
     let (url, flow) = match gw.oidc.begin(&redirect_uri, &rd).await {
         Ok(v) => v,
         Err(e) => return error::login_failed(&e, &retry),
@@ -79,21 +101,43 @@ pub async fn start<B>(gw: &Gateway, req: &Request<B>, peer: SocketAddr, tls: boo
     let mut res = http_util::redirect(&url);
     let evict = flow::to_evict(flow::present(&gw.keys, http_util::cookies(req.headers())));
     for old in evict {
-        set_cookie(&mut res, &gw.keys.build(old, String::new(), 0, rt.prefix(), false));
+        set_cookie(
+            &mut res,
+            &gw.keys.build(old, String::new(), 0, rt.prefix(), false),
+        );
     }
-    set_cookie(&mut res, &gw.keys.build(name, value, FLOW_TTL_SECS as i64, rt.prefix(), false));
+    set_cookie(
+        &mut res,
+        &gw.keys
+            .build(name, value, FLOW_TTL_SECS as i64, rt.prefix(), false),
+    );
     res
 }
 
 /// `GET <prefix>/callback`: completes a login.
-pub async fn callback<B>(gw: &Gateway, req: &Request<B>, peer: SocketAddr, tls: bool) -> Response<Body> {
+pub async fn callback<B>(
+    gw: &Gateway,
+    req: &Request<B>,
+    peer: SocketAddr,
+    tls: bool,
+) -> Response<Body> {
     let rt = gw.runtime.load();
     let origin = Origin::of(&rt, req, peer, tls);
     let query = req.uri().query();
     let state = http_util::query_param(query, "state");
-    let flow_cookie = state.as_deref().and_then(|s| FlowState::cookie_name(gw.keys.cookie_name(), s));
+    let flow_cookie = state
+        .as_deref()
+        .and_then(|s| FlowState::cookie_name(gw.keys.cookie_name(), s));
     let mut retry = format!("{}{}/start", origin.base(&rt), rt.prefix());
-    let result = complete(gw, &rt, req.headers(), query, flow_cookie.as_deref(), &mut retry).await;
+    let result = complete(
+        gw,
+        &rt,
+        req.headers(),
+        query,
+        flow_cookie.as_deref(),
+        &mut retry,
+    )
+    .await;
     let mut res = match result {
         Ok((session, rd)) => {
             tracing::info!(user = %session.identity.user, session = %session.id.log_tag(), "login succeeded");
@@ -105,7 +149,10 @@ pub async fn callback<B>(gw: &Gateway, req: &Request<B>, peer: SocketAddr, tls: 
     };
     if let Some(name) = flow_cookie {
         if http_util::cookie(req.headers(), &name).is_some() {
-            set_cookie(&mut res, &gw.keys.build(name, String::new(), 0, rt.prefix(), false));
+            set_cookie(
+                &mut res,
+                &gw.keys.build(name, String::new(), 0, rt.prefix(), false),
+            );
         }
     }
     res
@@ -121,9 +168,15 @@ async fn complete(
 ) -> Result<(Arc<Session>, String), LoginError> {
     if let Some(err) = http_util::query_param(query, "error") {
         let description = http_util::query_param(query, "error_description").unwrap_or_default();
-        return Err(LoginError::IdpRefused { error: truncate(&err, 100), description: truncate(&description, 300) });
+        return Err(LoginError::IdpRefused {
+            error: truncate(&err, 100),
+            description: truncate(&description, 300),
+        });
     }
-    let (Some(state), Some(code)) = (http_util::query_param(query, "state"), http_util::query_param(query, "code")) else {
+    let (Some(state), Some(code)) = (
+        http_util::query_param(query, "state"),
+        http_util::query_param(query, "code"),
+    ) else {
         return Err(LoginError::MissingParameters);
     };
     let name = flow_cookie.ok_or(LoginError::StateMismatch)?;
@@ -138,7 +191,10 @@ async fn complete(
         return Err(LoginError::StateExpired);
     }
     let outcome = gw.oidc.complete(&flow, &code).await?;
-    if outcome.identity.groups.is_empty() && rt.rules_need_groups && !gw.groups_hint_logged.swap(true, Ordering::Relaxed) {
+    if outcome.identity.groups.is_empty()
+        && rt.rules_need_groups
+        && !gw.groups_hint_logged.swap(true, Ordering::Relaxed)
+    {
         tracing::warn!(
             user = %outcome.identity.user,
             groups_claim = %gw.oidc.config().groups_claim.dotted,
@@ -160,16 +216,25 @@ async fn complete(
         created_at: now,
         expires_at: now + rt.config.session.lifetime.as_secs(),
     });
-    gw.sessions.save(session.clone()).await.map_err(|e| LoginError::Store(e.to_string()))?;
+    gw.sessions
+        .save(session.clone())
+        .await
+        .map_err(|e| LoginError::Store(e.to_string()))?;
     Ok((session, flow.rd))
 }
 
 /// `GET|POST <prefix>/sign_out?rd=URL`: ends the session.
-pub async fn sign_out<B>(gw: &Gateway, req: &Request<B>, peer: SocketAddr, tls: bool) -> Response<Body> {
+pub async fn sign_out<B>(
+    gw: &Gateway,
+    req: &Request<B>,
+    peer: SocketAddr,
+    tls: bool,
+) -> Response<Body> {
     let rt = gw.runtime.load();
     let origin = Origin::of(&rt, req, peer, tls);
     let rd = safe_rd(&rt, req.uri().query(), &origin);
-    let sid = http_util::cookie(req.headers(), gw.keys.cookie_name()).and_then(|v| gw.keys.unseal(v));
+    let sid =
+        http_util::cookie(req.headers(), gw.keys.cookie_name()).and_then(|v| gw.keys.unseal(v));
     if let Some(id) = sid {
         if let Err(e) = gw.sessions.remove(&id).await {
             tracing::warn!(error = %e, "sign-out failed: session store unavailable");
@@ -195,8 +260,13 @@ pub async fn userinfo<B>(gw: &Gateway, req: &Request<B>) -> Response<Body> {
             http_util::fixed(StatusCode::OK, "application/json", body.to_string())
         }
         Ok(None) => {
-            let mut res = crate::pages::json_error(StatusCode::UNAUTHORIZED, "unauthenticated", "no valid session");
-            res.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            let mut res = crate::pages::json_error(
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                "no valid session",
+            );
+            res.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             res
         }
         Err(e) => {

@@ -278,7 +278,11 @@ impl Oidc {
 
     /// Starts a login: the IdP URL to send the browser to, and the secrets to
     /// keep in the flow cookie.
-    pub async fn begin(&self, redirect_uri: &str, rd: &str) -> Result<(String, FlowState), LoginError> {
+    pub async fn begin(
+        &self,
+        redirect_uri: &str,
+        rd: &str,
+    ) -> Result<(String, FlowState), LoginError> {
         let meta = self.metadata().await?;
         let client = self.client(&meta, redirect_uri)?;
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
@@ -334,26 +338,39 @@ impl Oidc {
             }
         }
         let raw_id_token = id_token.to_string();
-        let mut claims = jwt_payload(&raw_id_token)
-            .ok_or_else(|| LoginError::IdTokenRejected { check: "format", detail: "payload is not a JSON object".into() })?;
+        let mut claims = jwt_payload(&raw_id_token).ok_or_else(|| LoginError::IdTokenRejected {
+            check: "format",
+            detail: "payload is not a JSON object".into(),
+        })?;
         check_azp(&claims, &self.cfg.client_id)?;
-        let subject = claims.get("sub").and_then(Value::as_str).unwrap_or_default().to_owned();
+        let subject = claims
+            .get("sub")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
 
         let access_token = token.access_token().secret().clone();
         if self.cfg.userinfo_fallback
-            && (self.cfg.groups_claim.lookup(&claims).is_none() || self.cfg.email_claim.lookup(&claims).is_none())
+            && (self.cfg.groups_claim.lookup(&claims).is_none()
+                || self.cfg.email_claim.lookup(&claims).is_none())
         {
             if let Some(url) = meta.userinfo_endpoint() {
                 let info = self.userinfo(url.as_str(), &access_token).await?;
                 if info.get("sub").and_then(Value::as_str) != Some(subject.as_str()) {
-                    return Err(LoginError::Userinfo("userinfo sub differs from the ID token's sub".into()));
+                    return Err(LoginError::Userinfo(
+                        "userinfo sub differs from the ID token's sub".into(),
+                    ));
                 }
                 merge_missing(&mut claims, info);
             }
         }
         let groups = self.cfg.groups_claim.strings(&claims);
         let identity = Identity {
-            user: self.cfg.user_claim.string(&claims).unwrap_or_else(|| subject.clone()),
+            user: self
+                .cfg
+                .user_claim
+                .string(&claims)
+                .unwrap_or_else(|| subject.clone()),
             email: self.cfg.email_claim.string(&claims).unwrap_or_default(),
             groups: groups.clone().unwrap_or_default(),
         };
@@ -363,7 +380,9 @@ impl Oidc {
             subject,
             id_token: Secret::new(raw_id_token),
             access_token: Secret::new(access_token),
-            refresh_token: token.refresh_token().map(|t| Secret::new(t.secret().clone())),
+            refresh_token: token
+                .refresh_token()
+                .map(|t| Secret::new(t.secret().clone())),
             groups_claim_missing: groups.is_none(),
         })
     }
@@ -372,7 +391,10 @@ impl Oidc {
     pub fn end_session_endpoint(&self) -> Option<String> {
         let meta = self.metadata.load_full()?;
         let extra = serde_json::to_value(meta.as_ref()).ok()?;
-        extra.get("end_session_endpoint")?.as_str().map(str::to_owned)
+        extra
+            .get("end_session_endpoint")?
+            .as_str()
+            .map(str::to_owned)
     }
 
     fn client(
@@ -395,7 +417,10 @@ impl Oidc {
         Ok(CoreClient::from_provider_metadata(
             meta.clone(),
             ClientId::new(self.cfg.client_id.clone()),
-            self.cfg.client_secret.as_ref().map(|s| ClientSecret::new(s.expose().clone())),
+            self.cfg
+                .client_secret
+                .as_ref()
+                .map(|s| ClientSecret::new(s.expose().clone())),
         )
         .set_redirect_uri(redirect))
     }
@@ -531,7 +556,10 @@ fn claims_error(e: openidconnect::ClaimsVerificationError) -> LoginError {
 }
 
 fn token_error<RE: std::error::Error + 'static>(
-    e: RequestTokenError<RE, openidconnect::StandardErrorResponse<openidconnect::core::CoreErrorResponseType>>,
+    e: RequestTokenError<
+        RE,
+        openidconnect::StandardErrorResponse<openidconnect::core::CoreErrorResponseType>,
+    >,
 ) -> LoginError {
     use openidconnect::core::CoreErrorResponseType as T;
     match e {
@@ -542,13 +570,20 @@ fn token_error<RE: std::error::Error + 'static>(
                 other => LoginError::TokenEndpoint(format!("{}: {desc}", other.as_ref())),
             }
         }
-        RequestTokenError::Request(e) => LoginError::IdpUnreachable(format!("token endpoint: {}", error_chain(&e))),
-        RequestTokenError::Parse(e, _) => LoginError::TokenEndpoint(format!("unparseable token response: {e}")),
+        RequestTokenError::Request(e) => {
+            LoginError::IdpUnreachable(format!("token endpoint: {}", error_chain(&e)))
+        }
+        RequestTokenError::Parse(e, _) => {
+            LoginError::TokenEndpoint(format!("unparseable token response: {e}"))
+        }
         RequestTokenError::Other(s) => LoginError::TokenEndpoint(s),
     }
 }
 
-fn discovery_error<RE: std::error::Error + 'static>(issuer: &str, e: openidconnect::DiscoveryError<RE>) -> LoginError {
+fn discovery_error<RE: std::error::Error + 'static>(
+    issuer: &str,
+    e: openidconnect::DiscoveryError<RE>,
+) -> LoginError {
     use openidconnect::DiscoveryError as D;
     match e {
         D::Request(e) => LoginError::IdpUnreachable(format!("discovery at {issuer}: {}", error_chain(&e))),

@@ -12,7 +12,12 @@ const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:38rem;margi
 h1{font-size:1.4rem}p{line-height:1.5}code{background:#f3f3f3;padding:0 .2rem}a.button{display:inline-block;margin-top:1rem;padding:.5rem 1rem;background:#2458d6;color:#fff;border-radius:4px;text-decoration:none}";
 
 /// An HTML page with a title, a message and an optional link.
-pub fn html(status: StatusCode, title: &str, message: &str, link: Option<(&str, &str)>) -> Response<Body> {
+pub fn html(
+    status: StatusCode,
+    title: &str,
+    message: &str,
+    link: Option<(&str, &str)>,
+) -> Response<Body> {
     let link = match link {
         Some((href, text)) => format!(
             "<p><a class=\"button\" href=\"{}\">{}</a></p>",
@@ -52,7 +57,12 @@ pub fn forbidden(
             format!("Members of {} may open this page.", groups.join(", "))
         };
         let msg = format!("You are signed in as {user}, but you do not have access. {need}");
-        html(StatusCode::FORBIDDEN, "Access denied", &msg, Some((sign_out_url, "Sign in as someone else")))
+        html(
+            StatusCode::FORBIDDEN,
+            "Access denied",
+            &msg,
+            Some((sign_out_url, "Sign in as someone else")),
+        )
     } else {
         let body = serde_json::json!({
             "error": "forbidden",
@@ -71,9 +81,16 @@ mod tests {
 
     #[test]
     fn escapes_everything_echoed() {
-        let res = html(StatusCode::OK, "<t>", "<script>x</script>", Some(("\"x", "<a>")));
+        let res = html(
+            StatusCode::OK,
+            "<t>",
+            "<script>x</script>",
+            Some(("\"x", "<a>")),
+        );
         let (_, body) = res.into_parts();
-        let http_body_util::Either::Left(full) = body else { panic!() };
+        let http_body_util::Either::Left(full) = body else {
+            panic!()
+        };
         let bytes = futures_lite_body(full);
         assert!(!bytes.contains("<script>"));
         assert!(bytes.contains("&lt;script&gt;"));
@@ -81,7 +98,9 @@ mod tests {
 
     fn futures_lite_body(full: http_body_util::Full<bytes::Bytes>) -> String {
         use http_body_util::BodyExt;
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
         let b = rt.block_on(full.collect()).unwrap().to_bytes();
         String::from_utf8(b.to_vec()).unwrap()
     }

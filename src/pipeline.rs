@@ -76,13 +76,22 @@ impl Runtime {
         let rules = RuleSet::compile(&config.rules, config.access.default)?;
         let redirects = RedirectPolicy::new(&config.access.allowed_redirect_domains);
         let rules_need_groups = config.rules.iter().any(|r| !r.groups.is_empty());
-        Ok(Runtime { config, rules, redirects, rules_need_groups })
+        Ok(Runtime {
+            config,
+            rules,
+            redirects,
+            rules_need_groups,
+        })
     }
 
     /// True when `peer` may set `X-Forwarded-*` / `X-Original-*`.
     pub fn is_trusted(&self, peer: IpAddr) -> bool {
         let peer = canonical(peer);
-        self.config.server.trusted_proxies.iter().any(|n| n.contains(&peer))
+        self.config
+            .server
+            .trusted_proxies
+            .iter()
+            .any(|n| n.contains(&peer))
     }
 
     /// The gateway's endpoint prefix (`/oauth2`).
@@ -119,7 +128,12 @@ impl Gateway {
     }
 
     /// Runs the phases for one request.
-    pub async fn decide<'a>(&self, rt: &'a Runtime, facts: &RequestFacts<'_>, headers: &HeaderMap) -> Decision<'a> {
+    pub async fn decide<'a>(
+        &self,
+        rt: &'a Runtime,
+        facts: &RequestFacts<'_>,
+        headers: &HeaderMap,
+    ) -> Decision<'a> {
         let (rule, policy) = match rt.rules.evaluate(facts) {
             Match::Rule(r) => (Some(r), r.policy),
             Match::Default(DefaultPolicy::Authenticated) => (None, Policy::Authenticated),

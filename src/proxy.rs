@@ -68,13 +68,23 @@ impl Proxy {
     }
 
     /// Handles a request that is not for the gateway's own endpoints.
-    pub async fn handle(&self, gw: &Gateway, req: Request<Incoming>, peer: SocketAddr, tls: bool) -> Response<Body> {
+    pub async fn handle(
+        &self,
+        gw: &Gateway,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+        tls: bool,
+    ) -> Response<Body> {
         let rt = gw.runtime.load();
         let host_raw = req
             .uri()
             .authority()
             .map(|a| a.as_str())
-            .or_else(|| req.headers().get(header::HOST).and_then(|v| v.to_str().ok()))
+            .or_else(|| {
+                req.headers()
+                    .get(header::HOST)
+                    .and_then(|v| v.to_str().ok())
+            })
             .unwrap_or("")
             .to_owned();
         let Ok(host) = normalize_host(&host_raw) else {
@@ -87,7 +97,11 @@ impl Proxy {
                 return pages::json_error(StatusCode::BAD_REQUEST, "bad_request", &e.to_string());
             }
         };
-        let facts = RequestFacts { host: &host, path: &path, method: req.method() };
+        let facts = RequestFacts {
+            host: &host,
+            path: &path,
+            method: req.method(),
+        };
         let Some(upstream) = upstream_for(&rt, &facts) else {
             return crate::error::not_found();
         };
@@ -100,7 +114,12 @@ impl Proxy {
                 let original = crate::forward_auth::Original {
                     proto,
                     host_raw: host_raw.as_str().into(),
-                    target: req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/").into(),
+                    target: req
+                        .uri()
+                        .path_and_query()
+                        .map(|p| p.as_str())
+                        .unwrap_or("/")
+                        .into(),
                     method: req.method().clone(),
                     nginx: false,
                 };
@@ -108,18 +127,30 @@ impl Proxy {
                 if browser {
                     return http_util::redirect(&login);
                 }
-                let mut res = pages::json_error(StatusCode::UNAUTHORIZED, "unauthenticated", "sign in first");
-                res.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                let mut res =
+                    pages::json_error(StatusCode::UNAUTHORIZED, "unauthenticated", "sign in first");
+                res.headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
                 return res;
             }
             Decision::Forbidden(s, rule) => {
                 tracing::info!(rule.name = rule_name(rule), user = %s.identity.user, decision = "forbidden", "proxied request denied");
                 let groups = rule.map(|r| r.required_groups()).unwrap_or(&[]);
                 let sign_out = format!("{}/sign_out", rt.prefix());
-                return pages::forbidden(browser, &s.identity.user, rule_name(rule), groups, &sign_out);
+                return pages::forbidden(
+                    browser,
+                    &s.identity.user,
+                    rule_name(rule),
+                    groups,
+                    &sign_out,
+                );
             }
             Decision::Deny(rule) => {
-                tracing::info!(rule.name = rule_name(rule), decision = "deny", "proxied request denied by rule");
+                tracing::info!(
+                    rule.name = rule_name(rule),
+                    decision = "deny",
+                    "proxied request denied by rule"
+                );
                 return pages::json_error(StatusCode::FORBIDDEN, "forbidden", "denied by rule");
             }
             Decision::StoreUnavailable(e) => {
@@ -129,11 +160,25 @@ impl Proxy {
         };
         let target = match build_uri(&upstream, &path, req.uri().query()) {
             Some(u) => u,
-            None => return pages::json_error(StatusCode::BAD_GATEWAY, "bad_gateway", "upstream address invalid"),
+            None => {
+                return pages::json_error(
+                    StatusCode::BAD_GATEWAY,
+                    "bad_gateway",
+                    "upstream address invalid",
+                )
+            }
         };
         let (mut parts, body) = req.into_parts();
         parts.uri = target;
-        scrub_request(&rt, gw.keys.cookie_name(), &mut parts.headers, &identity, peer, tls, &host_raw);
+        scrub_request(
+            &rt,
+            gw.keys.cookie_name(),
+            &mut parts.headers,
+            &identity,
+            peer,
+            tls,
+            &host_raw,
+        );
         if let Some(h) = upstream_host(&upstream) {
             parts.headers.insert(header::HOST, h);
         }
@@ -146,11 +191,21 @@ impl Proxy {
             }
             Ok(Err(e)) => {
                 tracing::warn!(upstream = %upstream, error = %crate::oidc::error_chain(&e), "upstream request failed");
-                pages::html(StatusCode::BAD_GATEWAY, "Bad gateway", "The application behind this address is not answering.", None)
+                pages::html(
+                    StatusCode::BAD_GATEWAY,
+                    "Bad gateway",
+                    "The application behind this address is not answering.",
+                    None,
+                )
             }
             Err(_) => {
                 tracing::warn!(upstream = %upstream, "upstream did not answer in time");
-                pages::html(StatusCode::GATEWAY_TIMEOUT, "Gateway timeout", "The application behind this address took too long to answer.", None)
+                pages::html(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "Gateway timeout",
+                    "The application behind this address took too long to answer.",
+                    None,
+                )
             }
         }
     }
@@ -170,7 +225,11 @@ fn upstream_for(rt: &Runtime, facts: &RequestFacts<'_>) -> Option<url::Url> {
             Some(crate::config::HostPattern::Suffix(s)) => facts.host.ends_with(s.as_str()),
             None => false,
         };
-        if host_matches { r.upstream.clone() } else { None }
+        if host_matches {
+            r.upstream.clone()
+        } else {
+            None
+        }
     })
 }
 
@@ -199,7 +258,15 @@ fn upstream_host(upstream: &url::Url) -> Option<HeaderValue> {
 
 /// Lower-cases a header name and maps `_` to `-`, the spellings apps treat alike.
 fn canonical_name(name: &str) -> String {
-    name.bytes().map(|b| if b == b'_' { '-' } else { b.to_ascii_lowercase() as char }).collect()
+    name.bytes()
+        .map(|b| {
+            if b == b'_' {
+                '-'
+            } else {
+                b.to_ascii_lowercase() as char
+            }
+        })
+        .collect()
 }
 
 /// Removes hop-by-hop headers and those named in `Connection`.
@@ -220,7 +287,15 @@ fn strip_hop_by_hop(h: &mut HeaderMap) {
 }
 
 /// Header hygiene for the request sent upstream.
-fn scrub_request(rt: &Runtime, cookie_name: &str, h: &mut HeaderMap, id: &IdentityHeaders, peer: SocketAddr, tls: bool, host_raw: &str) {
+fn scrub_request(
+    rt: &Runtime,
+    cookie_name: &str,
+    h: &mut HeaderMap,
+    id: &IdentityHeaders,
+    peer: SocketAddr,
+    tls: bool,
+    host_raw: &str,
+) {
     strip_hop_by_hop(h);
     h.remove(header::UPGRADE);
     let cfg = &rt.config.headers;
@@ -261,7 +336,10 @@ fn scrub_request(rt: &Runtime, cookie_name: &str, h: &mut HeaderMap, id: &Identi
     if let Ok(v) = HeaderValue::from_str(&xff) {
         h.insert("x-forwarded-for", v);
     }
-    h.insert("x-forwarded-proto", HeaderValue::from_static(if tls { "https" } else { "http" }));
+    h.insert(
+        "x-forwarded-proto",
+        HeaderValue::from_static(if tls { "https" } else { "http" }),
+    );
     if let Ok(v) = HeaderValue::from_str(host_raw) {
         h.insert("x-forwarded-host", v);
     }
@@ -280,8 +358,14 @@ mod tests {
     #[test]
     fn upstream_uris() {
         let u = url::Url::parse("http://127.0.0.1:3000").unwrap();
-        assert_eq!(build_uri(&u, "/a/b", Some("x=1")).unwrap().to_string(), "http://127.0.0.1:3000/a/b?x=1");
+        assert_eq!(
+            build_uri(&u, "/a/b", Some("x=1")).unwrap().to_string(),
+            "http://127.0.0.1:3000/a/b?x=1"
+        );
         let u = url::Url::parse("http://127.0.0.1:3000/base/").unwrap();
-        assert_eq!(build_uri(&u, "/a", None).unwrap().to_string(), "http://127.0.0.1:3000/base/a");
+        assert_eq!(
+            build_uri(&u, "/a", None).unwrap().to_string(),
+            "http://127.0.0.1:3000/base/a"
+        );
     }
 }

@@ -86,7 +86,10 @@ struct Shared {
 
 /// Builds the gateway's long-lived state from a validated config and starts
 /// background discovery of the IdP. `store` overrides the configured store (tests).
-pub fn build(config: Config, store: Option<Arc<dyn SessionStore>>) -> Result<Arc<Gateway>, StartError> {
+pub fn build(
+    config: Config,
+    store: Option<Arc<dyn SessionStore>>,
+) -> Result<Arc<Gateway>, StartError> {
     let keys = SessionKeys::new(&config.session);
     let sessions: Arc<dyn SessionStore> = match store {
         Some(s) => s,
@@ -95,7 +98,8 @@ pub fn build(config: Config, store: Option<Arc<dyn SessionStore>>) -> Result<Arc
             StoreKind::Redis => return Err(StartError::StoreUnsupported),
         },
     };
-    let oidc = Arc::new(Oidc::new(config.oidc.clone()).map_err(|e| StartError::Oidc(e.to_string()))?);
+    let oidc =
+        Arc::new(Oidc::new(config.oidc.clone()).map_err(|e| StartError::Oidc(e.to_string()))?);
     oidc.spawn_refresh();
     let runtime = Runtime::compile(config)?;
     Ok(Arc::new(Gateway {
@@ -110,13 +114,20 @@ pub fn build(config: Config, store: Option<Arc<dyn SessionStore>>) -> Result<Arc
 
 /// Loads the TLS acceptor from `server.tls_cert` / `tls_key` (and `client_ca`), if set.
 pub fn tls_acceptor(config: &Config) -> Result<Option<TlsAcceptor>, StartError> {
-    let Some(files) = &config.server.tls else { return Ok(None) };
-    let read = |p: &std::path::Path| std::fs::read(p).map_err(|e| StartError::Tls(format!("{}: {e}", p.display())));
+    let Some(files) = &config.server.tls else {
+        return Ok(None);
+    };
+    let read = |p: &std::path::Path| {
+        std::fs::read(p).map_err(|e| StartError::Tls(format!("{}: {e}", p.display())))
+    };
     let certs: Vec<_> = rustls_pemfile::certs(&mut &read(&files.cert)?[..])
         .collect::<Result<_, _>>()
         .map_err(|e| StartError::Tls(format!("{}: {e}", files.cert.display())))?;
     if certs.is_empty() {
-        return Err(StartError::Tls(format!("{}: no certificate found", files.cert.display())));
+        return Err(StartError::Tls(format!(
+            "{}: no certificate found",
+            files.cert.display()
+        )));
     }
     let key = rustls_pemfile::private_key(&mut &read(&files.key)?[..])
         .map_err(|e| StartError::Tls(format!("{}: {e}", files.key.display())))?
@@ -131,7 +142,9 @@ pub fn tls_acceptor(config: &Config) -> Result<Option<TlsAcceptor>, StartError> 
             let mut roots = rustls::RootCertStore::empty();
             for c in rustls_pemfile::certs(&mut &read(ca)?[..]) {
                 let c = c.map_err(|e| StartError::Tls(format!("{}: {e}", ca.display())))?;
-                roots.add(c).map_err(|e| StartError::Tls(format!("{}: {e}", ca.display())))?;
+                roots
+                    .add(c)
+                    .map_err(|e| StartError::Tls(format!("{}: {e}", ca.display())))?;
             }
             let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots))
                 .build()
@@ -148,14 +161,22 @@ pub fn tls_acceptor(config: &Config) -> Result<Option<TlsAcceptor>, StartError> 
 
 /// Binds `addr`.
 pub async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
-    TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { addr, source })
 }
 
 // === serving ===
 
 /// Serves `listener` until `shutdown` turns true, then drains in-flight
 /// requests for at most `shutdown_grace`.
-pub async fn serve(listener: TcpListener, gw: Arc<Gateway>, role: Role, tls: Option<TlsAcceptor>, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve(
+    listener: TcpListener,
+    gw: Arc<Gateway>,
+    role: Role,
+    tls: Option<TlsAcceptor>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let (limits, grace) = {
         let rt = gw.runtime.load();
         (rt.config.server.clone(), rt.config.server.shutdown_grace)
@@ -213,33 +234,56 @@ pub async fn serve(listener: TcpListener, gw: Arc<Gateway>, role: Role, tls: Opt
     // Every connection holds a permit until it ends: having them all back means drained.
     let drained = tokio::time::timeout(grace, permits.acquire_many(max as u32)).await;
     if drained.is_err() {
-        tracing::warn!(grace_secs = grace.as_secs(), "shutdown grace period ran out with requests still in flight");
+        tracing::warn!(
+            grace_secs = grace.as_secs(),
+            "shutdown grace period ran out with requests still in flight"
+        );
     }
 }
 
-async fn connection(shared: Arc<Shared>, stream: tokio::net::TcpStream, peer: SocketAddr, stop: watch::Receiver<bool>) {
+async fn connection(
+    shared: Arc<Shared>,
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    stop: watch::Receiver<bool>,
+) {
     let last = Arc::new(AtomicU64::new(now_ms()));
     match &shared.tls {
         None => {
-            let io = Tracked { inner: stream, last: last.clone() };
+            let io = Tracked {
+                inner: stream,
+                last: last.clone(),
+            };
             drive(shared.clone(), io, peer, false, last, stop).await;
         }
         Some(acceptor) => {
-            let handshake = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await;
+            let handshake =
+                tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await;
             match handshake {
                 Ok(Ok(tls)) => {
-                    let io = Tracked { inner: tls, last: last.clone() };
+                    let io = Tracked {
+                        inner: tls,
+                        last: last.clone(),
+                    };
                     drive(shared.clone(), io, peer, true, last, stop).await;
                 }
-                Ok(Err(e)) => tracing::debug!(client.addr = %peer, error = %e, "tls handshake failed"),
+                Ok(Err(e)) => {
+                    tracing::debug!(client.addr = %peer, error = %e, "tls handshake failed")
+                }
                 Err(_) => tracing::debug!(client.addr = %peer, "tls handshake timed out"),
             }
         }
     }
 }
 
-async fn drive<S>(shared: Arc<Shared>, io: Tracked<S>, peer: SocketAddr, tls: bool, last: Arc<AtomicU64>, mut stop: watch::Receiver<bool>)
-where
+async fn drive<S>(
+    shared: Arc<Shared>,
+    io: Tracked<S>,
+    peer: SocketAddr,
+    tls: bool,
+    last: Arc<AtomicU64>,
+    mut stop: watch::Receiver<bool>,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let svc_shared = shared.clone();
@@ -247,7 +291,9 @@ where
         let shared = svc_shared.clone();
         async move { Ok::<_, Infallible>(route(&shared, req, peer, tls).await) }
     });
-    let conn = shared.builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
+    let conn = shared
+        .builder
+        .serve_connection_with_upgrades(TokioIo::new(io), svc);
     tokio::pin!(conn);
     let idle = shared.idle_timeout;
     let tick = (idle / 4).max(Duration::from_millis(250));
@@ -278,11 +324,20 @@ where
 }
 
 /// Routes one request to its endpoint.
-async fn route(shared: &Shared, req: Request<Incoming>, peer: SocketAddr, tls: bool) -> Response<Body> {
+async fn route(
+    shared: &Shared,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    tls: bool,
+) -> Response<Body> {
     let gw = &shared.gw;
     let path = req.uri().path();
     let health = match shared.role {
-        Role::Admin => return admin::handle(gw, &req).await.unwrap_or_else(error::not_found),
+        Role::Admin => {
+            return admin::handle(gw, &req)
+                .await
+                .unwrap_or_else(error::not_found)
+        }
         Role::Main { with_admin } => with_admin,
     };
     let prefix_len = {
@@ -296,7 +351,9 @@ async fn route(shared: &Shared, req: Request<Incoming>, peer: SocketAddr, tls: b
             ("/auth", _) => forward_auth::check(gw, &req, peer, tls).await,
             ("/start", &Method::GET) => login::start(gw, &req, peer, tls).await,
             ("/callback", &Method::GET) => login::callback(gw, &req, peer, tls).await,
-            ("/sign_out", &Method::GET | &Method::POST) => login::sign_out(gw, &req, peer, tls).await,
+            ("/sign_out", &Method::GET | &Method::POST) => {
+                login::sign_out(gw, &req, peer, tls).await
+            }
             ("/userinfo", &Method::GET) => login::userinfo(gw, &req).await,
             _ => error::not_found(),
         };
@@ -323,7 +380,11 @@ struct Tracked<S> {
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let r = Pin::new(&mut self.inner).poll_read(cx, buf);
         if buf.filled().len() > before {
@@ -334,7 +395,11 @@ impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
 }
 
 impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write(cx, buf);
         if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
             self.last.store(now_ms(), Ordering::Relaxed);
@@ -347,7 +412,11 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
-    fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
         if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
             self.last.store(now_ms(), Ordering::Relaxed);
@@ -387,7 +456,11 @@ impl Running {
 }
 
 /// Binds the configured listeners (or the given pre-bound main listener) and starts serving.
-pub async fn start(config: Config, main: Option<TcpListener>, store: Option<Arc<dyn SessionStore>>) -> Result<Running, StartError> {
+pub async fn start(
+    config: Config,
+    main: Option<TcpListener>,
+    store: Option<Arc<dyn SessionStore>>,
+) -> Result<Running, StartError> {
     let tls = tls_acceptor(&config)?;
     let main = match main {
         Some(l) => l,
@@ -399,13 +472,30 @@ pub async fn start(config: Config, main: Option<TcpListener>, store: Option<Arc<
     };
     let gw = build(config, store)?;
     let (stop, rx) = watch::channel(false);
-    let addr = main.local_addr().map_err(|source| StartError::Bind { addr: gw.runtime.load().config.server.listen, source })?;
+    let addr = main.local_addr().map_err(|source| StartError::Bind {
+        addr: gw.runtime.load().config.server.listen,
+        source,
+    })?;
     let admin_addr = admin.as_ref().and_then(|l| l.local_addr().ok());
-    let mut tasks = vec![tokio::spawn(serve(main, gw.clone(), Role::Main { with_admin: admin.is_none() }, tls, rx.clone()))];
+    let mut tasks = vec![tokio::spawn(serve(
+        main,
+        gw.clone(),
+        Role::Main {
+            with_admin: admin.is_none(),
+        },
+        tls,
+        rx.clone(),
+    ))];
     if let Some(a) = admin {
         tasks.push(tokio::spawn(serve(a, gw.clone(), Role::Admin, None, rx)));
     }
-    Ok(Running { addr, admin_addr, gateway: gw, stop, tasks })
+    Ok(Running {
+        addr,
+        admin_addr,
+        gateway: gw,
+        stop,
+        tasks,
+    })
 }
 
 /// Boxed future alias for shutdown signals.

@@ -73,13 +73,19 @@ pub trait SessionStore: Send + Sync + 'static {
     /// A session known locally and still valid, without I/O. Refreshes the idle timer.
     fn lookup_cached(&self, id: &SessionId) -> Option<Arc<Session>>;
     /// The session, asking the backing store when it is not cached.
-    fn load<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<Option<Arc<Session>>, StoreError>>;
+    fn load<'a>(
+        &'a self,
+        id: &'a SessionId,
+    ) -> BoxFuture<'a, Result<Option<Arc<Session>>, StoreError>>;
     /// Stores a new or updated session.
     fn save(&self, session: Arc<Session>) -> BoxFuture<'_, Result<(), StoreError>>;
     /// Ends a session everywhere.
     fn remove<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<(), StoreError>>;
     /// Every live session, optionally of one user.
-    fn list<'a>(&'a self, user: Option<&'a str>) -> BoxFuture<'a, Result<Vec<Arc<Session>>, StoreError>>;
+    fn list<'a>(
+        &'a self,
+        user: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Vec<Arc<Session>>, StoreError>>;
     /// Whether the store can be reached (for `/readyz`).
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>>;
 }

@@ -86,7 +86,9 @@ pub fn present<'a>(
     cookies
         .filter(|(k, _)| k.starts_with(&prefix))
         .map(|(k, v)| {
-            let t = FlowState::unseal(keys, k, v).map(|f| f.issued_at).unwrap_or(0);
+            let t = FlowState::unseal(keys, k, v)
+                .map(|f| f.issued_at)
+                .unwrap_or(0);
             (k.to_owned(), t)
         })
         .collect()

@@ -82,7 +82,13 @@ impl SessionKeys {
 
     /// `Set-Cookie` value establishing the session.
     pub fn session_cookie(&self, id: &SessionId) -> String {
-        self.build(self.name.clone(), self.seal(id), self.max_age_secs, "/", true)
+        self.build(
+            self.name.clone(),
+            self.seal(id),
+            self.max_age_secs,
+            "/",
+            true,
+        )
     }
 
     /// `Set-Cookie` value removing the session cookie.
@@ -95,7 +101,9 @@ impl SessionKeys {
         let mut jar = CookieJar::new();
         jar.private_mut(&self.keys[0])
             .add(Cookie::new(name.to_owned(), plaintext.to_owned()));
-        jar.get(name).map(|c| c.value().to_owned()).unwrap_or_default()
+        jar.get(name)
+            .map(|c| c.value().to_owned())
+            .unwrap_or_default()
     }
 
     /// Decrypts cookie `name`'s value under any key.
@@ -114,7 +122,14 @@ impl SessionKeys {
     /// A `Set-Cookie` value with our standard attributes (HttpOnly,
     /// SameSite=Lax, Secure unless disabled). `with_domain` applies the
     /// configured Domain (the session cookie); flow cookies stay host-only.
-    pub fn build(&self, name: String, value: String, max_age_secs: i64, path: &str, with_domain: bool) -> String {
+    pub fn build(
+        &self,
+        name: String,
+        value: String,
+        max_age_secs: i64,
+        path: &str,
+        with_domain: bool,
+    ) -> String {
         let mut c = Cookie::build((name, value))
             .http_only(true)
             .secure(self.secure)
@@ -191,7 +206,11 @@ mod tests {
         let id = SessionId::random();
         assert_eq!(rotated.unseal(&old.seal(&id)), Some(id));
         let fresh = rotated.seal(&id);
-        assert_eq!(old.unseal(&fresh), None, "new cookies are signed with the first secret");
+        assert_eq!(
+            old.unseal(&fresh),
+            None,
+            "new cookies are signed with the first secret"
+        );
         assert_eq!(rotated.unseal(&fresh), Some(id));
     }
 
@@ -209,7 +228,14 @@ mod tests {
     fn cookie_attributes() {
         let k = SessionKeys::new(&cfg(&[A]));
         let c = k.session_cookie(&SessionId::random());
-        for attr in ["HttpOnly", "Secure", "SameSite=Lax", "Path=/", "Domain=example.com", "Max-Age=3600"] {
+        for attr in [
+            "HttpOnly",
+            "Secure",
+            "SameSite=Lax",
+            "Path=/",
+            "Domain=example.com",
+            "Max-Age=3600",
+        ] {
             assert!(c.contains(attr), "{c} lacks {attr}");
         }
     }

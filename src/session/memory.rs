@@ -85,7 +85,10 @@ impl SessionStore for MemoryStore {
         s.is_live(unix_now()).then_some(s)
     }
 
-    fn load<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<Option<Arc<Session>>, StoreError>> {
+    fn load<'a>(
+        &'a self,
+        id: &'a SessionId,
+    ) -> BoxFuture<'a, Result<Option<Arc<Session>>, StoreError>> {
         let found = self.lookup_cached(id);
         Box::pin(async move { Ok(found) })
     }
@@ -100,7 +103,10 @@ impl SessionStore for MemoryStore {
         Box::pin(async { Ok(()) })
     }
 
-    fn list<'a>(&'a self, user: Option<&'a str>) -> BoxFuture<'a, Result<Vec<Arc<Session>>, StoreError>> {
+    fn list<'a>(
+        &'a self,
+        user: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Vec<Arc<Session>>, StoreError>> {
         let now = unix_now();
         let found = self
             .cache
@@ -122,7 +128,11 @@ mod tests {
     use crate::identity::Identity;
 
     fn session(user: &str, lifetime: u64) -> Arc<Session> {
-        let identity = Identity { user: user.into(), email: String::new(), groups: vec![] };
+        let identity = Identity {
+            user: user.into(),
+            email: String::new(),
+            groups: vec![],
+        };
         Arc::new(Session {
             id: SessionId::random(),
             headers: identity.headers(),
@@ -163,7 +173,9 @@ mod tests {
 
     #[test]
     fn idle_timeout_caps_the_ttl() {
-        let e = SessionExpiry { idle: Some(Duration::from_secs(5)) };
+        let e = SessionExpiry {
+            idle: Some(Duration::from_secs(5)),
+        };
         assert_eq!(e.ttl(&session("a", 3600)), Duration::from_secs(5));
         let e = SessionExpiry { idle: None };
         assert!(e.ttl(&session("a", 3600)) > Duration::from_secs(3500));

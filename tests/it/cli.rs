@@ -25,7 +25,11 @@ fn a_bad_config_exits_non_zero_naming_every_problem() {
         "[server]\nlisten = \"nope\"\n[oidc]\nissuer = \"https://idp.example.com/\"\nclient_id = \"x\"\n[session]\nsecret = \"short\"\ncookie_secur = true\n",
     )
     .unwrap();
-    let out = bin().args(["serve", "--config"]).arg(&path).output().unwrap();
+    let out = bin()
+        .args(["serve", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("cookie_secur"), "{err}");
@@ -37,7 +41,11 @@ fn a_bad_config_exits_non_zero_naming_every_problem() {
         "[server]\nlisten = \"nope\"\n[oidc]\nissuer = \"https://idp.example.com/\"\nclient_id = \"x\"\n[session]\nsecret = \"short\"\n[[rule]]\npolicy = \"sometimes\"\n",
     )
     .unwrap();
-    let out = bin().args(["serve", "--config"]).arg(&path).output().unwrap();
+    let out = bin()
+        .args(["serve", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8(out.stderr).unwrap();
     for needle in ["server.listen", "session.secret", "rule[0].policy"] {
@@ -48,7 +56,11 @@ fn a_bad_config_exits_non_zero_naming_every_problem() {
 
 #[test]
 fn serve_without_a_config_explains_itself() {
-    let out = bin().arg("serve").env_remove("PORTCULLIS_CONFIG").output().unwrap();
+    let out = bin()
+        .arg("serve")
+        .env_remove("PORTCULLIS_CONFIG")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8(out.stderr).unwrap().contains("--config"));
 }
@@ -56,18 +68,35 @@ fn serve_without_a_config_explains_itself() {
 #[test]
 fn example_configs_validate() {
     // Every shipped example loads with the secrets from the environment.
-    for path in ["config/portcullis.example.toml", "config/traefik/portcullis.toml", "config/caddy/portcullis.toml", "config/nginx/portcullis.toml"] {
+    for path in [
+        "config/portcullis.example.toml",
+        "config/traefik/portcullis.toml",
+        "config/caddy/portcullis.toml",
+        "config/nginx/portcullis.toml",
+    ] {
         let env: std::collections::HashMap<String, String> = [
             ("PORTCULLIS_OIDC_CLIENT_SECRET", "s"),
-            ("PORTCULLIS_SESSION_SECRET", "0123456789abcdef0123456789abcdef"),
+            (
+                "PORTCULLIS_SESSION_SECRET",
+                "0123456789abcdef0123456789abcdef",
+            ),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
         let text = std::fs::read_to_string(path).unwrap();
         // *_file keys point at /run/secrets in the examples: drop them for the check.
-        let text: String = text.lines().filter(|l| !l.trim_start().starts_with("client_secret_file") && !l.trim_start().starts_with("secret_file")).map(|l| format!("{l}\n")).collect();
-        if let Err(e) = portcullis::config::Config::from_toml(&text, std::path::Path::new("config"), &env) {
+        let text: String = text
+            .lines()
+            .filter(|l| {
+                !l.trim_start().starts_with("client_secret_file")
+                    && !l.trim_start().starts_with("secret_file")
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        if let Err(e) =
+            portcullis::config::Config::from_toml(&text, std::path::Path::new("config"), &env)
+        {
             panic!("{path}: {e}");
         }
     }

@@ -44,8 +44,16 @@ async fn tampered_truncated_oversized_and_foreign_cookies_mean_no_session() {
         ),
     )
     .await;
-    let foreign = other.gateway.keys.seal(&portcullis::session::SessionId::random());
-    let res = h.check("GET", "app.test", "/").header("Cookie", format!("_portcullis={foreign}")).send().await.unwrap();
+    let foreign = other
+        .gateway
+        .keys
+        .seal(&portcullis::session::SessionId::random());
+    let res = h
+        .check("GET", "app.test", "/")
+        .header("Cookie", format!("_portcullis={foreign}"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 401);
     // The good cookie still works, also among many other cookies and duplicates.
     let res = h
@@ -68,5 +76,13 @@ async fn oversized_request_heads_are_refused_without_a_crash() {
         .unwrap();
     assert_eq!(res.status(), 431);
     // and the gateway keeps serving
-    assert_eq!(h.client().get(format!("{}/healthz", h.base)).send().await.unwrap().status(), 200);
+    assert_eq!(
+        h.client()
+            .get(format!("{}/healthz", h.base))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
 }

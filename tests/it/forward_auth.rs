@@ -22,35 +22,84 @@ async fn answers_follow_the_table() {
     let cookie = |v: &str| format!("_portcullis={v}");
 
     // Allowed: 200 with all three identity headers.
-    let res = h.check("GET", "app.test", "/admin/x?y=1").header("Cookie", cookie(&alice)).send().await.unwrap();
+    let res = h
+        .check("GET", "app.test", "/admin/x?y=1")
+        .header("Cookie", cookie(&alice))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 200);
-    assert_eq!(identity(&res), ("alice".into(), "alice@example.com".into(), "admins,staff".into()));
+    assert_eq!(
+        identity(&res),
+        (
+            "alice".into(),
+            "alice@example.com".into(),
+            "admins,staff".into()
+        )
+    );
 
     // Authenticated but not in the group: 403, JSON for APIs, HTML for browsers; headers still present and empty.
-    let res = h.check("GET", "app.test", "/admin").header("Cookie", cookie(&bob)).send().await.unwrap();
+    let res = h
+        .check("GET", "app.test", "/admin")
+        .header("Cookie", cookie(&bob))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 403);
-    assert_eq!(identity(&res), (String::new(), String::new(), String::new()));
+    assert_eq!(
+        identity(&res),
+        (String::new(), String::new(), String::new())
+    );
     let body: serde_json::Value = res.json().await.unwrap();
     assert_eq!(body["required_groups"], serde_json::json!(["admins"]));
-    let res = h.check("GET", "app.test", "/admin").header("Cookie", cookie(&bob)).header("Accept", "text/html").send().await.unwrap();
+    let res = h
+        .check("GET", "app.test", "/admin")
+        .header("Cookie", cookie(&bob))
+        .header("Accept", "text/html")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 403);
     assert!(res.text().await.unwrap().contains("admins"));
 
     // Public: 200 with empty identity headers, even with a session.
-    let res = h.check("GET", "app.test", "/health").header("Cookie", cookie(&alice)).send().await.unwrap();
+    let res = h
+        .check("GET", "app.test", "/health")
+        .header("Cookie", cookie(&alice))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 200);
-    assert_eq!(identity(&res), (String::new(), String::new(), String::new()));
+    assert_eq!(
+        identity(&res),
+        (String::new(), String::new(), String::new())
+    );
 
     // Rule says deny: 403 even for alice.
-    let res = h.check("GET", "app.test", "/nobody/x").header("Cookie", cookie(&alice)).send().await.unwrap();
+    let res = h
+        .check("GET", "app.test", "/nobody/x")
+        .header("Cookie", cookie(&alice))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 403);
 
     // No rule matches and default = deny.
-    let res = h.check("GET", "unknown.test", "/").header("Cookie", cookie(&alice)).send().await.unwrap();
+    let res = h
+        .check("GET", "unknown.test", "/")
+        .header("Cookie", cookie(&alice))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 403);
 
     // No credentials: browser → 302 to the login on the original host; API → 401 Bearer.
-    let res = h.check("POST", "app.test:8443", "/x/y?q=1&r=2").header("Accept", "text/html").send().await.unwrap();
+    let res = h
+        .check("POST", "app.test:8443", "/x/y?q=1&r=2")
+        .header("Accept", "text/html")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 302);
     let loc = res.headers()["location"].to_str().unwrap();
     assert_eq!(loc, "https://app.test:8443/oauth2/start?rd=https%3A%2F%2Fapp.test%3A8443%2Fx%2Fy%3Fq%3D1%26r%3D2");
@@ -79,7 +128,13 @@ async fn nginx_mode_answers_401_with_a_login_url() {
         "https://app.test/oauth2/start?rd=https%3A%2F%2Fapp.test%2Fa%3Fb%3Dc"
     );
     // ?mode=nginx with Traefik-style headers also answers 401.
-    let res = h.check("GET", "app.test", "/a").query(&[("mode", "nginx")]).header("Accept", "text/html").send().await.unwrap();
+    let res = h
+        .check("GET", "app.test", "/a")
+        .query(&[("mode", "nginx")])
+        .header("Accept", "text/html")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 401);
     // nginx-mode with a session works too.
     let alice = h.session_cookie("alice").await;
@@ -100,30 +155,77 @@ async fn path_tricks_are_400_or_judged_after_normalisation() {
     let h = Harness::start().await;
     let bob = h.session_cookie("bob").await;
     let c = format!("_portcullis={bob}");
-    for bad in ["/admin%2fx", "/admin%2Fx", "/admin%5cx", "/admin\\x", "/%00", "/../admin", "/a/../../admin", "/%2e%2e/admin", "/%zz"] {
-        let res = h.check("GET", "app.test", bad).header("Cookie", &c).send().await.unwrap();
+    for bad in [
+        "/admin%2fx",
+        "/admin%2Fx",
+        "/admin%5cx",
+        "/admin\\x",
+        "/%00",
+        "/../admin",
+        "/a/../../admin",
+        "/%2e%2e/admin",
+        "/%zz",
+    ] {
+        let res = h
+            .check("GET", "app.test", bad)
+            .header("Cookie", &c)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(res.status(), 400, "{bad}");
         identity(&res);
     }
     // Equivalent spellings of /admin are judged as /admin: bob is refused.
-    for alias in ["//admin", "/./admin", "/x/../admin", "/%61dmin", "/admin/", "/admin?rd=/health", "/admin#/health", "/admin;x"] {
-        let res = h.check("GET", "app.test", alias).header("Cookie", &c).send().await.unwrap();
+    for alias in [
+        "//admin",
+        "/./admin",
+        "/x/../admin",
+        "/%61dmin",
+        "/admin/",
+        "/admin?rd=/health",
+        "/admin#/health",
+        "/admin;x",
+    ] {
+        let res = h
+            .check("GET", "app.test", alias)
+            .header("Cookie", &c)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(res.status(), 403, "{alias}");
     }
     // Host tricks: case, trailing dot and port don't escape the rule.
     for host in ["APP.test", "app.test.", "app.test:443"] {
-        let res = h.check("GET", host, "/admin").header("Cookie", &c).send().await.unwrap();
+        let res = h
+            .check("GET", host, "/admin")
+            .header("Cookie", &c)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(res.status(), 403, "{host}");
     }
     for host in ["app.test/evil", "a b", "", "app.test@evil"] {
-        let res = h.check("GET", host, "/").header("Cookie", &c).send().await.unwrap();
-        assert!(res.status() == 400 || res.status() == 403, "{host:?} → {}", res.status());
+        let res = h
+            .check("GET", host, "/")
+            .header("Cookie", &c)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            res.status() == 400 || res.status() == 403,
+            "{host:?} → {}",
+            res.status()
+        );
     }
 }
 
 #[tokio::test]
 async fn forwarded_headers_from_untrusted_peers_are_ignored() {
-    let h = Harness::start_with(Opts { server: "trusted_proxies = [\"10.9.9.9/32\"]".into(), ..Opts::default() }).await;
+    let h = Harness::start_with(Opts {
+        server: "trusted_proxies = [\"10.9.9.9/32\"]".into(),
+        ..Opts::default()
+    })
+    .await;
     // Without trust, "/health" in X-Forwarded-Uri is not believed: the check
     // judges its own host and path, finds no public rule and asks for login.
     let res = h.check("GET", "app.test", "/health").send().await.unwrap();
@@ -172,8 +274,34 @@ policy = "authenticated"
 upstream = "http://{app}"
 "#
     );
-    let h = Harness::start_with(Opts { extra, ..Opts::default() }).await;
-    assert_eq!(h.check("GET", "app.test", "/x").send().await.unwrap().status(), 200);
-    assert_eq!(h.check("DELETE", "app.test", "/x").send().await.unwrap().status(), 401);
-    assert_eq!(h.check("get", "app.test", "/x").send().await.unwrap().status(), 401, "methods are case-sensitive tokens");
+    let h = Harness::start_with(Opts {
+        extra,
+        ..Opts::default()
+    })
+    .await;
+    assert_eq!(
+        h.check("GET", "app.test", "/x")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        h.check("DELETE", "app.test", "/x")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    assert_eq!(
+        h.check("get", "app.test", "/x")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401,
+        "methods are case-sensitive tokens"
+    );
 }

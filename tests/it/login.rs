@@ -27,7 +27,11 @@ async fn login_returns_to_the_original_url_with_path_and_query() {
 
 #[tokio::test]
 async fn userinfo_fallback_fills_groups_missing_from_the_id_token() {
-    let h = Harness::start_with(Opts { claims_in_id_token: false, ..Opts::default() }).await;
+    let h = Harness::start_with(Opts {
+        claims_in_id_token: false,
+        ..Opts::default()
+    })
+    .await;
     let b = h.browser();
     let hops = b.login(&app_url(&h, "/admin"), "alice").await;
     let last = hops.last().unwrap();
@@ -43,13 +47,24 @@ async fn group_rules_allow_and_deny() {
     let hops = bob.login(&app_url(&h, "/admin/x"), "bob").await;
     let last = hops.last().unwrap();
     assert_eq!(last.status, 403);
-    assert!(last.body.contains("admins"), "403 page names the needed group: {}", last.body);
+    assert!(
+        last.body.contains("admins"),
+        "403 page names the needed group: {}",
+        last.body
+    );
     assert_eq!(bob.get(&app_url(&h, "/anything")).await.status, 200);
 
     let carol = h.browser();
     let hops = carol.login(&app_url(&h, "/"), "carol").await;
-    assert_eq!(hops.last().unwrap().status, 200, "no groups is fine where no group is needed");
-    assert_eq!(hops.last().unwrap().echoed()["headers"]["x-auth-groups"][0], "");
+    assert_eq!(
+        hops.last().unwrap().status,
+        200,
+        "no groups is fine where no group is needed"
+    );
+    assert_eq!(
+        hops.last().unwrap().echoed()["headers"]["x-auth-groups"][0],
+        ""
+    );
     assert_eq!(carol.get(&app_url(&h, "/admin")).await.status, 403);
 }
 
@@ -95,12 +110,19 @@ async fn hostile_rd_values_end_at_root() {
             url::form_urlencoded::byte_serialize(rd.as_bytes()).collect::<String>()
         );
         let hops = b.login(&start, "alice").await;
-        let callback = hops.iter().find(|hop| hop.url.contains("/oauth2/callback")).expect("callback hop");
+        let callback = hops
+            .iter()
+            .find(|hop| hop.url.contains("/oauth2/callback"))
+            .expect("callback hop");
         let loc = callback.header("location").unwrap_or("");
         assert_eq!(loc, "/", "rd {rd:?} must end at /, got {loc:?}");
     }
     // Allowed targets pass.
-    for rd in ["/dashboards?x=1", "https://a.example.com/x", "https://example.com/"] {
+    for rd in [
+        "/dashboards?x=1",
+        "https://a.example.com/x",
+        "https://example.com/",
+    ] {
         let b = h.browser();
         let start = format!(
             "http://app.test:{}/oauth2/start?rd={}",
@@ -108,7 +130,10 @@ async fn hostile_rd_values_end_at_root() {
             url::form_urlencoded::byte_serialize(rd.as_bytes()).collect::<String>()
         );
         let hops = b.login(&start, "alice").await;
-        let callback = hops.iter().find(|hop| hop.url.contains("/oauth2/callback")).unwrap();
+        let callback = hops
+            .iter()
+            .find(|hop| hop.url.contains("/oauth2/callback"))
+            .unwrap();
         assert_eq!(callback.header("location"), Some(rd));
     }
 }
@@ -129,14 +154,26 @@ async fn several_tabs_log_in_at_once_and_flow_cookies_are_capped() {
         assert_eq!(last.status, 200, "tab {i}: {}", last.body);
         assert_eq!(last.url, app_url(&h, &format!("/tab{i}")));
     }
-    let flows = b.cookie_names("app.test").into_iter().filter(|n| n.contains("_flow_")).count();
+    let flows = b
+        .cookie_names("app.test")
+        .into_iter()
+        .filter(|n| n.contains("_flow_"))
+        .count();
     assert_eq!(flows, 0, "every callback clears its flow cookie");
 
     let c = h.browser();
     for i in 0..10 {
-        c.get(&format!("http://app.test:{}/oauth2/start?rd=/{i}", h.gw.addr.port())).await;
+        c.get(&format!(
+            "http://app.test:{}/oauth2/start?rd=/{i}",
+            h.gw.addr.port()
+        ))
+        .await;
     }
-    let flows = c.cookie_names("app.test").into_iter().filter(|n| n.contains("_flow_")).count();
+    let flows = c
+        .cookie_names("app.test")
+        .into_iter()
+        .filter(|n| n.contains("_flow_"))
+        .count();
     assert!(flows <= 4, "{flows} flow cookies pile up");
 }
 
@@ -150,17 +187,32 @@ async fn callback_failures_give_clear_pages() {
         .get(&format!("http://app.test:{port}/oauth2/callback?error=access_denied&error_description=user+cancelled&state=abcdefghijklmnop"))
         .await;
     assert_eq!(hop.status, 403);
-    assert!(hop.body.contains("access_denied") && hop.body.contains("Try again"), "{}", hop.body);
+    assert!(
+        hop.body.contains("access_denied") && hop.body.contains("Try again"),
+        "{}",
+        hop.body
+    );
     // No flow cookie for this state.
-    let hop = b.get(&format!("http://app.test:{port}/oauth2/callback?code=x&state=abcdefghijklmnop")).await;
+    let hop = b
+        .get(&format!(
+            "http://app.test:{port}/oauth2/callback?code=x&state=abcdefghijklmnop"
+        ))
+        .await;
     assert_eq!(hop.status, 400);
     assert!(hop.body.contains("could not be matched"), "{}", hop.body);
     // Missing parameters.
-    let hop = b.get(&format!("http://app.test:{port}/oauth2/callback")).await;
+    let hop = b
+        .get(&format!("http://app.test:{port}/oauth2/callback"))
+        .await;
     assert_eq!(hop.status, 400);
     // A replayed callback URL: the code is single-use.
     let hops = b.login(&app_url(&h, "/"), "alice").await;
-    let cb = hops.iter().find(|x| x.url.contains("/oauth2/callback")).unwrap().url.clone();
+    let cb = hops
+        .iter()
+        .find(|x| x.url.contains("/oauth2/callback"))
+        .unwrap()
+        .url
+        .clone();
     let other = h.browser();
     let hop = other.get(&cb).await;
     assert_eq!(hop.status, 400, "{}", hop.body);
@@ -174,14 +226,24 @@ async fn state_from_another_browser_is_refused() {
     let attacker = h.browser();
     // The attacker starts a login and gets the victim to open the callback.
     let hops = attacker.follow(&app_url(&h, "/")).await;
-    let res = attacker.http.post(hops.last().unwrap().url.split('?').next().unwrap())
+    let res = attacker
+        .http
+        .post(hops.last().unwrap().url.split('?').next().unwrap())
         .header("Content-Type", "application/x-www-form-urlencoded")
-        .body(format!("{}&username=bob&password=demo", hops.last().unwrap().url.split_once('?').unwrap().1))
-        .send().await.unwrap();
+        .body(format!(
+            "{}&username=bob&password=demo",
+            hops.last().unwrap().url.split_once('?').unwrap().1
+        ))
+        .send()
+        .await
+        .unwrap();
     let cb = res.headers()["location"].to_str().unwrap().to_owned();
     let hop = victim.get(&cb).await;
     assert_eq!(hop.status, 400);
-    assert!(victim.cookie("app.test", "_portcullis").is_none(), "login CSRF must not plant a session");
+    assert!(
+        victim.cookie("app.test", "_portcullis").is_none(),
+        "login CSRF must not plant a session"
+    );
 }
 
 #[tokio::test]
@@ -205,7 +267,11 @@ async fn idp_down_during_login_gives_a_503_page_not_a_500() {
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     let hop = b.get(&callback).await;
     assert_eq!(hop.status, 503, "{}", hop.body);
-    assert!(hop.body.contains("identity provider cannot be reached"), "{}", hop.body);
+    assert!(
+        hop.body.contains("identity provider cannot be reached"),
+        "{}",
+        hop.body
+    );
     assert!(hop.body.contains("Try again"));
     assert!(b.cookie("app.test", "_portcullis").is_none());
 }
@@ -216,12 +282,25 @@ async fn sign_out_ends_the_session() {
     let b = h.browser();
     b.login(&app_url(&h, "/"), "alice").await;
     assert_eq!(b.get(&app_url(&h, "/x")).await.status, 200);
-    let hop = b.get(&format!("http://app.test:{}/oauth2/sign_out?rd=https://evil.com/", h.gw.addr.port())).await;
+    let hop = b
+        .get(&format!(
+            "http://app.test:{}/oauth2/sign_out?rd=https://evil.com/",
+            h.gw.addr.port()
+        ))
+        .await;
     assert_eq!(hop.status, 302);
     assert_eq!(hop.header("location"), Some("/"));
     assert!(hop.header("set-cookie").unwrap().contains("Max-Age=0"));
     assert_eq!(b.get(&app_url(&h, "/x")).await.status, 302);
-    let info = b.http.get(format!("http://app.test:{}/oauth2/userinfo", h.gw.addr.port())).send().await.unwrap();
+    let info = b
+        .http
+        .get(format!(
+            "http://app.test:{}/oauth2/userinfo",
+            h.gw.addr.port()
+        ))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(info.status(), 401);
 }
 
@@ -232,7 +311,10 @@ async fn userinfo_reports_the_identity() {
     b.login(&app_url(&h, "/"), "bob").await;
     let v: serde_json::Value = b
         .http
-        .get(format!("http://app.test:{}/oauth2/userinfo", h.gw.addr.port()))
+        .get(format!(
+            "http://app.test:{}/oauth2/userinfo",
+            h.gw.addr.port()
+        ))
         .send()
         .await
         .unwrap()

@@ -6,7 +6,14 @@ use crate::support::{Harness, Opts};
 async fn health_and_readiness() {
     let h = Harness::start().await;
     let c = h.client();
-    assert_eq!(c.get(format!("{}/healthz", h.base)).send().await.unwrap().status(), 200);
+    assert_eq!(
+        c.get(format!("{}/healthz", h.base))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     let res = c.get(format!("{}/readyz", h.base)).send().await.unwrap();
     assert_eq!(res.status(), 200);
     let v: serde_json::Value = res.json().await.unwrap();
@@ -20,7 +27,11 @@ async fn readiness_reports_an_unreachable_idp() {
     let toml = format!(
         "[server]\nlisten = \"127.0.0.1:0\"\n[oidc]\nissuer = \"http://127.0.0.1:9/\"\nclient_id = \"x\"\n[session]\ncookie_secure = false\n{extra}"
     );
-    let gw = crate::support::start_gateway_on(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(), &toml).await;
+    let gw = crate::support::start_gateway_on(
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        &toml,
+    )
+    .await;
     let base = format!("http://{}", gw.addr);
     let res = reqwest::get(format!("{base}/readyz")).await.unwrap();
     assert_eq!(res.status(), 503);
@@ -35,7 +46,11 @@ async fn readiness_reports_an_unreachable_idp() {
         .await
         .unwrap();
     assert_eq!(res.status(), 503);
-    assert!(res.text().await.unwrap().contains("identity provider cannot be reached"));
+    assert!(res
+        .text()
+        .await
+        .unwrap()
+        .contains("identity provider cannot be reached"));
 }
 
 #[tokio::test]
@@ -56,10 +71,24 @@ async fn tls_with_http2_and_http1() {
         let mut b = reqwest::Client::builder()
             .add_root_certificate(root.clone())
             .resolve("localhost", h.gw.addr);
-        b = if h2 { b.http2_prior_knowledge() } else { b.http1_only() };
-        let res = b.build().unwrap().get(format!("https://localhost:{}/healthz", h.gw.addr.port())).send().await.unwrap();
+        b = if h2 {
+            b.http2_prior_knowledge()
+        } else {
+            b.http1_only()
+        };
+        let res = b
+            .build()
+            .unwrap()
+            .get(format!("https://localhost:{}/healthz", h.gw.addr.port()))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(res.status(), 200);
-        let want = if h2 { reqwest::Version::HTTP_2 } else { reqwest::Version::HTTP_11 };
+        let want = if h2 {
+            reqwest::Version::HTTP_2
+        } else {
+            reqwest::Version::HTTP_11
+        };
         assert_eq!(res.version(), want);
     }
 }
@@ -67,7 +96,10 @@ async fn tls_with_http2_and_http1() {
 #[tokio::test]
 async fn h2c_on_the_plain_port() {
     let h = Harness::start().await;
-    let c = reqwest::Client::builder().http2_prior_knowledge().build().unwrap();
+    let c = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
     let res = c.get(format!("{}/healthz", h.base)).send().await.unwrap();
     assert_eq!(res.version(), reqwest::Version::HTTP_2);
     assert_eq!(res.status(), 200);

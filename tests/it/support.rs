@@ -20,7 +20,6 @@ pub const CLIENT_SECRET: &str = "client-secret-for-tests";
 pub struct Harness {
     pub gw: Running,
     pub idp: Option<DevIdp>,
-    pub app: SocketAddr,
     pub base: String,
     _app_stop: tokio::sync::oneshot::Sender<()>,
 }
@@ -58,7 +57,11 @@ pub fn users() -> Vec<DevUser> {
         email: format!("{n}@example.com"),
         groups: g.iter().map(|s| s.to_string()).collect(),
     };
-    vec![u("alice", &["admins", "staff"]), u("bob", &["staff"]), u("carol", &[])]
+    vec![
+        u("alice", &["admins", "staff"]),
+        u("bob", &["staff"]),
+        u("carol", &[]),
+    ]
 }
 
 /// The standard rule set: `/health` public, `/admin` for admins, `/nobody` denied,
@@ -135,7 +138,11 @@ impl Harness {
         tokio::spawn(portcullis::demo::upstream::serve(app_l, async move {
             let _ = stopped.await;
         }));
-        let extra = if opts.extra.is_empty() { standard_rules(app) } else { opts.extra.replace("{app}", &app.to_string()) };
+        let extra = if opts.extra.is_empty() {
+            standard_rules(app)
+        } else {
+            opts.extra.replace("{app}", &app.to_string())
+        };
         let toml = format!(
             r#"
 [server]
@@ -166,7 +173,12 @@ cookie_secure = false
             }
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
-        Harness { gw, idp: Some(idp), app, base, _app_stop: stop }
+        Harness {
+            gw,
+            idp: Some(idp),
+            base,
+            _app_stop: stop,
+        }
     }
 
     /// A browser pointed at host `host` (resolved to the gateway).
@@ -195,8 +207,10 @@ cookie_secure = false
     /// Logs `user` in and returns the raw session cookie value.
     pub async fn session_cookie(&self, user: &str) -> String {
         let b = self.browser();
-        b.login(&format!("http://app.test:{}/", self.gw.addr.port()), user).await;
-        b.cookie("app.test", "_portcullis").expect("session cookie set")
+        b.login(&format!("http://app.test:{}/", self.gw.addr.port()), user)
+            .await;
+        b.cookie("app.test", "_portcullis")
+            .expect("session cookie set")
     }
 }
 
@@ -205,7 +219,8 @@ pub async fn start_gateway_on(l: TcpListener, toml: &str) -> Running {
         ("PORTCULLIS_OIDC_CLIENT_SECRET".into(), CLIENT_SECRET.into()),
         ("PORTCULLIS_SESSION_SECRET".into(), SESSION_SECRET.into()),
     ]);
-    let cfg = Config::from_toml(toml, Path::new("."), &env).unwrap_or_else(|e| panic!("config: {e}\n{toml}"));
+    let cfg = Config::from_toml(toml, Path::new("."), &env)
+        .unwrap_or_else(|e| panic!("config: {e}\n{toml}"));
     server::start(cfg, Some(l), None).await.unwrap()
 }
 
@@ -240,7 +255,13 @@ impl Browser {
     }
 
     pub async fn get(&self, url: &str) -> Hop {
-        let res = self.http.get(url).header("Accept", "text/html, application/json;q=0.9").send().await.unwrap();
+        let res = self
+            .http
+            .get(url)
+            .header("Accept", "text/html, application/json;q=0.9")
+            .send()
+            .await
+            .unwrap();
         Hop::from(url, res).await
     }
 
@@ -253,7 +274,8 @@ impl Browser {
             let hop = self.get(&url).await;
             let next = hop.location();
             // Test servers speak plain http: an https hop is where the browser would leave.
-            let stop = !(300..400).contains(&hop.status) || next.as_deref().is_some_and(|n| n.starts_with("https://"));
+            let stop = !(300..400).contains(&hop.status)
+                || next.as_deref().is_some_and(|n| n.starts_with("https://"));
             hops.push(hop);
             match next {
                 Some(n) if !stop => url = n,
@@ -267,8 +289,16 @@ impl Browser {
     pub async fn login(&self, url: &str, user: &str) -> Vec<Hop> {
         let hops = self.follow(url).await;
         let form = hops.last().expect("a hop");
-        assert_eq!(form.status, 200, "expected the IdP login form at {}", form.url);
-        assert!(form.body.contains("password"), "not a login form: {}", form.body);
+        assert_eq!(
+            form.status, 200,
+            "expected the IdP login form at {}",
+            form.url
+        );
+        assert!(
+            form.body.contains("password"),
+            "not a login form: {}",
+            form.body
+        );
         self.submit_login(&form.url, user, "demo").await
     }
 
@@ -297,7 +327,9 @@ impl Browser {
 
     pub fn cookie(&self, host: &str, name: &str) -> Option<String> {
         use reqwest::cookie::CookieStore;
-        let url: reqwest::Url = format!("http://{host}:{}/oauth2/x", self.gw.port()).parse().unwrap();
+        let url: reqwest::Url = format!("http://{host}:{}/oauth2/x", self.gw.port())
+            .parse()
+            .unwrap();
         let header = self.jar.cookies(&url)?;
         header
             .to_str()
@@ -308,7 +340,9 @@ impl Browser {
 
     pub fn cookie_names(&self, host: &str) -> Vec<String> {
         use reqwest::cookie::CookieStore;
-        let url: reqwest::Url = format!("http://{host}:{}/oauth2/x", self.gw.port()).parse().unwrap();
+        let url: reqwest::Url = format!("http://{host}:{}/oauth2/x", self.gw.port())
+            .parse()
+            .unwrap();
         self.jar
             .cookies(&url)
             .map(|h| {
@@ -327,7 +361,12 @@ impl Hop {
         let status = res.status().as_u16();
         let headers = res.headers().clone();
         let body = res.text().await.unwrap_or_default();
-        Hop { status, url: url.to_owned(), headers, body }
+        Hop {
+            status,
+            url: url.to_owned(),
+            headers,
+            body,
+        }
     }
 
     pub fn location(&self) -> Option<String> {
@@ -342,6 +381,7 @@ impl Hop {
 
     /// The echo app's view of the request, when this hop is its answer.
     pub fn echoed(&self) -> serde_json::Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|_| panic!("not the echo app's JSON at {}: {}", self.url, self.body))
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|_| panic!("not the echo app's JSON at {}: {}", self.url, self.body))
     }
 }
