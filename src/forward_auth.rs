@@ -196,15 +196,16 @@ pub async fn check<B>(
         .unwrap_or("/");
     let original = match Original::from_request(headers, own_target, tls, trusted, nginx_query) {
         Ok(o) => o,
-        Err(e) => return bad_request(&rt, headers, &e),
+        Err(e) => return bad_request(&rt, headers, &e, nginx_mode(headers, trusted, nginx_query)),
     };
+    let nginx = original.nginx;
     let host = match normalize_host(&original.host_raw) {
         Ok(h) if is_safe_host_raw(&original.host_raw) => h,
-        _ => return bad_request(&rt, headers, &OriginalError::BadHost),
+        _ => return bad_request(&rt, headers, &OriginalError::BadHost, nginx),
     };
     let path = match normalize(split_target(&original.target)) {
         Ok(p) => p,
-        Err(e) => return bad_request(&rt, headers, &OriginalError::BadPath(e)),
+        Err(e) => return bad_request(&rt, headers, &OriginalError::BadPath(e), nginx),
     };
     let facts = RequestFacts {
         host: &host,
@@ -336,12 +337,29 @@ fn unauthenticated(rt: &Runtime, original: &Original<'_>, headers: &HeaderMap) -
     res
 }
 
-fn bad_request(rt: &Runtime, headers: &HeaderMap, e: &OriginalError) -> Response<Body> {
+/// True for nginx `auth_request` checks (`X-Original-URL` from a trusted peer, or `?mode=nginx`).
+fn nginx_mode(headers: &HeaderMap, trusted: bool, nginx_query: bool) -> bool {
+    nginx_query || (trusted && headers.contains_key(&X_ORIGINAL_URL))
+}
+
+/// 400 for a malformed original request; 403 under nginx, whose
+/// `auth_request` turns every status but 2xx/401/403 into a 500.
+fn bad_request(
+    rt: &Runtime,
+    headers: &HeaderMap,
+    e: &OriginalError,
+    nginx: bool,
+) -> Response<Body> {
     tracing::info!(error = %e, "forward-auth request rejected");
-    let mut res = if http_util::is_browser(headers) {
-        pages::html(StatusCode::BAD_REQUEST, "Bad request", &e.to_string(), None)
+    let status = if nginx {
+        StatusCode::FORBIDDEN
     } else {
-        pages::json_error(StatusCode::BAD_REQUEST, "bad_request", &e.to_string())
+        StatusCode::BAD_REQUEST
+    };
+    let mut res = if http_util::is_browser(headers) {
+        pages::html(status, "Bad request", &e.to_string(), None)
+    } else {
+        pages::json_error(status, "bad_request", &e.to_string())
     };
     let h = res.headers_mut();
     let empty = HeaderValue::from_static("");

