@@ -40,8 +40,6 @@ pub use flow::FlowState;
 
 /// How often the metadata and keys are refetched once loaded.
 const METADATA_REFRESH: Duration = Duration::from_secs(3600);
-/// Age (seconds) after which a login start re-checks the IdP.
-const LOGIN_RECHECK_SECS: u64 = 10;
 /// Fewest seconds between two refetches triggered by an unknown signing key.
 const KEY_REFETCH_MIN_SECS: u64 = 10;
 
@@ -52,8 +50,8 @@ pub struct Oidc {
     metadata: ArcSwapOption<CoreProviderMetadata>,
     discovery_lock: Mutex<()>,
     last_refetch: AtomicU64,
-    /// Unix seconds of the last successful discovery.
-    fetched_at: AtomicU64,
+    /// Count of successful discoveries.
+    discoveries: AtomicU64,
 }
 
 /// What a successful login produced.
@@ -212,7 +210,7 @@ impl Oidc {
             metadata: ArcSwapOption::empty(),
             discovery_lock: Mutex::new(()),
             last_refetch: AtomicU64::new(0),
-            fetched_at: AtomicU64::new(0),
+            discoveries: AtomicU64::new(0),
         })
     }
 
@@ -235,7 +233,7 @@ impl Oidc {
             .map_err(|e| discovery_error(&self.cfg.issuer, e))?;
         let meta = Arc::new(meta);
         self.metadata.store(Some(meta.clone()));
-        self.fetched_at.store(unix_now(), Ordering::Relaxed);
+        self.discoveries.fetch_add(1, Ordering::AcqRel);
         Ok(meta)
     }
 
@@ -251,22 +249,19 @@ impl Oidc {
         self.discover().await
     }
 
-    /// Metadata confirmed within the last [`LOGIN_RECHECK_SECS`]: before
-    /// sending a browser to the IdP, make sure the IdP still answers, so an
-    /// outage gives the gateway's 503 page instead of a browser error.
+    /// Metadata confirmed by a discovery that finished after this call
+    /// began: before sending a browser to the IdP, make sure the IdP still
+    /// answers, so an outage gives the gateway's 503 page instead of a browser
+    /// error. Single-flight: logins that wait on one discovery share it.
     async fn fresh_metadata(&self) -> Result<Arc<CoreProviderMetadata>, LoginError> {
-        let age = unix_now().saturating_sub(self.fetched_at.load(Ordering::Relaxed));
-        match self.metadata.load_full() {
-            Some(m) if age < LOGIN_RECHECK_SECS => Ok(m),
-            _ => {
-                let _guard = self.discovery_lock.lock().await;
-                let age = unix_now().saturating_sub(self.fetched_at.load(Ordering::Relaxed));
-                match self.metadata.load_full() {
-                    Some(m) if age < LOGIN_RECHECK_SECS => Ok(m),
-                    _ => self.discover().await,
-                }
+        let asked = self.discoveries.load(Ordering::Acquire);
+        let _guard = self.discovery_lock.lock().await;
+        if self.discoveries.load(Ordering::Acquire) != asked {
+            if let Some(m) = self.metadata.load_full() {
+                return Ok(m);
             }
         }
+        self.discover().await
     }
 
     /// Keeps metadata fresh: retries discovery with backoff until it works
