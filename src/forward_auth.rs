@@ -239,7 +239,6 @@ fn respond(
     original: &Original<'_>,
     headers: &HeaderMap,
 ) -> Response<Body> {
-    let cfg = &rt.config;
     let (mut res, identity) = match decision {
         Decision::Allow(session, rule) => {
             if tracing::event_enabled!(tracing::Level::DEBUG) {
@@ -277,12 +276,22 @@ fn respond(
             )
         }
     };
-    let id = identity.unwrap_or_else(IdentityHeaders::empty);
-    let h = res.headers_mut();
-    h.insert(cfg.headers.user.clone(), id.user);
-    h.insert(cfg.headers.email.clone(), id.email);
-    h.insert(cfg.headers.groups.clone(), id.groups);
+    set_identity(
+        rt,
+        &mut res,
+        identity.unwrap_or_else(IdentityHeaders::empty),
+    );
     res
+}
+
+/// Puts all three identity headers on a forward-auth answer, so the front
+/// proxy overwrites any copy the client sent.
+fn set_identity(rt: &Runtime, res: &mut Response<Body>, id: IdentityHeaders) {
+    let names = &rt.config.headers;
+    let h = res.headers_mut();
+    h.insert(names.user.clone(), id.user);
+    h.insert(names.email.clone(), id.email);
+    h.insert(names.groups.clone(), id.groups);
 }
 
 fn deny(headers: &HeaderMap) -> Response<Body> {
@@ -316,7 +325,13 @@ pub fn login_url(rt: &Runtime, original: &Original<'_>) -> String {
     )
 }
 
-fn unauthenticated(rt: &Runtime, original: &Original<'_>, headers: &HeaderMap) -> Response<Body> {
+/// The answer for a request without valid credentials: a 302 to the login
+/// for browsers, otherwise 401 `Bearer` (with `X-Auth-Login-URL` for nginx).
+pub fn unauthenticated(
+    rt: &Runtime,
+    original: &Original<'_>,
+    headers: &HeaderMap,
+) -> Response<Body> {
     let login = login_url(rt, original);
     if !original.nginx && http_util::is_browser(headers) {
         return http_util::redirect(&login);
@@ -361,10 +376,6 @@ fn bad_request(
     } else {
         pages::json_error(status, "bad_request", &e.to_string())
     };
-    let h = res.headers_mut();
-    let empty = HeaderValue::from_static("");
-    h.insert(rt.config.headers.user.clone(), empty.clone());
-    h.insert(rt.config.headers.email.clone(), empty.clone());
-    h.insert(rt.config.headers.groups.clone(), empty);
+    set_identity(rt, &mut res, IdentityHeaders::empty());
     res
 }

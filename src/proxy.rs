@@ -123,15 +123,7 @@ impl Proxy {
                     method: req.method().clone(),
                     nginx: false,
                 };
-                let login = crate::forward_auth::login_url(&rt, &original);
-                if browser {
-                    return http_util::redirect(&login);
-                }
-                let mut res =
-                    pages::json_error(StatusCode::UNAUTHORIZED, "unauthenticated", "sign in first");
-                res.headers_mut()
-                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-                return res;
+                return crate::forward_auth::unauthenticated(&rt, &original, req.headers());
             }
             Decision::Forbidden(s, rule) => {
                 tracing::info!(rule.name = rule_name(rule), user = %s.identity.user, decision = "forbidden", "proxied request denied");
