@@ -153,6 +153,8 @@ pub struct BearerIssuerConfig {
     pub email_claim: ClaimPath,
     /// Default `groups`.
     pub groups_claim: ClaimPath,
+    /// Required JOSE header `typ` (e.g. `at+jwt`); `None` = not checked.
+    pub typ: Option<String>,
 }
 
 /// `[session]`

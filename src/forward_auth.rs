@@ -240,24 +240,29 @@ fn respond(
     headers: &HeaderMap,
 ) -> Response<Body> {
     let (mut res, identity) = match decision {
-        Decision::Allow(session, rule) => {
+        Decision::Allow(principal, rule) => {
             if tracing::event_enabled!(tracing::Level::DEBUG) {
-                tracing::debug!(rule.name = rule_name(rule), user = %session.identity.user, decision = "allow", "request allowed");
+                tracing::debug!(rule.name = rule_name(rule), user = %principal.identity().user, decision = "allow", "request allowed");
             }
             (
                 http_util::empty(StatusCode::OK),
-                Some(session.headers.clone()),
+                Some(principal.headers().clone()),
             )
         }
         Decision::Public(_) => (http_util::empty(StatusCode::OK), None),
         Decision::Unauthenticated(_) => (unauthenticated(rt, original, headers), None),
-        Decision::Forbidden(session, rule) => {
-            tracing::info!(rule.name = rule_name(rule), user = %session.identity.user, host = %original.host_raw, decision = "forbidden", "request denied: user does not satisfy the rule");
+        Decision::InvalidToken(rule) => {
+            tracing::info!(rule.name = rule_name(rule), host = %original.host_raw, decision = "invalid_token", "request denied: bearer token rejected");
+            (invalid_token(), None)
+        }
+        Decision::Forbidden(principal, rule) => {
+            let session = principal.identity();
+            tracing::info!(rule.name = rule_name(rule), user = %session.user, host = %original.host_raw, decision = "forbidden", "request denied: user does not satisfy the rule");
             let groups = rule.map(|r| r.required_groups()).unwrap_or(&[]);
             let sign_out = format!("{}/sign_out", login_base(rt, original) + rt.prefix());
             let res = pages::forbidden(
                 http_util::is_browser(headers),
-                &session.identity.user,
+                &session.user,
                 rule_name(rule),
                 groups,
                 &sign_out,
@@ -349,6 +354,22 @@ pub fn unauthenticated(
             res.headers_mut().insert(X_AUTH_LOGIN_URL.clone(), v);
         }
     }
+    res
+}
+
+/// The answer for a bearer token that failed verification: 401 with
+/// `WWW-Authenticate: Bearer error="invalid_token"`, for browsers too (the
+/// client chose the token; a login would not fix it).
+pub fn invalid_token() -> Response<Body> {
+    let mut res = pages::json_error(
+        StatusCode::UNAUTHORIZED,
+        "invalid_token",
+        "the bearer token was not accepted",
+    );
+    res.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer error=\"invalid_token\""),
+    );
     res
 }
 

@@ -14,6 +14,7 @@
 //! - [`identity`]: the subject of a request and its header values.
 //! - [`session`]: session cookie seal/unseal and the [`session::SessionStore`] trait (memory store).
 //! - [`oidc`]: discovery, the login flow (start, callback), flow-state cookies.
+//! - [`bearer`]: `Authorization: Bearer` JWTs: per-issuer JWKS cache, verification, verified-token cache.
 //! - [`pipeline`]: facts → rule → authentication → authorisation → [`pipeline::Decision`].
 //! - [`forward_auth`]: the `/oauth2/auth` endpoint.
 //! - [`proxy`]: reverse-proxy mode.
@@ -27,6 +28,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod bearer;
 pub mod cli;
 pub mod config;
 pub mod demo;

@@ -7,8 +7,13 @@
 //! rules, swapped atomically on SIGHUP; a request loads it once and uses that
 //! snapshot to the end).
 //!
+//! A request with `Authorization: Bearer` on a rule that accepts bearer
+//! tokens (the default) is judged by the token alone: a bad token is
+//! [`Decision::InvalidToken`], never a fall-back to the cookie. On a rule with
+//! `bearer = false` the header is ignored for authentication.
+//!
 //! Hot path: no allocation beyond the cookie check, no I/O unless the session
-//! is not in the local cache, no locks.
+//! (or bearer token) is not in the local cache, no locks.
 
 use std::net::IpAddr;
 use std::sync::atomic::AtomicBool;
@@ -17,8 +22,10 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use http::HeaderMap;
 
+use crate::bearer::{self, Bearer, Verified};
 use crate::config::{Config, DefaultPolicy, Policy};
 use crate::http_util;
+use crate::identity::{Identity, IdentityHeaders};
 use crate::oidc::Oidc;
 use crate::redirect::RedirectPolicy;
 use crate::rules::{CompiledRule, Match, RequestFacts, RuleSet, RulesError};
@@ -44,6 +51,8 @@ pub struct Gateway {
     pub sessions: Arc<dyn SessionStore>,
     /// The IdP.
     pub oidc: Arc<Oidc>,
+    /// Bearer-token verification (issuers, keys, verified-token cache).
+    pub bearer: Arc<Bearer>,
     /// Cookie keys.
     pub keys: SessionKeys,
     /// Set once the empty-groups hint was logged.
@@ -52,20 +61,50 @@ pub struct Gateway {
     pub untrusted_hint_logged: AtomicBool,
 }
 
+/// Who an authenticated request belongs to.
+pub enum Principal {
+    /// A browser session (cookie).
+    Session(Arc<Session>),
+    /// A verified bearer token.
+    Bearer(Arc<Verified>),
+}
+
 /// What to do with a request.
 pub enum Decision<'a> {
     /// A public rule: allow, identity headers empty.
     Public(Option<&'a CompiledRule>),
     /// Signed in and permitted.
-    Allow(Arc<Session>, Option<&'a CompiledRule>),
+    Allow(Principal, Option<&'a CompiledRule>),
     /// No (valid) credentials on a rule that needs them.
     Unauthenticated(Option<&'a CompiledRule>),
+    /// A bearer token was presented and failed verification (401 `invalid_token`).
+    InvalidToken(Option<&'a CompiledRule>),
     /// Signed in, but the rule does not permit this user.
-    Forbidden(Arc<Session>, Option<&'a CompiledRule>),
+    Forbidden(Principal, Option<&'a CompiledRule>),
     /// The rule (or the default) denies everybody.
     Deny(Option<&'a CompiledRule>),
     /// The session store could not answer: fail closed with 503.
     StoreUnavailable(StoreError),
+}
+
+// === impl Principal ===
+
+impl Principal {
+    /// The identity rules judge.
+    pub fn identity(&self) -> &Identity {
+        match self {
+            Principal::Session(s) => &s.identity,
+            Principal::Bearer(b) => &b.identity,
+        }
+    }
+
+    /// The identity header values, rendered once.
+    pub fn headers(&self) -> &IdentityHeaders {
+        match self {
+            Principal::Session(s) => &s.headers,
+            Principal::Bearer(b) => &b.headers,
+        }
+    }
 }
 
 // === impl Runtime ===
@@ -144,16 +183,26 @@ impl Gateway {
             Policy::Deny => return Decision::Deny(rule),
             Policy::Authenticated => {}
         }
-        let session = match self.session(headers).await {
-            Ok(Some(s)) => s,
-            Ok(None) => return Decision::Unauthenticated(rule),
-            Err(e) => return Decision::StoreUnavailable(e),
+        let token = bearer::token_of(headers).filter(|_| rule.is_none_or(|r| r.bearer));
+        let principal = match token {
+            Some(token) => match self.bearer.verify(token).await {
+                Ok(v) => Principal::Bearer(v),
+                Err(e) => {
+                    tracing::debug!(rule.name = rule_name(rule), check = e.check(), reason = %e, "bearer token rejected");
+                    return Decision::InvalidToken(rule);
+                }
+            },
+            None => match self.session(headers).await {
+                Ok(Some(s)) => Principal::Session(s),
+                Ok(None) => return Decision::Unauthenticated(rule),
+                Err(e) => return Decision::StoreUnavailable(e),
+            },
         };
-        let permitted = rule.is_none_or(|r| r.permits(&session.identity));
+        let permitted = rule.is_none_or(|r| r.permits(principal.identity()));
         if permitted {
-            Decision::Allow(session, rule)
+            Decision::Allow(principal, rule)
         } else {
-            Decision::Forbidden(session, rule)
+            Decision::Forbidden(principal, rule)
         }
     }
 }

@@ -107,7 +107,7 @@ impl Proxy {
         };
         let browser = http_util::is_browser(req.headers());
         let identity = match gw.decide(&rt, &facts, req.headers()).await {
-            Decision::Allow(s, _) => s.headers.clone(),
+            Decision::Allow(p, _) => p.headers().clone(),
             Decision::Public(_) => IdentityHeaders::empty(),
             Decision::Unauthenticated(_) => {
                 let proto = if tls { "https" } else { "http" };
@@ -125,13 +125,21 @@ impl Proxy {
                 };
                 return crate::forward_auth::unauthenticated(&rt, &original, req.headers());
             }
-            Decision::Forbidden(s, rule) => {
-                tracing::info!(rule.name = rule_name(rule), user = %s.identity.user, decision = "forbidden", "proxied request denied");
+            Decision::InvalidToken(rule) => {
+                tracing::info!(
+                    rule.name = rule_name(rule),
+                    decision = "invalid_token",
+                    "proxied request denied: bearer token rejected"
+                );
+                return crate::forward_auth::invalid_token();
+            }
+            Decision::Forbidden(p, rule) => {
+                tracing::info!(rule.name = rule_name(rule), user = %p.identity().user, decision = "forbidden", "proxied request denied");
                 let groups = rule.map(|r| r.required_groups()).unwrap_or(&[]);
                 let sign_out = format!("{}/sign_out", rt.prefix());
                 return pages::forbidden(
                     browser,
-                    &s.identity.user,
+                    &p.identity().user,
                     rule_name(rule),
                     groups,
                     &sign_out,

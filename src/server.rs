@@ -101,11 +101,16 @@ pub fn build(
     let oidc =
         Arc::new(Oidc::new(config.oidc.clone()).map_err(|e| StartError::Oidc(e.to_string()))?);
     oidc.spawn_refresh();
+    let bearer = Arc::new(
+        crate::bearer::Bearer::new(&config.oidc).map_err(|e| StartError::Oidc(e.to_string()))?,
+    );
+    bearer.spawn_refresh();
     let runtime = Runtime::compile(config)?;
     Ok(Arc::new(Gateway {
         runtime: ArcSwap::from_pointee(runtime),
         sessions,
         oidc,
+        bearer,
         keys,
         groups_hint_logged: AtomicBool::new(false),
         untrusted_hint_logged: AtomicBool::new(false),

@@ -127,6 +127,8 @@ pub struct RawBearerIssuer {
     pub email_claim: String,
     /// Default `"groups"`.
     pub groups_claim: String,
+    /// Required header `typ` (e.g. `"at+jwt"`); absent = not checked.
+    pub typ: Option<String>,
 }
 
 /// `[session]`
@@ -280,6 +282,7 @@ impl Default for RawBearerIssuer {
             user_claim: "sub".to_owned(),
             email_claim: "email".to_owned(),
             groups_claim: "groups".to_owned(),
+            typ: None,
         }
     }
 }

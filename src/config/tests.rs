@@ -619,6 +619,18 @@ fn bearer_issuers() {
         "oidc.bearer_issuers[0].issuer",
         "main oidc.issuer",
     );
+    assert!(b.typ.is_none());
+    let typed = ok(&rest(
+        "[[oidc.bearer_issuers]]\nissuer = \"https://k8s\"\naudiences = [\"a\"]\ntyp = \"at+jwt\"",
+    ));
+    assert_eq!(typed.oidc.bearer_issuers[0].typ.as_deref(), Some("at+jwt"));
+    assert_problem(
+        &rest(
+            "[[oidc.bearer_issuers]]\nissuer = \"https://k8s\"\naudiences = [\"a\"]\ntyp = \" \"",
+        ),
+        "oidc.bearer_issuers[0].typ",
+        "is empty",
+    );
 }
 
 // === client secret sources ===

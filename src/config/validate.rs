@@ -645,6 +645,12 @@ impl Checker<'_> {
         if raw.audiences.is_empty() {
             self.problem(key("audiences"), "must list at least one audience");
         }
+        if raw.typ.as_deref().is_some_and(|t| t.trim().is_empty()) {
+            self.problem(
+                key("typ"),
+                "is empty; remove it, or name the required type such as \"at+jwt\"",
+            );
+        }
         BearerIssuerConfig {
             issuer,
             jwks_url,
@@ -652,6 +658,7 @@ impl Checker<'_> {
             user_claim: self.claim(&key("user_claim"), &raw.user_claim),
             email_claim: self.claim(&key("email_claim"), &raw.email_claim),
             groups_claim: self.claim(&key("groups_claim"), &raw.groups_claim),
+            typ: raw.typ,
         }
     }
 }

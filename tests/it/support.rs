@@ -168,7 +168,10 @@ cookie_secure = false
         let base = format!("http://{}", gw.addr);
         // Wait until discovery has run so tests are not racing it.
         for _ in 0..100 {
-            if gw.gateway.oidc.is_ready() {
+            let keys = gw.gateway.bearer.issuers()[0].jwks.status();
+            if gw.gateway.oidc.is_ready()
+                && matches!(keys, portcullis::bearer::jwks::Status::Loaded(_))
+            {
                 break;
             }
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
