@@ -59,6 +59,9 @@ const clients = structuredClone(cfg.clients ?? []);
 const idTokenClaims = cfg.id_token_claims === true;
 const skewMs = Number(cfg.clock_skew_seconds ?? 0) * 1000;
 const ttlOverrides = cfg.ttl ?? {};
+// Optional: { "resource": URI, "audience": AUD } makes the client_credentials
+// grant issue RFC 9068 JWT access tokens (typ at+jwt) for that audience.
+const jwtAccessTokens = cfg.jwt_access_tokens ?? null;
 
 // ---------------------------------------------------------------- store ----
 
@@ -222,6 +225,7 @@ function buildProvider(issuer) {
       Interaction: ttlFor('Interaction', 3600),
     },
     features: {
+      ...jwtAccessTokenFeatures(),
       devInteractions: { enabled: false },
       backchannelLogout: { enabled: true },
       claimsParameter: { enabled: true },
@@ -500,6 +504,25 @@ async function backchannelLogout(body) {
     await new MemoryAdapter('Session', store).destroy(s.id);
   }
   return { sessions: sessions.length, sent };
+}
+
+// client_credentials with JWT access tokens for one resource server, when
+// configured; the authorization-code flow keeps its opaque access tokens.
+function jwtAccessTokenFeatures() {
+  if (!jwtAccessTokens) return {};
+  const { resource, audience } = jwtAccessTokens;
+  return {
+    clientCredentials: { enabled: true },
+    resourceIndicators: {
+      enabled: true,
+      defaultResource: (ctx) => (ctx.oidc.params?.grant_type === 'client_credentials' ? resource : undefined),
+      useGrantedResource: () => false,
+      getResourceServerInfo(_ctx, indicator) {
+        if (indicator !== resource) throw new oidcErrors.InvalidTarget();
+        return { scope: 'api', audience, accessTokenFormat: 'jwt', accessTokenTTL: 300, jwt: { sign: { alg: 'RS256' } } };
+      },
+    },
+  };
 }
 
 // Sign arbitrary claims with the provider's RS256 key (bearer-token tests).

@@ -38,6 +38,12 @@ pub struct Idp {
 impl Idp {
     /// Starts an IdP whose client accepts exactly `redirect_uris`.
     pub fn start(redirect_uris: &[String]) -> Idp {
+        Idp::start_with(redirect_uris, json!({}))
+    }
+
+    /// Starts an IdP as [`Idp::start`] does, with `extra` merged into its
+    /// config (top-level keys; see tests/idp/README.md).
+    pub fn start_with(redirect_uris: &[String], extra: serde_json::Value) -> Idp {
         let node = require_binary("node");
         let idp_dir = repo_root().join("tests/idp");
         if !idp_dir.join("node_modules").is_dir() {
@@ -62,6 +68,10 @@ impl Idp {
                 "carol": {"password": password("carol"), "email": "carol@example.com", "name": "Carol"},
             },
         });
+        let mut config = config;
+        if let (Some(c), serde_json::Value::Object(e)) = (config.as_object_mut(), extra) {
+            c.extend(e);
+        }
         let config_path = dir.join("idp.json");
         std::fs::write(&config_path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
         let mut cmd = Command::new(node);
