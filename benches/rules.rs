@@ -32,6 +32,7 @@ fn config() -> Vec<RuleConfig> {
             emails: vec![],
             email_domains: vec![],
             upstream: None,
+            upstream_options: Default::default(),
             bearer: true,
         });
     };

@@ -41,6 +41,8 @@ pub struct Config {
     pub headers: HeadersConfig,
     /// `[access]`
     pub access: AccessConfig,
+    /// `[proxy]`
+    pub proxy: ProxyConfig,
     /// `[[rule]]`, in file order.
     pub rules: Vec<RuleConfig>,
 }
@@ -225,6 +227,43 @@ pub enum DefaultPolicy {
     Authenticated,
 }
 
+/// `[proxy]`: timeouts of reverse-proxy mode (reloaded on SIGHUP).
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    /// Opening a connection to an upstream, TLS included. Default 5 s; exceeded = 504.
+    pub connect_timeout: Duration,
+    /// From sending the request to the upstream's response head. Default 60 s; exceeded = 504.
+    pub response_header_timeout: Duration,
+    /// A request or response body that moves no bytes this long is cut. Default 90 s.
+    pub idle_timeout: Duration,
+}
+
+/// How portcullis talks to one rule's upstream.
+#[derive(Debug, Clone, Default)]
+pub struct UpstreamOptions {
+    /// Certificate verification for `https://` upstreams.
+    pub tls: UpstreamTls,
+    /// Send the client's `Host` header instead of the upstream's host. Default false.
+    pub preserve_host: bool,
+}
+
+/// `rule.upstream_ca` / `rule.upstream_insecure_skip_verify`
+#[derive(Debug, Clone, Default)]
+pub enum UpstreamTls {
+    /// Verify against the system roots (default).
+    #[default]
+    SystemRoots,
+    /// Verify against these CA certificates only (`upstream_ca`, read at load time).
+    Ca {
+        /// The file, for messages.
+        path: PathBuf,
+        /// Its certificates (DER), at least one.
+        certs: Vec<rustls::pki_types::CertificateDer<'static>>,
+    },
+    /// Accept any certificate (`upstream_insecure_skip_verify = true`); warned about at start-up.
+    InsecureSkipVerify,
+}
+
 /// One `[[rule]]`.
 #[derive(Debug, Clone)]
 pub struct RuleConfig {
@@ -248,6 +287,8 @@ pub struct RuleConfig {
     pub email_domains: Vec<String>,
     /// Reverse-proxy mode: portcullis serves this host and proxies allowed requests here.
     pub upstream: Option<Url>,
+    /// `upstream_ca`, `upstream_insecure_skip_verify`, `preserve_host`.
+    pub upstream_options: UpstreamOptions,
     /// Accept bearer JWTs on this rule. Default true.
     pub bearer: bool,
 }

@@ -299,7 +299,8 @@ fn set_identity(rt: &Runtime, res: &mut Response<Body>, id: IdentityHeaders) {
     h.insert(names.groups.clone(), id.groups);
 }
 
-fn deny(headers: &HeaderMap) -> Response<Body> {
+/// 403 for a rule that denies everybody: a page for browsers, JSON otherwise.
+pub fn deny(headers: &HeaderMap) -> Response<Body> {
     if http_util::is_browser(headers) {
         pages::html(
             StatusCode::FORBIDDEN,

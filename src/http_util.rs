@@ -9,11 +9,10 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Response, StatusCode};
 use http_body_util::{Either, Empty, Full};
-use hyper::body::Incoming;
 
 /// Body of every response portcullis sends: a fixed buffer, or a streamed
 /// upstream body in proxy mode.
-pub type Body = Either<Full<Bytes>, Incoming>;
+pub type Body = Either<Full<Bytes>, crate::proxy::body::ResponseBody>;
 
 /// A response with a fixed body and content type.
 pub fn fixed(

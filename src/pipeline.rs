@@ -3,8 +3,8 @@
 //! mode, which differ only in how they turn a decision into a response.
 //!
 //! Also home of [`Gateway`] (the long-lived state: sessions, OIDC client,
-//! cookie keys) and [`Runtime`] (the reloadable part: config and compiled
-//! rules, swapped atomically on SIGHUP; a request loads it once and uses that
+//! cookie keys) and [`Runtime`] (the reloadable part: config, compiled
+//! rules and the reverse-proxy upstreams, swapped atomically on SIGHUP; a request loads it once and uses that
 //! snapshot to the end).
 //!
 //! A request with `Authorization: Bearer` on a rule that accepts bearer
@@ -41,6 +41,8 @@ pub struct Runtime {
     pub redirects: RedirectPolicy,
     /// True when any rule names groups (for the empty-groups hint).
     pub rules_need_groups: bool,
+    /// Reverse-proxy upstreams (with their client pools) and header rules.
+    pub proxy: crate::proxy::ProxyTable,
 }
 
 /// Long-lived state shared by every connection.
@@ -115,7 +117,9 @@ impl Runtime {
         let rules = RuleSet::compile(&config.rules, config.access.default)?;
         let redirects = RedirectPolicy::new(&config.access.allowed_redirect_domains);
         let rules_need_groups = config.rules.iter().any(|r| !r.groups.is_empty());
+        let proxy = crate::proxy::ProxyTable::compile(&config);
         Ok(Runtime {
+            proxy,
             config,
             rules,
             redirects,

@@ -35,6 +35,8 @@ pub struct RawConfig {
     pub headers: RawHeaders,
     /// `[access]`
     pub access: RawAccess,
+    /// `[proxy]`
+    pub proxy: RawProxy,
     /// `[[rule]]`, in file order.
     #[serde(rename = "rule")]
     pub rules: Vec<RawRule>,
@@ -198,6 +200,18 @@ pub struct RawAccess {
     pub allowed_redirect_domains: Vec<String>,
 }
 
+/// `[proxy]`: reverse-proxy timeouts.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawProxy {
+    /// Time allowed to open a connection (and finish TLS) to an upstream. Default `"5s"`.
+    pub connect_timeout: HumanDuration,
+    /// Time allowed for the upstream's response head once the request is sent. Default `"60s"`.
+    pub response_header_timeout: HumanDuration,
+    /// A body (either way) that moves no bytes this long is cut. Default `"90s"`.
+    pub idle_timeout: HumanDuration,
+}
+
 /// `[[rule]]`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -222,6 +236,12 @@ pub struct RawRule {
     pub email_domains: Vec<String>,
     /// Upstream URL for reverse-proxy mode.
     pub upstream: Option<String>,
+    /// PEM CA bundle that an `https://` upstream's certificate must chain to; absent = system roots.
+    pub upstream_ca: Option<PathBuf>,
+    /// Accept any certificate from an `https://` upstream. Default false.
+    pub upstream_insecure_skip_verify: bool,
+    /// Send the client's `Host` upstream instead of the upstream's. Default false.
+    pub preserve_host: bool,
     /// Accept bearer JWTs. Default true.
     pub bearer: bool,
 }
@@ -327,6 +347,16 @@ impl Default for RawAccess {
     }
 }
 
+impl Default for RawProxy {
+    fn default() -> Self {
+        RawProxy {
+            connect_timeout: secs(5),
+            response_header_timeout: secs(60),
+            idle_timeout: secs(90),
+        }
+    }
+}
+
 impl Default for RawRule {
     fn default() -> Self {
         RawRule {
@@ -340,6 +370,9 @@ impl Default for RawRule {
             emails: Vec::new(),
             email_domains: Vec::new(),
             upstream: None,
+            upstream_ca: None,
+            upstream_insecure_skip_verify: false,
+            preserve_host: false,
             bearer: true,
         }
     }

@@ -7,8 +7,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::raw::{
-    keys_of, RawAccess, RawBearerIssuer, RawConfig, RawHeaders, RawOidc, RawRule, RawServer,
-    RawSession,
+    keys_of, RawAccess, RawBearerIssuer, RawConfig, RawHeaders, RawOidc, RawProxy, RawRule,
+    RawServer, RawSession,
 };
 use super::*;
 
@@ -148,7 +148,7 @@ fn example_documents_every_key() {
         panic!("the commented-out keys of the example do not parse: {e}");
     }
     let table: toml::Table = uncommented.parse().expect("parses");
-    let sections: [(&str, &[&str]); 7] = [
+    let sections: [(&str, &[&str]); 8] = [
         ("", keys_of::<RawConfig>()),
         ("server", keys_of::<RawServer>()),
         ("oidc", keys_of::<RawOidc>()),
@@ -156,6 +156,7 @@ fn example_documents_every_key() {
         ("session", keys_of::<RawSession>()),
         ("headers", keys_of::<RawHeaders>()),
         ("access", keys_of::<RawAccess>()),
+        ("proxy", keys_of::<RawProxy>()),
     ];
     for (section, keys) in sections {
         let mut t = &table;

@@ -12,6 +12,7 @@
 //! `portcullis check`).
 
 mod keys;
+mod proxy;
 mod rules;
 mod session;
 mod syntax;
@@ -227,6 +228,7 @@ pub fn validate(raw: RawConfig, base_dir: &Path, env: &dyn Env) -> Result<Config
     let session = c.session(raw.session, server.external_url.as_ref());
     let headers = c.headers(raw.headers);
     let access = c.access(raw.access);
+    let proxy = c.proxy(raw.proxy);
     let rules: Vec<RuleConfig> = raw
         .rules
         .into_iter()
@@ -241,6 +243,7 @@ pub fn validate(raw: RawConfig, base_dir: &Path, env: &dyn Env) -> Result<Config
             session,
             headers,
             access,
+            proxy,
             rules,
         })
     } else {

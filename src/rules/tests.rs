@@ -23,6 +23,7 @@ fn rule(name: &str, host: Option<&str>, path: &str) -> RuleConfig {
         emails: vec![],
         email_domains: vec![],
         upstream: None,
+        upstream_options: Default::default(),
         bearer: true,
     }
 }

@@ -13,8 +13,8 @@ use std::collections::HashMap;
 
 use super::ConfigError;
 use crate::config::raw::{
-    keys_of, RawAccess, RawBearerIssuer, RawConfig, RawHeaders, RawOidc, RawRule, RawServer,
-    RawSession,
+    keys_of, RawAccess, RawBearerIssuer, RawConfig, RawHeaders, RawOidc, RawProxy, RawRule,
+    RawServer, RawSession,
 };
 
 /// A key the schema does not know.
@@ -150,19 +150,21 @@ fn schema(path: &str) -> Option<&'static [&'static str]> {
         "session" => keys_of::<RawSession>(),
         "headers" => keys_of::<RawHeaders>(),
         "access" => keys_of::<RawAccess>(),
+        "proxy" => keys_of::<RawProxy>(),
         "rule" => keys_of::<RawRule>(),
         _ => return None,
     })
 }
 
 /// Every table that has a schema, for "did you mean server.listen?" hints.
-const SECTIONS: [&str; 7] = [
+const SECTIONS: [&str; 8] = [
     "server",
     "oidc",
     "oidc.bearer_issuers",
     "session",
     "headers",
     "access",
+    "proxy",
     "rule",
 ];
 

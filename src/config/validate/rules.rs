@@ -12,6 +12,17 @@ use crate::config::{Policy, RuleConfig};
 impl Checker<'_> {
     pub(super) fn rule(&mut self, i: usize, raw: RawRule) -> RuleConfig {
         let key = |field: &str| format!("rule[{i}].{field}");
+        let upstream = raw
+            .upstream
+            .as_deref()
+            .and_then(|u| match syntax::http_url(u) {
+                Ok(url) => Some(url),
+                Err(reason) => {
+                    self.problem(key("upstream"), reason);
+                    None
+                }
+            });
+        let upstream_options = self.upstream_options(i, &raw, upstream.as_ref());
         let name = match raw.name {
             Some(name) if name.trim().is_empty() => {
                 self.problem(key("name"), "is empty; remove it to use the default name");
@@ -66,13 +77,6 @@ impl Checker<'_> {
                 )
             })
             .collect();
-        let upstream = raw.upstream.and_then(|u| match syntax::http_url(&u) {
-            Ok(url) => Some(url),
-            Err(reason) => {
-                self.problem(key("upstream"), reason);
-                None
-            }
-        });
         let rule = RuleConfig {
             name,
             host,
@@ -84,6 +88,7 @@ impl Checker<'_> {
             emails,
             email_domains,
             upstream,
+            upstream_options,
             bearer: raw.bearer,
         };
         if rule.policy != Policy::Authenticated && rule.has_subjects() {

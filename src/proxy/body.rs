@@ -1,0 +1,116 @@
+//! Bodies streamed through the proxy, frame by frame, never collected: the
+//! client's request body going up and the upstream's response body coming
+//! back. hyper polls the next frame only when the other side has taken the
+//! previous one, so backpressure carries through end to end.
+//!
+//! [`IdleBody`] adds `proxy.idle_timeout`: a body that moves no frame for
+//! that long ends with an error, which makes hyper cut the stream (reset on
+//! HTTP/2, closed connection on HTTP/1.1). The timer is armed only when the
+//! inner body is not ready, so a body that is already complete costs nothing.
+
+use std::fmt;
+use std::future::Future as _;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use tokio::time::{Instant, Sleep};
+
+/// The request body sent upstream.
+pub type RequestBody = IdleBody<Incoming>;
+/// The response body streamed back to the client.
+pub type ResponseBody = IdleBody<Incoming>;
+
+/// A body with an idle timeout between frames.
+pub struct IdleBody<B> {
+    inner: B,
+    idle: Duration,
+    timer: Option<Pin<Box<Sleep>>>,
+    armed: bool,
+    /// Which side, for the log line: `request` or `response`.
+    side: &'static str,
+    /// Upstream URL, for the log line.
+    upstream: Arc<str>,
+}
+
+/// Why a proxied body ended early.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    /// The other side stopped sending for longer than `proxy.idle_timeout`.
+    #[error("body idle for longer than proxy.idle_timeout")]
+    Idle,
+    /// The connection failed mid-body.
+    #[error("body stream failed")]
+    Stream(#[source] hyper::Error),
+}
+
+// === impl IdleBody ===
+
+impl<B> IdleBody<B> {
+    /// Wraps `inner`; `side` and `upstream` name it in the log when it idles out.
+    pub fn new(inner: B, idle: Duration, side: &'static str, upstream: Arc<str>) -> Self {
+        IdleBody {
+            inner,
+            idle,
+            timer: None,
+            armed: false,
+            side,
+            upstream,
+        }
+    }
+}
+
+impl<B> fmt::Debug for IdleBody<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IdleBody")
+            .field("side", &self.side)
+            .finish()
+    }
+}
+
+impl<B> Body for IdleBody<B>
+where
+    B: Body<Data = Bytes, Error = hyper::Error> + Unpin,
+{
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                this.armed = false;
+                Poll::Ready(frame.map(|r| r.map_err(BodyError::Stream)))
+            }
+            Poll::Pending => {
+                let deadline = Instant::now() + this.idle;
+                let timer = this
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                if !this.armed {
+                    timer.as_mut().reset(deadline);
+                    this.armed = true;
+                }
+                if timer.as_mut().poll(cx).is_ready() {
+                    tracing::warn!(upstream = %this.upstream, side = this.side, idle_secs = this.idle.as_secs(), "proxied body moved no bytes within proxy.idle_timeout; cutting the stream");
+                    return Poll::Ready(Some(Err(BodyError::Idle)));
+                }
+                Poll::Pending
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

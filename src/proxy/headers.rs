@@ -1,0 +1,428 @@
+//! Header hygiene between the client and the upstream.
+//!
+//! Going up: hop-by-hop headers and those named in `Connection` are dropped;
+//! every client copy of the identity headers, `X-Auth-Access-Token` and
+//! `headers.strip` is removed in any letter case and with `_` for `-`;
+//! `Forwarded` and `X-Real-IP` from peers outside `trusted_proxies` are
+//! removed; portcullis's own cookies (session and login flow) are cut out
+//! of `Cookie` while other cookies stay; then fresh identity headers,
+//! `X-Forwarded-For` (appended to a trusted peer's list, else replaced),
+//! `X-Forwarded-Proto` and `X-Forwarded-Host`, and optionally the access
+//! token and `Authorization: Bearer <id_token>` are added.
+//!
+//! Coming back: hop-by-hop headers are dropped (an upgrade answer keeps
+//! `Connection` and `Upgrade`). The names to remove are compiled once per
+//! runtime into [`Hygiene`]; scrubbing a request allocates only when it
+//! finds something to cut.
+
+use std::net::IpAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+use crate::config::HeadersConfig;
+use crate::http_util;
+use crate::identity::IdentityHeaders;
+use crate::session::Session;
+
+/// Sent upstream with `pass_access_token`.
+pub static X_AUTH_ACCESS_TOKEN: HeaderName = HeaderName::from_static("x-auth-access-token");
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+
+const HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+/// The compiled header rules of one runtime.
+#[derive(Debug)]
+pub struct Hygiene {
+    /// Canonical spellings (lower case, `-`) of every header a client may not send.
+    removed: Vec<Box<str>>,
+    user: HeaderName,
+    email: HeaderName,
+    groups: HeaderName,
+    pass_access_token: bool,
+    pass_authorization: bool,
+}
+
+/// Where the request came from, for the `X-Forwarded-*` headers.
+pub struct Forwarding<'a> {
+    /// The TCP peer.
+    pub peer: IpAddr,
+    /// The peer is in `trusted_proxies`.
+    pub trusted: bool,
+    /// `http` or `https` as the client used it.
+    pub proto: &'static str,
+    /// The host the client asked for, as sent.
+    pub host: &'a str,
+}
+
+// === impl Hygiene ===
+
+impl Hygiene {
+    /// Compiles `[headers]`.
+    pub fn new(cfg: &HeadersConfig) -> Hygiene {
+        let removed = [&cfg.user, &cfg.email, &cfg.groups, &X_AUTH_ACCESS_TOKEN]
+            .into_iter()
+            .chain(cfg.strip.iter())
+            .map(|n| canonical(n.as_str()).into_boxed_str())
+            .collect();
+        Hygiene {
+            removed,
+            user: cfg.user.clone(),
+            email: cfg.email.clone(),
+            groups: cfg.groups.clone(),
+            pass_access_token: cfg.pass_access_token,
+            pass_authorization: cfg.pass_authorization,
+        }
+    }
+
+    /// True when a client-sent header `name` (lower case, as `HeaderName` keeps
+    /// it) is one of the removed ones in any `_`/`-` spelling.
+    fn is_removed(&self, name: &str) -> bool {
+        self.removed.iter().any(|r| same_header(name, r))
+    }
+
+    /// Scrubs the request headers and adds the identity and forwarding headers.
+    /// `upgrade` keeps the `Upgrade` header and says so in `Connection`.
+    pub fn scrub_request(
+        &self,
+        h: &mut HeaderMap,
+        cookie_name: &str,
+        id: &IdentityHeaders,
+        session: Option<&Session>,
+        fwd: &Forwarding<'_>,
+        upgrade: Option<HeaderValue>,
+    ) {
+        strip_hop_by_hop(h);
+        let doomed: Vec<HeaderName> = h
+            .keys()
+            .filter(|k| self.is_removed(k.as_str()))
+            .cloned()
+            .collect();
+        for k in doomed {
+            h.remove(k);
+        }
+        if !fwd.trusted {
+            h.remove(header::FORWARDED);
+            h.remove(&X_REAL_IP);
+        }
+        strip_own_cookies(h, cookie_name);
+        h.insert(self.user.clone(), id.user.clone());
+        h.insert(self.email.clone(), id.email.clone());
+        h.insert(self.groups.clone(), id.groups.clone());
+        if let Some(s) = session {
+            self.add_tokens(h, s);
+        }
+        forwarded(h, fwd);
+        if let Some(u) = upgrade {
+            h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            h.insert(header::UPGRADE, u);
+        }
+    }
+
+    fn add_tokens(&self, h: &mut HeaderMap, s: &Session) {
+        if self.pass_access_token {
+            if let Some(v) = s
+                .access_token
+                .as_ref()
+                .and_then(|t| HeaderValue::from_str(t.expose()).ok())
+            {
+                h.insert(X_AUTH_ACCESS_TOKEN.clone(), sensitive(v));
+            }
+        }
+        if self.pass_authorization {
+            if let Some(v) = s
+                .id_token
+                .as_ref()
+                .and_then(|t| HeaderValue::from_str(&format!("Bearer {}", t.expose())).ok())
+            {
+                h.insert(header::AUTHORIZATION, sensitive(v));
+            }
+        }
+    }
+}
+
+fn sensitive(mut v: HeaderValue) -> HeaderValue {
+    v.set_sensitive(true);
+    v
+}
+
+/// Lower-cases a header name and maps `_` to `-`, the spellings apps treat alike.
+pub fn canonical(name: &str) -> String {
+    name.bytes()
+        .map(|b| match b {
+            b'_' => '-',
+            b => b.to_ascii_lowercase() as char,
+        })
+        .collect()
+}
+
+/// `name` (already lower case) equals `canonical` when `_` counts as `-`.
+fn same_header(name: &str, canonical: &str) -> bool {
+    name.len() == canonical.len()
+        && name
+            .bytes()
+            .zip(canonical.bytes())
+            .all(|(a, b)| a == b || (a == b'_' && b == b'-'))
+}
+
+/// Removes hop-by-hop headers and those named in `Connection`.
+pub fn strip_hop_by_hop(h: &mut HeaderMap) {
+    if let Some(named) = connection_named(h) {
+        for n in named {
+            h.remove(n);
+        }
+    }
+    for n in &HOP_BY_HOP {
+        h.remove(n);
+    }
+}
+
+/// The headers `Connection` names, other than the standard options; `None`
+/// (no allocation) when it names none.
+fn connection_named(h: &HeaderMap) -> Option<Vec<HeaderName>> {
+    let mut out: Option<Vec<HeaderName>> = None;
+    for v in h.get_all(header::CONNECTION) {
+        let Ok(v) = v.to_str() else { continue };
+        for token in v.split(',').map(str::trim) {
+            if token.is_empty()
+                || token.eq_ignore_ascii_case("close")
+                || token.eq_ignore_ascii_case("keep-alive")
+                || token.eq_ignore_ascii_case("upgrade")
+            {
+                continue;
+            }
+            if let Ok(n) = HeaderName::from_bytes(token.as_bytes()) {
+                out.get_or_insert_with(Vec::new).push(n);
+            }
+        }
+    }
+    out
+}
+
+/// True for an HTTP/1.1 upgrade request (`Connection: upgrade` and `Upgrade`).
+pub fn upgrade_of(h: &HeaderMap) -> Option<HeaderValue> {
+    let wants = h
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    if wants {
+        h.get(header::UPGRADE).cloned()
+    } else {
+        None
+    }
+}
+
+/// Cuts portcullis's session and login-flow cookies out of `Cookie`, keeping the rest.
+fn strip_own_cookies(h: &mut HeaderMap, cookie_name: &str) {
+    let ours = |k: &str| {
+        k == cookie_name
+            || k.strip_prefix(cookie_name)
+                .is_some_and(|rest| rest.starts_with("_flow_"))
+    };
+    if !http_util::cookies(h).any(|(k, _)| ours(k)) {
+        return;
+    }
+    let kept: Vec<String> = h
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter(|pair| {
+            let name = pair.split_once('=').map_or(*pair, |(k, _)| k).trim();
+            !name.is_empty() && !ours(name)
+        })
+        .map(|pair| pair.trim().to_owned())
+        .collect();
+    h.remove(header::COOKIE);
+    if !kept.is_empty() {
+        if let Ok(v) = HeaderValue::from_str(&kept.join("; ")) {
+            h.insert(header::COOKIE, v);
+        }
+    }
+}
+
+/// Sets `X-Forwarded-For/Proto/Host`. A trusted peer's `X-Forwarded-For` is
+/// extended and its `X-Forwarded-Proto/Host` kept; from anyone else they are replaced.
+fn forwarded(h: &mut HeaderMap, fwd: &Forwarding<'_>) {
+    let peer = crate::pipeline::canonical(fwd.peer).to_string();
+    let xff = match h.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(prev) if fwd.trusted && !prev.trim().is_empty() => format!("{prev}, {peer}"),
+        _ => peer,
+    };
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        h.insert(X_FORWARDED_FOR.clone(), v);
+    }
+    if !(fwd.trusted && h.contains_key(&X_FORWARDED_PROTO)) {
+        h.insert(
+            X_FORWARDED_PROTO.clone(),
+            HeaderValue::from_static(fwd.proto),
+        );
+    }
+    if !(fwd.trusted && h.contains_key(&X_FORWARDED_HOST)) {
+        match HeaderValue::from_str(fwd.host) {
+            Ok(v) => {
+                h.insert(X_FORWARDED_HOST.clone(), v);
+            }
+            Err(_) => {
+                h.remove(&X_FORWARDED_HOST);
+            }
+        }
+    }
+}
+
+/// Hygiene for the upstream's response head. An upgrade answer (101) keeps
+/// `Connection: upgrade` and `Upgrade`.
+pub fn scrub_response(h: &mut HeaderMap, upgraded: bool) {
+    let upgrade = if upgraded {
+        h.get(header::UPGRADE).cloned()
+    } else {
+        None
+    };
+    strip_hop_by_hop(h);
+    if let Some(u) = upgrade {
+        h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        h.insert(header::UPGRADE, u);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hygiene(strip: &[&str]) -> Hygiene {
+        Hygiene::new(&HeadersConfig {
+            user: HeaderName::from_static("x-auth-user"),
+            email: HeaderName::from_static("x-auth-email"),
+            groups: HeaderName::from_static("x-auth-groups"),
+            strip: strip
+                .iter()
+                .map(|s| HeaderName::from_bytes(s.as_bytes()).unwrap())
+                .collect(),
+            pass_access_token: false,
+            pass_authorization: false,
+        })
+    }
+
+    fn fwd(trusted: bool) -> Forwarding<'static> {
+        Forwarding {
+            peer: "10.0.0.9".parse().unwrap(),
+            trusted,
+            proto: "https",
+            host: "app.example.com",
+        }
+    }
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn canonical_names() {
+        assert_eq!(canonical("X_Auth_User"), "x-auth-user");
+        assert_eq!(canonical("x-AUTH-user"), "x-auth-user");
+        assert!(same_header("x_auth_user", "x-auth-user"));
+        assert!(!same_header("x-auth-users", "x-auth-user"));
+    }
+
+    #[test]
+    fn hostile_request_headers_are_removed() {
+        let mut h = headers(&[
+            ("X-Auth-User", "mallory"),
+            ("x_auth_user", "mallory"),
+            ("X_AUTH_GROUPS", "admins"),
+            ("x-auth-access-token", "forged"),
+            ("x-forwarded-user", "mallory"),
+            ("connection", "keep-alive, X-Secret"),
+            ("x-secret", "hop"),
+            ("te", "trailers"),
+            ("upgrade", "h2c"),
+            ("forwarded", "for=1.2.3.4"),
+            ("x-forwarded-for", "1.2.3.4"),
+            ("x-forwarded-host", "evil.example.com"),
+            ("cookie", "_portcullis=abc; theme=dark"),
+            ("cookie", "_portcullis_flow_x=1; lang=en"),
+            ("x-keep", "yes"),
+        ]);
+        let id = IdentityHeaders::empty();
+        hygiene(&["X_Forwarded_User"]).scrub_request(
+            &mut h,
+            "_portcullis",
+            &id,
+            None,
+            &fwd(false),
+            None,
+        );
+        for gone in [
+            "x_auth_user",
+            "x_auth_groups",
+            "x-auth-access-token",
+            "x-forwarded-user",
+            "connection",
+            "x-secret",
+            "te",
+            "upgrade",
+            "forwarded",
+        ] {
+            assert!(!h.contains_key(gone), "{gone} survived: {h:?}");
+        }
+        assert_eq!(h["x-auth-user"], "");
+        assert_eq!(h["x-forwarded-for"], "10.0.0.9");
+        assert_eq!(h["x-forwarded-host"], "app.example.com");
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h["cookie"], "theme=dark; lang=en");
+        assert_eq!(h["x-keep"], "yes");
+    }
+
+    #[test]
+    fn trusted_peers_extend_forwarding() {
+        let mut h = headers(&[
+            ("x-forwarded-for", "1.2.3.4"),
+            ("x-forwarded-proto", "http"),
+            ("cookie", "_portcullis=abc"),
+        ]);
+        hygiene(&[]).scrub_request(
+            &mut h,
+            "_portcullis",
+            &IdentityHeaders::empty(),
+            None,
+            &fwd(true),
+            Some(HeaderValue::from_static("websocket")),
+        );
+        assert_eq!(h["x-forwarded-for"], "1.2.3.4, 10.0.0.9");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert!(!h.contains_key("cookie"));
+        assert_eq!(h["connection"], "upgrade");
+        assert_eq!(h["upgrade"], "websocket");
+    }
+
+    #[test]
+    fn upgrades_are_recognised() {
+        let h = headers(&[
+            ("connection", "keep-alive, Upgrade"),
+            ("upgrade", "websocket"),
+        ]);
+        assert_eq!(upgrade_of(&h).unwrap(), "websocket");
+        assert!(upgrade_of(&headers(&[("upgrade", "websocket")])).is_none());
+    }
+}
