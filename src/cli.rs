@@ -1,4 +1,4 @@
-//! Command-line interface: `serve` (default), `demo` and `gen-secret`, and
+//! Command-line interface: `serve` (default), `check`, `demo` and `gen-secret`, and
 //! what each does once parsed. `main` only parses and calls [`run`]; the
 //! mapping of failures to exit codes lives here too.
 
@@ -38,6 +38,17 @@ pub enum Command {
     },
     /// Print a fresh random cookie secret.
     GenSecret,
+    /// Validate the config and probe the IdP and the session store from
+    /// here: one line per check (ok / warn / FAIL with the fix); exit 1 on any FAIL.
+    Check {
+        /// Print a JSON array of {check, status, detail, fix} instead of lines.
+        #[arg(long)]
+        json: bool,
+        /// Also log in once through the IdP and show the claims received,
+        /// the identity derived and the rules it passes.
+        #[arg(long)]
+        login: bool,
+    },
 }
 
 /// Runs the parsed command. Returns the process exit code.
@@ -54,6 +65,12 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             let config = Config::load(&path, &ProcessEnv).map_err(|e| anyhow::anyhow!("{e}"))?;
             telemetry::init(config.server.log_format);
             runtime()?.block_on(serve(config, path))
+        }
+        Command::Check { json, login } => {
+            let path = cli
+                .config
+                .context("no config file: pass --config FILE or set PORTCULLIS_CONFIG")?;
+            runtime()?.block_on(check(path, json, login))
         }
         Command::Demo { listen } => {
             telemetry::init(crate::config::LogFormat::Text);
@@ -92,9 +109,33 @@ fn warn_risky(config: &Config) {
     }
 }
 
+async fn check(path: PathBuf, json: bool, login: bool) -> anyhow::Result<()> {
+    let (mut report, config) = crate::check::run_file(&path, &ProcessEnv).await;
+    if let (true, Some(config)) = (login, &config) {
+        report.extend(crate::check::login::run(config).await.findings);
+    }
+    if json {
+        println!("{}", report.to_json());
+    } else {
+        print!("{}", report.to_text());
+    }
+    let failed = report
+        .findings
+        .iter()
+        .filter(|f| f.status == crate::check::Status::Fail)
+        .count();
+    if failed > 0 {
+        anyhow::bail!("{failed} check(s) failed");
+    }
+    Ok(())
+}
+
 async fn serve(config: Config, path: PathBuf) -> anyhow::Result<()> {
     warn_risky(&config);
+    let probed = config.clone();
     let running = server::start(config, None, None).await?;
+    // The same probes as `portcullis check`, once, in the background.
+    tokio::spawn(async move { crate::check::log_findings(&crate::check::run(&probed).await) });
     tracing::info!(listen = %running.addr, admin = ?running.admin_addr, "portcullis listening");
     let gw = running.gateway.clone();
     tokio::spawn(reload_on_hup(gw, path));

@@ -22,6 +22,7 @@
 //! - [`admin`]: `/healthz`, `/readyz`.
 //! - [`error`] and [`pages`]: the single error → response function and the HTML/JSON bodies.
 //! - [`devidp`] and [`demo`]: the development issuer and `portcullis demo` (never used by `serve`).
+//! - [`check`]: `portcullis check`, the same probes at start-up.
 //! - [`cli`], [`telemetry`], [`secret`]: command line, logging, redacted secrets.
 
 #![deny(missing_docs)]
@@ -29,6 +30,7 @@
 
 pub mod admin;
 pub mod bearer;
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod demo;

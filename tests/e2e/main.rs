@@ -28,3 +28,7 @@ mod cross_process;
 // IdP unreachable (before discovery, before the code exchange), IdP error
 // callbacks, replayed authorization codes.
 mod idp_failures;
+// `portcullis check` against the real IdP configured in broken ways
+// (issuer slash, unreachable host, wrong port, self-signed TLS, empty JWKS,
+// groups scope, redirect URI, clock skew), `--json` and `--login`.
+mod check;

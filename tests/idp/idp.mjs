@@ -13,6 +13,7 @@
 
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
 import {
   generateKeyPairSync, randomBytes, randomUUID, sign as cryptoSign,
 } from 'node:crypto';
@@ -62,6 +63,11 @@ const ttlOverrides = cfg.ttl ?? {};
 // Optional: { "resource": URI, "audience": AUD } makes the client_credentials
 // grant issue RFC 9068 JWT access tokens (typ at+jwt) for that audience.
 const jwtAccessTokens = cfg.jwt_access_tokens ?? null;
+// Deliberately broken set-ups, for `portcullis check` tests (see README.md).
+const emptyJwks = cfg.empty_jwks === true;
+const noGroupsScope = cfg.no_groups_scope === true;
+const noGroupsClaim = cfg.no_groups_claim === true;
+const tlsFiles = cfg.tls ?? null;
 
 // ---------------------------------------------------------------- store ----
 
@@ -138,7 +144,7 @@ function accountClaims(id) {
     preferred_username: id,
     name: u.name ?? id,
     ...(u.email !== undefined ? { email: u.email, email_verified: u.email_verified ?? true } : {}),
-    groups: u.groups ?? [],
+    ...(noGroupsClaim ? {} : { groups: u.groups ?? [] }),
     ...(u.claims ?? {}),
   };
 }
@@ -204,6 +210,7 @@ function buildProvider(issuer) {
     groups: ['groups'],
     ...(cfg.claims ?? {}),
   };
+  if (noGroupsScope) delete claims.groups;
 
   const configuration = {
     adapter: (model) => new MemoryAdapter(model, store),
@@ -212,7 +219,7 @@ function buildProvider(issuer) {
     cookies: { keys: [randomBytes(32).toString('hex'), randomBytes(32).toString('hex')] },
     findAccount,
     claims,
-    scopes: ['openid', 'offline_access', 'profile', 'email', 'groups'],
+    scopes: ['openid', 'offline_access', 'profile', 'email', ...(noGroupsScope ? [] : ['groups'])],
     conformIdTokenClaims: !idTokenClaims,
     pkce: cfg.pkce_required === undefined ? undefined : { required: () => cfg.pkce_required === true },
     ttl: {
@@ -659,6 +666,11 @@ async function handle(req, res) {
     return;
   }
 
+  if (emptyJwks && path === '/jwks') {
+    send(res, 200, 'application/jwk-set+json', '{"keys":[]}');
+    return;
+  }
+
   let m = path.match(/^\/interaction\/([^/]+)$/);
   if (m && req.method === 'GET') {
     await interactionGet(req, res, m[1]);
@@ -677,7 +689,7 @@ async function handle(req, res) {
   await providerCallback(req, res);
 }
 
-const server = http.createServer((req, res) => {
+const onRequest = (req, res) => {
   handle(req, res).catch((err) => {
     const known = err instanceof oidcErrors.OIDCProviderError;
     if (!known) log('handler error:', err);
@@ -690,11 +702,14 @@ const server = http.createServer((req, res) => {
       res.destroy();
     }
   });
-});
+};
+const server = tlsFiles
+  ? https.createServer({ cert: readFileSync(tlsFiles.cert), key: readFileSync(tlsFiles.key) }, onRequest)
+  : http.createServer(onRequest);
 
 server.listen(port, '127.0.0.1', () => {
   const actual = server.address().port;
-  const issuer = `http://127.0.0.1:${actual}${issuerPath}`;
+  const issuer = `${tlsFiles ? 'https' : 'http'}://127.0.0.1:${actual}${issuerPath}`;
   try {
     provider = buildProvider(issuer);
   } catch (err) {

@@ -1,0 +1,371 @@
+//! `portcullis check` against the real IdP configured in deliberately broken
+//! ways: each case asserts the exact line the operator would read, and the
+//! exit code (1 on any FAIL, 0 otherwise).
+//!
+//! Four IdPs cover every case: a good one (Authentik-style issuer with a
+//! trailing slash), one with an empty JWKS, no `groups` scope and a clock
+//! five minutes ahead, one whose users carry no groups claim (for
+//! `--login`), and one served over self-signed TLS.
+
+use std::process::Command;
+use std::sync::OnceLock;
+
+use serde_json::json;
+
+use crate::support::free_port;
+use crate::support::gateway::{Gateway, Launch, APP_RULES, LISTEN_PLACEHOLDER, SESSION_SECRET};
+use crate::support::idp::{Idp, CLIENT_SECRET};
+use crate::support::proc::{scratch_dir, LogsOnFailure};
+use crate::support::wait_for;
+
+const ISSUER_PATH: &str = "/application/o/portcullis/";
+
+/// The port in the registered redirect URI (nothing listens there: `check`
+/// only computes the URI and asks the IdP about it).
+fn auth_port() -> u16 {
+    static P: OnceLock<u16> = OnceLock::new();
+    *P.get_or_init(free_port)
+}
+
+fn registered() -> Vec<String> {
+    vec![format!(
+        "http://auth.example.com:{}/oauth2/callback",
+        auth_port()
+    )]
+}
+
+fn good_idp() -> &'static Idp {
+    static I: OnceLock<Idp> = OnceLock::new();
+    I.get_or_init(|| Idp::start_with(&registered(), json!({"issuer_path": ISSUER_PATH})))
+}
+
+fn broken_idp() -> &'static Idp {
+    static I: OnceLock<Idp> = OnceLock::new();
+    I.get_or_init(|| {
+        Idp::start_with(
+            &registered(),
+            json!({"empty_jwks": true, "no_groups_scope": true, "clock_skew_seconds": 300}),
+        )
+    })
+}
+
+/// What the operator writes, with the parts a case changes as parameters.
+struct Cfg<'a> {
+    issuer: &'a str,
+    external_url: String,
+    scopes: &'a str,
+    extra_server: &'a str,
+}
+
+impl Cfg<'_> {
+    fn new(issuer: &str) -> Cfg<'_> {
+        Cfg {
+            issuer,
+            external_url: format!("http://auth.example.com:{}", auth_port()),
+            scopes: r#"["openid", "profile", "email", "groups"]"#,
+            extra_server: "",
+        }
+    }
+
+    fn text(&self) -> String {
+        format!(
+            r#"[server]
+listen = "{LISTEN_PLACEHOLDER}"
+external_url = "{}"
+{}
+
+[oidc]
+issuer = "{}"
+client_id = "portcullis"
+scopes = {}
+
+[session]
+cookie_secure = false
+cookie_domain = "example.com"
+
+[access]
+default = "deny"
+allowed_redirect_domains = [".example.com"]
+
+{APP_RULES}"#,
+            self.external_url, self.extra_server, self.issuer, self.scopes
+        )
+    }
+}
+
+struct Outcome {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Outcome {
+    fn lines(&self) -> Vec<&str> {
+        self.stdout.lines().collect()
+    }
+
+    /// The one line of `check`, panicking with the whole output when absent.
+    fn line(&self, check: &str) -> &str {
+        let found: Vec<&str> = self
+            .stdout
+            .lines()
+            .filter(|l| {
+                l.get(5..)
+                    .is_some_and(|r| r.starts_with(&format!("{check}: ")))
+            })
+            .collect();
+        assert_eq!(found.len(), 1, "expected one `{check}` line:\n{self}");
+        found[0]
+    }
+
+    fn assert_line(&self, expected: &str) {
+        let check = expected[5..].split(": ").next().unwrap();
+        assert_eq!(self.line(check), expected, "\n{self}");
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {:?}\n--- stdout ---\n{}--- stderr ---\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+fn command(config: &str, args: &[&str]) -> Command {
+    let dir = scratch_dir("check");
+    let path = dir.join("portcullis.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_portcullis"));
+    cmd.arg("check").arg("--config").arg(&path).args(args);
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("PORTCULLIS_") {
+            cmd.env_remove(&k);
+        }
+    }
+    cmd.env("PORTCULLIS_OIDC_CLIENT_SECRET", CLIENT_SECRET)
+        .env("PORTCULLIS_SESSION_SECRET", SESSION_SECRET)
+        .env("NO_COLOR", "1")
+        .current_dir(&dir);
+    cmd
+}
+
+fn check(config: &str, args: &[&str]) -> Outcome {
+    let out = command(config, args)
+        .output()
+        .expect("run portcullis check");
+    Outcome {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+const SCOPE_FIX: &str = "create a `groups` scope at the IdP that releases the groups claim (Authentik: a scope mapping named groups returning [g.name for g in request.user.ak_groups.all()]), or drop it from oidc.scopes and point oidc.groups_claim at the claim your IdP uses (e.g. realm_access.roles)";
+
+#[test]
+fn good_config_passes_with_exit_0() {
+    let idp = good_idp();
+    let _logs = LogsOnFailure(vec![&idp.proc]);
+    let out = check(&Cfg::new(&idp.issuer).text(), &[]);
+    assert_eq!(out.code, Some(0), "{out}");
+    assert!(
+        out.lines().iter().all(|l| l.starts_with("ok   ")),
+        "every line ok:\n{out}"
+    );
+    let port = auth_port();
+    out.assert_line(&format!(
+        "ok   issuer: oidc.issuer matches the discovery document's issuer \"{}\" byte for byte",
+        idp.issuer
+    ));
+    out.assert_line(&format!("ok   redirect_uri: portcullis sends http://auth.example.com:{port}/oauth2/callback; register exactly this redirect URI at the IdP"));
+    out.assert_line(&format!("ok   authorize: the IdP accepts client \"portcullis\" with redirect URI http://auth.example.com:{port}/oauth2/callback"));
+    out.assert_line(
+        "ok   scopes: openid, profile, email, groups all in the IdP's scopes_supported",
+    );
+    out.assert_line("ok   groups scope: requested; rules using groups: rule[1]");
+    out.assert_line("ok   cookie_domain: session.cookie_domain = \"example.com\" covers auth.example.com, app.example.com");
+    out.assert_line("ok   redirect_domains: access.allowed_redirect_domains covers every app host");
+    out.assert_line("ok   session store: memory: sessions live in this process only (lost on restart, not shared between instances)");
+    for check in [
+        "dns",
+        "tcp",
+        "discovery",
+        "clock",
+        "jwks",
+        "signing",
+        "offline_access",
+    ] {
+        out.line(check);
+    }
+    assert!(out.line("jwks").contains("1 signing key(s)"), "{out}");
+
+    // The same as JSON for machines.
+    let json = check(&Cfg::new(&idp.issuer).text(), &["--json"]);
+    assert_eq!(json.code, Some(0), "{json}");
+    let v: serde_json::Value = serde_json::from_str(&json.stdout).expect("--json prints JSON");
+    let items = v.as_array().expect("an array");
+    assert_eq!(items.len(), out.lines().len(), "{json}");
+    let issuer = items.iter().find(|i| i["check"] == "issuer").unwrap();
+    assert_eq!(issuer["status"], "ok");
+    assert!(issuer["fix"].is_null());
+}
+
+#[test]
+fn issuer_without_trailing_slash() {
+    let idp = good_idp();
+    let _logs = LogsOnFailure(vec![&idp.proc]);
+    let without = idp.issuer.trim_end_matches('/');
+    let out = check(&Cfg::new(without).text(), &["--json"]);
+    assert_eq!(out.code, Some(1), "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let issuer = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["check"] == "issuer")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        issuer,
+        json!({
+            "check": "issuer",
+            "status": "fail",
+            "detail": format!("oidc.issuer \"{without}\" lacks the trailing slash of the discovery document's issuer \"{}\"; ID tokens carry the issuer byte for byte, so every login would fail", idp.issuer),
+            "fix": format!("set oidc.issuer = \"{}\" exactly", idp.issuer),
+        })
+    );
+    let text = check(&Cfg::new(without).text(), &[]);
+    text.assert_line(&format!("FAIL issuer: oidc.issuer \"{without}\" lacks the trailing slash of the discovery document's issuer \"{}\"; ID tokens carry the issuer byte for byte, so every login would fail — fix: set oidc.issuer = \"{}\" exactly", idp.issuer, idp.issuer));
+    assert!(text.stderr.contains("check(s) failed"), "{text}");
+}
+
+#[test]
+fn unreachable_host() {
+    let out = check(&Cfg::new("https://portcullis-check.invalid/").text(), &[]);
+    assert_eq!(out.code, Some(1), "{out}");
+    let fix = "check the host name in oidc.issuer; if it resolves on your laptop but not here, this host uses other DNS servers (split DNS, container DNS): add the name there or to /etc/hosts";
+    let line = out.line("dns");
+    assert!(
+        line == format!("FAIL dns: cannot resolve portcullis-check.invalid: no such host — fix: {fix}")
+            || line == format!("FAIL dns: cannot resolve portcullis-check.invalid: the DNS server did not answer (temporary failure) — fix: {fix}"),
+        "{out}"
+    );
+    // Nothing that needs the IdP is claimed to work.
+    for c in ["tcp", "discovery", "issuer", "authorize"] {
+        assert!(!out.stdout.contains(&format!(" {c}: ")), "{out}");
+    }
+}
+
+#[test]
+fn wrong_port() {
+    let port = free_port();
+    let out = check(&Cfg::new(&format!("http://127.0.0.1:{port}/")).text(), &[]);
+    assert_eq!(out.code, Some(1), "{out}");
+    out.assert_line(&format!("FAIL tcp: 127.0.0.1:{port} refused the connection (nothing listens on port {port}) — fix: check the port in oidc.issuer and that the IdP is running and listening on that address"));
+}
+
+#[test]
+fn tls_failure_self_signed() {
+    let dir = scratch_dir("idp-tls");
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
+    std::fs::write(dir.join("cert.pem"), cert.cert.pem()).unwrap();
+    std::fs::write(dir.join("key.pem"), cert.key_pair.serialize_pem()).unwrap();
+    let idp = Idp::start_with(
+        &registered(),
+        json!({"tls": {"cert": dir.join("cert.pem"), "key": dir.join("key.pem")}}),
+    );
+    assert!(idp.issuer.starts_with("https://"), "{}", idp.issuer);
+    let out = check(&Cfg::new(&idp.issuer).text(), &[]);
+    assert_eq!(out.code, Some(1), "{out}");
+    out.assert_line("FAIL tls: handshake with 127.0.0.1 failed: invalid peer certificate: UnknownIssuer — fix: the IdP's certificate is not signed by a public CA (self-signed or a private CA): portcullis trusts the public web PKI (Mozilla's roots), so give the IdP a certificate from a public CA such as Let's Encrypt, and serve the full chain");
+    assert!(!out.stdout.contains(" discovery: "), "{out}");
+}
+
+#[test]
+fn jwks_without_keys() {
+    let idp = broken_idp();
+    let _logs = LogsOnFailure(vec![&idp.proc]);
+    let out = check(&Cfg::new(&idp.issuer).text(), &[]);
+    assert_eq!(out.code, Some(1), "{out}");
+    out.assert_line(&format!("FAIL jwks: {}/jwks has no keys — fix: attach a signing key to this client at the IdP (Authentik: the provider's Signing Key; Keycloak: an active RS256 realm key) so ID tokens are signed with RS256 or ES256", idp.issuer));
+}
+
+#[test]
+fn groups_scope_not_supported() {
+    let idp = broken_idp();
+    let _logs = LogsOnFailure(vec![&idp.proc]);
+    let out = check(&Cfg::new(&idp.issuer).text(), &[]);
+    out.assert_line(&format!("warn scopes: groups is not among the IdP's scopes_supported (openid, offline_access, profile, email); the IdP may reject the login or ignore it — fix: {SCOPE_FIX}"));
+}
+
+#[test]
+fn groups_scope_not_requested() {
+    let idp = good_idp();
+    let _logs = LogsOnFailure(vec![&idp.proc]);
+    let mut cfg = Cfg::new(&idp.issuer);
+    cfg.scopes = r#"["openid", "profile", "email"]"#;
+    let out = check(&cfg.text(), &[]);
+    // A warning: some IdPs put groups into the profile scope.
+    assert_eq!(out.code, Some(0), "{out}");
+    out.assert_line("warn groups scope: rules use groups (rule[1]) but oidc.scopes does not request the `groups` scope, so most IdPs send no groups claim — fix: add \"groups\" to oidc.scopes (or, if your IdP puts groups elsewhere, point oidc.groups_claim at that claim)");
+}
+
+#[test]
+fn clock_skew() {
+    let idp = broken_idp();
+    let _logs = LogsOnFailure(vec![&idp.proc]);
+    let out = check(&Cfg::new(&idp.issuer).text(), &[]);
+    out.assert_line("FAIL clock: the IdP's clock is about 300 s ahead of this host's, more than oidc.clock_leeway = 60 s — fix: synchronise both clocks with NTP (chrony, systemd-timesyncd); ID tokens from a clock that runs ahead are rejected as issued in the future, from one that runs behind as expired");
+}
+
+#[test]
+fn redirect_uri_not_registered() {
+    let idp = good_idp();
+    let _logs = LogsOnFailure(vec![&idp.proc]);
+    let mut cfg = Cfg::new(&idp.issuer);
+    // A different port than the one registered: the IdP shows its own error page.
+    let other = free_port();
+    cfg.external_url = format!("http://auth.example.com:{other}");
+    let out = check(&cfg.text(), &[]);
+    assert_eq!(out.code, Some(1), "{out}");
+    out.assert_line(&format!("FAIL authorize: instead of its login page, the IdP shows an error page (the browser never comes back to portcullis) for redirect URI http://auth.example.com:{other}/oauth2/callback: 400 invalid_redirect_uri: redirect_uri did not match any of the client's registered redirect_uris — fix: register exactly http://auth.example.com:{other}/oauth2/callback as a redirect URI of client \"portcullis\" at the IdP (scheme, host, port, path and trailing slash must all match)"));
+}
+
+#[test]
+fn serve_logs_the_same_findings_once_at_start_up() {
+    let idp = good_idp();
+    let _logs = LogsOnFailure(vec![&idp.proc]);
+    let without = idp.issuer.trim_end_matches('/');
+    let gw = Gateway::launch(Launch {
+        name: "portcullis-startup-check",
+        config: &Cfg::new(without).text(),
+        wait_ready: false,
+        ..Launch::default()
+    });
+    wait_for(
+        "start-up checks",
+        || gw.proc.check_alive(),
+        || {
+            gw.log()
+                .contains("start-up checks found problems")
+                .then_some(())
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", gw.log()));
+    let log = gw.log();
+    let issuer: Vec<&str> = log.lines().filter(|l| l.contains("check=issuer")).collect();
+    assert_eq!(issuer.len(), 1, "{log}");
+    assert!(issuer[0].contains(" WARN "), "{log}");
+    assert!(issuer[0].contains("lacks the trailing slash"), "{log}");
+    assert!(
+        issuer[0].contains(&format!("set oidc.issuer = \\\"{}\\\" exactly", idp.issuer)),
+        "{log}"
+    );
+    assert!(
+        log.contains("run `portcullis check` for the full report"),
+        "{log}"
+    );
+}
