@@ -163,16 +163,23 @@ impl Proxy {
             .headers
             .insert(header::HOST, upstream.host_header(&host_raw));
         drop(rt);
-        let body = IdleBody::new(
+        // Bodies with content report progress, so the response-head timeout
+        // starts once they are sent; an empty body never makes the timer wait.
+        let progress =
+            (!hyper::body::Body::is_end_stream(&body)).then(|| Arc::new(body::Progress::default()));
+        let mut body = IdleBody::new(
             body,
             upstream.idle_timeout,
             "request",
             upstream.label.clone(),
         );
+        if let Some(p) = &progress {
+            body = body.with_progress(p.clone());
+        }
         let req = Request::from_parts(parts, body);
         match client_upgrade {
             Some(on_client) => tunnel::forward(&upstream, req, on_client).await,
-            None => forward(&upstream, req).await,
+            None => forward(&upstream, req, progress.as_deref()).await,
         }
     }
 }
@@ -205,8 +212,19 @@ fn client_proto(h: &HeaderMap, tls: bool, trusted: bool) -> &'static str {
 }
 
 /// Sends the request and streams the answer back.
-async fn forward(upstream: &Arc<Upstream>, req: Request<body::RequestBody>) -> Response<Body> {
-    match send(&upstream.client, upstream, req).await {
+async fn forward(
+    upstream: &Arc<Upstream>,
+    req: Request<body::RequestBody>,
+    progress: Option<&body::Progress>,
+) -> Response<Body> {
+    let client = if upstream.preserve_host {
+        // Over HTTP/2 the upstream would take the host from `:authority`, which
+        // must name the upstream itself; HTTP/1.1 carries the client's `Host`.
+        &upstream.upgrade_client
+    } else {
+        &upstream.client
+    };
+    match send(client, upstream, req, progress).await {
         Ok(res) => {
             let (mut parts, body) = res.into_parts();
             headers::scrub_response(&mut parts.headers, false);
@@ -222,17 +240,46 @@ async fn forward(upstream: &Arc<Upstream>, req: Request<body::RequestBody>) -> R
     }
 }
 
-/// Sends `req` with the response-head timeout.
+/// Sends `req`. The response head must come within
+/// `proxy.response_header_timeout` of the request body's end (of the head,
+/// for requests without a body); while the body is going up, the upstream
+/// must take some of it within every such period.
 async fn send(
     client: &upstream::UpstreamClient,
     upstream: &Upstream,
     req: Request<body::RequestBody>,
+    progress: Option<&body::Progress>,
 ) -> Result<Response<Incoming>, UpstreamError> {
-    match tokio::time::timeout(upstream.response_header_timeout, client.request(req)).await {
-        Ok(Ok(res)) => Ok(res),
-        Ok(Err(e)) if e.is_connect() && is_timeout(&e) => Err(UpstreamError::ConnectTimeout),
-        Ok(Err(e)) => Err(UpstreamError::Failed(crate::oidc::error_chain(&e))),
-        Err(_) => Err(UpstreamError::HeadTimeout),
+    let limit = upstream.response_header_timeout;
+    let fut = client.request(req);
+    tokio::pin!(fut);
+    let mut seen = 0;
+    let result = loop {
+        let Some(p) = progress else {
+            break tokio::time::timeout(limit, &mut fut)
+                .await
+                .map_err(|_| UpstreamError::HeadTimeout)?;
+        };
+        tokio::select! {
+            r = &mut fut => break r,
+            _ = p.done.notified() => {
+                break tokio::time::timeout(limit, &mut fut)
+                    .await
+                    .map_err(|_| UpstreamError::HeadTimeout)?;
+            }
+            _ = tokio::time::sleep(limit) => {
+                let now = p.frames.load(std::sync::atomic::Ordering::Relaxed);
+                if now == seen {
+                    return Err(UpstreamError::HeadTimeout);
+                }
+                seen = now;
+            }
+        }
+    };
+    match result {
+        Ok(res) => Ok(res),
+        Err(e) if e.is_connect() && is_timeout(&e) => Err(UpstreamError::ConnectTimeout),
+        Err(e) => Err(UpstreamError::Failed(crate::oidc::error_chain(&e))),
     }
 }
 

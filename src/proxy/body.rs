@@ -3,6 +3,10 @@
 //! back. hyper polls the next frame only when the other side has taken the
 //! previous one, so backpressure carries through end to end.
 //!
+//! The request body also reports its progress ([`Progress`]) so that the
+//! response-head timeout starts once the upload is complete, not when the
+//! request head went out: a 1 GiB upload may take longer than the timeout.
+//!
 //! [`IdleBody`] adds `proxy.idle_timeout`: a body that moves no frame for
 //! that long ends with an error, which makes hyper cut the stream (reset on
 //! HTTP/2, closed connection on HTTP/1.1). The timer is armed only when the
@@ -11,6 +15,7 @@
 use std::fmt;
 use std::future::Future as _;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -34,6 +39,17 @@ pub struct IdleBody<B> {
     side: &'static str,
     /// Upstream URL, for the log line.
     upstream: Arc<str>,
+    /// Reported to the sender (request bodies with content only).
+    progress: Option<Arc<Progress>>,
+}
+
+/// How far a request body has gone up: frames taken, and a notification at its end.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Frames the upstream connection has taken.
+    pub frames: AtomicU64,
+    /// Notified once the body has ended (or failed).
+    pub done: tokio::sync::Notify,
 }
 
 /// Why a proxied body ended early.
@@ -59,6 +75,19 @@ impl<B> IdleBody<B> {
             armed: false,
             side,
             upstream,
+            progress: None,
+        }
+    }
+
+    /// Reports progress to `p` as frames are taken.
+    pub fn with_progress(mut self, p: Arc<Progress>) -> Self {
+        self.progress = Some(p);
+        self
+    }
+
+    fn finished(&self) {
+        if let Some(p) = &self.progress {
+            p.done.notify_one();
         }
     }
 }
@@ -86,6 +115,13 @@ where
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(frame) => {
                 this.armed = false;
+                match (&frame, &this.progress) {
+                    (Some(Ok(_)), Some(p)) => {
+                        p.frames.fetch_add(1, Ordering::Relaxed);
+                    }
+                    (_, Some(_)) => this.finished(),
+                    _ => {}
+                }
                 Poll::Ready(frame.map(|r| r.map_err(BodyError::Stream)))
             }
             Poll::Pending => {
@@ -99,6 +135,7 @@ where
                 }
                 if timer.as_mut().poll(cx).is_ready() {
                     tracing::warn!(upstream = %this.upstream, side = this.side, idle_secs = this.idle.as_secs(), "proxied body moved no bytes within proxy.idle_timeout; cutting the stream");
+                    this.finished();
                     return Poll::Ready(Some(Err(BodyError::Idle)));
                 }
                 Poll::Pending
@@ -107,7 +144,11 @@ where
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        let end = self.inner.is_end_stream();
+        if end {
+            self.finished();
+        }
+        end
     }
 
     fn size_hint(&self) -> SizeHint {

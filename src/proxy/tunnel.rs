@@ -23,7 +23,7 @@ pub async fn forward(
     req: Request<RequestBody>,
     on_client: OnUpgrade,
 ) -> Response<Body> {
-    let mut res = match send(&upstream.upgrade_client, upstream, req).await {
+    let mut res = match send(&upstream.upgrade_client, upstream, req, None).await {
         Ok(res) => res,
         Err(e) => return upstream_failed(upstream, &e),
     };

@@ -32,3 +32,7 @@ mod idp_failures;
 // (issuer slash, unreachable host, wrong port, self-signed TLS, empty JWKS,
 // groups scope, redirect URI, clock skew), `--json` and `--login`.
 mod check;
+// Reverse-proxy mode against real upstreams: login through the proxy, what
+// reaches the app, WebSockets, 1 GiB each way with flat memory, 502/504,
+// upstream TLS with a test CA, SIGHUP while a WebSocket is open.
+mod reverse_proxy;

@@ -144,6 +144,11 @@ impl Proc {
         self.extra_logs.push(path);
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
     /// The component's name.
     pub fn name(&self) -> &str {
         &self.name
