@@ -38,7 +38,9 @@
 //!
 //! For profiling, `cargo bench --bench load -- --hold` stops after step 3,
 //! prints the servers' addresses and process ids and a ready wrk command, and
-//! keeps everything up for `LOAD_HOLD_SECS` (default 300) seconds.
+//! keeps everything up for `LOAD_HOLD_SECS` (default 300) seconds. With
+//! `LOAD_WRAP` (e.g. `valgrind --tool=callgrind`) the servers run under that
+//! command, for instruction counts that the machine's noise does not move.
 
 mod support;
 
@@ -169,19 +171,34 @@ fn free_port() -> SocketAddr {
 }
 
 fn wait_for_port(addr: SocketAddr) {
-    let until = Instant::now() + Duration::from_secs(15);
+    let until = Instant::now() + Duration::from_secs(60);
     while Instant::now() < until {
         if StdStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
             return;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    panic!("nothing listens on {addr} after 15 s");
+    panic!("nothing listens on {addr} after 60 s");
+}
+
+/// A command for `exe`, run under the words of `LOAD_WRAP` when set (for
+/// example `valgrind --tool=callgrind`, to count instructions per request).
+fn wrapped(exe: &std::ffi::OsStr) -> Command {
+    let wrap = std::env::var("LOAD_WRAP").unwrap_or_default();
+    let mut words = wrap.split_whitespace();
+    match words.next() {
+        None => Command::new(exe),
+        Some(first) => {
+            let mut c = Command::new(first);
+            c.args(words).arg(exe);
+            c
+        }
+    }
 }
 
 fn start_baseline(name: &'static str) -> Server {
     let exe = std::env::current_exe().expect("current exe");
-    let mut child = Command::new(exe)
+    let mut child = wrapped(exe.as_os_str())
         .args(["--baseline", "127.0.0.1:0"])
         .stdout(Stdio::piped())
         .stdin(Stdio::null())
@@ -230,7 +247,7 @@ fn start_gateway(dir: &Path, listen: SocketAddr, issuer: &str) -> Server {
     let config = dir.join("portcullis.toml");
     std::fs::write(&config, gateway_config(listen, issuer)).expect("write config");
     let log = std::fs::File::create(dir.join("portcullis.log")).expect("log file");
-    let child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+    let child = wrapped(env!("CARGO_BIN_EXE_portcullis").as_ref())
         .arg("serve")
         .arg("--config")
         .arg(&config)

@@ -24,6 +24,7 @@
 //! - [`devidp`] and [`demo`]: the development issuer and `portcullis demo` (never used by `serve`).
 //! - [`check`]: `portcullis check`, the same probes at start-up.
 //! - [`cli`], [`telemetry`], [`secret`]: command line, logging, redacted secrets.
+//! - [`clock`]: the coarse clock of the per-request path.
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
@@ -32,6 +33,7 @@ pub mod admin;
 pub mod bearer;
 pub mod check;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod devidp;

@@ -11,9 +11,9 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use http::{Method, Request, Response};
@@ -32,7 +32,7 @@ use crate::oidc::Oidc;
 use crate::pipeline::{Gateway, Runtime};
 use crate::session::memory::MemoryStore;
 use crate::session::{SessionKeys, SessionStore};
-use crate::{admin, error, forward_auth, login, proxy};
+use crate::{admin, clock, error, forward_auth, login, proxy};
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -182,6 +182,7 @@ pub async fn serve(
     tls: Option<TlsAcceptor>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    clock::start();
     let (limits, grace) = {
         let rt = gw.runtime.load();
         (rt.config.server.clone(), rt.config.server.shutdown_grace)
@@ -252,7 +253,7 @@ async fn connection(
     peer: SocketAddr,
     stop: watch::Receiver<bool>,
 ) {
-    let last = Arc::new(AtomicU64::new(now_ms()));
+    let last = Arc::new(AtomicU64::new(clock::mono_ms()));
     match &shared.tls {
         None => {
             let io = Tracked {
@@ -317,7 +318,7 @@ async fn drive<S>(
                 closing = true;
             }
             _ = tokio::time::sleep(tick), if !closing => {
-                let idle_for = now_ms().saturating_sub(last.load(Ordering::Relaxed));
+                let idle_for = clock::mono_ms().saturating_sub(last.load(Ordering::Relaxed));
                 if idle_for >= idle.as_millis() as u64 {
                     tracing::debug!(client.addr = %peer, "closing idle connection");
                     conn.as_mut().graceful_shutdown();
@@ -329,6 +330,11 @@ async fn drive<S>(
 }
 
 /// Routes one request to its endpoint.
+///
+/// The forward-auth check is awaited inline; every other endpoint's future
+/// is boxed, so the future hyper stores per request stays as small as the
+/// check's instead of as large as the login callback's (it is moved into
+/// place for every request).
 async fn route(
     shared: &Shared,
     req: Request<Incoming>,
@@ -339,7 +345,7 @@ async fn route(
     let path = req.uri().path();
     let health = match shared.role {
         Role::Admin => {
-            return admin::handle(gw, &req)
+            return Box::pin(admin::handle(gw, &req))
                 .await
                 .unwrap_or_else(error::not_found)
         }
@@ -354,29 +360,24 @@ async fn route(
         let method = req.method();
         return match (&path[n..], method) {
             ("/auth", _) => forward_auth::check(gw, &req, peer, tls).await,
-            ("/start", &Method::GET) => login::start(gw, &req, peer, tls).await,
-            ("/callback", &Method::GET) => login::callback(gw, &req, peer, tls).await,
+            ("/start", &Method::GET) => Box::pin(login::start(gw, &req, peer, tls)).await,
+            ("/callback", &Method::GET) => Box::pin(login::callback(gw, &req, peer, tls)).await,
             ("/sign_out", &Method::GET | &Method::POST) => {
-                login::sign_out(gw, &req, peer, tls).await
+                Box::pin(login::sign_out(gw, &req, peer, tls)).await
             }
-            ("/userinfo", &Method::GET) => login::userinfo(gw, &req).await,
+            ("/userinfo", &Method::GET) => Box::pin(login::userinfo(gw, &req)).await,
             _ => error::not_found(),
         };
     }
     if health {
-        if let Some(res) = admin::handle(gw, &req).await {
+        if let Some(res) = Box::pin(admin::handle(gw, &req)).await {
             return res;
         }
     }
-    shared.proxy.handle(gw, req, peer, tls).await
+    Box::pin(shared.proxy.handle(gw, req, peer, tls)).await
 }
 
 // === idle tracking ===
-
-fn now_ms() -> u64 {
-    static START: OnceLock<Instant> = OnceLock::new();
-    START.get_or_init(Instant::now).elapsed().as_millis() as u64
-}
 
 /// An IO stream that records when it last moved bytes, for the idle timeout.
 struct Tracked<S> {
@@ -393,7 +394,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
         let before = buf.filled().len();
         let r = Pin::new(&mut self.inner).poll_read(cx, buf);
         if buf.filled().len() > before {
-            self.last.store(now_ms(), Ordering::Relaxed);
+            self.last.store(clock::mono_ms(), Ordering::Relaxed);
         }
         r
     }
@@ -407,7 +408,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
     ) -> Poll<io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write(cx, buf);
         if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            self.last.store(now_ms(), Ordering::Relaxed);
+            self.last.store(clock::mono_ms(), Ordering::Relaxed);
         }
         r
     }
@@ -424,7 +425,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
     ) -> Poll<io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
         if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            self.last.store(now_ms(), Ordering::Relaxed);
+            self.last.store(clock::mono_ms(), Ordering::Relaxed);
         }
         r
     }

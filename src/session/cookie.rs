@@ -4,23 +4,35 @@
 //! Keys are derived (HKDF, the `cookie` crate's `Key::derive_from`) from each
 //! configured session secret; the first key signs and encrypts, every key
 //! verifies and decrypts. The session cookie's value is
-//! `base64(HMAC-SHA256) || base64url(session id)` (the crate's signed jar,
-//! which compares MACs in constant time); flow cookies use the private jar
-//! (AES-256-GCM with the cookie name bound as associated data).
+//! `base64(HMAC-SHA256) || base64url(session id)`, the `cookie` crate's
+//! signed-jar format, which [`SessionKeys::seal`] produces through the crate.
+//! [`SessionKeys::unseal`] is on every request's path, so it verifies the
+//! same format itself: one HMAC state per key computed once at start-up and
+//! cloned per check, decoding into stack buffers, MACs compared in constant
+//! time (`subtle`). Flow cookies use the crate's private jar (AES-256-GCM
+//! with the cookie name bound as associated data).
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use cookie::{Cookie, CookieJar, Key, SameSite};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
 
 use super::SessionId;
 use crate::config::SessionConfig;
 
-/// Longest cookie value we even try to verify; anything longer is foreign.
-const MAX_SEALED_LEN: usize = 256;
+/// Length of the base64 (standard, padded) HMAC-SHA256 digest that starts a
+/// signed value.
+const DIGEST_B64_LEN: usize = 44;
+/// Length of a base64url (unpadded) 32-byte session id.
+const ID_B64_LEN: usize = 43;
 
 /// The derived cookie keys and the attributes every cookie we set carries.
 pub struct SessionKeys {
     keys: Vec<Key>,
+    /// HMAC state keyed with each key's signing half, in `keys` order.
+    macs: Vec<Hmac<Sha256>>,
     name: String,
     domain: Option<String>,
     secure: bool,
@@ -37,9 +49,16 @@ impl SessionKeys {
             .secrets
             .iter()
             .map(|s| Key::derive_from(s.expose()))
+            .collect::<Vec<Key>>();
+        let macs = keys
+            .iter()
+            .map(|k| {
+                Hmac::<Sha256>::new_from_slice(k.signing()).expect("HMAC takes keys of any length")
+            })
             .collect();
         SessionKeys {
             keys,
+            macs,
             name: cfg.cookie_name.clone(),
             domain: cfg.cookie_domain.clone(),
             secure: cfg.cookie_secure,
@@ -65,19 +84,28 @@ impl SessionKeys {
     /// The session id inside a cookie value, if the value verifies under any
     /// key. Tampered, truncated, oversized or foreign values give `None`.
     pub fn unseal(&self, value: &str) -> Option<SessionId> {
-        if value.len() > MAX_SEALED_LEN || value.is_empty() {
+        let bytes = value.as_bytes();
+        if bytes.len() != DIGEST_B64_LEN + ID_B64_LEN {
             return None;
         }
-        let jar = CookieJar::new();
-        for key in &self.keys {
-            let candidate = Cookie::new(self.name.clone(), value.to_owned());
-            if let Some(c) = jar.signed(key).verify(candidate) {
-                let mut id = [0u8; 32];
-                let n = URL_SAFE_NO_PAD.decode_slice(c.value(), &mut id).ok()?;
-                return (n == 32).then_some(SessionId(id));
-            }
+        let (digest_b64, id_b64) = bytes.split_at(DIGEST_B64_LEN);
+        // base64 of 32 bytes is 44 characters; decode into 33 to have room
+        // for the decoder's padding handling, then insist on exactly 32.
+        let mut digest = [0u8; 33];
+        if STANDARD.decode_slice(digest_b64, &mut digest).ok()? != 32 {
+            return None;
         }
-        None
+        let verified = self.macs.iter().any(|m| {
+            let mut mac = m.clone();
+            mac.update(id_b64);
+            bool::from(mac.finalize().into_bytes().ct_eq(&digest[..32]))
+        });
+        if !verified {
+            return None;
+        }
+        let mut id = [0u8; 33];
+        (URL_SAFE_NO_PAD.decode_slice(id_b64, &mut id).ok()? == 32)
+            .then(|| SessionId(id[..32].try_into().expect("32 bytes")))
     }
 
     /// `Set-Cookie` value establishing the session.
@@ -197,6 +225,35 @@ mod tests {
         assert_eq!(k.unseal("é漢字\u{0}"), None);
         let other = SessionKeys::new(&cfg(&[B]));
         assert_eq!(other.unseal(&sealed), None);
+    }
+
+    /// Values the `cookie` crate itself signed under our key, but whose
+    /// payload is not a session id, never unseal.
+    #[test]
+    fn signed_values_that_are_not_session_ids_fail() {
+        let k = SessionKeys::new(&cfg(&[A]));
+        let sign = |v: &str| {
+            let mut jar = CookieJar::new();
+            jar.signed_mut(&k.keys[0])
+                .add(Cookie::new("_portcullis", v.to_owned()));
+            jar.get("_portcullis").unwrap().value().to_owned()
+        };
+        let good = URL_SAFE_NO_PAD.encode([7u8; 32]);
+        assert_eq!(k.unseal(&sign(&good)), Some(SessionId([7u8; 32])));
+        // 31 and 33 bytes, padded, standard alphabet, non-canonical last char
+        for v in [
+            URL_SAFE_NO_PAD.encode([7u8; 31]),
+            URL_SAFE_NO_PAD.encode([7u8; 33]),
+            format!("{good}="),
+            STANDARD
+                .encode([0xffu8; 32])
+                .trim_end_matches('=')
+                .to_owned(),
+            format!("{}B", &good[..42]),
+            String::new(),
+        ] {
+            assert_eq!(k.unseal(&sign(&v)), None, "{v:?}");
+        }
     }
 
     #[test]

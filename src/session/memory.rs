@@ -16,7 +16,7 @@ const MAX_SESSIONS: u64 = 1_000_000;
 
 /// Sessions in process memory.
 pub struct MemoryStore {
-    cache: Cache<SessionId, Arc<Session>>,
+    cache: Cache<SessionId, Arc<Session>, rustc_hash::FxBuildHasher>,
 }
 
 struct SessionExpiry {
@@ -74,7 +74,8 @@ impl MemoryStore {
             cache: Cache::builder()
                 .max_capacity(MAX_SESSIONS)
                 .expire_after(SessionExpiry { idle })
-                .build(),
+                // Ids are random and MAC-checked before lookup (see `SessionId`'s Hash).
+                .build_with_hasher(rustc_hash::FxBuildHasher),
         }
     }
 }
@@ -82,7 +83,7 @@ impl MemoryStore {
 impl SessionStore for MemoryStore {
     fn lookup_cached(&self, id: &SessionId) -> Option<Arc<Session>> {
         let s = self.cache.get(id)?;
-        s.is_live(unix_now()).then_some(s)
+        s.is_live(crate::clock::unix_secs()).then_some(s)
     }
 
     fn load<'a>(
