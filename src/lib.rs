@@ -23,6 +23,7 @@
 //! - [`error`] and [`pages`]: the single error → response function and the HTML/JSON bodies.
 //! - [`devidp`] and [`demo`]: the development issuer and `portcullis demo` (never used by `serve`).
 //! - [`check`]: `portcullis check`, the same probes at start-up.
+//! - [`diagnostics`]: run-time failure classes logged once with their fix, then rate-limited.
 //! - [`cli`], [`telemetry`], [`secret`]: command line, logging, redacted secrets.
 //! - [`clock`]: the coarse clock of the per-request path.
 
@@ -37,6 +38,7 @@ pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod devidp;
+pub mod diagnostics;
 pub mod error;
 pub mod forward_auth;
 pub mod http_util;

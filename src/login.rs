@@ -8,12 +8,12 @@
 //! it. Every `rd` passes [`crate::redirect::RedirectPolicy`] first.
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Request, Response, StatusCode};
 
+use crate::diagnostics::{self, Class};
 use crate::error;
 use crate::http_util::{self, Body};
 use crate::oidc::flow::{self, FlowState, FLOW_TTL_SECS};
@@ -95,6 +95,7 @@ pub async fn start<B>(
         Ok(v) => v,
         Err(e) => return error::login_failed(&e, &retry),
     };
+    diagnostics::watch_redirect_uri(&gw.oidc, &redirect_uri);
     let Some((name, value)) = flow.seal(&gw.keys) else {
         return error::login_failed(&LoginError::StateInvalid, &retry);
     };
@@ -145,7 +146,10 @@ pub async fn callback<B>(
             set_cookie(&mut res, &gw.keys.session_cookie(&session.id));
             res
         }
-        Err(e) => error::login_failed(&e, &retry),
+        Err(e) => {
+            diagnostics::login_failed(&e);
+            error::login_failed(&e, &retry)
+        }
     };
     if let Some(name) = flow_cookie {
         if http_util::cookie(req.headers(), &name).is_some() {
@@ -191,15 +195,16 @@ async fn complete(
         return Err(LoginError::StateExpired);
     }
     let outcome = gw.oidc.complete(&flow, &code).await?;
-    if outcome.identity.groups.is_empty()
-        && rt.rules_need_groups
-        && !gw.groups_hint_logged.swap(true, Ordering::Relaxed)
-    {
-        tracing::warn!(
-            user = %outcome.identity.user,
-            groups_claim = %gw.oidc.config().groups_claim.dotted,
-            claim_absent = outcome.groups_claim_missing,
-            "the groups claim is empty while rules need groups; every group rule will deny this user. Likely fixes: request the `groups` scope (oidc.scopes), map groups into the token at the IdP (Authentik: a scope mapping returning [g.name for g in request.user.ak_groups.all()]), or point oidc.groups_claim at the claim your IdP uses (e.g. realm_access.roles)"
+    if outcome.identity.groups.is_empty() && rt.rules_need_groups {
+        let claim = &gw.oidc.config().groups_claim.dotted;
+        let state = if outcome.groups_claim_missing {
+            "absent from the ID token and userinfo"
+        } else {
+            "empty"
+        };
+        diagnostics::diagnose(
+            Class::EmptyGroups,
+            &format!("the groups claim `{claim}` is {state} for user {:?} while rules need groups; every group rule denies this user", outcome.identity.user),
         );
     }
     let now = unix_now();

@@ -57,8 +57,6 @@ pub struct Gateway {
     pub bearer: Arc<Bearer>,
     /// Cookie keys.
     pub keys: SessionKeys,
-    /// Set once the empty-groups hint was logged.
-    pub groups_hint_logged: AtomicBool,
     /// Set once the untrusted-forwarded-headers warning was logged.
     pub untrusted_hint_logged: AtomicBool,
 }

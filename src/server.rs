@@ -112,7 +112,6 @@ pub fn build(
         oidc,
         bearer,
         keys,
-        groups_hint_logged: AtomicBool::new(false),
         untrusted_hint_logged: AtomicBool::new(false),
     }))
 }

@@ -17,7 +17,7 @@ use url::Url;
 use super::local::{self, RedirectUris};
 use super::net::{self, ms};
 use super::{Finding, Report, CONNECT_TIMEOUT, HTTP_TIMEOUT};
-use crate::config::Config;
+use crate::config::{Config, OidcConfig};
 use crate::http_util::encode_component;
 
 /// Algorithms portcullis verifies ID tokens with (asymmetric only).
@@ -462,7 +462,7 @@ pub async fn authorize_checks(config: &Config, doc: &Value) -> Vec<Finding> {
     let http = http_client();
     let mut out = Vec::new();
     for uri in uris.iter().take(MAX_AUTHORIZE_PROBES) {
-        let verdict = authorize(&http, endpoint, config, uri).await;
+        let verdict = authorize(&http, endpoint, &config.oidc, uri).await;
         out.push(verdict_finding(config, uri, &verdict));
     }
     out
@@ -473,10 +473,9 @@ pub async fn authorize_checks(config: &Config, doc: &Value) -> Vec<Finding> {
 pub async fn authorize(
     http: &reqwest::Client,
     endpoint: &str,
-    config: &Config,
+    o: &OidcConfig,
     redirect_uri: &str,
 ) -> AuthorizeVerdict {
-    let o = &config.oidc;
     // Any S256 challenge will do: the flow is never completed.
     let url = format!(
         "{endpoint}{}response_type=code&client_id={}&redirect_uri={}&scope={}&state=portcullis-check&nonce=portcullis-check&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256",

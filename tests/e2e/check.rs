@@ -12,6 +12,7 @@ use std::sync::OnceLock;
 
 use serde_json::json;
 
+use crate::support::browser::Browser;
 use crate::support::free_port;
 use crate::support::gateway::{Gateway, Launch, APP_RULES, LISTEN_PLACEHOLDER, SESSION_SECRET};
 use crate::support::idp::{Idp, CLIENT_SECRET};
@@ -368,4 +369,88 @@ fn serve_logs_the_same_findings_once_at_start_up() {
         log.contains("run `portcullis check` for the full report"),
         "{log}"
     );
+}
+
+/// Lines of a gateway's log carrying `diagnosis=NAME`.
+fn diagnoses(gw: &Gateway, name: &str) -> Vec<String> {
+    gw.log()
+        .lines()
+        .filter(|l| l.contains(&format!("diagnosis=\"{name}\"")))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test]
+async fn serve_diagnoses_a_rejected_redirect_uri_once() {
+    let idp = good_idp();
+    let _logs = LogsOnFailure(vec![&idp.proc]);
+    let port = free_port();
+    let mut cfg = Cfg::new(&idp.issuer);
+    cfg.external_url = format!("http://auth.example.com:{port}");
+    let gw = Gateway::launch(Launch {
+        name: "portcullis-unregistered",
+        config: &cfg.text(),
+        port: Some(port),
+        ..Launch::default()
+    });
+    for _ in 0..2 {
+        let page = Browser::new()
+            .open(&format!("http://auth.example.com:{port}/oauth2/start?rd=/"))
+            .await;
+        assert_eq!(page.status, 400, "the IdP's own error page:\n{page}");
+        assert!(page.body.contains("invalid_redirect_uri"), "{page}");
+    }
+    let found = wait_for(
+        "redirect URI diagnosis",
+        || gw.proc.check_alive(),
+        || {
+            let d = diagnoses(&gw, "redirect_uri_rejected");
+            (!d.is_empty()).then_some(d)
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", gw.log()));
+    assert_eq!(found.len(), 1, "logged once:\n{}", gw.log());
+    let line = &found[0];
+    assert!(line.contains(" WARN "), "{line}");
+    assert!(line.contains(&format!("redirect URI http://auth.example.com:{port}/oauth2/callback (400 invalid_redirect_uri: redirect_uri did not match any of the client's registered redirect_uris)")), "{line}");
+    assert!(
+        line.contains("register exactly this redirect URI"),
+        "{line}"
+    );
+}
+
+#[tokio::test]
+async fn serve_diagnoses_an_empty_groups_claim_once() {
+    let idp = good_idp();
+    let _logs = LogsOnFailure(vec![&idp.proc]);
+    // The one gateway that listens on the registered redirect URI's port.
+    let port = auth_port();
+    let gw = Gateway::launch(Launch {
+        name: "portcullis-groups",
+        config: &Cfg::new(&idp.issuer).text(),
+        port: Some(port),
+        ..Launch::default()
+    });
+    for _ in 0..2 {
+        let page = Browser::new()
+            .open_as(
+                &format!("http://auth.example.com:{port}/oauth2/start?rd=/"),
+                "carol",
+            )
+            .await;
+        assert!(
+            page.hops.iter().any(|h| h.contains("/oauth2/callback")),
+            "{page}"
+        );
+    }
+    let found = diagnoses(&gw, "empty_groups_claim");
+    assert_eq!(found.len(), 1, "logged once:\n{}", gw.log());
+    assert!(
+        found[0].contains(
+            "the groups claim `groups` is empty for user \"carol\" while rules need groups"
+        ),
+        "{}",
+        found[0]
+    );
+    assert!(found[0].contains("ak_groups"), "{}", found[0]);
 }

@@ -1,0 +1,223 @@
+//! Run-time diagnostics: "diagnose once, then rate-limit".
+//!
+//! The IdP-side misconfigurations that only show while serving — an empty
+//! groups claim while rules need groups, a redirect URI the IdP rejects,
+//! `invalid_grant`, clock skew on ID tokens, a token signed with a key the
+//! JWKS does not list — are each a [`Class`]. The first occurrence of a
+//! class is logged at warn with its fix in plain words (the same words as
+//! `portcullis check`); later ones at most once per [`REPEAT_EVERY`], saying
+//! how many were suppressed in between.
+//!
+//! Callers: `login` (callback failures, the empty-groups case, and a
+//! background probe of each new redirect URI against the IdP's
+//! authorization endpoint).
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use crate::check::idp::{authorize, http_client, AuthorizeVerdict};
+use crate::config::OidcConfig;
+use crate::oidc::{LoginError, Oidc};
+use crate::session::unix_now;
+
+/// How often a class already diagnosed is logged again.
+pub const REPEAT_EVERY: Duration = Duration::from_secs(600);
+/// Most distinct redirect URIs probed in one process.
+const MAX_PROBED_URIS: usize = 64;
+
+/// A failure class with one plain-words fix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    /// The groups claim came back empty while rules need groups.
+    EmptyGroups,
+    /// The IdP shows an error page for the redirect URI portcullis sends.
+    RedirectUriRejected,
+    /// The token endpoint refused an authorization code.
+    InvalidGrant,
+    /// An ID token was rejected for its times (`exp`, `iat`).
+    ClockSkew,
+    /// An ID token's key is not in the IdP's JWKS, even after a refetch.
+    UnknownKey,
+}
+
+const CLASSES: usize = 5;
+
+/// Per-class state: when it was last logged, and how often it was suppressed since.
+#[derive(Debug, Default)]
+pub struct Diagnostics {
+    last_logged: [AtomicU64; CLASSES],
+    suppressed: [AtomicU64; CLASSES],
+}
+
+// === impl Class ===
+
+impl Class {
+    fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The class's name in logs (`diagnosis=...`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Class::EmptyGroups => "empty_groups_claim",
+            Class::RedirectUriRejected => "redirect_uri_rejected",
+            Class::InvalidGrant => "invalid_grant",
+            Class::ClockSkew => "clock_skew",
+            Class::UnknownKey => "jwks_missing_kid",
+        }
+    }
+
+    /// What to do about it.
+    pub fn fix(self) -> &'static str {
+        match self {
+            Class::EmptyGroups => "request the `groups` scope (oidc.scopes), map groups into the token at the IdP (Authentik: a scope mapping returning [g.name for g in request.user.ak_groups.all()]), or point oidc.groups_claim at the claim your IdP uses (e.g. realm_access.roles); `portcullis check --login` shows the claims received",
+            Class::RedirectUriRejected => "register exactly this redirect URI for the client at the IdP (scheme, host, port, path and trailing slash must all match), or set server.external_url to the one that is registered",
+            Class::InvalidGrant => "authorization codes are single-use and short-lived: repeated invalid_grant means the token request differs from the login request (redirect URI or client), something replays the callback, or the clocks differ; run `portcullis check`",
+            Class::ClockSkew => "synchronise the clocks of this host and the IdP with NTP (chrony, systemd-timesyncd), or raise oidc.clock_leeway; `portcullis check` measures the skew",
+            Class::UnknownKey => "the IdP signed the ID token with a key its jwks_uri does not publish: check the signing key attached to the client at the IdP; `portcullis check` lists the published keys",
+        }
+    }
+}
+
+// === impl Diagnostics ===
+
+impl Diagnostics {
+    /// Fresh state: nothing diagnosed yet.
+    pub fn new() -> Self {
+        Diagnostics::default()
+    }
+
+    /// Records one occurrence at `now` (unix seconds). Returns `Some(n)` when
+    /// it is to be logged, `n` being the occurrences suppressed since the last
+    /// log line; `None` when it is rate-limited.
+    pub fn occur(&self, class: Class, now: u64) -> Option<u64> {
+        let i = class.index();
+        let last = self.last_logged[i].load(Ordering::Relaxed);
+        let due = last == 0 || now.saturating_sub(last) >= REPEAT_EVERY.as_secs();
+        if due
+            && self.last_logged[i]
+                .compare_exchange(last, now.max(1), Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        {
+            return Some(self.suppressed[i].swap(0, Ordering::AcqRel));
+        }
+        self.suppressed[i].fetch_add(1, Ordering::Relaxed);
+        None
+    }
+
+    /// Logs `detail` with the class's fix at warn, unless rate-limited.
+    pub fn diagnose(&self, class: Class, detail: &str) {
+        if let Some(suppressed) = self.occur(class, unix_now()) {
+            tracing::warn!(
+                diagnosis = class.name(),
+                fix = class.fix(),
+                suppressed,
+                "{detail}"
+            );
+        }
+    }
+}
+
+/// The process-wide diagnostics.
+pub fn global() -> &'static Diagnostics {
+    static D: OnceLock<Diagnostics> = OnceLock::new();
+    D.get_or_init(Diagnostics::new)
+}
+
+/// Logs `detail` for `class` through the process-wide state.
+pub fn diagnose(class: Class, detail: &str) {
+    global().diagnose(class, detail);
+}
+
+/// Diagnoses a failed login when its cause is one of the classes.
+pub fn login_failed(e: &LoginError) {
+    match e {
+        LoginError::InvalidGrant(d) => diagnose(
+            Class::InvalidGrant,
+            &format!("the token endpoint refused the authorization code (invalid_grant: {d})"),
+        ),
+        LoginError::IdTokenRejected { check: "expiry", detail } => diagnose(
+            Class::ClockSkew,
+            &format!("an ID token was rejected for its times ({detail}): the clocks of this host and the IdP differ"),
+        ),
+        LoginError::IdTokenRejected {
+            check: "signature",
+            detail,
+        } if detail.contains("No matching key") => diagnose(
+            Class::UnknownKey,
+            "an ID token is signed with a key the IdP's JWKS does not list, even after refetching it",
+        ),
+        _ => {}
+    }
+}
+
+/// The first time a login sends browsers to the IdP with `redirect_uri`,
+/// asks the IdP's authorization endpoint in the background whether it
+/// accepts that URI; a rejection is diagnosed (the browser sees only the
+/// IdP's error page and never comes back).
+pub fn watch_redirect_uri(oidc: &Arc<Oidc>, redirect_uri: &str) {
+    static SEEN: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
+    let seen = SEEN.get_or_init(Default::default);
+    {
+        let Ok(mut seen) = seen.lock() else { return };
+        if seen.len() >= MAX_PROBED_URIS || !seen.insert(redirect_uri.to_owned()) {
+            return;
+        }
+    }
+    let oidc = oidc.clone();
+    let uri = redirect_uri.to_owned();
+    tokio::spawn(async move {
+        let Ok(meta) = oidc.metadata().await else {
+            return;
+        };
+        let endpoint = meta.authorization_endpoint().url().to_string();
+        let verdict = authorize(&http_client(), &endpoint, oidc.config(), &uri).await;
+        if let AuthorizeVerdict::ErrorPage { status, text } = verdict {
+            diagnose(
+                Class::RedirectUriRejected,
+                &redirect_rejected(oidc.config(), &uri, status, &text),
+            );
+        }
+    });
+}
+
+fn redirect_rejected(cfg: &OidcConfig, uri: &str, status: u16, text: &str) -> String {
+    format!(
+        "the IdP shows an error page instead of its login page for client {:?} with redirect URI {uri} ({status} {text}); browsers never come back from it",
+        cfg.client_id
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_occurrence_logs_then_rate_limited() {
+        let d = Diagnostics::new();
+        assert_eq!(d.occur(Class::InvalidGrant, 1000), Some(0));
+        assert_eq!(d.occur(Class::InvalidGrant, 1001), None);
+        assert_eq!(d.occur(Class::InvalidGrant, 1500), None);
+        // Another class is independent.
+        assert_eq!(d.occur(Class::ClockSkew, 1001), Some(0));
+        // After the interval, one more line saying how many were suppressed.
+        assert_eq!(d.occur(Class::InvalidGrant, 1000 + 600), Some(2));
+        assert_eq!(d.occur(Class::InvalidGrant, 1601), None);
+    }
+
+    #[test]
+    fn every_class_has_a_fix() {
+        for c in [
+            Class::EmptyGroups,
+            Class::RedirectUriRejected,
+            Class::InvalidGrant,
+            Class::ClockSkew,
+            Class::UnknownKey,
+        ] {
+            assert!(c.index() < CLASSES);
+            assert!(!c.fix().is_empty() && !c.name().is_empty());
+        }
+    }
+}
