@@ -111,13 +111,23 @@ fn warn_risky(config: &Config) {
 
 async fn check(path: PathBuf, json: bool, login: bool) -> anyhow::Result<()> {
     let (mut report, config) = crate::check::run_file(&path, &ProcessEnv).await;
+    if !json {
+        print!("{}", report.to_text());
+    }
     if let (true, Some(config)) = (login, &config) {
-        report.extend(crate::check::login::run(config).await.findings);
+        // The prompt, the claims and the rule verdicts: stdout for people, stderr beside --json.
+        let login = if json {
+            crate::check::login::run(config, &mut std::io::stderr()).await
+        } else {
+            let found = crate::check::login::run(config, &mut std::io::stdout()).await;
+            println!();
+            print!("{}", found.to_text());
+            found
+        };
+        report.extend(login.findings);
     }
     if json {
         println!("{}", report.to_json());
-    } else {
-        print!("{}", report.to_text());
     }
     let failed = report
         .findings

@@ -279,8 +279,9 @@ pub fn cookie_domain(config: &Config) -> Finding {
             Finding::fail(
                 "cookie_domain",
                 format!(
-                    "session.cookie_domain is not set, so the session cookie is host-only on {auth} (server.external_url) and {} never receive it: users loop through the login",
-                    others.join(", ")
+                    "session.cookie_domain is not set, so the session cookie is host-only on {auth} (server.external_url) and {} {} it: users loop through the login",
+                    others.join(", "),
+                    if others.len() == 1 { "never receives" } else { "never receive" }
                 ),
                 fix,
             )

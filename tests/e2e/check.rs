@@ -7,7 +7,8 @@
 //! five minutes ahead, one whose users carry no groups claim (for
 //! `--login`), and one served over self-signed TLS.
 
-use std::process::Command;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
 use serde_json::json;
@@ -453,4 +454,102 @@ async fn serve_diagnoses_an_empty_groups_claim_once() {
         found[0]
     );
     assert!(found[0].contains("ak_groups"), "{}", found[0]);
+}
+
+#[tokio::test]
+async fn login_shows_claims_and_a_groups_claim_absent_everywhere() {
+    let cb = free_port();
+    let idp = Idp::start_with(
+        &[format!("http://127.0.0.1:{cb}/oauth2/callback")],
+        json!({"no_groups_claim": true}),
+    );
+    let config = format!(
+        r#"[server]
+external_url = "http://127.0.0.1:{cb}"
+
+[oidc]
+issuer = "{}"
+client_id = "portcullis"
+
+[session]
+cookie_secure = false
+
+[access]
+allowed_redirect_domains = [".example.com"]
+
+{APP_RULES}"#,
+        idp.issuer
+    );
+    let mut child = command(&config, &["--login"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run portcullis check --login");
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut before = String::new();
+    let url = loop {
+        let mut line = String::new();
+        if stdout.read_line(&mut line).unwrap() == 0 {
+            panic!("no login URL printed:\n{before}");
+        }
+        before.push_str(&line);
+        if line.starts_with("http://127.0.0.1") && line.contains("/auth?") {
+            break line.trim().to_owned();
+        }
+    };
+    assert!(
+        before.contains(&format!(
+            "Open this URL in a browser and sign in (waiting 300 s; redirect URI http://127.0.0.1:{cb}/oauth2/callback):"
+        )),
+        "{before}"
+    );
+    let page = Browser::new().open_as(&url, "carol").await;
+    assert_eq!(page.status, 200, "{page}");
+    assert!(page.body.contains("login received"), "{page}");
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    let status = child.wait().unwrap();
+    let out = Outcome {
+        code: status.code(),
+        stdout: format!("{before}{rest}"),
+        stderr: String::new(),
+    };
+    assert_eq!(out.code, Some(1), "{out}");
+    out.assert_line(
+        "ok   login: signed in as \"carol\" through http://127.0.0.1:{cb}/oauth2/callback"
+            .replace("{cb}", &cb.to_string())
+            .as_str(),
+    );
+    out.assert_line("FAIL groups claim: the groups claim `groups` is in neither the ID token nor userinfo, and rules need groups (rule[1]) — fix: request the `groups` scope (oidc.scopes), map groups into the token at the IdP (Authentik: a scope mapping returning [g.name for g in request.user.ak_groups.all()]), or point oidc.groups_claim at the claim your IdP uses (e.g. realm_access.roles); `portcullis check --login` shows the claims received");
+    // The claims side by side: email only in userinfo (oidc-provider's default), sub in both.
+    let row = |name: &str| -> Vec<String> {
+        let line = out
+            .stdout
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .unwrap_or_else(|| panic!("no `{name}` row:\n{out}"));
+        line.split_whitespace().skip(1).map(str::to_owned).collect()
+    };
+    assert_eq!(row("sub"), ["\"carol\"", "\"carol\""], "{out}");
+    assert_eq!(row("email"), ["-", "\"carol@example.com\""], "{out}");
+    assert!(
+        !out.stdout.lines().any(|l| l.starts_with("groups ")),
+        "{out}"
+    );
+    assert!(
+        out.stdout
+            .contains("identity: user \"carol\", email \"carol@example.com\", groups []"),
+        "{out}"
+    );
+    assert!(
+        out.stdout
+            .contains("rule rule[0] (app.example.com /health): public"),
+        "{out}"
+    );
+    assert!(out.stdout.contains("rule rule[1] (app.example.com /admin): DENIED (needs one of groups: admins, or a listed user/email)"), "{out}");
+    assert!(
+        out.stdout
+            .contains("rule rule[2] (app.example.com /): passes"),
+        "{out}"
+    );
 }
