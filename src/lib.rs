@@ -23,6 +23,7 @@
 //! - [`error`] and [`pages`]: the single error → response function and the HTML/JSON bodies.
 //! - [`devidp`] and [`demo`]: the development issuer and `portcullis demo` (never used by `serve`).
 //! - [`check`]: `portcullis check`, the same probes at start-up.
+//! - [`debug`]: `GET <prefix>/debug`, the caller's own identity, claims and matching rule (opt-in).
 //! - [`diagnostics`]: run-time failure classes logged once with their fix, then rate-limited.
 //! - [`cli`], [`telemetry`], [`secret`]: command line, logging, redacted secrets.
 //! - [`clock`]: the coarse clock of the per-request path.
@@ -36,6 +37,7 @@ pub mod check;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod debug;
 pub mod demo;
 pub mod devidp;
 pub mod diagnostics;

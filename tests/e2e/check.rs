@@ -370,6 +370,9 @@ fn serve_logs_the_same_findings_once_at_start_up() {
         log.contains("run `portcullis check` for the full report"),
         "{log}"
     );
+    // The debug endpoint is off unless enabled.
+    let off = crate::support::http::raw_get(gw.port, "app.example.com", "/oauth2/debug", &[]);
+    assert_eq!(off.status, 404, "{off:?}");
 }
 
 /// Lines of a gateway's log carrying `diagnosis=NAME`.
@@ -420,18 +423,28 @@ async fn serve_diagnoses_a_rejected_redirect_uri_once() {
     );
 }
 
+/// The one gateway that listens on the registered redirect URI's port,
+/// with the debug endpoint on.
+fn registered_gateway() -> &'static Gateway {
+    static G: OnceLock<Gateway> = OnceLock::new();
+    G.get_or_init(|| {
+        let mut cfg = Cfg::new(&good_idp().issuer);
+        cfg.extra_server = "debug_endpoint = true";
+        Gateway::launch(Launch {
+            name: "portcullis-registered",
+            config: &cfg.text(),
+            port: Some(auth_port()),
+            ..Launch::default()
+        })
+    })
+}
+
 #[tokio::test]
 async fn serve_diagnoses_an_empty_groups_claim_once() {
     let idp = good_idp();
-    let _logs = LogsOnFailure(vec![&idp.proc]);
-    // The one gateway that listens on the registered redirect URI's port.
-    let port = auth_port();
-    let gw = Gateway::launch(Launch {
-        name: "portcullis-groups",
-        config: &Cfg::new(&idp.issuer).text(),
-        port: Some(port),
-        ..Launch::default()
-    });
+    let gw = registered_gateway();
+    let _logs = LogsOnFailure(vec![&idp.proc, &gw.proc]);
+    let port = gw.port;
     for _ in 0..2 {
         let page = Browser::new()
             .open_as(
@@ -444,7 +457,7 @@ async fn serve_diagnoses_an_empty_groups_claim_once() {
             "{page}"
         );
     }
-    let found = diagnoses(&gw, "empty_groups_claim");
+    let found = diagnoses(gw, "empty_groups_claim");
     assert_eq!(found.len(), 1, "logged once:\n{}", gw.log());
     assert!(
         found[0].contains(
@@ -552,4 +565,57 @@ allowed_redirect_domains = [".example.com"]
             .contains("rule rule[2] (app.example.com /): passes"),
         "{out}"
     );
+}
+
+#[tokio::test]
+async fn debug_endpoint_shows_own_identity_claims_and_rule() {
+    let idp = good_idp();
+    let gw = registered_gateway();
+    let _logs = LogsOnFailure(vec![&idp.proc, &gw.proc]);
+    let port = gw.port;
+    let debug = format!("http://app.example.com:{port}/oauth2/debug?path=/admin/users");
+    let b = Browser::new();
+    let anonymous = b.get(&debug).await;
+    assert_eq!(anonymous.status, 401, "{anonymous}");
+    assert!(!anonymous.body.contains("alice"), "{anonymous}");
+
+    let page = b
+        .open_as(
+            &format!(
+                "http://auth.example.com:{port}/oauth2/start?rd=http://app.example.com:{port}/"
+            ),
+            "alice",
+        )
+        .await;
+    assert!(
+        page.hops.iter().any(|h| h.contains("/oauth2/callback")),
+        "{page}"
+    );
+    let page = b.get(&debug).await;
+    assert_eq!(page.status, 200, "{page}");
+    assert_eq!(page.header("cache-control"), Some("no-store"), "{page}");
+    let v: serde_json::Value = serde_json::from_str(&page.body).expect("JSON");
+    assert_eq!(
+        v["identity"],
+        json!({"user": "alice", "email": "alice@example.com", "groups": ["admins", "staff"]})
+    );
+    assert_eq!(v["claims"]["id_token"]["sub"], "alice", "{v:#}");
+    assert_eq!(v["claims"]["id_token"]["iss"], idp.issuer.as_str(), "{v:#}");
+    // The IdP releases groups through userinfo only (fetched now).
+    assert!(v["claims"]["id_token"].get("groups").is_none(), "{v:#}");
+    assert_eq!(
+        v["claims"]["userinfo"]["groups"],
+        json!(["admins", "staff"]),
+        "{v:#}"
+    );
+    assert_eq!(
+        v["request"],
+        json!({"host": "app.example.com", "path": "/admin/users", "method": "GET"})
+    );
+    assert_eq!(v["rule"]["name"], "rule[1]", "{v:#}");
+    assert_eq!(v["rule"]["groups"], json!(["admins"]), "{v:#}");
+    assert_eq!(v["rule"]["permits_you"], true, "{v:#}");
+    // Never a token or a cookie.
+    assert!(!page.body.contains("eyJ"), "{page}");
+    assert!(!page.body.contains("_portcullis"), "{page}");
 }

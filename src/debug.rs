@@ -1,0 +1,145 @@
+//! `GET <prefix>/debug`: what portcullis knows about the caller, for the
+//! caller only.
+//!
+//! Served only when `server.debug_endpoint = true` (otherwise 404) and only
+//! to a signed-in browser (otherwise 401): the caller's own identity, the
+//! claims of their ID token and, fetched now with their access token, of
+//! userinfo, and the rule that matches this request (its host, and the path
+//! given as `?path=`, else `/`) with its verdict on them. No token, cookie
+//! or secret is ever part of the answer.
+//!
+//! Called by `server`'s router.
+
+use std::net::SocketAddr;
+
+use http::{Method, Request, Response, StatusCode};
+use serde_json::{json, Value};
+
+use crate::config::{DefaultPolicy, Policy};
+use crate::http_util::{self, Body};
+use crate::oidc::jwt_payload;
+use crate::pipeline::Gateway;
+use crate::rules::host::normalize_host;
+use crate::rules::path::{normalize, split_target};
+use crate::rules::{Match, RequestFacts};
+use crate::session::Session;
+
+/// Answers `GET <prefix>/debug`.
+pub async fn handle<B>(gw: &Gateway, req: &Request<B>, peer: SocketAddr) -> Response<Body> {
+    let rt = gw.runtime.load();
+    if !rt.config.server.debug_endpoint {
+        return crate::error::not_found();
+    }
+    let session = match gw.session(req.headers()).await {
+        Ok(Some(s)) => s,
+        Ok(None) => {
+            return crate::pages::json_error(
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                "sign in first; the debug page shows your own session only",
+            )
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "debug page failed: session store unavailable");
+            return crate::error::store_unavailable(false);
+        }
+    };
+    let headers = req.headers();
+    let get = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
+    let host_raw = match get("x-forwarded-host") {
+        Some(h) if rt.is_trusted(peer.ip()) => h.split(',').next().unwrap_or("").trim(),
+        _ => get("host").unwrap_or(""),
+    };
+    let query = req.uri().query();
+    let wanted = http_util::query_param(query, "path").unwrap_or("/".into());
+    let host = normalize_host(host_raw).map(|h| h.into_owned()).ok();
+    let path = normalize(split_target(&wanted))
+        .map(|p| p.into_owned())
+        .ok();
+    let rule = match (&host, &path) {
+        (Some(host), Some(path)) => {
+            let facts = RequestFacts {
+                host,
+                path,
+                method: &Method::GET,
+            };
+            rule_json(rt.rules.evaluate(&facts), &session)
+        }
+        _ => json!({"error": "host or path not valid"}),
+    };
+    let body = json!({
+        "identity": {
+            "user": session.identity.user,
+            "email": session.identity.email,
+            "groups": session.identity.groups,
+        },
+        "session": {
+            "created_at": session.created_at,
+            "expires_at": session.expires_at,
+        },
+        "claims": {
+            "id_token": id_token_claims(&session),
+            "userinfo": userinfo_claims(gw, &session).await,
+        },
+        "request": {"host": host, "path": path, "method": "GET"},
+        "rule": rule,
+    });
+    http_util::fixed(
+        StatusCode::OK,
+        "application/json",
+        serde_json::to_string_pretty(&body).unwrap_or_default(),
+    )
+}
+
+fn rule_json(m: Match<'_>, session: &Session) -> Value {
+    let id = &session.identity;
+    match m {
+        Match::Rule(r) => json!({
+            "name": r.name,
+            "index": r.index,
+            "policy": policy_name(r.policy),
+            "path": r.path(),
+            "groups": r.required_groups(),
+            "permits_you": r.permits(id),
+        }),
+        Match::Default(d) => json!({
+            "name": "default",
+            "policy": match d { DefaultPolicy::Deny => "deny", DefaultPolicy::Authenticated => "authenticated" },
+            "permits_you": d == DefaultPolicy::Authenticated,
+        }),
+    }
+}
+
+fn policy_name(p: Policy) -> &'static str {
+    match p {
+        Policy::Public => "public",
+        Policy::Authenticated => "authenticated",
+        Policy::Deny => "deny",
+    }
+}
+
+fn id_token_claims(session: &Session) -> Value {
+    session
+        .id_token
+        .as_ref()
+        .and_then(|t| jwt_payload(t.expose()))
+        .unwrap_or(Value::Null)
+}
+
+/// Userinfo now, with the session's access token; `{"error": ...}` when that fails.
+async fn userinfo_claims(gw: &Gateway, session: &Session) -> Value {
+    let Some(token) = &session.access_token else {
+        return json!({"error": "this session has no access token"});
+    };
+    let url = match gw.oidc.metadata().await {
+        Ok(meta) => match meta.userinfo_endpoint() {
+            Some(u) => u.url().clone(),
+            None => return json!({"error": "the IdP has no userinfo endpoint"}),
+        },
+        Err(e) => return json!({"error": e.to_string()}),
+    };
+    match crate::check::login::fetch_userinfo(&url, token.expose()).await {
+        Ok(v) => v,
+        Err(e) => json!({"error": e}),
+    }
+}
