@@ -13,7 +13,7 @@ use std::sync::OnceLock;
 
 use serde_json::json;
 
-use crate::support::browser::Browser;
+use crate::support::browser::{Browser, Nav};
 use crate::support::free_port;
 use crate::support::gateway::{Gateway, Launch, APP_RULES, LISTEN_PLACEHOLDER, SESSION_SECRET};
 use crate::support::idp::{Idp, CLIENT_SECRET};
@@ -29,11 +29,17 @@ fn auth_port() -> u16 {
     *P.get_or_init(free_port)
 }
 
+/// The port of a gateway on the broken IdP (also registered there).
+fn broken_port() -> u16 {
+    static P: OnceLock<u16> = OnceLock::new();
+    *P.get_or_init(free_port)
+}
+
 fn registered() -> Vec<String> {
-    vec![format!(
-        "http://auth.example.com:{}/oauth2/callback",
-        auth_port()
-    )]
+    [auth_port(), broken_port()]
+        .iter()
+        .map(|p| format!("http://auth.example.com:{p}/oauth2/callback"))
+        .collect()
 }
 
 fn good_idp() -> &'static Idp {
@@ -618,4 +624,77 @@ async fn debug_endpoint_shows_own_identity_claims_and_rule() {
     // Never a token or a cookie.
     assert!(!page.body.contains("eyJ"), "{page}");
     assert!(!page.body.contains("_portcullis"), "{page}");
+}
+
+#[tokio::test]
+async fn serve_diagnoses_invalid_grant_once() {
+    let idp = good_idp();
+    let gw = registered_gateway();
+    let _logs = LogsOnFailure(vec![&idp.proc, &gw.proc]);
+    let port = gw.port;
+    let b = Browser::new();
+    let is_callback = |u: &url::Url| u.path() == "/oauth2/callback";
+    let page = b
+        .navigate(
+            &format!("http://auth.example.com:{port}/oauth2/start?rd=/"),
+            Nav {
+                login: Some("bob"),
+                stop_before: Some(&is_callback),
+            },
+        )
+        .await;
+    let callback = page.next.clone().unwrap_or_else(|| panic!("{page}"));
+    let flow: Vec<String> = b
+        .cookies(&callback)
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("_portcullis_flow_"))
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    assert_eq!(b.get(&callback).await.status, 302);
+    // The spent code twice more, with the flow cookie: invalid_grant each time.
+    for _ in 0..2 {
+        let page = Browser::new()
+            .get_with(&callback, &[("Cookie", flow[0].as_str())])
+            .await;
+        assert_eq!(page.status, 400, "{page}");
+    }
+    let found = diagnoses(gw, "invalid_grant");
+    assert_eq!(found.len(), 1, "logged once:\n{}", gw.log());
+    assert!(
+        found[0].contains("the token endpoint refused the authorization code (invalid_grant: "),
+        "{}",
+        found[0]
+    );
+    assert!(
+        found[0].contains("authorization codes are single-use"),
+        "{}",
+        found[0]
+    );
+}
+
+#[tokio::test]
+async fn serve_diagnoses_a_signing_key_missing_from_the_jwks_once() {
+    let idp = broken_idp();
+    let port = broken_port();
+    let mut cfg = Cfg::new(&idp.issuer);
+    cfg.external_url = format!("http://auth.example.com:{port}");
+    let gw = Gateway::launch(Launch {
+        name: "portcullis-no-keys",
+        config: &cfg.text(),
+        port: Some(port),
+        ..Launch::default()
+    });
+    let _logs = LogsOnFailure(vec![&idp.proc]);
+    for _ in 0..2 {
+        let page = Browser::new()
+            .open_as(
+                &format!("http://auth.example.com:{port}/oauth2/start?rd=/"),
+                "alice",
+            )
+            .await;
+        assert_eq!(page.status, 502, "{page}");
+    }
+    let found = diagnoses(&gw, "jwks_missing_kid");
+    assert_eq!(found.len(), 1, "logged once:\n{}", gw.log());
+    assert!(found[0].contains("an ID token is signed with a key the IdP's JWKS does not list, even after refetching it"), "{}", found[0]);
 }
