@@ -42,6 +42,7 @@ fn cfg(secrets: &[&[u8]]) -> SessionConfig {
         refresh: false,
         store: StoreKind::Memory,
         redis_urls: vec![],
+        local_cache: true,
     }
 }
 

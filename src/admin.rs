@@ -1,16 +1,21 @@
-//! Health endpoints: `/healthz` (the process answers) and `/readyz` (IdP
-//! metadata and signing keys loaded, session store reachable). `/readyz` also
-//! lists the key state of every `[[oidc.bearer_issuers]]` entry under
-//! `jwks`; an extra issuer whose keys are unreachable is reported there but
-//! does not make the gateway unready (browser logins still work). Served on
-//! `admin_listen` when it is set, otherwise on the main listener. Metrics
-//! join them later.
+//! The admin endpoints: `/healthz` (the process answers), `/readyz` (IdP
+//! metadata and signing keys loaded, session store reachable; the store's
+//! error is named), and — on the admin listener only, never on the public
+//! one — the session inventory: `GET /admin/sessions[?user=U]` lists
+//! sessions, `DELETE /admin/sessions?user=U | ?sid=S | ?all=true` ends them
+//! on every instance. `/readyz` also lists the key state of every
+//! `[[oidc.bearer_issuers]]` entry under `jwks`; an extra issuer whose keys
+//! are unreachable is reported there but does not make the gateway unready
+//! (browser logins still work). Health is served on `admin_listen` when it
+//! is set, otherwise on the main listener. Metrics join them later.
 
 use http::{Method, Request, Response, StatusCode};
 
 use crate::bearer::jwks::Status;
-use crate::http_util::{fixed, Body};
+use crate::http_util::{fixed, query_param, Body};
+use crate::pages::json_error;
 use crate::pipeline::Gateway;
+use crate::session::Revoke;
 
 /// Answers `/healthz` and `/readyz`; `None` for any other path.
 pub async fn handle<B>(gw: &Gateway, req: &Request<B>) -> Option<Response<Body>> {
@@ -24,10 +29,23 @@ pub async fn handle<B>(gw: &Gateway, req: &Request<B>) -> Option<Response<Body>>
     }
 }
 
+/// The admin listener: health plus `/admin/sessions`.
+pub async fn handle_admin<B>(gw: &Gateway, req: &Request<B>) -> Option<Response<Body>> {
+    if req.uri().path() == "/admin/sessions" {
+        return Some(sessions(gw, req).await);
+    }
+    handle(gw, req).await
+}
+
 async fn readyz(gw: &Gateway) -> Response<Body> {
     let oidc_ok = gw.oidc.is_ready();
     let store = tokio::time::timeout(std::time::Duration::from_secs(2), gw.sessions.ping()).await;
-    let store_ok = matches!(store, Ok(Ok(())));
+    let store_status = match store {
+        Ok(Ok(())) => "ok".to_owned(),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => "session store did not answer within 2s".to_owned(),
+    };
+    let store_ok = store_status == "ok";
     let mut jwks = serde_json::Map::new();
     let mut keys_ok = true;
     for (i, issuer) in gw.bearer.issuers().iter().enumerate() {
@@ -47,7 +65,7 @@ async fn readyz(gw: &Gateway) -> Response<Body> {
     let body = serde_json::json!({
         "ready": ready,
         "oidc": if oidc_ok { "ok" } else { "identity provider metadata not loaded" },
-        "store": if store_ok { "ok" } else { "session store unreachable" },
+        "store": store_status,
         "jwks": jwks,
     });
     let status = if ready {
@@ -56,4 +74,51 @@ async fn readyz(gw: &Gateway) -> Response<Body> {
         StatusCode::SERVICE_UNAVAILABLE
     };
     fixed(status, "application/json", body.to_string())
+}
+
+async fn sessions<B>(gw: &Gateway, req: &Request<B>) -> Response<Body> {
+    let query = req.uri().query();
+    let user = query_param(query, "user");
+    let result = match *req.method() {
+        Method::GET => gw.sessions.list(user.as_deref()).await.map(|list| {
+            let items: Vec<_> = list.iter().map(|s| s.summary()).collect();
+            serde_json::json!({ "sessions": items })
+        }),
+        Method::DELETE => {
+            let sid = query_param(query, "sid");
+            let all = query_param(query, "all").is_some_and(|v| v == "true");
+            let what = match (&user, &sid, all) {
+                (Some(u), None, false) if !u.is_empty() => Revoke::User(u),
+                (None, Some(s), false) if !s.is_empty() => Revoke::IdpSession(s),
+                (None, None, true) => Revoke::All,
+                _ => {
+                    return json_error(
+                        StatusCode::BAD_REQUEST,
+                        "bad_request",
+                        "give exactly one of ?user=NAME, ?sid=IDP_SID or ?all=true",
+                    )
+                }
+            };
+            let outcome = gw.sessions.revoke(what).await;
+            if let Ok(n) = &outcome {
+                tracing::info!(target_sessions = ?what, revoked = n, "sessions revoked by an administrator");
+            }
+            outcome.map(|n| serde_json::json!({ "revoked": n }))
+        }
+        _ => {
+            return json_error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "use GET or DELETE",
+            )
+        }
+    };
+    match result {
+        Ok(body) => fixed(StatusCode::OK, "application/json", body.to_string()),
+        Err(e) => json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            &e.to_string(),
+        ),
+    }
 }

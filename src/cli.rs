@@ -1,4 +1,5 @@
-//! Command-line interface: `serve` (default), `check`, `demo` and `gen-secret`, and
+//! Command-line interface: `serve` (default), `check`, `demo`, `gen-secret`
+//! and `sessions list|revoke`, and
 //! what each does once parsed. `main` only parses and calls [`run`]; the
 //! mapping of failures to exit codes lives here too.
 
@@ -49,6 +50,39 @@ pub enum Command {
         #[arg(long)]
         login: bool,
     },
+    /// List or end sessions in the configured store (with Redis: on every instance).
+    Sessions {
+        /// What to do.
+        #[command(subcommand)]
+        action: SessionsAction,
+    },
+}
+
+/// `portcullis sessions ...`
+#[derive(Debug, Subcommand)]
+pub enum SessionsAction {
+    /// Print the live sessions, one per line (never their ids or tokens).
+    List {
+        /// Only this user's sessions (the `oidc.user_claim` value).
+        #[arg(long)]
+        user: Option<String>,
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// End sessions everywhere at once.
+    #[command(group(clap::ArgGroup::new("which").required(true).multiple(false).args(["user", "sid", "all"])))]
+    Revoke {
+        /// Every session of this user.
+        #[arg(long)]
+        user: Option<String>,
+        /// Every session started in this IdP session (the ID token's `sid`).
+        #[arg(long)]
+        sid: Option<String>,
+        /// Every session.
+        #[arg(long)]
+        all: bool,
+    },
 }
 
 /// Runs the parsed command. Returns the process exit code.
@@ -72,6 +106,13 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 .context("no config file: pass --config FILE or set PORTCULLIS_CONFIG")?;
             runtime()?.block_on(check(path, json, login))
         }
+        Command::Sessions { action } => {
+            let path = cli
+                .config
+                .context("no config file: pass --config FILE or set PORTCULLIS_CONFIG")?;
+            let config = Config::load(&path, &ProcessEnv).map_err(|e| anyhow::anyhow!("{e}"))?;
+            runtime()?.block_on(sessions(config, action))
+        }
         Command::Demo { listen } => {
             telemetry::init(crate::config::LogFormat::Text);
             runtime()?.block_on(crate::demo::run(listen))
@@ -93,6 +134,61 @@ pub fn gen_secret() -> String {
     let mut b = [0u8; 48];
     rand::rngs::OsRng.fill_bytes(&mut b);
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+}
+
+/// `portcullis sessions ...` against the configured store.
+async fn sessions(config: Config, action: SessionsAction) -> anyhow::Result<()> {
+    use crate::session::{redis::RedisStore, Revoke, SessionStore};
+    if config.session.store == crate::config::StoreKind::Memory {
+        anyhow::bail!("session.store is \"memory\": sessions live inside the running gateway process; use GET/DELETE /admin/sessions on its admin listener, or switch to store = \"redis\"");
+    }
+    let store = RedisStore::new(&config.session)?;
+    match action {
+        SessionsAction::List { user, json } => {
+            let mut list = store.list(user.as_deref()).await?;
+            list.sort_by(|a, b| {
+                (&a.identity.user, a.created_at).cmp(&(&b.identity.user, b.created_at))
+            });
+            if !json {
+                println!("USER\tEMAIL\tGROUPS\tSESSION\tIDP_SID\tCREATED\tEXPIRES");
+            }
+            for s in &list {
+                if json {
+                    println!("{}", s.summary());
+                } else {
+                    println!(
+                        "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                        s.identity.user,
+                        s.identity.email,
+                        s.identity.groups.join(","),
+                        s.id.log_tag(),
+                        s.idp_session.as_deref().unwrap_or("-"),
+                        rfc3339(s.created_at),
+                        rfc3339(s.expires_at),
+                    );
+                }
+            }
+            if !json {
+                eprintln!("{} session(s)", list.len());
+            }
+        }
+        SessionsAction::Revoke { user, sid, all } => {
+            let what = match (&user, &sid, all) {
+                (Some(u), _, _) => Revoke::User(u),
+                (_, Some(s), _) => Revoke::IdpSession(s),
+                _ => Revoke::All,
+            };
+            let n = store.revoke(what).await?;
+            println!("revoked {n} session(s)");
+        }
+    }
+    Ok(())
+}
+
+fn rfc3339(unix: u64) -> String {
+    chrono::DateTime::from_timestamp(i64::try_from(unix).unwrap_or(0), 0)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_default()
 }
 
 fn warn_risky(config: &Config) {

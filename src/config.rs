@@ -180,6 +180,10 @@ pub struct SessionConfig {
     pub store: StoreKind,
     /// Redis URLs (one, or several for a cluster). Empty unless `store = "redis"`.
     pub redis_urls: Vec<Secret<String>>,
+    /// With Redis: answer recently verified sessions from process memory
+    /// (invalidated across instances). Default true; false makes every
+    /// check a Redis round trip.
+    pub local_cache: bool,
 }
 
 /// `session.store`

@@ -30,7 +30,10 @@ pub fn store_unavailable(browser: bool) -> Response<Body> {
 /// The page for a failed login, with a link that starts over. Logs one line
 /// naming the cause: client-side problems at info, IdP-side at warn.
 pub fn login_failed(e: &LoginError, retry: &str) -> Response<Body> {
-    if e.status().is_server_error() {
+    if matches!(e, LoginError::Store(_)) {
+        // The store logs the outage once when it starts.
+        tracing::debug!(reason = e.reason(), error = %e, "login failed");
+    } else if e.status().is_server_error() {
         tracing::warn!(reason = e.reason(), error = %e, "login failed");
     } else {
         tracing::info!(reason = e.reason(), error = %e, "login failed");

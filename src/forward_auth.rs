@@ -274,7 +274,8 @@ fn respond(
             (deny(headers), None)
         }
         Decision::StoreUnavailable(e) => {
-            tracing::warn!(error = %e, "session store unavailable; answering 503");
+            // The store logs the outage once; one line per request would flood.
+            tracing::debug!(error = %e, "session store unavailable; answering 503");
             (
                 crate::error::store_unavailable(http_util::is_browser(headers)),
                 None,

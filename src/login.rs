@@ -208,6 +208,9 @@ async fn complete(
         );
     }
     let now = unix_now();
+    let claims_expire_at = crate::oidc::jwt_payload(outcome.id_token.expose())
+        .and_then(|c| c.get("exp")?.as_u64())
+        .unwrap_or(0);
     let identity = outcome.identity;
     let session = Arc::new(Session {
         id: SessionId::random(),
@@ -220,6 +223,7 @@ async fn complete(
         refresh_token: outcome.refresh_token,
         created_at: now,
         expires_at: now + rt.config.session.lifetime.as_secs(),
+        claims_expire_at,
     });
     gw.sessions
         .save(session.clone())
@@ -242,7 +246,7 @@ pub async fn sign_out<B>(
         http_util::cookie(req.headers(), gw.keys.cookie_name()).and_then(|v| gw.keys.unseal(v));
     if let Some(id) = sid {
         if let Err(e) = gw.sessions.remove(&id).await {
-            tracing::warn!(error = %e, "sign-out failed: session store unavailable");
+            tracing::debug!(error = %e, "sign-out failed: session store unavailable");
             return error::store_unavailable(http_util::is_browser(req.headers()));
         }
         tracing::info!(session = %id.log_tag(), "signed out");
@@ -275,7 +279,7 @@ pub async fn userinfo<B>(gw: &Gateway, req: &Request<B>) -> Response<Body> {
             res
         }
         Err(e) => {
-            tracing::warn!(error = %e, "userinfo failed: session store unavailable");
+            tracing::debug!(error = %e, "userinfo failed: session store unavailable");
             error::store_unavailable(false)
         }
     }

@@ -377,7 +377,8 @@ fn refuse(
             crate::forward_auth::deny(req.headers())
         }
         Decision::StoreUnavailable(e) => {
-            tracing::warn!(error = %e, "session store unavailable; answering 503");
+            // The store logs the outage once; one line per request would flood.
+            tracing::debug!(error = %e, "session store unavailable; answering 503");
             crate::error::store_unavailable(browser)
         }
     }

@@ -31,6 +31,7 @@ use crate::http_util::Body;
 use crate::oidc::Oidc;
 use crate::pipeline::{Gateway, Runtime};
 use crate::session::memory::MemoryStore;
+use crate::session::redis::RedisStore;
 use crate::session::{SessionKeys, SessionStore};
 use crate::{admin, clock, error, forward_auth, login, proxy};
 
@@ -55,9 +56,9 @@ pub enum StartError {
     /// The OIDC client could not be built.
     #[error("oidc: {0}")]
     Oidc(String),
-    /// The configured store is not available in this build.
-    #[error("session.store = \"redis\" is not supported yet; use \"memory\"")]
-    StoreUnsupported,
+    /// The session store could not be set up.
+    #[error(transparent)]
+    Store(#[from] crate::session::StoreError),
 }
 
 /// Which endpoints a listener serves.
@@ -68,7 +69,7 @@ pub enum Role {
         /// Also serve `/healthz` and `/readyz`.
         with_admin: bool,
     },
-    /// `admin_listen`: health and readiness only.
+    /// `admin_listen`: health, readiness and `/admin/sessions`.
     Admin,
 }
 
@@ -95,7 +96,11 @@ pub fn build(
         Some(s) => s,
         None => match config.session.store {
             StoreKind::Memory => Arc::new(MemoryStore::new(config.session.idle_timeout)),
-            StoreKind::Redis => return Err(StartError::StoreUnsupported),
+            StoreKind::Redis => {
+                let store = RedisStore::new(&config.session)?;
+                store.spawn_background();
+                store
+            }
         },
     };
     let oidc =
@@ -344,7 +349,7 @@ async fn route(
     let path = req.uri().path();
     let health = match shared.role {
         Role::Admin => {
-            return Box::pin(admin::handle(gw, &req))
+            return Box::pin(admin::handle_admin(gw, &req))
                 .await
                 .unwrap_or_else(error::not_found)
         }

@@ -5,7 +5,7 @@
 //! (the `cookie` crate's signed jar) under the first configured secret and
 //! verified under any of them, so secrets can be rotated. The session data
 //! lives in a [`SessionStore`]: [`memory::MemoryStore`] (moka, one instance)
-//! today, Redis next. A cookie that fails to parse or verify, or names an
+//! or [`redis::RedisStore`] (shared by every instance, with a local cache). A cookie that fails to parse or verify, or names an
 //! unknown or expired session, is simply "no session" — never an error page.
 //!
 //! Called by `pipeline` (hot path: [`SessionKeys::unseal`] then
@@ -13,6 +13,7 @@
 
 pub mod cookie;
 pub mod memory;
+pub mod redis;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -65,17 +66,42 @@ pub struct Session {
     pub created_at: u64,
     /// Unix seconds; the absolute end of the session.
     pub expires_at: u64,
+    /// Unix seconds when the ID token (so the claims) expires; 0 = unknown.
+    /// With `session.refresh`, the claims are renewed before then.
+    pub claims_expire_at: u64,
 }
 
-/// Why the store could not answer.
+/// Which sessions to end at once (operators, back-channel logout).
+#[derive(Debug, Clone, Copy)]
+pub enum Revoke<'a> {
+    /// Every session of one user (the `user_claim` value).
+    User(&'a str),
+    /// Every session with this IdP `sub`.
+    Subject(&'a str),
+    /// Every session started in this IdP session (`sid`).
+    IdpSession(&'a str),
+    /// Every session.
+    All,
+}
+
+/// Why the store could not answer. Every variant fails closed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The backing store refused or timed out; the request fails closed.
-    #[error("session store unavailable: {0}")]
+    /// The backing store is unreachable or timed out.
+    #[error("session store unreachable: {0}")]
     Unavailable(String),
+    /// The store refused our credentials (Redis ACL user or password).
+    #[error("session store refused the credentials (check the user and password in session.redis_url): {0}")]
+    AuthFailed(String),
+    /// The TLS connection to the store failed (certificate, hostname or protocol).
+    #[error("session store TLS failure (check the server certificate and that the port speaks TLS): {0}")]
+    Tls(String),
+    /// The store settings are unusable.
+    #[error("session store settings: {0}")]
+    Config(String),
 }
 
-/// Where sessions live. Implementations: [`memory::MemoryStore`].
+/// Where sessions live. Implementations: [`memory::MemoryStore`], [`redis::RedisStore`].
 ///
 /// The hot path calls only [`SessionStore::lookup_cached`], which must not do
 /// I/O or allocate beyond cloning an `Arc`. The other methods may reach a
@@ -97,6 +123,8 @@ pub trait SessionStore: Send + Sync + 'static {
         &'a self,
         user: Option<&'a str>,
     ) -> BoxFuture<'a, Result<Vec<Arc<Session>>, StoreError>>;
+    /// Ends the chosen sessions everywhere; how many there were.
+    fn revoke<'a>(&'a self, what: Revoke<'a>) -> BoxFuture<'a, Result<usize, StoreError>>;
     /// Whether the store can be reached (for `/readyz`).
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>>;
 }
@@ -132,6 +160,31 @@ impl Session {
     /// True while `now` (unix seconds) is before the absolute expiry.
     pub fn is_live(&self, now: u64) -> bool {
         now < self.expires_at
+    }
+
+    /// What operators see of a session (`sessions list`, `/admin/sessions`):
+    /// never the id or any token, only a log tag.
+    pub fn summary(&self) -> serde_json::Value {
+        serde_json::json!({
+            "user": self.identity.user,
+            "email": self.identity.email,
+            "groups": self.identity.groups,
+            "subject": self.subject,
+            "session": self.id.log_tag(),
+            "idp_sid": self.idp_session,
+            "created_at": self.created_at,
+            "expires_at": self.expires_at,
+        })
+    }
+
+    /// True when `self` is one of the sessions `what` names.
+    pub fn matches(&self, what: Revoke<'_>) -> bool {
+        match what {
+            Revoke::User(u) => self.identity.user == u,
+            Revoke::Subject(s) => self.subject == s,
+            Revoke::IdpSession(s) => self.idp_session.as_deref() == Some(s),
+            Revoke::All => true,
+        }
     }
 }
 

@@ -161,6 +161,8 @@ pub struct RawSession {
     pub store: String,
     /// One Redis URL, or a list for Redis Cluster.
     pub redis_url: Option<RawRedisUrl>,
+    /// With Redis: keep recently verified sessions in process memory. Default true.
+    pub local_cache: bool,
 }
 
 /// `session.redis_url`: may carry a password, so it is a secret.
@@ -321,6 +323,7 @@ impl Default for RawSession {
             refresh: false,
             store: "memory".to_owned(),
             redis_url: None,
+            local_cache: true,
         }
     }
 }

@@ -125,6 +125,7 @@ mod tests {
             refresh: false,
             store: StoreKind::Memory,
             redis_urls: vec![],
+            local_cache: true,
         })
     }
 

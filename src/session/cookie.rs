@@ -191,6 +191,7 @@ mod tests {
             refresh: false,
             store: StoreKind::Memory,
             redis_urls: vec![],
+            local_cache: true,
         }
     }
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use moka::sync::Cache;
 use moka::Expiry;
 
-use super::{unix_now, BoxFuture, Session, SessionId, SessionStore, StoreError};
+use super::{unix_now, BoxFuture, Revoke, Session, SessionId, SessionStore, StoreError};
 
 /// Most sessions kept; beyond it the least recently used are evicted.
 const MAX_SESSIONS: u64 = 1_000_000;
@@ -118,6 +118,20 @@ impl SessionStore for MemoryStore {
         Box::pin(async move { Ok(found) })
     }
 
+    fn revoke<'a>(&'a self, what: Revoke<'a>) -> BoxFuture<'a, Result<usize, StoreError>> {
+        let ids: Vec<SessionId> = self
+            .cache
+            .iter()
+            .filter(|(_, s)| s.matches(what))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &ids {
+            self.cache.invalidate(id);
+        }
+        let n = ids.len();
+        Box::pin(async move { Ok(n) })
+    }
+
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async { Ok(()) })
     }
@@ -145,6 +159,7 @@ mod tests {
             refresh_token: None,
             created_at: unix_now(),
             expires_at: unix_now() + lifetime,
+            claims_expire_at: 0,
         })
     }
 
@@ -162,6 +177,8 @@ mod tests {
         assert_eq!(store.list(None).await.unwrap().len(), 2);
         store.remove(&a.id).await.unwrap();
         assert!(store.lookup_cached(&a.id).is_none());
+        assert_eq!(store.revoke(Revoke::User("bob")).await.unwrap(), 1);
+        assert!(store.lookup_cached(&b.id).is_none());
     }
 
     #[tokio::test]

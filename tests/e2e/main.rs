@@ -36,3 +36,7 @@ mod check;
 // reaches the app, WebSockets, 1 GiB each way with flat memory, 502/504,
 // upstream TLS with a test CA, SIGHUP while a WebSocket is open.
 mod reverse_proxy;
+// Two gateways sharing sessions through a real Redis (and Sentinel): logins
+// across instances, sign-out and revocation everywhere within a second,
+// kill -9 and restarts, a Redis outage and recovery, the admin API and CLI.
+mod shared_sessions;

@@ -58,6 +58,7 @@ impl Checker<'_> {
             refresh: raw.refresh,
             store,
             redis_urls,
+            local_cache: raw.local_cache,
         }
     }
 

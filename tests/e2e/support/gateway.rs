@@ -40,6 +40,8 @@ pub struct Launch<'a> {
     /// sharing one file). With `listen = "127.0.0.1:0"` the port is read
     /// from the "portcullis listening" log line.
     pub config_file: Option<&'a Path>,
+    /// Probe readiness on this port (the config's `admin_listen`) instead of the listen port.
+    pub admin_port: Option<u16>,
 }
 
 impl Default for Launch<'_> {
@@ -51,6 +53,7 @@ impl Default for Launch<'_> {
             session_secret: SESSION_SECRET,
             wait_ready: true,
             config_file: None,
+            admin_port: None,
         }
     }
 }
@@ -114,7 +117,7 @@ impl Gateway {
         wait_for(
             l.name,
             || proc.check_alive(),
-            || (probe(port, &host, probe_path) == Some(200)).then_some(()),
+            || (probe(l.admin_port.unwrap_or(port), &host, probe_path) == Some(200)).then_some(()),
         )
         .unwrap_or_else(|e| panic!("{e}\n{}", proc.logs()));
         Gateway { proc, port, config }

@@ -17,6 +17,7 @@ pub mod http;
 pub mod idp;
 pub mod proc;
 pub mod proxy;
+pub mod redis;
 pub mod upstreams;
 
 use std::net::TcpListener;

@@ -1,0 +1,374 @@
+//! Connections to Redis for [`super::RedisStore`], from `session.redis_url`:
+//! a standalone server (`redis://`, `rediss://` with TLS; ACL user and
+//! password in the URL), a Sentinel-managed master
+//! (`redis+sentinel://[user:password@]host:port[,host:port...]/SERVICE[/DB]`,
+//! `rediss+sentinel://` for TLS; the credentials are the master's), or a
+//! Redis Cluster (a list of seed URLs).
+//!
+//! Standalone uses the crate's `ConnectionManager` (reconnects by itself);
+//! Sentinel asks the sentinels for the current master, keeps one multiplexed
+//! connection to it and asks again after a connection error (so a failover is
+//! followed); Cluster uses the crate's cluster client, connected lazily.
+//! Every command runs under a short timeout, so an unreachable Redis fails a
+//! request quickly instead of hanging it. Errors are classified for operators
+//! ([`classify`]): wrong credentials, TLS, or unreachable.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use redis::aio::{
+    ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection,
+};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
+use redis::{Client, Cmd, IntoConnectionInfo, RedisError, RedisFuture, Value};
+use tokio::sync::Mutex;
+
+use crate::secret::Secret;
+use crate::session::StoreError;
+
+/// Longest wait for one command or connection attempt.
+pub const OP_TIMEOUT: Duration = Duration::from_millis(1500);
+
+/// How the store reaches Redis.
+pub enum Backend {
+    /// One server.
+    Single {
+        /// For pub/sub and probes.
+        client: Client,
+        /// Shared, self-reconnecting.
+        conn: ConnectionManager,
+    },
+    /// A master found through sentinels.
+    Sentinel {
+        /// Resolves the master.
+        sentinel: Mutex<SentinelClient>,
+        /// The master's client and a connection to it, until an error.
+        current: ArcSwapOption<(Client, MultiplexedConnection)>,
+    },
+    /// Redis Cluster.
+    Cluster {
+        /// Seed nodes.
+        client: ClusterClient,
+        /// One client per seed URL, for pub/sub (a PUBLISH reaches every node).
+        seeds: Vec<Client>,
+        /// Connected on first use.
+        conn: ArcSwapOption<ClusterConnection>,
+        /// Serialises connection attempts.
+        connecting: Mutex<()>,
+    },
+}
+
+/// A connection usable for one command.
+#[derive(Clone)]
+pub enum Conn {
+    /// Standalone.
+    Manager(ConnectionManager),
+    /// Sentinel master.
+    Mux(MultiplexedConnection),
+    /// Cluster.
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Manager(c) => c.req_packed_command(cmd),
+            Conn::Mux(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Manager(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Mux(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Manager(c) => c.get_db(),
+            Conn::Mux(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+// === impl Backend ===
+
+impl Backend {
+    /// Builds the clients from the configured URLs; connects nothing yet.
+    pub fn new(urls: &[Secret<String>]) -> Result<Backend, StoreError> {
+        let config_error = |e: RedisError| StoreError::Config(describe(&e));
+        match urls {
+            [] => Err(StoreError::Config("session.redis_url is empty".into())),
+            [one] if is_sentinel(one.expose()) => {
+                let (sentinels, service, node) = sentinel_parts(one.expose())?;
+                let client = SentinelClient::build(
+                    sentinels,
+                    service,
+                    Some(node),
+                    SentinelServerType::Master,
+                )
+                .map_err(config_error)?;
+                Ok(Backend::Sentinel {
+                    sentinel: Mutex::new(client),
+                    current: ArcSwapOption::empty(),
+                })
+            }
+            [one] => {
+                let client = Client::open(one.expose().as_str()).map_err(config_error)?;
+                let cfg = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(OP_TIMEOUT))
+                    .set_response_timeout(Some(OP_TIMEOUT))
+                    .set_number_of_retries(1)
+                    .set_max_delay(Duration::from_millis(500));
+                let conn = ConnectionManager::new_lazy_with_config(client.clone(), cfg)
+                    .map_err(config_error)?;
+                Ok(Backend::Single { client, conn })
+            }
+            many => {
+                let infos = many
+                    .iter()
+                    .map(|u| u.expose().as_str().into_connection_info())
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(config_error)?;
+                let seeds = infos
+                    .iter()
+                    .cloned()
+                    .map(Client::open)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(config_error)?;
+                let client = ClusterClient::builder(infos)
+                    .connection_timeout(OP_TIMEOUT)
+                    .response_timeout(OP_TIMEOUT)
+                    .retries(1)
+                    .build()
+                    .map_err(config_error)?;
+                Ok(Backend::Cluster {
+                    client,
+                    seeds,
+                    conn: ArcSwapOption::empty(),
+                    connecting: Mutex::new(()),
+                })
+            }
+        }
+    }
+
+    /// A connection for one command (connecting first when needed).
+    pub async fn conn(&self) -> Result<Conn, RedisError> {
+        match self {
+            Backend::Single { conn, .. } => Ok(Conn::Manager(conn.clone())),
+            Backend::Sentinel { sentinel, current } => {
+                if let Some(c) = current.load_full() {
+                    return Ok(Conn::Mux(c.1.clone()));
+                }
+                let mut s = sentinel.lock().await;
+                if let Some(c) = current.load_full() {
+                    return Ok(Conn::Mux(c.1.clone()));
+                }
+                let client = timed(s.async_get_client()).await?;
+                let mux = timed(client.get_multiplexed_async_connection()).await?;
+                current.store(Some(Arc::new((client, mux.clone()))));
+                Ok(Conn::Mux(mux))
+            }
+            Backend::Cluster {
+                client,
+                conn,
+                connecting,
+                ..
+            } => {
+                if let Some(c) = conn.load_full() {
+                    return Ok(Conn::Cluster((*c).clone()));
+                }
+                let _guard = connecting.lock().await;
+                if let Some(c) = conn.load_full() {
+                    return Ok(Conn::Cluster((*c).clone()));
+                }
+                let c = timed(client.get_async_connection()).await?;
+                conn.store(Some(Arc::new(c.clone())));
+                Ok(Conn::Cluster(c))
+            }
+        }
+    }
+
+    /// Forgets a connection that failed, so the next command reconnects
+    /// (and, with Sentinel, asks again which server is the master).
+    pub fn failed(&self, e: &RedisError) {
+        if let Backend::Sentinel { current, .. } = self {
+            if super::is_connection_error(e) {
+                current.store(None);
+            }
+        }
+    }
+
+    /// Clients a subscriber may connect to, in order of preference.
+    pub async fn pubsub_clients(&self) -> Result<Vec<Client>, RedisError> {
+        match self {
+            Backend::Single { client, .. } => Ok(vec![client.clone()]),
+            Backend::Sentinel { sentinel, .. } => {
+                let mut s = sentinel.lock().await;
+                Ok(vec![timed(s.async_get_client()).await?])
+            }
+            Backend::Cluster { seeds, .. } => Ok(seeds.clone()),
+        }
+    }
+
+    /// A fresh connection and `PING`, so the error names the real cause
+    /// (a shared connection would only say it is broken).
+    pub async fn probe(&self) -> Result<(), RedisError> {
+        match self {
+            Backend::Single { client, .. } => {
+                let mut c = timed(client.get_multiplexed_async_connection()).await?;
+                timed(redis::cmd("PING").query_async::<()>(&mut c)).await
+            }
+            Backend::Sentinel { sentinel, .. } => {
+                let client = {
+                    let mut s = sentinel.lock().await;
+                    timed(s.async_get_client()).await?
+                };
+                let mut c = timed(client.get_multiplexed_async_connection()).await?;
+                timed(redis::cmd("PING").query_async::<()>(&mut c)).await
+            }
+            Backend::Cluster { client, .. } => {
+                let mut c = timed(client.get_async_connection()).await?;
+                timed(redis::cmd("PING").query_async::<()>(&mut c)).await
+            }
+        }
+    }
+}
+
+/// Runs `fut` under [`OP_TIMEOUT`].
+pub async fn timed<T>(
+    fut: impl std::future::Future<Output = Result<T, RedisError>>,
+) -> Result<T, RedisError> {
+    match tokio::time::timeout(OP_TIMEOUT, fut).await {
+        Ok(r) => r,
+        Err(_) => Err(RedisError::from(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("no answer within {} ms", OP_TIMEOUT.as_millis()),
+        ))),
+    }
+}
+
+fn is_sentinel(url: &str) -> bool {
+    let lower = url.get(..17).unwrap_or(url).to_ascii_lowercase();
+    lower.starts_with("redis+sentinel:") || lower.starts_with("rediss+sentinel:")
+}
+
+/// `redis+sentinel://[user:password@]h1:p1[,h2:p2...]/SERVICE[/DB]` →
+/// sentinel URLs, service name, master connection settings.
+fn sentinel_parts(
+    url: &str,
+) -> Result<(Vec<String>, String, SentinelNodeConnectionInfo), StoreError> {
+    let bad = |what: &str| {
+        StoreError::Config(format!(
+            "session.redis_url: {what}; expected redis+sentinel://[user:password@]host:port[,host:port...]/SERVICE[/DB]"
+        ))
+    };
+    let (scheme, rest) = url.split_once("://").ok_or_else(|| bad("not a URL"))?;
+    let tls = scheme.eq_ignore_ascii_case("rediss+sentinel");
+    let (authority, path) = rest.split_once('/').ok_or_else(|| bad("no service name"))?;
+    let (userinfo, hosts) = match authority.rsplit_once('@') {
+        Some((u, h)) => (Some(u), h),
+        None => (None, authority),
+    };
+    let mut path = path.split('/');
+    let service = path
+        .next()
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| bad("no service name"))?;
+    let db: i64 = match path.next() {
+        Some(d) if !d.is_empty() => d.parse().map_err(|_| bad("the database is not a number"))?,
+        _ => 0,
+    };
+    let node_scheme = if tls { "rediss" } else { "redis" };
+    let sentinels: Vec<String> = hosts
+        .split(',')
+        .filter(|h| !h.is_empty())
+        .map(|h| format!("{node_scheme}://{h}"))
+        .collect();
+    if sentinels.is_empty() {
+        return Err(bad("no sentinel host"));
+    }
+    let mut master = format!("{node_scheme}://");
+    if let Some(u) = userinfo {
+        master.push_str(u);
+        master.push('@');
+    }
+    master.push_str(&format!("localhost/{db}"));
+    let info = master
+        .as_str()
+        .into_connection_info()
+        .map_err(|_| bad("the user or password is not URL-encoded"))?;
+    let mut node = SentinelNodeConnectionInfo::default()
+        .set_redis_connection_info(info.redis_settings().clone());
+    if tls {
+        node = node.set_tls_mode(redis::TlsMode::Secure);
+    }
+    Ok((sentinels, service.to_owned(), node))
+}
+
+/// The operator-facing error for a Redis failure.
+pub fn classify(e: &RedisError) -> StoreError {
+    use redis::ErrorKind as K;
+    let text = describe(e);
+    let lower = text.to_ascii_lowercase();
+    if matches!(e.kind(), K::AuthenticationFailed)
+        || e.code()
+            .is_some_and(|c| matches!(c, "WRONGPASS" | "NOAUTH" | "NOPERM"))
+        || lower.contains("wrongpass")
+        || lower.contains("noauth")
+    {
+        StoreError::AuthFailed(text)
+    } else if lower.contains("tls")
+        || lower.contains("certificate")
+        || lower.contains("handshake")
+        || lower.contains("invalidcontenttype")
+    {
+        StoreError::Tls(text)
+    } else {
+        StoreError::Unavailable(text)
+    }
+}
+
+/// The error and its sources in one line (the crate's errors never contain the URL).
+fn describe(e: &RedisError) -> String {
+    crate::oidc::error_chain(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sentinel_urls_parse() {
+        let (s, service, _) =
+            sentinel_parts("redis+sentinel://u:p%40ss@10.0.0.1:26379,10.0.0.2:26380/mymaster/2")
+                .unwrap();
+        assert_eq!(s, vec!["redis://10.0.0.1:26379", "redis://10.0.0.2:26380"]);
+        assert_eq!(service, "mymaster");
+        let (s, _, _) = sentinel_parts("rediss+sentinel://h:1/m").unwrap();
+        assert_eq!(s, vec!["rediss://h:1"]);
+        for bad in [
+            "redis+sentinel://h:1",
+            "redis+sentinel://h:1/",
+            "redis+sentinel:///m",
+            "redis+sentinel://h:1/m/x",
+        ] {
+            let err = sentinel_parts(bad).err().map(|e| e.to_string()).unwrap();
+            assert!(err.contains("expected redis+sentinel://"), "{bad}: {err}");
+        }
+        assert!(is_sentinel("REDIS+SENTINEL://h/m"));
+        assert!(!is_sentinel("redis://h"));
+    }
+}

@@ -1,0 +1,467 @@
+//! Two portcullis processes sharing sessions through a real `redis-server`
+//! (and, in one test, a real Sentinel), with the real IdP: logins that start
+//! on one instance and finish on the other, sign-out and revocation honoured
+//! by the other instance within a second, kill -9 and restart, a Redis
+//! outage and its recovery, and the admin API.
+//!
+//! Each test owns its Redis, its two gateways and its TCP balancer (which the
+//! test points at one instance or the other per request); the IdP is shared.
+
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use url::Url;
+
+use crate::support::balancer::Balancer;
+use crate::support::browser::{Browser, Nav};
+use crate::support::free_port;
+use crate::support::gateway::{direct_config, Gateway, Launch, APP_RULES, SESSION_SECRET};
+use crate::support::idp::{Idp, CLIENT_SECRET};
+use crate::support::proc::LogsOnFailure;
+use crate::support::redis::{Redis, Sentinel};
+
+/// One balancer per test, created before the IdP (which must know every callback URL).
+const TESTS: usize = 5;
+
+struct Shared {
+    idp: Idp,
+    lbs: Vec<Balancer>,
+}
+
+fn shared() -> &'static Shared {
+    static S: OnceLock<Shared> = OnceLock::new();
+    S.get_or_init(|| {
+        let lbs: Vec<Balancer> = (0..TESTS).map(|_| Balancer::start()).collect();
+        let uris: Vec<String> = lbs
+            .iter()
+            .map(|lb| format!("http://app.example.com:{}/oauth2/callback", lb.port))
+            .collect();
+        Shared {
+            idp: Idp::start(&uris),
+            lbs,
+        }
+    })
+}
+
+/// Two gateways on one Redis behind one balancer.
+struct Pair {
+    redis: Redis,
+    a: Option<Gateway>,
+    b: Gateway,
+    a_port: u16,
+    a_admin: u16,
+    b_admin: u16,
+    a_config: String,
+    lb: &'static Balancer,
+}
+
+fn config(issuer: &str, redis_url: &str, admin_port: u16) -> String {
+    direct_config(
+        issuer,
+        r#"allowed_redirect_domains = ["app.example.com"]"#,
+        APP_RULES,
+    )
+    .replace(
+        "[session]\ncookie_secure = false\n",
+        &format!(
+            "[session]\ncookie_secure = false\nstore = \"redis\"\nredis_url = \"{redis_url}\"\nidle_timeout = \"1h\"\n"
+        ),
+    )
+    .replace(
+        "trusted_proxies = [\"127.0.0.1/32\"]\n",
+        &format!("trusted_proxies = [\"127.0.0.1/32\"]\nadmin_listen = \"127.0.0.1:{admin_port}\"\n"),
+    )
+}
+
+fn launch(name: &'static str, config: &str, port: Option<u16>, admin_port: u16) -> Gateway {
+    Gateway::launch(Launch {
+        name,
+        config,
+        port,
+        admin_port: Some(admin_port),
+        ..Launch::default()
+    })
+}
+
+impl Pair {
+    fn start(test: usize) -> Pair {
+        Pair::start_with(test, Redis::start(), None)
+    }
+
+    fn start_with(test: usize, redis: Redis, url: Option<String>) -> Pair {
+        let s = shared();
+        let url = url.unwrap_or_else(|| redis.url());
+        let (a_admin, b_admin) = (free_port(), free_port());
+        let a_config = config(&s.idp.issuer, &url, a_admin);
+        let a = launch("portcullis-a", &a_config, None, a_admin);
+        let b = launch(
+            "portcullis-b",
+            &config(&s.idp.issuer, &url, b_admin),
+            None,
+            b_admin,
+        );
+        let lb = &s.lbs[test];
+        lb.route_to(a.port);
+        Pair {
+            redis,
+            a_port: a.port,
+            a: Some(a),
+            b,
+            a_admin,
+            b_admin,
+            a_config,
+            lb,
+        }
+    }
+
+    fn a(&self) -> &Gateway {
+        self.a.as_ref().expect("instance A is running")
+    }
+
+    fn base(&self) -> String {
+        format!("http://app.example.com:{}", self.lb.port)
+    }
+
+    /// Logs in as `user`, starting on `start` and finishing on `finish`.
+    async fn login(&self, b: &Browser, user: &str, start: u16, finish: u16) {
+        self.lb.route_to(start);
+        let page = b
+            .navigate(
+                &format!("{}/oauth2/start?rd=%2F", self.base()),
+                Nav {
+                    login: Some(user),
+                    stop_before: Some(&|u: &Url| u.path() == "/oauth2/callback"),
+                },
+            )
+            .await;
+        let callback = page
+            .next
+            .clone()
+            .unwrap_or_else(|| panic!("no callback reached:\n{page}"));
+        self.lb.route_to(finish);
+        let page = b.get(&callback).await;
+        assert_eq!(page.status, 302, "callback on {finish} failed:\n{page}");
+        assert_eq!(page.location(), Some("/"), "{page}");
+    }
+
+    /// A forward-auth check on instance `port`: its status.
+    async fn check(&self, b: &Browser, port: u16) -> u16 {
+        self.lb.route_to(port);
+        b.get_with(
+            &format!("{}/oauth2/auth", self.base()),
+            &[
+                ("X-Forwarded-Method", "GET"),
+                ("X-Forwarded-Proto", "http"),
+                ("X-Forwarded-Host", "app.example.com"),
+                ("X-Forwarded-Uri", "/"),
+            ],
+        )
+        .await
+        .status
+    }
+
+    /// Polls checks on `port` until one is not 200; how long that took.
+    async fn until_denied(&self, b: &Browser, port: u16) -> Duration {
+        let t0 = Instant::now();
+        loop {
+            let status = self.check(b, port).await;
+            if status != 200 {
+                assert_eq!(status, 302, "a signed-out browser is sent to the login");
+                return t0.elapsed();
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(5),
+                "the session still works on {port} after 5 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn logs(&self) -> LogsOnFailure<'_> {
+        let mut v = vec![&shared().idp.proc, &self.b.proc];
+        if let Some(a) = &self.a {
+            v.push(&a.proc);
+        }
+        LogsOnFailure(v)
+    }
+
+    fn admin(&self, method: &str, port: u16, query: &str) -> (u16, serde_json::Value) {
+        let r = crate::support::http::raw_request(
+            port,
+            method,
+            "127.0.0.1",
+            &format!("/admin/sessions{query}"),
+            &[],
+        )
+        .expect("admin listener answers");
+        let v = serde_json::from_slice(&r.body).unwrap_or(serde_json::Value::Null);
+        (r.status, v)
+    }
+
+    /// `portcullis sessions ARGS --config <A's config>`.
+    fn cli(&self, args: &[&str]) -> std::process::Output {
+        std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+            .arg("--config")
+            .arg(&self.a().config)
+            .arg("sessions")
+            .args(args)
+            .env("PORTCULLIS_OIDC_CLIENT_SECRET", CLIENT_SECRET)
+            .env("PORTCULLIS_SESSION_SECRET", SESSION_SECRET)
+            .output()
+            .expect("run portcullis sessions")
+    }
+}
+
+#[tokio::test]
+async fn twenty_logins_cross_instances_and_sign_out_reaches_the_other_within_a_second() {
+    let p = Pair::start(0);
+    let _logs = p.logs();
+    let (a, b) = (p.a_port, p.b.port);
+    for i in 0..20 {
+        let browser = Browser::new();
+        let (start, finish) = if i % 2 == 0 { (a, b) } else { (b, a) };
+        p.login(&browser, "alice", start, finish).await;
+        assert_eq!(p.check(&browser, a).await, 200, "login {i}: A");
+        assert_eq!(p.check(&browser, b).await, 200, "login {i}: B");
+    }
+
+    // Both instances have the session cached; sign out through A.
+    let browser = Browser::new();
+    p.login(&browser, "bob", a, b).await;
+    assert_eq!(p.check(&browser, a).await, 200);
+    assert_eq!(p.check(&browser, b).await, 200);
+    let cookie = browser
+        .cookie(&p.base(), "_portcullis")
+        .expect("session cookie");
+    p.lb.route_to(a);
+    let out = browser.get(&format!("{}/oauth2/sign_out", p.base())).await;
+    assert_eq!(out.status, 302, "{out}");
+    // A stale copy of the cookie (another tab) is what the other instance sees.
+    let stale = Browser::new();
+    stale.set_cookie(&p.base(), &format!("_portcullis={cookie}"));
+    let took = p.until_denied(&stale, b).await;
+    assert!(
+        took < Duration::from_secs(1),
+        "B honoured the sign-out after {took:?}"
+    );
+    assert_eq!(p.check(&stale, a).await, 302);
+}
+
+#[tokio::test]
+async fn revoke_by_user_from_the_cli_and_the_admin_api_ends_sessions_everywhere() {
+    let p = Pair::start(1);
+    let _logs = p.logs();
+    let (a, b) = (p.a_port, p.b.port);
+    let alice1 = Browser::new();
+    let alice2 = Browser::new();
+    let bob = Browser::new();
+    p.login(&alice1, "alice", a, a).await;
+    p.login(&alice2, "alice", b, b).await;
+    p.login(&bob, "bob", a, b).await;
+    for br in [&alice1, &alice2, &bob] {
+        assert_eq!(p.check(br, a).await, 200);
+        assert_eq!(p.check(br, b).await, 200);
+    }
+
+    // Inventory: the CLI and both admin listeners agree.
+    let out = p.cli(&["list", "--user", "alice", "--json"]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.lines().count(), 2, "{text}");
+    assert!(!text.contains(&alice1.cookie(&p.base(), "_portcullis").unwrap()));
+    let (status, v) = p.admin("GET", p.b_admin, "");
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["sessions"].as_array().map(Vec::len), Some(3), "{v}");
+    let (status, v) = p.admin("GET", p.a_admin, "?user=bob");
+    assert_eq!(
+        (status, v["sessions"][0]["user"].as_str()),
+        (200, Some("bob")),
+        "{v}"
+    );
+    // Never on the public listener.
+    p.lb.route_to(a);
+    assert_ne!(
+        bob.get(&format!("{}/admin/sessions", p.base()))
+            .await
+            .status,
+        200
+    );
+    // Hostile or ambiguous revocations are refused.
+    assert_eq!(p.admin("DELETE", p.a_admin, "").0, 400);
+    assert_eq!(p.admin("DELETE", p.a_admin, "?user=alice&all=true").0, 400);
+    assert_eq!(p.admin("PUT", p.a_admin, "?user=alice").0, 405);
+
+    let t0 = Instant::now();
+    let out = p.cli(&["revoke", "--user", "alice"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("revoked 2"),
+        "{out:?}"
+    );
+    for br in [&alice1, &alice2] {
+        p.until_denied(br, a).await;
+        p.until_denied(br, b).await;
+    }
+    assert!(
+        t0.elapsed() < Duration::from_secs(1),
+        "revocation took {:?}",
+        t0.elapsed()
+    );
+    assert_eq!(p.check(&bob, a).await, 200, "bob is untouched");
+    assert_eq!(p.check(&bob, b).await, 200, "bob is untouched");
+
+    // The admin API on B revokes bob on both.
+    let (status, v) = p.admin("DELETE", p.b_admin, "?user=bob");
+    assert_eq!((status, v["revoked"].as_u64()), (200, Some(1)), "{v}");
+    assert!(p.until_denied(&bob, a).await < Duration::from_secs(1));
+    let (_, v) = p.admin("GET", p.a_admin, "");
+    assert_eq!(v["sessions"].as_array().map(Vec::len), Some(0), "{v}");
+}
+
+#[tokio::test]
+async fn kill_nine_one_instance_the_other_serves_and_old_cookies_survive_restarts() {
+    let mut p = Pair::start(2);
+    let _ = p.logs();
+    let (a, b) = (p.a_port, p.b.port);
+    let browser = Browser::new();
+    p.login(&browser, "alice", a, a).await;
+    assert_eq!(p.check(&browser, a).await, 200);
+
+    p.a.take().unwrap().proc.kill();
+    assert_eq!(p.check(&browser, b).await, 200, "B serves A's session");
+
+    let a = launch("portcullis-a2", &p.a_config, Some(a), p.a_admin);
+    assert_eq!(
+        p.check(&browser, a.port).await,
+        200,
+        "restarted A knows the session"
+    );
+    // Rolling restart: B too.
+    let b_config = std::fs::read_to_string(&p.b.config).unwrap();
+    p.b.proc.kill();
+    let b2 = launch(
+        "portcullis-b2",
+        &b_config.replace(&format!("127.0.0.1:{b}"), "127.0.0.1:4180"),
+        Some(b),
+        p.b_admin,
+    );
+    assert_eq!(
+        p.check(&browser, b2.port).await,
+        200,
+        "restarted B knows the session"
+    );
+    p.a = Some(a);
+}
+
+#[tokio::test]
+async fn redis_outage_never_grants_keeps_cached_sessions_and_recovers() {
+    let p = Pair::start(3);
+    let _logs = p.logs();
+    let (a, b) = (p.a_port, p.b.port);
+    let cached = Browser::new();
+    p.login(&cached, "alice", a, a).await;
+    assert_eq!(p.check(&cached, a).await, 200);
+    assert_eq!(p.check(&cached, b).await, 200);
+    // Known to Redis but never seen by B.
+    let uncached = Browser::new();
+    p.login(&uncached, "bob", a, a).await;
+    let in_progress = Browser::new();
+
+    p.redis.stop();
+    let t0 = Instant::now();
+    for _ in 0..5 {
+        assert_eq!(p.check(&cached, a).await, 200, "cached on A");
+        assert_eq!(p.check(&cached, b).await, 200, "cached on B");
+        assert_eq!(
+            p.check(&uncached, b).await,
+            503,
+            "not cached on B: 503, never 200"
+        );
+    }
+    assert!(t0.elapsed() < Duration::from_secs(20));
+    // A new login cannot be stored: the callback answers the 503 page.
+    p.lb.route_to(a);
+    let page = in_progress
+        .navigate(
+            &format!("{}/oauth2/start?rd=%2F", p.base()),
+            Nav {
+                login: Some("carol"),
+                stop_before: None,
+            },
+        )
+        .await;
+    assert_eq!(page.status, 503, "{page}");
+    assert!(page.body.contains("try again"), "{page}");
+    // Sign-out cannot be made effective everywhere: 503, cookie kept.
+    p.lb.route_to(b);
+    let out = uncached.get(&format!("{}/oauth2/sign_out", p.base())).await;
+    assert_eq!(out.status, 503, "{out}");
+    // API clients get JSON.
+    let api = Browser::api();
+    api.set_cookie(
+        &p.base(),
+        &format!(
+            "_portcullis={}",
+            uncached.cookie(&p.base(), "_portcullis").unwrap()
+        ),
+    );
+    let r = api.get(&format!("{}/oauth2/userinfo", p.base())).await;
+    assert_eq!(r.status, 503);
+    assert!(r.body.contains("store_unavailable"), "{r}");
+    // readyz says why.
+    let ready = crate::support::http::raw_get(p.b_admin, "127.0.0.1", "/readyz", &[]);
+    assert_eq!(ready.status, 503);
+    assert!(
+        ready.text().contains("session store unreachable"),
+        "{}",
+        ready.text()
+    );
+    // One log line per outage, not per request.
+    let outage_lines = |g: &Gateway| {
+        g.log()
+            .lines()
+            .filter(|l| l.contains("session store unreachable:"))
+            .count()
+    };
+    assert_eq!(outage_lines(&p.b), 1, "{}", p.b.log());
+    assert_eq!(outage_lines(p.a()), 1, "{}", p.a().log());
+
+    // Redis comes back (empty: persistence is off); everything recovers.
+    p.redis.resume();
+    let fresh = Browser::new();
+    let t0 = Instant::now();
+    loop {
+        let ready = crate::support::http::raw_get(p.a_admin, "127.0.0.1", "/readyz", &[]);
+        if ready.status == 200 {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(10), "{}", ready.text());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    p.login(&fresh, "carol", b, a).await;
+    assert_eq!(p.check(&fresh, a).await, 200);
+    assert_eq!(p.check(&fresh, b).await, 200);
+    assert!(p.b.log().contains("session store reachable again"));
+}
+
+#[tokio::test]
+async fn sentinel_finds_the_master() {
+    let redis = Redis::start();
+    let sentinel = Sentinel::start(&redis);
+    let url = format!("redis+sentinel://127.0.0.1:{}/mymaster/0", sentinel.port);
+    let p = Pair::start_with(4, redis, Some(url));
+    let _logs = p.logs();
+    let (a, b) = (p.a_port, p.b.port);
+    let browser = Browser::new();
+    p.login(&browser, "alice", a, b).await;
+    assert_eq!(p.check(&browser, a).await, 200);
+    assert_eq!(p.check(&browser, b).await, 200);
+    assert!(p
+        .redis
+        .cli(&["KEYS", "portcullis:s:*"])
+        .contains("portcullis:s:"));
+    p.lb.route_to(b);
+    browser.get(&format!("{}/oauth2/sign_out", p.base())).await;
+    assert!(p.until_denied(&browser, a).await < Duration::from_secs(1));
+    drop(sentinel);
+}
