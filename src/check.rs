@@ -204,6 +204,7 @@ pub async fn run_file(path: &Path, env: &dyn Env) -> (Report, Option<Config>) {
 pub async fn run(config: &Config) -> Report {
     let mut report = Report::default();
     let discovered = idp::probe(config, &mut report).await;
+    report.extend(idp::bearer_issuers(config).await);
     report.extend(local::scopes(config));
     report.push(local::redirect_uri(config));
     if let Some(d) = &discovered {

@@ -288,12 +288,7 @@ async fn jwks(http: &reqwest::Client, doc: &Value) -> Vec<Finding> {
         )];
     };
     let started = Instant::now();
-    let fetched = match http.get(uri).send().await {
-        Ok(r) if r.status().is_success() => r.json::<Value>().await.map_err(|e| e.to_string()),
-        Ok(r) => Err(format!("answered {}", r.status())),
-        Err(e) => Err(crate::oidc::error_chain(&e)),
-    };
-    match fetched {
+    match fetch_json(http, uri).await {
         Ok(v) => vec![jwks_keys(uri, &v, &ms(started))],
         Err(e) => vec![Finding::fail(
             "jwks",
@@ -301,6 +296,53 @@ async fn jwks(http: &reqwest::Client, doc: &Value) -> Vec<Finding> {
             "the IdP's key set must be reachable from here at the jwks_uri its discovery document names",
         )],
     }
+}
+
+/// A JSON document over `GET`, or why not.
+async fn fetch_json(http: &reqwest::Client, url: &str) -> Result<Value, String> {
+    match http.get(url).send().await {
+        Ok(r) if r.status().is_success() => r.json::<Value>().await.map_err(|e| e.to_string()),
+        Ok(r) => Err(format!("answered {}", r.status())),
+        Err(e) => Err(crate::oidc::error_chain(&e)),
+    }
+}
+
+/// `bearer_issuers[N]`: each extra issuer's key set is reachable and usable.
+pub async fn bearer_issuers(config: &Config) -> Vec<Finding> {
+    let http = http_client();
+    let mut out = Vec::new();
+    for (i, b) in config.oidc.bearer_issuers.iter().enumerate() {
+        let name = format!("bearer_issuers[{i}]");
+        let uri = match &b.jwks_url {
+            Some(u) => u.to_string(),
+            None => {
+                let doc = fetch_json(&http, &discovery_url(&b.issuer)).await;
+                match doc.map(|d| d.get("jwks_uri").and_then(Value::as_str).map(str::to_owned)) {
+                    Ok(Some(u)) => u,
+                    Ok(None) => {
+                        out.push(Finding::fail(
+                            &name,
+                            format!("{}: the discovery document has no jwks_uri", b.issuer),
+                            "set jwks_url for this issuer",
+                        ));
+                        continue;
+                    }
+                    Err(e) => {
+                        out.push(Finding::fail(&name, format!("{}: discovery failed: {e}", b.issuer), "set jwks_url for this issuer, or make its discovery document reachable from here"));
+                        continue;
+                    }
+                }
+            }
+        };
+        let started = Instant::now();
+        let mut f = match fetch_json(&http, &uri).await {
+            Ok(v) => jwks_keys(&uri, &v, &ms(started)),
+            Err(e) => Finding::fail(&name, format!("{uri}: {e}"), "the issuer's key set must be reachable from here; bearer tokens from it are refused until it is"),
+        };
+        f.check = name;
+        out.push(f);
+    }
+    out
 }
 
 /// `jwks`: keys portcullis can verify ID tokens with.

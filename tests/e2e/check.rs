@@ -63,6 +63,8 @@ struct Cfg<'a> {
     external_url: String,
     scopes: &'a str,
     extra_server: &'a str,
+    /// Appended to `[oidc]` (e.g. `[[oidc.bearer_issuers]]` tables).
+    extra_oidc: String,
 }
 
 impl Cfg<'_> {
@@ -72,6 +74,7 @@ impl Cfg<'_> {
             external_url: format!("http://auth.example.com:{}", auth_port()),
             scopes: r#"["openid", "profile", "email", "groups"]"#,
             extra_server: "",
+            extra_oidc: String::new(),
         }
     }
 
@@ -86,6 +89,7 @@ external_url = "{}"
 issuer = "{}"
 client_id = "portcullis"
 scopes = {}
+{}
 
 [session]
 cookie_secure = false
@@ -96,7 +100,7 @@ default = "deny"
 allowed_redirect_domains = [".example.com"]
 
 {APP_RULES}"#,
-            self.external_url, self.extra_server, self.issuer, self.scopes
+            self.external_url, self.extra_server, self.issuer, self.scopes, self.extra_oidc
         )
     }
 }
@@ -177,7 +181,13 @@ const SCOPE_FIX: &str = "create a `groups` scope at the IdP that releases the gr
 fn good_config_passes_with_exit_0() {
     let idp = good_idp();
     let _logs = LogsOnFailure(vec![&idp.proc]);
-    let out = check(&Cfg::new(&idp.issuer).text(), &[]);
+    let mut cfg = Cfg::new(&idp.issuer);
+    // An extra bearer issuer whose keys are at a given URL.
+    cfg.extra_oidc = format!(
+        "[[oidc.bearer_issuers]]\nissuer = \"https://kubernetes.default.svc\"\njwks_url = \"{}jwks\"\naudiences = [\"api\"]\n",
+        idp.issuer
+    );
+    let out = check(&cfg.text(), &[]);
     assert_eq!(out.code, Some(0), "{out}");
     assert!(
         out.lines().iter().all(|l| l.starts_with("ok   ")),
@@ -209,9 +219,16 @@ fn good_config_passes_with_exit_0() {
         out.line(check);
     }
     assert!(out.line("jwks").contains("1 signing key(s)"), "{out}");
+    assert!(
+        out.line("bearer_issuers[0]").starts_with(&format!(
+            "ok   bearer_issuers[0]: 1 signing key(s) at {}jwks (RS256 kid=",
+            idp.issuer
+        )),
+        "{out}"
+    );
 
     // The same as JSON for machines.
-    let json = check(&Cfg::new(&idp.issuer).text(), &["--json"]);
+    let json = check(&cfg.text(), &["--json"]);
     assert_eq!(json.code, Some(0), "{json}");
     let v: serde_json::Value = serde_json::from_str(&json.stdout).expect("--json prints JSON");
     let items = v.as_array().expect("an array");
