@@ -40,3 +40,8 @@ mod reverse_proxy;
 // across instances, sign-out and revocation everywhere within a second,
 // kill -9 and restarts, a Redis outage and recovery, the admin API and CLI.
 mod shared_sessions;
+// Bearer JWTs: tokens from the real IdP (test hook, client_credentials JWT
+// access tokens) and from test-run JWKS issuers (every algorithm), hostile
+// tokens, bearer vs cookie, bearer = false, key rotation, unknown-kid flood,
+// readiness with unreachable keys.
+mod bearer;

@@ -15,6 +15,7 @@ pub mod echo;
 pub mod gateway;
 pub mod http;
 pub mod idp;
+pub mod jwt;
 pub mod proc;
 pub mod proxy;
 pub mod redis;
