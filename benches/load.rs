@@ -30,6 +30,11 @@
 //!    - latency at a fixed 500 requests per second, and at half of the hyper
 //!      server's median maximum rate (`support/fixed_rate.rs`, open loop), with
 //!      CPU per request from `/proc/PID/task/*/schedstat` (nanoseconds).
+//!    In every keep-alive round the gateway is also measured with a bearer
+//!    token instead of the cookie (`Authorization: Bearer` with an ES256 JWT
+//!    from a `[[oidc.bearer_issuers]]` entry whose JWKS this process serves;
+//!    after the first request the token is answered from the verified-token
+//!    cache), compared with the hyper server's rate of the same round.
 //! 5. Prints medians, spreads (min–max over rounds) and the ratios
 //!    portcullis/hyper and control/hyper.
 //!
@@ -43,6 +48,8 @@
 //! command, for instruction counts that the machine's noise does not move.
 
 mod support;
+#[path = "../tests/e2e/support/jwt.rs"]
+mod jwt;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write as _};
@@ -58,6 +65,9 @@ const CLIENT_ID: &str = "portcullis-bench";
 const CLIENT_SECRET: &str = "bench-client-secret-0123456789";
 const SESSION_SECRET: &str = "a-load-test-session-secret-that-is-long-enough";
 const AUTH_PATH: &str = "/oauth2/auth";
+/// The bearer issuer of the bearer scenario and its tokens' audience.
+const BEARER_ISS: &str = "https://ci.bench.test";
+const BEARER_AUD: &str = "portcullis-bench-api";
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -217,7 +227,7 @@ fn start_baseline(name: &'static str) -> Server {
     Server { name, addr, child }
 }
 
-fn gateway_config(listen: SocketAddr, issuer: &str) -> String {
+fn gateway_config(listen: SocketAddr, issuer: &str, jwks_url: &str) -> String {
     let mut t = format!(
         r#"
 [server]
@@ -226,6 +236,11 @@ listen = "{listen}"
 [oidc]
 issuer = "{issuer}"
 client_id = "{CLIENT_ID}"
+
+[[oidc.bearer_issuers]]
+issuer = "{BEARER_ISS}"
+jwks_url = "{jwks_url}"
+audiences = ["{BEARER_AUD}"]
 
 [session]
 cookie_secure = false
@@ -243,9 +258,9 @@ allowed_redirect_domains = ["127.0.0.1", ".bench.test"]
     t
 }
 
-fn start_gateway(dir: &Path, listen: SocketAddr, issuer: &str) -> Server {
+fn start_gateway(dir: &Path, listen: SocketAddr, issuer: &str, jwks_url: &str) -> Server {
     let config = dir.join("portcullis.toml");
-    std::fs::write(&config, gateway_config(listen, issuer)).expect("write config");
+    std::fs::write(&config, gateway_config(listen, issuer, jwks_url)).expect("write config");
     let log = std::fs::File::create(dir.join("portcullis.log")).expect("log file");
     let child = wrapped(env!("CARGO_BIN_EXE_portcullis").as_ref())
         .arg("serve")
@@ -330,17 +345,38 @@ async fn login(gw: SocketAddr) -> String {
         .expect("session cookie set")
 }
 
-fn request_headers(cookie: &str) -> Vec<(String, String)> {
+fn request_headers(credential: (&str, &str)) -> Vec<(String, String)> {
     [
         ("X-Forwarded-Method", "GET"),
         ("X-Forwarded-Proto", "https"),
         ("X-Forwarded-Host", "app7.bench.test"),
         ("X-Forwarded-Uri", "/admin/users?page=2"),
-        ("Cookie", &format!("_portcullis={cookie}")),
+        credential,
     ]
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect()
+}
+
+/// An ES256 token for `ci-bot` (group `admins`) from the bearer issuer, valid for two hours.
+fn bearer_token(key: &jwt::TestKey) -> String {
+    key.sign(&serde_json::json!({
+        "iss": BEARER_ISS, "aud": BEARER_AUD, "sub": "ci-bot", "groups": ["admins"],
+        "iat": jwt::now(), "exp": jwt::now() + 7200,
+    }))
+}
+
+/// The bearer scenario's request: 200 for ci-bot with group `admins`.
+async fn precheck_bearer(gw: SocketAddr, headers: &[(String, String)]) {
+    let http = reqwest::Client::new();
+    let mut req = http.get(format!("http://{gw}{AUTH_PATH}"));
+    for (k, v) in headers {
+        req = req.header(k, v);
+    }
+    let res = req.send().await.expect("forward-auth request");
+    assert_eq!(res.status(), 200, "the bearer forward-auth check is allowed");
+    let user = res.headers().get("x-auth-user").and_then(|v| v.to_str().ok());
+    assert_eq!(user, Some("ci-bot"));
 }
 
 /// One forward-auth request: must be 200 for alice with her groups.
@@ -579,11 +615,17 @@ async fn run() {
     )
     .await
     .expect("development issuer");
-    let gateway = start_gateway(dir.path(), listen, idp.issuer());
+    let bearer_key = jwt::TestKey::p256("bench-es256");
+    let jwks = jwt::JwksServer::start(jwt::jwks(&[&bearer_key]));
+    let gateway = start_gateway(dir.path(), listen, idp.issuer(), &jwks.url());
     let cookie = login(gateway.addr).await;
-    let headers = request_headers(&cookie);
+    let headers = request_headers(("Cookie", &format!("_portcullis={cookie}")));
     precheck(gateway.addr, &headers).await;
     println!("signed in as alice; forward-auth check answers 200 with her identity");
+    let bearer_headers =
+        request_headers(("Authorization", &format!("Bearer {}", bearer_token(&bearer_key))));
+    precheck_bearer(gateway.addr, &bearer_headers).await;
+    println!("bearer token for ci-bot answers 200");
 
     let servers = [gateway, start_baseline("hyper"), start_baseline("control")];
     let names: Vec<&'static str> = servers.iter().map(|s| s.name).collect();
@@ -604,6 +646,19 @@ async fn run() {
     let mut errors: HashMap<&'static str, u64> = HashMap::new();
     let mut rps = Table::new("keep-alive throughput", "requests/s", 0, &names);
     let mut cpu = Table::new("keep-alive CPU per request", "µs user+sys", 2, &names);
+    let bearer_names = ["portcullis (bearer)", "hyper"];
+    let mut bearer_rps = Table::new(
+        "keep-alive throughput, bearer token (cached)",
+        "requests/s",
+        0,
+        &bearer_names,
+    );
+    let mut bearer_cpu = Table::new(
+        "keep-alive CPU per request, bearer token (cached)",
+        "µs user+sys",
+        2,
+        &bearer_names,
+    );
     for r in 0..rounds {
         for (i, s) in servers.iter().enumerate() {
             let x = wrk(s, &headers, secs, conns, false, tck);
@@ -614,7 +669,19 @@ async fn run() {
             *errors.entry(s.name).or_default() += x.errors;
             rps.push(i, x.rps);
             cpu.push(i, x.cpu_us);
+            if i == 1 {
+                bearer_rps.push(1, x.rps);
+                bearer_cpu.push(1, x.cpu_us);
+            }
         }
+        let x = wrk(&servers[0], &bearer_headers, secs, conns, false, tck);
+        println!(
+            "keep-alive round {r} {:<10} {:>9.0} req/s {:>7.2} µs/req errors {}",
+            "bearer", x.rps, x.cpu_us, x.errors
+        );
+        *errors.entry("portcullis (bearer)").or_default() += x.errors;
+        bearer_rps.push(0, x.rps);
+        bearer_cpu.push(0, x.cpu_us);
     }
     let hyper_max = rps.median_of(1);
 
@@ -688,7 +755,7 @@ async fn run() {
 
     let mut out = String::from("\n=== summary ===\n");
     out.push_str(&report);
-    for t in [&rps, &cpu, &churn_rps, &churn_cpu] {
+    for t in [&rps, &cpu, &bearer_rps, &bearer_cpu, &churn_rps, &churn_cpu] {
         t.print(&mut out);
     }
     for (_, p50, p99, p999, lcpu) in &latency_tables {
@@ -710,6 +777,12 @@ async fn run() {
         "  req/s ≥ 80% of hyper: {:.1}% → {}\n",
         ratio * 100.0,
         check(ratio >= 0.8)
+    ));
+    let bearer_ratio = bearer_rps.median_of(0) / bearer_rps.median_of(1);
+    out.push_str(&format!(
+        "  bearer (cached) req/s ≥ 75% of hyper: {:.1}% → {}\n",
+        bearer_ratio * 100.0,
+        check(bearer_ratio >= 0.75)
     ));
     if let Some((_, _, p99, _, _)) = latency_tables.first() {
         let p = p99.median_of(0);

@@ -144,11 +144,14 @@ impl BearerError {
     }
 }
 
-/// The token of an `Authorization: Bearer` header. `Some("")`-like garbage
-/// (an empty or non-UTF-8 token) comes back as `Some` so it is refused,
-/// not ignored; other schemes (`Basic`) and no header give `None`.
+/// The token of an `Authorization: Bearer` header. An empty or non-UTF-8
+/// token still comes back as `Some` (empty, or `"\0"`) so it is refused, not
+/// ignored; other schemes (`Basic`) and no header give `None`.
 pub fn token_of(headers: &HeaderMap) -> Option<&str> {
     let v = headers.get(http::header::AUTHORIZATION)?.as_bytes();
+    if v.eq_ignore_ascii_case(b"bearer") {
+        return Some("");
+    }
     let scheme = v.get(..7)?;
     if !scheme.eq_ignore_ascii_case(b"bearer ") {
         return None;

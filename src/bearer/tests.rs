@@ -343,6 +343,7 @@ fn authorization_header_parsing() {
         ("bearer  abc ", Some("abc")),
         ("BEARER x", Some("x")),
         ("Bearer ", Some("")),
+        ("Bearer", Some("")),
         ("Basic dXNlcjpwdw==", None),
         ("Bearerabc", None),
     ] {
