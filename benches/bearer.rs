@@ -117,7 +117,11 @@ fn bench(c: &mut Criterion) {
     }
     let token = keys[2].sign(&claims);
     g.bench_function("floor: sha256 of the token", |b| {
-        b.iter(|| black_box(<[u8; 32]>::from(Sha256::digest(black_box(&token).as_bytes()))))
+        b.iter(|| {
+            black_box(<[u8; 32]>::from(Sha256::digest(
+                black_box(&token).as_bytes(),
+            )))
+        })
     });
     g.finish();
 }

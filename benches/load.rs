@@ -47,9 +47,9 @@
 //! `LOAD_WRAP` (e.g. `valgrind --tool=callgrind`) the servers run under that
 //! command, for instruction counts that the machine's noise does not move.
 
-mod support;
 #[path = "../tests/e2e/support/jwt.rs"]
 mod jwt;
+mod support;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write as _};
@@ -374,8 +374,15 @@ async fn precheck_bearer(gw: SocketAddr, headers: &[(String, String)]) {
         req = req.header(k, v);
     }
     let res = req.send().await.expect("forward-auth request");
-    assert_eq!(res.status(), 200, "the bearer forward-auth check is allowed");
-    let user = res.headers().get("x-auth-user").and_then(|v| v.to_str().ok());
+    assert_eq!(
+        res.status(),
+        200,
+        "the bearer forward-auth check is allowed"
+    );
+    let user = res
+        .headers()
+        .get("x-auth-user")
+        .and_then(|v| v.to_str().ok());
     assert_eq!(user, Some("ci-bot"));
 }
 
@@ -622,8 +629,10 @@ async fn run() {
     let headers = request_headers(("Cookie", &format!("_portcullis={cookie}")));
     precheck(gateway.addr, &headers).await;
     println!("signed in as alice; forward-auth check answers 200 with her identity");
-    let bearer_headers =
-        request_headers(("Authorization", &format!("Bearer {}", bearer_token(&bearer_key))));
+    let bearer_headers = request_headers((
+        "Authorization",
+        &format!("Bearer {}", bearer_token(&bearer_key)),
+    ));
     precheck_bearer(gateway.addr, &bearer_headers).await;
     println!("bearer token for ci-bot answers 200");
 

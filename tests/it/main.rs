@@ -9,9 +9,11 @@
 //! - `forward_auth`: the `/oauth2/auth` answers, trust, path tricks.
 //! - `cookies`: tampered, truncated, oversized and foreign cookies.
 //! - `proxy`: reverse-proxy header hygiene.
+//! - `bearer`: bearer tokens in reverse-proxy mode.
 //! - `server`: TLS, HTTP/2, limits, health.
 //! - `cli`: the binary's commands and exit codes.
 
+mod bearer;
 mod cli;
 mod cookies;
 mod forward_auth;
