@@ -29,12 +29,13 @@
 //!    - the same with `Connection: close` (a new connection per request);
 //!    - latency at a fixed 500 requests per second, and at half of the hyper
 //!      server's median maximum rate (`support/fixed_rate.rs`, open loop), with
-//!      CPU per request from `/proc/PID/task/*/schedstat` (nanoseconds).
-//!    In every keep-alive round the gateway is also measured with a bearer
-//!    token instead of the cookie (`Authorization: Bearer` with an ES256 JWT
-//!    from a `[[oidc.bearer_issuers]]` entry whose JWKS this process serves;
-//!    after the first request the token is answered from the verified-token
-//!    cache), compared with the hyper server's rate of the same round.
+//!      CPU per request from `/proc/PID/task/*/schedstat` (nanoseconds);
+//!    - in every keep-alive round, the gateway once more with a bearer token
+//!      instead of the cookie (`Authorization: Bearer` with an ES256 JWT from
+//!      a `[[oidc.bearer_issuers]]` entry whose JWKS this process serves;
+//!      after the first request the token is answered from the
+//!      verified-token cache), compared with the hyper server's rate of the
+//!      same round.
 //! 5. Prints medians, spreads (min–max over rounds) and the ratios
 //!    portcullis/hyper and control/hyper.
 //!
