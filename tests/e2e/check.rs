@@ -18,6 +18,7 @@ use crate::support::free_port;
 use crate::support::gateway::{Gateway, Launch, APP_RULES, LISTEN_PLACEHOLDER, SESSION_SECRET};
 use crate::support::idp::{Idp, CLIENT_SECRET};
 use crate::support::proc::{scratch_dir, LogsOnFailure};
+use crate::support::redis::Redis;
 use crate::support::wait_for;
 
 const ISSUER_PATH: &str = "/application/o/portcullis/";
@@ -65,6 +66,8 @@ struct Cfg<'a> {
     extra_server: &'a str,
     /// Appended to `[oidc]` (e.g. `[[oidc.bearer_issuers]]` tables).
     extra_oidc: String,
+    /// Appended to `[session]`.
+    extra_session: String,
 }
 
 impl Cfg<'_> {
@@ -75,6 +78,7 @@ impl Cfg<'_> {
             scopes: r#"["openid", "profile", "email", "groups"]"#,
             extra_server: "",
             extra_oidc: String::new(),
+            extra_session: String::new(),
         }
     }
 
@@ -94,13 +98,19 @@ scopes = {}
 [session]
 cookie_secure = false
 cookie_domain = "example.com"
+{}
 
 [access]
 default = "deny"
 allowed_redirect_domains = [".example.com"]
 
 {APP_RULES}"#,
-            self.external_url, self.extra_server, self.issuer, self.scopes, self.extra_oidc
+            self.external_url,
+            self.extra_server,
+            self.issuer,
+            self.scopes,
+            self.extra_oidc,
+            self.extra_session
         )
     }
 }
@@ -714,4 +724,43 @@ async fn serve_diagnoses_a_signing_key_missing_from_the_jwks_once() {
     let found = diagnoses(&gw, "jwks_missing_kid");
     assert_eq!(found.len(), 1, "logged once:\n{}", gw.log());
     assert!(found[0].contains("an ID token is signed with a key the IdP's JWKS does not list, even after refetching it"), "{}", found[0]);
+}
+
+#[test]
+fn redis_store_up_wrong_password_and_down() {
+    let idp = good_idp();
+    let redis = Redis::start();
+    let _logs = LogsOnFailure(vec![&idp.proc]);
+    assert_eq!(
+        redis
+            .cli(&["CONFIG", "SET", "requirepass", "right-password-0123"])
+            .trim(),
+        "OK"
+    );
+    let port = redis.port;
+    let with = |password: &str| {
+        let mut cfg = Cfg::new(&idp.issuer);
+        cfg.extra_session =
+            format!("store = \"redis\"\nredis_url = \"redis://:{password}@127.0.0.1:{port}/0\"");
+        cfg.text()
+    };
+    let up = check(&with("right-password-0123"), &[]);
+    assert_eq!(up.code, Some(0), "{up}");
+    assert!(
+        up.line("session store").starts_with(&format!(
+            "ok   session store: redis at redis://127.0.0.1:{port}/0 answered PING in "
+        )),
+        "{up}"
+    );
+    assert!(!up.stdout.contains("right-password"), "{up}");
+
+    let wrong = check(&with("wrong-password-4567"), &[]);
+    assert_eq!(wrong.code, Some(1), "{wrong}");
+    wrong.assert_line(&format!("FAIL session store: redis at redis://127.0.0.1:{port}/0 refused the credentials: Password authentication failed - AuthenticationFailed — fix: put a user and password Redis accepts into session.redis_url (redis://USER:PASSWORD@HOST:PORT/DB; just :PASSWORD@ for requirepass)"));
+    assert!(!wrong.stdout.contains("wrong-password"), "{wrong}");
+
+    redis.stop();
+    let down = check(&with("right-password-0123"), &[]);
+    assert_eq!(down.code, Some(1), "{down}");
+    down.assert_line(&format!("FAIL session store: redis at redis://127.0.0.1:{port}/0 is unreachable: Connection refused (os error 111) — fix: start Redis, or correct the host and port in session.redis_url; it must be reachable from where portcullis runs (firewall, container network)"));
 }
