@@ -5,7 +5,15 @@
 //! cargo bench --bench load
 //! ```
 //!
-//! (`wrk` must be on `PATH`). Knobs, all optional: `LOAD_ROUNDS` (default 5),
+//! (`wrk` must be on `PATH`). `LOAD_SCENARIO` picks what is measured:
+//! `forward-auth` (the default, described below) or `proxy` (reverse-proxy
+//! mode against nginx and Traefik; see `support/proxy.rs`):
+//!
+//! ```text
+//! LOAD_SCENARIO=proxy cargo bench --bench load
+//! ```
+//!
+//! Knobs, all optional: `LOAD_ROUNDS` (default 5),
 //! `LOAD_SECS` seconds per wrk run (5), `LOAD_CONNS` wrk connections (32),
 //! `LOAD_LAT_ROUNDS` (3) and `LOAD_LAT_SECS` (5) for the fixed-rate runs.
 //!
@@ -146,6 +154,23 @@ fn cpu_ticks(pid: u32) -> u64 {
     get(11) + get(12)
 }
 
+/// [`cpu_ticks`] of `pid` plus its direct children (nginx's workers).
+fn tree_ticks(pid: u32) -> u64 {
+    let children: u64 = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|child| {
+            let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
+            let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+            rest.split_whitespace().nth(1) == Some(pid.to_string().as_str())
+        })
+        .map(cpu_ticks)
+        .sum();
+    cpu_ticks(pid) + children
+}
+
 /// CPU time of every live thread of process `pid` in nanoseconds, from
 /// `/proc/PID/task/*/schedstat` (finer than the 10 ms ticks of `stat`; used for
 /// the fixed-rate runs, which serve few requests).
@@ -228,7 +253,19 @@ fn start_baseline(name: &'static str) -> Server {
     Server { name, addr, child }
 }
 
-fn gateway_config(listen: SocketAddr, issuer: &str, jwks_url: &str) -> String {
+fn gateway_config(
+    listen: SocketAddr,
+    issuer: &str,
+    jwks_url: Option<&str>,
+    upstream: Option<SocketAddr>,
+) -> String {
+    let bearer = jwks_url
+        .map(|url| {
+            format!(
+                "\n[[oidc.bearer_issuers]]\nissuer = \"{BEARER_ISS}\"\njwks_url = \"{url}\"\naudiences = [\"{BEARER_AUD}\"]\n"
+            )
+        })
+        .unwrap_or_default();
     let mut t = format!(
         r#"
 [server]
@@ -237,12 +274,7 @@ listen = "{listen}"
 [oidc]
 issuer = "{issuer}"
 client_id = "{CLIENT_ID}"
-
-[[oidc.bearer_issuers]]
-issuer = "{BEARER_ISS}"
-jwks_url = "{jwks_url}"
-audiences = ["{BEARER_AUD}"]
-
+{bearer}
 [session]
 cookie_secure = false
 
@@ -251,17 +283,27 @@ default = "deny"
 allowed_redirect_domains = ["127.0.0.1", ".bench.test"]
 "#
     );
+    let up = upstream
+        .map(|u| format!("upstream = \"http://{u}\"\n"))
+        .unwrap_or_default();
     for i in 0..20 {
         t.push_str(&format!(
-            "\n[[rule]]\nname = \"app{i} admin\"\nhost = \"app{i}.bench.test\"\npath = \"/admin\"\ngroups = [\"admins\"]\n\n[[rule]]\nname = \"app{i}\"\nhost = \"app{i}.bench.test\"\n"
+            "\n[[rule]]\nname = \"app{i} admin\"\nhost = \"app{i}.bench.test\"\npath = \"/admin\"\ngroups = [\"admins\"]\n{up}\n[[rule]]\nname = \"app{i}\"\nhost = \"app{i}.bench.test\"\n{up}"
         ));
     }
     t
 }
 
-fn start_gateway(dir: &Path, listen: SocketAddr, issuer: &str, jwks_url: &str) -> Server {
+fn start_gateway(
+    dir: &Path,
+    listen: SocketAddr,
+    issuer: &str,
+    jwks_url: Option<&str>,
+    upstream: Option<SocketAddr>,
+) -> Server {
     let config = dir.join("portcullis.toml");
-    std::fs::write(&config, gateway_config(listen, issuer, jwks_url)).expect("write config");
+    std::fs::write(&config, gateway_config(listen, issuer, jwks_url, upstream))
+        .expect("write config");
     let log = std::fs::File::create(dir.join("portcullis.log")).expect("log file");
     let child = wrapped(env!("CARGO_BIN_EXE_portcullis").as_ref())
         .arg("serve")
@@ -285,6 +327,30 @@ fn start_gateway(dir: &Path, listen: SocketAddr, issuer: &str, jwks_url: &str) -
 }
 
 // === login ===
+
+/// Starts the development issuer and `portcullis serve` (accepting bearer tokens
+/// whose keys `jwks_url` serves, and proxying app*.bench.test to `upstream`, when
+/// given) and signs in as alice; returns the session cookie value.
+async fn signed_in_gateway(
+    dir: &Path,
+    jwks_url: Option<&str>,
+    upstream: Option<SocketAddr>,
+) -> (Server, devidp::DevIdp, String) {
+    let listen = free_port();
+    let redirect = format!("http://{listen}/oauth2/callback");
+    let idp_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind issuer");
+    let idp = devidp::start(
+        idp_listener,
+        DevIdpConfig::demo(CLIENT_ID, Some(CLIENT_SECRET), &redirect),
+    )
+    .await
+    .expect("development issuer");
+    let gateway = start_gateway(dir, listen, idp.issuer(), jwks_url, upstream);
+    let cookie = login(gateway.addr).await;
+    (gateway, idp, cookie)
+}
 
 fn location(res: &reqwest::Response) -> Option<reqwest::Url> {
     let loc = res.headers().get("location")?.to_str().ok()?;
@@ -439,6 +505,21 @@ fn wrk(
     close: bool,
     tck: f64,
 ) -> Sample {
+    let url = format!("http://{}{AUTH_PATH}", server.addr);
+    let pid = server.child.id();
+    wrk_url(&url, &[pid], headers, secs, conns, close, tck)
+}
+
+/// wrk against `url`; CPU is that of the processes `pids` (and their children).
+fn wrk_url(
+    url: &str,
+    pids: &[u32],
+    headers: &[(String, String)],
+    secs: u64,
+    conns: u64,
+    close: bool,
+    tck: f64,
+) -> Sample {
     let mut cmd = Command::new("wrk");
     cmd.args([
         "-t1",
@@ -453,11 +534,10 @@ fn wrk(
     if close {
         cmd.args(["-H", "Connection: close"]);
     }
-    cmd.arg(format!("http://{}{AUTH_PATH}", server.addr));
-    let pid = server.child.id();
-    let before = cpu_ticks(pid);
+    cmd.arg(url);
+    let before: u64 = pids.iter().map(|p| tree_ticks(*p)).sum();
     let out = cmd.output().expect("run wrk");
-    let after = cpu_ticks(pid);
+    let after: u64 = pids.iter().map(|p| tree_ticks(*p)).sum();
     let text = String::from_utf8_lossy(&out.stdout);
     let requests: u64 = text
         .lines()
@@ -550,9 +630,8 @@ impl Table {
         median(&self.rows[i].1)
     }
 
-    /// Rows, then portcullis/hyper and control/hyper ratios of the medians
-    /// (server 0 is portcullis, 1 hyper, 2 the control).
-    fn print(&self, out: &mut String) {
+    /// The title and one line per server: median, spread, every round.
+    fn print_rows(&self, out: &mut String) {
         use std::fmt::Write as _;
         let d = self.decimals;
         let _ = writeln!(out, "\n{} ({})", self.title, self.unit);
@@ -561,11 +640,18 @@ impl Table {
             let all: Vec<String> = v.iter().map(|x| format!("{x:.d$}")).collect();
             let _ = writeln!(
                 out,
-                "  {name:<10} median {:>10.d$}  spread {lo:.d$}..{hi:.d$}  rounds [{}]",
+                "  {name:<11} median {:>10.d$}  spread {lo:.d$}..{hi:.d$}  rounds [{}]",
                 median(v),
                 all.join(", ")
             );
         }
+    }
+
+    /// Rows, then portcullis/hyper and control/hyper ratios of the medians
+    /// (server 0 is portcullis, 1 hyper, 2 the control).
+    fn print(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        self.print_rows(out);
         let h = self.median_of(1);
         let _ = writeln!(
             out,
@@ -598,6 +684,16 @@ fn hold(servers: &[Server], headers: &[(String, String)]) {
 }
 
 async fn run() {
+    let scenario = std::env::var("LOAD_SCENARIO").unwrap_or_else(|_| "forward-auth".into());
+    match scenario.as_str() {
+        "forward-auth" => forward_auth_run().await,
+        "proxy" => support::proxy::run().await,
+        other => panic!("LOAD_SCENARIO={other:?}: use \"forward-auth\" (default) or \"proxy\""),
+    }
+}
+
+/// The forward-auth scenario (the default).
+async fn forward_auth_run() {
     let rounds = knob("LOAD_ROUNDS", 5);
     let secs = knob("LOAD_SECS", 5);
     let conns = knob("LOAD_CONNS", 32);
@@ -612,21 +708,9 @@ async fn run() {
     println!("{report}");
 
     let dir = tempfile::tempdir().expect("temp dir");
-    let listen = free_port();
-    let redirect = format!("http://{listen}/oauth2/callback");
-    let idp_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind issuer");
-    let idp = devidp::start(
-        idp_listener,
-        DevIdpConfig::demo(CLIENT_ID, Some(CLIENT_SECRET), &redirect),
-    )
-    .await
-    .expect("development issuer");
     let bearer_key = jwt::TestKey::p256("bench-es256");
     let jwks = jwt::JwksServer::start(jwt::jwks(&[&bearer_key]));
-    let gateway = start_gateway(dir.path(), listen, idp.issuer(), &jwks.url());
-    let cookie = login(gateway.addr).await;
+    let (gateway, idp, cookie) = signed_in_gateway(dir.path(), Some(&jwks.url()), None).await;
     let headers = request_headers(("Cookie", &format!("_portcullis={cookie}")));
     precheck(gateway.addr, &headers).await;
     println!("signed in as alice; forward-auth check answers 200 with her identity");

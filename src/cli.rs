@@ -251,8 +251,10 @@ async fn serve(config: Config, path: PathBuf) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// SIGHUP reloads rules, headers and access settings; a bad file is refused
-/// and the running config stays.
+/// SIGHUP reloads rules, headers, access settings and reverse-proxy upstreams
+/// (compiled together into one `Runtime`, swapped atomically; open connections
+/// keep the upstream they started with); a bad file is refused and the running
+/// config stays.
 async fn reload_on_hup(gw: Arc<crate::pipeline::Gateway>, path: PathBuf) {
     #[cfg(unix)]
     {

@@ -1,5 +1,7 @@
 //! Pieces of the load harness kept out of `load.rs`: the plain hyper server it
-//! compares against and the fixed-rate latency generator.
+//! compares against, the fixed-rate latency generator, and the reverse-proxy
+//! scenario (`LOAD_SCENARIO=proxy`).
 
 pub mod baseline;
 pub mod fixed_rate;
+pub mod proxy;

