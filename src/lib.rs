@@ -46,6 +46,7 @@ pub mod forward_auth;
 pub mod http_util;
 pub mod identity;
 pub mod login;
+pub mod logout;
 pub mod oidc;
 pub mod pages;
 pub mod pipeline;

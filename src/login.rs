@@ -244,14 +244,42 @@ pub async fn sign_out<B>(
     let rd = safe_rd(&rt, req.uri().query(), &origin);
     let sid =
         http_util::cookie(req.headers(), gw.keys.cookie_name()).and_then(|v| gw.keys.unseal(v));
+    let mut id_token = None;
     if let Some(id) = sid {
-        if let Err(e) = gw.sessions.remove(&id).await {
+        let ended = async {
+            if rt.config.oidc.rp_logout {
+                // The ID token is the IdP's hint of which of its sessions to end.
+                id_token = gw
+                    .sessions
+                    .load(&id)
+                    .await?
+                    .and_then(|s| s.id_token.as_ref().map(|t| t.expose().clone()));
+            }
+            gw.sessions.remove(&id).await
+        };
+        if let Err(e) = ended.await {
             tracing::debug!(error = %e, "sign-out failed: session store unavailable");
             return error::store_unavailable(http_util::is_browser(req.headers()));
         }
         tracing::info!(session = %id.log_tag(), "signed out");
     }
-    let mut res = http_util::redirect(&rd);
+    let endpoint = match &id_token {
+        Some(_) => gw.oidc.end_session_endpoint().await,
+        None => None,
+    };
+    let target = match (&id_token, endpoint) {
+        (Some(hint), Some(endpoint)) => {
+            let back = if rd.starts_with('/') {
+                format!("{}{rd}", origin.base(&rt))
+            } else {
+                rd.clone()
+            };
+            crate::logout::end_session_url(&endpoint, hint, &back, &rt.config.oidc.client_id)
+                .unwrap_or(rd)
+        }
+        _ => rd,
+    };
+    let mut res = http_util::redirect(&target);
     set_cookie(&mut res, &gw.keys.clear_session_cookie());
     res
 }

@@ -52,6 +52,9 @@ pub struct Oidc {
     last_refetch: AtomicU64,
     /// Count of successful discoveries.
     discoveries: AtomicU64,
+    /// `end_session_endpoint` from the discovery document (the typed
+    /// metadata drops it), read once on the first RP-initiated logout.
+    end_session: ArcSwapOption<String>,
 }
 
 /// What a successful login produced.
@@ -211,6 +214,7 @@ impl Oidc {
             discovery_lock: Mutex::new(()),
             last_refetch: AtomicU64::new(0),
             discoveries: AtomicU64::new(0),
+            end_session: ArcSwapOption::empty(),
         })
     }
 
@@ -406,14 +410,33 @@ impl Oidc {
         })
     }
 
-    /// The IdP's `end_session_endpoint`, when it advertises one.
-    pub fn end_session_endpoint(&self) -> Option<String> {
-        let meta = self.metadata.load_full()?;
-        let extra = serde_json::to_value(meta.as_ref()).ok()?;
-        extra
-            .get("end_session_endpoint")?
-            .as_str()
-            .map(str::to_owned)
+    /// The IdP's `end_session_endpoint`, when it advertises one (read from
+    /// the discovery document once, then kept).
+    pub async fn end_session_endpoint(&self) -> Option<String> {
+        if let Some(e) = self.end_session.load_full() {
+            return Some((*e).clone());
+        }
+        let url = format!(
+            "{}/.well-known/openid-configuration",
+            self.cfg.issuer.trim_end_matches('/')
+        );
+        let doc: Value = match self.http.get(&url).send().await {
+            Ok(r) if r.status().is_success() => r.json().await.ok()?,
+            Ok(r) => {
+                tracing::warn!(status = %r.status(), "discovery document unavailable; signing out locally only");
+                return None;
+            }
+            Err(e) => {
+                tracing::warn!(error = %error_chain(&e), "discovery document unreachable; signing out locally only");
+                return None;
+            }
+        };
+        let Some(endpoint) = doc.get("end_session_endpoint").and_then(Value::as_str) else {
+            tracing::warn!("oidc.rp_logout is true but the identity provider advertises no end_session_endpoint; signing out locally only");
+            return None;
+        };
+        self.end_session.store(Some(Arc::new(endpoint.to_owned())));
+        Some(endpoint.to_owned())
     }
 
     fn client(

@@ -370,6 +370,9 @@ async fn route(
                 Box::pin(login::sign_out(gw, &req, peer, tls)).await
             }
             ("/userinfo", &Method::GET) => Box::pin(login::userinfo(gw, &req)).await,
+            ("/backchannel_logout", &Method::POST) => {
+                Box::pin(crate::logout::backchannel(gw, req)).await
+            }
             ("/debug", &Method::GET) => Box::pin(crate::debug::handle(gw, &req, peer)).await,
             _ => error::not_found(),
         };

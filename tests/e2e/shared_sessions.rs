@@ -16,12 +16,16 @@ use crate::support::balancer::Balancer;
 use crate::support::browser::{Browser, Nav};
 use crate::support::free_port;
 use crate::support::gateway::{direct_config, Gateway, Launch, APP_RULES, SESSION_SECRET};
-use crate::support::idp::{Idp, CLIENT_SECRET};
+use crate::support::idp::{Idp, CLIENT_ID, CLIENT_SECRET};
 use crate::support::proc::LogsOnFailure;
 use crate::support::redis::{Redis, Sentinel};
 
 /// One balancer per test, created before the IdP (which must know every callback URL).
-const TESTS: usize = 5;
+const TESTS: usize = 7;
+/// The test whose balancer receives the IdP's back-channel logouts.
+const BACKCHANNEL_TEST: usize = 5;
+/// The test whose gateways continue sign-out at the IdP.
+const RP_LOGOUT_TEST: usize = 6;
 
 struct Shared {
     idp: Idp,
@@ -36,8 +40,26 @@ fn shared() -> &'static Shared {
             .iter()
             .map(|lb| format!("http://app.example.com:{}/oauth2/callback", lb.port))
             .collect();
+        let post_logout: Vec<String> = lbs
+            .iter()
+            .map(|lb| format!("http://app.example.com:{}/", lb.port))
+            .collect();
+        let clients = serde_json::json!([{
+            "client_id": CLIENT_ID,
+            "client_secret": CLIENT_SECRET,
+            "redirect_uris": uris,
+            "post_logout_redirect_uris": post_logout,
+            "backchannel_logout_uri": format!(
+                "http://127.0.0.1:{}/oauth2/backchannel_logout",
+                lbs[BACKCHANNEL_TEST].port
+            ),
+            "backchannel_logout_session_required": true,
+            "token_endpoint_auth_method": "client_secret_basic",
+            "grant_types": ["authorization_code", "refresh_token"],
+            "response_types": ["code"],
+        }]);
         Shared {
-            idp: Idp::start(&uris),
+            idp: Idp::start_with(&uris, serde_json::json!({ "clients": clients })),
             lbs,
         }
     })
@@ -55,7 +77,7 @@ struct Pair {
     lb: &'static Balancer,
 }
 
-fn config(issuer: &str, redis_url: &str, admin_port: u16) -> String {
+fn config(issuer: &str, redis_url: &str, admin_port: u16, rp_logout: bool) -> String {
     direct_config(
         issuer,
         r#"allowed_redirect_domains = ["app.example.com"]"#,
@@ -71,6 +93,7 @@ fn config(issuer: &str, redis_url: &str, admin_port: u16) -> String {
         "trusted_proxies = [\"127.0.0.1/32\"]\n",
         &format!("trusted_proxies = [\"127.0.0.1/32\"]\nadmin_listen = \"127.0.0.1:{admin_port}\"\n"),
     )
+    .replace("[oidc]\n", &format!("[oidc]\nrp_logout = {rp_logout}\n"))
 }
 
 fn launch(name: &'static str, config: &str, port: Option<u16>, admin_port: u16) -> Gateway {
@@ -92,11 +115,12 @@ impl Pair {
         let s = shared();
         let url = url.unwrap_or_else(|| redis.url());
         let (a_admin, b_admin) = (free_port(), free_port());
-        let a_config = config(&s.idp.issuer, &url, a_admin);
+        let rp = test == RP_LOGOUT_TEST;
+        let a_config = config(&s.idp.issuer, &url, a_admin, rp);
         let a = launch("portcullis-a", &a_config, None, a_admin);
         let b = launch(
             "portcullis-b",
-            &config(&s.idp.issuer, &url, b_admin),
+            &config(&s.idp.issuer, &url, b_admin, rp),
             None,
             b_admin,
         );
@@ -464,4 +488,233 @@ async fn sentinel_finds_the_master() {
     browser.get(&format!("{}/oauth2/sign_out", p.base())).await;
     assert!(p.until_denied(&browser, a).await < Duration::from_secs(1));
     drop(sentinel);
+}
+
+/// Creates (or resets) an IdP user only this test logs in as.
+async fn idp_user(name: &str, groups: &[&str]) {
+    let s = shared();
+    let r = reqwest::Client::new()
+        .post(format!(
+            "{}/__test/users/{name}",
+            s.idp.issuer.trim_end_matches('/')
+        ))
+        .json(&serde_json::json!({
+            "password": crate::support::idp::password(name),
+            "email": format!("{name}@example.com"),
+            "groups": groups,
+        }))
+        .send()
+        .await
+        .expect("IdP test hook");
+    assert!(r.status().is_success());
+}
+
+async fn post_form(url: &str, form: &[(&str, &str)]) -> (u16, String, Option<String>) {
+    let r = reqwest::Client::new()
+        .post(url)
+        .form(form)
+        .send()
+        .await
+        .expect("POST");
+    let status = r.status().as_u16();
+    let cache = r
+        .headers()
+        .get("cache-control")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    (status, r.text().await.unwrap_or_default(), cache)
+}
+
+/// A JWT signed with the IdP's own key (`/__test/jwt`): `claims` override
+/// the defaults (iss, aud, iat, exp); a `null` removes one.
+async fn idp_jwt(claims: serde_json::Value, header: serde_json::Value) -> String {
+    let s = shared();
+    let r: serde_json::Value = reqwest::Client::new()
+        .post(format!("{}/__test/jwt", s.idp.issuer.trim_end_matches('/')))
+        .json(&serde_json::json!({ "claims": claims, "header": header }))
+        .send()
+        .await
+        .expect("IdP jwt hook")
+        .json()
+        .await
+        .expect("jwt JSON");
+    r["token"].as_str().expect("token").to_owned()
+}
+
+#[tokio::test]
+async fn backchannel_logout_from_the_idp_ends_the_session_on_both_instances() {
+    let p = Pair::start(BACKCHANNEL_TEST);
+    let _logs = p.logs();
+    let s = shared();
+    let (a, b) = (p.a_port, p.b.port);
+    idp_user("dave", &["staff"]).await;
+    let browser = Browser::new();
+    p.login(&browser, "dave", a, b).await;
+    assert_eq!(p.check(&browser, a).await, 200);
+    assert_eq!(p.check(&browser, b).await, 200);
+    let (_, v) = p.admin("GET", p.a_admin, "?user=dave");
+    let sid = v["sessions"][0]["idp_sid"]
+        .as_str()
+        .unwrap_or_else(|| panic!("the session keeps the IdP sid: {v}"))
+        .to_owned();
+
+    // Hostile logout tokens straight to the endpoint: 400 with a JSON error, nothing ended.
+    let endpoint = format!("http://127.0.0.1:{a}/oauth2/backchannel_logout");
+    let event = serde_json::json!({ "http://schemas.openid.net/event/backchannel-logout": {} });
+    let no = serde_json::Value::Null;
+    let hostile = [
+        (
+            "nonce",
+            idp_jwt(
+                serde_json::json!({ "sid": sid, "events": event, "nonce": "n" }),
+                no.clone(),
+            )
+            .await,
+        ),
+        (
+            "no events",
+            idp_jwt(serde_json::json!({ "sid": sid }), no.clone()).await,
+        ),
+        (
+            "wrong audience",
+            idp_jwt(
+                serde_json::json!({ "sid": sid, "events": event, "aud": "someone-else" }),
+                no.clone(),
+            )
+            .await,
+        ),
+        (
+            "wrong issuer",
+            idp_jwt(
+                serde_json::json!({ "sid": sid, "events": event, "iss": "https://evil.example" }),
+                no.clone(),
+            )
+            .await,
+        ),
+        (
+            "expired",
+            idp_jwt(
+                serde_json::json!({ "sid": sid, "events": event, "exp": 1000 }),
+                no.clone(),
+            )
+            .await,
+        ),
+        (
+            "no sid or sub",
+            idp_jwt(serde_json::json!({ "events": event }), no.clone()).await,
+        ),
+        (
+            "unknown kid",
+            idp_jwt(
+                serde_json::json!({ "sid": sid, "events": event }),
+                serde_json::json!({ "kid": "nope" }),
+            )
+            .await,
+        ),
+        ("alg none", {
+            let t = idp_jwt(
+                serde_json::json!({ "sid": sid, "events": event }),
+                serde_json::json!({ "alg": "none" }),
+            )
+            .await;
+            let mut parts: Vec<&str> = t.split('.').collect();
+            parts[2] = "";
+            parts.join(".")
+        }),
+        ("garbage", "not-a-jwt".to_owned()),
+    ];
+    for (name, token) in &hostile {
+        let (status, body, cache) = post_form(&endpoint, &[("logout_token", token)]).await;
+        assert_eq!(status, 400, "{name}: {body}");
+        let v: serde_json::Value =
+            serde_json::from_str(&body).unwrap_or_else(|_| panic!("{name}: {body}"));
+        assert!(
+            v["error"].is_string() && v["error_description"].is_string(),
+            "{name}: {body}"
+        );
+        assert_eq!(cache.as_deref(), Some("no-store"), "{name}");
+    }
+    let (status, body, _) = post_form(&endpoint, &[("other", "x")]).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("invalid_request"), "{body}");
+    assert_eq!(
+        p.check(&browser, a).await,
+        200,
+        "hostile tokens ended nothing"
+    );
+    assert_eq!(
+        p.check(&browser, b).await,
+        200,
+        "hostile tokens ended nothing"
+    );
+
+    // The real thing: the IdP ends dave's IdP session and tells the gateway (via A).
+    p.lb.route_to(a);
+    let r: serde_json::Value = reqwest::Client::new()
+        .post(format!(
+            "{}/__test/backchannel_logout",
+            s.idp.issuer.trim_end_matches('/')
+        ))
+        .json(&serde_json::json!({ "user": "dave" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        r["sent"][0]["ok"], true,
+        "the gateway accepted the IdP's logout token: {r}"
+    );
+    assert_eq!(r["sent"][0]["client_id"], CLIENT_ID);
+    let took = p.until_denied(&browser, b).await;
+    assert!(
+        took < Duration::from_secs(1),
+        "B honoured it after {took:?}"
+    );
+    assert_eq!(p.check(&browser, a).await, 302);
+    assert!(p
+        .a()
+        .log()
+        .contains("back-channel logout from the identity provider"));
+}
+
+#[tokio::test]
+async fn rp_initiated_logout_continues_at_the_idp_with_the_id_token_hint() {
+    let p = Pair::start(RP_LOGOUT_TEST);
+    let _logs = p.logs();
+    let (a, b) = (p.a_port, p.b.port);
+    idp_user("erin", &[]).await;
+    let browser = Browser::new();
+    p.login(&browser, "erin", a, b).await;
+    assert_eq!(p.check(&browser, b).await, 200);
+    p.lb.route_to(a);
+    let out = browser
+        .get(&format!("{}/oauth2/sign_out?rd=%2F", p.base()))
+        .await;
+    assert_eq!(out.status, 302, "{out}");
+    let to = Url::parse(out.location().unwrap()).unwrap();
+    let issuer = Url::parse(&shared().idp.issuer).unwrap();
+    assert_eq!(
+        to.origin(),
+        issuer.origin(),
+        "sign-out continues at the IdP: {to}"
+    );
+    let q: std::collections::HashMap<_, _> = to.query_pairs().into_owned().collect();
+    assert_eq!(
+        q.get("post_logout_redirect_uri").map(String::as_str),
+        Some(format!("{}/", p.base()).as_str())
+    );
+    assert_eq!(q.get("client_id").map(String::as_str), Some(CLIENT_ID));
+    assert_eq!(
+        q.get("id_token_hint").map(|t| t.split('.').count()),
+        Some(3)
+    );
+    // Ended here and on B at once.
+    assert_eq!(p.check(&browser, b).await, 302);
+    // The IdP accepts the hint and the registered redirect: it shows its
+    // sign-out confirmation (an unknown hint or redirect would be a 400).
+    let page = browser.get(to.as_str()).await;
+    assert_eq!(page.status, 200, "{page}");
+    assert!(page.body.contains("op.logoutForm"), "{page}");
 }

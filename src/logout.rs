@@ -1,0 +1,328 @@
+//! Logout driven by the IdP, and logout continued at the IdP.
+//!
+//! [`backchannel`] is `POST <prefix>/backchannel_logout` (OpenID Connect
+//! Back-Channel Logout 1.0): the IdP posts a signed `logout_token`; it is
+//! verified against the issuer's JWKS (the keys ID tokens are checked with,
+//! allow-listed asymmetric algorithms only), then `iss`, `aud`, `iat`, `exp`,
+//! the `events` claim, `sid` and/or `sub`, and the absence of `nonce` are
+//! checked. Every matching session ends on every instance (by `sid` when the
+//! token has one, otherwise by `sub`). Answers: 200, or 400 with a JSON
+//! `{"error", "error_description"}` body, always `Cache-Control: no-store`.
+//!
+//! [`end_session_url`] builds the RP-initiated logout redirect
+//! (`oidc.rp_logout = true`): the IdP's `end_session_endpoint` with
+//! `id_token_hint`, `post_logout_redirect_uri` and `client_id`.
+
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt as _, Limited};
+use hyper::body::Incoming;
+use serde_json::Value;
+
+use crate::bearer::token::{Expect, Parsed};
+use crate::bearer::BearerError;
+use crate::http_util::{self, fixed, Body};
+use crate::pipeline::Gateway;
+use crate::session::{unix_now, Revoke};
+
+/// The `events` member a logout token must carry.
+const LOGOUT_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
+/// Largest request body read (a logout token is a few KiB).
+const MAX_BODY: usize = 64 * 1024;
+/// How far in the past `iat` may be: tokens are used at once, never stored.
+const MAX_AGE_SECS: u64 = 600;
+
+/// Why a logout token was refused (the 400 body names it).
+#[derive(Debug, thiserror::Error)]
+pub enum LogoutError {
+    /// No `logout_token` form field.
+    #[error("the request has no logout_token form field")]
+    Missing,
+    /// The JWT failed a signature or claim check.
+    #[error("logout_token rejected: {0}")]
+    Token(#[from] BearerError),
+    /// `iss` is not the configured issuer.
+    #[error("logout_token rejected: iss is not the configured issuer")]
+    Issuer,
+    /// A logout-token-specific check failed.
+    #[error("logout_token rejected: {0}")]
+    Claims(&'static str),
+    /// The sessions could not be ended.
+    #[error("sessions could not be ended: {0}")]
+    Store(#[from] crate::session::StoreError),
+}
+
+/// What a valid logout token names.
+#[derive(Debug, PartialEq, Eq)]
+pub struct LogoutTarget {
+    /// `sid`, when present.
+    pub sid: Option<String>,
+    /// `sub`, when present.
+    pub sub: Option<String>,
+}
+
+/// `POST <prefix>/backchannel_logout`.
+pub async fn backchannel(gw: &Gateway, req: Request<Incoming>) -> Response<Body> {
+    match logout(gw, req).await {
+        Ok((target, n)) => {
+            tracing::info!(sid = ?target.sid, sub = ?target.sub, sessions = n, "back-channel logout from the identity provider");
+            no_store(fixed(StatusCode::OK, "application/json", "{}"))
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "back-channel logout refused");
+            let code = if matches!(e, LogoutError::Missing) {
+                "invalid_request"
+            } else {
+                "invalid_token"
+            };
+            let body = serde_json::json!({ "error": code, "error_description": e.to_string() });
+            no_store(fixed(
+                StatusCode::BAD_REQUEST,
+                "application/json",
+                body.to_string(),
+            ))
+        }
+    }
+}
+
+async fn logout(
+    gw: &Gateway,
+    req: Request<Incoming>,
+) -> Result<(LogoutTarget, usize), LogoutError> {
+    let body = Limited::new(req.into_body(), MAX_BODY)
+        .collect()
+        .await
+        .map_err(|_| LogoutError::Missing)?
+        .to_bytes();
+    let body = std::str::from_utf8(&body).map_err(|_| LogoutError::Missing)?;
+    let token = http_util::query_param(Some(body), "logout_token")
+        .filter(|t| !t.is_empty())
+        .ok_or(LogoutError::Missing)?;
+    let target = verify(gw, &token).await?;
+    let n = match (&target.sid, &target.sub) {
+        (Some(sid), _) => gw.sessions.revoke(Revoke::IdpSession(sid)).await?,
+        (None, Some(sub)) => gw.sessions.revoke(Revoke::Subject(sub)).await?,
+        (None, None) => return Err(LogoutError::Claims("neither sid nor sub")),
+    };
+    Ok((target, n))
+}
+
+/// Verifies a logout token against the main issuer's keys and claims.
+pub async fn verify(gw: &Gateway, token: &str) -> Result<LogoutTarget, LogoutError> {
+    let cfg = gw.oidc.config();
+    let parsed = Parsed::parse(token)?;
+    if parsed.issuer() != Some(cfg.issuer.as_str()) {
+        return Err(LogoutError::Issuer);
+    }
+    let issuer = gw
+        .bearer
+        .issuers()
+        .iter()
+        .find(|i| i.iss == cfg.issuer)
+        .ok_or(LogoutError::Issuer)?;
+    let find = |parsed: &Parsed<'_>| {
+        let keys = issuer.jwks.keys();
+        match keys.find(parsed.kid.as_deref(), parsed.alg) {
+            Some(key) => parsed.verify_signature(key),
+            None if keys.keys.is_empty() => Err(BearerError::NoKeys),
+            None => Err(BearerError::UnknownKey),
+        }
+    };
+    match (find(&parsed), parsed.kid.as_deref()) {
+        (Err(BearerError::UnknownKey | BearerError::NoKeys), Some(kid))
+            if issuer.jwks.refetch_for(kid).await =>
+        {
+            find(&parsed)?
+        }
+        (result, _) => result?,
+    }
+    let now = unix_now();
+    let leeway = cfg.clock_leeway.as_secs();
+    parsed.check_claims(&Expect {
+        now,
+        leeway,
+        audiences: std::slice::from_ref(&cfg.client_id),
+        typ: None,
+    })?;
+    check_logout_claims(&parsed.claims, parsed.typ.as_deref(), now, leeway)
+}
+
+/// The checks specific to logout tokens (signature, `iss`, `aud`, `exp`
+/// already passed).
+fn check_logout_claims(
+    claims: &Value,
+    typ: Option<&str>,
+    now: u64,
+    leeway: u64,
+) -> Result<LogoutTarget, LogoutError> {
+    if let Some(t) = typ {
+        let t = t.strip_prefix("application/").unwrap_or(t);
+        if !t.eq_ignore_ascii_case("logout+jwt") && !t.eq_ignore_ascii_case("jwt") {
+            return Err(LogoutError::Claims("typ is not logout+jwt"));
+        }
+    }
+    let iat = claims
+        .get("iat")
+        .and_then(Value::as_u64)
+        .ok_or(LogoutError::Claims("no iat claim"))?;
+    if iat.saturating_add(MAX_AGE_SECS + leeway) < now {
+        return Err(LogoutError::Claims("iat is too old"));
+    }
+    if claims.get("nonce").is_some() {
+        return Err(LogoutError::Claims("a nonce claim is present"));
+    }
+    let event = claims
+        .get("events")
+        .and_then(|e| e.get(LOGOUT_EVENT))
+        .ok_or(LogoutError::Claims(
+            "events lacks the back-channel logout event",
+        ))?;
+    if !event.is_object() {
+        return Err(LogoutError::Claims(
+            "the back-channel logout event is not a JSON object",
+        ));
+    }
+    let text = |name: &str| -> Result<Option<String>, LogoutError> {
+        match claims.get(name) {
+            None => Ok(None),
+            Some(Value::String(s)) if !s.is_empty() && s.len() <= 1024 => Ok(Some(s.clone())),
+            Some(_) => Err(LogoutError::Claims("sid or sub is not a non-empty string")),
+        }
+    };
+    let target = LogoutTarget {
+        sid: text("sid")?,
+        sub: text("sub")?,
+    };
+    if target.sid.is_none() && target.sub.is_none() {
+        return Err(LogoutError::Claims("neither sid nor sub"));
+    }
+    Ok(target)
+}
+
+fn no_store(mut res: Response<Body>) -> Response<Body> {
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
+}
+
+/// The RP-initiated logout URL: `end_session_endpoint` with `id_token_hint`,
+/// `post_logout_redirect_uri` and `client_id`.
+pub fn end_session_url(
+    endpoint: &str,
+    id_token: &str,
+    post_logout_redirect_uri: &str,
+    client_id: &str,
+) -> Option<String> {
+    let mut url = url::Url::parse(endpoint).ok()?;
+    url.query_pairs_mut()
+        .append_pair("id_token_hint", id_token)
+        .append_pair("post_logout_redirect_uri", post_logout_redirect_uri)
+        .append_pair("client_id", client_id);
+    Some(url.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn good() -> Value {
+        json!({
+            "iss": "https://idp", "aud": "portcullis", "iat": unix_now(), "exp": unix_now() + 60,
+            "jti": "x", "sid": "s1", "sub": "u1",
+            "events": { LOGOUT_EVENT: {} },
+        })
+    }
+
+    fn check(v: &Value) -> Result<LogoutTarget, LogoutError> {
+        check_logout_claims(v, Some("logout+jwt"), unix_now(), 30)
+    }
+
+    #[test]
+    fn accepts_sid_and_or_sub() {
+        let t = check(&good()).unwrap();
+        assert_eq!(t.sid.as_deref(), Some("s1"));
+        let mut v = good();
+        v.as_object_mut().unwrap().remove("sid");
+        assert_eq!(check(&v).unwrap().sub.as_deref(), Some("u1"));
+        let mut v = good();
+        v.as_object_mut().unwrap().remove("sub");
+        assert_eq!(check(&v).unwrap().sid.as_deref(), Some("s1"));
+    }
+
+    #[test]
+    fn refuses_hostile_tokens() {
+        type Edit = Box<dyn Fn(&mut serde_json::Map<String, Value>)>;
+        let cases: Vec<(&str, Edit)> = vec![
+            (
+                "nonce",
+                Box::new(|m| {
+                    m.insert("nonce".into(), json!("n"));
+                }),
+            ),
+            (
+                "no events",
+                Box::new(|m| {
+                    m.remove("events");
+                }),
+            ),
+            (
+                "wrong event",
+                Box::new(|m| {
+                    m.insert("events".into(), json!({"other": {}}));
+                }),
+            ),
+            (
+                "event not object",
+                Box::new(|m| {
+                    m.insert("events".into(), json!({ LOGOUT_EVENT: "x" }));
+                }),
+            ),
+            (
+                "no sid no sub",
+                Box::new(|m| {
+                    m.remove("sid");
+                    m.remove("sub");
+                }),
+            ),
+            (
+                "empty sid",
+                Box::new(|m| {
+                    m.insert("sid".into(), json!(""));
+                }),
+            ),
+            (
+                "numeric sub",
+                Box::new(|m| {
+                    m.insert("sub".into(), json!(5));
+                }),
+            ),
+            (
+                "no iat",
+                Box::new(|m| {
+                    m.remove("iat");
+                }),
+            ),
+            (
+                "old iat",
+                Box::new(|m| {
+                    m.insert("iat".into(), json!(unix_now() - 3600));
+                }),
+            ),
+        ];
+        for (name, edit) in cases {
+            let mut v = good();
+            edit(v.as_object_mut().unwrap());
+            assert!(check(&v).is_err(), "{name} was accepted");
+        }
+        assert!(check_logout_claims(&good(), Some("at+jwt"), unix_now(), 30).is_err());
+        assert!(check_logout_claims(&good(), None, unix_now(), 30).is_ok());
+    }
+
+    #[test]
+    fn end_session_url_carries_the_hint() {
+        let u =
+            end_session_url("https://idp/session/end?x=1", "a.b.c", "https://app/", "pc").unwrap();
+        assert!(u.starts_with("https://idp/session/end?x=1&id_token_hint=a.b.c&post_logout_redirect_uri=https%3A%2F%2Fapp%2F&client_id=pc"), "{u}");
+    }
+}
