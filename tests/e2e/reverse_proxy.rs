@@ -33,6 +33,8 @@ struct Stack {
     gw: Gateway,
     /// Port of the gateway the SIGHUP test reloads.
     reload_port: u16,
+    /// Port of the gateway that passes tokens upstream.
+    tokens_port: u16,
     echo: Echo,
     ws: u16,
 }
@@ -121,10 +123,11 @@ upstream = "http://127.0.0.1:{echo}"
 fn stack() -> &'static Stack {
     static S: OnceLock<Stack> = OnceLock::new();
     S.get_or_init(|| {
-        let (port, reload_port) = (free_port(), free_port());
+        let (port, reload_port, tokens_port) = (free_port(), free_port(), free_port());
         let idp = Idp::start(&[
             format!("http://app.example.com:{port}/oauth2/callback"),
             format!("http://app.example.com:{reload_port}/oauth2/callback"),
+            format!("http://app.example.com:{tokens_port}/oauth2/callback"),
         ]);
         let echo = Echo::start();
         let ws = upstreams::websocket();
@@ -154,6 +157,7 @@ fn stack() -> &'static Stack {
             idp,
             gw,
             reload_port,
+            tokens_port,
             echo,
             ws,
         }
@@ -631,4 +635,64 @@ async fn sighup_swaps_a_rule_while_a_websocket_stays_open() {
     assert_eq!(get(addr, "/swap", &[]).await.0, 403);
     ws_roundtrip(&mut ws, "after the refused reload").await;
     ws.close(None).await.unwrap();
+}
+
+#[tokio::test]
+async fn tokens_are_passed_upstream_only_when_configured() {
+    let s = stack();
+    let rules = format!(
+        "[headers]\npass_access_token = true\npass_authorization = true\n\n[[rule]]\nhost = \"app.example.com\"\nupstream = \"http://{}\"\n",
+        s.echo.addr()
+    );
+    let gw = Gateway::launch(Launch {
+        name: "portcullis-tokens",
+        config: &direct_config(
+            &s.idp.issuer,
+            r#"allowed_redirect_domains = ["app.example.com"]"#,
+            &rules,
+        ),
+        port: Some(s.tokens_port),
+        ..Launch::default()
+    });
+    let _logs = LogsOnFailure(vec![&s.idp.proc, &gw.proc]);
+    let base = format!("http://app.example.com:{}", gw.port);
+    let b = signed_in(&base).await;
+    let seen = b
+        .get_with(
+            &format!("{base}/api"),
+            &[
+                // A bearer token would be judged (and refused) as one; an app's
+                // own Basic credentials are replaced when pass_authorization is on.
+                ("Authorization", "Basic c3Bvb2ZlZA=="),
+                ("X-Auth-Access-Token", "spoofed"),
+            ],
+        )
+        .await
+        .expect_app();
+    seen.assert_no_spoofed(&["spoofed", "c3Bvb2ZlZA"]);
+    let auth = seen
+        .one("authorization")
+        .expect("Authorization sent upstream");
+    let id_token = auth.strip_prefix("Bearer ").expect("a bearer header");
+    assert_eq!(id_token.split('.').count(), 3, "an ID token (JWT): {auth}");
+    let at = seen
+        .one("x-auth-access-token")
+        .expect("access token sent upstream");
+    assert!(!at.is_empty());
+    assert!(
+        !gw.log().contains(id_token) && !gw.log().contains(&at),
+        "tokens must never be logged"
+    );
+    // Without the options (the main stack) neither header is added, and the
+    // client's own Authorization header passes through untouched.
+    let b = signed_in(&s.url("")).await;
+    let seen = b
+        .get_with(&s.url("/api"), &[("Authorization", "Basic dXNlcjpwdw==")])
+        .await
+        .expect_app();
+    assert_eq!(
+        seen.one("authorization").as_deref(),
+        Some("Basic dXNlcjpwdw==")
+    );
+    assert_eq!(seen.one("x-auth-access-token"), None);
 }
