@@ -133,23 +133,33 @@ pub fn diagnose(class: Class, detail: &str) {
 
 /// Diagnoses a failed login when its cause is one of the classes.
 pub fn login_failed(e: &LoginError) {
+    if let Some((class, detail)) = classify(e) {
+        diagnose(class, &detail);
+    }
+}
+
+/// The class of a failed login, with the line to log, if it has one.
+pub fn classify(e: &LoginError) -> Option<(Class, String)> {
     match e {
-        LoginError::InvalidGrant(d) => diagnose(
+        LoginError::InvalidGrant(d) => Some((
             Class::InvalidGrant,
-            &format!("the token endpoint refused the authorization code (invalid_grant: {d})"),
-        ),
-        LoginError::IdTokenRejected { check: "expiry", detail } => diagnose(
+            format!("the token endpoint refused the authorization code (invalid_grant: {d})"),
+        )),
+        LoginError::IdTokenRejected {
+            check: "expiry",
+            detail,
+        } => Some((
             Class::ClockSkew,
-            &format!("an ID token was rejected for its times ({detail}): the clocks of this host and the IdP differ"),
-        ),
+            format!("an ID token was rejected for its times ({detail}): the clocks of this host and the IdP differ"),
+        )),
         LoginError::IdTokenRejected {
             check: "signature",
             detail,
-        } if detail.contains("No matching key") => diagnose(
+        } if detail.contains("No matching key") => Some((
             Class::UnknownKey,
-            "an ID token is signed with a key the IdP's JWKS does not list, even after refetching it",
-        ),
-        _ => {}
+            "an ID token is signed with a key the IdP's JWKS does not list, even after refetching it".to_owned(),
+        )),
+        _ => None,
     }
 }
 
@@ -205,6 +215,34 @@ mod tests {
         // After the interval, one more line saying how many were suppressed.
         assert_eq!(d.occur(Class::InvalidGrant, 1000 + 600), Some(2));
         assert_eq!(d.occur(Class::InvalidGrant, 1601), None);
+    }
+
+    #[test]
+    fn login_failures_map_to_classes() {
+        let skew = LoginError::IdTokenRejected {
+            check: "expiry",
+            detail: "Expired: issued in the future (clock skew?)".into(),
+        };
+        let (class, line) = classify(&skew).unwrap();
+        assert_eq!(class, Class::ClockSkew);
+        assert!(line.contains("issued in the future"), "{line}");
+        let kid = LoginError::IdTokenRejected {
+            check: "signature",
+            detail: "Signature verification failed: No matching key found".into(),
+        };
+        assert_eq!(classify(&kid).unwrap().0, Class::UnknownKey);
+        let bad_sig = LoginError::IdTokenRejected {
+            check: "signature",
+            detail: "Signature verification failed: Crypto error".into(),
+        };
+        assert!(classify(&bad_sig).is_none());
+        assert_eq!(
+            classify(&LoginError::InvalidGrant("code spent".into()))
+                .unwrap()
+                .0,
+            Class::InvalidGrant
+        );
+        assert!(classify(&LoginError::StateMismatch).is_none());
     }
 
     #[test]

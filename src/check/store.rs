@@ -13,6 +13,8 @@ use crate::config::{Config, StoreKind};
 use crate::session::redis::RedisStore;
 use crate::session::{SessionStore, StoreError};
 
+const TLS_FIX: &str = "use rediss:// only for a TLS port (redis:// otherwise), and give Redis a certificate this host trusts for that name";
+
 /// Longest the store probe may take.
 const STORE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -60,11 +62,15 @@ fn failure(name: &str, at: &str, e: &StoreError) -> Finding {
             format!("redis at {at} refused the credentials: {d}"),
             "put a user and password Redis accepts into session.redis_url (redis://USER:PASSWORD@HOST:PORT/DB; just :PASSWORD@ for requirepass)",
         ),
-        StoreError::Tls(d) => Finding::fail(
-            name,
-            format!("TLS to redis at {at} failed: {d}"),
-            "use rediss:// only for a TLS port (redis:// otherwise), and give Redis a certificate this host trusts for that name",
-        ),
+        StoreError::Tls(d) => Finding::fail(name, format!("TLS to redis at {at} failed: {d}"), TLS_FIX),
+        // A plain-Redis port keeps quiet on a TLS ClientHello.
+        StoreError::Unavailable(d) if at.starts_with("rediss") && d.contains("timed out") => {
+            Finding::fail(
+                name,
+                format!("redis at {at} did not answer the TLS handshake ({d}); the port may speak plain Redis"),
+                TLS_FIX,
+            )
+        }
         StoreError::Unavailable(d) => Finding::fail(
             name,
             format!("redis at {at} is unreachable: {d}"),

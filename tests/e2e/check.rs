@@ -759,6 +759,14 @@ fn redis_store_up_wrong_password_and_down() {
     wrong.assert_line(&format!("FAIL session store: redis at redis://127.0.0.1:{port}/0 refused the credentials: Password authentication failed - AuthenticationFailed — fix: put a user and password Redis accepts into session.redis_url (redis://USER:PASSWORD@HOST:PORT/DB; just :PASSWORD@ for requirepass)"));
     assert!(!wrong.stdout.contains("wrong-password"), "{wrong}");
 
+    // rediss:// to a port that speaks plain Redis.
+    let tls = check(
+        &with("right-password-0123").replace("redis://", "rediss://"),
+        &[],
+    );
+    assert_eq!(tls.code, Some(1), "{tls}");
+    tls.assert_line(&format!("FAIL session store: redis at rediss://127.0.0.1:{port}/0 did not answer the TLS handshake (timed out); the port may speak plain Redis — fix: use rediss:// only for a TLS port (redis:// otherwise), and give Redis a certificate this host trusts for that name"));
+
     redis.stop();
     let down = check(&with("right-password-0123"), &[]);
     assert_eq!(down.code, Some(1), "{down}");
