@@ -25,12 +25,7 @@ use crate::rules::host::normalize_host;
 use crate::rules::path::{normalize, split_target};
 use crate::rules::RequestFacts;
 
-static X_FORWARDED_METHOD: HeaderName = HeaderName::from_static("x-forwarded-method");
-static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-static X_FORWARDED_URI: HeaderName = HeaderName::from_static("x-forwarded-uri");
 static X_ORIGINAL_URL: HeaderName = HeaderName::from_static("x-original-url");
-static X_ORIGINAL_METHOD: HeaderName = HeaderName::from_static("x-original-method");
 /// Absolute login URL for the original request, sent with nginx-mode 401s.
 pub static X_AUTH_LOGIN_URL: HeaderName = HeaderName::from_static("x-auth-login-url");
 
@@ -96,8 +91,9 @@ impl<'a> Original<'a> {
                 nginx: nginx_query,
             });
         }
-        let forwarded_uri = header_str(headers, &X_FORWARDED_URI);
-        if let Some(url) = header_str(headers, &X_ORIGINAL_URL) {
+        let fwd = Forwarding::scan(headers);
+        let forwarded_uri = fwd.uri.flatten();
+        if let Some(url) = fwd.original_url.flatten() {
             let parsed = url::Url::parse(url).map_err(|_| OriginalError::BadOriginalUrl)?;
             let proto = match parsed.scheme() {
                 "https" => "https",
@@ -117,7 +113,7 @@ impl<'a> Original<'a> {
             if forwarded_uri.is_some_and(|f| f != target) {
                 return Err(OriginalError::Conflicting);
             }
-            let method = method_from(header_str(headers, &X_ORIGINAL_METHOD))?;
+            let method = method_from(fwd.original_method.flatten())?;
             return Ok(Original {
                 proto,
                 host_raw: Cow::Borrowed(host),
@@ -126,16 +122,14 @@ impl<'a> Original<'a> {
                 nginx: true,
             });
         }
-        let proto = match header_str(headers, &X_FORWARDED_PROTO).map(first_value) {
+        let proto = match fwd.proto.flatten().map(first_value) {
             Some(p) if p.eq_ignore_ascii_case("http") => "http",
             Some(_) => "https",
             None => own_proto,
         };
-        let host = header_str(headers, &X_FORWARDED_HOST)
-            .map(first_value)
-            .unwrap_or(own_host);
+        let host = fwd.host.flatten().map(first_value).unwrap_or(own_host);
         let target = forwarded_uri.ok_or(OriginalError::NoUri)?;
-        let method = method_from(header_str(headers, &X_FORWARDED_METHOD))?;
+        let method = method_from(fwd.method.flatten())?;
         Ok(Original {
             proto,
             host_raw: Cow::Borrowed(host),
@@ -148,6 +142,50 @@ impl<'a> Original<'a> {
     /// The original URL, for `rd`.
     pub fn url(&self) -> String {
         format!("{}://{}{}", self.proto, self.host_raw, self.target)
+    }
+}
+
+/// The forwarding headers of a request, found in one pass over the header
+/// list instead of one hashed lookup per name. Each field is what
+/// `HeaderMap::get` would give: `None` when absent, `Some(None)` when the
+/// first copy is not visible ASCII, later copies ignored.
+#[derive(Default)]
+struct Forwarding<'h> {
+    method: Option<Option<&'h str>>,
+    proto: Option<Option<&'h str>>,
+    host: Option<Option<&'h str>>,
+    uri: Option<Option<&'h str>>,
+    original_url: Option<Option<&'h str>>,
+    original_method: Option<Option<&'h str>>,
+}
+
+impl<'h> Forwarding<'h> {
+    fn scan(headers: &'h HeaderMap) -> Self {
+        let mut f = Forwarding::default();
+        for (name, value) in headers {
+            let n = name.as_str();
+            if n.len() < 14 || !n.starts_with("x-") {
+                continue;
+            }
+            let slot = match n {
+                "x-forwarded-method" => &mut f.method,
+                "x-forwarded-proto" => &mut f.proto,
+                "x-forwarded-host" => &mut f.host,
+                "x-forwarded-uri" => &mut f.uri,
+                "x-original-url" => &mut f.original_url,
+                "x-original-method" => &mut f.original_method,
+                _ => continue,
+            };
+            if slot.is_none() {
+                *slot = Some(value.to_str().ok());
+            }
+        }
+        f
+    }
+
+    /// True when any header naming the original request is present.
+    fn any(&self) -> bool {
+        self.uri.is_some() || self.host.is_some() || self.original_url.is_some()
     }
 }
 
@@ -217,9 +255,7 @@ pub async fn check<B>(
 }
 
 fn has_forwarding_headers(h: &HeaderMap) -> bool {
-    [&X_FORWARDED_URI, &X_FORWARDED_HOST, &X_ORIGINAL_URL]
-        .iter()
-        .any(|n| h.contains_key(*n))
+    Forwarding::scan(h).any()
 }
 
 fn warn_untrusted_once(gw: &Gateway, peer: SocketAddr) {
@@ -401,4 +437,47 @@ fn bad_request(
     };
     set_identity(rt, &mut res, IdentityHeaders::empty());
     res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &[u8])]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_bytes(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    /// The one-pass scan gives exactly what `HeaderMap::get` would.
+    #[test]
+    fn forwarding_scan_matches_get() {
+        let h = map(&[
+            ("X-Forwarded-Uri", b"/first"),
+            ("x-forwarded-uri", b"/second"),
+            ("X-Forwarded-Host", b"\xffbad"),
+            ("x-forwarded-host", b"good.example"),
+            ("X-Forwarded-Hostname", b"ignored"),
+            ("x-original-url", b"https://a.example/x"),
+            ("accept", b"*/*"),
+        ]);
+        let f = Forwarding::scan(&h);
+        for (got, name) in [
+            (f.uri, "x-forwarded-uri"),
+            (f.host, "x-forwarded-host"),
+            (f.original_url, "x-original-url"),
+            (f.method, "x-forwarded-method"),
+            (f.proto, "x-forwarded-proto"),
+            (f.original_method, "x-original-method"),
+        ] {
+            assert_eq!(got, h.get(name).map(|v| v.to_str().ok()), "{name}");
+        }
+        assert!(f.any());
+        assert!(!Forwarding::scan(&map(&[("x-forwarded-for", b"1.2.3.4")])).any());
+    }
 }

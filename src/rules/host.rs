@@ -63,7 +63,7 @@ pub enum HostError {
 /// Normalises a `Host` / `X-Forwarded-Host` value: trims spaces and tabs, drops
 /// the port and one trailing dot, lower-cases. See the module documentation.
 pub fn normalize_host(raw: &str) -> Result<Cow<'_, str>, HostError> {
-    let s = raw.trim_matches([' ', '\t']);
+    let s = raw.trim_matches(|c| c == ' ' || c == '\t');
     if s.is_empty() {
         return Err(HostError::Empty);
     }
@@ -78,8 +78,7 @@ pub fn normalize_host(raw: &str) -> Result<Cow<'_, str>, HostError> {
         None => s,
     };
     let name = name.strip_suffix('.').unwrap_or(name);
-    check_name(name)?;
-    if name.bytes().any(|c| c.is_ascii_uppercase()) {
+    if check_name(name)? {
         Ok(Cow::Owned(name.to_ascii_lowercase()))
     } else {
         Ok(Cow::Borrowed(name))
@@ -113,28 +112,54 @@ fn check_port(port: &str) -> Result<(), HostError> {
     }
 }
 
-fn check_name(name: &str) -> Result<(), HostError> {
+/// Checks a host name's characters and labels in one pass over its bytes;
+/// says whether it holds upper-case letters. The error path walks the
+/// characters again to name the offending one.
+fn check_name(name: &str) -> Result<bool, HostError> {
     if name.is_empty() {
         return Err(HostError::Empty);
     }
     if name.len() > MAX_NAME_LEN {
         return Err(HostError::TooLong);
     }
+    let bytes = name.as_bytes();
+    let mut upper = false;
+    let mut prev_dot = true; // a leading dot is an empty label
+    let mut empty_label = false;
+    for &b in bytes {
+        match b {
+            b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' => prev_dot = false,
+            b'A'..=b'Z' => {
+                upper = true;
+                prev_dot = false;
+            }
+            b'.' => {
+                empty_label |= prev_dot;
+                prev_dot = true;
+            }
+            _ => return Err(invalid_char(name)),
+        }
+    }
+    if empty_label || prev_dot {
+        return Err(HostError::EmptyLabel);
+    }
+    Ok(upper)
+}
+
+/// The error for the first character a host name may not contain.
+fn invalid_char(name: &str) -> HostError {
     for c in name.chars() {
         match c {
             'a'..='z' | 'A'..='Z' | '0'..='9' | '.' | '-' | '_' => {}
-            ' ' | '\t' => return Err(HostError::Space),
-            '/' => return Err(HostError::Slash),
-            '@' => return Err(HostError::At),
-            '\\' => return Err(HostError::Backslash),
-            c if c.is_ascii_control() => return Err(HostError::ControlChar),
-            c => return Err(HostError::InvalidChar(c)),
+            ' ' | '\t' => return HostError::Space,
+            '/' => return HostError::Slash,
+            '@' => return HostError::At,
+            '\\' => return HostError::Backslash,
+            c if c.is_ascii_control() => return HostError::ControlChar,
+            c => return HostError::InvalidChar(c),
         }
     }
-    if name.starts_with('.') || name.ends_with('.') || name.contains("..") {
-        return Err(HostError::EmptyLabel);
-    }
-    Ok(())
+    HostError::EmptyLabel
 }
 
 /// A fixed-size string buffer, big enough for any bracketed IPv6 address, so
