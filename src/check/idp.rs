@@ -25,6 +25,9 @@ pub const VERIFIABLE_ALGS: [&str; 9] = [
     "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
 ];
 
+/// Largest answer read from the IdP (discovery, JWKS, error pages).
+const MAX_BODY: usize = 1 << 20;
+
 /// Redirect URIs tried against the authorization endpoint, at most.
 const MAX_AUTHORIZE_PROBES: usize = 5;
 
@@ -161,7 +164,7 @@ async fn discovery(
         ));
         return None;
     }
-    let body = match res.bytes().await {
+    let body = match read_capped(res).await {
         Ok(b) => b,
         Err(e) => {
             report.push(Finding::fail(
@@ -298,10 +301,29 @@ async fn jwks(http: &reqwest::Client, doc: &Value) -> Vec<Finding> {
     }
 }
 
+/// The body, refusing more than [`MAX_BODY`] bytes.
+async fn read_capped(mut res: reqwest::Response) -> Result<Vec<u8>, String> {
+    let mut body = Vec::new();
+    while let Some(chunk) = res
+        .chunk()
+        .await
+        .map_err(|e| crate::oidc::error_chain(&e))?
+    {
+        if body.len() + chunk.len() > MAX_BODY {
+            return Err(format!("answer larger than {} KiB", MAX_BODY / 1024));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
 /// A JSON document over `GET`, or why not.
 async fn fetch_json(http: &reqwest::Client, url: &str) -> Result<Value, String> {
     match http.get(url).send().await {
-        Ok(r) if r.status().is_success() => r.json::<Value>().await.map_err(|e| e.to_string()),
+        Ok(r) if r.status().is_success() => {
+            let body = read_capped(r).await?;
+            serde_json::from_slice(&body).map_err(|e| format!("not JSON: {e}"))
+        }
         Ok(r) => Err(format!("answered {}", r.status())),
         Err(e) => Err(crate::oidc::error_chain(&e)),
     }
@@ -555,7 +577,10 @@ pub async fn authorize(
         }
         return AuthorizeVerdict::Accepted;
     }
-    let body = res.text().await.unwrap_or_default();
+    let body = read_capped(res)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
     let text = page_error_text(&body);
     let lower = text.to_ascii_lowercase();
     let complains = lower.contains("redirect")
@@ -731,6 +756,32 @@ mod tests {
         assert_eq!(
             f.detail,
             "the IdP's clock is about 300 s ahead of this host's, more than oidc.clock_leeway = 60 s"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_oversized_discovery_document_is_refused() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf).await;
+            let body = format!("{{\"x\": \"{}\"}}", "a".repeat(2 << 20));
+            let head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                body.len()
+            );
+            let _ = s.write_all(head.as_bytes()).await;
+            let _ = s.write_all(body.as_bytes()).await;
+        });
+        let mut r = Report::default();
+        let issuer = format!("http://127.0.0.1:{port}");
+        assert!(discovery(&http_client(), &issuer, &mut r).await.is_none());
+        assert_eq!(
+            r.findings[0].detail,
+            format!("{issuer}/.well-known/openid-configuration: reading the answer failed: answer larger than 1024 KiB")
         );
     }
 

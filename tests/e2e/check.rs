@@ -772,3 +772,24 @@ fn redis_store_up_wrong_password_and_down() {
     assert_eq!(down.code, Some(1), "{down}");
     down.assert_line(&format!("FAIL session store: redis at redis://127.0.0.1:{port}/0 is unreachable: Connection refused (os error 111) — fix: start Redis, or correct the host and port in session.redis_url; it must be reachable from where portcullis runs (firewall, container network)"));
 }
+
+#[test]
+fn an_invalid_config_is_one_fail_line_per_problem() {
+    let out = check(
+        "[server]\nlisten = \"nope\"\n[oidc]\nissuer = \"https://idp.example.com/\"\nclient_id = \"c\"\n[session]\n[[rule]]\nhost = \"*.example..com\"\n",
+        &[],
+    );
+    assert_eq!(out.code, Some(1), "{out}");
+    let lines = out.lines();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert!(
+        lines.iter().all(|l| l.starts_with("FAIL config: ")),
+        "{out}"
+    );
+    assert!(out.stdout.contains("server.listen"), "{out}");
+    assert!(out.stdout.contains("rule[0].host"), "{out}");
+    assert!(
+        lines[0].ends_with(" — fix: correct the config file; `serve` refuses it as it is"),
+        "{out}"
+    );
+}
