@@ -793,3 +793,39 @@ fn an_invalid_config_is_one_fail_line_per_problem() {
         "{out}"
     );
 }
+
+#[tokio::test]
+async fn serve_diagnoses_clock_skew_on_id_tokens_once() {
+    let port = free_port();
+    let idp = Idp::start_with(
+        &[format!("http://auth.example.com:{port}/oauth2/callback")],
+        json!({"clock_ahead_seconds": 600}),
+    );
+    let mut cfg = Cfg::new(&idp.issuer);
+    cfg.external_url = format!("http://auth.example.com:{port}");
+    let gw = Gateway::launch(Launch {
+        name: "portcullis-skew",
+        config: &cfg.text(),
+        port: Some(port),
+        ..Launch::default()
+    });
+    let _logs = LogsOnFailure(vec![&idp.proc]);
+    for _ in 0..2 {
+        let page = Browser::new()
+            .open_as(
+                &format!("http://auth.example.com:{port}/oauth2/start?rd=/"),
+                "alice",
+            )
+            .await;
+        assert_eq!(page.status, 502, "{page}");
+    }
+    let found = diagnoses(&gw, "clock_skew");
+    assert_eq!(found.len(), 1, "logged once:\n{}", gw.log());
+    assert!(
+        found[0].contains("an ID token was rejected for its times"),
+        "{}",
+        found[0]
+    );
+    assert!(found[0].contains("issued in the future"), "{}", found[0]);
+    assert!(found[0].contains("synchronise the clocks"), "{}", found[0]);
+}

@@ -68,6 +68,12 @@ const emptyJwks = cfg.empty_jwks === true;
 const noGroupsScope = cfg.no_groups_scope === true;
 const noGroupsClaim = cfg.no_groups_claim === true;
 const tlsFiles = cfg.tls ?? null;
+// The whole provider's clock runs this many seconds ahead (token iat/exp too).
+const clockAheadMs = Number(cfg.clock_ahead_seconds ?? 0) * 1000;
+if (clockAheadMs) {
+  const realNow = Date.now;
+  Date.now = () => realNow() + clockAheadMs;
+}
 
 // ---------------------------------------------------------------- store ----
 
