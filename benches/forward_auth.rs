@@ -97,7 +97,7 @@ fn alice() -> Session {
         refresh_token: None,
         created_at: unix_now(),
         expires_at: unix_now() + 12 * 3600,
-        claims_expire_at: 0,
+        refresh_at: 0,
     }
 }
 

@@ -52,6 +52,7 @@ pub mod pages;
 pub mod pipeline;
 pub mod proxy;
 pub mod redirect;
+pub mod refresh;
 pub mod rules;
 pub mod secret;
 pub mod server;

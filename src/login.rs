@@ -208,9 +208,11 @@ async fn complete(
         );
     }
     let now = unix_now();
-    let claims_expire_at = crate::oidc::jwt_payload(outcome.id_token.expose())
-        .and_then(|c| c.get("exp")?.as_u64())
-        .unwrap_or(0);
+    let refresh_at = crate::session::refresh_at(
+        outcome.id_token.expose(),
+        rt.config.session.refresh,
+        outcome.refresh_token.is_some(),
+    );
     let identity = outcome.identity;
     let session = Arc::new(Session {
         id: SessionId::random(),
@@ -223,7 +225,7 @@ async fn complete(
         refresh_token: outcome.refresh_token,
         created_at: now,
         expires_at: now + rt.config.session.lifetime.as_secs(),
-        claims_expire_at,
+        refresh_at,
     });
     gw.sessions
         .save(session.clone())

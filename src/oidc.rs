@@ -33,7 +33,7 @@ use tokio::sync::Mutex;
 
 use crate::config::OidcConfig;
 use crate::identity::Identity;
-use crate::secret::Secret;
+use crate::secret::{constant_time_eq, Secret};
 use crate::session::unix_now;
 
 pub use flow::FlowState;
@@ -343,23 +343,74 @@ impl Oidc {
             .request_async(&self.http)
             .await
             .map_err(token_error)?;
-        let id_token = token.id_token().ok_or(LoginError::NoIdToken)?;
         let nonce = Nonce::new(flow.nonce.clone());
+        self.outcome(&meta, &flow.redirect_uri, &token, Some(&nonce))
+            .await
+    }
+
+    /// Renews tokens and claims with a refresh token. The new ID token is
+    /// validated like a login's (without a nonce, which refreshed tokens do
+    /// not carry). `InvalidGrant` means the IdP ended the grant.
+    pub async fn refresh(&self, refresh_token: &str) -> Result<LoginOutcome, LoginError> {
+        let meta = self.metadata().await?;
+        // The refresh request carries no redirect URI; the client needs one.
+        let redirect = self.cfg.issuer.clone();
+        let client = self.client(&meta, &redirect)?;
+        let rt = openidconnect::RefreshToken::new(refresh_token.to_owned());
+        let token = client
+            .exchange_refresh_token(&rt)
+            .map_err(|e| LoginError::Discovery(e.to_string()))?
+            .request_async(&self.http)
+            .await
+            .map_err(token_error)?;
+        let mut outcome = self.outcome(&meta, &redirect, &token, None).await?;
+        if outcome.refresh_token.is_none() {
+            // The IdP did not rotate it: the old one stays valid.
+            outcome.refresh_token = Some(Secret::new(refresh_token.to_owned()));
+        }
+        Ok(outcome)
+    }
+
+    /// Validates a token response's ID token (nonce when given) and derives the identity.
+    async fn outcome(
+        &self,
+        meta: &CoreProviderMetadata,
+        redirect_uri: &str,
+        token: &openidconnect::core::CoreTokenResponse,
+        nonce: Option<&Nonce>,
+    ) -> Result<LoginOutcome, LoginError> {
+        let id_token = token.id_token().ok_or(LoginError::NoIdToken)?;
+        let check_nonce = move |got: Option<&Nonce>| match nonce {
+            None => Ok(()),
+            Some(want)
+                if got.is_some_and(|g| {
+                    constant_time_eq(g.secret().as_bytes(), want.secret().as_bytes())
+                }) =>
+            {
+                Ok(())
+            }
+            Some(_) => Err("nonce does not match the login's".to_string()),
+        };
+        let client = self.client(meta, redirect_uri)?;
         let verified = {
             let verifier = self.id_token_verifier(&client);
-            id_token.claims(&verifier, &nonce).map(|_| ())
+            id_token.claims(&verifier, check_nonce).map(|_| ())
         };
-        if let Err(e) = verified {
+        let refetched;
+        let meta = match verified {
+            Ok(()) => meta,
             // An unknown key may mean the IdP rotated its keys: refetch once, rate-limited.
-            if is_key_miss(&e) && self.may_refetch_keys() {
-                let meta = self.discover().await?;
-                let client = self.client(&meta, &flow.redirect_uri)?;
+            Err(e) if is_key_miss(&e) && self.may_refetch_keys() => {
+                refetched = self.discover().await?;
+                let client = self.client(&refetched, redirect_uri)?;
                 let verifier = self.id_token_verifier(&client);
-                id_token.claims(&verifier, &nonce).map_err(claims_error)?;
-            } else {
-                return Err(claims_error(e));
+                id_token
+                    .claims(&verifier, check_nonce)
+                    .map_err(claims_error)?;
+                &*refetched
             }
-        }
+            Err(e) => return Err(claims_error(e)),
+        };
         let raw_id_token = id_token.to_string();
         let mut claims = jwt_payload(&raw_id_token).ok_or_else(|| LoginError::IdTokenRejected {
             check: "format",

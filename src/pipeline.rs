@@ -59,6 +59,9 @@ pub struct Gateway {
     pub keys: SessionKeys,
     /// Set once the untrusted-forwarded-headers warning was logged.
     pub untrusted_hint_logged: AtomicBool,
+    /// Sessions whose refresh this instance started in the last
+    /// [`crate::session::REFRESH_LOCK`] (single-flight within the process).
+    pub refreshing: moka::sync::Cache<(crate::session::SessionId, u64), ()>,
 }
 
 /// Who an authenticated request belongs to.
@@ -162,10 +165,36 @@ impl Gateway {
             return Ok(None);
         };
         if let Some(s) = self.sessions.lookup_cached(&id) {
+            self.refresh_if_due(&s);
             return Ok(Some(s));
         }
         let found = self.sessions.load(&id).await?;
-        Ok(found.filter(|s| s.is_live(unix_now())))
+        let found = found.filter(|s| s.is_live(unix_now()));
+        if let Some(s) = &found {
+            self.refresh_if_due(s);
+        }
+        Ok(found)
+    }
+
+    /// Starts a background refresh when the session's claims are due for
+    /// renewal (see `refresh`); the request goes on with the current session.
+    fn refresh_if_due(&self, s: &Arc<Session>) {
+        if s.refresh_at == 0 || crate::clock::unix_secs() < s.refresh_at {
+            return;
+        }
+        if !self
+            .refreshing
+            .entry((s.id, s.refresh_at))
+            .or_insert(())
+            .is_fresh()
+        {
+            return;
+        }
+        tokio::spawn(crate::refresh::run(
+            self.sessions.clone(),
+            self.oidc.clone(),
+            s.clone(),
+        ));
     }
 
     /// Runs the phases for one request.

@@ -118,6 +118,10 @@ pub fn build(
         bearer,
         keys,
         untrusted_hint_logged: AtomicBool::new(false),
+        refreshing: moka::sync::Cache::builder()
+            .max_capacity(100_000)
+            .time_to_live(crate::session::REFRESH_LOCK)
+            .build(),
     }))
 }
 

@@ -25,6 +25,30 @@ use crate::secret::Secret;
 
 pub use self::cookie::SessionKeys;
 
+/// How long one refresh attempt holds its lock; also the pause between
+/// attempts after a failure.
+pub const REFRESH_LOCK: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// When to renew the claims of a session whose ID token is `id_token`:
+/// a quarter of the token's lifetime (between 1 s and 60 s) before its
+/// `exp`; 0 (never) without a refresh token or with `session.refresh` off.
+pub fn refresh_at(id_token: &str, enabled: bool, has_refresh_token: bool) -> u64 {
+    if !enabled || !has_refresh_token {
+        return 0;
+    }
+    let Some(claims) = crate::oidc::jwt_payload(id_token) else {
+        return 0;
+    };
+    let (Some(exp), iat) = (
+        claims.get("exp").and_then(serde_json::Value::as_u64),
+        claims.get("iat").and_then(serde_json::Value::as_u64),
+    ) else {
+        return 0;
+    };
+    let lifetime = exp.saturating_sub(iat.unwrap_or(exp));
+    exp.saturating_sub((lifetime / 4).clamp(1, 60))
+}
+
 /// A boxed future, used only off the hot path (store misses, writes).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -66,9 +90,10 @@ pub struct Session {
     pub created_at: u64,
     /// Unix seconds; the absolute end of the session.
     pub expires_at: u64,
-    /// Unix seconds when the ID token (so the claims) expires; 0 = unknown.
-    /// With `session.refresh`, the claims are renewed before then.
-    pub claims_expire_at: u64,
+    /// Unix seconds after which the claims are renewed with the refresh
+    /// token (a little before the ID token expires); 0 = never (no refresh
+    /// token, or `session.refresh = false`).
+    pub refresh_at: u64,
 }
 
 /// Which sessions to end at once (operators, back-channel logout).
@@ -125,6 +150,14 @@ pub trait SessionStore: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<Vec<Arc<Session>>, StoreError>>;
     /// Ends the chosen sessions everywhere; how many there were.
     fn revoke<'a>(&'a self, what: Revoke<'a>) -> BoxFuture<'a, Result<usize, StoreError>>;
+    /// Claims the right to refresh this session's claims generation
+    /// (`refresh_at`) for [`REFRESH_LOCK`]: true for exactly one caller
+    /// across every instance sharing the store.
+    fn lock_refresh<'a>(
+        &'a self,
+        id: &'a SessionId,
+        generation: u64,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
     /// Whether the store can be reached (for `/readyz`).
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>>;
 }

@@ -132,6 +132,15 @@ impl SessionStore for MemoryStore {
         Box::pin(async move { Ok(n) })
     }
 
+    fn lock_refresh<'a>(
+        &'a self,
+        _: &'a SessionId,
+        _: u64,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        // One process: the gateway's own single-flight is enough.
+        Box::pin(async { Ok(true) })
+    }
+
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async { Ok(()) })
     }
@@ -159,7 +168,7 @@ mod tests {
             refresh_token: None,
             created_at: unix_now(),
             expires_at: unix_now() + lifetime,
-            claims_expire_at: 0,
+            refresh_at: 0,
         })
     }
 

@@ -12,6 +12,8 @@
 //!   finds sessions without scanning; `users`: the set of users with
 //!   sessions (for `revoke --all`). Members whose session is gone are pruned
 //!   when read.
+//! - `lock:<hex id>:<refresh_at>`: held for a few seconds by the one
+//!   instance refreshing that generation of the session's tokens.
 //! - channel `portcullis:invalidate`: `s:<hex id>` or `*` whenever a session
 //!   ends or changes.
 //!
@@ -496,6 +498,26 @@ impl SessionStore for RedisStore {
 
     fn revoke<'a>(&'a self, what: Revoke<'a>) -> BoxFuture<'a, Result<usize, StoreError>> {
         Box::pin(self.revoke_inner(what))
+    }
+
+    fn lock_refresh<'a>(
+        &'a self,
+        id: &'a SessionId,
+        generation: u64,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let won: Option<String> = self
+                .run(
+                    redis::cmd("SET")
+                        .arg(Self::index("lock", &format!("{}:{generation}", hex(&id.0))))
+                        .arg(1)
+                        .arg("NX")
+                        .arg("PX")
+                        .arg(super::REFRESH_LOCK.as_millis() as u64),
+                )
+                .await?;
+            Ok(won.is_some())
+        })
     }
 
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {

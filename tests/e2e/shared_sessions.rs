@@ -718,3 +718,158 @@ async fn rp_initiated_logout_continues_at_the_idp_with_the_id_token_hint() {
     assert_eq!(page.status, 200, "{page}");
     assert!(page.body.contains("op.logoutForm"), "{page}");
 }
+
+/// An IdP whose ID tokens live 6 s (so refreshes come quickly) and its balancer.
+fn refresh_stack() -> &'static (Idp, Balancer) {
+    static S: OnceLock<(Idp, Balancer)> = OnceLock::new();
+    S.get_or_init(|| {
+        let lb = Balancer::start();
+        let uri = format!("http://app.example.com:{}/oauth2/callback", lb.port);
+        let idp = Idp::start_with(
+            &[uri],
+            serde_json::json!({ "ttl": { "IdToken": 6, "AccessToken": 6 } }),
+        );
+        (idp, lb)
+    })
+}
+
+/// A forward-auth check of `path` straight at `port` with the session cookie.
+async fn check_direct(client: &reqwest::Client, port: u16, cookie: &str, path: &str) -> u16 {
+    client
+        .get(format!("http://127.0.0.1:{port}/oauth2/auth"))
+        .header("Cookie", format!("_portcullis={cookie}"))
+        .header("Accept", "text/html")
+        .header("X-Forwarded-Method", "GET")
+        .header("X-Forwarded-Proto", "http")
+        .header("X-Forwarded-Host", "app.example.com")
+        .header("X-Forwarded-Uri", path)
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn refresh_applies_group_changes_once_across_instances_and_idp_rejection_ends_the_session() {
+    let (idp, lb) = refresh_stack();
+    let redis = Redis::start();
+    let (a_admin, b_admin) = (free_port(), free_port());
+    let cfg = |admin| {
+        config(&idp.issuer, &redis.url(), admin, false)
+            .replace("[session]\n", "[session]\nrefresh = true\n")
+            .replace("\"groups\"]", "\"groups\", \"offline_access\"]")
+    };
+    let a = launch("portcullis-a", &cfg(a_admin), None, a_admin);
+    let b = launch("portcullis-b", &cfg(b_admin), None, b_admin);
+    let p = Pair {
+        redis,
+        a_port: a.port,
+        a: Some(a),
+        b,
+        a_admin,
+        b_admin,
+        a_config: String::new(),
+        lb,
+    };
+    let _logs = LogsOnFailure(vec![&idp.proc, &p.a().proc, &p.b.proc]);
+    let (pa, pb) = (p.a_port, p.b.port);
+    let browser = Browser::new();
+    p.login(&browser, "alice", pa, pb).await;
+    let cookie = browser.cookie(&p.base(), "_portcullis").unwrap();
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    assert_eq!(check_direct(&client, pa, &cookie, "/admin").await, 200);
+    assert_eq!(check_direct(&client, pb, &cookie, "/admin").await, 200);
+    let refreshes = || idp.stats()["token"]["refresh_token"].as_u64().unwrap_or(0);
+    let before = refreshes();
+
+    // alice leaves "admins" at the IdP; the next refresh must take it away.
+    let r = client
+        .post(format!(
+            "{}/__test/users/alice",
+            idp.issuer.trim_end_matches('/')
+        ))
+        .json(&serde_json::json!({ "groups": ["staff"] }))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+
+    // Concurrent checks on both instances until the decision changes.
+    let t0 = Instant::now();
+    loop {
+        let mut tasks = Vec::new();
+        for port in [pa, pb] {
+            for _ in 0..8 {
+                let (client, cookie) = (client.clone(), cookie.clone());
+                tasks.push(tokio::spawn(async move {
+                    check_direct(&client, port, &cookie, "/admin").await
+                }));
+            }
+        }
+        let mut statuses = Vec::new();
+        for t in tasks {
+            statuses.push(t.await.unwrap());
+        }
+        assert!(
+            statuses.iter().all(|s| *s == 200 || *s == 403),
+            "no logout around a refresh: {statuses:?}"
+        );
+        if statuses.iter().all(|s| *s == 403) {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(15),
+            "the group change never took effect: {statuses:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        refreshes() - before,
+        1,
+        "exactly one refresh at the IdP for both instances"
+    );
+    assert_eq!(
+        check_direct(&client, pa, &cookie, "/").await,
+        200,
+        "still signed in"
+    );
+    assert_eq!(
+        check_direct(&client, pb, &cookie, "/").await,
+        200,
+        "still signed in"
+    );
+
+    // The IdP revokes the grant: the next refresh is refused and the session ends everywhere.
+    let r = client
+        .post(format!(
+            "{}/__test/backchannel_logout",
+            idp.issuer.trim_end_matches('/')
+        ))
+        .json(&serde_json::json!({ "user": "alice" }))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    let t0 = Instant::now();
+    loop {
+        let (sa, sb) = (
+            check_direct(&client, pa, &cookie, "/").await,
+            check_direct(&client, pb, &cookie, "/").await,
+        );
+        if sa == 302 && sb == 302 {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(15),
+            "the session outlived the revoked grant: {sa} {sb}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        p.a().log().contains("refused the refresh") || p.b.log().contains("refused the refresh"),
+        "the end is logged"
+    );
+}

@@ -27,8 +27,8 @@ struct StoredV1 {
     refresh_token: Option<String>,
     created_at: u64,
     expires_at: u64,
-    /// When the ID token (and so the claims) expire; 0 = unknown.
-    claims_expire_at: u64,
+    /// When to renew the claims; 0 = never.
+    refresh_at: u64,
 }
 
 /// Why a stored value could not be read.
@@ -58,7 +58,7 @@ pub fn encode(s: &Session) -> Vec<u8> {
         refresh_token: s.refresh_token.as_ref().map(|t| t.expose().clone()),
         created_at: s.created_at,
         expires_at: s.expires_at,
-        claims_expire_at: s.claims_expire_at,
+        refresh_at: s.refresh_at,
     };
     let mut out = vec![V1];
     // Serialising plain strings and integers into a Vec cannot fail.
@@ -90,7 +90,7 @@ pub fn decode(id: SessionId, bytes: &[u8]) -> Result<Session, DecodeError> {
         refresh_token: v.refresh_token.map(Secret::new),
         created_at: v.created_at,
         expires_at: v.expires_at,
-        claims_expire_at: v.claims_expire_at,
+        refresh_at: v.refresh_at,
     })
 }
 
@@ -115,7 +115,7 @@ mod tests {
             refresh_token: None,
             created_at: 1_700_000_000,
             expires_at: 1_700_043_200,
-            claims_expire_at: 1_700_003_600,
+            refresh_at: 1_700_003_600,
         }
     }
 
@@ -134,7 +134,7 @@ mod tests {
         );
         assert!(d.refresh_token.is_none());
         assert_eq!(d.expires_at, s.expires_at);
-        assert_eq!(d.claims_expire_at, s.claims_expire_at);
+        assert_eq!(d.refresh_at, s.refresh_at);
     }
 
     /// Bytes written by this version must stay readable by every later one.
