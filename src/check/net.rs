@@ -282,6 +282,31 @@ mod tests {
         }
     }
 
+    #[test]
+    fn silent_addresses_get_a_network_hint() {
+        let public = tcp_failure("203.0.113.7:443".parse().unwrap(), None);
+        assert_eq!(public.detail, "no answer from 203.0.113.7:443 within 3 s");
+        assert!(
+            public.fix.as_deref().unwrap().contains("hairpin NAT"),
+            "{public}"
+        );
+        let private = tcp_failure("10.0.0.5:443".parse().unwrap(), None);
+        assert!(
+            private
+                .fix
+                .as_deref()
+                .unwrap()
+                .starts_with("this host cannot reach the private address 10.0.0.5"),
+            "{private}"
+        );
+        let unreachable = std::io::Error::from(std::io::ErrorKind::HostUnreachable);
+        let f = tcp_failure("10.0.0.5:443".parse().unwrap(), Some(unreachable));
+        assert!(
+            f.detail.starts_with("cannot connect to 10.0.0.5:443: "),
+            "{f}"
+        );
+    }
+
     #[tokio::test]
     async fn refused_port_names_the_port() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
