@@ -42,8 +42,8 @@
 //!      instead of the cookie (`Authorization: Bearer` with an ES256 JWT from
 //!      a `[[oidc.bearer_issuers]]` entry whose JWKS this process serves;
 //!      after the first request the token is answered from the
-//!      verified-token cache), compared with the hyper server's rate of the
-//!      same round.
+//!      verified-token cache), compared with the hyper and control servers'
+//!      rates of the same rounds.
 //! 5. Prints medians, spreads (min–max over rounds) and the ratios
 //!    portcullis/hyper and control/hyper.
 //!
@@ -740,7 +740,7 @@ async fn forward_auth_run() {
     let mut errors: HashMap<&'static str, u64> = HashMap::new();
     let mut rps = Table::new("keep-alive throughput", "requests/s", 0, &names);
     let mut cpu = Table::new("keep-alive CPU per request", "µs user+sys", 2, &names);
-    let bearer_names = ["portcullis (bearer)", "hyper"];
+    let bearer_names = ["portcullis (bearer)", "hyper", "control"];
     let mut bearer_rps = Table::new(
         "keep-alive throughput, bearer token (cached)",
         "requests/s",
@@ -763,9 +763,9 @@ async fn forward_auth_run() {
             *errors.entry(s.name).or_default() += x.errors;
             rps.push(i, x.rps);
             cpu.push(i, x.cpu_us);
-            if i == 1 {
-                bearer_rps.push(1, x.rps);
-                bearer_cpu.push(1, x.cpu_us);
+            if i > 0 {
+                bearer_rps.push(i, x.rps);
+                bearer_cpu.push(i, x.cpu_us);
             }
         }
         let x = wrk(&servers[0], &bearer_headers, secs, conns, false, tck);
