@@ -2,7 +2,8 @@
 //! in config/ (`traefik/`, `caddy/`, `nginx/`, each with its
 //! `portcullis.toml`): the login round trip back to the original URL, the
 //! identity headers the app receives, spoofed identity headers, group
-//! rules, public and unlisted paths, API clients, and path tricks.
+//! rules, public and unlisted paths, API clients, bearer tokens, and path
+//! tricks.
 //!
 //! Each proxy gets one stack per test binary (IdP, portcullis, proxy, echo
 //! app), shared by the tests of its module; every test uses its own browser.
@@ -406,6 +407,74 @@ async fn api_client_gets_401_with_bearer_challenge(kind: Kind) {
     }
 }
 
+/// A bearer JWT signed by the real IdP reaches the app through the proxy
+/// with its identity; a bad one gets 401 `invalid_token`, even with a cookie.
+async fn bearer_tokens_pass_through_the_proxy(kind: Kind) {
+    let s = stack(kind);
+    let _logs = s.logs_on_failure();
+    let jwt = |claims: serde_json::Value| async move {
+        let r: serde_json::Value = reqwest::Client::new()
+            .post(format!("{}/__test/jwt", s.idp.issuer))
+            .json(&serde_json::json!({ "claims": claims }))
+            .send()
+            .await
+            .expect("idp /__test/jwt")
+            .json()
+            .await
+            .expect("token JSON");
+        format!("Bearer {}", r["token"].as_str().expect("token"))
+    };
+    let good = jwt(
+        serde_json::json!({"sub": "svc-1", "preferred_username": "deploy-bot",
+        "email": "bot@example.com", "groups": ["admins"]}),
+    )
+    .await;
+    let json = ("Accept", "application/json");
+    let seen = app_seen(
+        &s.raw("/admin/deploy", &[json, ("Authorization", &good)]),
+        "bearer on /admin",
+    );
+    assert_eq!(
+        seen.identity(),
+        (
+            "deploy-bot".into(),
+            "bot@example.com".into(),
+            "admins".into()
+        )
+    );
+    let expired = jwt(serde_json::json!({"sub": "svc-1", "iat": 1, "exp": 2})).await;
+    let (_b, cookie) = s.login("alice").await;
+    for headers in [
+        vec![json, ("Authorization", expired.as_str())],
+        vec![
+            HTML,
+            ("Cookie", cookie.as_str()),
+            ("Authorization", expired.as_str()),
+        ],
+    ] {
+        let r = s.raw("/some/page", &headers);
+        assert_eq!(
+            r.status,
+            401,
+            "{} {:?}\n{}",
+            kind.dir(),
+            r.headers,
+            r.text()
+        );
+        assert_eq!(
+            r.header("www-authenticate"),
+            Some("Bearer error=\"invalid_token\""),
+            "{:?}",
+            r.headers
+        );
+        assert!(
+            !r.text().contains("\"echo\""),
+            "reached the app: {}",
+            r.text()
+        );
+    }
+}
+
 async fn path_tricks_never_reach_app_for_bob(kind: Kind) {
     let s = stack(kind);
     let _logs = s.logs_on_failure();
@@ -580,6 +649,10 @@ macro_rules! proxy_suite {
             #[tokio::test]
             async fn api_client_gets_401_with_bearer_challenge() {
                 super::api_client_gets_401_with_bearer_challenge($kind).await;
+            }
+            #[tokio::test]
+            async fn bearer_tokens_pass_through_the_proxy() {
+                super::bearer_tokens_pass_through_the_proxy($kind).await;
             }
             #[tokio::test]
             async fn path_tricks_never_reach_app_for_bob() {
