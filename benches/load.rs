@@ -11,6 +11,7 @@
 //!
 //! ```text
 //! LOAD_SCENARIO=proxy cargo bench --bench load
+//! LOAD_SCENARIO=redis cargo bench --bench load   # needs redis-server; see support/redis.rs
 //! ```
 //!
 //! Knobs, all optional: `LOAD_ROUNDS` (default 5),
@@ -258,6 +259,7 @@ fn gateway_config(
     issuer: &str,
     jwks_url: Option<&str>,
     upstream: Option<SocketAddr>,
+    session: &str,
 ) -> String {
     let bearer = jwks_url
         .map(|url| {
@@ -277,6 +279,7 @@ client_id = "{CLIENT_ID}"
 {bearer}
 [session]
 cookie_secure = false
+{session}
 
 [access]
 default = "deny"
@@ -300,10 +303,14 @@ fn start_gateway(
     issuer: &str,
     jwks_url: Option<&str>,
     upstream: Option<SocketAddr>,
+    session: &str,
 ) -> Server {
     let config = dir.join("portcullis.toml");
-    std::fs::write(&config, gateway_config(listen, issuer, jwks_url, upstream))
-        .expect("write config");
+    std::fs::write(
+        &config,
+        gateway_config(listen, issuer, jwks_url, upstream, session),
+    )
+    .expect("write config");
     let log = std::fs::File::create(dir.join("portcullis.log")).expect("log file");
     let child = wrapped(env!("CARGO_BIN_EXE_portcullis").as_ref())
         .arg("serve")
@@ -335,6 +342,7 @@ async fn signed_in_gateway(
     dir: &Path,
     jwks_url: Option<&str>,
     upstream: Option<SocketAddr>,
+    session: &str,
 ) -> (Server, devidp::DevIdp, String) {
     let listen = free_port();
     let redirect = format!("http://{listen}/oauth2/callback");
@@ -347,7 +355,7 @@ async fn signed_in_gateway(
     )
     .await
     .expect("development issuer");
-    let gateway = start_gateway(dir, listen, idp.issuer(), jwks_url, upstream);
+    let gateway = start_gateway(dir, listen, idp.issuer(), jwks_url, upstream, session);
     let cookie = login(gateway.addr).await;
     (gateway, idp, cookie)
 }
@@ -688,7 +696,10 @@ async fn run() {
     match scenario.as_str() {
         "forward-auth" => forward_auth_run().await,
         "proxy" => support::proxy::run().await,
-        other => panic!("LOAD_SCENARIO={other:?}: use \"forward-auth\" (default) or \"proxy\""),
+        "redis" => support::redis::run().await,
+        other => panic!(
+            "LOAD_SCENARIO={other:?}: use \"forward-auth\" (default), \"proxy\" or \"redis\""
+        ),
     }
 }
 
@@ -710,7 +721,7 @@ async fn forward_auth_run() {
     let dir = tempfile::tempdir().expect("temp dir");
     let bearer_key = jwt::TestKey::p256("bench-es256");
     let jwks = jwt::JwksServer::start(jwt::jwks(&[&bearer_key]));
-    let (gateway, idp, cookie) = signed_in_gateway(dir.path(), Some(&jwks.url()), None).await;
+    let (gateway, idp, cookie) = signed_in_gateway(dir.path(), Some(&jwks.url()), None, "").await;
     let headers = request_headers(("Cookie", &format!("_portcullis={cookie}")));
     precheck(gateway.addr, &headers).await;
     println!("signed in as alice; forward-auth check answers 200 with her identity");

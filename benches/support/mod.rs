@@ -1,7 +1,9 @@
 //! Pieces of the load harness kept out of `load.rs`: the plain hyper server it
 //! compares against, the fixed-rate latency generator, and the reverse-proxy
-//! scenario (`LOAD_SCENARIO=proxy`).
+//! scenario (`LOAD_SCENARIO=proxy`) and the shared-session scenario
+//! (`LOAD_SCENARIO=redis`).
 
 pub mod baseline;
 pub mod fixed_rate;
 pub mod proxy;
+pub mod redis;

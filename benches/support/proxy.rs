@@ -279,7 +279,7 @@ pub async fn run() {
     let dir = tempfile::tempdir().expect("temp dir");
     let upstream = start_baseline("upstream");
     wait_for_port(upstream.addr);
-    let (gateway, idp, cookie) = signed_in_gateway(dir.path(), None, Some(upstream.addr)).await;
+    let (gateway, idp, cookie) = signed_in_gateway(dir.path(), None, Some(upstream.addr), "").await;
     let (plain, auth, tr) = (crate::free_port(), crate::free_port(), crate::free_port());
     let nginx = start_nginx(dir.path(), plain, auth, upstream.addr, gateway.addr);
     let traefik = start_traefik(dir.path(), tr, upstream.addr, gateway.addr);

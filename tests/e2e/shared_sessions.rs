@@ -21,7 +21,9 @@ use crate::support::proc::LogsOnFailure;
 use crate::support::redis::{Redis, Sentinel};
 
 /// One balancer per test, created before the IdP (which must know every callback URL).
-const TESTS: usize = 7;
+const TESTS: usize = 8;
+/// The Redis Cluster test.
+const CLUSTER_TEST: usize = 7;
 /// The test whose balancer receives the IdP's back-channel logouts.
 const BACKCHANNEL_TEST: usize = 5;
 /// The test whose gateways continue sign-out at the IdP.
@@ -86,7 +88,7 @@ fn config(issuer: &str, redis_url: &str, admin_port: u16, rp_logout: bool) -> St
     .replace(
         "[session]\ncookie_secure = false\n",
         &format!(
-            "[session]\ncookie_secure = false\nstore = \"redis\"\nredis_url = \"{redis_url}\"\nidle_timeout = \"1h\"\n"
+            "[session]\ncookie_secure = false\nstore = \"redis\"\nredis_url = {redis_url}\nidle_timeout = \"1h\"\n"
         ),
     )
     .replace(
@@ -113,7 +115,8 @@ impl Pair {
 
     fn start_with(test: usize, redis: Redis, url: Option<String>) -> Pair {
         let s = shared();
-        let url = url.unwrap_or_else(|| redis.url());
+        // A TOML value: one quoted URL, or a list for a cluster.
+        let url = url.unwrap_or_else(|| format!("\"{}\"", redis.url()));
         let (a_admin, b_admin) = (free_port(), free_port());
         let rp = test == RP_LOGOUT_TEST;
         let a_config = config(&s.idp.issuer, &url, a_admin, rp);
@@ -472,7 +475,10 @@ async fn redis_outage_never_grants_keeps_cached_sessions_and_recovers() {
 async fn sentinel_finds_the_master() {
     let redis = Redis::start();
     let sentinel = Sentinel::start(&redis);
-    let url = format!("redis+sentinel://127.0.0.1:{}/mymaster/0", sentinel.port);
+    let url = format!(
+        "\"redis+sentinel://127.0.0.1:{}/mymaster/0\"",
+        sentinel.port
+    );
     let p = Pair::start_with(4, redis, Some(url));
     let _logs = p.logs();
     let (a, b) = (p.a_port, p.b.port);
@@ -755,7 +761,7 @@ async fn refresh_applies_group_changes_once_across_instances_and_idp_rejection_e
     let redis = Redis::start();
     let (a_admin, b_admin) = (free_port(), free_port());
     let cfg = |admin| {
-        config(&idp.issuer, &redis.url(), admin, false)
+        config(&idp.issuer, &format!("\"{}\"", redis.url()), admin, false)
             .replace("[session]\n", "[session]\nrefresh = true\n")
             .replace("\"groups\"]", "\"groups\", \"offline_access\"]")
     };
@@ -872,4 +878,70 @@ async fn refresh_applies_group_changes_once_across_instances_and_idp_rejection_e
         p.a().log().contains("refused the refresh") || p.b.log().contains("refused the refresh"),
         "the end is logged"
     );
+}
+
+#[tokio::test]
+async fn redis_cluster_of_three_masters() {
+    let nodes: Vec<Redis> = (0..3)
+        .map(|_| {
+            Redis::start_with(&[
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+            ])
+        })
+        .collect();
+    let addrs: Vec<String> = nodes
+        .iter()
+        .map(|r| format!("127.0.0.1:{}", r.port))
+        .collect();
+    let mut args = vec!["--cluster", "create"];
+    args.extend(addrs.iter().map(String::as_str));
+    args.extend(["--cluster-replicas", "0", "--cluster-yes"]);
+    let out = nodes[0].cli(&args);
+    assert!(out.contains("All 16384 slots covered"), "{out}");
+    let t0 = Instant::now();
+    while !nodes
+        .iter()
+        .all(|n| n.cli(&["CLUSTER", "INFO"]).contains("cluster_state:ok"))
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "cluster never became ok"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let list = format!(
+        "[{}]",
+        nodes
+            .iter()
+            .map(|n| format!("\"{}\"", n.url().trim_end_matches("/0")))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let mut nodes = nodes.into_iter();
+    let first = nodes.next().unwrap();
+    let p = Pair::start_with(CLUSTER_TEST, first, Some(list));
+    let _rest: Vec<Redis> = nodes.collect();
+    let _logs = p.logs();
+    let (a, b) = (p.a_port, p.b.port);
+    let browsers = [Browser::new(), Browser::new(), Browser::new()];
+    for (i, br) in browsers.iter().enumerate() {
+        let (start, finish) = if i % 2 == 0 { (a, b) } else { (b, a) };
+        p.login(br, "alice", start, finish).await;
+        assert_eq!(p.check(br, a).await, 200);
+        assert_eq!(p.check(br, b).await, 200);
+    }
+    let (_, v) = p.admin("GET", p.b_admin, "?user=alice");
+    assert_eq!(v["sessions"].as_array().map(Vec::len), Some(3), "{v}");
+    p.lb.route_to(a);
+    browsers[0]
+        .get(&format!("{}/oauth2/sign_out", p.base()))
+        .await;
+    assert!(p.until_denied(&browsers[0], b).await < Duration::from_secs(1));
+    let (status, v) = p.admin("DELETE", p.a_admin, "?user=alice");
+    assert_eq!((status, v["revoked"].as_u64()), (200, Some(2)), "{v}");
+    assert!(p.until_denied(&browsers[1], b).await < Duration::from_secs(1));
+    assert!(p.until_denied(&browsers[2], a).await < Duration::from_secs(1));
 }

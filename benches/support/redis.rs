@@ -1,0 +1,209 @@
+//! `LOAD_SCENARIO=redis`: the forward-auth check with `session.store =
+//! "redis"`, local cache warm and local cache off (`session.local_cache =
+//! false`: every check is a Redis round trip), against the plain hyper
+//! server, interleaved (cache, no cache, hyper, ...); then the memory one
+//! session costs in the local cache (process RSS growth over N sessions) and
+//! in Redis (`used_memory` growth over the same N).
+//!
+//! Needs `redis-server` on `PATH`; it is started on a free port with
+//! persistence off and stopped at the end. Knobs: `LOAD_ROUNDS`, `LOAD_SECS`,
+//! `LOAD_CONNS` as in the default scenario, `LOAD_MEM_SESSIONS` (5000).
+
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use portcullis::config::{SessionConfig, StoreKind};
+use portcullis::identity::Identity;
+use portcullis::secret::Secret;
+use portcullis::session::redis::RedisStore;
+use portcullis::session::{unix_now, Session, SessionId, SessionStore};
+
+use crate::{
+    clock_ticks_per_sec, free_port, knob, machine, precheck, request_headers, signed_in_gateway,
+    start_baseline, wait_for_port, wrk, Server, Table,
+};
+
+struct RedisServer(std::process::Child, u16);
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_redis() -> RedisServer {
+    let port = free_port().port();
+    let child = Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start redis-server (install it: scripts/install-test-deps.sh)");
+    wait_for_port(([127, 0, 0, 1], port).into());
+    RedisServer(child, port)
+}
+
+fn redis_used_memory(port: u16) -> u64 {
+    let out = Command::new("redis-cli")
+        .args(["-p", &port.to_string(), "INFO", "memory"])
+        .output()
+        .expect("redis-cli");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+/// A realistic session: three groups, an RS256 ID token of ~900 bytes,
+/// opaque access and refresh tokens, an IdP sid.
+fn session(i: usize) -> Session {
+    let identity = Identity {
+        user: format!("user{i}"),
+        email: format!("user{i}@example.com"),
+        groups: vec!["staff".into(), "grafana-admins".into(), "vpn".into()],
+    };
+    Session {
+        id: SessionId::random(),
+        headers: identity.headers(),
+        identity,
+        subject: format!("3f1c9a0e-1d2b-4c5d-9e8f-{i:012}"),
+        idp_session: Some(format!("sid-{i:032}")),
+        id_token: Some(Secret::new("x".repeat(900))),
+        access_token: Some(Secret::new("a".repeat(43))),
+        refresh_token: Some(Secret::new("r".repeat(43))),
+        created_at: unix_now(),
+        expires_at: unix_now() + 12 * 3600,
+        refresh_at: 0,
+    }
+}
+
+/// Bytes per session in the local cache and in Redis.
+async fn memory(port: u16, n: usize) -> (f64, f64) {
+    let cfg = SessionConfig {
+        cookie_name: "_portcullis".into(),
+        cookie_domain: None,
+        cookie_secure: true,
+        secrets: vec![Secret::new(vec![7; 32])],
+        lifetime: Duration::from_secs(12 * 3600),
+        idle_timeout: None,
+        refresh: false,
+        store: StoreKind::Redis,
+        redis_urls: vec![Secret::new(format!("redis://127.0.0.1:{port}/0"))],
+        local_cache: true,
+    };
+    let store = RedisStore::new(&cfg).expect("store");
+    // Warm the connection and allocator before the first reading.
+    store
+        .save(Arc::new(session(usize::MAX)))
+        .await
+        .expect("save");
+    let (rss0, redis0) = (rss_bytes(), redis_used_memory(port));
+    for i in 0..n {
+        let s = Arc::new(session(i));
+        store.save(s).await.expect("save");
+    }
+    assert!(store.cached_len() >= n as u64 / 2, "sessions are cached");
+    let (rss1, redis1) = (rss_bytes(), redis_used_memory(port));
+    (
+        rss1.saturating_sub(rss0) as f64 / n as f64,
+        redis1.saturating_sub(redis0) as f64 / n as f64,
+    )
+}
+
+/// Runs the scenario and prints its summary.
+pub async fn run() {
+    let rounds = knob("LOAD_ROUNDS", 5);
+    let secs = knob("LOAD_SECS", 5);
+    let conns = knob("LOAD_CONNS", 32);
+    let n = knob("LOAD_MEM_SESSIONS", 5000) as usize;
+    let tck = clock_ticks_per_sec();
+    let mut report = format!("machine: {}\n", machine());
+    report.push_str(&format!(
+        "wrk -t1 -c{conns} -d{secs}s, {rounds} interleaved rounds; redis-server on loopback\n"
+    ));
+    println!("{report}");
+
+    let redis = start_redis();
+    let url = format!("redis://127.0.0.1:{}/0", redis.1);
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let session =
+        |cache: bool| format!("store = \"redis\"\nredis_url = \"{url}\"\nlocal_cache = {cache}\n");
+    let (mut cached, idp_a, cookie_a) =
+        signed_in_gateway(dir_a.path(), None, None, &session(true)).await;
+    let (mut uncached, idp_b, cookie_b) =
+        signed_in_gateway(dir_b.path(), None, None, &session(false)).await;
+    cached.name = "redis (cache)";
+    uncached.name = "redis (no cache)";
+    let headers_a = request_headers(("Cookie", &format!("_portcullis={cookie_a}")));
+    let headers_b = request_headers(("Cookie", &format!("_portcullis={cookie_b}")));
+    precheck(cached.addr, &headers_a).await;
+    precheck(uncached.addr, &headers_b).await;
+    println!("signed in on both gateways; checks answer 200");
+
+    let hyper = start_baseline("hyper");
+    wait_for_port(hyper.addr);
+    let servers: [(&Server, &[(String, String)]); 3] = [
+        (&cached, &headers_a),
+        (&uncached, &headers_b),
+        (&hyper, &headers_a),
+    ];
+    let names: Vec<&'static str> = servers.iter().map(|(s, _)| s.name).collect();
+    for (s, h) in &servers {
+        wrk(s, h, 1, conns, false, tck);
+    }
+    let mut rps = Table::new("keep-alive throughput", "requests/s", 0, &names);
+    let mut cpu = Table::new("keep-alive CPU per request", "µs user+sys", 2, &names);
+    let mut errors = vec![0u64; servers.len()];
+    for r in 0..rounds {
+        for (i, (s, h)) in servers.iter().enumerate() {
+            let x = wrk(s, h, secs, conns, false, tck);
+            println!(
+                "round {r} {:<16} {:>9.0} req/s {:>7.2} µs/req errors {}",
+                s.name, x.rps, x.cpu_us, x.errors
+            );
+            rps.push(i, x.rps);
+            cpu.push(i, x.cpu_us);
+            errors[i] += x.errors;
+        }
+    }
+    drop((cached, uncached, hyper));
+    idp_a.shutdown();
+    idp_b.shutdown();
+
+    let (per_cached, per_redis) = memory(redis.1, n).await;
+
+    let mut out = String::from("\n=== summary (redis) ===\n");
+    out.push_str(&report);
+    rps.print(&mut out);
+    cpu.print(&mut out);
+    let ratio = rps.median_of(0) / rps.median_of(2);
+    let check = |ok: bool| if ok { "met" } else { "MISSED" };
+    out.push_str(&format!(
+        "\ntargets\n  redis store, cache warm: req/s ≥ 75% of hyper: {:.1}% → {}\n",
+        ratio * 100.0,
+        check(ratio >= 0.75)
+    ));
+    out.push_str(&format!(
+        "  redis store, local cache off: {:.1}% of hyper (reported, no target)\n",
+        rps.median_of(1) / rps.median_of(2) * 100.0
+    ));
+    out.push_str(&format!(
+        "memory over {n} sessions: {per_cached:.0} bytes per session in the local cache (process RSS growth, includes the client's share of the writes), {per_redis:.0} bytes per session in Redis (used_memory growth: value, indexes, key overhead)\n"
+    ));
+    out.push_str(&format!("failed requests: {errors:?}\n"));
+    println!("{out}");
+}
