@@ -21,7 +21,7 @@ use crate::support::proc::LogsOnFailure;
 use crate::support::redis::{Redis, Sentinel};
 
 /// One balancer per test, created before the IdP (which must know every callback URL).
-const TESTS: usize = 8;
+const TESTS: usize = 9;
 /// The Redis Cluster test.
 const CLUSTER_TEST: usize = 7;
 /// The test whose balancer receives the IdP's back-channel logouts.
@@ -32,15 +32,20 @@ const RP_LOGOUT_TEST: usize = 6;
 struct Shared {
     idp: Idp,
     lbs: Vec<Balancer>,
+    /// Where the round-robin Traefik of one test listens.
+    traefik_port: u16,
 }
 
 fn shared() -> &'static Shared {
     static S: OnceLock<Shared> = OnceLock::new();
     S.get_or_init(|| {
         let lbs: Vec<Balancer> = (0..TESTS).map(|_| Balancer::start()).collect();
+        let traefik_port = free_port();
         let uris: Vec<String> = lbs
             .iter()
-            .map(|lb| format!("http://app.example.com:{}/oauth2/callback", lb.port))
+            .map(|lb| lb.port)
+            .chain([traefik_port])
+            .map(|port| format!("http://app.example.com:{port}/oauth2/callback"))
             .collect();
         let post_logout: Vec<String> = lbs
             .iter()
@@ -63,6 +68,7 @@ fn shared() -> &'static Shared {
         Shared {
             idp: Idp::start_with(&uris, serde_json::json!({ "clients": clients })),
             lbs,
+            traefik_port,
         }
     })
 }
@@ -944,4 +950,49 @@ async fn redis_cluster_of_three_masters() {
     assert_eq!((status, v["revoked"].as_u64()), (200, Some(2)), "{v}");
     assert!(p.until_denied(&browsers[1], b).await < Duration::from_secs(1));
     assert!(p.until_denied(&browsers[2], a).await < Duration::from_secs(1));
+}
+
+#[tokio::test]
+async fn twenty_logins_through_traefik_round_robin_over_two_instances() {
+    use crate::support::echo::Echo;
+    use crate::support::proxy::{self, Edits, Kind, Ports};
+    // The balancer of this test is unused: Traefik alternates between the instances.
+    let p = Pair::start(CLUSTER_TEST + 1);
+    let _logs = p.logs();
+    let app = Echo::start();
+    let (a, b) = (p.a_port, p.b.port);
+    let one = format!("- url: \"http://127.0.0.1:{a}\"");
+    let two = format!("{one}\n          - url: \"http://127.0.0.1:{b}\"");
+    let traefik = proxy::start(
+        Kind::Traefik,
+        &Ports {
+            proxy: shared().traefik_port,
+            gateway: a,
+            app: app.port,
+        },
+        &Edits {
+            traefik_dynamic: vec![(one.as_str(), two.as_str())],
+        },
+    );
+    let _traefik_logs = LogsOnFailure(vec![&traefik]);
+    let base = format!("http://app.example.com:{}", shared().traefik_port);
+    let logins = |g: &Gateway| g.log().matches("login succeeded").count();
+    for i in 0..20 {
+        let browser = Browser::new();
+        let page = browser
+            .open_as(&format!("{base}/some/page{i}"), "alice")
+            .await;
+        assert_eq!(page.status, 200, "login {i} through Traefik:\n{page}");
+        let seen = page.expect_app();
+        assert_eq!(seen.identity().0, "alice", "login {i}");
+    }
+    // Traefik alternates the gateway's requests (start, callback, start, ...)
+    // over the two servers, so every login started on one instance and was
+    // completed by the other: all callbacks on one, all starts on the other.
+    let (la, lb) = (logins(p.a()), logins(&p.b));
+    assert_eq!(la + lb, 20, "every login completed");
+    assert!(
+        la == 20 || lb == 20,
+        "strict alternation puts every callback on the same instance: {la} / {lb}"
+    );
 }
