@@ -290,13 +290,34 @@ async fn connection(
     }
 }
 
+/// What a connection's task and its watchdog share.
+struct ConnCtl {
+    /// Set by the watchdog: finish in-flight requests, then close.
+    close: AtomicBool,
+    /// The connection task, woken when `close` is set.
+    waker: atomic_waker::AtomicWaker,
+    /// Signalled by the connection task when it ends, so the watchdog ends too.
+    done: tokio::sync::Notify,
+}
+
+impl ConnCtl {
+    fn request_close(&self) {
+        self.close.store(true, Ordering::Release);
+        self.waker.wake();
+    }
+}
+
+/// Serves one connection. The idle timeout and the shutdown signal are
+/// watched by a separate small task (the watchdog), so that polling the
+/// connection for each request touches no timer and no shared channel: only
+/// a flag and the task's waker.
 async fn drive<S>(
     shared: Arc<Shared>,
     io: Tracked<S>,
     peer: SocketAddr,
     tls: bool,
     last: Arc<AtomicU64>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -309,28 +330,58 @@ async fn drive<S>(
         .builder
         .serve_connection_with_upgrades(TokioIo::new(io), svc);
     tokio::pin!(conn);
-    let idle = shared.idle_timeout;
-    let tick = (idle / 4).max(Duration::from_millis(250));
+    let ctl = Arc::new(ConnCtl {
+        close: AtomicBool::new(false),
+        waker: atomic_waker::AtomicWaker::new(),
+        done: tokio::sync::Notify::new(),
+    });
+    tokio::spawn(watchdog(ctl.clone(), last, shared.idle_timeout, stop, peer));
     let mut closing = false;
+    let r = std::future::poll_fn(|cx| {
+        if !closing && ctl.close.load(Ordering::Acquire) {
+            conn.as_mut().graceful_shutdown();
+            closing = true;
+        }
+        let r = conn.as_mut().poll(cx);
+        if r.is_pending() && !closing {
+            ctl.waker.register(cx.waker());
+            // A close requested between the check above and the registration.
+            if ctl.close.load(Ordering::Acquire) {
+                cx.waker().wake_by_ref();
+            }
+        }
+        r
+    })
+    .await;
+    ctl.done.notify_one();
+    if let Err(e) = r {
+        tracing::debug!(client.addr = %peer, error = %e, "connection ended with an error");
+    }
+}
+
+/// Asks the connection to close once it has been idle for `idle`, or when
+/// the server shuts down; ends with the connection.
+async fn watchdog(
+    ctl: Arc<ConnCtl>,
+    last: Arc<AtomicU64>,
+    idle: Duration,
+    mut stop: watch::Receiver<bool>,
+    peer: SocketAddr,
+) {
+    let tick = (idle / 4).max(Duration::from_millis(250));
     loop {
         tokio::select! {
-            r = conn.as_mut() => {
-                if let Err(e) = r {
-                    tracing::debug!(client.addr = %peer, error = %e, "connection ended with an error");
-                }
+            _ = ctl.done.notified() => return,
+            _ = stop.changed() => {
+                ctl.request_close();
                 return;
             }
-            _ = stop.changed(), if !closing => {
-                // Finish in-flight requests, then close.
-                conn.as_mut().graceful_shutdown();
-                closing = true;
-            }
-            _ = tokio::time::sleep(tick), if !closing => {
+            _ = tokio::time::sleep(tick) => {
                 let idle_for = clock::mono_ms().saturating_sub(last.load(Ordering::Relaxed));
                 if idle_for >= idle.as_millis() as u64 {
                     tracing::debug!(client.addr = %peer, "closing idle connection");
-                    conn.as_mut().graceful_shutdown();
-                    closing = true;
+                    ctl.request_close();
+                    return;
                 }
             }
         }

@@ -1,4 +1,4 @@
-//! Listener behaviour: TLS with HTTP/2, health, shutdown.
+//! Listener behaviour: TLS with HTTP/2, health, idle timeout, shutdown.
 
 use crate::support::{Harness, Opts};
 
@@ -111,4 +111,58 @@ async fn shutdown_stops_accepting() {
     let addr = h.gw.addr;
     h.gw.shutdown().await;
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+}
+
+/// Sends one keep-alive request on a raw connection and reads the answer.
+async fn one_request(addr: std::net::SocketAddr) -> tokio::net::TcpStream {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: app.test\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 1024];
+    let n = s.read(&mut buf).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{:?}", &buf[..n]);
+    s
+}
+
+/// Reads until the server closes the connection; panics after `limit`.
+async fn closed_within(s: &mut tokio::net::TcpStream, limit: std::time::Duration) {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 64];
+    match tokio::time::timeout(limit, s.read(&mut buf)).await {
+        Ok(Ok(0)) | Ok(Err(_)) => {}
+        Ok(Ok(n)) => panic!("unexpected bytes after the answer: {:?}", &buf[..n]),
+        Err(_) => panic!("connection still open after {limit:?}"),
+    }
+}
+
+#[tokio::test]
+async fn idle_keep_alive_connections_are_closed() {
+    let h = Harness::start_with(Opts {
+        server: "idle_timeout = \"1s\"".into(),
+        ..Opts::default()
+    })
+    .await;
+    let started = std::time::Instant::now();
+    let mut s = one_request(h.gw.addr).await;
+    closed_within(&mut s, std::time::Duration::from_secs(5)).await;
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(900),
+        "closed before the idle timeout: {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn shutdown_closes_idle_keep_alive_connections() {
+    let h = Harness::start().await;
+    let mut s = one_request(h.gw.addr).await;
+    let gw = h.gw;
+    let done = tokio::spawn(gw.shutdown());
+    closed_within(&mut s, std::time::Duration::from_secs(5)).await;
+    tokio::time::timeout(std::time::Duration::from_secs(5), done)
+        .await
+        .expect("drained")
+        .unwrap();
 }
