@@ -996,3 +996,38 @@ async fn twenty_logins_through_traefik_round_robin_over_two_instances() {
         "strict alternation puts every callback on the same instance: {la} / {lb}"
     );
 }
+
+#[tokio::test]
+async fn wrong_redis_password_is_named_in_readyz_and_by_the_cli() {
+    let redis = Redis::start_with(&["--requirepass", "right-password"]);
+    let admin = free_port();
+    let url = format!("\"redis://:wrong-password@127.0.0.1:{}/0\"", redis.port);
+    let gw = Gateway::launch(Launch {
+        name: "portcullis-badauth",
+        config: &config(&shared().idp.issuer, &url, admin, false),
+        admin_port: Some(admin),
+        wait_ready: false,
+        ..Launch::default()
+    });
+    let _logs = LogsOnFailure(vec![&gw.proc]);
+    let ready = crate::support::http::raw_get(admin, "127.0.0.1", "/readyz", &[]);
+    assert_eq!(ready.status, 503);
+    let text = ready.text();
+    assert!(text.contains("refused the credentials"), "{text}");
+    assert!(
+        !text.contains("wrong-password"),
+        "the password never shows: {text}"
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .arg("--config")
+        .arg(&gw.config)
+        .args(["sessions", "list"])
+        .env("PORTCULLIS_OIDC_CLIENT_SECRET", CLIENT_SECRET)
+        .env("PORTCULLIS_SESSION_SECRET", SESSION_SECRET)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("refused the credentials"), "{err}");
+    assert!(!err.contains("wrong-password"), "{err}");
+}

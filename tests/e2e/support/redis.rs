@@ -62,7 +62,11 @@ impl Redis {
         wait_for(
             "redis",
             || proc.check_alive(),
-            || (cli(port, &["PING"]).trim() == "PONG").then_some(()),
+            || {
+                // A server with `--requirepass` answers NOAUTH: it is up.
+                let r = cli(port, &["PING"]);
+                (r.trim() == "PONG" || r.contains("NOAUTH")).then_some(())
+            },
         )
         .unwrap_or_else(|e| panic!("{e}\n{}", proc.logs()));
         *self.proc.lock().unwrap() = Some(proc);
