@@ -225,17 +225,7 @@ async fn forward(
         &upstream.client
     };
     match send(client, upstream, req, progress).await {
-        Ok(res) => {
-            let (mut parts, body) = res.into_parts();
-            headers::scrub_response(&mut parts.headers, false);
-            let body = IdleBody::new(
-                body,
-                upstream.idle_timeout,
-                "response",
-                upstream.label.clone(),
-            );
-            Response::from_parts(parts, Either::Right(body))
-        }
+        Ok(res) => upstream_response(upstream, res),
         Err(e) => upstream_failed(upstream, &e),
     }
 }
@@ -297,6 +287,20 @@ fn is_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
         cur = err.source();
     }
     false
+}
+
+/// The upstream's answer as sent to the client: hop-by-hop headers scrubbed,
+/// the body streamed and cut after the upstream's idle timeout.
+fn upstream_response(upstream: &Upstream, res: Response<hyper::body::Incoming>) -> Response<Body> {
+    let (mut parts, body) = res.into_parts();
+    headers::scrub_response(&mut parts.headers, false);
+    let body = IdleBody::new(
+        body,
+        upstream.idle_timeout,
+        "response",
+        upstream.label.clone(),
+    );
+    Response::from_parts(parts, Either::Right(body))
 }
 
 /// 502 or 504; the log names the upstream and the cause, the page neither.

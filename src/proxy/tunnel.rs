@@ -12,9 +12,9 @@ use http_body_util::{Either, Full};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
-use super::body::{IdleBody, RequestBody};
+use super::body::RequestBody;
 use super::upstream::Upstream;
-use super::{headers, send, upstream_failed};
+use super::{headers, send, upstream_failed, upstream_response};
 use crate::http_util::Body;
 
 /// Forwards an upgrade request; on 101 joins the two connections.
@@ -28,15 +28,7 @@ pub async fn forward(
         Err(e) => return upstream_failed(upstream, &e),
     };
     if res.status() != StatusCode::SWITCHING_PROTOCOLS {
-        let (mut parts, body) = res.into_parts();
-        headers::scrub_response(&mut parts.headers, false);
-        let body = IdleBody::new(
-            body,
-            upstream.idle_timeout,
-            "response",
-            upstream.label.clone(),
-        );
-        return Response::from_parts(parts, Either::Right(body));
+        return upstream_response(upstream, res);
     }
     let on_upstream = hyper::upgrade::on(&mut res);
     let label = upstream.label.clone();

@@ -103,9 +103,13 @@ impl SessionKeys {
         if !verified {
             return None;
         }
-        let mut id = [0u8; 33];
-        (URL_SAFE_NO_PAD.decode_slice(id_b64, &mut id).ok()? == 32)
-            .then(|| SessionId(id[..32].try_into().expect("32 bytes")))
+        let mut buf = [0u8; 33];
+        if URL_SAFE_NO_PAD.decode_slice(id_b64, &mut buf).ok()? != 32 {
+            return None;
+        }
+        let mut id = [0u8; 32];
+        id.copy_from_slice(&buf[..32]);
+        Some(SessionId(id))
     }
 
     /// `Set-Cookie` value establishing the session.

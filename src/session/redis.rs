@@ -460,7 +460,11 @@ impl SessionStore for RedisStore {
         {
             return None;
         }
-        c.used_ms.store(now, Ordering::Relaxed);
+        // Write only when the coarse clock has moved: the same session checked
+        // from every worker thread would otherwise bounce this cache line.
+        if c.used_ms.load(Ordering::Relaxed) != now {
+            c.used_ms.store(now, Ordering::Relaxed);
+        }
         Some(c.session.clone())
     }
 
@@ -644,7 +648,12 @@ fn now_ms() -> u64 {
 }
 
 fn hex(b: &[u8]) -> String {
-    b.iter().map(|b| format!("{b:02x}")).collect()
+    use std::fmt::Write as _;
+    let mut s = String::with_capacity(b.len() * 2);
+    for byte in b {
+        let _ = write!(s, "{byte:02x}");
+    }
+    s
 }
 
 fn unhex(s: &[u8]) -> Option<[u8; 32]> {
