@@ -2,7 +2,11 @@
 //! accept), optional TLS (rustls, ALPN `h2` and `http/1.1`), HTTP/1.1 and
 //! HTTP/2 on the same port (hyper-util `auto`), header-read and idle
 //! timeouts, a head-size limit, routing to the endpoints, and graceful drain
-//! on shutdown. Knows nothing about authentication: it calls
+//! on shutdown.
+//!
+//! The timeouts are kept by one small watchdog task per connection rather
+//! than by hyper's per-request header timer: the request path then touches
+//! no timer at all, only a few atomics (see [`ConnCtl`]). Knows nothing about authentication: it calls
 //! `forward_auth`, `login`, `proxy` and `admin`.
 
 use std::convert::Infallible;
@@ -10,7 +14,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -81,6 +85,7 @@ struct Shared {
     tls: Option<TlsAcceptor>,
     builder: auto::Builder<TokioExecutor>,
     idle_timeout: Duration,
+    header_read_timeout: Duration,
 }
 
 // === building ===
@@ -199,7 +204,8 @@ pub async fn serve(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
+        // Kept by the connection's watchdog instead (hyper's would arm a timer per request).
+        .header_read_timeout(None)
         .max_buf_size(limits.max_header_bytes.max(8192))
         .keep_alive(true);
     builder
@@ -215,6 +221,7 @@ pub async fn serve(
         tls,
         builder,
         idle_timeout: limits.idle_timeout,
+        header_read_timeout: limits.header_read_timeout,
     });
     let max = limits.max_connections.clamp(1, u32::MAX as usize >> 3);
     let permits = Arc::new(Semaphore::new(max));
@@ -261,25 +268,19 @@ async fn connection(
     peer: SocketAddr,
     stop: watch::Receiver<bool>,
 ) {
-    let last = Arc::new(AtomicU64::new(clock::mono_ms()));
+    let ctl = Arc::new(ConnCtl::new());
     match &shared.tls {
         None => {
-            let io = Tracked {
-                inner: stream,
-                last: last.clone(),
-            };
-            drive(shared.clone(), io, peer, false, last, stop).await;
+            let io = Tracked::new(stream, ctl.clone());
+            drive(shared.clone(), io, peer, false, ctl, stop).await;
         }
         Some(acceptor) => {
             let handshake =
                 tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await;
             match handshake {
                 Ok(Ok(tls)) => {
-                    let io = Tracked {
-                        inner: tls,
-                        last: last.clone(),
-                    };
-                    drive(shared.clone(), io, peer, true, last, stop).await;
+                    let io = Tracked::new(tls, ctl.clone());
+                    drive(shared.clone(), io, peer, true, ctl, stop).await;
                 }
                 Ok(Err(e)) => {
                     tracing::debug!(client.addr = %peer, error = %e, "tls handshake failed")
@@ -290,20 +291,121 @@ async fn connection(
     }
 }
 
-/// What a connection's task and its watchdog share.
+/// What a connection's task, its IO wrapper, its requests and its watchdog
+/// share. Times are [`clock::mono_ms`] readings.
+///
+/// The header-read timeout covers the time from the first byte of a request
+/// head (or from the connection's start, for the first request) to the
+/// complete head: `head_since` is set by the IO wrapper when bytes arrive
+/// while no request is in flight, and cleared when hyper hands a request to
+/// the service. A request stays in flight until its response body has been
+/// written (see [`InFlight`]), so body bytes never count as a head. HTTP/2
+/// connections are exempt, as with hyper's own timer: HTTP/2 frames arrive
+/// between requests by design.
 struct ConnCtl {
     /// Set by the watchdog: finish in-flight requests, then close.
     close: AtomicBool,
-    /// The connection task, woken when `close` is set.
+    /// Set by the watchdog: drop the connection now (a head that is too slow).
+    kill: AtomicBool,
+    /// The connection task, woken when `close` or `kill` is set.
     waker: atomic_waker::AtomicWaker,
     /// Signalled by the connection task when it ends, so the watchdog ends too.
     done: tokio::sync::Notify,
+    /// When bytes last moved either way (the idle timeout).
+    last: AtomicU64,
+    /// When the request head now arriving started; 0 when none is.
+    head_since: AtomicU64,
+    /// Requests handed to the service whose response is not fully written.
+    in_flight: AtomicU32,
+    /// The client spoke the HTTP/2 preface.
+    h2: AtomicBool,
 }
 
 impl ConnCtl {
+    fn new() -> Self {
+        let now = clock::mono_ms();
+        ConnCtl {
+            close: AtomicBool::new(false),
+            kill: AtomicBool::new(false),
+            waker: atomic_waker::AtomicWaker::new(),
+            done: tokio::sync::Notify::new(),
+            last: AtomicU64::new(now),
+            // Waiting for the first request counts as reading its head.
+            head_since: AtomicU64::new(now.max(1)),
+            in_flight: AtomicU32::new(0),
+            h2: AtomicBool::new(false),
+        }
+    }
+
     fn request_close(&self) {
         self.close.store(true, Ordering::Release);
         self.waker.wake();
+    }
+
+    fn request_kill(&self) {
+        self.kill.store(true, Ordering::Release);
+        self.waker.wake();
+    }
+
+    /// Bytes arrived from the client at `now`.
+    fn on_read(&self, now: u64) {
+        self.last.store(now, Ordering::Relaxed);
+        if self.head_since.load(Ordering::Relaxed) == 0
+            && self.in_flight.load(Ordering::Relaxed) == 0
+            && !self.h2.load(Ordering::Relaxed)
+        {
+            self.head_since.store(now.max(1), Ordering::Relaxed);
+        }
+    }
+
+    /// hyper has read a complete request head.
+    fn begin_request(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.head_since.store(0, Ordering::Relaxed);
+        InFlight(self.clone())
+    }
+
+    /// The client opened with the HTTP/2 preface.
+    fn on_h2(&self) {
+        self.h2.store(true, Ordering::Relaxed);
+        self.head_since.store(0, Ordering::Relaxed);
+    }
+}
+
+/// One request in flight on a connection; carried by its response body, so
+/// dropping it (hyper drops the body once written, or the connection ends)
+/// ends the request.
+struct InFlight(Arc<ConnCtl>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A response body that holds its request's [`InFlight`] mark.
+struct Marked {
+    inner: Body,
+    _in_flight: InFlight,
+}
+
+impl hyper::body::Body for Marked {
+    type Data = <Body as hyper::body::Body>::Data;
+    type Error = <Body as hyper::body::Body>::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.get_mut().inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -316,59 +418,80 @@ async fn drive<S>(
     io: Tracked<S>,
     peer: SocketAddr,
     tls: bool,
-    last: Arc<AtomicU64>,
+    ctl: Arc<ConnCtl>,
     stop: watch::Receiver<bool>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let svc_shared = shared.clone();
+    let svc_ctl = ctl.clone();
     let svc = service_fn(move |req: Request<Incoming>| {
         let shared = svc_shared.clone();
-        async move { Ok::<_, Infallible>(route(&shared, req, peer, tls).await) }
+        let in_flight = svc_ctl.begin_request();
+        async move {
+            let res = route(&shared, req, peer, tls).await;
+            Ok::<_, Infallible>(res.map(|inner| Marked {
+                inner,
+                _in_flight: in_flight,
+            }))
+        }
     });
     let conn = shared
         .builder
         .serve_connection_with_upgrades(TokioIo::new(io), svc);
     tokio::pin!(conn);
-    let ctl = Arc::new(ConnCtl {
-        close: AtomicBool::new(false),
-        waker: atomic_waker::AtomicWaker::new(),
-        done: tokio::sync::Notify::new(),
-    });
-    tokio::spawn(watchdog(ctl.clone(), last, shared.idle_timeout, stop, peer));
+    tokio::spawn(watchdog(
+        ctl.clone(),
+        shared.idle_timeout,
+        shared.header_read_timeout,
+        stop,
+        peer,
+    ));
     let mut closing = false;
     let r = std::future::poll_fn(|cx| {
+        if ctl.kill.load(Ordering::Acquire) {
+            return Poll::Ready(None);
+        }
         if !closing && ctl.close.load(Ordering::Acquire) {
             conn.as_mut().graceful_shutdown();
             closing = true;
         }
         let r = conn.as_mut().poll(cx);
-        if r.is_pending() && !closing {
+        if r.is_pending() {
             ctl.waker.register(cx.waker());
-            // A close requested between the check above and the registration.
-            if ctl.close.load(Ordering::Acquire) {
+            // A close or kill requested between the checks above and the registration.
+            if ctl.kill.load(Ordering::Acquire) || (!closing && ctl.close.load(Ordering::Acquire)) {
                 cx.waker().wake_by_ref();
             }
         }
-        r
+        r.map(Some)
     })
     .await;
     ctl.done.notify_one();
-    if let Err(e) = r {
-        tracing::debug!(client.addr = %peer, error = %e, "connection ended with an error");
+    match r {
+        Some(Err(e)) => {
+            tracing::debug!(client.addr = %peer, error = %e, "connection ended with an error")
+        }
+        Some(Ok(())) => {}
+        None => tracing::debug!(
+            client.addr = %peer,
+            "closing connection: request head not complete within server.header_read_timeout"
+        ),
     }
 }
 
 /// Asks the connection to close once it has been idle for `idle`, or when
-/// the server shuts down; ends with the connection.
+/// the server shuts down; drops it when a request head takes longer than
+/// `head`; ends with the connection.
 async fn watchdog(
     ctl: Arc<ConnCtl>,
-    last: Arc<AtomicU64>,
     idle: Duration,
+    head: Duration,
     mut stop: watch::Receiver<bool>,
     peer: SocketAddr,
 ) {
-    let tick = (idle / 4).max(Duration::from_millis(250));
+    let tick = (idle.min(head) / 4).max(Duration::from_millis(250));
+    let head_ms = head.as_millis() as u64;
     loop {
         tokio::select! {
             _ = ctl.done.notified() => return,
@@ -377,7 +500,13 @@ async fn watchdog(
                 return;
             }
             _ = tokio::time::sleep(tick) => {
-                let idle_for = clock::mono_ms().saturating_sub(last.load(Ordering::Relaxed));
+                let now = clock::mono_ms();
+                let head_since = ctl.head_since.load(Ordering::Relaxed);
+                if head_since != 0 && now.saturating_sub(head_since) >= head_ms {
+                    ctl.request_kill();
+                    return;
+                }
+                let idle_for = now.saturating_sub(ctl.last.load(Ordering::Relaxed));
                 if idle_for >= idle.as_millis() as u64 {
                     tracing::debug!(client.addr = %peer, "closing idle connection");
                     ctl.request_close();
@@ -442,11 +571,26 @@ async fn route(
 
 // === idle tracking ===
 
-/// An IO stream that records when it last moved bytes, for the idle timeout.
+/// An IO stream that tells its [`ConnCtl`] when bytes move (the idle and
+/// header-read timeouts) and whether the client opened with HTTP/2.
 struct Tracked<S> {
     inner: S,
-    last: Arc<AtomicU64>,
+    ctl: Arc<ConnCtl>,
+    first_read: bool,
 }
+
+impl<S> Tracked<S> {
+    fn new(inner: S, ctl: Arc<ConnCtl>) -> Self {
+        Tracked {
+            inner,
+            ctl,
+            first_read: true,
+        }
+    }
+}
+
+/// The start of the HTTP/2 client preface (`PRI * HTTP/2.0`).
+const H2_PREFACE_START: &[u8] = b"PRI * HTTP/2.0";
 
 impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
     fn poll_read(
@@ -456,8 +600,16 @@ impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
     ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let r = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if buf.filled().len() > before {
-            self.last.store(clock::mono_ms(), Ordering::Relaxed);
+        let got = &buf.filled()[before..];
+        if !got.is_empty() {
+            if self.first_read {
+                self.first_read = false;
+                let n = got.len().min(H2_PREFACE_START.len());
+                if got[..n] == H2_PREFACE_START[..n] {
+                    self.ctl.on_h2();
+                }
+            }
+            self.ctl.on_read(clock::mono_ms());
         }
         r
     }
@@ -471,7 +623,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
     ) -> Poll<io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write(cx, buf);
         if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            self.last.store(clock::mono_ms(), Ordering::Relaxed);
+            self.ctl.last.store(clock::mono_ms(), Ordering::Relaxed);
         }
         r
     }
@@ -488,7 +640,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
     ) -> Poll<io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
         if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            self.last.store(clock::mono_ms(), Ordering::Relaxed);
+            self.ctl.last.store(clock::mono_ms(), Ordering::Relaxed);
         }
         r
     }

@@ -12,7 +12,7 @@
 //! time (`subtle`). Flow cookies use the crate's private jar (AES-256-GCM
 //! with the cookie name bound as associated data).
 
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use cookie::{Cookie, CookieJar, Key, SameSite};
 use hmac::{Hmac, Mac};
@@ -89,10 +89,14 @@ impl SessionKeys {
             return None;
         }
         let (digest_b64, id_b64) = bytes.split_at(DIGEST_B64_LEN);
-        // base64 of 32 bytes is 44 characters; decode into 33 to have room
-        // for the decoder's padding handling, then insist on exactly 32.
+        // `data_encoding` decodes these short strings several times faster
+        // than `base64`'s engine; both reject non-canonical trailing bits.
         let mut digest = [0u8; 33];
-        if STANDARD.decode_slice(digest_b64, &mut digest).ok()? != 32 {
+        if data_encoding::BASE64
+            .decode_mut(digest_b64, &mut digest)
+            .ok()?
+            != 32
+        {
             return None;
         }
         let verified = self.macs.iter().any(|m| {
@@ -103,12 +107,14 @@ impl SessionKeys {
         if !verified {
             return None;
         }
-        let mut buf = [0u8; 33];
-        if URL_SAFE_NO_PAD.decode_slice(id_b64, &mut buf).ok()? != 32 {
+        let mut id = [0u8; 32];
+        if data_encoding::BASE64URL_NOPAD
+            .decode_mut(id_b64, &mut id)
+            .ok()?
+            != 32
+        {
             return None;
         }
-        let mut id = [0u8; 32];
-        id.copy_from_slice(&buf[..32]);
         Some(SessionId(id))
     }
 
@@ -182,6 +188,7 @@ mod tests {
     use super::*;
     use crate::config::StoreKind;
     use crate::secret::Secret;
+    use base64::engine::general_purpose::STANDARD;
     use std::time::Duration;
 
     fn cfg(secrets: &[&[u8]]) -> SessionConfig {

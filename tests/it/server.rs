@@ -166,3 +166,136 @@ async fn shutdown_closes_idle_keep_alive_connections() {
         .expect("drained")
         .unwrap();
 }
+
+/// A gateway whose header-read timeout is 1 s and idle timeout `idle`.
+async fn with_head_timeout(idle: &str) -> Harness {
+    Harness::start_with(Opts {
+        server: format!("header_read_timeout = \"1s\"\nidle_timeout = \"{idle}\""),
+        ..Opts::default()
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_request_head_trickled_byte_by_byte_is_cut_at_the_header_read_timeout() {
+    use tokio::io::AsyncWriteExt;
+    let h = with_head_timeout("60s").await;
+    let s = tokio::net::TcpStream::connect(h.gw.addr).await.unwrap();
+    let (mut rd, mut wr) = s.into_split();
+    let started = std::time::Instant::now();
+    // Slowloris: a new header line every 200 ms keeps the connection busy
+    // (never idle) but the head never completes.
+    let trickle = tokio::spawn(async move {
+        wr.write_all(b"GET /healthz HTTP/1.1\r\nHost: app.test\r\n")
+            .await
+            .ok();
+        for i in 0..40 {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            if wr
+                .write_all(format!("X-Pad-{i}: x\r\n").as_bytes())
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+    });
+    let mut buf = [0u8; 256];
+    let n = tokio::time::timeout(
+        std::time::Duration::from_secs(4),
+        tokio::io::AsyncReadExt::read(&mut rd, &mut buf),
+    )
+    .await
+    .expect("connection still open 4 s into a head that never completes");
+    // Closed without an answer (or reset), after the timeout and not before.
+    assert!(matches!(n, Ok(0) | Err(_)), "{n:?} {:?}", &buf);
+    assert!(started.elapsed() >= std::time::Duration::from_millis(900));
+    trickle.abort();
+}
+
+#[tokio::test]
+async fn a_connection_that_never_sends_a_request_is_cut_at_the_header_read_timeout() {
+    let h = with_head_timeout("60s").await;
+    let started = std::time::Instant::now();
+    let mut s = tokio::net::TcpStream::connect(h.gw.addr).await.unwrap();
+    closed_within(&mut s, std::time::Duration::from_secs(4)).await;
+    assert!(started.elapsed() >= std::time::Duration::from_millis(900));
+}
+
+#[tokio::test]
+async fn keep_alive_waits_between_requests_fall_under_the_idle_timeout_not_the_head_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let h = with_head_timeout("3s").await;
+    let mut s = one_request(h.gw.addr).await;
+    // Longer than the header-read timeout, shorter than the idle timeout.
+    tokio::time::sleep(std::time::Duration::from_millis(1800)).await;
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: app.test\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 1024];
+    let n = s.read(&mut buf).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{:?}", &buf[..n]);
+    closed_within(&mut s, std::time::Duration::from_secs(6)).await;
+}
+
+#[tokio::test]
+async fn a_slow_request_body_is_not_a_slow_head() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let h = with_head_timeout("60s").await;
+    let mut s = tokio::net::TcpStream::connect(h.gw.addr).await.unwrap();
+    let body = b"logout_token=not-a-jwt";
+    s.write_all(
+        format!(
+            "POST /oauth2/backchannel_logout HTTP/1.1\r\nHost: app.test\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    // The body takes twice the header-read timeout to arrive.
+    for chunk in body.chunks(4) {
+        tokio::time::sleep(std::time::Duration::from_millis(350)).await;
+        s.write_all(chunk).await.unwrap();
+    }
+    let mut buf = [0u8; 1024];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .expect("an answer")
+        .unwrap();
+    assert!(
+        buf[..n].starts_with(b"HTTP/1.1 400"),
+        "{:?}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+}
+
+#[tokio::test]
+async fn an_http2_connection_quiet_between_requests_is_not_a_slow_head() {
+    use http_body_util::{BodyExt, Empty};
+    let h = with_head_timeout("60s").await;
+    let tcp = tokio::net::TcpStream::connect(h.gw.addr).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    let driver = tokio::spawn(conn);
+    let get = || {
+        http::Request::get(format!("http://{}/healthz", h.gw.addr))
+            .body(Empty::<bytes::Bytes>::new())
+            .unwrap()
+    };
+    let res = send.send_request(get()).await.unwrap();
+    assert_eq!(res.status(), 200);
+    res.into_body().collect().await.unwrap();
+    // Quiet for longer than the header-read timeout: HTTP/2 is exempt.
+    tokio::time::sleep(std::time::Duration::from_millis(1800)).await;
+    assert!(
+        !driver.is_finished(),
+        "the gateway closed the HTTP/2 connection"
+    );
+    let res = send.send_request(get()).await.unwrap();
+    assert_eq!(res.status(), 200);
+}
