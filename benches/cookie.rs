@@ -42,6 +42,7 @@ fn cfg(secrets: &[&[u8]]) -> SessionConfig {
         refresh: false,
         store: StoreKind::Memory,
         redis_urls: vec![],
+        redis_ca: None,
         local_cache: true,
     }
 }

@@ -180,10 +180,24 @@ pub struct SessionConfig {
     pub store: StoreKind,
     /// Redis URLs (one, or several for a cluster). Empty unless `store = "redis"`.
     pub redis_urls: Vec<Secret<String>>,
+    /// `session.redis_ca`, read at load time: the only roots trusted for
+    /// `rediss://` servers. `None` = the system trust store.
+    pub redis_ca: Option<CaFile>,
     /// With Redis: answer recently verified sessions from process memory
     /// (invalidated across instances). Default true; false makes every
     /// check a Redis round trip.
     pub local_cache: bool,
+}
+
+/// A PEM file of CA certificates, read and checked at load time.
+#[derive(Debug, Clone)]
+pub struct CaFile {
+    /// The file, for messages.
+    pub path: PathBuf,
+    /// Its contents.
+    pub pem: Vec<u8>,
+    /// Its certificates (DER), at least one, each usable as a root.
+    pub certs: Vec<rustls::pki_types::CertificateDer<'static>>,
 }
 
 /// `session.store`

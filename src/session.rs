@@ -119,7 +119,7 @@ pub enum StoreError {
     #[error("session store refused the credentials (check the user and password in session.redis_url): {0}")]
     AuthFailed(String),
     /// The TLS connection to the store failed (certificate, hostname or protocol).
-    #[error("session store TLS failure (check the server certificate and that the port speaks TLS): {0}")]
+    #[error("session store TLS failure (check the server certificate, session.redis_ca and that the port speaks TLS): {0}")]
     Tls(String),
     /// The store settings are unusable.
     #[error("session store settings: {0}")]

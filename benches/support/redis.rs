@@ -103,6 +103,7 @@ async fn memory(port: u16, n: usize) -> (f64, f64) {
         refresh: false,
         store: StoreKind::Redis,
         redis_urls: vec![Secret::new(format!("redis://127.0.0.1:{port}/0"))],
+        redis_ca: None,
         local_cache: true,
     };
     let store = RedisStore::new(&cfg).expect("store");

@@ -161,6 +161,9 @@ pub struct RawSession {
     pub store: String,
     /// One Redis URL, or a list for Redis Cluster.
     pub redis_url: Option<RawRedisUrl>,
+    /// PEM file of the CA(s) that sign the Redis server certificates
+    /// (`rediss://`); absent = the system trust store.
+    pub redis_ca: Option<PathBuf>,
     /// With Redis: keep recently verified sessions in process memory. Default true.
     pub local_cache: bool,
 }
@@ -323,6 +326,7 @@ impl Default for RawSession {
             refresh: false,
             store: "memory".to_owned(),
             redis_url: None,
+            redis_ca: None,
             local_cache: true,
         }
     }

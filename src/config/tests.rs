@@ -941,12 +941,66 @@ fn lifetimes() {
         "session.idle_timeout",
         "longer than zero",
     );
+    assert_problem(
+        &session("idle_timeout = \"500ms\""),
+        "session.idle_timeout",
+        "at least 1s",
+    );
     let cfg = ok(&session(
         "lifetime = \"7d\"\nidle_timeout = \"2h\"\nrefresh = true",
     ));
     assert_eq!(cfg.session.lifetime, Duration::from_secs(7 * 86_400));
     assert_eq!(cfg.session.idle_timeout, Some(Duration::from_secs(7200)));
     assert!(cfg.session.refresh);
+}
+
+#[test]
+fn redis_ca_is_read_at_load_time_and_only_for_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = rcgen::generate_simple_self_signed(vec!["ca.test".into()]).unwrap();
+    let good = dir.path().join("ca.pem");
+    std::fs::write(&good, ca.cert.pem()).unwrap();
+    let empty = dir.path().join("empty.pem");
+    std::fs::write(&empty, "nothing here\n").unwrap();
+    let with = |url: &str, path: &std::path::Path| {
+        session(&format!(
+            "store = \"redis\"\nredis_url = {url:?}\nredis_ca = {:?}",
+            path.display().to_string()
+        ))
+    };
+    for url in [
+        "rediss://:pw@redis.example.com:6380/0",
+        "REDISS+SENTINEL://s1:26379/mymaster",
+    ] {
+        let cfg = ok(&with(url, &good));
+        let got = cfg.session.redis_ca.expect("redis_ca kept");
+        assert_eq!((got.path, got.certs.len()), (good.clone(), 1));
+        assert!(got.pem.starts_with(b"-----BEGIN CERTIFICATE-----"));
+    }
+    assert_problem(
+        &with("redis://redis.example.com:6379/0", &good),
+        "session.redis_ca",
+        "applies only to TLS",
+    );
+    assert_problem(
+        &with("rediss://redis.example.com:6380/0", &empty),
+        "session.redis_ca",
+        "no CERTIFICATE block",
+    );
+    assert_problem(
+        &with(
+            "rediss://redis.example.com:6380/0",
+            std::path::Path::new("/nonexistent/ca.pem"),
+        ),
+        "session.redis_ca",
+        "cannot read /nonexistent/ca.pem",
+    );
+    assert_problem(
+        &session(&format!("redis_ca = {:?}", good.display().to_string())),
+        "session.redis_ca",
+        "store is \"memory\"",
+    );
+    assert!(ok(&session("")).session.redis_ca.is_none());
 }
 
 #[test]

@@ -289,6 +289,44 @@ impl Checker<'_> {
         }
     }
 
+    /// Reads a PEM CA bundle (`rule.upstream_ca`, `session.redis_ca`): at
+    /// least one certificate, each one usable as a root.
+    fn ca_file(&mut self, key: &str, path: PathBuf) -> Option<super::CaFile> {
+        let path = self.resolve(path);
+        let pem = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) => {
+                self.problem(key, format!("cannot read {}: {e}", path.display()));
+                return None;
+            }
+        };
+        let certs = match rustls_pemfile::certs(&mut &pem[..]).collect::<Result<Vec<_>, _>>() {
+            Ok(c) => c,
+            Err(e) => {
+                self.problem(key, format!("{}: not PEM: {e}", path.display()));
+                return None;
+            }
+        };
+        if certs.is_empty() {
+            self.problem(
+                key,
+                format!("{}: no CERTIFICATE block found", path.display()),
+            );
+            return None;
+        }
+        let mut roots = rustls::RootCertStore::empty();
+        for c in &certs {
+            if let Err(e) = roots.add(c.clone()) {
+                self.problem(
+                    key,
+                    format!("{}: unusable CA certificate: {e}", path.display()),
+                );
+                return None;
+            }
+        }
+        Some(super::CaFile { path, pem, certs })
+    }
+
     fn socket_addr(&mut self, key: &str, text: &str) -> Option<SocketAddr> {
         let parsed = text.parse().ok();
         if parsed.is_none() {

@@ -125,6 +125,7 @@ mod tests {
             refresh: false,
             store: StoreKind::Memory,
             redis_urls: vec![],
+            redis_ca: None,
             local_cache: true,
         })
     }

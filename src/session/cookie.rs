@@ -202,6 +202,7 @@ mod tests {
             refresh: false,
             store: StoreKind::Memory,
             redis_urls: vec![],
+            redis_ca: None,
             local_cache: true,
         }
     }

@@ -61,6 +61,10 @@ const CHANNEL: &str = "portcullis:invalidate";
 pub struct RedisStore {
     backend: Backend,
     idle: Option<Duration>,
+    /// With an idle timeout: a cached session is answered locally only if
+    /// its Redis expiry was last slid less than this long ago (ms), so the
+    /// key outlives the next touch; otherwise it is read (and slid) again.
+    touch_trust_ms: u64,
     cache: Option<Cache<SessionId, Arc<Cached>, rustc_hash::FxBuildHasher>>,
     /// True while the invalidation subscription is live.
     subscribed: AtomicBool,
@@ -135,7 +139,7 @@ impl RedisStore {
     /// A store for the configured Redis; connects lazily. Call
     /// [`RedisStore::spawn_background`] in a long-running process.
     pub fn new(cfg: &SessionConfig) -> Result<Arc<RedisStore>, StoreError> {
-        let backend = Backend::new(&cfg.redis_urls)?;
+        let backend = Backend::new(&cfg.redis_urls, cfg.redis_ca.as_ref())?;
         let cache = cfg.local_cache.then(|| {
             Cache::builder()
                 .max_capacity(MAX_CACHED)
@@ -148,6 +152,9 @@ impl RedisStore {
         Ok(Arc::new(RedisStore {
             backend,
             idle: cfg.idle_timeout,
+            touch_trust_ms: cfg.idle_timeout.map_or(u64::MAX, |idle| {
+                millis(idle.saturating_sub(touch_every(idle)))
+            }),
             cache,
             subscribed: AtomicBool::new(false),
             down: AtomicBool::new(false),
@@ -164,8 +171,7 @@ impl RedisStore {
         }
         tokio::spawn(subscribe_loop(Arc::downgrade(self)));
         if let Some(idle) = self.idle {
-            let every = (idle / 4).clamp(Duration::from_secs(1), Duration::from_secs(30));
-            tokio::spawn(touch_loop(Arc::downgrade(self), every));
+            tokio::spawn(touch_loop(Arc::downgrade(self), touch_every(idle)));
         }
     }
 
@@ -194,11 +200,11 @@ impl RedisStore {
         format!("{PREFIX}users")
     }
 
-    /// Seconds the Redis key should live: the remaining lifetime, capped by the idle timeout.
-    fn ttl_secs(&self, s: &Session) -> u64 {
-        let remaining = s.expires_at.saturating_sub(unix_now());
+    /// Milliseconds the Redis key should live: the remaining lifetime, capped by the idle timeout.
+    fn ttl_ms(&self, s: &Session) -> u64 {
+        let remaining = s.expires_at.saturating_sub(unix_now()).saturating_mul(1000);
         self.idle
-            .map_or(remaining, |i| remaining.min(i.as_secs()))
+            .map_or(remaining, |i| remaining.min(millis(i)))
             .max(1)
     }
 
@@ -212,7 +218,7 @@ impl RedisStore {
         if let Err(e) = &result {
             // A connection that broke while Redis was away reports that once,
             // then reconnects: one retry makes recovery invisible to users.
-            if is_connection_error(e) {
+            if wants_reconnect(e) {
                 self.backend.failed(e);
                 result = attempt().await;
             }
@@ -331,7 +337,7 @@ impl RedisStore {
                 // Slides the idle timeout; a key outliving the absolute end is
                 // harmless, `is_live` rejects it.
                 let mut c = redis::cmd("GETEX");
-                c.arg(&key).arg("EX").arg(idle.as_secs().max(1));
+                c.arg(&key).arg("PX").arg(millis(idle));
                 c
             }
             None => redis::cmd("GET"),
@@ -365,8 +371,8 @@ impl RedisStore {
             redis::cmd("SET")
                 .arg(Self::key(&session.id))
                 .arg(codec::encode(&session))
-                .arg("EX")
-                .arg(self.ttl_secs(&session)),
+                .arg("PX")
+                .arg(self.ttl_ms(&session)),
         )
         .await?;
         let mut indexes = vec![
@@ -458,6 +464,11 @@ impl SessionStore for RedisStore {
         if !self.subscribed.load(Ordering::Acquire)
             && now.saturating_sub(c.verified_ms) > STALE_TRUST.as_millis() as u64
         {
+            return None;
+        }
+        // Answered here, this use reaches Redis at the next touch; if the key
+        // might expire before that, read it (sliding it) instead.
+        if now.saturating_sub(c.touched_ms.load(Ordering::Relaxed)) >= self.touch_trust_ms {
             return None;
         }
         // Write only when the coarse clock has moved: the same session checked
@@ -606,7 +617,12 @@ async fn subscribe(
 }
 
 /// Slides the Redis TTL of sessions used only from the local cache since
-/// their last touch.
+/// their last touch, to the idle timeout counted from that last use (so an
+/// idle session ends in Redis when it ends in the cache, not up to `every`
+/// later). `GT`: another instance's more recent use is never shortened.
+/// At most one command per used session per `every`, whatever the traffic.
+/// A session not touched for `idle - every` is not answered from the cache
+/// (see `touch_trust_ms`), so a use can never come too late for its touch.
 async fn touch_loop(weak: Weak<RedisStore>, every: Duration) {
     let mut tick = tokio::time::interval(every);
     loop {
@@ -623,10 +639,14 @@ async fn touch_loop(weak: Weak<RedisStore>, every: Duration) {
             })
             .collect();
         for (id, used) in due {
-            let cmd = redis::cmd("EXPIRE")
+            let left = millis(idle).saturating_sub(now_ms().saturating_sub(used));
+            if left == 0 {
+                continue;
+            }
+            let cmd = redis::cmd("PEXPIRE")
                 .arg(RedisStore::key(&id))
-                .arg(idle.as_secs().max(1))
-                .arg("XX")
+                .arg(left)
+                .arg("GT")
                 .to_owned();
             if this.run::<i64>(&cmd).await.is_err() {
                 break;
@@ -638,8 +658,24 @@ async fn touch_loop(weak: Weak<RedisStore>, every: Duration) {
     }
 }
 
-fn is_connection_error(e: &redis::RedisError) -> bool {
-    e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout()
+/// The connection is broken, or (`READONLY`) the server it reaches is no
+/// longer the master: the next attempt should reconnect (with Sentinel,
+/// after asking the sentinels again).
+fn wants_reconnect(e: &redis::RedisError) -> bool {
+    e.is_io_error()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.is_timeout()
+        || e.code() == Some("READONLY")
+}
+
+/// How often [`touch_loop`] runs for an idle timeout.
+fn touch_every(idle: Duration) -> Duration {
+    (idle / 4).clamp(Duration::from_millis(250), Duration::from_secs(30))
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
 }
 
 /// Milliseconds on the coarse monotonic clock (verification and use stamps).

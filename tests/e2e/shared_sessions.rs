@@ -21,13 +21,19 @@ use crate::support::proc::LogsOnFailure;
 use crate::support::redis::{Redis, Sentinel};
 
 /// One balancer per test, created before the IdP (which must know every callback URL).
-const TESTS: usize = 9;
+const TESTS: usize = 12;
 /// The Redis Cluster test.
 const CLUSTER_TEST: usize = 7;
 /// The test whose balancer receives the IdP's back-channel logouts.
 const BACKCHANNEL_TEST: usize = 5;
 /// The test whose gateways continue sign-out at the IdP.
 const RP_LOGOUT_TEST: usize = 6;
+/// The `rediss://` test.
+const TLS_TEST: usize = 9;
+/// The Sentinel failover test.
+const FAILOVER_TEST: usize = 10;
+/// The idle-timeout test.
+const IDLE_TEST: usize = 11;
 
 struct Shared {
     idp: Idp,
@@ -120,16 +126,26 @@ impl Pair {
     }
 
     fn start_with(test: usize, redis: Redis, url: Option<String>) -> Pair {
+        Pair::start_edited(test, redis, url, |c| c)
+    }
+
+    /// [`Pair::start_with`], with `edit` applied to both configs.
+    fn start_edited(
+        test: usize,
+        redis: Redis,
+        url: Option<String>,
+        edit: impl Fn(String) -> String,
+    ) -> Pair {
         let s = shared();
         // A TOML value: one quoted URL, or a list for a cluster.
         let url = url.unwrap_or_else(|| format!("\"{}\"", redis.url()));
         let (a_admin, b_admin) = (free_port(), free_port());
         let rp = test == RP_LOGOUT_TEST;
-        let a_config = config(&s.idp.issuer, &url, a_admin, rp);
+        let a_config = edit(config(&s.idp.issuer, &url, a_admin, rp));
         let a = launch("portcullis-a", &a_config, None, a_admin);
         let b = launch(
             "portcullis-b",
-            &config(&s.idp.issuer, &url, b_admin, rp),
+            &edit(config(&s.idp.issuer, &url, b_admin, rp)),
             None,
             b_admin,
         );
@@ -907,17 +923,16 @@ async fn redis_cluster_of_three_masters() {
     args.extend(["--cluster-replicas", "0", "--cluster-yes"]);
     let out = nodes[0].cli(&args);
     assert!(out.contains("All 16384 slots covered"), "{out}");
-    let t0 = Instant::now();
-    while !nodes
-        .iter()
-        .all(|n| n.cli(&["CLUSTER", "INFO"]).contains("cluster_state:ok"))
-    {
-        assert!(
-            t0.elapsed() < Duration::from_secs(20),
-            "cluster never became ok"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    poll_until(
+        Duration::from_secs(20),
+        || {
+            nodes
+                .iter()
+                .all(|n| n.cli(&["CLUSTER", "INFO"]).contains("cluster_state:ok"))
+        },
+        || "cluster never became ok".into(),
+    )
+    .await;
     let list = format!(
         "[{}]",
         nodes
@@ -1030,4 +1045,313 @@ async fn wrong_redis_password_is_named_in_readyz_and_by_the_cli() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("refused the credentials"), "{err}");
     assert!(!err.contains("wrong-password"), "{err}");
+}
+
+/// Polls `done` every 50 ms until it holds; fails with `why()` after `limit`.
+async fn poll_until(limit: Duration, mut done: impl FnMut() -> bool, why: impl Fn() -> String) {
+    let t0 = Instant::now();
+    while !done() {
+        assert!(t0.elapsed() < limit, "after {limit:?}: {}", why());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A check of `/` straight at `port` with `cookie`: its status.
+async fn check_cookie(port: u16, cookie: &str) -> u16 {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    check_direct(&client, port, cookie, "/").await
+}
+
+#[tokio::test]
+async fn rediss_with_a_private_ca_and_an_acl_user() {
+    use crate::support::proc::scratch_dir;
+    use crate::support::upstreams::TestCa;
+    let ca = TestCa::new();
+    let redis = Redis::start_tls(&ca, &[]);
+    let out = redis.cli(&[
+        "ACL",
+        "SETUSER",
+        "portcullis",
+        "on",
+        ">tls-pass-4711",
+        "~portcullis:*",
+        "&portcullis:*",
+        "+@all",
+    ]);
+    assert_eq!(out.trim(), "OK", "{}", redis.logs());
+    let url = format!(
+        "\"rediss://portcullis:tls-pass-4711@127.0.0.1:{}/0\"",
+        redis.port
+    );
+    let dir = scratch_dir("redis-ca");
+    let [ca_file, ..] = ca.write_to(&dir);
+    let with_ca = |path: &std::path::Path| {
+        let line = format!("redis_ca = {:?}\n", path.display().to_string());
+        move |c: String| c.replace("store = \"redis\"\n", &format!("store = \"redis\"\n{line}"))
+    };
+    let p = Pair::start_edited(TLS_TEST, redis, Some(url.clone()), with_ca(&ca_file));
+    let _logs = p.logs();
+    let (a, b) = (p.a_port, p.b.port);
+
+    // A login over TLS; B reads the session from Redis, never having seen it.
+    let browser = Browser::new();
+    p.login(&browser, "alice", a, a).await;
+    assert_eq!(p.check(&browser, b).await, 200, "B reads it over TLS");
+    assert_eq!(p.check(&browser, a).await, 200);
+    assert!(p
+        .redis
+        .cli(&["KEYS", "portcullis:s:*"])
+        .contains("portcullis:s:"));
+    let cookie = browser.cookie(&p.base(), "_portcullis").unwrap();
+    // A login started on B finishes on A.
+    let other = Browser::new();
+    p.login(&other, "bob", b, a).await;
+    assert_eq!(p.check(&other, b).await, 200);
+    // Invalidation (pub/sub) works over TLS too: sign-out on B ends it on A.
+    p.lb.route_to(b);
+    other.get(&format!("{}/oauth2/sign_out", p.base())).await;
+    assert!(p.until_denied(&other, a).await < Duration::from_secs(1));
+
+    // A gateway trusting another CA, or only the system roots: never ready,
+    // the cause named, no password shown, and a valid session answers 503.
+    let wrong = TestCa::new();
+    let wrong_dir = scratch_dir("redis-wrong-ca");
+    let [wrong_file, ..] = wrong.write_to(&wrong_dir);
+    for (name, ca_path) in [
+        ("portcullis-wrong-ca", Some(wrong_file.as_path())),
+        ("portcullis-no-ca", None),
+    ] {
+        let admin = free_port();
+        let mut cfg = config(&shared().idp.issuer, &url, admin, false);
+        if let Some(path) = ca_path {
+            cfg = with_ca(path)(cfg);
+        }
+        let gw = Gateway::launch(Launch {
+            name,
+            config: &cfg,
+            admin_port: Some(admin),
+            wait_ready: false,
+            ..Launch::default()
+        });
+        let _gw_logs = LogsOnFailure(vec![&gw.proc]);
+        let ready = crate::support::http::raw_get(admin, "127.0.0.1", "/readyz", &[]);
+        let text = ready.text();
+        assert_eq!(ready.status, 503, "{name}: {text}");
+        assert!(text.contains("session store TLS failure"), "{name}: {text}");
+        assert!(text.contains("invalid peer certificate"), "{name}: {text}");
+        assert!(
+            !text.contains("tls-pass-4711"),
+            "{name}: the password never shows: {text}"
+        );
+        for _ in 0..3 {
+            assert_eq!(
+                check_cookie(gw.port, &cookie).await,
+                503,
+                "{name}: a session the store cannot confirm is 503, never 200"
+            );
+        }
+        assert!(!gw.log().contains("tls-pass-4711"), "{name}: {}", gw.log());
+    }
+    assert_eq!(p.check(&browser, a).await, 200, "the right CA still works");
+}
+
+#[tokio::test]
+async fn sentinel_failover_is_followed_without_a_restart() {
+    // Replicas synchronise at once (not after the default 5 s diskless delay).
+    let master = Redis::start_with(&["--repl-diskless-sync-delay", "0"]);
+    let replica = Redis::start_replica(&master);
+    let sentinel = Sentinel::start_with(&master, 500);
+    let _redis_logs = LogsOnFailure(vec![&sentinel.proc]);
+    // The sentinel must know the replica (and see it healthy) before the master dies.
+    let replicas = || sentinel.cli(&["SENTINEL", "replicas", "mymaster"]);
+    poll_until(
+        Duration::from_secs(15),
+        || {
+            let r = replicas();
+            r.contains(&replica.port.to_string())
+                && r.contains("flags\nslave\n")
+                && r.contains("master-link-status\nok\n")
+        },
+        || format!("the sentinel never saw the replica: {}", replicas()),
+    )
+    .await;
+    let url = format!(
+        "\"redis+sentinel://127.0.0.1:{}/mymaster/0\"",
+        sentinel.port
+    );
+    let p = Pair::start_with(FAILOVER_TEST, master, Some(url));
+    let _logs = p.logs();
+    let (a, b) = (p.a_port, p.b.port);
+    let before = Browser::new();
+    // Only A has seen this session.
+    p.login(&before, "alice", a, a).await;
+    assert_eq!(p.check(&before, a).await, 200);
+    // Replicated before the master dies.
+    assert_eq!(p.redis.cli(&["WAIT", "1", "1000"]).trim(), "1");
+
+    p.redis.stop();
+    let t0 = Instant::now();
+    poll_until(
+        Duration::from_secs(20),
+        || sentinel.master_port() == Some(replica.port),
+        || format!("no failover:\n{}", sentinel.proc.logs()),
+    )
+    .await;
+    eprintln!("sentinel promoted the replica after {:?}", t0.elapsed());
+    // Both instances subscribe again, to the new master.
+    poll_until(
+        Duration::from_secs(10),
+        || {
+            replica
+                .cli(&["PUBSUB", "NUMSUB", "portcullis:invalidate"])
+                .lines()
+                .nth(1)
+                == Some("2")
+        },
+        || "the invalidation subscriptions did not follow the failover".into(),
+    )
+    .await;
+
+    // The old session: B reads it from the new master; A too.
+    let t0 = Instant::now();
+    loop {
+        let status = p.check(&before, b).await;
+        if status == 200 {
+            break;
+        }
+        assert_eq!(status, 503, "the session survived the failover");
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "B never reached the new master"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(p.check(&before, a).await, 200);
+    // A new login, across the instances.
+    let after = Browser::new();
+    p.login(&after, "bob", b, a).await;
+    assert_eq!(p.check(&after, a).await, 200);
+    assert_eq!(p.check(&after, b).await, 200);
+    assert!(replica
+        .cli(&["KEYS", "portcullis:s:*"])
+        .contains("portcullis:s:"));
+    // Sign-out on A reaches B (cached there) within a second.
+    for br in [&before, &after] {
+        p.lb.route_to(a);
+        let out = br.get(&format!("{}/oauth2/sign_out", p.base())).await;
+        assert_eq!(out.status, 302, "{out}");
+        assert!(p.until_denied(br, b).await < Duration::from_secs(1));
+        assert_eq!(p.check(br, a).await, 302);
+    }
+}
+
+#[tokio::test]
+async fn idle_timeout_slides_in_redis_at_a_bounded_rate_and_ends_idle_sessions_everywhere() {
+    let p = Pair::start_edited(IDLE_TEST, Redis::start(), None, |c| {
+        c.replace("idle_timeout = \"1h\"", "idle_timeout = \"3s\"")
+    });
+    let _logs = p.logs();
+    let (a, b) = (p.a_port, p.b.port);
+    let browser = Browser::new();
+    p.login(&browser, "alice", a, b).await;
+    assert_eq!(p.check(&browser, a).await, 200);
+    assert_eq!(p.check(&browser, b).await, 200);
+    let keys = p.redis.cli(&["KEYS", "portcullis:s:*"]);
+    let key = keys.trim().to_owned();
+    assert!(
+        key.starts_with("portcullis:s:") && !key.contains('\n'),
+        "{keys}"
+    );
+    let pttl = || -> i64 { p.redis.cli(&["PTTL", &key]).trim().parse().unwrap() };
+    let ttl = pttl();
+    assert!(
+        (1..=3000).contains(&ttl),
+        "the key expires with the idle timeout: {ttl}"
+    );
+
+    // Used every second on A only (answered from A's cache) for twice the idle timeout.
+    p.redis.cli(&["CONFIG", "RESETSTAT"]);
+    let mut lowest = i64::MAX;
+    for i in 0..6 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let ttl = pttl();
+        lowest = lowest.min(ttl);
+        assert!(
+            ttl > 0,
+            "use {i}: the key expired although the session is in use"
+        );
+        assert_eq!(p.check(&browser, a).await, 200, "use {i}");
+    }
+    assert!(
+        lowest >= 1500,
+        "the Redis expiry follows the use (lowest PTTL {lowest} ms)"
+    );
+    let calls = |cmd: &str| -> u64 {
+        p.redis
+            .cli(&["INFO", "commandstats"])
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(&format!("cmdstat_{cmd}:calls="))
+                    .and_then(|v| v.split(',').next())
+                    .and_then(|v| v.parse().ok())
+            })
+            .unwrap_or(0)
+    };
+    assert_eq!(calls("getex"), 0, "every use came from A's cache");
+    assert!(
+        (4..=9).contains(&calls("pexpire")),
+        "one expiry write per touch"
+    );
+    // A burst of checks costs at most one write per touch interval (750 ms).
+    p.redis.cli(&["CONFIG", "RESETSTAT"]);
+    let t0 = Instant::now();
+    for _ in 0..100 {
+        assert_eq!(p.check(&browser, a).await, 200);
+    }
+    let bound = t0.elapsed().as_millis() as u64 / 750 + 2;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(
+        calls("pexpire") <= bound,
+        "{} expiry writes for 100 uses in {:?}",
+        calls("pexpire"),
+        t0.elapsed()
+    );
+    assert_eq!(calls("getex"), 0, "every use came from A's cache");
+    // B, which last saw the session 7 s ago, reads it again (the key lives).
+    assert_eq!(
+        p.check(&browser, b).await,
+        200,
+        "still valid past the idle timeout"
+    );
+
+    // Left idle: the key ends the idle timeout after the last use, no later.
+    assert_eq!(p.check(&browser, a).await, 200);
+    let last_use = Instant::now();
+    loop {
+        let ttl = pttl();
+        let idle = last_use.elapsed();
+        if ttl == -2 {
+            assert!(
+                idle >= Duration::from_millis(2700),
+                "the key ended early, {idle:?} after the last use"
+            );
+            break;
+        }
+        assert!(
+            idle < Duration::from_millis(3500),
+            "the key outlived the idle timeout: {idle:?} after the last use, PTTL {ttl}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    // Neither instance was told anything: both still hold it in their local
+    // cache, where it has expired too (A's entry at the same moment).
+    tokio::time::sleep(Duration::from_millis(3100).saturating_sub(last_use.elapsed())).await;
+    for port in [a, b] {
+        let status = p.check(&browser, port).await;
+        assert_eq!(status, 302, "instance {port} refuses the idle session");
+    }
+    assert_eq!(pttl(), -2, "refusing it did not bring it back");
 }

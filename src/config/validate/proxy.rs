@@ -4,8 +4,6 @@
 //! the config (and a SIGHUP with a bad file keeps the running config). Part
 //! of `validate`.
 
-use std::path::PathBuf;
-
 use url::Url;
 
 use super::Checker;
@@ -60,7 +58,13 @@ impl Checker<'_> {
                 if upstream.is_some() && !https {
                     self.problem(key("upstream_ca"), "applies only to an https:// upstream");
                 }
-                self.ca_file(&key("upstream_ca"), path.clone())
+                self.ca_file(&key("upstream_ca"), path.clone()).map_or(
+                    UpstreamTls::SystemRoots,
+                    |ca| UpstreamTls::Ca {
+                        path: ca.path,
+                        certs: ca.certs,
+                    },
+                )
             }
             (None, true) => UpstreamTls::InsecureSkipVerify,
             (None, false) => UpstreamTls::SystemRoots,
@@ -69,43 +73,6 @@ impl Checker<'_> {
             tls,
             preserve_host: raw.preserve_host,
         }
-    }
-
-    /// Reads a PEM CA bundle: at least one certificate, each one usable as a root.
-    fn ca_file(&mut self, key: &str, path: PathBuf) -> UpstreamTls {
-        let path = self.resolve(path);
-        let pem = match std::fs::read(&path) {
-            Ok(b) => b,
-            Err(e) => {
-                self.problem(key, format!("cannot read {}: {e}", path.display()));
-                return UpstreamTls::SystemRoots;
-            }
-        };
-        let certs = match rustls_pemfile::certs(&mut &pem[..]).collect::<Result<Vec<_>, _>>() {
-            Ok(c) => c,
-            Err(e) => {
-                self.problem(key, format!("{}: not PEM: {e}", path.display()));
-                return UpstreamTls::SystemRoots;
-            }
-        };
-        if certs.is_empty() {
-            self.problem(
-                key,
-                format!("{}: no CERTIFICATE block found", path.display()),
-            );
-            return UpstreamTls::SystemRoots;
-        }
-        let mut roots = rustls::RootCertStore::empty();
-        for c in &certs {
-            if let Err(e) = roots.add(c.clone()) {
-                self.problem(
-                    key,
-                    format!("{}: unusable CA certificate: {e}", path.display()),
-                );
-                return UpstreamTls::SystemRoots;
-            }
-        }
-        UpstreamTls::Ca { path, certs }
     }
 }
 

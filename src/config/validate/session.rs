@@ -2,6 +2,7 @@
 //! environment), lifetimes and the session store. Part of `validate`.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use url::Url;
 
@@ -9,6 +10,9 @@ use super::{syntax, Checker, MIN_SESSION_SECRET_BYTES, SESSION_SECRET_ENV};
 use crate::config::raw::{RawRedisUrl, RawSession};
 use crate::config::{SessionConfig, StoreKind};
 use crate::secret::Secret;
+
+/// Shortest `session.idle_timeout`.
+const MIN_IDLE_TIMEOUT: Duration = Duration::from_secs(1);
 
 // === impl Checker: [session] ===
 
@@ -28,7 +32,10 @@ impl Checker<'_> {
         let lifetime = self.positive("session.lifetime", raw.lifetime.0);
         let idle_timeout = raw.idle_timeout.map(|idle| {
             let idle = self.positive("session.idle_timeout", idle.0);
-            if !lifetime.is_zero() && idle >= lifetime {
+            if !idle.is_zero() && idle < MIN_IDLE_TIMEOUT {
+                // Shorter would slide the Redis expiry faster than it is written.
+                self.problem("session.idle_timeout", "must be at least 1s");
+            } else if !lifetime.is_zero() && idle >= lifetime {
                 self.problem(
                     "session.idle_timeout",
                     "must be shorter than session.lifetime",
@@ -48,6 +55,23 @@ impl Checker<'_> {
             }
         };
         let redis_urls = self.redis_urls(store, raw.redis_url);
+        let redis_ca = raw.redis_ca.and_then(|path| {
+            let tls = redis_urls.iter().any(|u| {
+                u.expose().split_once("://").is_some_and(|(scheme, _)| {
+                    scheme.eq_ignore_ascii_case("rediss")
+                        || scheme.eq_ignore_ascii_case("rediss+sentinel")
+                })
+            });
+            if store != StoreKind::Redis {
+                self.problem("session.redis_ca", "is set but session.store is \"memory\"");
+            } else if !redis_urls.is_empty() && !tls {
+                self.problem(
+                    "session.redis_ca",
+                    "applies only to TLS connections; use a rediss:// (or rediss+sentinel://) session.redis_url",
+                );
+            }
+            self.ca_file("session.redis_ca", path)
+        });
         SessionConfig {
             cookie_name: raw.cookie_name,
             cookie_domain,
@@ -58,6 +82,7 @@ impl Checker<'_> {
             refresh: raw.refresh,
             store,
             redis_urls,
+            redis_ca,
             local_cache: raw.local_cache,
         }
     }

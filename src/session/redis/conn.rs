@@ -3,7 +3,8 @@
 //! password in the URL), a Sentinel-managed master
 //! (`redis+sentinel://[user:password@]host:port[,host:port...]/SERVICE[/DB]`,
 //! `rediss+sentinel://` for TLS; the credentials are the master's), or a
-//! Redis Cluster (a list of seed URLs).
+//! Redis Cluster (a list of seed URLs). TLS servers are verified against
+//! the system trust store, or only against `session.redis_ca` when set.
 //!
 //! Standalone uses the crate's `ConnectionManager` (reconnects by itself);
 //! Sentinel asks the sentinels for the current master, keeps one multiplexed
@@ -22,10 +23,14 @@ use redis::aio::{
 };
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
-use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
-use redis::{Client, Cmd, IntoConnectionInfo, RedisError, RedisFuture, Value};
+use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
+use redis::{
+    Client, Cmd, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisConnectionInfo,
+    RedisError, RedisFuture, TlsCertificates, Value,
+};
 use tokio::sync::Mutex;
 
+use crate::config::CaFile;
 use crate::secret::Secret;
 use crate::session::StoreError;
 
@@ -107,26 +112,58 @@ impl ConnectionLike for Conn {
 
 impl Backend {
     /// Builds the clients from the configured URLs; connects nothing yet.
-    pub fn new(urls: &[Secret<String>]) -> Result<Backend, StoreError> {
+    /// With `ca` (`session.redis_ca`), TLS connections trust only its
+    /// certificates instead of the system trust store: to the server, the
+    /// sentinels and the master they name, and every cluster node.
+    pub fn new(urls: &[Secret<String>], ca: Option<&CaFile>) -> Result<Backend, StoreError> {
         let config_error = |e: RedisError| StoreError::Config(describe(&e));
+        let certs = ca.map(|ca| TlsCertificates {
+            client_tls: None,
+            root_cert: Some(ca.pem.clone()),
+        });
         match urls {
             [] => Err(StoreError::Config("session.redis_url is empty".into())),
             [one] if is_sentinel(one.expose()) => {
-                let (sentinels, service, node) = sentinel_parts(one.expose())?;
-                let client = SentinelClient::build(
+                let parts = sentinel_parts(one.expose())?;
+                let sentinels = parts
+                    .sentinels
+                    .iter()
+                    .map(|u| u.as_str().into_connection_info().map(|i| i.addr().clone()))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(config_error)?;
+                let mut b = SentinelClientBuilder::new(
                     sentinels,
-                    service,
-                    Some(node),
+                    parts.service,
                     SentinelServerType::Master,
                 )
-                .map_err(config_error)?;
+                .map_err(config_error)?
+                .set_client_to_redis_db(parts.master.db());
+                if let Some(user) = parts.master.username() {
+                    b = b.set_client_to_redis_username(user);
+                }
+                if let Some(password) = parts.master.password() {
+                    b = b.set_client_to_redis_password(password);
+                }
+                if parts.tls {
+                    b = b.set_client_to_redis_tls_mode(redis::TlsMode::Secure);
+                    if let Some(certs) = certs {
+                        b = b
+                            .set_client_to_sentinel_certificates(certs.clone())
+                            .set_client_to_redis_certificates(certs);
+                    }
+                }
                 Ok(Backend::Sentinel {
-                    sentinel: Mutex::new(client),
+                    sentinel: Mutex::new(b.build().map_err(config_error)?),
                     current: ArcSwapOption::empty(),
                 })
             }
             [one] => {
-                let client = Client::open(one.expose().as_str()).map_err(config_error)?;
+                let info = one
+                    .expose()
+                    .as_str()
+                    .into_connection_info()
+                    .map_err(config_error)?;
+                let client = open(info, certs.as_ref()).map_err(config_error)?;
                 let cfg = ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(OP_TIMEOUT))
                     .set_response_timeout(Some(OP_TIMEOUT))
@@ -145,17 +182,21 @@ impl Backend {
                 let seeds = infos
                     .iter()
                     .cloned()
-                    .map(Client::open)
+                    .map(|i| open(i, certs.as_ref()))
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(config_error)?;
-                let client = ClusterClient::builder(infos)
+                let tls = infos
+                    .iter()
+                    .any(|i| matches!(i.addr(), ConnectionAddr::TcpTls { .. }));
+                let mut builder = ClusterClient::builder(infos)
                     .connection_timeout(OP_TIMEOUT)
                     .response_timeout(OP_TIMEOUT)
-                    .retries(1)
-                    .build()
-                    .map_err(config_error)?;
+                    .retries(1);
+                if let (true, Some(certs)) = (tls, certs) {
+                    builder = builder.certs(certs);
+                }
                 Ok(Backend::Cluster {
-                    client,
+                    client: builder.build().map_err(config_error)?,
                     seeds,
                     conn: ArcSwapOption::empty(),
                     connecting: Mutex::new(()),
@@ -205,7 +246,7 @@ impl Backend {
     /// (and, with Sentinel, asks again which server is the master).
     pub fn failed(&self, e: &RedisError) {
         if let Backend::Sentinel { current, .. } = self {
-            if super::is_connection_error(e) {
+            if super::wants_reconnect(e) {
                 current.store(None);
             }
         }
@@ -265,11 +306,30 @@ fn is_sentinel(url: &str) -> bool {
     lower.starts_with("redis+sentinel:") || lower.starts_with("rediss+sentinel:")
 }
 
-/// `redis+sentinel://[user:password@]h1:p1[,h2:p2...]/SERVICE[/DB]` →
-/// sentinel URLs, service name, master connection settings.
-fn sentinel_parts(
-    url: &str,
-) -> Result<(Vec<String>, String, SentinelNodeConnectionInfo), StoreError> {
+/// A client for one server; with `certs`, a TLS server is verified against them.
+fn open(info: ConnectionInfo, certs: Option<&TlsCertificates>) -> Result<Client, RedisError> {
+    match certs {
+        Some(certs) if matches!(info.addr(), ConnectionAddr::TcpTls { .. }) => {
+            Client::build_with_tls(info, certs.clone())
+        }
+        _ => Client::open(info),
+    }
+}
+
+/// A sentinel URL, taken apart.
+struct SentinelParts {
+    /// `redis://host:port` (or `rediss://`) of each sentinel.
+    sentinels: Vec<String>,
+    /// The master's service name.
+    service: String,
+    /// Database and credentials for the master.
+    master: RedisConnectionInfo,
+    /// `rediss+sentinel://`: TLS to the sentinels and the master.
+    tls: bool,
+}
+
+/// `redis+sentinel://[user:password@]h1:p1[,h2:p2...]/SERVICE[/DB]` → its parts.
+fn sentinel_parts(url: &str) -> Result<SentinelParts, StoreError> {
     let bad = |what: &str| {
         StoreError::Config(format!(
             "session.redis_url: {what}; expected redis+sentinel://[user:password@]host:port[,host:port...]/SERVICE[/DB]"
@@ -310,12 +370,12 @@ fn sentinel_parts(
         .as_str()
         .into_connection_info()
         .map_err(|_| bad("the user or password is not URL-encoded"))?;
-    let mut node = SentinelNodeConnectionInfo::default()
-        .set_redis_connection_info(info.redis_settings().clone());
-    if tls {
-        node = node.set_tls_mode(redis::TlsMode::Secure);
-    }
-    Ok((sentinels, service.to_owned(), node))
+    Ok(SentinelParts {
+        sentinels,
+        service: service.to_owned(),
+        master: info.redis_settings().clone(),
+        tls,
+    })
 }
 
 /// The operator-facing error for a Redis failure.
@@ -352,13 +412,22 @@ mod tests {
 
     #[test]
     fn sentinel_urls_parse() {
-        let (s, service, _) =
+        let p =
             sentinel_parts("redis+sentinel://u:p%40ss@10.0.0.1:26379,10.0.0.2:26380/mymaster/2")
                 .unwrap();
-        assert_eq!(s, vec!["redis://10.0.0.1:26379", "redis://10.0.0.2:26380"]);
-        assert_eq!(service, "mymaster");
-        let (s, _, _) = sentinel_parts("rediss+sentinel://h:1/m").unwrap();
-        assert_eq!(s, vec!["rediss://h:1"]);
+        assert_eq!(
+            p.sentinels,
+            vec!["redis://10.0.0.1:26379", "redis://10.0.0.2:26380"]
+        );
+        assert_eq!(p.service, "mymaster");
+        assert_eq!(
+            (p.master.username(), p.master.password(), p.master.db()),
+            (Some("u"), Some("p@ss"), 2)
+        );
+        assert!(!p.tls);
+        let p = sentinel_parts("rediss+sentinel://h:1/m").unwrap();
+        assert_eq!(p.sentinels, vec!["rediss://h:1"]);
+        assert!(p.tls);
         for bad in [
             "redis+sentinel://h:1",
             "redis+sentinel://h:1/",

@@ -1,12 +1,16 @@
 //! A real `redis-server` (Debian package) on an ephemeral port, persistence
-//! off, that a test can stop (SIGKILL) and start again on the same port;
-//! and a Sentinel process watching it.
+//! off, that a test can stop (SIGKILL) and start again on the same port
+//! (optionally TLS-only with a test CA's certificate, or a replica of
+//! another); and a Sentinel process watching a master.
 
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Mutex;
 
+use std::time::{Duration, Instant};
+
 use super::proc::{scratch_dir, Proc};
+use super::upstreams::TestCa;
 use super::{free_port, require_binary, wait_for};
 
 /// A running (or stopped) Redis.
@@ -16,6 +20,8 @@ pub struct Redis {
     proc: Mutex<Option<Proc>>,
     dir: PathBuf,
     extra: Vec<String>,
+    /// `redis-cli` arguments reaching it (TLS and its CA), empty for plain TCP.
+    cli_tls: Vec<String>,
 }
 
 impl Redis {
@@ -31,14 +37,69 @@ impl Redis {
             proc: Mutex::new(None),
             dir: scratch_dir("redis"),
             extra: extra.iter().map(|s| (*s).to_owned()).collect(),
+            cli_tls: Vec::new(),
         };
         r.resume();
         r
     }
 
-    /// `redis://127.0.0.1:PORT/0`.
+    /// Starts a Redis that speaks only TLS on its port, with `ca`'s server
+    /// certificate (client certificates not required), and extra arguments.
+    pub fn start_tls(ca: &TestCa, extra: &[&str]) -> Redis {
+        let dir = scratch_dir("redis-tls");
+        let [ca_file, cert, key] = ca.write_to(&dir).map(|p| p.display().to_string());
+        let mut args: Vec<String> = [
+            "--port",
+            "0",
+            "--tls-cert-file",
+            &cert,
+            "--tls-key-file",
+            &key,
+            "--tls-ca-cert-file",
+            &ca_file,
+            "--tls-auth-clients",
+            "no",
+        ]
+        .map(str::to_owned)
+        .into();
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        let r = Redis {
+            port: free_port(),
+            proc: Mutex::new(None),
+            dir,
+            extra: args,
+            cli_tls: vec!["--tls".into(), "--cacert".into(), ca_file],
+        };
+        r.resume();
+        r
+    }
+
+    /// Starts a replica of `master` and waits until it has synchronised.
+    pub fn start_replica(master: &Redis) -> Redis {
+        let r = Redis::start_with(&["--replicaof", "127.0.0.1", &master.port.to_string()]);
+        let t0 = Instant::now();
+        while !r
+            .cli(&["INFO", "replication"])
+            .contains("master_link_status:up")
+        {
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "the replica never synchronised:\n{}",
+                r.logs()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        r
+    }
+
+    /// `redis://127.0.0.1:PORT/0` (`rediss://` for a TLS server).
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
+        let scheme = if self.cli_tls.is_empty() {
+            "redis"
+        } else {
+            "rediss"
+        };
+        format!("{scheme}://127.0.0.1:{}/0", self.port)
     }
 
     /// Kills the server (SIGKILL); clients see connection refused.
@@ -51,20 +112,24 @@ impl Redis {
     /// Starts the server again on the same port (empty: persistence is off)
     /// and waits until it answers PING.
     pub fn resume(&self) {
+        let port_flag = if self.cli_tls.is_empty() {
+            "--port"
+        } else {
+            "--tls-port"
+        };
         let mut cmd = Command::new(require_binary("redis-server"));
-        cmd.args(["--port", &self.port.to_string()])
+        cmd.args([port_flag, &self.port.to_string()])
             .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .args(["--dir", &self.dir.display().to_string()])
             .args(&self.extra)
             .current_dir(&self.dir);
         let proc = Proc::spawn("redis", cmd, &self.dir);
-        let port = self.port;
         wait_for(
             "redis",
             || proc.check_alive(),
             || {
                 // A server with `--requirepass` answers NOAUTH: it is up.
-                let r = cli(port, &["PING"]);
+                let r = self.cli(&["PING"]);
                 (r.trim() == "PONG" || r.contains("NOAUTH")).then_some(())
             },
         )
@@ -74,7 +139,8 @@ impl Redis {
 
     /// Runs `redis-cli` against this server; its stdout.
     pub fn cli(&self, args: &[&str]) -> String {
-        cli(self.port, args)
+        let tls: Vec<&str> = self.cli_tls.iter().map(String::as_str).collect();
+        cli(self.port, &[&tls[..], args].concat())
     }
 
     /// The server's logs.
@@ -107,15 +173,21 @@ pub struct Sentinel {
 }
 
 impl Sentinel {
-    /// Starts `redis-server --sentinel` monitoring `master`.
+    /// Starts `redis-server --sentinel` monitoring `master` (down after 5 s).
     pub fn start(master: &Redis) -> Sentinel {
+        Sentinel::start_with(master, 5000)
+    }
+
+    /// Starts a sentinel (quorum 1) that declares `master` down after
+    /// `down_after_ms` and then fails over to a replica.
+    pub fn start_with(master: &Redis, down_after_ms: u64) -> Sentinel {
         let port = free_port();
         let dir = scratch_dir("sentinel");
         let conf = dir.join("sentinel.conf");
         std::fs::write(
             &conf,
             format!(
-                "port {port}\nbind 127.0.0.1\nsentinel monitor mymaster 127.0.0.1 {} 1\nsentinel down-after-milliseconds mymaster 5000\n",
+                "port {port}\nbind 127.0.0.1\nsentinel monitor mymaster 127.0.0.1 {} 1\nsentinel down-after-milliseconds mymaster {down_after_ms}\nsentinel failover-timeout mymaster 10000\n",
                 master.port
             ),
         )
@@ -134,5 +206,18 @@ impl Sentinel {
         )
         .unwrap_or_else(|e| panic!("{e}\n{}", proc.logs()));
         Sentinel { port, proc }
+    }
+
+    /// Runs `redis-cli` against this sentinel; its stdout.
+    pub fn cli(&self, args: &[&str]) -> String {
+        cli(self.port, args)
+    }
+
+    /// The port of the server this sentinel names as master now.
+    pub fn master_port(&self) -> Option<u16> {
+        self.cli(&["SENTINEL", "get-master-addr-by-name", "mymaster"])
+            .lines()
+            .nth(1)
+            .and_then(|p| p.trim().parse().ok())
     }
 }
