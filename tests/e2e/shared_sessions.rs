@@ -1300,11 +1300,11 @@ async fn idle_timeout_slides_in_redis_at_a_bounded_rate_and_ends_idle_sessions_e
             })
             .unwrap_or(0)
     };
+    // Expiry writes, whichever command slides the key.
+    let writes = || calls("expire") + calls("pexpire");
     assert_eq!(calls("getex"), 0, "every use came from A's cache");
-    assert!(
-        (4..=9).contains(&calls("pexpire")),
-        "one expiry write per touch"
-    );
+    let n = writes();
+    assert!((4..=9).contains(&n), "{n} expiry writes for 6 uses");
     // A burst of checks costs at most one write per touch interval (750 ms).
     p.redis.cli(&["CONFIG", "RESETSTAT"]);
     let t0 = Instant::now();
@@ -1314,9 +1314,9 @@ async fn idle_timeout_slides_in_redis_at_a_bounded_rate_and_ends_idle_sessions_e
     let bound = t0.elapsed().as_millis() as u64 / 750 + 2;
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert!(
-        calls("pexpire") <= bound,
+        writes() <= bound,
         "{} expiry writes for 100 uses in {:?}",
-        calls("pexpire"),
+        writes(),
         t0.elapsed()
     );
     assert_eq!(calls("getex"), 0, "every use came from A's cache");
@@ -1341,7 +1341,7 @@ async fn idle_timeout_slides_in_redis_at_a_bounded_rate_and_ends_idle_sessions_e
             break;
         }
         assert!(
-            idle < Duration::from_millis(3500),
+            idle < Duration::from_millis(3400),
             "the key outlived the idle timeout: {idle:?} after the last use, PTTL {ttl}"
         );
         tokio::time::sleep(Duration::from_millis(25)).await;
