@@ -21,7 +21,7 @@ use crate::support::proc::LogsOnFailure;
 use crate::support::redis::{Redis, Sentinel};
 
 /// One balancer per test, created before the IdP (which must know every callback URL).
-const TESTS: usize = 12;
+const TESTS: usize = 13;
 /// The Redis Cluster test.
 const CLUSTER_TEST: usize = 7;
 /// The test whose balancer receives the IdP's back-channel logouts.
@@ -34,6 +34,8 @@ const TLS_TEST: usize = 9;
 const FAILOVER_TEST: usize = 10;
 /// The idle-timeout test.
 const IDLE_TEST: usize = 11;
+/// The `rediss+sentinel://` test.
+const TLS_SENTINEL_TEST: usize = 12;
 
 struct Shared {
     idp: Idp,
@@ -1056,6 +1058,12 @@ async fn poll_until(limit: Duration, mut done: impl FnMut() -> bool, why: impl F
     }
 }
 
+/// A config edit adding `session.redis_ca = PATH`.
+fn with_ca(path: &std::path::Path) -> impl Fn(String) -> String {
+    let line = format!("redis_ca = {:?}\n", path.display().to_string());
+    move |c: String| c.replace("store = \"redis\"\n", &format!("store = \"redis\"\n{line}"))
+}
+
 /// A check of `/` straight at `port` with `cookie`: its status.
 async fn check_cookie(port: u16, cookie: &str) -> u16 {
     let client = reqwest::Client::builder()
@@ -1088,10 +1096,6 @@ async fn rediss_with_a_private_ca_and_an_acl_user() {
     );
     let dir = scratch_dir("redis-ca");
     let [ca_file, ..] = ca.write_to(&dir);
-    let with_ca = |path: &std::path::Path| {
-        let line = format!("redis_ca = {:?}\n", path.display().to_string());
-        move |c: String| c.replace("store = \"redis\"\n", &format!("store = \"redis\"\n{line}"))
-    };
     let p = Pair::start_edited(TLS_TEST, redis, Some(url.clone()), with_ca(&ca_file));
     let _logs = p.logs();
     let (a, b) = (p.a_port, p.b.port);
@@ -1156,6 +1160,37 @@ async fn rediss_with_a_private_ca_and_an_acl_user() {
         assert!(!gw.log().contains("tls-pass-4711"), "{name}: {}", gw.log());
     }
     assert_eq!(p.check(&browser, a).await, 200, "the right CA still works");
+}
+
+#[tokio::test]
+async fn rediss_sentinel_with_a_private_ca() {
+    use crate::support::proc::scratch_dir;
+    use crate::support::upstreams::TestCa;
+    let ca = TestCa::new();
+    let redis = Redis::start_tls(&ca, &[]);
+    // The sentinel speaks TLS and reaches the master over TLS.
+    let sentinel = Sentinel::start(&redis);
+    let _sentinel_logs = LogsOnFailure(vec![&sentinel.proc]);
+    let dir = scratch_dir("redis-ca");
+    let [ca_file, ..] = ca.write_to(&dir);
+    let url = format!(
+        "\"rediss+sentinel://127.0.0.1:{}/mymaster/0\"",
+        sentinel.port
+    );
+    let p = Pair::start_edited(TLS_SENTINEL_TEST, redis, Some(url), with_ca(&ca_file));
+    let _logs = p.logs();
+    let (a, b) = (p.a_port, p.b.port);
+    let browser = Browser::new();
+    p.login(&browser, "alice", a, b).await;
+    assert_eq!(p.check(&browser, a).await, 200);
+    assert_eq!(p.check(&browser, b).await, 200);
+    assert!(p
+        .redis
+        .cli(&["KEYS", "portcullis:s:*"])
+        .contains("portcullis:s:"));
+    p.lb.route_to(b);
+    browser.get(&format!("{}/oauth2/sign_out", p.base())).await;
+    assert!(p.until_denied(&browser, a).await < Duration::from_secs(1));
 }
 
 #[tokio::test]

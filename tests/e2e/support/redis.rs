@@ -170,6 +170,7 @@ pub struct Sentinel {
     pub port: u16,
     /// The process.
     pub proc: Proc,
+    cli_tls: Vec<String>,
 }
 
 impl Sentinel {
@@ -179,15 +180,28 @@ impl Sentinel {
     }
 
     /// Starts a sentinel (quorum 1) that declares `master` down after
-    /// `down_after_ms` and then fails over to a replica.
+    /// `down_after_ms` and then fails over to a replica. For a TLS master,
+    /// the sentinel speaks only TLS too (same certificate) and reaches the
+    /// master over TLS.
     pub fn start_with(master: &Redis, down_after_ms: u64) -> Sentinel {
         let port = free_port();
         let dir = scratch_dir("sentinel");
         let conf = dir.join("sentinel.conf");
+        let listen = if master.cli_tls.is_empty() {
+            format!("port {port}\n")
+        } else {
+            let file = |name: &str| master.dir.join(name).display().to_string();
+            format!(
+                "port 0\ntls-port {port}\ntls-cert-file {}\ntls-key-file {}\ntls-ca-cert-file {}\ntls-auth-clients no\ntls-replication yes\n",
+                file("cert.pem"),
+                file("key.pem"),
+                file("ca.pem"),
+            )
+        };
         std::fs::write(
             &conf,
             format!(
-                "port {port}\nbind 127.0.0.1\nsentinel monitor mymaster 127.0.0.1 {} 1\nsentinel down-after-milliseconds mymaster {down_after_ms}\nsentinel failover-timeout mymaster 10000\n",
+                "{listen}bind 127.0.0.1\nsentinel monitor mymaster 127.0.0.1 {} 1\nsentinel down-after-milliseconds mymaster {down_after_ms}\nsentinel failover-timeout mymaster 10000\n",
                 master.port
             ),
         )
@@ -195,22 +209,30 @@ impl Sentinel {
         let mut cmd = Command::new(require_binary("redis-server"));
         cmd.arg(&conf).arg("--sentinel").current_dir(&dir);
         let proc = Proc::spawn("sentinel", cmd, &dir);
+        let sentinel = Sentinel {
+            port,
+            proc,
+            cli_tls: master.cli_tls.clone(),
+        };
         wait_for(
             "sentinel",
-            || proc.check_alive(),
+            || sentinel.proc.check_alive(),
             || {
-                cli(port, &["SENTINEL", "get-master-addr-by-name", "mymaster"])
-                    .contains(&master.port.to_string())
-                    .then_some(())
+                (sentinel.master_port() == Some(master.port)
+                    && sentinel
+                        .cli(&["SENTINEL", "master", "mymaster"])
+                        .contains("flags\nmaster\n"))
+                .then_some(())
             },
         )
-        .unwrap_or_else(|e| panic!("{e}\n{}", proc.logs()));
-        Sentinel { port, proc }
+        .unwrap_or_else(|e| panic!("{e}\n{}", sentinel.proc.logs()));
+        sentinel
     }
 
     /// Runs `redis-cli` against this sentinel; its stdout.
     pub fn cli(&self, args: &[&str]) -> String {
-        cli(self.port, args)
+        let tls: Vec<&str> = self.cli_tls.iter().map(String::as_str).collect();
+        cli(self.port, &[&tls[..], args].concat())
     }
 
     /// The port of the server this sentinel names as master now.
