@@ -21,7 +21,7 @@ use crate::support::proc::LogsOnFailure;
 use crate::support::redis::{Redis, Sentinel};
 
 /// One balancer per test, created before the IdP (which must know every callback URL).
-const TESTS: usize = 13;
+const TESTS: usize = 14;
 /// The Redis Cluster test.
 const CLUSTER_TEST: usize = 7;
 /// The test whose balancer receives the IdP's back-channel logouts.
@@ -36,6 +36,8 @@ const FAILOVER_TEST: usize = 10;
 const IDLE_TEST: usize = 11;
 /// The `rediss+sentinel://` test.
 const TLS_SENTINEL_TEST: usize = 12;
+/// The TLS Redis Cluster test.
+const TLS_CLUSTER_TEST: usize = 13;
 
 struct Shared {
     idp: Idp,
@@ -906,14 +908,77 @@ async fn refresh_applies_group_changes_once_across_instances_and_idp_rejection_e
 
 #[tokio::test]
 async fn redis_cluster_of_three_masters() {
+    let (nodes, list) = cluster_of_three(None).await;
+    let mut nodes = nodes.into_iter();
+    let first = nodes.next().unwrap();
+    let p = Pair::start_with(CLUSTER_TEST, first, Some(list));
+    let _rest: Vec<Redis> = nodes.collect();
+    let _logs = p.logs();
+    let (a, b) = (p.a_port, p.b.port);
+    let browsers = [Browser::new(), Browser::new(), Browser::new()];
+    for (i, br) in browsers.iter().enumerate() {
+        let (start, finish) = if i % 2 == 0 { (a, b) } else { (b, a) };
+        p.login(br, "alice", start, finish).await;
+        assert_eq!(p.check(br, a).await, 200);
+        assert_eq!(p.check(br, b).await, 200);
+    }
+    let (_, v) = p.admin("GET", p.b_admin, "?user=alice");
+    assert_eq!(v["sessions"].as_array().map(Vec::len), Some(3), "{v}");
+    p.lb.route_to(a);
+    browsers[0]
+        .get(&format!("{}/oauth2/sign_out", p.base()))
+        .await;
+    assert!(p.until_denied(&browsers[0], b).await < Duration::from_secs(1));
+    let (status, v) = p.admin("DELETE", p.a_admin, "?user=alice");
+    assert_eq!((status, v["revoked"].as_u64()), (200, Some(2)), "{v}");
+    assert!(p.until_denied(&browsers[1], b).await < Duration::from_secs(1));
+    assert!(p.until_denied(&browsers[2], a).await < Duration::from_secs(1));
+}
+
+#[tokio::test]
+async fn rediss_cluster_with_a_private_ca() {
+    use crate::support::proc::scratch_dir;
+    use crate::support::upstreams::TestCa;
+    let ca = TestCa::new();
+    let (nodes, list) = cluster_of_three(Some(&ca)).await;
+    assert!(list.contains("rediss://"), "{list}");
+    let dir = scratch_dir("redis-ca");
+    let [ca_file, ..] = ca.write_to(&dir);
+    let mut nodes = nodes.into_iter();
+    let first = nodes.next().unwrap();
+    let p = Pair::start_edited(TLS_CLUSTER_TEST, first, Some(list), with_ca(&ca_file));
+    let _rest: Vec<Redis> = nodes.collect();
+    let _logs = p.logs();
+    let (a, b) = (p.a_port, p.b.port);
+    let browsers = [Browser::new(), Browser::new()];
+    for (i, br) in browsers.iter().enumerate() {
+        let (start, finish) = if i % 2 == 0 { (a, b) } else { (b, a) };
+        p.login(br, "alice", start, finish).await;
+        assert_eq!(p.check(br, a).await, 200);
+        assert_eq!(p.check(br, b).await, 200);
+    }
+    p.lb.route_to(a);
+    browsers[0]
+        .get(&format!("{}/oauth2/sign_out", p.base()))
+        .await;
+    assert!(p.until_denied(&browsers[0], b).await < Duration::from_secs(1));
+    assert_eq!(p.check(&browsers[1], a).await, 200);
+}
+
+/// Three cluster masters (TLS-only with `ca`'s certificate, also between
+/// the nodes, when given), all slots assigned; the nodes and their URLs as
+/// a TOML list.
+async fn cluster_of_three(ca: Option<&crate::support::upstreams::TestCa>) -> (Vec<Redis>, String) {
+    let args = [
+        "--cluster-enabled",
+        "yes",
+        "--cluster-config-file",
+        "nodes.conf",
+    ];
     let nodes: Vec<Redis> = (0..3)
-        .map(|_| {
-            Redis::start_with(&[
-                "--cluster-enabled",
-                "yes",
-                "--cluster-config-file",
-                "nodes.conf",
-            ])
+        .map(|_| match ca {
+            Some(ca) => Redis::start_tls(ca, &[&args[..], &["--tls-cluster", "yes"]].concat()),
+            None => Redis::start_with(&args),
         })
         .collect();
     let addrs: Vec<String> = nodes
@@ -943,30 +1008,7 @@ async fn redis_cluster_of_three_masters() {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    let mut nodes = nodes.into_iter();
-    let first = nodes.next().unwrap();
-    let p = Pair::start_with(CLUSTER_TEST, first, Some(list));
-    let _rest: Vec<Redis> = nodes.collect();
-    let _logs = p.logs();
-    let (a, b) = (p.a_port, p.b.port);
-    let browsers = [Browser::new(), Browser::new(), Browser::new()];
-    for (i, br) in browsers.iter().enumerate() {
-        let (start, finish) = if i % 2 == 0 { (a, b) } else { (b, a) };
-        p.login(br, "alice", start, finish).await;
-        assert_eq!(p.check(br, a).await, 200);
-        assert_eq!(p.check(br, b).await, 200);
-    }
-    let (_, v) = p.admin("GET", p.b_admin, "?user=alice");
-    assert_eq!(v["sessions"].as_array().map(Vec::len), Some(3), "{v}");
-    p.lb.route_to(a);
-    browsers[0]
-        .get(&format!("{}/oauth2/sign_out", p.base()))
-        .await;
-    assert!(p.until_denied(&browsers[0], b).await < Duration::from_secs(1));
-    let (status, v) = p.admin("DELETE", p.a_admin, "?user=alice");
-    assert_eq!((status, v["revoked"].as_u64()), (200, Some(2)), "{v}");
-    assert!(p.until_denied(&browsers[1], b).await < Duration::from_secs(1));
-    assert!(p.until_denied(&browsers[2], a).await < Duration::from_secs(1));
+    (nodes, list)
 }
 
 #[tokio::test]
@@ -1225,7 +1267,7 @@ async fn sentinel_failover_is_followed_without_a_restart() {
     p.login(&before, "alice", a, a).await;
     assert_eq!(p.check(&before, a).await, 200);
     // Replicated before the master dies.
-    assert_eq!(p.redis.cli(&["WAIT", "1", "1000"]).trim(), "1");
+    p.redis.wait_replicated_to(&replica);
 
     p.redis.stop();
     let t0 = Instant::now();

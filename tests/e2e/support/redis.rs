@@ -92,6 +92,28 @@ impl Redis {
         r
     }
 
+    /// Waits until `replica` has received every write this server (its
+    /// master) has taken so far. (`WAIT` from `redis-cli` would not do: it
+    /// waits only for that connection's own writes.)
+    pub fn wait_replicated_to(&self, replica: &Redis) {
+        let offset = |r: &Redis, field: &str| -> Option<u64> {
+            r.cli(&["INFO", "replication"])
+                .lines()
+                .find_map(|l| l.strip_prefix(field))
+                .and_then(|v| v.trim().parse().ok())
+        };
+        let target = offset(self, "master_repl_offset:").expect("the master's offset");
+        let t0 = Instant::now();
+        while offset(replica, "slave_repl_offset:").unwrap_or(0) < target {
+            assert!(
+                t0.elapsed() < Duration::from_secs(5),
+                "the replica did not catch up:\n{}",
+                replica.cli(&["INFO", "replication"])
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// `redis://127.0.0.1:PORT/0` (`rediss://` for a TLS server).
     pub fn url(&self) -> String {
         let scheme = if self.cli_tls.is_empty() {
