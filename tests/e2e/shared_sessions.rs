@@ -1363,7 +1363,7 @@ async fn idle_timeout_slides_in_redis_at_a_bounded_rate_and_ends_idle_sessions_e
         assert_eq!(p.check(&browser, a).await, 200, "use {i}");
     }
     assert!(
-        lowest >= 1500,
+        lowest >= 1000,
         "the Redis expiry follows the use (lowest PTTL {lowest} ms)"
     );
     let calls = |cmd: &str| -> u64 {
@@ -1381,7 +1381,7 @@ async fn idle_timeout_slides_in_redis_at_a_bounded_rate_and_ends_idle_sessions_e
     let writes = || calls("expire") + calls("pexpire");
     assert_eq!(calls("getex"), 0, "every use came from A's cache");
     let n = writes();
-    assert!((4..=9).contains(&n), "{n} expiry writes for 6 uses");
+    assert!((3..=9).contains(&n), "{n} expiry writes for 6 uses");
     // A burst of checks costs at most one write per touch interval (750 ms).
     p.redis.cli(&["CONFIG", "RESETSTAT"]);
     let t0 = Instant::now();
@@ -1405,27 +1405,31 @@ async fn idle_timeout_slides_in_redis_at_a_bounded_rate_and_ends_idle_sessions_e
     );
 
     // Left idle: the key ends the idle timeout after the last use, no later.
+    // (The use happened between `sent` and `answered`; each PTTL is read
+    // between `before` and the next clock reading.)
+    let sent = Instant::now();
     assert_eq!(p.check(&browser, a).await, 200);
-    let last_use = Instant::now();
+    let answered = Instant::now();
     loop {
+        let before = answered.elapsed();
         let ttl = pttl();
-        let idle = last_use.elapsed();
         if ttl == -2 {
+            let gone = sent.elapsed();
             assert!(
-                idle >= Duration::from_millis(2700),
-                "the key ended early, {idle:?} after the last use"
+                gone >= Duration::from_millis(2900),
+                "the key ended early, within {gone:?} of the last use"
             );
             break;
         }
         assert!(
-            idle < Duration::from_millis(3400),
-            "the key outlived the idle timeout: {idle:?} after the last use, PTTL {ttl}"
+            before < Duration::from_millis(3400),
+            "the key outlived the idle timeout: alive {before:?} after the last use, PTTL {ttl}"
         );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     // Neither instance was told anything: both still hold it in their local
     // cache, where it has expired too (A's entry at the same moment).
-    tokio::time::sleep(Duration::from_millis(3100).saturating_sub(last_use.elapsed())).await;
+    tokio::time::sleep(Duration::from_millis(3100).saturating_sub(answered.elapsed())).await;
     for port in [a, b] {
         let status = p.check(&browser, port).await;
         assert_eq!(status, 302, "instance {port} refuses the idle session");
