@@ -114,16 +114,40 @@ pub fn cookies(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| {
-            let (k, v) = pair.split_once('=')?;
-            let v = v.trim();
+        .flat_map(|v| CookiePairs { rest: v })
+}
+
+/// The pairs of one `Cookie` header value. The value is ASCII (`to_str`), so
+/// names are found with byte scans and trimmed as ASCII, cheaper than
+/// `split_once`/`trim` on `str`.
+struct CookiePairs<'a> {
+    rest: &'a str,
+}
+
+impl<'a> Iterator for CookiePairs<'a> {
+    type Item = (&'a str, &'a str);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while !self.rest.is_empty() {
+            // `find` runs memchr, best for the long session value; the name
+            // before `=` is short, where a plain byte scan wins.
+            let (piece, tail) = match self.rest.find(';') {
+                Some(i) => (&self.rest[..i], &self.rest[i + 1..]),
+                None => (self.rest, ""),
+            };
+            self.rest = tail;
+            let Some(eq) = piece.bytes().position(|b| b == b'=') else {
+                continue;
+            };
+            let v = piece[eq + 1..].trim_ascii();
             let v = v
                 .strip_prefix('"')
                 .and_then(|v| v.strip_suffix('"'))
                 .unwrap_or(v);
-            Some((k.trim(), v))
-        })
+            return Some((piece[..eq].trim_ascii(), v));
+        }
+        None
+    }
 }
 
 /// The value of cookie `name`, if present (the first one wins).

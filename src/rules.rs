@@ -54,7 +54,7 @@ pub mod path;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::fmt;
 
 use http::Method;
@@ -89,10 +89,12 @@ pub enum Match<'a> {
 pub struct RuleSet {
     /// Every rule, indexed by its position in the file.
     rules: Vec<CompiledRule>,
-    /// Exact host → indices of its rules, ascending.
-    exact: HashMap<Box<str>, Vec<usize>>,
+    /// Exact host → indices of its rules, ascending. Fx rather than SipHash:
+    /// the keys come from the config and lookups never insert, so hostile
+    /// hosts cannot build collision chains.
+    exact: FxHashMap<Box<str>, Vec<usize>>,
     /// Wildcard suffix (`.example.com`) → indices of its rules, ascending.
-    suffix: HashMap<Box<str>, Vec<usize>>,
+    suffix: FxHashMap<Box<str>, Vec<usize>>,
     /// Indices of host-less rules, ascending.
     any_host: Vec<usize>,
     /// `access.default`.
@@ -210,8 +212,8 @@ impl RuleSet {
         }
         let mut set = RuleSet {
             rules: Vec::with_capacity(rules.len()),
-            exact: HashMap::new(),
-            suffix: HashMap::new(),
+            exact: FxHashMap::default(),
+            suffix: FxHashMap::default(),
             any_host: Vec::new(),
             default,
         };

@@ -63,17 +63,17 @@ pub enum HostError {
 /// Normalises a `Host` / `X-Forwarded-Host` value: trims spaces and tabs, drops
 /// the port and one trailing dot, lower-cases. See the module documentation.
 pub fn normalize_host(raw: &str) -> Result<Cow<'_, str>, HostError> {
-    let s = raw.trim_matches(|c| c == ' ' || c == '\t');
+    let s = raw.trim_matches([' ', '\t']);
     if s.is_empty() {
         return Err(HostError::Empty);
     }
     if s.starts_with('[') {
         return ipv6(s);
     }
-    let name = match s.split_once(':') {
-        Some((name, port)) => {
-            check_port(port)?;
-            name
+    let name = match s.bytes().position(|b| b == b':') {
+        Some(i) => {
+            check_port(&s[i + 1..])?;
+            &s[..i]
         }
         None => s,
     };

@@ -93,7 +93,10 @@ pub fn split_target(target: &str) -> &str {
         Some(rest) => rest,
         None => target,
     };
-    let end = rest.find(['?', '#']).unwrap_or(rest.len());
+    let end = rest
+        .bytes()
+        .position(|b| b == b'?' || b == b'#')
+        .unwrap_or(rest.len());
     match &rest[..end] {
         "" => "/",
         path => path,
@@ -102,6 +105,9 @@ pub fn split_target(target: &str) -> &str {
 
 /// For `scheme://authority/path...`, the part from the path on; `None` otherwise.
 fn absolute_form_path(target: &str) -> Option<&str> {
+    if target.starts_with('/') {
+        return None; // origin form, the common case
+    }
     let colon = target.find(':')?;
     let scheme = &target[..colon];
     let mut chars = scheme.bytes();
