@@ -288,7 +288,7 @@ fn respond(
             }
             (
                 http_util::empty(StatusCode::OK),
-                Some(principal.headers().clone()),
+                Some(principal.headers().copied()),
             )
         }
         Decision::Public(_) => (http_util::empty(StatusCode::OK), None),

@@ -126,7 +126,7 @@ impl Proxy {
         let proto = client_proto(req.headers(), tls, trusted);
         let (identity, session) = match gw.decide(&rt, &facts, req.headers()).await {
             Decision::Allow(p, _) => {
-                let identity = p.headers().clone();
+                let identity = p.headers().copied();
                 match p {
                     Principal::Session(s) => (identity, Some(s)),
                     Principal::Bearer(_) => (identity, None),

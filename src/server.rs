@@ -268,11 +268,11 @@ async fn connection(
     peer: SocketAddr,
     stop: watch::Receiver<bool>,
 ) {
-    let ctl = Arc::new(ConnCtl::new());
+    let ctl = Arc::new(ConnCtl::new(shared.clone()));
     match &shared.tls {
         None => {
             let io = Tracked::new(stream, ctl.clone());
-            drive(shared.clone(), io, peer, false, ctl, stop).await;
+            drive(io, peer, false, ctl, stop).await;
         }
         Some(acceptor) => {
             let handshake =
@@ -280,7 +280,7 @@ async fn connection(
             match handshake {
                 Ok(Ok(tls)) => {
                     let io = Tracked::new(tls, ctl.clone());
-                    drive(shared.clone(), io, peer, true, ctl, stop).await;
+                    drive(io, peer, true, ctl, stop).await;
                 }
                 Ok(Err(e)) => {
                     tracing::debug!(client.addr = %peer, error = %e, "tls handshake failed")
@@ -303,6 +303,10 @@ async fn connection(
 /// connections are exempt, as with hyper's own timer: HTTP/2 frames arrive
 /// between requests by design.
 struct ConnCtl {
+    /// The listener's state. Requests reach it through this per-connection
+    /// `Arc`, whose count stays on one core, rather than by cloning the
+    /// listener-wide one that every worker thread would contend for.
+    shared: Arc<Shared>,
     /// Set by the watchdog: finish in-flight requests, then close.
     close: AtomicBool,
     /// Set by the watchdog: drop the connection now (a head that is too slow).
@@ -322,9 +326,10 @@ struct ConnCtl {
 }
 
 impl ConnCtl {
-    fn new() -> Self {
+    fn new(shared: Arc<Shared>) -> Self {
         let now = clock::mono_ms();
         ConnCtl {
+            shared,
             close: AtomicBool::new(false),
             kill: AtomicBool::new(false),
             waker: atomic_waker::AtomicWaker::new(),
@@ -414,7 +419,6 @@ impl hyper::body::Body for Marked {
 /// connection for each request touches no timer and no shared channel: only
 /// a flag and the task's waker.
 async fn drive<S>(
-    shared: Arc<Shared>,
     io: Tracked<S>,
     peer: SocketAddr,
     tls: bool,
@@ -423,13 +427,12 @@ async fn drive<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let svc_shared = shared.clone();
+    let shared = &ctl.shared;
     let svc_ctl = ctl.clone();
     let svc = service_fn(move |req: Request<Incoming>| {
-        let shared = svc_shared.clone();
         let in_flight = svc_ctl.begin_request();
         async move {
-            let res = route(&shared, req, peer, tls).await;
+            let res = route(&in_flight.0.shared, req, peer, tls).await;
             Ok::<_, Infallible>(res.map(|inner| Marked {
                 inner,
                 _in_flight: in_flight,
