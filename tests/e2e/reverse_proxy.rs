@@ -362,7 +362,34 @@ async fn websocket_after_login_and_refused_without_session() {
     }
     let big = "x".repeat(200_000);
     ws_roundtrip(&mut ws, &big).await;
+    // In use past proxy.idle_timeout (3 s): the tunnel stays.
+    for i in 0..5 {
+        tokio::time::sleep(Duration::from_millis(900)).await;
+        ws_roundtrip(&mut ws, &format!("still here {i}")).await;
+    }
     ws.close(None).await.unwrap();
+
+    // Quiet for longer than proxy.idle_timeout: the gateway closes the tunnel.
+    let mut ws = ws_connect(s.gw.port, Some(&cookie), "application/json")
+        .await
+        .expect("upgrade with a session");
+    ws_greeting(&mut ws).await;
+    let started = Instant::now();
+    let end = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match ws.next().await {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await;
+    assert!(end.is_ok(), "an idle tunnel was still open after 10 s");
+    let after = started.elapsed();
+    assert!(
+        after >= Duration::from_millis(2500),
+        "closed before the idle timeout: {after:?}"
+    );
 }
 
 /// Samples the RSS of `pid` every 20 ms while `work` runs; returns the peak growth in KiB.
