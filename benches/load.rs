@@ -46,7 +46,7 @@
 //!      verified-token cache), compared with the hyper and control servers'
 //!      rates of the same rounds.
 //! 5. Prints medians, spreads (min–max over rounds) and the ratios
-//!    portcullis/hyper and control/hyper.
+//!    of each server's median to hyper's.
 //!
 //! `--baseline ADDR [--stack]` runs only the plain hyper server (with `--stack`,
 //! the gateway's connection stack around the same trivial handler).
@@ -655,18 +655,20 @@ impl Table {
         }
     }
 
-    /// Rows, then portcullis/hyper and control/hyper ratios of the medians
-    /// (server 0 is portcullis, 1 hyper, 2 the control).
+    /// Rows, then the ratio of every other row's median to hyper's, each
+    /// named by its row (the scenarios order their servers differently).
     fn print(&self, out: &mut String) {
         use std::fmt::Write as _;
         self.print_rows(out);
-        let h = self.median_of(1);
-        let _ = writeln!(
-            out,
-            "  ratio portcullis/hyper {:.3}   control/hyper {:.3}",
-            self.median_of(0) / h,
-            self.median_of(2) / h
-        );
+        let Some(h) = self.rows.iter().position(|(n, _)| *n == "hyper") else {
+            return;
+        };
+        let hyper = self.median_of(h);
+        let ratios: Vec<String> = (0..self.rows.len())
+            .filter(|&i| i != h)
+            .map(|i| format!("{}/hyper {:.3}", self.rows[i].0, self.median_of(i) / hyper))
+            .collect();
+        let _ = writeln!(out, "  ratio {}", ratios.join("   "));
     }
 }
 
