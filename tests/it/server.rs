@@ -115,15 +115,20 @@ async fn shutdown_stops_accepting() {
 
 /// Sends one keep-alive request on a raw connection and reads the answer.
 async fn one_request(addr: std::net::SocketAddr) -> tokio::net::TcpStream {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    health_on(&mut s).await;
+    s
+}
+
+/// Asks `/healthz` on an open connection and expects a 200.
+async fn health_on(s: &mut tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     s.write_all(b"GET /healthz HTTP/1.1\r\nHost: app.test\r\n\r\n")
         .await
         .unwrap();
     let mut buf = [0u8; 1024];
     let n = s.read(&mut buf).await.unwrap();
     assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{:?}", &buf[..n]);
-    s
 }
 
 /// Reads until the server closes the connection; panics after `limit`.
@@ -224,17 +229,11 @@ async fn a_connection_that_never_sends_a_request_is_cut_at_the_header_read_timeo
 
 #[tokio::test]
 async fn keep_alive_waits_between_requests_fall_under_the_idle_timeout_not_the_head_timeout() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let h = with_head_timeout("3s").await;
     let mut s = one_request(h.gw.addr).await;
     // Longer than the header-read timeout, shorter than the idle timeout.
     tokio::time::sleep(std::time::Duration::from_millis(1800)).await;
-    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: app.test\r\n\r\n")
-        .await
-        .unwrap();
-    let mut buf = [0u8; 1024];
-    let n = s.read(&mut buf).await.unwrap();
-    assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{:?}", &buf[..n]);
+    health_on(&mut s).await;
     closed_within(&mut s, std::time::Duration::from_secs(6)).await;
 }
 
