@@ -20,7 +20,7 @@ use std::net::IpAddr;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 use crate::config::HeadersConfig;
-use crate::http_util;
+use crate::http_util::{self, StackStr};
 use crate::identity::IdentityHeaders;
 use crate::session::Session;
 
@@ -31,7 +31,7 @@ static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-prot
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 
-const HOP_BY_HOP: [HeaderName; 9] = [
+static HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -95,6 +95,10 @@ impl Hygiene {
 
     /// Scrubs the request headers and adds the identity and forwarding headers.
     /// `upgrade` keeps the `Upgrade` header and says so in `Connection`.
+    ///
+    /// One pass over the header names finds everything to remove; most
+    /// requests carry none of the removed names, and then nothing is hashed,
+    /// removed or allocated before the fresh headers go in.
     pub fn scrub_request(
         &self,
         h: &mut HeaderMap,
@@ -104,20 +108,30 @@ impl Hygiene {
         fwd: &Forwarding<'_>,
         upgrade: Option<HeaderValue>,
     ) {
-        strip_hop_by_hop(h);
-        let doomed: Vec<HeaderName> = h
-            .keys()
-            .filter(|k| self.is_removed(k.as_str()))
-            .cloned()
-            .collect();
+        let mut hop = 0u16;
+        let mut cookie = false;
+        // Client copies of identity, token and `headers.strip` names, and
+        // `Forwarded`/`X-Real-IP` from untrusted peers: rare, so the Vec
+        // (which allocates only on its first push) usually stays empty.
+        let mut doomed: Vec<HeaderName> = Vec::new();
+        for name in h.keys() {
+            let n = name.as_str();
+            if let Some(bit) = hop_bit(n) {
+                hop |= bit;
+            } else if n == "cookie" {
+                cookie = true;
+            } else if (!fwd.trusted && (n == "forwarded" || n == "x-real-ip")) || self.is_removed(n)
+            {
+                doomed.push(name.clone());
+            }
+        }
+        remove_hop_by_hop(h, hop);
         for k in doomed {
             h.remove(k);
         }
-        if !fwd.trusted {
-            h.remove(header::FORWARDED);
-            h.remove(&X_REAL_IP);
+        if cookie {
+            strip_own_cookies(h, cookie_name);
         }
-        strip_own_cookies(h, cookie_name);
         h.insert(self.user.clone(), id.user.clone());
         h.insert(self.email.clone(), id.email.clone());
         h.insert(self.groups.clone(), id.groups.clone());
@@ -179,13 +193,46 @@ fn same_header(name: &str, canonical: &str) -> bool {
 
 /// Removes hop-by-hop headers and those named in `Connection`.
 pub fn strip_hop_by_hop(h: &mut HeaderMap) {
-    if let Some(named) = connection_named(h) {
-        for n in named {
-            h.remove(n);
+    let hop = h.keys().fold(0, |acc, k| acc | hop_bit(k.as_str()).unwrap_or(0));
+    remove_hop_by_hop(h, hop);
+}
+
+/// The bit of a hop-by-hop name (its index in [`HOP_BY_HOP`]) in the masks
+/// that [`remove_hop_by_hop`] takes.
+fn hop_bit(name: &str) -> Option<u16> {
+    let i = match name {
+        "connection" => 0,
+        "keep-alive" => 1,
+        "proxy-connection" => 2,
+        "proxy-authenticate" => 3,
+        "proxy-authorization" => 4,
+        "te" => 5,
+        "trailer" => 6,
+        "transfer-encoding" => 7,
+        "upgrade" => 8,
+        _ => return None,
+    };
+    Some(1 << i)
+}
+
+/// Removes the hop-by-hop headers whose bits are set in `present` (found by
+/// one pass over the names, so absent ones cost no hashed lookup), and, when
+/// `Connection` is among them, the headers it names.
+fn remove_hop_by_hop(h: &mut HeaderMap, present: u16) {
+    if present == 0 {
+        return;
+    }
+    if present & 1 != 0 {
+        if let Some(named) = connection_named(h) {
+            for n in named {
+                h.remove(n);
+            }
         }
     }
-    for n in &HOP_BY_HOP {
-        h.remove(n);
+    for (i, n) in HOP_BY_HOP.iter().enumerate() {
+        if present & (1 << i) != 0 {
+            h.remove(n);
+        }
     }
 }
 
@@ -236,20 +283,25 @@ fn strip_own_cookies(h: &mut HeaderMap, cookie_name: &str) {
     if !http_util::cookies(h).any(|(k, _)| ours(k)) {
         return;
     }
-    let kept: Vec<String> = h
+    let mut kept = String::new();
+    for pair in h
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
-        .filter(|pair| {
-            let name = pair.split_once('=').map_or(*pair, |(k, _)| k).trim();
-            !name.is_empty() && !ours(name)
-        })
-        .map(|pair| pair.trim().to_owned())
-        .collect();
+    {
+        let name = pair.split_once('=').map_or(pair, |(k, _)| k).trim();
+        if name.is_empty() || ours(name) {
+            continue;
+        }
+        if !kept.is_empty() {
+            kept.push_str("; ");
+        }
+        kept.push_str(pair.trim());
+    }
     h.remove(header::COOKIE);
     if !kept.is_empty() {
-        if let Ok(v) = HeaderValue::from_str(&kept.join("; ")) {
+        if let Ok(v) = HeaderValue::from_str(&kept) {
             h.insert(header::COOKIE, v);
         }
     }
@@ -258,12 +310,22 @@ fn strip_own_cookies(h: &mut HeaderMap, cookie_name: &str) {
 /// Sets `X-Forwarded-For/Proto/Host`. A trusted peer's `X-Forwarded-For` is
 /// extended and its `X-Forwarded-Proto/Host` kept; from anyone else they are replaced.
 fn forwarded(h: &mut HeaderMap, fwd: &Forwarding<'_>) {
-    let peer = crate::pipeline::canonical(fwd.peer).to_string();
-    let xff = match h.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prev) if fwd.trusted && !prev.trim().is_empty() => format!("{prev}, {peer}"),
-        _ => peer,
+    let mut text = StackStr::default();
+    write_ip(&mut text, crate::pipeline::canonical(fwd.peer));
+    let peer = text.as_str();
+    // Only a trusted peer's list is read; anyone else's is replaced unread.
+    let prev = if fwd.trusted {
+        h.get(&X_FORWARDED_FOR)
+            .and_then(|v| v.to_str().ok())
+            .filter(|p| !p.trim().is_empty())
+    } else {
+        None
     };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
+    let xff = match prev {
+        Some(prev) => HeaderValue::from_str(&format!("{prev}, {peer}")),
+        None => HeaderValue::from_str(peer),
+    };
+    if let Ok(v) = xff {
         h.insert(X_FORWARDED_FOR.clone(), v);
     }
     if !(fwd.trusted && h.contains_key(&X_FORWARDED_PROTO)) {
@@ -280,6 +342,40 @@ fn forwarded(h: &mut HeaderMap, fwd: &Forwarding<'_>) {
             Err(_) => {
                 h.remove(&X_FORWARDED_HOST);
             }
+        }
+    }
+}
+
+/// Writes an IP address as `Display` does. IPv4, every request's case, is
+/// written digit by digit: `Ipv4Addr`'s `Display` goes through the
+/// formatting machinery at about ten times the cost. IPv6 uses `Display`.
+fn write_ip(out: &mut StackStr, ip: IpAddr) {
+    use std::fmt::Write as _;
+    // At most 45 bytes of text in a 64-byte buffer: no write can fail.
+    match ip {
+        IpAddr::V4(v4) => {
+            let mut buf = [0u8; 15];
+            let mut n = 0;
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    buf[n] = b'.';
+                    n += 1;
+                }
+                if octet >= 100 {
+                    buf[n] = b'0' + octet / 100;
+                    n += 1;
+                }
+                if octet >= 10 {
+                    buf[n] = b'0' + octet / 10 % 10;
+                    n += 1;
+                }
+                buf[n] = b'0' + octet % 10;
+                n += 1;
+            }
+            let _ = out.write_str(std::str::from_utf8(&buf[..n]).unwrap_or(""));
+        }
+        IpAddr::V6(v6) => {
+            let _ = write!(out, "{v6}");
         }
     }
 }
@@ -424,5 +520,205 @@ mod tests {
         ]);
         assert_eq!(upgrade_of(&h).unwrap(), "websocket");
         assert!(upgrade_of(&headers(&[("upgrade", "websocket")])).is_none());
+    }
+
+    #[test]
+    fn hop_bits_follow_the_list() {
+        for (i, n) in HOP_BY_HOP.iter().enumerate() {
+            assert_eq!(hop_bit(n.as_str()), Some(1 << i), "{n}");
+        }
+        assert_eq!(hop_bit("connections"), None);
+        assert_eq!(hop_bit("host"), None);
+    }
+
+    #[test]
+    fn ip_text_matches_display() {
+        let mut ips: Vec<IpAddr> = ["::1", "2001:db8::8:800:200c:417a", "::ffff:1.2.3.4"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        for a in [0u8, 1, 9, 10, 99, 100, 199, 200, 255] {
+            for b in [0u8, 7, 42, 250] {
+                ips.push(IpAddr::from([a, b, 255 - a, a / 3]));
+            }
+        }
+        for ip in ips {
+            let mut text = StackStr::default();
+            write_ip(&mut text, ip);
+            assert_eq!(text.as_str(), ip.to_string());
+        }
+    }
+
+    /// A request without any removed name keeps every header it came with.
+    #[test]
+    fn clean_requests_keep_their_headers() {
+        let mut h = headers(&[
+            ("host", "app.example.com"),
+            ("accept", "*/*"),
+            ("x-request-id", "abc"),
+            ("x-auth-userx", "kept: a longer name"),
+            ("cookie", "theme=dark"),
+            ("forwarded", "for=1.2.3.4"),
+            ("x-real-ip", "1.2.3.4"),
+        ]);
+        hygiene(&[]).scrub_request(
+            &mut h,
+            "_portcullis",
+            &IdentityHeaders::empty(),
+            None,
+            &fwd(true),
+            None,
+        );
+        assert_eq!(h["host"], "app.example.com");
+        assert_eq!(h["accept"], "*/*");
+        assert_eq!(h["x-request-id"], "abc");
+        assert_eq!(h["x-auth-userx"], "kept: a longer name");
+        assert_eq!(h["cookie"], "theme=dark");
+        // A trusted peer's Forwarded and X-Real-IP stay.
+        assert_eq!(h["forwarded"], "for=1.2.3.4");
+        assert_eq!(h["x-real-ip"], "1.2.3.4");
+        assert_eq!(h["x-forwarded-for"], "10.0.0.9");
+        assert_eq!(h.len(), 7 + 3 + 3, "{h:?}");
+    }
+
+    /// Duplicates, `_` spellings, mixed case and names smuggled through
+    /// `Connection` are all removed, however many copies there are.
+    #[test]
+    fn hostile_variants_are_removed() {
+        let mut h = headers(&[
+            ("x-auth-user", "mallory"),
+            ("X-Auth-User", "mallory2"),
+            ("x_auth_user", "mallory3"),
+            ("X_Auth_Email", "m@evil"),
+            ("x-auth_groups", "admins"),
+            ("x_AUTH-groups", "admins"),
+            ("x-auth-access_token", "forged"),
+            ("X-Internal_Role", "root"),
+            ("x-internal-role", "root"),
+            ("connection", "X-Auth-User, x-custom"),
+            ("Connection", "X-Forwarded-For, close"),
+            ("x-custom", "hop"),
+            ("keep-alive", "timeout=5"),
+            ("proxy-connection", "keep-alive"),
+            ("proxy-authorization", "Basic Zm9vOmJhcg=="),
+            ("transfer-encoding", "chunked"),
+            ("trailer", "x-checksum"),
+            ("x-forwarded-for", "6.6.6.6"),
+            ("x-real-ip", "6.6.6.6"),
+            ("X-Real-IP", "7.7.7.7"),
+            ("x-keep", "yes"),
+        ]);
+        let id = IdentityHeaders {
+            user: HeaderValue::from_static("alice"),
+            email: HeaderValue::from_static("alice@example.com"),
+            groups: HeaderValue::from_static("admins"),
+        };
+        // Trusted, so X-Forwarded-For would be extended, but Connection named it.
+        hygiene(&["x-INTERNAL-role"]).scrub_request(
+            &mut h,
+            "_portcullis",
+            &id,
+            None,
+            &fwd(true),
+            None,
+        );
+        for gone in [
+            "x_auth_user",
+            "x_auth_email",
+            "x-auth_groups",
+            "x_auth-groups",
+            "x-auth-access_token",
+            "x-auth-access-token",
+            "x-internal_role",
+            "x-internal-role",
+            "connection",
+            "x-custom",
+            "keep-alive",
+            "proxy-connection",
+            "proxy-authorization",
+            "transfer-encoding",
+            "trailer",
+        ] {
+            assert!(!h.contains_key(gone), "{gone} survived: {h:?}");
+        }
+        let all = |n: &str| h.get_all(n).iter().cloned().collect::<Vec<_>>();
+        assert_eq!(all("x-auth-user"), ["alice"]);
+        assert_eq!(all("x-auth-email"), ["alice@example.com"]);
+        assert_eq!(all("x-auth-groups"), ["admins"]);
+        assert_eq!(all("x-forwarded-for"), ["10.0.0.9"]);
+        // From a trusted peer X-Real-IP stays, every copy.
+        assert_eq!(all("x-real-ip"), ["6.6.6.6", "7.7.7.7"]);
+        assert_eq!(h["x-keep"], "yes");
+
+        // The same from an untrusted peer also drops X-Real-IP and Forwarded.
+        let mut h = headers(&[
+            ("x-real-ip", "6.6.6.6"),
+            ("X-Real-IP", "7.7.7.7"),
+            ("forwarded", "for=6.6.6.6"),
+            ("Forwarded", "for=7.7.7.7"),
+            ("x-forwarded-proto", "http"),
+        ]);
+        hygiene(&[]).scrub_request(
+            &mut h,
+            "_portcullis",
+            &IdentityHeaders::empty(),
+            None,
+            &fwd(false),
+            None,
+        );
+        assert!(!h.contains_key("x-real-ip"));
+        assert!(!h.contains_key("forwarded"));
+        assert_eq!(h["x-forwarded-proto"], "https");
+    }
+
+    #[test]
+    fn own_cookies_are_cut_from_every_cookie_header() {
+        let mut h = headers(&[
+            ("cookie", "_portcullis=abc"),
+            ("cookie", "a=1; _portcullis_flow_q=2;b=\"x y\" ; garbage"),
+            ("cookie", "_portcullisx=keep"),
+        ]);
+        hygiene(&[]).scrub_request(
+            &mut h,
+            "_portcullis",
+            &IdentityHeaders::empty(),
+            None,
+            &fwd(false),
+            None,
+        );
+        let cookies: Vec<_> = h.get_all("cookie").iter().cloned().collect();
+        assert_eq!(cookies, ["a=1; b=\"x y\"; garbage; _portcullisx=keep"]);
+    }
+
+    #[test]
+    fn responses_lose_hop_by_hop_headers() {
+        let mut h = headers(&[
+            ("connection", "keep-alive, X-Upstream-Secret"),
+            ("x-upstream-secret", "1"),
+            ("keep-alive", "timeout=5"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "websocket"),
+            ("content-type", "text/plain"),
+            ("set-cookie", "a=1"),
+            ("set-cookie", "b=2"),
+        ]);
+        scrub_response(&mut h, false);
+        let names: Vec<_> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["content-type", "set-cookie"]);
+        assert_eq!(h.get_all("set-cookie").iter().count(), 2);
+
+        let mut h = headers(&[
+            ("connection", "Upgrade"),
+            ("upgrade", "websocket"),
+            ("sec-websocket-accept", "x"),
+        ]);
+        scrub_response(&mut h, true);
+        assert_eq!(h["connection"], "upgrade");
+        assert_eq!(h["upgrade"], "websocket");
+        assert_eq!(h["sec-websocket-accept"], "x");
+
+        let mut h = headers(&[("content-length", "2")]);
+        scrub_response(&mut h, false);
+        assert_eq!(h.len(), 1);
     }
 }

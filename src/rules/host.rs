@@ -19,6 +19,8 @@ use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::net::Ipv6Addr;
 
+use crate::http_util::StackStr;
+
 /// Longest host name accepted (RFC 1035: 253 characters without the trailing dot).
 const MAX_NAME_LEN: usize = 253;
 
@@ -160,39 +162,6 @@ fn invalid_char(name: &str) -> HostError {
         }
     }
     HostError::EmptyLabel
-}
-
-/// A fixed-size string buffer, big enough for any bracketed IPv6 address, so
-/// checking canonical form does not allocate.
-struct StackStr {
-    buf: [u8; 64],
-    len: usize,
-}
-
-impl Default for StackStr {
-    fn default() -> Self {
-        StackStr {
-            buf: [0; 64],
-            len: 0,
-        }
-    }
-}
-
-impl StackStr {
-    fn as_str(&self) -> &str {
-        // Only whole `&str`s are ever appended, so the prefix is valid UTF-8.
-        std::str::from_utf8(&self.buf[..self.len]).unwrap_or("")
-    }
-}
-
-impl std::fmt::Write for StackStr {
-    fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        let end = self.len + s.len();
-        let dst = self.buf.get_mut(self.len..end).ok_or(std::fmt::Error)?;
-        dst.copy_from_slice(s.as_bytes());
-        self.len = end;
-        Ok(())
-    }
 }
 
 #[cfg(test)]
