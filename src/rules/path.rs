@@ -125,6 +125,14 @@ fn absolute_form_path(target: &str) -> Option<&str> {
 ///
 /// Returns `Cow::Borrowed` when `path` is already normal.
 pub fn normalize(path: &str) -> Result<Cow<'_, str>, PathError> {
+    if is_plainly_normal(path.as_bytes()) {
+        return Ok(Cow::Borrowed(path));
+    }
+    normalize_scanned(path)
+}
+
+/// The full normalisation, for every path the fast path did not accept.
+fn normalize_scanned(path: &str) -> Result<Cow<'_, str>, PathError> {
     if !path.starts_with('/') {
         return Err(PathError::NotAbsolute);
     }
@@ -135,6 +143,62 @@ pub fn normalize(path: &str) -> Result<Cow<'_, str>, PathError> {
     };
     check_params(&normal)?;
     Ok(normal)
+}
+
+/// How [`is_plainly_normal`] treats each byte.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Plain {
+    /// Needs a closer look: `%`, `;`, controls, non-ASCII, and every byte
+    /// that is refused or re-encoded.
+    No,
+    /// A byte that normalisation neither rejects, decodes nor re-encodes.
+    Yes,
+    /// `/` or `.`: plain unless it follows a `/` (`//`, or a segment that
+    /// starts with a dot and may be a dot-segment).
+    AfterNonSlash,
+}
+
+static PLAIN: [Plain; 256] = plain_table();
+
+const fn plain_table() -> [Plain; 256] {
+    let mut t = [Plain::No; 256];
+    let mut c = 0x21; // visible ASCII only: no space, controls or DEL
+    while c < 0x7f {
+        t[c] = Plain::Yes;
+        c += 1;
+    }
+    let special = b"%;\\?#\"<>^`{|}[]";
+    let mut i = 0;
+    while i < special.len() {
+        t[special[i] as usize] = Plain::No;
+        i += 1;
+    }
+    t[b'/' as usize] = Plain::AfterNonSlash;
+    t[b'.' as usize] = Plain::AfterNonSlash;
+    t
+}
+
+/// Fast path for the common already-normal path: true when `b` starts with
+/// `/` and holds only bytes that [`scan`] lets through untouched, no `//`,
+/// and no segment starting with `.`. That skips the per-byte checks of
+/// [`scan`] and [`check_params`], which is safe because such a path has
+/// nothing they act on: no `%`, no `;`, no refused or re-encoded byte, no
+/// repeated slash and no dot-segment (only a segment starting with `.` can
+/// be one). Everything else, `/.well-known` included, takes the full path.
+fn is_plainly_normal(b: &[u8]) -> bool {
+    let [b'/', rest @ ..] = b else {
+        return false;
+    };
+    let mut prev = b'/';
+    for &c in rest {
+        match PLAIN[usize::from(c)] {
+            Plain::Yes => {}
+            Plain::AfterNonSlash if prev != b'/' => {}
+            _ => return false,
+        }
+        prev = c;
+    }
+    true
 }
 
 /// Byte-level validation. `Ok(true)` when the path needs rewriting (decoding,
@@ -352,6 +416,50 @@ mod tests {
                 "{p:?} allocated"
             );
             assert_eq!(ok(p), p);
+        }
+    }
+
+    /// The fast path only accepts what the full normalisation returns
+    /// unchanged, over every path of up to five bytes from an alphabet of the
+    /// bytes that matter (and every visible ASCII byte after `/a`).
+    #[test]
+    fn fast_path_agrees_with_the_full_normalisation() {
+        let alphabet = b"/.a%2f;\\?#~ \t\x7f";
+        let mut accepted = 0;
+        let mut check = |p: &[u8]| {
+            let Ok(text) = std::str::from_utf8(p) else {
+                return;
+            };
+            if is_plainly_normal(p) {
+                accepted += 1;
+                assert_eq!(normalize_scanned(text), Ok(Cow::Borrowed(text)), "{text:?}");
+            }
+            assert_eq!(normalize(text), normalize_scanned(text), "{text:?}");
+        };
+        let mut p = Vec::new();
+        for len in 0..=5u32 {
+            for mut n in 0..alphabet.len().pow(len) {
+                p.clear();
+                for _ in 0..len {
+                    p.push(alphabet[n % alphabet.len()]);
+                    n /= alphabet.len();
+                }
+                check(&p);
+            }
+        }
+        for c in 0..=255u8 {
+            check(&[b'/', b'a', c]);
+            check(&[b'/', c, b'/']);
+            check(&[b'/', b'a', b'/', c]);
+        }
+        check("/caf\u{e9}".as_bytes());
+        check("/\u{6f22}/x".as_bytes());
+        assert!(accepted > 1000, "{accepted}");
+        for p in ["/admin/users", "/a/b.c/d.", "/a./b..", "/x-y_z~/1:2@3", "/"] {
+            assert!(is_plainly_normal(p.as_bytes()), "{p:?}");
+        }
+        for p in ["/.well-known", "/a./..b", "/a//b", "/a/.", "/a;b", "/a%41", "/a b", "a", ""] {
+            assert!(!is_plainly_normal(p.as_bytes()), "{p:?}");
         }
     }
 
