@@ -65,6 +65,36 @@ pub enum HostError {
 /// Normalises a `Host` / `X-Forwarded-Host` value: trims spaces and tabs, drops
 /// the port and one trailing dot, lower-cases. See the module documentation.
 pub fn normalize_host(raw: &str) -> Result<Cow<'_, str>, HostError> {
+    if is_plainly_normal(raw.as_bytes()) {
+        return Ok(Cow::Borrowed(raw));
+    }
+    normalize_checked(raw)
+}
+
+/// Fast path for the common already-normal name: lower-case letters,
+/// digits, `-`, `_` and dots between non-empty labels, at most 253 bytes.
+/// It skips trimming, the port and trailing-dot handling and the separate
+/// character check, which is safe because such a value has no space, `:`,
+/// `[`, upper-case letter, empty label or trailing dot for them to act on:
+/// the full path would return it unchanged.
+fn is_plainly_normal(b: &[u8]) -> bool {
+    if b.len() > MAX_NAME_LEN {
+        return false;
+    }
+    let mut prev_dot = true; // a leading dot is an empty label
+    for &c in b {
+        match c {
+            b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' => prev_dot = false,
+            b'.' if !prev_dot => prev_dot = true,
+            _ => return false,
+        }
+    }
+    // Empty, or a trailing dot to drop: the full path decides.
+    !prev_dot
+}
+
+/// The full normalisation, for every value the fast path did not accept.
+fn normalize_checked(raw: &str) -> Result<Cow<'_, str>, HostError> {
     let s = raw.trim_matches([' ', '\t']);
     if s.is_empty() {
         return Err(HostError::Empty);
@@ -194,6 +224,44 @@ mod tests {
                 matches!(normalize_host(h), Ok(Cow::Borrowed(x)) if x == want),
                 "{h:?}"
             );
+        }
+    }
+
+    /// The fast path only accepts what the full normalisation returns
+    /// unchanged, over every value of up to five bytes from an alphabet of the
+    /// bytes that matter.
+    #[test]
+    fn fast_path_agrees_with_the_full_normalisation() {
+        let alphabet = b"a.Z0-_:[] \t@/";
+        let mut accepted = 0;
+        let mut v = Vec::new();
+        for len in 0..=5u32 {
+            for mut n in 0..alphabet.len().pow(len) {
+                v.clear();
+                for _ in 0..len {
+                    v.push(alphabet[n % alphabet.len()]);
+                    n /= alphabet.len();
+                }
+                let text = std::str::from_utf8(&v).unwrap();
+                if is_plainly_normal(&v) {
+                    accepted += 1;
+                    assert_eq!(normalize_checked(text), Ok(Cow::Borrowed(text)), "{text:?}");
+                }
+                assert_eq!(normalize_host(text), normalize_checked(text), "{text:?}");
+            }
+        }
+        assert!(accepted > 1000, "{accepted}");
+        for c in 0..=255u8 {
+            let v = [b'a', c, b'b'];
+            if let Ok(text) = std::str::from_utf8(&v) {
+                assert_eq!(normalize_host(text), normalize_checked(text), "{text:?}");
+            }
+        }
+        assert!(is_plainly_normal(b"app7.bench.test"));
+        assert!(is_plainly_normal("a".repeat(253).as_bytes()));
+        assert!(!is_plainly_normal("a".repeat(254).as_bytes()));
+        for h in ["App7.bench.test", "app7.bench.test.", "app7.bench.test:443", " a", ""] {
+            assert!(!is_plainly_normal(h.as_bytes()), "{h:?}");
         }
     }
 
