@@ -177,7 +177,7 @@ impl<'h> Forwarding<'h> {
                 _ => continue,
             };
             if slot.is_none() {
-                *slot = Some(value.to_str().ok());
+                *slot = Some(http_util::text(value));
             }
         }
         f
