@@ -124,9 +124,9 @@ pub fn cookies(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
 /// byte-at-a-time loop.
 pub fn text(v: &HeaderValue) -> Option<&str> {
     let b = v.as_bytes();
-    let visible = b
-        .iter()
-        .fold(true, |ok, &c| ok & ((0x20..0x7f).contains(&c) || c == b'\t'));
+    let visible = b.iter().fold(true, |ok, &c| {
+        ok & ((0x20..0x7f).contains(&c) || c == b'\t')
+    });
     if visible {
         std::str::from_utf8(b).ok()
     } else {

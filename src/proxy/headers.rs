@@ -29,7 +29,6 @@ pub static X_AUTH_ACCESS_TOKEN: HeaderName = HeaderName::from_static("x-auth-acc
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 
 static HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,
@@ -193,7 +192,9 @@ fn same_header(name: &str, canonical: &str) -> bool {
 
 /// Removes hop-by-hop headers and those named in `Connection`.
 pub fn strip_hop_by_hop(h: &mut HeaderMap) {
-    let hop = h.keys().fold(0, |acc, k| acc | hop_bit(k.as_str()).unwrap_or(0));
+    let hop = h
+        .keys()
+        .fold(0, |acc, k| acc | hop_bit(k.as_str()).unwrap_or(0));
     remove_hop_by_hop(h, hop);
 }
 

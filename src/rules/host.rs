@@ -260,7 +260,13 @@ mod tests {
         assert!(is_plainly_normal(b"app7.bench.test"));
         assert!(is_plainly_normal("a".repeat(253).as_bytes()));
         assert!(!is_plainly_normal("a".repeat(254).as_bytes()));
-        for h in ["App7.bench.test", "app7.bench.test.", "app7.bench.test:443", " a", ""] {
+        for h in [
+            "App7.bench.test",
+            "app7.bench.test.",
+            "app7.bench.test:443",
+            " a",
+            "",
+        ] {
             assert!(!is_plainly_normal(h.as_bytes()), "{h:?}");
         }
     }
