@@ -5,8 +5,9 @@
 //! `pipeline`). Called by `server` for every request outside the gateway's
 //! own endpoints.
 //!
-//! - [`upstream`]: the compiled upstream table and its pooled clients (part of
-//!   the reloadable `Runtime`, so rules and upstreams swap together);
+//! - [`upstream`]: the compiled upstream table (part of the reloadable
+//!   `Runtime`, so rules and upstreams swap together);
+//! - [`pool`]: keep-alive connections to one upstream;
 //! - [`headers`]: header hygiene both ways;
 //! - [`body`]: streaming bodies with an idle timeout;
 //! - [`tunnel`]: WebSocket (HTTP/1.1 `Upgrade`) pass-through.
@@ -17,6 +18,7 @@
 
 pub mod body;
 pub mod headers;
+pub mod pool;
 pub mod tunnel;
 pub mod upstream;
 
@@ -37,8 +39,9 @@ use crate::rules::host::normalize_host;
 use crate::rules::path::{normalize, split_target};
 use crate::rules::RequestFacts;
 
-use self::body::IdleBody;
+use self::body::{IdleBody, PooledBody};
 use self::headers::{Forwarding, Hygiene};
+use self::pool::{Checkin, Pool, PoolError};
 use self::upstream::{Upstream, Upstreams};
 
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -217,15 +220,15 @@ async fn forward(
     req: Request<body::RequestBody>,
     progress: Option<&body::Progress>,
 ) -> Response<Body> {
-    let client = if upstream.preserve_host {
+    let pool = if upstream.preserve_host {
         // Over HTTP/2 the upstream would take the host from `:authority`, which
         // must name the upstream itself; HTTP/1.1 carries the client's `Host`.
-        &upstream.upgrade_client
+        &upstream.upgrade_pool
     } else {
-        &upstream.client
+        &upstream.pool
     };
-    match send(client, upstream, req, progress).await {
-        Ok(res) => upstream_response(upstream, res),
+    match send(pool, upstream, req, progress).await {
+        Ok((res, checkin)) => upstream_response(upstream, res, checkin),
         Err(e) => upstream_failed(upstream, &e),
     }
 }
@@ -235,13 +238,13 @@ async fn forward(
 /// for requests without a body); while the body is going up, the upstream
 /// must take some of it within every such period.
 async fn send(
-    client: &upstream::UpstreamClient,
+    pool: &Arc<Pool>,
     upstream: &Upstream,
     req: Request<body::RequestBody>,
     progress: Option<&body::Progress>,
-) -> Result<Response<Incoming>, UpstreamError> {
+) -> Result<(Response<Incoming>, Checkin), UpstreamError> {
     let limit = upstream.response_header_timeout;
-    let fut = client.request(req);
+    let fut = pool.request(req);
     tokio::pin!(fut);
     let mut seen = 0;
     let result = loop {
@@ -266,36 +269,23 @@ async fn send(
             }
         }
     };
-    match result {
-        Ok(res) => Ok(res),
-        Err(e) if e.is_connect() && is_timeout(&e) => Err(UpstreamError::ConnectTimeout),
-        Err(e) => Err(UpstreamError::Failed(crate::oidc::error_chain(&e))),
-    }
-}
-
-fn is_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cur = Some(e);
-    while let Some(err) = cur {
-        if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            if io.kind() == std::io::ErrorKind::TimedOut {
-                return true;
-            }
-        }
-        if err.to_string().contains("timed out") || err.to_string().contains("timeout") {
-            return true;
-        }
-        cur = err.source();
-    }
-    false
+    result.map_err(|e| match e {
+        PoolError::ConnectTimeout => UpstreamError::ConnectTimeout,
+        e => UpstreamError::Failed(e.to_string()),
+    })
 }
 
 /// The upstream's answer as sent to the client: hop-by-hop headers scrubbed,
 /// the body streamed and cut after the upstream's idle timeout.
-fn upstream_response(upstream: &Upstream, res: Response<hyper::body::Incoming>) -> Response<Body> {
+fn upstream_response(
+    upstream: &Upstream,
+    res: Response<Incoming>,
+    checkin: Checkin,
+) -> Response<Body> {
     let (mut parts, body) = res.into_parts();
     headers::scrub_response(&mut parts.headers, false);
     let body = IdleBody::new(
-        body,
+        PooledBody::new(body, checkin),
         upstream.idle_timeout,
         "response",
         upstream.label.clone(),

@@ -24,10 +24,12 @@ use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use tokio::time::{Instant, Sleep};
 
+use super::pool::Checkin;
+
 /// The request body sent upstream.
 pub type RequestBody = IdleBody<Incoming>;
 /// The response body streamed back to the client.
-pub type ResponseBody = IdleBody<Incoming>;
+pub type ResponseBody = IdleBody<PooledBody>;
 
 /// A body with an idle timeout between frames.
 pub struct IdleBody<B> {
@@ -153,5 +155,58 @@ where
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+/// An upstream response body that gives its HTTP/1.1 connection back to the
+/// pool once it has been read to the end (or is dropped at its end).
+pub struct PooledBody {
+    inner: Incoming,
+    checkin: Checkin,
+}
+
+// === impl PooledBody ===
+
+impl PooledBody {
+    /// `inner`, returning `checkin`'s connection when it ends.
+    pub fn new(inner: Incoming, checkin: Checkin) -> Self {
+        PooledBody { inner, checkin }
+    }
+}
+
+impl Body for PooledBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        let frame = Pin::new(&mut this.inner).poll_frame(cx);
+        match &frame {
+            Poll::Ready(None) => this.checkin.body_done(),
+            Poll::Ready(Some(Ok(_))) if this.inner.is_end_stream() => this.checkin.body_done(),
+            _ => {}
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for PooledBody {
+    fn drop(&mut self) {
+        // A body dropped before its end leaves its connection mid-response:
+        // the connection goes with it (the checkin drops it).
+        if self.inner.is_end_stream() {
+            self.checkin.body_done();
+        }
     }
 }

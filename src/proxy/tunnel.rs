@@ -32,12 +32,12 @@ pub async fn forward(
     req: Request<RequestBody>,
     on_client: OnUpgrade,
 ) -> Response<Body> {
-    let mut res = match send(&upstream.upgrade_client, upstream, req, None).await {
-        Ok(res) => res,
+    let (mut res, checkin) = match send(&upstream.upgrade_pool, upstream, req, None).await {
+        Ok(sent) => sent,
         Err(e) => return upstream_failed(upstream, &e),
     };
     if res.status() != StatusCode::SWITCHING_PROTOCOLS {
-        return upstream_response(upstream, res);
+        return upstream_response(upstream, res, checkin);
     }
     let on_upstream = hyper::upgrade::on(&mut res);
     let label = upstream.label.clone();

@@ -1,40 +1,30 @@
 //! The compiled upstream table: for every rule with `upstream`, where its
-//! requests go and the pooled client that takes them there. Built by
+//! requests go and the connection pools that take them there. Built by
 //! `Runtime::compile` (at start-up and on SIGHUP), so rules and upstreams
 //! are swapped together in one `ArcSwap` store; requests already in flight
-//! keep the `Arc<Upstream>` (and its pool) they started with.
+//! keep the `Arc<Upstream>` (and its pools) they started with.
 //!
-//! Clients are hyper-util legacy clients over a rustls connector: keep-alive
-//! pools, HTTP/1.1 to `http://` upstreams, HTTP/1.1 or HTTP/2 (by ALPN) to
-//! `https://` upstreams, verified against the system roots (loaded once per
-//! process), a rule's `upstream_ca`, or nothing at all when the rule says
-//! `upstream_insecure_skip_verify` (warned about whenever it is compiled).
-//! WebSocket upgrades use a second, HTTP/1.1-only client, since an upgrade
-//! cannot ride on an HTTP/2 connection.
+//! Each upstream has two pools (see [`super::pool`]): HTTP/1.1 to `http://`
+//! upstreams, HTTP/1.1 or HTTP/2 (by ALPN) to `https://` upstreams, verified
+//! against the system roots (loaded once per process), a rule's
+//! `upstream_ca`, or nothing at all when the rule says
+//! `upstream_insecure_skip_verify` (warned about whenever it is compiled);
+//! and an HTTP/1.1-only one for WebSocket upgrades (an upgrade cannot ride on
+//! an HTTP/2 connection) and `preserve_host`.
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use http::HeaderValue;
-use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use url::Url;
 
-use super::body::RequestBody;
-use crate::config::{Config, HostPattern, ProxyConfig, UpstreamTls};
+use super::pool::Pool;
+use crate::config::{Config, HostPattern, UpstreamTls};
 use crate::rules::{Match, RequestFacts};
-
-/// Keep-alive connections to upstreams idle this long are closed.
-const POOL_IDLE: Duration = Duration::from_secs(30);
-
-/// The pooled client type.
-pub type UpstreamClient = Client<HttpsConnector<HttpConnector>, RequestBody>;
 
 /// One rule's upstream, ready to take requests.
 pub struct Upstream {
@@ -44,18 +34,16 @@ pub struct Upstream {
     pub label: Arc<str>,
     /// The rule that named it (for logs).
     pub rule: String,
-    /// `scheme://host[:port]`.
-    origin: String,
     /// The URL's path without a trailing `/` (`""` for the root).
     base_path: String,
     /// `Host` to send unless `preserve_host`.
     host: HeaderValue,
     /// Send the client's `Host`.
     pub preserve_host: bool,
-    /// Pooled client, HTTP/1.1 and (over TLS, by ALPN) HTTP/2.
-    pub client: UpstreamClient,
-    /// HTTP/1.1-only client for upgrades.
-    pub upgrade_client: UpstreamClient,
+    /// Connections, HTTP/1.1 and (over TLS, by ALPN) HTTP/2.
+    pub pool: Arc<Pool>,
+    /// HTTP/1.1-only connections that can carry upgrades.
+    pub upgrade_pool: Arc<Pool>,
     /// `proxy.response_header_timeout`.
     pub response_header_timeout: Duration,
     /// `proxy.idle_timeout`.
@@ -75,13 +63,13 @@ pub struct Upstreams {
 // === impl Upstreams ===
 
 impl Upstreams {
-    /// Builds the clients for every rule with an upstream.
+    /// Builds the pools for every rule with an upstream.
     pub fn compile(config: &Config) -> Upstreams {
         let needs_roots = config.rules.iter().any(|r| {
             r.upstream.as_ref().is_some_and(|u| u.scheme() == "https")
                 && matches!(r.upstream_options.tls, UpstreamTls::SystemRoots)
         });
-        let mut shared: Option<(UpstreamClient, UpstreamClient)> = None;
+        let mut shared: Option<Tls> = None;
         let mut out = Upstreams::default();
         for rule in &config.rules {
             let Some(url) = &rule.upstream else {
@@ -89,7 +77,7 @@ impl Upstreams {
                 continue;
             };
             let opts = &rule.upstream_options;
-            let (client, upgrade_client) = match &opts.tls {
+            let tls = match &opts.tls {
                 UpstreamTls::SystemRoots => shared
                     .get_or_insert_with(|| {
                         let roots = if needs_roots {
@@ -97,25 +85,34 @@ impl Upstreams {
                         } else {
                             Arc::new(RootCertStore::empty())
                         };
-                        clients(verified(roots), &config.proxy)
+                        Tls::new(verified(roots))
                     })
                     .clone(),
-                UpstreamTls::Ca { certs, .. } => clients(verified(ca_roots(certs)), &config.proxy),
+                UpstreamTls::Ca { certs, .. } => Tls::new(verified(ca_roots(certs))),
                 UpstreamTls::InsecureSkipVerify => {
                     tracing::warn!(rule.name = %rule.name, upstream = %url, "upstream_insecure_skip_verify = true: the upstream's certificate is not checked; anyone on the path can read and alter this traffic");
-                    clients(insecure(), &config.proxy)
+                    Tls::new(insecure())
                 }
+            };
+            let timeout = config.proxy.connect_timeout;
+            let (Some(pool), Some(upgrade_pool)) = (
+                Pool::new(url, Some(tls.both), false, timeout),
+                Pool::new(url, Some(tls.h1), true, timeout),
+            ) else {
+                // Validation accepts only http(s) URLs with a host.
+                tracing::error!(rule.name = %rule.name, upstream = %url, "upstream URL has no usable host; the rule's requests get 502");
+                out.by_rule.push(None);
+                continue;
             };
             let upstream = Arc::new(Upstream {
                 url: url.clone(),
                 label: Arc::from(url.as_str()),
                 rule: rule.name.clone(),
-                origin: url.origin().ascii_serialization(),
                 base_path: url.path().trim_end_matches('/').to_owned(),
                 host: host_value(url),
                 preserve_host: opts.preserve_host,
-                client,
-                upgrade_client,
+                pool: Arc::new(pool),
+                upgrade_pool: Arc::new(upgrade_pool),
                 response_header_timeout: config.proxy.response_header_timeout,
                 idle_timeout: config.proxy.idle_timeout,
             });
@@ -153,11 +150,11 @@ impl Upstreams {
 // === impl Upstream ===
 
 impl Upstream {
-    /// The upstream URI for a (normalised) path and the original query.
+    /// The upstream request target (origin form, `/path?query`) for a
+    /// (normalised) path and the original query.
     pub fn uri(&self, path: &str, query: Option<&str>) -> Option<http::Uri> {
-        let mut s =
-            String::with_capacity(self.origin.len() + self.base_path.len() + path.len() + 64);
-        s.push_str(&self.origin);
+        let len = self.base_path.len() + path.len() + query.map_or(0, |q| q.len() + 1);
+        let mut s = String::with_capacity(len);
         s.push_str(&self.base_path);
         s.push_str(path);
         if let Some(q) = query {
@@ -193,30 +190,26 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-fn clients(tls: ClientConfig, limits: &ProxyConfig) -> (UpstreamClient, UpstreamClient) {
-    let mut http = HttpConnector::new();
-    http.enforce_http(false);
-    http.set_nodelay(true);
-    http.set_connect_timeout(Some(limits.connect_timeout));
-    let both = HttpsConnectorBuilder::new()
-        .with_tls_config(tls.clone())
-        .https_or_http()
-        .enable_http1()
-        .enable_http2()
-        .wrap_connector(http.clone());
-    let h1 = HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(http);
-    let build = |c| {
-        Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(POOL_IDLE)
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .build(c)
-    };
-    (build(both), build(h1))
+/// One TLS setup in its two ALPN variants.
+#[derive(Clone)]
+struct Tls {
+    /// `h2` and `http/1.1`.
+    both: Arc<ClientConfig>,
+    /// `http/1.1` only (upgrades, `preserve_host`).
+    h1: Arc<ClientConfig>,
+}
+
+impl Tls {
+    fn new(cfg: ClientConfig) -> Tls {
+        let mut both = cfg.clone();
+        both.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let mut h1 = cfg;
+        h1.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Tls {
+            both: Arc::new(both),
+            h1: Arc::new(h1),
+        }
+    }
 }
 
 fn verified(roots: Arc<RootCertStore>) -> ClientConfig {
@@ -336,10 +329,7 @@ mod tests {
         );
         let ups = Upstreams::compile(&cfg);
         let u = ups.by_rule[0].as_ref().unwrap();
-        assert_eq!(
-            u.uri("/a", Some("x=1")).unwrap().to_string(),
-            "http://127.0.0.1:3000/base/a?x=1"
-        );
+        assert_eq!(u.uri("/a", Some("x=1")).unwrap().to_string(), "/base/a?x=1");
         assert_eq!(u.host_header("a.example.com"), "127.0.0.1:3000");
     }
 
