@@ -18,7 +18,8 @@
 //! upstreams, the TLS handshake.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use http::uri::{Authority, Scheme};
@@ -58,6 +59,8 @@ pub struct Pool {
     idle: Mutex<Vec<Idle>>,
     /// The shared HTTP/2 connection, once ALPN picked h2.
     h2: Mutex<Option<http2::SendRequest<RequestBody>>>,
+    /// A task closes expired idle connections (started with the first one).
+    reaping: AtomicBool,
 }
 
 /// Why a request got no response from the upstream.
@@ -138,6 +141,7 @@ impl Pool {
             connect_timeout,
             idle: Mutex::new(Vec::new()),
             h2: Mutex::new(None),
+            reaping: AtomicBool::new(false),
         })
         .filter(|p| !https || p.tls.is_some())
     }
@@ -234,7 +238,7 @@ impl Pool {
         while i > 0 {
             i -= 1;
             let e = &idle[i];
-            if e.tx.is_closed() || now.saturating_sub(e.since_ms) > IDLE.as_millis() as u64 {
+            if !e.alive(now) {
                 idle.swap_remove(i);
             } else if e.tx.is_ready() {
                 return Some(Sender::H1(idle.swap_remove(i).tx));
@@ -244,17 +248,33 @@ impl Pool {
         None
     }
 
-    fn put(&self, tx: http1::SendRequest<RequestBody>) {
+    fn put(self: &Arc<Self>, tx: http1::SendRequest<RequestBody>) {
         if tx.is_closed() {
             return;
         }
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        if idle.len() < MAX_IDLE {
-            idle.push(Idle {
-                tx,
-                since_ms: clock::mono_ms(),
-            });
+        {
+            let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+            if idle.len() < MAX_IDLE {
+                idle.push(Idle {
+                    tx,
+                    since_ms: clock::mono_ms(),
+                });
+            }
         }
+        if !self.reaping.swap(true, Ordering::Relaxed) {
+            tokio::spawn(reap(Arc::downgrade(self)));
+        }
+    }
+
+    /// Drops idle connections that are closed or expired.
+    fn drop_expired(&self) {
+        let now = clock::mono_ms();
+        self.idle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|e| {
+                !e.tx.is_closed() && now.saturating_sub(e.since_ms) <= IDLE.as_millis() as u64
+            });
     }
 
     /// Opens a connection: TCP, TLS for `https://`, then HTTP/2 if ALPN
@@ -321,6 +341,24 @@ impl Pool {
             });
         }
         Ok(Sender::H1(tx))
+    }
+}
+
+impl Idle {
+    /// Still open and idle for at most [`IDLE`] at `now` (ms, [`clock::mono_ms`]).
+    fn alive(&self, now: u64) -> bool {
+        !self.tx.is_closed() && now.saturating_sub(self.since_ms) <= IDLE.as_millis() as u64
+    }
+}
+
+/// Closes a pool's expired idle connections every half [`IDLE`] while the pool lives.
+async fn reap(pool: Weak<Pool>) {
+    loop {
+        tokio::time::sleep(IDLE / 2).await;
+        match pool.upgrade() {
+            Some(p) => p.drop_expired(),
+            None => return,
+        }
     }
 }
 

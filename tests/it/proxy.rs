@@ -136,3 +136,133 @@ async fn raw_get(addr: std::net::SocketAddr, target: &str) -> String {
     s.read_to_string(&mut out).await.unwrap();
     out
 }
+
+/// A keep-alive HTTP/1.1 upstream on raw sockets that counts its connections.
+/// `GET /close` answers and then drops the connection without saying so
+/// (as an upstream's own keep-alive timeout does); `GET /chunked` answers
+/// with a chunked body; anything else with `ok`.
+async fn counting_upstream() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let accepted = std::sync::Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut s = BufReader::new(s);
+                loop {
+                    let mut line = String::new();
+                    if s.read_line(&mut line).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let path = line.split(' ').nth(1).unwrap_or("").to_owned();
+                    loop {
+                        let mut h = String::new();
+                        if s.read_line(&mut h).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if h == "\r\n" {
+                            break;
+                        }
+                    }
+                    let answer: &[u8] = match path.as_str() {
+                        "/close" => b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nbye",
+                        "/chunked" => b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nch\r\n3\r\nunk\r\n0\r\n\r\n",
+                        _ => b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
+                    };
+                    if s.get_mut().write_all(answer).await.is_err() || path == "/close" {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+#[tokio::test]
+async fn upstream_connections_are_reused_and_replaced_when_the_upstream_closes_them() {
+    use std::sync::atomic::Ordering;
+    let (up, accepted) = counting_upstream().await;
+    let extra = format!(
+        "[access]\ndefault = \"deny\"\n[[rule]]\nhost = \"app.test\"\npolicy = \"public\"\nupstream = \"http://{up}\"\n"
+    );
+    let h = crate::support::Harness::start_with(crate::support::Opts {
+        extra,
+        ..Default::default()
+    })
+    .await;
+    let c = h.client();
+    let get = |path: &'static str| {
+        let c = c.clone();
+        let url = format!("{}{path}", h.base);
+        async move {
+            let res = c.get(url).header("Host", "app.test").send().await.unwrap();
+            (res.status().as_u16(), res.text().await.unwrap())
+        }
+    };
+    for _ in 0..5 {
+        assert_eq!(get("/a").await, (200, "ok".into()));
+    }
+    assert_eq!(get("/chunked").await, (200, "chunk".into()));
+    assert_eq!(get("/a").await, (200, "ok".into()));
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        1,
+        "sequential requests (fixed-length and chunked bodies) share one upstream connection"
+    );
+    // The upstream drops the connection after answering: the next request
+    // must not fail on it, whether or not the close has been seen yet.
+    for _ in 0..5 {
+        assert_eq!(get("/close").await, (200, "bye".into()));
+        assert_eq!(get("/a").await, (200, "ok".into()));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    assert_eq!(get("/a").await, (200, "ok".into()));
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        6,
+        "one new connection per close"
+    );
+}
+
+#[tokio::test]
+async fn connect_timeout_covers_the_tls_handshake() {
+    // Accepts TCP connections and never says a word: TLS never starts.
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = l.accept().await {
+            held.push(s);
+        }
+    });
+    let extra = format!(
+        "[proxy]\nconnect_timeout = \"300ms\"\nresponse_header_timeout = \"20s\"\n[access]\ndefault = \"deny\"\n[[rule]]\nhost = \"app.test\"\npolicy = \"public\"\nupstream = \"https://{up}\"\nupstream_insecure_skip_verify = true\n"
+    );
+    let h = crate::support::Harness::start_with(crate::support::Opts {
+        extra,
+        ..Default::default()
+    })
+    .await;
+    let t = std::time::Instant::now();
+    let res = h
+        .client()
+        .get(format!("{}/", h.base))
+        .header("Host", "app.test")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 504);
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(5),
+        "took {:?}: the TLS handshake was not under connect_timeout",
+        t.elapsed()
+    );
+}
