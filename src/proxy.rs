@@ -106,7 +106,7 @@ impl Proxy {
             return pages::json_error(StatusCode::BAD_REQUEST, "bad_request", "malformed host");
         };
         let path = match normalize(split_target(req.uri().path())) {
-            Ok(p) => p.into_owned(),
+            Ok(p) => p,
             Err(e) => {
                 tracing::info!(error = %e, "proxied request rejected");
                 return pages::json_error(StatusCode::BAD_REQUEST, "bad_request", &e.to_string());
@@ -138,7 +138,7 @@ impl Proxy {
             Decision::Public(_) => (IdentityHeaders::empty(), None),
             other => return refuse(&rt, other, &req, &host_raw, proto),
         };
-        let Some(uri) = upstream.uri(&path, req.uri().query()) else {
+        let Some(uri) = upstream.uri(req.uri(), &path) else {
             tracing::warn!(upstream = %upstream.url, "cannot build the upstream URI");
             return bad_gateway();
         };
@@ -181,7 +181,7 @@ impl Proxy {
         }
         let req = Request::from_parts(parts, body);
         match client_upgrade {
-            Some(on_client) => tunnel::forward(&upstream, req, on_client).await,
+            Some(on_client) => Box::pin(tunnel::forward(&upstream, req, on_client)).await,
             None => forward(&upstream, req, progress.as_deref()).await,
         }
     }

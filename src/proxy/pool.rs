@@ -157,7 +157,8 @@ impl Pool {
         loop {
             let (sender, reused) = match self.checkout() {
                 Some(s) => (s, true),
-                None => (self.connect().await?, false),
+                // Boxed: the connect future is large and rarely needed.
+                None => (Box::pin(self.connect()).await?, false),
             };
             let sent = match sender {
                 Sender::H1(mut tx) => match tx.try_send_request(req).await {

@@ -150,9 +150,15 @@ impl Upstreams {
 // === impl Upstream ===
 
 impl Upstream {
-    /// The upstream request target (origin form, `/path?query`) for a
-    /// (normalised) path and the original query.
-    pub fn uri(&self, path: &str, query: Option<&str>) -> Option<http::Uri> {
+    /// The upstream request target (origin form, `/path?query`): the base
+    /// path, the (normalised) `path` the rules judged and the original query.
+    pub fn uri(&self, original: &http::Uri, path: &str) -> Option<http::Uri> {
+        // Nothing to change: the original target is passed on as it is,
+        // without building and re-parsing a copy.
+        if self.base_path.is_empty() && path == original.path() {
+            return original.path_and_query().cloned().map(http::Uri::from);
+        }
+        let query = original.query();
         let len = self.base_path.len() + path.len() + query.map_or(0, |q| q.len() + 1);
         let mut s = String::with_capacity(len);
         s.push_str(&self.base_path);
@@ -329,7 +335,19 @@ mod tests {
         );
         let ups = Upstreams::compile(&cfg);
         let u = ups.by_rule[0].as_ref().unwrap();
-        assert_eq!(u.uri("/a", Some("x=1")).unwrap().to_string(), "/base/a?x=1");
+        let original: http::Uri = "/a?x=1".parse().unwrap();
+        assert_eq!(u.uri(&original, "/a").unwrap().to_string(), "/base/a?x=1");
+        // Without a base path, the original target goes through as it is,
+        // unless normalisation changed the path.
+        let cfg =
+            config("[[rule]]\nhost = \"a.example.com\"\nupstream = \"http://127.0.0.1:3000\"\n");
+        let ups = Upstreams::compile(&cfg);
+        let u = ups.by_rule[0].as_ref().unwrap();
+        assert_eq!(u.uri(&original, "/a").unwrap().to_string(), "/a?x=1");
+        let dotted: http::Uri = "http://a.example.com/x/../a?x=1".parse().unwrap();
+        assert_eq!(u.uri(&dotted, "/a").unwrap().to_string(), "/a?x=1");
+        let plain: http::Uri = "/b".parse().unwrap();
+        assert_eq!(u.uri(&plain, "/b").unwrap().to_string(), "/b");
         assert_eq!(u.host_header("a.example.com"), "127.0.0.1:3000");
     }
 
