@@ -244,21 +244,35 @@ async fn send(
     progress: Option<&body::Progress>,
 ) -> Result<(Response<Incoming>, Checkin), UpstreamError> {
     let limit = upstream.response_header_timeout;
-    let fut = pool.request(req);
+    let result = match progress {
+        None => tokio::time::timeout(limit, pool.request(req))
+            .await
+            .map_err(|_| UpstreamError::HeadTimeout)?,
+        // Boxed: only requests with a body need the progress watch.
+        Some(p) => Box::pin(watching_upload(pool.request(req), p, limit)).await?,
+    };
+    result.map_err(|e| match e {
+        PoolError::ConnectTimeout => UpstreamError::ConnectTimeout,
+        e => UpstreamError::Failed(e.to_string()),
+    })
+}
+
+/// Waits for `fut` while a request body goes up: the upstream must take some
+/// of it every `limit`, and answer within `limit` of its end.
+async fn watching_upload<F: std::future::Future>(
+    fut: F,
+    p: &body::Progress,
+    limit: std::time::Duration,
+) -> Result<F::Output, UpstreamError> {
     tokio::pin!(fut);
     let mut seen = 0;
-    let result = loop {
-        let Some(p) = progress else {
-            break tokio::time::timeout(limit, &mut fut)
-                .await
-                .map_err(|_| UpstreamError::HeadTimeout)?;
-        };
+    loop {
         tokio::select! {
-            r = &mut fut => break r,
+            r = &mut fut => return Ok(r),
             _ = p.done.notified() => {
-                break tokio::time::timeout(limit, &mut fut)
+                return tokio::time::timeout(limit, &mut fut)
                     .await
-                    .map_err(|_| UpstreamError::HeadTimeout)?;
+                    .map_err(|_| UpstreamError::HeadTimeout);
             }
             _ = tokio::time::sleep(limit) => {
                 let now = p.frames.load(std::sync::atomic::Ordering::Relaxed);
@@ -268,11 +282,7 @@ async fn send(
                 seen = now;
             }
         }
-    };
-    result.map_err(|e| match e {
-        PoolError::ConnectTimeout => UpstreamError::ConnectTimeout,
-        e => UpstreamError::Failed(e.to_string()),
-    })
+    }
 }
 
 /// The upstream's answer as sent to the client: hop-by-hop headers scrubbed,

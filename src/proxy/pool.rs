@@ -179,22 +179,11 @@ impl Pool {
                     }
                     Err(e) => e,
                 },
-                Sender::H2(mut tx) => {
-                    let mut parts = req.into_parts();
-                    parts.0.uri = self.absolute(&parts.0.uri);
-                    match tx
-                        .try_send_request(Request::from_parts(parts.0, parts.1))
-                        .await
-                    {
-                        Ok(res) => return Ok((res, Checkin::default())),
-                        Err(e) => {
-                            if reused {
-                                self.h2.lock().unwrap_or_else(|p| p.into_inner()).take();
-                            }
-                            e
-                        }
-                    }
-                }
+                // Boxed: a second request future inline would double this one's size.
+                Sender::H2(tx) => match Box::pin(self.send_h2(tx, req, reused)).await {
+                    Ok(res) => return Ok((res, Checkin::default())),
+                    Err(e) => e,
+                },
             };
             let mut e = sent;
             match e.take_message() {
@@ -214,6 +203,22 @@ impl Pool {
                 }
             }
         }
+    }
+
+    /// Sends `req` on the shared HTTP/2 connection, forgetting the connection
+    /// if it refuses a request (closed or going away) after reuse.
+    async fn send_h2(
+        &self,
+        mut tx: http2::SendRequest<RequestBody>,
+        mut req: Request<RequestBody>,
+        reused: bool,
+    ) -> Result<Response<Incoming>, hyper::client::conn::TrySendError<Request<RequestBody>>> {
+        *req.uri_mut() = self.absolute(req.uri());
+        let sent = tx.try_send_request(req).await;
+        if sent.is_err() && reused {
+            self.h2.lock().unwrap_or_else(|p| p.into_inner()).take();
+        }
+        sent
     }
 
     /// `req_uri` (origin form) made absolute for HTTP/2's pseudo-headers.
