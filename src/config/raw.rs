@@ -209,7 +209,7 @@ pub struct RawAccess {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RawProxy {
-    /// Time allowed to open the TCP connection to an upstream. Default `"5s"`.
+    /// Time allowed to open a connection to an upstream (TCP connect and TLS handshake). Default `"5s"`.
     pub connect_timeout: HumanDuration,
     /// Time allowed for the upstream's response head once the request is sent. Default `"60s"`.
     pub response_header_timeout: HumanDuration,
