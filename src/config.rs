@@ -248,8 +248,8 @@ pub enum DefaultPolicy {
 /// `[proxy]`: timeouts of reverse-proxy mode (reloaded on SIGHUP).
 #[derive(Debug, Clone)]
 pub struct ProxyConfig {
-    /// Opening the TCP connection to an upstream. Default 5 s; exceeded = 504. (A
-    /// stalled TLS handshake counts against `response_header_timeout`.)
+    /// Opening a connection to an upstream: TCP connect and, for `https://`,
+    /// the TLS handshake. Default 5 s; exceeded = 504.
     pub connect_timeout: Duration,
     /// From sending the request to the upstream's response head. Default 60 s; exceeded = 504.
     pub response_header_timeout: Duration,
