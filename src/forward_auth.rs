@@ -81,11 +81,13 @@ impl<'a> Original<'a> {
         nginx_query: bool,
     ) -> Result<Original<'a>, OriginalError> {
         let own_proto = if tls { "https" } else { "http" };
-        let own_host = header_str(headers, &header::HOST).unwrap_or("");
+        // Looked up only when needed: a trusted front proxy's
+        // X-Forwarded-Host usually makes this hashed lookup unnecessary.
+        let own_host = || header_str(headers, &header::HOST).unwrap_or("");
         if !trusted {
             return Ok(Original {
                 proto: own_proto,
-                host_raw: Cow::Borrowed(own_host),
+                host_raw: Cow::Borrowed(own_host()),
                 target: Cow::Borrowed(own_target),
                 method: Method::GET,
                 nginx: nginx_query,
@@ -127,7 +129,10 @@ impl<'a> Original<'a> {
             Some(_) => "https",
             None => own_proto,
         };
-        let host = fwd.host.flatten().map(first_value).unwrap_or(own_host);
+        let host = match fwd.host.flatten() {
+            Some(h) => first_value(h),
+            None => own_host(),
+        };
         let target = forwarded_uri.ok_or(OriginalError::NoUri)?;
         let method = method_from(fwd.method.flatten())?;
         Ok(Original {
@@ -177,7 +182,7 @@ impl<'h> Forwarding<'h> {
                 _ => continue,
             };
             if slot.is_none() {
-                *slot = Some(http_util::text(value));
+                *slot = Some(value.to_str().ok());
             }
         }
         f

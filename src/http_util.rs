@@ -118,12 +118,16 @@ pub fn cookies(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
 }
 
 /// A header value as text: what `HeaderValue::to_str` accepts (visible
-/// ASCII, space and tab), checked without its early exit so the compiler
-/// can test many bytes per instruction, then `str::from_utf8`'s ASCII fast
-/// path. On the long session cookie this costs about half of `to_str`'s
-/// byte-at-a-time loop.
+/// ASCII, space and tab). A long value (the session cookie) is checked
+/// without `to_str`'s early exit, so the compiler tests many bytes per
+/// instruction, then through `str::from_utf8`'s ASCII fast path: about half
+/// of `to_str`'s byte-at-a-time loop. `from_utf8` costs over a hundred
+/// instructions even on a few bytes, so short values keep `to_str`.
 pub fn text(v: &HeaderValue) -> Option<&str> {
     let b = v.as_bytes();
+    if b.len() < 64 {
+        return v.to_str().ok();
+    }
     let visible = b.iter().fold(true, |ok, &c| {
         ok & ((0x20..0x7f).contains(&c) || c == b'\t')
     });
@@ -247,7 +251,12 @@ mod tests {
     #[test]
     fn text_accepts_what_to_str_accepts() {
         for c in 0..=255u8 {
-            for v in [vec![c], vec![b'a'; 40], [vec![b'x'; 37], vec![c]].concat()] {
+            for v in [
+                vec![c],
+                vec![b'a'; 70],
+                [vec![b'x'; 37], vec![c]].concat(),
+                [vec![b'x'; 99], vec![c]].concat(),
+            ] {
                 let Ok(v) = HeaderValue::from_bytes(&v) else {
                     continue;
                 };
