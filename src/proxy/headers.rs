@@ -15,7 +15,7 @@
 //! runtime into [`Hygiene`]; scrubbing a request allocates only when it
 //! finds something to cut.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
@@ -275,30 +275,45 @@ pub fn upgrade_of(h: &HeaderMap) -> Option<HeaderValue> {
 }
 
 /// Cuts portcullis's session and login-flow cookies out of `Cookie`, keeping the rest.
+///
+/// One pass over the pairs of every `Cookie` value: the kept pairs are
+/// collected (allocating only when there are any) while looking for ours,
+/// and the header is rewritten only when one of ours was there. A piece
+/// without `=` counts as one of ours for cutting, but alone does not make
+/// the header be rewritten.
 fn strip_own_cookies(h: &mut HeaderMap, cookie_name: &str) {
     let ours = |k: &str| {
         k == cookie_name
             || k.strip_prefix(cookie_name)
                 .is_some_and(|rest| rest.starts_with("_flow_"))
     };
-    if !http_util::cookies(h).any(|(k, _)| ours(k)) {
-        return;
-    }
+    let mut found = false;
     let mut kept = String::new();
-    for pair in h
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-    {
-        let name = pair.split_once('=').map_or(pair, |(k, _)| k).trim();
-        if name.is_empty() || ours(name) {
-            continue;
+    for value in h.get_all(header::COOKIE).iter().filter_map(http_util::text) {
+        let mut rest = value;
+        while !rest.is_empty() {
+            let (pair, tail) = match rest.find(';') {
+                Some(i) => (&rest[..i], &rest[i + 1..]),
+                None => (rest, ""),
+            };
+            rest = tail;
+            let eq = pair.bytes().position(|b| b == b'=');
+            let name = pair[..eq.unwrap_or(pair.len())].trim_ascii();
+            if ours(name) {
+                found |= eq.is_some();
+                continue;
+            }
+            if name.is_empty() {
+                continue;
+            }
+            if !kept.is_empty() {
+                kept.push_str("; ");
+            }
+            kept.push_str(pair.trim_ascii());
         }
-        if !kept.is_empty() {
-            kept.push_str("; ");
-        }
-        kept.push_str(pair.trim());
+    }
+    if !found {
+        return;
     }
     h.remove(header::COOKIE);
     if !kept.is_empty() {
@@ -311,9 +326,17 @@ fn strip_own_cookies(h: &mut HeaderMap, cookie_name: &str) {
 /// Sets `X-Forwarded-For/Proto/Host`. A trusted peer's `X-Forwarded-For` is
 /// extended and its `X-Forwarded-Proto/Host` kept; from anyone else they are replaced.
 fn forwarded(h: &mut HeaderMap, fwd: &Forwarding<'_>) {
-    let mut text = StackStr::default();
-    write_ip(&mut text, crate::pipeline::canonical(fwd.peer));
-    let peer = text.as_str();
+    let mut v4 = [0u8; 15];
+    let mut v6 = StackStr::default();
+    let peer: &[u8] = match crate::pipeline::canonical(fwd.peer) {
+        IpAddr::V4(ip) => ipv4_text(ip, &mut v4),
+        IpAddr::V6(ip) => {
+            use std::fmt::Write as _;
+            // At most 45 bytes of text in a 64-byte buffer: cannot fail.
+            let _ = write!(v6, "{ip}");
+            v6.as_str().as_bytes()
+        }
+    };
     // Only a trusted peer's list is read; anyone else's is replaced unread.
     let prev = if fwd.trusted {
         h.get(&X_FORWARDED_FOR)
@@ -323,8 +346,8 @@ fn forwarded(h: &mut HeaderMap, fwd: &Forwarding<'_>) {
         None
     };
     let xff = match prev {
-        Some(prev) => HeaderValue::from_str(&format!("{prev}, {peer}")),
-        None => HeaderValue::from_str(peer),
+        Some(prev) => HeaderValue::from_bytes(&[prev.as_bytes(), b", ", peer].concat()),
+        None => HeaderValue::from_bytes(peer),
     };
     if let Ok(v) = xff {
         h.insert(X_FORWARDED_FOR.clone(), v);
@@ -347,38 +370,28 @@ fn forwarded(h: &mut HeaderMap, fwd: &Forwarding<'_>) {
     }
 }
 
-/// Writes an IP address as `Display` does. IPv4, every request's case, is
-/// written digit by digit: `Ipv4Addr`'s `Display` goes through the
-/// formatting machinery at about ten times the cost. IPv6 uses `Display`.
-fn write_ip(out: &mut StackStr, ip: IpAddr) {
-    use std::fmt::Write as _;
-    // At most 45 bytes of text in a 64-byte buffer: no write can fail.
-    match ip {
-        IpAddr::V4(v4) => {
-            let mut buf = [0u8; 15];
-            let mut n = 0;
-            for (i, octet) in v4.octets().into_iter().enumerate() {
-                if i > 0 {
-                    buf[n] = b'.';
-                    n += 1;
-                }
-                if octet >= 100 {
-                    buf[n] = b'0' + octet / 100;
-                    n += 1;
-                }
-                if octet >= 10 {
-                    buf[n] = b'0' + octet / 10 % 10;
-                    n += 1;
-                }
-                buf[n] = b'0' + octet % 10;
-                n += 1;
-            }
-            let _ = out.write_str(std::str::from_utf8(&buf[..n]).unwrap_or(""));
+/// An IPv4 address's text as `Display` writes it, digit by digit into `buf`:
+/// `Ipv4Addr`'s `Display` goes through the formatting machinery at about
+/// ten times the cost, on every proxied request.
+fn ipv4_text(ip: Ipv4Addr, buf: &mut [u8; 15]) -> &[u8] {
+    let mut n = 0;
+    for (i, octet) in ip.octets().into_iter().enumerate() {
+        if i > 0 {
+            buf[n] = b'.';
+            n += 1;
         }
-        IpAddr::V6(v6) => {
-            let _ = write!(out, "{v6}");
+        if octet >= 100 {
+            buf[n] = b'0' + octet / 100;
+            n += 1;
         }
+        if octet >= 10 {
+            buf[n] = b'0' + octet / 10 % 10;
+            n += 1;
+        }
+        buf[n] = b'0' + octet % 10;
+        n += 1;
     }
+    &buf[..n]
 }
 
 /// Hygiene for the upstream's response head. An upgrade answer (101) keeps
@@ -533,20 +546,37 @@ mod tests {
     }
 
     #[test]
-    fn ip_text_matches_display() {
-        let mut ips: Vec<IpAddr> = ["::1", "2001:db8::8:800:200c:417a", "::ffff:1.2.3.4"]
-            .iter()
-            .map(|s| s.parse().unwrap())
-            .collect();
+    fn ipv4_text_matches_display() {
         for a in [0u8, 1, 9, 10, 99, 100, 199, 200, 255] {
             for b in [0u8, 7, 42, 250] {
-                ips.push(IpAddr::from([a, b, 255 - a, a / 3]));
+                let ip = Ipv4Addr::from([a, b, 255 - a, a / 3]);
+                assert_eq!(ipv4_text(ip, &mut [0; 15]), ip.to_string().as_bytes());
             }
         }
-        for ip in ips {
-            let mut text = StackStr::default();
-            write_ip(&mut text, ip);
-            assert_eq!(text.as_str(), ip.to_string());
+    }
+
+    #[test]
+    fn forwarded_for_names_the_peer() {
+        for (peer, want) in [
+            ("10.0.0.9", "10.0.0.9"),
+            ("255.255.255.255", "255.255.255.255"),
+            ("::ffff:1.2.3.4", "1.2.3.4"),
+            ("2001:db8::8:800:200c:417a", "2001:db8::8:800:200c:417a"),
+        ] {
+            for trusted in [false, true] {
+                let mut h = headers(&[("x-forwarded-for", "1.1.1.1")]);
+                let f = Forwarding {
+                    peer: peer.parse().unwrap(),
+                    ..fwd(trusted)
+                };
+                forwarded(&mut h, &f);
+                let want = if trusted {
+                    format!("1.1.1.1, {want}")
+                } else {
+                    want.to_owned()
+                };
+                assert_eq!(h["x-forwarded-for"], want.as_str());
+            }
         }
     }
 
@@ -689,6 +719,23 @@ mod tests {
         );
         let cookies: Vec<_> = h.get_all("cookie").iter().cloned().collect();
         assert_eq!(cookies, ["a=1; b=\"x y\"; garbage; _portcullisx=keep"]);
+
+        // A bare `_portcullis` (no `=`) alone leaves the header as it was;
+        // beside a real one of ours it goes too.
+        for (sent, want) in [
+            ("_portcullis; a=1", Some("_portcullis; a=1")),
+            ("_portcullis; a=1; _portcullis=x", Some("a=1")),
+            ("_portcullis=x;", None),
+            (" ; _portcullis = x ; ", None),
+        ] {
+            let mut h = headers(&[("cookie", sent)]);
+            strip_own_cookies(&mut h, "_portcullis");
+            assert_eq!(
+                h.get("cookie").map(|v| v.to_str().unwrap()),
+                want,
+                "{sent:?}"
+            );
+        }
     }
 
     #[test]
