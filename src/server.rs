@@ -27,7 +27,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::{Config, StoreKind};
@@ -246,18 +246,16 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let shared = shared.clone();
         let stop = shutdown.clone();
-        tokio::spawn(async move {
-            connection(shared, stream, peer, stop).await;
-            drop(permit);
-        });
+        tokio::spawn(connection(shared, stream, peer, stop, permit));
     }
     drop(listener);
-    // Every connection holds a permit until it ends: having them all back means drained.
+    // Every connection holds a permit until it ends, and hands it on to the
+    // tunnel it becomes after an upgrade: having them all back means drained.
     let drained = tokio::time::timeout(grace, permits.acquire_many(max as u32)).await;
     if drained.is_err() {
         tracing::warn!(
             grace_secs = grace.as_secs(),
-            "shutdown grace period ran out with requests still in flight"
+            "shutdown grace period ran out with requests or WebSocket tunnels still open"
         );
     }
 }
@@ -267,8 +265,9 @@ async fn connection(
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
     stop: watch::Receiver<bool>,
+    permit: OwnedSemaphorePermit,
 ) {
-    let ctl = Arc::new(ConnCtl::new(shared.clone()));
+    let ctl = Arc::new(ConnCtl::new(shared.clone(), permit));
     match &shared.tls {
         None => {
             let io = Tracked::new(stream, ctl.clone());
@@ -323,10 +322,14 @@ struct ConnCtl {
     in_flight: AtomicU32,
     /// The client spoke the HTTP/2 preface.
     h2: AtomicBool,
+    /// The connection's place under `max_connections` and in the shutdown
+    /// drain. The IO wrapper holds this struct, so after an upgrade the
+    /// tunnel keeps the place until it closes.
+    _slot: OwnedSemaphorePermit,
 }
 
 impl ConnCtl {
-    fn new(shared: Arc<Shared>) -> Self {
+    fn new(shared: Arc<Shared>, slot: OwnedSemaphorePermit) -> Self {
         let now = clock::mono_ms();
         ConnCtl {
             shared,
@@ -339,6 +342,7 @@ impl ConnCtl {
             head_since: AtomicU64::new(now.max(1)),
             in_flight: AtomicU32::new(0),
             h2: AtomicBool::new(false),
+            _slot: slot,
         }
     }
 

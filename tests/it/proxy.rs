@@ -266,3 +266,131 @@ async fn connect_timeout_covers_the_tls_handshake() {
         t.elapsed()
     );
 }
+
+/// An upstream that answers any request with `101` and then echoes bytes.
+async fn upgrade_echo_upstream() -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut b = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if s.read(&mut b).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(b[0]);
+                }
+                let _ = s
+                    .write_all(b"HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: echo\r\n\r\n")
+                    .await;
+                let (mut r, mut w) = s.into_split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+    addr
+}
+
+/// Opens an upgraded tunnel through the gateway and checks one echo.
+async fn open_tunnel(gw: std::net::SocketAddr) -> tokio::net::TcpStream {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(gw).await.unwrap();
+    s.write_all(
+        b"GET /tunnel HTTP/1.1\r\nHost: app.test\r\nConnection: upgrade\r\nUpgrade: echo\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_ne!(s.read(&mut b).await.unwrap(), 0, "closed before the 101");
+        head.push(b[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    echo(&mut s, b"ping").await;
+    s
+}
+
+async fn echo(s: &mut tokio::net::TcpStream, msg: &[u8]) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    s.write_all(msg).await.unwrap();
+    let mut got = vec![0u8; msg.len()];
+    tokio::time::timeout(std::time::Duration::from_secs(5), s.read_exact(&mut got))
+        .await
+        .expect("no echo through the tunnel")
+        .unwrap();
+    assert_eq!(got, msg);
+}
+
+async fn tunnel_gateway(server: &str) -> crate::support::Harness {
+    let up = upgrade_echo_upstream().await;
+    crate::support::Harness::start_with(crate::support::Opts {
+        server: server.into(),
+        extra: format!(
+            "[access]\ndefault = \"deny\"\n[[rule]]\nhost = \"app.test\"\npolicy = \"public\"\nupstream = \"http://{up}\"\n"
+        ),
+        ..Default::default()
+    })
+    .await
+}
+
+#[tokio::test]
+async fn an_open_tunnel_keeps_its_place_under_max_connections() {
+    let h = tunnel_gateway("max_connections = 1").await;
+    let tunnel = open_tunnel(h.gw.addr).await;
+    let get = || async {
+        tokio::time::timeout(
+            std::time::Duration::from_secs(1),
+            h.client()
+                .get(format!("{}/", h.base))
+                .header("Host", "app.test")
+                .send(),
+        )
+        .await
+    };
+    assert!(
+        get().await.is_err(),
+        "a second connection was served while the tunnel held the only place"
+    );
+    drop(tunnel);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if let Ok(Ok(res)) = get().await {
+            assert_eq!(
+                res.status(),
+                101,
+                "the rule's upstream answers 101 to anything"
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the place never came back"
+        );
+    }
+}
+
+#[tokio::test]
+async fn shutdown_drains_open_tunnels_within_the_grace_period() {
+    let h = tunnel_gateway("shutdown_grace = \"20s\"").await;
+    let mut tunnel = open_tunnel(h.gw.addr).await;
+    let done = tokio::spawn(h.gw.shutdown());
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(
+        !done.is_finished(),
+        "shutdown did not wait for the open tunnel"
+    );
+    echo(&mut tunnel, b"still here").await;
+    drop(tunnel);
+    tokio::time::timeout(std::time::Duration::from_secs(5), done)
+        .await
+        .expect("shutdown did not end once the tunnel closed")
+        .unwrap();
+}
