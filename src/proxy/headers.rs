@@ -117,11 +117,12 @@ impl Hygiene {
             let n = name.as_str();
             if let Some(bit) = hop_bit(n) {
                 hop |= bit;
-            } else if n == "cookie" {
-                cookie = true;
             } else if (!fwd.trusted && (n == "forwarded" || n == "x-real-ip")) || self.is_removed(n)
             {
+                // Before the `cookie` test: `headers.strip` may name `Cookie`.
                 doomed.push(name.clone());
+            } else if n == "cookie" {
+                cookie = true;
             }
         }
         remove_hop_by_hop(h, hop);
@@ -700,6 +701,21 @@ mod tests {
         assert!(!h.contains_key("x-real-ip"));
         assert!(!h.contains_key("forwarded"));
         assert_eq!(h["x-forwarded-proto"], "https");
+    }
+
+    /// `headers.strip` wins over the cookie cut: a stripped `Cookie` goes whole.
+    #[test]
+    fn stripped_cookie_header_goes_whole() {
+        let mut h = headers(&[("cookie", "_portcullis=abc; theme=dark"), ("Cookie", "a=1")]);
+        hygiene(&["Cookie"]).scrub_request(
+            &mut h,
+            "_portcullis",
+            &IdentityHeaders::empty(),
+            None,
+            &fwd(false),
+            None,
+        );
+        assert!(!h.contains_key("cookie"), "{h:?}");
     }
 
     #[test]
