@@ -428,6 +428,11 @@ mod tests {
         })
     }
 
+    /// Scrubs `h` as a plain (non-upgrade) request without a session would be.
+    fn scrub(strip: &[&str], h: &mut HeaderMap, id: &IdentityHeaders, trusted: bool) {
+        hygiene(strip).scrub_request(h, "_portcullis", id, None, &fwd(trusted), None);
+    }
+
     fn fwd(trusted: bool) -> Forwarding<'static> {
         Forwarding {
             peer: "10.0.0.9".parse().unwrap(),
@@ -476,14 +481,7 @@ mod tests {
             ("x-keep", "yes"),
         ]);
         let id = IdentityHeaders::empty();
-        hygiene(&["X_Forwarded_User"]).scrub_request(
-            &mut h,
-            "_portcullis",
-            &id,
-            None,
-            &fwd(false),
-            None,
-        );
+        scrub(&["X_Forwarded_User"], &mut h, &id, false);
         for gone in [
             "x_auth_user",
             "x_auth_groups",
@@ -593,14 +591,7 @@ mod tests {
             ("forwarded", "for=1.2.3.4"),
             ("x-real-ip", "1.2.3.4"),
         ]);
-        hygiene(&[]).scrub_request(
-            &mut h,
-            "_portcullis",
-            &IdentityHeaders::empty(),
-            None,
-            &fwd(true),
-            None,
-        );
+        scrub(&[], &mut h, &IdentityHeaders::empty(), true);
         assert_eq!(h["host"], "app.example.com");
         assert_eq!(h["accept"], "*/*");
         assert_eq!(h["x-request-id"], "abc");
@@ -646,14 +637,7 @@ mod tests {
             groups: HeaderValue::from_static("admins"),
         };
         // Trusted, so X-Forwarded-For would be extended, but Connection named it.
-        hygiene(&["x-INTERNAL-role"]).scrub_request(
-            &mut h,
-            "_portcullis",
-            &id,
-            None,
-            &fwd(true),
-            None,
-        );
+        scrub(&["x-INTERNAL-role"], &mut h, &id, true);
         for gone in [
             "x_auth_user",
             "x_auth_email",
@@ -690,14 +674,7 @@ mod tests {
             ("Forwarded", "for=7.7.7.7"),
             ("x-forwarded-proto", "http"),
         ]);
-        hygiene(&[]).scrub_request(
-            &mut h,
-            "_portcullis",
-            &IdentityHeaders::empty(),
-            None,
-            &fwd(false),
-            None,
-        );
+        scrub(&[], &mut h, &IdentityHeaders::empty(), false);
         assert!(!h.contains_key("x-real-ip"));
         assert!(!h.contains_key("forwarded"));
         assert_eq!(h["x-forwarded-proto"], "https");
@@ -707,14 +684,7 @@ mod tests {
     #[test]
     fn stripped_cookie_header_goes_whole() {
         let mut h = headers(&[("cookie", "_portcullis=abc; theme=dark"), ("Cookie", "a=1")]);
-        hygiene(&["Cookie"]).scrub_request(
-            &mut h,
-            "_portcullis",
-            &IdentityHeaders::empty(),
-            None,
-            &fwd(false),
-            None,
-        );
+        scrub(&["Cookie"], &mut h, &IdentityHeaders::empty(), false);
         assert!(!h.contains_key("cookie"), "{h:?}");
     }
 
@@ -725,14 +695,7 @@ mod tests {
             ("cookie", "a=1; _portcullis_flow_q=2;b=\"x y\" ; garbage"),
             ("cookie", "_portcullisx=keep"),
         ]);
-        hygiene(&[]).scrub_request(
-            &mut h,
-            "_portcullis",
-            &IdentityHeaders::empty(),
-            None,
-            &fwd(false),
-            None,
-        );
+        scrub(&[], &mut h, &IdentityHeaders::empty(), false);
         let cookies: Vec<_> = h.get_all("cookie").iter().cloned().collect();
         assert_eq!(cookies, ["a=1; b=\"x y\"; garbage; _portcullisx=keep"]);
 

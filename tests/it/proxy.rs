@@ -100,31 +100,35 @@ async fn unauthenticated_and_bad_paths_never_reach_the_app() {
 
 #[tokio::test]
 async fn a_dead_upstream_gives_502() {
-    let extra = r#"
-[access]
-default = "deny"
-[[rule]]
-host = "app.test"
-policy = "public"
-upstream = "http://127.0.0.1:9"
-"#;
     let h = Harness::start_with(crate::support::Opts {
-        extra: extra.into(),
+        extra: public_rule("http://127.0.0.1:9"),
         ..Default::default()
     })
     .await;
-    let res = h
-        .client()
-        .get(format!("{}/", h.base))
-        .header("Host", "app.test")
-        .send()
-        .await
-        .unwrap();
+    let res = get_root(&h).await;
     assert_eq!(res.status(), 502);
     assert!(
         !res.text().await.unwrap().contains("127.0.0.1:9"),
         "the page must not name the upstream"
     );
+}
+
+/// Config for a gateway serving `app.test` publicly from `upstream`, all
+/// else denied. The rule comes last, so keys appended to it are its own.
+fn public_rule(upstream: &str) -> String {
+    format!(
+        "[access]\ndefault = \"deny\"\n[[rule]]\nhost = \"app.test\"\npolicy = \"public\"\nupstream = \"{upstream}\"\n"
+    )
+}
+
+/// `GET /` for `app.test` on a fresh client.
+async fn get_root(h: &Harness) -> reqwest::Response {
+    h.client()
+        .get(format!("{}/", h.base))
+        .header("Host", "app.test")
+        .send()
+        .await
+        .unwrap()
 }
 
 async fn raw_get(addr: std::net::SocketAddr, target: &str) -> String {
@@ -190,11 +194,8 @@ async fn counting_upstream() -> (
 async fn upstream_connections_are_reused_and_replaced_when_the_upstream_closes_them() {
     use std::sync::atomic::Ordering;
     let (up, accepted) = counting_upstream().await;
-    let extra = format!(
-        "[access]\ndefault = \"deny\"\n[[rule]]\nhost = \"app.test\"\npolicy = \"public\"\nupstream = \"http://{up}\"\n"
-    );
-    let h = crate::support::Harness::start_with(crate::support::Opts {
-        extra,
+    let h = Harness::start_with(crate::support::Opts {
+        extra: public_rule(&format!("http://{up}")),
         ..Default::default()
     })
     .await;
@@ -244,21 +245,16 @@ async fn connect_timeout_covers_the_tls_handshake() {
         }
     });
     let extra = format!(
-        "[proxy]\nconnect_timeout = \"300ms\"\nresponse_header_timeout = \"20s\"\n[access]\ndefault = \"deny\"\n[[rule]]\nhost = \"app.test\"\npolicy = \"public\"\nupstream = \"https://{up}\"\nupstream_insecure_skip_verify = true\n"
+        "[proxy]\nconnect_timeout = \"300ms\"\nresponse_header_timeout = \"20s\"\n{}upstream_insecure_skip_verify = true\n",
+        public_rule(&format!("https://{up}"))
     );
-    let h = crate::support::Harness::start_with(crate::support::Opts {
+    let h = Harness::start_with(crate::support::Opts {
         extra,
         ..Default::default()
     })
     .await;
     let t = std::time::Instant::now();
-    let res = h
-        .client()
-        .get(format!("{}/", h.base))
-        .header("Host", "app.test")
-        .send()
-        .await
-        .unwrap();
+    let res = get_root(&h).await;
     assert_eq!(res.status(), 504);
     assert!(
         t.elapsed() < std::time::Duration::from_secs(5),
@@ -329,13 +325,11 @@ async fn echo(s: &mut tokio::net::TcpStream, msg: &[u8]) {
     assert_eq!(got, msg);
 }
 
-async fn tunnel_gateway(server: &str) -> crate::support::Harness {
+async fn tunnel_gateway(server: &str) -> Harness {
     let up = upgrade_echo_upstream().await;
-    crate::support::Harness::start_with(crate::support::Opts {
+    Harness::start_with(crate::support::Opts {
         server: server.into(),
-        extra: format!(
-            "[access]\ndefault = \"deny\"\n[[rule]]\nhost = \"app.test\"\npolicy = \"public\"\nupstream = \"http://{up}\"\n"
-        ),
+        extra: public_rule(&format!("http://{up}")),
         ..Default::default()
     })
     .await
