@@ -41,7 +41,7 @@ use crate::rules::RequestFacts;
 
 use self::body::{IdleBody, PooledBody};
 use self::headers::{Forwarding, Hygiene};
-use self::pool::{Checkin, Pool, PoolError};
+use self::pool::{Lease, Pool, PoolError, Use};
 use self::upstream::{Upstream, Upstreams};
 
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -227,8 +227,8 @@ async fn forward(
     } else {
         &upstream.pool
     };
-    match send(pool, upstream, req, progress).await {
-        Ok((res, checkin)) => upstream_response(upstream, res, checkin),
+    match send(pool, upstream, req, progress, Use::Exchange).await {
+        Ok((res, lease)) => upstream_response(upstream, res, lease),
         Err(e) => upstream_failed(upstream, &e),
     }
 }
@@ -242,14 +242,15 @@ async fn send(
     upstream: &Upstream,
     req: Request<body::RequestBody>,
     progress: Option<&body::Progress>,
-) -> Result<(Response<Incoming>, Checkin), UpstreamError> {
+    purpose: Use,
+) -> Result<(Response<Incoming>, Lease), UpstreamError> {
     let limit = upstream.response_header_timeout;
     let result = match progress {
-        None => tokio::time::timeout(limit, pool.request(req))
+        None => tokio::time::timeout(limit, pool.request(req, purpose))
             .await
             .map_err(|_| UpstreamError::HeadTimeout)?,
         // Boxed: only requests with a body need the progress watch.
-        Some(p) => Box::pin(watching_upload(pool.request(req), p, limit)).await?,
+        Some(p) => Box::pin(watching_upload(pool.request(req, purpose), p, limit)).await?,
     };
     result.map_err(|e| match e {
         PoolError::ConnectTimeout => UpstreamError::ConnectTimeout,
@@ -287,15 +288,11 @@ async fn watching_upload<F: std::future::Future>(
 
 /// The upstream's answer as sent to the client: hop-by-hop headers scrubbed,
 /// the body streamed and cut after the upstream's idle timeout.
-fn upstream_response(
-    upstream: &Upstream,
-    res: Response<Incoming>,
-    checkin: Checkin,
-) -> Response<Body> {
+fn upstream_response(upstream: &Upstream, res: Response<Incoming>, lease: Lease) -> Response<Body> {
     let (mut parts, body) = res.into_parts();
     headers::scrub_response(&mut parts.headers, false);
     let body = IdleBody::new(
-        PooledBody::new(body, checkin),
+        PooledBody::new(body, lease),
         upstream.idle_timeout,
         "response",
         upstream.label.clone(),

@@ -17,14 +17,14 @@ use std::future::Future as _;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use tokio::time::{Instant, Sleep};
 
-use super::pool::Checkin;
+use super::pool::Lease;
 
 /// The request body sent upstream.
 pub type RequestBody = IdleBody<Incoming>;
@@ -158,19 +158,20 @@ where
     }
 }
 
-/// An upstream response body that gives its HTTP/1.1 connection back to the
-/// pool once it has been read to the end (or is dropped at its end).
+/// An upstream response body that drives its HTTP/1.1 connection while it
+/// is read (see [`Lease`]) and gives the connection back to the pool once it
+/// has been read to the end (or is dropped at its end).
 pub struct PooledBody {
     inner: Incoming,
-    checkin: Checkin,
+    lease: Lease,
 }
 
 // === impl PooledBody ===
 
 impl PooledBody {
-    /// `inner`, returning `checkin`'s connection when it ends.
-    pub fn new(inner: Incoming, checkin: Checkin) -> Self {
-        PooledBody { inner, checkin }
+    /// `inner`, read from `lease`'s connection.
+    pub fn new(inner: Incoming, lease: Lease) -> Self {
+        PooledBody { inner, lease }
     }
 }
 
@@ -183,10 +184,15 @@ impl Body for PooledBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = self.get_mut();
-        let frame = Pin::new(&mut this.inner).poll_frame(cx);
+        let frame = if this.lease.drive(cx) {
+            // Fed only by the connection just polled, which holds our waker.
+            Pin::new(&mut this.inner).poll_frame(&mut Context::from_waker(Waker::noop()))
+        } else {
+            Pin::new(&mut this.inner).poll_frame(cx)
+        };
         match &frame {
-            Poll::Ready(None) => this.checkin.body_done(),
-            Poll::Ready(Some(Ok(_))) if this.inner.is_end_stream() => this.checkin.body_done(),
+            Poll::Ready(None) => this.lease.body_done(),
+            Poll::Ready(Some(Ok(_))) if this.inner.is_end_stream() => this.lease.body_done(),
             _ => {}
         }
         frame
@@ -204,9 +210,9 @@ impl Body for PooledBody {
 impl Drop for PooledBody {
     fn drop(&mut self) {
         // A body dropped before its end leaves its connection mid-response:
-        // the connection goes with it (the checkin drops it).
+        // the connection goes with it (dropping the lease closes it).
         if self.inner.is_end_stream() {
-            self.checkin.body_done();
+            self.lease.body_done();
         }
     }
 }

@@ -4,31 +4,44 @@
 //! finds its connections without hashing a key: HTTP/1.1 connections wait in
 //! a short list and are taken most recently used first; an HTTP/2 connection
 //! (chosen by ALPN over TLS) is shared by every request while it stays open.
-//! Connections are hyper's client connections, each driven by a task of its
-//! own; a request hands its head to that task and gets the response back.
 //!
-//! An HTTP/1.1 connection goes back to its pool once its response body has
-//! been read to the end ([`Checkin`], carried by the body); a body dropped
-//! early takes its connection with it. Connections closed by the upstream or
-//! idle for longer than [`IDLE`] are dropped when next looked at. A request
-//! that an idle connection refused before any byte of it was written (the
-//! upstream closed it just then) is retried once on a fresh connection.
+//! An HTTP/1.1 connection has no task of its own: the request that took it
+//! polls hyper's connection state machine itself, first while the request
+//! goes up and the response head comes back ([`Pool::request`]), then, as the
+//! response body is read, through the [`Lease`] that travels with that body.
+//! Everything a proxied request does thus happens in the task of the client's
+//! connection: no channel hop to a connection task and back, no wake-up of a
+//! second task for every request. The lease gives the connection back to its
+//! pool once the body has been read to the end; a body dropped early takes
+//! its connection with it. A WebSocket upgrade hands its connection to a task
+//! of its own, as it never comes back.
+//!
+//! A connection taken from the pool is polled once first, which notices an
+//! upstream that closed it while it waited; one closed by the upstream just
+//! as a request went out, before any byte of it was written, gets that
+//! request retried once on a fresh connection. Connections idle for longer
+//! than [`IDLE`] are closed.
 //!
 //! `proxy.connect_timeout` covers the TCP connect and, for `https://`
 //! upstreams, the TLS handshake.
 
+use std::future::Future;
+use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use http::uri::{Authority, Scheme};
-use http::{Request, Response, StatusCode, Uri};
+use http::{Request, Response, Uri};
 use hyper::body::Incoming;
-use hyper::client::conn::{http1, http2};
+use hyper::client::conn::{http1, http2, TrySendError};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::pki_types::ServerName;
 use rustls::ClientConfig;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use url::Url;
@@ -52,8 +65,6 @@ pub struct Pool {
     /// `scheme://authority` for the pseudo-headers of HTTP/2 requests.
     scheme: Scheme,
     authority: Authority,
-    /// HTTP/1.1 connections to support `Upgrade` (WebSocket).
-    upgrades: bool,
     connect_timeout: Duration,
     /// Idle HTTP/1.1 connections, most recently used last.
     idle: Mutex<Vec<Idle>>,
@@ -82,31 +93,57 @@ enum Host {
     Ip(IpAddr),
 }
 
-struct Idle {
+/// The byte stream under an HTTP/1.1 connection.
+enum Io {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+/// hyper's HTTP/1.1 client connection over [`Io`].
+type Conn = http1::Connection<TokioIo<Io>, RequestBody>;
+
+/// An HTTP/1.1 connection: the handle requests are sent through and the
+/// connection state machine, polled by whoever holds this.
+struct H1 {
     tx: http1::SendRequest<RequestBody>,
+    /// `None` once the connection has ended (closed or failed).
+    conn: Option<Box<Conn>>,
+}
+
+struct Idle {
+    h1: H1,
     since_ms: u64,
 }
 
 enum Sender {
-    H1(http1::SendRequest<RequestBody>),
+    H1(H1),
     H2(http2::SendRequest<RequestBody>),
 }
 
-/// An HTTP/1.1 connection to give back to its pool when the response body
-/// it carries is done. Empty for HTTP/2 and for connections already back.
+/// What a request wants of its connection.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Use {
+    /// An ordinary exchange; the connection can be reused after it.
+    Exchange,
+    /// A protocol upgrade (WebSocket): HTTP/1.1, and the connection is gone
+    /// for good if the upstream switches protocols.
+    Upgrade,
+}
+
+/// The HTTP/1.1 connection a response body is read from: the body polls it
+/// while it is read (see [`Lease::drive`]) and gives it back to its pool at
+/// its end. Empty for HTTP/2, for upgrades and once given back.
 #[derive(Default)]
-pub struct Checkin(Option<(Arc<Pool>, http1::SendRequest<RequestBody>)>);
+pub struct Lease(Option<(Arc<Pool>, H1)>);
 
 // === impl Pool ===
 
 impl Pool {
     /// A pool for `url` (`http://` or `https://`). `tls` must carry the ALPN
-    /// protocols wanted (`h2` only where HTTP/2 may be used); `upgrades`
-    /// makes the connections able to carry a WebSocket after a 101.
+    /// protocols wanted (`h2` only where HTTP/2 may be used).
     pub fn new(
         url: &Url,
         tls: Option<Arc<ClientConfig>>,
-        upgrades: bool,
         connect_timeout: Duration,
     ) -> Option<Pool> {
         let port = url.port_or_known_default()?;
@@ -137,7 +174,6 @@ impl Pool {
                 .flatten(),
             scheme: if https { Scheme::HTTPS } else { Scheme::HTTP },
             authority: Authority::try_from(authority).ok()?,
-            upgrades,
             connect_timeout,
             idle: Mutex::new(Vec::new()),
             h2: Mutex::new(None),
@@ -147,41 +183,40 @@ impl Pool {
     }
 
     /// Sends `req`, whose URI is in origin form (`/path?query`), on a pooled
-    /// connection or a new one. The [`Checkin`] must travel with the
-    /// response body (see [`Checkin::body_done`]).
+    /// connection or a new one. The [`Lease`] must travel with the response
+    /// body (see [`Lease::drive`]).
     pub async fn request(
         self: &Arc<Self>,
         mut req: Request<RequestBody>,
-    ) -> Result<(Response<Incoming>, Checkin), PoolError> {
+        purpose: Use,
+    ) -> Result<(Response<Incoming>, Lease), PoolError> {
         let mut retried = false;
         loop {
-            let (sender, reused) = match self.checkout() {
+            let (sender, reused) = match self.checkout(purpose) {
                 Some(s) => (s, true),
                 // Boxed: the connect future is large and rarely needed.
                 None => (Box::pin(self.connect()).await?, false),
             };
             let sent = match sender {
-                Sender::H1(mut tx) => match tx.try_send_request(req).await {
+                Sender::H1(h1) if purpose == Use::Upgrade => {
+                    match Box::pin(upgrade(h1, req)).await {
+                        Ok(res) => return Ok((res, Lease::default())),
+                        Err(e) => e,
+                    }
+                }
+                Sender::H1(mut h1) => match exchange(&mut h1, req).await {
                     Ok(res) => {
-                        let back = if res.status() == StatusCode::SWITCHING_PROTOCOLS {
-                            // The connection now belongs to the upgrade.
-                            Checkin::default()
-                        } else {
-                            let back = Checkin(Some((self.clone(), tx)));
-                            if hyper::body::Body::is_end_stream(res.body()) {
-                                back.give_back();
-                                Checkin::default()
-                            } else {
-                                back
-                            }
-                        };
-                        return Ok((res, back));
+                        let mut lease = Lease(Some((self.clone(), h1)));
+                        if hyper::body::Body::is_end_stream(res.body()) {
+                            lease.body_done();
+                        }
+                        return Ok((res, lease));
                     }
                     Err(e) => e,
                 },
                 // Boxed: a second request future inline would double this one's size.
                 Sender::H2(tx) => match Box::pin(self.send_h2(tx, req, reused)).await {
-                    Ok(res) => return Ok((res, Checkin::default())),
+                    Ok(res) => return Ok((res, Lease::default())),
                     Err(e) => e,
                 },
             };
@@ -212,7 +247,7 @@ impl Pool {
         mut tx: http2::SendRequest<RequestBody>,
         mut req: Request<RequestBody>,
         reused: bool,
-    ) -> Result<Response<Incoming>, hyper::client::conn::TrySendError<Request<RequestBody>>> {
+    ) -> Result<Response<Incoming>, TrySendError<Request<RequestBody>>> {
         *req.uri_mut() = self.absolute(req.uri());
         let sent = tx.try_send_request(req).await;
         if sent.is_err() && reused {
@@ -230,39 +265,37 @@ impl Pool {
         Uri::from_parts(parts).unwrap_or_else(|_| req_uri.clone())
     }
 
-    /// A connection ready for a request: the shared HTTP/2 one, or the most
-    /// recently used idle HTTP/1.1 one. Closed and expired ones are dropped.
-    fn checkout(&self) -> Option<Sender> {
-        if let Some(tx) = self.h2.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
-            if !tx.is_closed() {
-                return Some(Sender::H2(tx.clone()));
+    /// A connection ready for a request: the shared HTTP/2 one (never for an
+    /// upgrade), or the most recently used idle HTTP/1.1 one that is still
+    /// open. Closed and expired ones are dropped on the way.
+    fn checkout(&self, purpose: Use) -> Option<Sender> {
+        if purpose == Use::Exchange {
+            if let Some(tx) = self.h2.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+                if !tx.is_closed() {
+                    return Some(Sender::H2(tx.clone()));
+                }
             }
         }
         let now = clock::mono_ms();
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        let mut i = idle.len();
-        while i > 0 {
-            i -= 1;
-            let e = &idle[i];
-            if !e.alive(now) {
-                idle.swap_remove(i);
-            } else if e.tx.is_ready() {
-                return Some(Sender::H1(idle.swap_remove(i).tx));
+        loop {
+            let Idle { mut h1, since_ms } =
+                self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop()?;
+            // Polled outside the lock: this reads an upstream's close, if any.
+            if now.saturating_sub(since_ms) <= IDLE.as_millis() as u64 && h1.ready_now() {
+                return Some(Sender::H1(h1));
             }
-            // Otherwise still finishing its last exchange: left for later.
         }
-        None
     }
 
-    fn put(self: &Arc<Self>, tx: http1::SendRequest<RequestBody>) {
-        if tx.is_closed() {
+    fn put(self: &Arc<Self>, h1: H1) {
+        if h1.conn.is_none() || h1.tx.is_closed() {
             return;
         }
         {
             let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
             if idle.len() < MAX_IDLE {
                 idle.push(Idle {
-                    tx,
+                    h1,
                     since_ms: clock::mono_ms(),
                 });
             }
@@ -272,15 +305,19 @@ impl Pool {
         }
     }
 
-    /// Drops idle connections that are closed or expired.
+    /// Closes idle connections that have waited for longer than [`IDLE`].
     fn drop_expired(&self) {
         let now = clock::mono_ms();
-        self.idle
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|e| {
-                !e.tx.is_closed() && now.saturating_sub(e.since_ms) <= IDLE.as_millis() as u64
-            });
+        let expired: Vec<Idle> = {
+            let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+            let (old, fresh) = idle
+                .drain(..)
+                .partition(|e| now.saturating_sub(e.since_ms) > IDLE.as_millis() as u64);
+            *idle = fresh;
+            old
+        };
+        // Closed outside the lock.
+        drop(expired);
     }
 
     /// Opens a connection: TCP, TLS for `https://`, then HTTP/2 if ALPN
@@ -320,40 +357,17 @@ impl Pool {
                 *self.h2.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx.clone());
                 Ok(Sender::H2(tx))
             }
-            Io::Tls(stream) => self.h1(TokioIo::new(*stream)).await,
-            Io::Plain(tcp) => self.h1(TokioIo::new(tcp)).await,
+            io => {
+                let (tx, conn) = http1::Builder::new()
+                    .handshake(TokioIo::new(io))
+                    .await
+                    .map_err(|e| PoolError::Connect(crate::oidc::error_chain(&e)))?;
+                Ok(Sender::H1(H1 {
+                    tx,
+                    conn: Some(Box::new(conn)),
+                }))
+            }
         }
-    }
-
-    async fn h1<T>(&self, io: TokioIo<T>) -> Result<Sender, PoolError>
-    where
-        T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-    {
-        let (tx, conn) = http1::Builder::new()
-            .handshake(io)
-            .await
-            .map_err(|e| PoolError::Connect(crate::oidc::error_chain(&e)))?;
-        if self.upgrades {
-            tokio::spawn(async move {
-                if let Err(e) = conn.with_upgrades().await {
-                    tracing::debug!(error = %e, "upstream connection ended");
-                }
-            });
-        } else {
-            tokio::spawn(async move {
-                if let Err(e) = conn.await {
-                    tracing::debug!(error = %e, "upstream connection ended");
-                }
-            });
-        }
-        Ok(Sender::H1(tx))
-    }
-}
-
-impl Idle {
-    /// Still open and idle for at most [`IDLE`] at `now` (ms, [`clock::mono_ms`]).
-    fn alive(&self, now: u64) -> bool {
-        !self.tx.is_closed() && now.saturating_sub(self.since_ms) <= IDLE.as_millis() as u64
     }
 }
 
@@ -368,23 +382,148 @@ async fn reap(pool: Weak<Pool>) {
     }
 }
 
-enum Io {
-    Plain(TcpStream),
-    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+/// Sends `req` on `h1` and waits for the response head, polling the
+/// connection in this task.
+async fn exchange(
+    h1: &mut H1,
+    req: Request<RequestBody>,
+) -> Result<Response<Incoming>, TrySendError<Request<RequestBody>>> {
+    let mut answer = pin!(h1.tx.try_send_request(req));
+    std::future::poll_fn(|cx| {
+        h1.drive(cx);
+        // Only the connection, polled just above, ever completes the
+        // answer: no waker of ours needs to be left with it.
+        answer
+            .as_mut()
+            .poll(&mut Context::from_waker(Waker::noop()))
+    })
+    .await
 }
 
-// === impl Checkin ===
+/// Sends an upgrade request on a connection given a task of its own (with
+/// upgrades enabled), which serves it until the upgrade or the end.
+async fn upgrade(
+    h1: H1,
+    req: Request<RequestBody>,
+) -> Result<Response<Incoming>, TrySendError<Request<RequestBody>>> {
+    let H1 { mut tx, conn } = h1;
+    if let Some(conn) = conn {
+        tokio::spawn(async move {
+            if let Err(e) = conn.with_upgrades().await {
+                tracing::debug!(error = %e, "upstream connection ended");
+            }
+        });
+    }
+    tx.try_send_request(req).await
+}
 
-impl Checkin {
-    /// The response body it travels with has ended: the connection goes back
-    /// to its pool. Calling it again does nothing.
-    pub fn body_done(&mut self) {
-        if let Some((pool, tx)) = self.0.take() {
-            pool.put(tx);
+// === impl H1 ===
+
+impl H1 {
+    /// Polls the connection: request bytes go out, response bytes come in.
+    /// Forgets it once it has ended; that also fails any request it still
+    /// held, so whoever waits for an answer gets one.
+    fn drive(&mut self, cx: &mut Context<'_>) {
+        if let Some(conn) = self.conn.as_mut() {
+            if let Poll::Ready(r) = Pin::new(&mut **conn).poll(cx) {
+                self.conn = None;
+                if let Err(e) = r {
+                    tracing::debug!(error = %e, "upstream connection ended");
+                }
+            }
         }
     }
 
-    fn give_back(mut self) {
-        self.body_done();
+    /// Still open and done with its last exchange, ready for a request now.
+    /// The poll here registers no waker: the request's task polls again,
+    /// with its own, as soon as it sends.
+    fn ready_now(&mut self) -> bool {
+        self.drive(&mut Context::from_waker(Waker::noop()));
+        self.conn.is_some() && self.tx.is_ready()
+    }
+}
+
+// === impl Lease ===
+
+impl Lease {
+    /// Polls the leased connection, so that the response body it carries
+    /// moves. True when there is one: the body is then fed by this poll
+    /// alone and can be polled without a waker of its own.
+    pub fn drive(&mut self, cx: &mut Context<'_>) -> bool {
+        match &mut self.0 {
+            Some((_, h1)) => {
+                h1.drive(cx);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The response body it travels with has ended: the connection goes back
+    /// to its pool. Calling it again does nothing.
+    pub fn body_done(&mut self) {
+        if let Some((pool, h1)) = self.0.take() {
+            pool.put(h1);
+        }
+    }
+}
+
+// === impl Io ===
+
+impl AsyncRead for Io {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Io::Tls(s) => Pin::new(&mut **s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Io {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Io::Tls(s) => Pin::new(&mut **s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Io::Tls(s) => Pin::new(&mut **s).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Io::Plain(s) => s.is_write_vectored(),
+            Io::Tls(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_flush(cx),
+            Io::Tls(s) => Pin::new(&mut **s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Io::Tls(s) => Pin::new(&mut **s).poll_shutdown(cx),
+        }
     }
 }

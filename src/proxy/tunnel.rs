@@ -21,6 +21,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::body::RequestBody;
+use super::pool::Use;
 use super::upstream::Upstream;
 use super::{headers, send, upstream_failed, upstream_response};
 use crate::clock;
@@ -32,12 +33,13 @@ pub async fn forward(
     req: Request<RequestBody>,
     on_client: OnUpgrade,
 ) -> Response<Body> {
-    let (mut res, checkin) = match send(&upstream.upgrade_pool, upstream, req, None).await {
+    let sent = send(&upstream.upgrade_pool, upstream, req, None, Use::Upgrade).await;
+    let (mut res, lease) = match sent {
         Ok(sent) => sent,
         Err(e) => return upstream_failed(upstream, &e),
     };
     if res.status() != StatusCode::SWITCHING_PROTOCOLS {
-        return upstream_response(upstream, res, checkin);
+        return upstream_response(upstream, res, lease);
     }
     let on_upstream = hyper::upgrade::on(&mut res);
     let label = upstream.label.clone();

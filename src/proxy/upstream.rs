@@ -96,8 +96,8 @@ impl Upstreams {
             };
             let timeout = config.proxy.connect_timeout;
             let (Some(pool), Some(upgrade_pool)) = (
-                Pool::new(url, Some(tls.both), false, timeout),
-                Pool::new(url, Some(tls.h1), true, timeout),
+                Pool::new(url, Some(tls.both), timeout),
+                Pool::new(url, Some(tls.h1), timeout),
             ) else {
                 // Validation accepts only http(s) URLs with a host.
                 tracing::error!(rule.name = %rule.name, upstream = %url, "upstream URL has no usable host; the rule's requests get 502");

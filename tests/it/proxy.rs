@@ -175,6 +175,21 @@ async fn counting_upstream() -> (
                             break;
                         }
                     }
+                    if path == "/slow" {
+                        // Five chunks, 50 ms apart.
+                        let mut w = s
+                            .get_mut()
+                            .write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+                            .await;
+                        for _ in 0..5 {
+                            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                            w = w.and(s.get_mut().write_all(b"5\r\nslow.\r\n").await);
+                        }
+                        if w.and(s.get_mut().write_all(b"0\r\n\r\n").await).is_err() {
+                            return;
+                        }
+                        continue;
+                    }
                     let answer: &[u8] = match path.as_str() {
                         "/close" => b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nbye",
                         "/chunked" => b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nch\r\n3\r\nunk\r\n0\r\n\r\n",
@@ -230,6 +245,58 @@ async fn upstream_connections_are_reused_and_replaced_when_the_upstream_closes_t
         accepted.load(Ordering::SeqCst),
         6,
         "one new connection per close"
+    );
+}
+
+#[tokio::test]
+async fn streamed_bodies_share_the_pool_and_an_abandoned_one_is_not_reused() {
+    use std::sync::atomic::Ordering;
+    let (up, accepted) = counting_upstream().await;
+    let h = Harness::start_with(crate::support::Opts {
+        extra: public_rule(&format!("http://{up}")),
+        ..Default::default()
+    })
+    .await;
+    let c = h.client();
+    let slow = format!("{}/slow", h.base);
+    let all = (0..12).map(|_| {
+        let (c, url) = (c.clone(), slow.clone());
+        tokio::spawn(async move {
+            let res = c.get(url).header("Host", "app.test").send().await.unwrap();
+            (res.status().as_u16(), res.text().await.unwrap())
+        })
+    });
+    for t in all.collect::<Vec<_>>() {
+        assert_eq!(t.await.unwrap(), (200, "slow.".repeat(5)));
+    }
+    let opened = accepted.load(Ordering::SeqCst);
+    assert!(opened <= 12, "{opened} connections for 12 requests");
+    // The client walks away after the first chunk: that connection is
+    // mid-response and must be closed, never handed to the next request.
+    let mut res = c
+        .get(&slow)
+        .header("Host", "app.test")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.chunk().await.unwrap().as_deref(), Some(&b"slow."[..]));
+    drop(res);
+    for _ in 0..20 {
+        let res = c
+            .get(format!("{}/a", h.base))
+            .header("Host", "app.test")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            (res.status().as_u16(), res.text().await.unwrap()),
+            (200, "ok".into())
+        );
+    }
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        opened,
+        "sequential requests after the streams reuse their connections"
     );
 }
 
