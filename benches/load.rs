@@ -16,7 +16,7 @@
 //!
 //! Knobs, all optional: `LOAD_ROUNDS` (default 5),
 //! `LOAD_SECS` seconds per wrk run (5), `LOAD_CONNS` wrk connections (32),
-//! `LOAD_LAT_ROUNDS` (3) and `LOAD_LAT_SECS` (5) for the fixed-rate runs.
+//! `LOAD_LAT_SLOTS` (25) and `LOAD_LAT_SLOT_SECS` (1) for the fixed-rate runs.
 //!
 //! What it does:
 //!
@@ -37,8 +37,13 @@
 //!      `/proc/PID/stat` over the run, divided by the requests wrk completed);
 //!    - the same with `Connection: close` (a new connection per request);
 //!    - latency at a fixed 500 requests per second, and at half of the hyper
-//!      server's median maximum rate (`support/fixed_rate.rs`, open loop), with
-//!      CPU per request from `/proc/PID/task/*/schedstat` (nanoseconds);
+//!      server's median maximum rate (`support/fixed_rate.rs`, open loop), in
+//!      short slots interleaved server by server (P H C P H C ..., 1 s each by
+//!      default), every server's samples pooled over its slots for the
+//!      quantiles: a stall of the shared machine then lands on one slot of
+//!      one server instead of a whole round, and slow drifts of the host
+//!      reach every server alike; CPU per request from
+//!      `/proc/PID/task/*/schedstat` (nanoseconds);
 //!    - in every keep-alive round, the gateway once more with a bearer token
 //!      instead of the cookie (`Authorization: Bearer` with an ES256 JWT from
 //!      a `[[oidc.bearer_issuers]]` entry whose JWKS this process serves;
@@ -587,6 +592,47 @@ fn wrk_url(
 
 // === statistics ===
 
+/// The latency quantiles of every server's samples pooled over all its
+/// slots, and their ratios to hyper's.
+fn print_pooled(
+    out: &mut String,
+    rate: f64,
+    names: &[&'static str],
+    pooled: &[fixed_rate::Outcome],
+    slots: u64,
+    slot_secs: u64,
+) {
+    use std::fmt::Write as _;
+    let _ = writeln!(
+        out,
+        "\nlatency at {rate:.0} req/s, every sample of {slots} interleaved {slot_secs} s slots per server (µs)"
+    );
+    for (name, o) in names.iter().zip(pooled) {
+        let _ = writeln!(
+            out,
+            "  {name:<11} p50 {:>7.0}  p99 {:>7.0}  p99.9 {:>7.0}  max {:>7.0}  ({} requests, {} queued)",
+            o.quantile_us(0.5),
+            o.quantile_us(0.99),
+            o.quantile_us(0.999),
+            o.quantile_us(1.0),
+            o.latencies_ns.len(),
+            o.queued
+        );
+    }
+    if let Some(h) = names.iter().position(|n| *n == "hyper") {
+        for q in [0.5, 0.99, 0.999] {
+            let base = pooled[h].quantile_us(q);
+            let ratios: Vec<String> = names
+                .iter()
+                .zip(pooled)
+                .filter(|(n, _)| **n != "hyper")
+                .map(|(n, o)| format!("{n}/hyper {:.3}", o.quantile_us(q) / base))
+                .collect();
+            let _ = writeln!(out, "  ratio p{} {}", q * 100.0, ratios.join("   "));
+        }
+    }
+}
+
 fn median(v: &[f64]) -> f64 {
     let mut s: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
     if s.is_empty() {
@@ -710,13 +756,13 @@ async fn forward_auth_run() {
     let rounds = knob("LOAD_ROUNDS", 5);
     let secs = knob("LOAD_SECS", 5);
     let conns = knob("LOAD_CONNS", 32);
-    let lat_rounds = knob("LOAD_LAT_ROUNDS", 3);
-    let lat_secs = knob("LOAD_LAT_SECS", 5);
+    let lat_slots = knob("LOAD_LAT_SLOTS", 25);
+    let lat_slot_secs = knob("LOAD_LAT_SLOT_SECS", 1);
     let tck = clock_ticks_per_sec();
     let mut report = String::new();
     report.push_str(&format!("machine: {}\n", machine()));
     report.push_str(&format!(
-        "wrk -t1 -c{conns} -d{secs}s, {rounds} interleaved rounds; fixed-rate runs: {lat_rounds} rounds of {lat_secs} s, {conns} connections\n"
+        "wrk -t1 -c{conns} -d{secs}s, {rounds} interleaved rounds; fixed-rate runs: {lat_slots} interleaved slots of {lat_slot_secs} s per server, {conns} connections\n"
     ));
     println!("{report}");
 
@@ -814,50 +860,56 @@ async fn forward_auth_run() {
 
     let mut latency_tables = Vec::new();
     for rate in [500.0, (hyper_max / 2.0).round()] {
-        let mut p50 = Table::new(format!("latency p50 at {rate:.0} req/s"), "µs", 0, &names);
-        let mut p99 = Table::new(format!("latency p99 at {rate:.0} req/s"), "µs", 0, &names);
-        let mut p999 = Table::new(format!("latency p99.9 at {rate:.0} req/s"), "µs", 0, &names);
+        let mut slot_p99 = Table::new(
+            format!("latency p99 per {lat_slot_secs} s slot at {rate:.0} req/s"),
+            "µs",
+            0,
+            &names,
+        );
         let mut lcpu = Table::new(
             format!("CPU per request at {rate:.0} req/s"),
             "µs user+sys",
             2,
             &names,
         );
-        for r in 0..lat_rounds {
+        let mut pooled = vec![fixed_rate::Outcome::default(); servers.len()];
+        for slot in 0..lat_slots {
             for (i, s) in servers.iter().enumerate() {
                 let pid = s.child.id();
                 let before = cpu_ns(pid);
+                let gen_before = cpu_ticks(std::process::id());
                 let o = fixed_rate::run(
                     s.addr,
                     AUTH_PATH,
                     &headers,
                     rate,
-                    Duration::from_secs(lat_secs),
+                    Duration::from_secs(lat_slot_secs),
                     conns as usize,
                 )
                 .await;
                 let after = cpu_ns(pid);
                 let served = o.latencies_ns.len() as f64;
                 let c = (after - before) as f64 / 1e3 / served;
+                let gen = (cpu_ticks(std::process::id()) - gen_before) as f64 / tck * 1e6 / served;
                 println!(
-                    "fixed {rate:.0}/s round {r} {:<10} p50 {:>6.0} µs p99 {:>6.0} µs p99.9 {:>6.0} µs max {:>6.0} µs {:>6.2} µs/req errors {} queued {}",
+                    "fixed {rate:.0}/s slot {slot} {:<10} p50 {:>6.0} µs p99 {:>6.0} µs p99.9 {:>6.0} µs max {:>6.0} µs {:>6.2} µs/req (generator {:>6.2}) errors {} queued {}",
                     s.name,
                     o.quantile_us(0.5),
                     o.quantile_us(0.99),
                     o.quantile_us(0.999),
                     o.quantile_us(1.0),
                     c,
+                    gen,
                     o.errors,
                     o.queued
                 );
                 *errors.entry(s.name).or_default() += o.errors;
-                p50.push(i, o.quantile_us(0.5));
-                p99.push(i, o.quantile_us(0.99));
-                p999.push(i, o.quantile_us(0.999));
+                slot_p99.push(i, o.quantile_us(0.99));
                 lcpu.push(i, c);
+                pooled[i].merge(o);
             }
         }
-        latency_tables.push((rate, p50, p99, p999, lcpu));
+        latency_tables.push((rate, pooled, slot_p99, lcpu));
     }
 
     let mut out = String::from("\n=== summary ===\n");
@@ -865,8 +917,9 @@ async fn forward_auth_run() {
     for t in [&rps, &cpu, &bearer_rps, &bearer_cpu, &churn_rps, &churn_cpu] {
         t.print(&mut out);
     }
-    for (_, p50, p99, p999, lcpu) in &latency_tables {
-        for t in [p50, p99, p999, lcpu] {
+    for (rate, pooled, slot_p99, lcpu) in &latency_tables {
+        print_pooled(&mut out, *rate, &names, pooled, lat_slots, lat_slot_secs);
+        for t in [slot_p99, lcpu] {
             t.print(&mut out);
         }
     }
@@ -891,15 +944,15 @@ async fn forward_auth_run() {
         bearer_ratio * 100.0,
         check(bearer_ratio >= 0.75)
     ));
-    if let Some((_, _, p99, _, _)) = latency_tables.first() {
-        let p = p99.median_of(0);
+    if let Some((_, pooled, _, _)) = latency_tables.first() {
+        let p = pooled[0].quantile_us(0.99);
         out.push_str(&format!(
             "  p99 < 1 ms at 500 req/s: {p:.0} µs → {}\n",
             check(p < 1000.0)
         ));
     }
-    if let Some((rate, _, p99, _, _)) = latency_tables.get(1) {
-        let (p, h) = (p99.median_of(0), p99.median_of(1));
+    if let Some((rate, pooled, _, _)) = latency_tables.get(1) {
+        let (p, h) = (pooled[0].quantile_us(0.99), pooled[1].quantile_us(0.99));
         out.push_str(&format!(
             "  p99 ≤ 1.2 × hyper's at {rate:.0} req/s: {p:.0} vs {h:.0} µs ({:.2}x) → {}\n",
             p / h,

@@ -3,26 +3,37 @@
 //! hides queueing: coordinated omission).
 //!
 //! Request `i` is due at `start + i / rate` and goes out on keep-alive
-//! connection `i % connections`. A pacer thread releases each request at its
-//! due time with `std::thread::sleep` (high-resolution timers, about 50 µs of
-//! timer slack) rather than tokio's 1 ms timer wheel, so arrivals are spread
-//! out instead of leaving in bursts on each millisecond tick. Latency runs
-//! from the moment the request was handed to its idle connection, or from its
-//! due time when the connection was still busy with the previous request then
-//! (that wait is the server's doing and is counted); the pacer's own wake-up
-//! slack is never counted.
+//! connection `i % connections`. A pacer thread releases requests at their
+//! due times with `std::thread::sleep` (high-resolution timers) rather than
+//! tokio's 1 ms timer wheel, so arrivals are spread out instead of leaving in
+//! bursts on each millisecond tick. It sleeps at least [`MIN_SLEEP`] at a
+//! time and then releases every request that has come due: at high rates
+//! that is a handful at once, and the pacer's wake-ups stay well below one
+//! per request (each costs CPU on the two cores the servers share).
+//!
+//! Latency runs from the moment the request was handed to its idle
+//! connection, or from its due time when the connection was still busy with
+//! the previous request then (that wait is the server's doing and is
+//! counted); the pacer's own wake-up slack is never counted.
+//!
+//! The client side is deliberately thin, as wrk's is: the request bytes are
+//! encoded once, each request is one `write`, and the answer is read until its
+//! head and `content-length` body are complete; only the status line and that
+//! header are looked at. The generator's CPU per request is about what the
+//! kernel charges for the two system calls, so it takes as little as it can
+//! from the cores the server under test runs on.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http::{HeaderName, HeaderValue, Request};
-use http_body_util::{BodyExt, Empty};
-use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// Latency samples and failures of one run.
+/// The pacer never sleeps for less than this (it releases what came due meanwhile).
+const MIN_SLEEP: Duration = Duration::from_micros(50);
+
+/// Latency samples and failures of one run (or of several, merged).
+#[derive(Clone, Default)]
 pub struct Outcome {
     /// Nanoseconds per completed request, sorted.
     pub latencies_ns: Vec<u64>,
@@ -33,6 +44,14 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// Adds `other`'s samples and counts to these.
+    pub fn merge(&mut self, other: Outcome) {
+        self.latencies_ns.extend(other.latencies_ns);
+        self.latencies_ns.sort_unstable();
+        self.errors += other.errors;
+        self.queued += other.queued;
+    }
+
     /// The `q`-quantile (0..=1) in microseconds.
     pub fn quantile_us(&self, q: f64) -> f64 {
         if self.latencies_ns.is_empty() {
@@ -41,6 +60,70 @@ impl Outcome {
         let n = self.latencies_ns.len();
         let i = ((q * n as f64).ceil() as usize).clamp(1, n) - 1;
         self.latencies_ns[i] as f64 / 1000.0
+    }
+}
+
+/// The encoded request: `GET path` with `headers` and `Host: addr`.
+fn encode(addr: SocketAddr, path: &str, headers: &[(String, String)]) -> Vec<u8> {
+    let mut req = format!("GET {path} HTTP/1.1\r\nhost: {addr}\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.into_bytes()
+}
+
+/// How far `buf` holds a complete answer: `Some((status, total length))`
+/// once the head is complete (the body length from `content-length`, 0 when
+/// absent), `None` while the head is still arriving.
+fn answer_len(buf: &[u8]) -> Option<Result<(u16, usize), ()>> {
+    let end = buf.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let head = std::str::from_utf8(&buf[..end]).map_err(|_| ());
+    let parsed = head.and_then(|head| {
+        let mut lines = head.split("\r\n");
+        let status = lines
+            .next()
+            .and_then(|l| l.split(' ').nth(1))
+            .and_then(|s| s.parse::<u16>().ok())
+            .ok_or(())?;
+        let mut body = 0;
+        for l in lines {
+            if let Some((k, v)) = l.split_once(':') {
+                if k.eq_ignore_ascii_case("content-length") {
+                    body = v.trim().parse::<usize>().map_err(|_| ())?;
+                } else if k.eq_ignore_ascii_case("transfer-encoding") {
+                    return Err(()); // not expected from the servers measured here
+                }
+            }
+        }
+        Ok((status, end + body))
+    });
+    Some(parsed)
+}
+
+/// One request on `stream`: write it, read the whole answer. True for a 200.
+async fn exchange(stream: &mut TcpStream, req: &[u8], buf: &mut Vec<u8>) -> bool {
+    if stream.write_all(req).await.is_err() {
+        return false;
+    }
+    buf.clear();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(r) = answer_len(buf) {
+            let Ok((status, total)) = r else { return false };
+            while buf.len() < total {
+                match stream.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return false,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            }
+            // Keep-alive, one request at a time: nothing may follow the answer.
+            return status == 200 && buf.len() == total;
+        }
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
     }
 }
 
@@ -55,18 +138,7 @@ pub async fn run(
     connections: usize,
 ) -> Outcome {
     let total = (rate * duration.as_secs_f64()).round() as usize;
-    let mut parsed: Vec<(HeaderName, HeaderValue)> = headers
-        .iter()
-        .map(|(k, v)| {
-            let name = HeaderName::from_bytes(k.as_bytes()).expect("valid header name");
-            let value = HeaderValue::from_str(v).expect("valid header value");
-            (name, value)
-        })
-        .collect();
-    parsed.push((
-        http::header::HOST,
-        HeaderValue::from_str(&addr.to_string()).expect("host"),
-    ));
+    let req: std::sync::Arc<[u8]> = encode(addr, path, headers).into();
     let start = Instant::now() + Duration::from_millis(50);
     // Hard stop well after the schedule ends, whatever the server does.
     let deadline = start + duration + Duration::from_secs(10);
@@ -75,20 +147,16 @@ pub async fn run(
     for w in 0..connections {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Instant>();
         queues.push(tx);
-        let parsed = parsed.clone();
-        let path = path.to_owned();
+        let req = req.clone();
         let mine = (w..total).step_by(connections).len();
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::with_capacity(mine);
             let mut queued = 0u64;
-            let Ok(stream) = TcpStream::connect(addr).await else {
+            let Ok(mut stream) = TcpStream::connect(addr).await else {
                 return (lat, mine as u64, 0);
             };
             let _ = stream.set_nodelay(true);
-            let Ok((mut sender, conn)) = http1::handshake(TokioIo::new(stream)).await else {
-                return (lat, mine as u64, 0);
-            };
-            tokio::spawn(conn);
+            let mut buf = Vec::with_capacity(4096);
             let mut free_since = Instant::now();
             while let Some(due) = rx.recv().await {
                 if Instant::now() > deadline {
@@ -102,42 +170,36 @@ pub async fn run(
                 } else {
                     Instant::now()
                 };
-                let mut req = Request::get(path.as_str())
-                    .body(Empty::<Bytes>::new())
-                    .expect("valid request");
-                for (k, v) in &parsed {
-                    req.headers_mut().insert(k.clone(), v.clone());
-                }
-                let ok = match sender.send_request(req).await {
-                    Ok(res) => {
-                        let status = res.status();
-                        res.into_body().collect().await.is_ok() && status == 200
-                    }
-                    Err(_) => false,
-                };
+                let ok = exchange(&mut stream, &req, &mut buf).await;
                 free_since = Instant::now();
-                if ok {
-                    lat.push(free_since.duration_since(sent).as_nanos() as u64);
-                } else if sender.ready().await.is_err() {
-                    break;
+                if !ok {
+                    break; // the connection is in an unknown state: stop using it
                 }
+                lat.push(free_since.duration_since(sent).as_nanos() as u64);
             }
             let errors = (mine - lat.len()) as u64;
             (lat, errors, queued)
         }));
     }
     let pacer = std::thread::spawn(move || {
-        for i in 0..total {
-            let due = start + Duration::from_secs_f64(i as f64 / rate);
+        let mut i = 0;
+        while i < total {
             let now = Instant::now();
             if now > deadline {
                 break;
             }
+            let due = start + Duration::from_secs_f64(i as f64 / rate);
             if now < due {
-                std::thread::sleep(due - now);
+                std::thread::sleep((due - now).max(MIN_SLEEP));
+                continue;
             }
-            if queues[i % connections].send(due).is_err() {
-                break;
+            // Everything due by now goes out.
+            while i < total && start + Duration::from_secs_f64(i as f64 / rate) <= now {
+                let due = start + Duration::from_secs_f64(i as f64 / rate);
+                if queues[i % connections].send(due).is_err() {
+                    return;
+                }
+                i += 1;
             }
         }
     });
