@@ -176,6 +176,34 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     cookies(headers).find(|(k, _)| *k == name).map(|(_, v)| v)
 }
 
+/// The raw bytes of cookie `name`'s value (the first one wins), split the
+/// way [`cookies`] splits pairs but without checking the header as text:
+/// for a value that a strict decoder checks byte by byte anyway (the session
+/// cookie), where the text check of the whole header is the dearer part of
+/// finding it. Other cookies' bytes are never looked at beyond the split.
+pub fn cookie_bytes<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a [u8]> {
+    let name = name.as_bytes();
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .find_map(|v| find_cookie(v.as_bytes(), name))
+}
+
+fn find_cookie<'a>(mut rest: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
+    loop {
+        let end = memchr::memchr(b';', rest).unwrap_or(rest.len());
+        let piece = &rest[..end];
+        if let Some(eq) = piece.iter().position(|&b| b == b'=') {
+            if piece[..eq].trim_ascii() == name {
+                let v = piece[eq + 1..].trim_ascii();
+                let unquoted = v.strip_prefix(b"\"").and_then(|v| v.strip_suffix(b"\""));
+                return Some(unquoted.unwrap_or(v));
+            }
+        }
+        rest = rest.get(end + 1..)?;
+    }
+}
+
 /// Escapes text for HTML element content and attribute values.
 pub fn html_escape(s: &str) -> Cow<'_, str> {
     if !s.contains(['<', '>', '&', '"', '\'']) {
@@ -246,6 +274,52 @@ mod tests {
         assert_eq!(cookie(&h, "b"), Some("2"));
         assert_eq!(cookie(&h, "c"), Some("3"));
         assert_eq!(cookie(&h, "garbage"), None);
+    }
+
+    #[test]
+    fn cookie_bytes_splits_like_cookie() {
+        let values = [
+            "a=1; ;;garbage; b=\"2\"",
+            "c=3",
+            " d = 4 ;e=;f",
+            "g=\"",
+            "=5; h=6",
+            "_portcullis=x=y; _portcullis=second",
+        ];
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append(header::COOKIE, HeaderValue::from_static(v));
+        }
+        for name in [
+            "a",
+            "b",
+            "c",
+            "d",
+            "e",
+            "f",
+            "g",
+            "h",
+            "",
+            "garbage",
+            "_portcullis",
+            "x",
+            "A",
+        ] {
+            assert_eq!(
+                cookie_bytes(&h, name),
+                cookie(&h, name).map(str::as_bytes),
+                "cookie {name:?}"
+            );
+        }
+        // Bytes that are not header text elsewhere in the header do not hide
+        // the cookie; its own bytes come back unchanged for the decoder to judge.
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_bytes(b"junk=\xff\x80; s=ok\xc3").unwrap(),
+        );
+        assert_eq!(cookie_bytes(&h, "s"), Some(&b"ok\xc3"[..]));
+        assert_eq!(cookie_bytes(&HeaderMap::new(), "s"), None);
     }
 
     #[test]

@@ -158,7 +158,7 @@ impl Gateway {
     /// The live session named by the request's session cookie, if any.
     /// Every cookie problem means "no session"; only a store failure is an error.
     pub async fn session(&self, headers: &HeaderMap) -> Result<Option<Arc<Session>>, StoreError> {
-        let Some(value) = http_util::cookie(headers, self.keys.cookie_name()) else {
+        let Some(value) = http_util::cookie_bytes(headers, self.keys.cookie_name()) else {
             return Ok(None);
         };
         let Some(id) = self.keys.unseal(value) else {

@@ -83,8 +83,8 @@ impl SessionKeys {
 
     /// The session id inside a cookie value, if the value verifies under any
     /// key. Tampered, truncated, oversized or foreign values give `None`.
-    pub fn unseal(&self, value: &str) -> Option<SessionId> {
-        let bytes = value.as_bytes();
+    pub fn unseal(&self, value: impl AsRef<[u8]>) -> Option<SessionId> {
+        let bytes = value.as_ref();
         if bytes.len() != DIGEST_B64_LEN + ID_B64_LEN {
             return None;
         }
