@@ -1,91 +1,69 @@
 //! A coarse clock for the per-request path.
 //!
-//! Reading the system clock costs a `clock_gettime` each time; the idle
-//! tracking of every connection read and write, and the session expiry check
-//! of every request, only need to be right to a few tens of milliseconds. A
-//! background thread started by the server stamps two atomics every
-//! [`TICK`]; readers load them. Until the thread runs (unit tests, library
-//! use without a server), readers fall back to the precise clock.
+//! The idle tracking of every connection read and write, and the session
+//! expiry check of every request, only need to be right to a few
+//! milliseconds. On Linux they read the kernel's coarse clocks
+//! (`CLOCK_MONOTONIC_COARSE`, `CLOCK_REALTIME_COARSE`): served from the vDSO
+//! without reading the hardware counter, a few nanoseconds each, advanced by
+//! the kernel's own tick (1–4 ms), so no thread of ours has to wake up to
+//! keep a clock (an idle gateway stays idle). Elsewhere the precise clocks
+//! stand in.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Once, OnceLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+#[cfg(not(target_os = "linux"))]
+use std::sync::OnceLock;
+#[cfg(not(target_os = "linux"))]
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-/// How often the coarse clock advances.
-pub const TICK: Duration = Duration::from_millis(20);
+/// Milliseconds on a monotonic clock (from an arbitrary start), to within a
+/// few milliseconds.
+#[cfg(target_os = "linux")]
+pub fn mono_ms() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
+    t.tv_sec as u64 * 1000 + t.tv_nsec as u64 / 1_000_000
+}
 
-static START: OnceLock<Instant> = OnceLock::new();
-/// Milliseconds since [`START`] plus one (0 = not ticking yet).
-static MONO_MS: AtomicU64 = AtomicU64::new(0);
-/// Unix time in seconds (0 = not ticking yet).
-static UNIX_SECS: AtomicU64 = AtomicU64::new(0);
-static TICKER: Once = Once::new();
+/// Unix time in seconds, to within a few milliseconds.
+#[cfg(target_os = "linux")]
+pub fn unix_secs() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::RealtimeCoarse);
+    u64::try_from(t.tv_sec).unwrap_or(0)
+}
 
-fn precise_mono_ms() -> u64 {
+/// Milliseconds on a monotonic clock (from the first reading).
+#[cfg(not(target_os = "linux"))]
+pub fn mono_ms() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
     START.get_or_init(Instant::now).elapsed().as_millis() as u64
 }
 
-fn precise_unix_secs() -> u64 {
+/// Unix time in seconds.
+#[cfg(not(target_os = "linux"))]
+pub fn unix_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
 }
 
-fn stamp() {
-    MONO_MS.store(precise_mono_ms() + 1, Ordering::Relaxed);
-    UNIX_SECS.store(precise_unix_secs(), Ordering::Relaxed);
-}
-
-/// Starts the ticking thread (once per process; later calls do nothing).
-pub fn start() {
-    TICKER.call_once(|| {
-        stamp();
-        let spawned = std::thread::Builder::new()
-            .name("portcullis-clock".into())
-            .spawn(|| loop {
-                std::thread::sleep(TICK);
-                stamp();
-            });
-        if let Err(e) = spawned {
-            // Readers keep using the precise clock.
-            MONO_MS.store(0, Ordering::Relaxed);
-            UNIX_SECS.store(0, Ordering::Relaxed);
-            tracing::warn!(error = %e, "cannot start the coarse clock thread; using the system clock");
-        }
-    });
-}
-
-/// Milliseconds on a monotonic clock, to within [`TICK`].
-pub fn mono_ms() -> u64 {
-    match MONO_MS.load(Ordering::Relaxed) {
-        0 => precise_mono_ms(),
-        t => t - 1,
-    }
-}
-
-/// Unix time in seconds, to within [`TICK`].
-pub fn unix_secs() -> u64 {
-    match UNIX_SECS.load(Ordering::Relaxed) {
-        0 => precise_unix_secs(),
-        t => t,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
     #[test]
-    fn coarse_clock_follows_the_precise_one() {
-        start();
-        let a = mono_ms();
-        std::thread::sleep(TICK * 5);
-        let b = mono_ms();
-        assert!(b > a, "monotonic clock advanced ({a} -> {b})");
-        assert!(b - a >= TICK.as_millis() as u64 * 3, "{a} -> {b}");
-        let unix = precise_unix_secs();
+    fn coarse_clocks_follow_the_precise_ones() {
+        let (a, t) = (mono_ms(), Instant::now());
+        std::thread::sleep(Duration::from_millis(100));
+        let (b, elapsed) = (mono_ms(), t.elapsed().as_millis() as u64);
+        // Both readings may be a kernel tick (at most 10 ms) behind.
+        assert!(
+            b >= a && (b - a).abs_diff(elapsed) <= 20,
+            "{a} -> {b} in {elapsed} ms"
+        );
+        let unix = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
         assert!(unix_secs().abs_diff(unix) <= 1);
-        assert!(precise_mono_ms() + 1 >= mono_ms());
     }
 }

@@ -195,7 +195,6 @@ pub async fn serve(
     tls: Option<TlsAcceptor>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    clock::start();
     let (limits, grace) = {
         let rt = gw.runtime.load();
         (rt.config.server.clone(), rt.config.server.shutdown_grace)
