@@ -16,7 +16,7 @@
 //!
 //! Knobs, all optional: `LOAD_ROUNDS` (default 5),
 //! `LOAD_SECS` seconds per wrk run (5), `LOAD_CONNS` wrk connections (32),
-//! `LOAD_LAT_SLOTS` (25) and `LOAD_LAT_SLOT_SECS` (1) for the fixed-rate runs.
+//! `LOAD_LAT_SLOTS` (40) and `LOAD_LAT_SLOT_SECS` (1) for the fixed-rate runs.
 //!
 //! What it does:
 //!
@@ -756,7 +756,7 @@ async fn forward_auth_run() {
     let rounds = knob("LOAD_ROUNDS", 5);
     let secs = knob("LOAD_SECS", 5);
     let conns = knob("LOAD_CONNS", 32);
-    let lat_slots = knob("LOAD_LAT_SLOTS", 25);
+    let lat_slots = knob("LOAD_LAT_SLOTS", 40);
     let lat_slot_secs = knob("LOAD_LAT_SLOT_SECS", 1);
     let tck = clock_ticks_per_sec();
     let mut report = String::new();

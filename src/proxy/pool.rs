@@ -287,8 +287,11 @@ impl Pool {
         }
     }
 
-    fn put(self: &Arc<Self>, h1: H1) {
-        if h1.conn.is_none() || h1.tx.is_closed() {
+    fn put(self: &Arc<Self>, mut h1: H1) {
+        // Polled once more: the exchange just ended, and the connection must
+        // be idle now. One that is not (its request body still going up after
+        // an early answer) is closed rather than left waiting undriven.
+        if !h1.ready_now() {
             return;
         }
         {

@@ -166,6 +166,7 @@ async fn counting_upstream() -> (
                         return;
                     }
                     let path = line.split(' ').nth(1).unwrap_or("").to_owned();
+                    let mut length = 0usize;
                     loop {
                         let mut h = String::new();
                         if s.read_line(&mut h).await.unwrap_or(0) == 0 {
@@ -173,6 +174,37 @@ async fn counting_upstream() -> (
                         }
                         if h == "\r\n" {
                             break;
+                        }
+                        if let Some((k, v)) = h.split_once(':') {
+                            if k.eq_ignore_ascii_case("content-length") {
+                                length = v.trim().parse().unwrap_or(0);
+                            }
+                        }
+                    }
+                    if path == "/early" {
+                        // Answers before reading the upload, then takes it in
+                        // slowly, so the answer is complete long before the body.
+                        let w = s
+                            .get_mut()
+                            .write_all(b"HTTP/1.1 403 Forbidden\r\ncontent-length: 2\r\n\r\nno")
+                            .await;
+                        let mut left = length;
+                        let mut buf = vec![0u8; 64 * 1024];
+                        while w.is_ok() && left > 0 {
+                            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                            use tokio::io::AsyncReadExt;
+                            match s.read(&mut buf[..left.min(64 * 1024)]).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => left -= n,
+                            }
+                        }
+                        continue;
+                    }
+                    if length > 0 {
+                        use tokio::io::AsyncReadExt;
+                        let mut body = vec![0u8; length];
+                        if s.read_exact(&mut body).await.is_err() {
+                            return;
                         }
                     }
                     if path == "/slow" {
@@ -297,6 +329,81 @@ async fn streamed_bodies_share_the_pool_and_an_abandoned_one_is_not_reused() {
         accepted.load(Ordering::SeqCst),
         opened,
         "sequential requests after the streams reuse their connections"
+    );
+}
+
+#[tokio::test]
+async fn an_answer_before_the_upload_ends_leaves_the_pool_usable() {
+    let (up, _) = counting_upstream().await;
+    let h = Harness::start_with(crate::support::Opts {
+        extra: public_rule(&format!("http://{up}")),
+        ..Default::default()
+    })
+    .await;
+    let c = h.client();
+    let res = c
+        .post(format!("{}/early", h.base))
+        .header("Host", "app.test")
+        .body(vec![b'x'; 4 * 1024 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+    assert_eq!(res.text().await.unwrap(), "no");
+    // The same on one raw connection that goes on uploading after the
+    // answer: its upload must keep moving (or the connection end), never
+    // stall behind an upstream connection parked in the pool.
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let addr = h.base.trim_start_matches("http://").to_owned();
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let len = 4 * 1024 * 1024;
+        let head =
+            format!("POST /early HTTP/1.1\r\nHost: app.test\r\ncontent-length: {len}\r\n\r\n");
+        s.write_all(head.as_bytes()).await.unwrap();
+        let (mut rd, mut wr) = s.into_split();
+        let upload = tokio::spawn(async move {
+            let chunk = vec![b'y'; 64 * 1024];
+            for _ in 0..len / chunk.len() {
+                if wr.write_all(&chunk).await.is_err() {
+                    return false; // closed by the gateway: acceptable
+                }
+            }
+            true
+        });
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !got.ends_with(b"no") {
+            match tokio::time::timeout(std::time::Duration::from_secs(5), rd.read(&mut buf)).await {
+                Ok(Ok(n)) if n > 0 => got.extend_from_slice(&buf[..n]),
+                other => panic!("no answer to the early POST: {other:?}"),
+            }
+        }
+        assert!(
+            got.starts_with(b"HTTP/1.1 403"),
+            "{}",
+            String::from_utf8_lossy(&got)
+        );
+        let done = tokio::time::timeout(std::time::Duration::from_secs(10), upload).await;
+        assert!(done.is_ok(), "the upload after an early answer stalled");
+    }
+    let t = std::time::Instant::now();
+    for _ in 0..5 {
+        let res = c
+            .get(format!("{}/a", h.base))
+            .header("Host", "app.test")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            (res.status().as_u16(), res.text().await.unwrap()),
+            (200, "ok".into())
+        );
+    }
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(5),
+        "requests after the early answer took {:?}",
+        t.elapsed()
     );
 }
 
