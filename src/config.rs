@@ -203,7 +203,7 @@ pub struct CaFile {
 /// `session.store`
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StoreKind {
-    /// In-process (moka); single instance.
+    /// In-process; single instance.
     Memory,
     /// Shared by every instance.
     Redis,

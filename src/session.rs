@@ -4,7 +4,7 @@
 //! The cookie holds only a random 256-bit session id, signed with HMAC-SHA256
 //! (the `cookie` crate's signed jar) under the first configured secret and
 //! verified under any of them, so secrets can be rotated. The session data
-//! lives in a [`SessionStore`]: [`memory::MemoryStore`] (moka, one instance)
+//! lives in a [`SessionStore`]: [`memory::MemoryStore`] (in process, one instance)
 //! or [`redis::RedisStore`] (shared by every instance, with a local cache). A cookie that fails to parse or verify, or names an
 //! unknown or expired session, is simply "no session" — never an error page.
 //!
