@@ -341,7 +341,10 @@ mod tests {
         assert_eq!(store.len(), 3);
         assert!(store.lookup_cached(&fresh.id).is_some());
         assert!(store.lookup_cached(&all[0].id).is_some(), "used last: kept");
-        assert!(store.lookup_cached(&all[1].id).is_none(), "least recently used: evicted");
+        assert!(
+            store.lookup_cached(&all[1].id).is_none(),
+            "least recently used: evicted"
+        );
         assert!(store.lookup_cached(&all[2].id).is_some());
     }
 }
