@@ -237,6 +237,13 @@ async fn counting_upstream() -> (
     (addr, accepted)
 }
 
+/// `GET path` on host `app.test`: status and body.
+async fn get_app(h: &Harness, c: &reqwest::Client, path: &str) -> (u16, String) {
+    let url = format!("{}{path}", h.base);
+    let res = c.get(url).header("Host", "app.test").send().await.unwrap();
+    (res.status().as_u16(), res.text().await.unwrap())
+}
+
 #[tokio::test]
 async fn upstream_connections_are_reused_and_replaced_when_the_upstream_closes_them() {
     use std::sync::atomic::Ordering;
@@ -247,14 +254,7 @@ async fn upstream_connections_are_reused_and_replaced_when_the_upstream_closes_t
     })
     .await;
     let c = h.client();
-    let get = |path: &'static str| {
-        let c = c.clone();
-        let url = format!("{}{path}", h.base);
-        async move {
-            let res = c.get(url).header("Host", "app.test").send().await.unwrap();
-            (res.status().as_u16(), res.text().await.unwrap())
-        }
-    };
+    let get = |path: &'static str| get_app(&h, &c, path);
     for _ in 0..5 {
         assert_eq!(get("/a").await, (200, "ok".into()));
     }
@@ -314,16 +314,7 @@ async fn streamed_bodies_share_the_pool_and_an_abandoned_one_is_not_reused() {
     assert_eq!(res.chunk().await.unwrap().as_deref(), Some(&b"slow."[..]));
     drop(res);
     for _ in 0..20 {
-        let res = c
-            .get(format!("{}/a", h.base))
-            .header("Host", "app.test")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(
-            (res.status().as_u16(), res.text().await.unwrap()),
-            (200, "ok".into())
-        );
+        assert_eq!(get_app(&h, &c, "/a").await, (200, "ok".into()));
     }
     assert_eq!(
         accepted.load(Ordering::SeqCst),
@@ -389,16 +380,7 @@ async fn an_answer_before_the_upload_ends_leaves_the_pool_usable() {
     }
     let t = std::time::Instant::now();
     for _ in 0..5 {
-        let res = c
-            .get(format!("{}/a", h.base))
-            .header("Host", "app.test")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(
-            (res.status().as_u16(), res.text().await.unwrap()),
-            (200, "ok".into())
-        );
+        assert_eq!(get_app(&h, &c, "/a").await, (200, "ok".into()));
     }
     assert!(
         t.elapsed() < std::time::Duration::from_secs(5),
