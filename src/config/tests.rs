@@ -1058,6 +1058,22 @@ fn stores() {
 // === [headers] and [access] ===
 
 #[test]
+fn header_names_are_kept_once_across_loads() {
+    // The names are cloned into every answer; they must be static text (a
+    // clone then writes no shared count), and a reload must not add copies.
+    let text = rest("[headers]\nuser = \"Remote-User\"\nemail = \"X-Mail-Of-Test\"");
+    let (one, two) = (ok(&text), ok(&text));
+    assert_eq!(one.headers.user, "remote-user");
+    assert_eq!(one.headers.email.as_str(), "x-mail-of-test");
+    assert_eq!(
+        one.headers.email.as_str().as_ptr(),
+        two.headers.email.as_str().as_ptr(),
+        "the same text, not a second copy"
+    );
+    assert_eq!(one.headers.groups.as_str(), "x-auth-groups");
+}
+
+#[test]
 fn headers() {
     let cfg = ok(&rest("[headers]\nuser = \"Remote-User\"\nstrip = [\"X-Forwarded-User\"]\npass_access_token = true"));
     assert_eq!(cfg.headers.user.as_str(), "remote-user");

@@ -36,6 +36,27 @@ use super::{
 };
 use crate::secret::Secret;
 
+/// The same header name backed by static text. A name parsed from the config
+/// holds its text under a reference count, and the gateway clones these
+/// names into every answer: from two worker threads that count's cache line
+/// would move between cores on every request. Static names clone without
+/// touching memory. Each distinct name is kept once for the process's life,
+/// so reloads add nothing.
+fn interned(name: HeaderName) -> HeaderName {
+    static NAMES: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+    let mut names = NAMES.lock().unwrap_or_else(|p| p.into_inner());
+    let text = match names.iter().find(|n| **n == name.as_str()) {
+        Some(n) => *n,
+        None => {
+            let n: &'static str = Box::leak(name.as_str().into());
+            names.push(n);
+            n
+        }
+    };
+    // `as_str` is the name's lower-case canonical form, which `from_static` accepts.
+    HeaderName::from_static(text)
+}
+
 /// Environment variable holding the OIDC client secret, used when neither
 /// `oidc.client_secret` nor `oidc.client_secret_file` is set.
 pub const CLIENT_SECRET_ENV: &str = "PORTCULLIS_OIDC_CLIENT_SECRET";
@@ -744,7 +765,7 @@ impl Checker<'_> {
         if name.is_none() {
             self.problem(key, format!("{text:?} is not a valid header name"));
         }
-        name
+        name.map(interned)
     }
 
     fn identity_header(&mut self, key: &str, text: &str) -> Option<HeaderName> {
