@@ -80,6 +80,8 @@ const CLIENT_ID: &str = "portcullis-bench";
 const CLIENT_SECRET: &str = "bench-client-secret-0123456789";
 const SESSION_SECRET: &str = "a-load-test-session-secret-that-is-long-enough";
 const AUTH_PATH: &str = "/oauth2/auth";
+/// How far the gateway's p99 at half of hyper's maximum rate may be above hyper's.
+const P99_TOLERANCE: f64 = 1.2;
 /// The bearer issuer of the bearer scenario and its tokens' audience.
 const BEARER_ISS: &str = "https://ci.bench.test";
 const BEARER_AUD: &str = "portcullis-bench-api";
@@ -953,10 +955,17 @@ async fn forward_auth_run() {
     }
     if let Some((rate, pooled, _, _)) = latency_tables.get(1) {
         let (p, h) = (pooled[0].quantile_us(0.99), pooled[1].quantile_us(0.99));
+        let control = pooled[2].quantile_us(0.99) / h;
+        // The control is the same server as hyper: when even it lands
+        // outside the tolerance, the run's noise exceeds what is judged.
+        let verdict = if (1.0 / P99_TOLERANCE..=P99_TOLERANCE).contains(&control) {
+            check(p <= P99_TOLERANCE * h).to_string()
+        } else {
+            format!("inconclusive: the control itself is at {control:.2}x")
+        };
         out.push_str(&format!(
-            "  p99 ≤ 1.2 × hyper's at {rate:.0} req/s: {p:.0} vs {h:.0} µs ({:.2}x) → {}\n",
+            "  p99 ≤ {P99_TOLERANCE} × hyper's at {rate:.0} req/s: {p:.0} vs {h:.0} µs ({:.2}x) → {verdict}\n",
             p / h,
-            check(p <= 1.2 * h)
         ));
     }
     let mut errs: Vec<_> = errors.into_iter().collect();
