@@ -11,7 +11,7 @@ use super::net::ms;
 use super::Finding;
 use crate::config::{Config, StoreKind};
 use crate::session::redis::RedisStore;
-use crate::session::{SessionStore, StoreError};
+use crate::session::StoreError;
 
 const TLS_FIX: &str = "use rediss:// only for a TLS port (redis:// otherwise), and give Redis a certificate this host trusts for that name";
 
@@ -39,7 +39,7 @@ pub async fn probe(config: &Config) -> Finding {
                 Err(e) => return failure(NAME, &at, &e),
             };
             let started = Instant::now();
-            match tokio::time::timeout(STORE_TIMEOUT, store.ping()).await {
+            match tokio::time::timeout(STORE_TIMEOUT, store.probe()).await {
                 Ok(Ok(())) => Finding::ok(
                     NAME,
                     format!("redis at {at} answered PING in {}", ms(started)),

@@ -208,6 +208,13 @@ impl RedisStore {
             .max(1)
     }
 
+    /// A fresh connection and `PING`, for `portcullis check` and the
+    /// start-up checks: the error names the cause, and the outage state (and
+    /// its log line, which the serving store writes) is left alone.
+    pub async fn probe(&self) -> Result<(), StoreError> {
+        self.backend.probe().await.map_err(|e| classify(&e))
+    }
+
     /// Runs one command, tracking the outage state.
     async fn run<T: FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {
         let attempt = || async {

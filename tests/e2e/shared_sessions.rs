@@ -1100,6 +1100,54 @@ async fn wrong_redis_password_is_named_in_readyz_and_by_the_cli() {
     assert!(!err.contains("wrong-password"), "{err}");
 }
 
+#[tokio::test]
+async fn redis_down_at_start_is_logged_once_and_named_by_readyz() {
+    // A port nothing listens on: taken, then released.
+    let dead = free_port();
+    let admin = free_port();
+    let url = format!("\"redis://127.0.0.1:{dead}/0\"");
+    let gw = Gateway::launch(Launch {
+        name: "portcullis-redis-down",
+        config: &config(&shared().idp.issuer, &url, admin, false),
+        admin_port: Some(admin),
+        wait_ready: false,
+        ..Launch::default()
+    });
+    let _logs = LogsOnFailure(vec![&gw.proc]);
+    // The start-up checks report it in their own words, with the fix.
+    poll_until(
+        Duration::from_secs(10),
+        || gw.log().contains("start-up checks found problems"),
+        || gw.log(),
+    )
+    .await;
+    let log = gw.log();
+    assert!(
+        log.contains(&format!(
+            "redis at redis://127.0.0.1:{dead}/0 is unreachable"
+        )),
+        "{log}"
+    );
+    // Let the invalidation subscriber retry a few times (100, 200, 400 ms...).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let ready = crate::support::http::raw_get(admin, "127.0.0.1", "/readyz", &[]);
+    assert_eq!(ready.status, 503);
+    assert!(
+        ready.text().contains("session store unreachable"),
+        "{}",
+        ready.text()
+    );
+    let log = gw.log();
+    let outage_lines = log
+        .lines()
+        .filter(|l| l.contains("session store unreachable:"))
+        .count();
+    assert_eq!(
+        outage_lines, 1,
+        "one line for the outage, however many probes and retries:\n{log}"
+    );
+}
+
 /// Polls `done` every 50 ms until it holds; fails with `why()` after `limit`.
 async fn poll_until(limit: Duration, mut done: impl FnMut() -> bool, why: impl Fn() -> String) {
     let t0 = Instant::now();
