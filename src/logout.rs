@@ -6,7 +6,10 @@
 //! allow-listed asymmetric algorithms only), then `iss`, `aud`, `iat`, `exp`,
 //! the `events` claim, `sid` and/or `sub`, and the absence of `nonce` are
 //! checked. Every matching session ends on every instance (by `sid` when the
-//! token has one, otherwise by `sub`). Answers: 200, or 400 with a JSON
+//! token has one, otherwise by `sub`). A token's `jti` is accepted once: it is
+//! remembered in the session store (so by every instance) for as long as the
+//! token could pass the `iat` check, and forgotten again if ending the
+//! sessions failed, so the IdP's retry goes through. Answers: 200, or 400 with a JSON
 //! `{"error", "error_description"}` body, always `Cache-Control: no-store`.
 //!
 //! [`end_session_url`] builds the RP-initiated logout redirect
@@ -59,6 +62,9 @@ pub struct LogoutTarget {
     pub sid: Option<String>,
     /// `sub`, when present.
     pub sub: Option<String>,
+    /// `jti`, when present (required by the specification, but not every
+    /// IdP sends it; without it a replay cannot be told apart).
+    pub jti: Option<String>,
 }
 
 /// `POST <prefix>/backchannel_logout`.
@@ -99,12 +105,53 @@ async fn logout(
         .filter(|t| !t.is_empty())
         .ok_or(LogoutError::Missing)?;
     let target = verify(gw, &token).await?;
-    let n = match (&target.sid, &target.sub) {
-        (Some(sid), _) => gw.sessions.revoke(Revoke::IdpSession(sid)).await?,
-        (None, Some(sub)) => gw.sessions.revoke(Revoke::Subject(sub)).await?,
+    // A token is used once: a copy replayed later (to this instance or
+    // another) must not end the sessions the user has opened since.
+    let once = target
+        .jti
+        .as_deref()
+        .map(|jti| jti_digest(&gw.oidc.config().issuer, jti));
+    if let Some(digest) = &once {
+        if !gw.sessions.first_use(digest, replay_window(gw)).await? {
+            return Err(LogoutError::Claims(
+                "jti already used: a replayed logout token",
+            ));
+        }
+    }
+    let ended = match (&target.sid, &target.sub) {
+        (Some(sid), _) => gw.sessions.revoke(Revoke::IdpSession(sid)).await,
+        (None, Some(sub)) => gw.sessions.revoke(Revoke::Subject(sub)).await,
         (None, None) => return Err(LogoutError::Claims("neither sid nor sub")),
     };
-    Ok((target, n))
+    match ended {
+        Ok(n) => Ok((target, n)),
+        Err(e) => {
+            // Not done: the IdP's retry of this token must be accepted.
+            if let Some(digest) = &once {
+                if let Err(f) = gw.sessions.forget_use(digest).await {
+                    tracing::warn!(error = %f, "cannot forget a failed logout token's jti; the IdP's retry of it will be refused");
+                }
+            }
+            Err(e.into())
+        }
+    }
+}
+
+/// The store key for a logout token's `jti`: a digest of issuer and `jti`.
+fn jti_digest(issuer: &str, jti: &str) -> [u8; 32] {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update(issuer.as_bytes());
+    h.update([0]);
+    h.update(jti.as_bytes());
+    h.finalize().into()
+}
+
+/// How long a used `jti` is remembered: as long as a token with it could
+/// still pass the `iat` check (`iat` may be up to the leeway ahead).
+fn replay_window(gw: &Gateway) -> std::time::Duration {
+    let leeway = gw.oidc.config().clock_leeway.as_secs();
+    std::time::Duration::from_secs(MAX_AGE_SECS + 2 * leeway)
 }
 
 /// Verifies a logout token against the main issuer's keys and claims.
@@ -192,6 +239,11 @@ fn check_logout_claims(
     let target = LogoutTarget {
         sid: text("sid")?,
         sub: text("sub")?,
+        jti: match claims.get("jti") {
+            None => None,
+            Some(Value::String(s)) if !s.is_empty() && s.len() <= 1024 => Some(s.clone()),
+            Some(_) => return Err(LogoutError::Claims("jti is not a non-empty string")),
+        },
     };
     if target.sid.is_none() && target.sub.is_none() {
         return Err(LogoutError::Claims("neither sid nor sub"));
@@ -242,6 +294,7 @@ mod tests {
     fn accepts_sid_and_or_sub() {
         let t = check(&good()).unwrap();
         assert_eq!(t.sid.as_deref(), Some("s1"));
+        assert_eq!(t.jti.as_deref(), Some("x"));
         let mut v = good();
         v.as_object_mut().unwrap().remove("sid");
         assert_eq!(check(&v).unwrap().sub.as_deref(), Some("u1"));
@@ -295,6 +348,18 @@ mod tests {
                 "numeric sub",
                 Box::new(|m| {
                     m.insert("sub".into(), json!(5));
+                }),
+            ),
+            (
+                "numeric jti",
+                Box::new(|m| {
+                    m.insert("jti".into(), json!(7));
+                }),
+            ),
+            (
+                "empty jti",
+                Box::new(|m| {
+                    m.insert("jti".into(), json!(""));
                 }),
             ),
             (

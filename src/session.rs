@@ -158,6 +158,17 @@ pub trait SessionStore: Send + Sync + 'static {
         id: &'a SessionId,
         generation: u64,
     ) -> BoxFuture<'a, Result<bool, StoreError>>;
+    /// Records a one-time token id (a back-channel logout token's `jti`, as
+    /// a digest) for `ttl`: true the first time it is seen across every
+    /// instance sharing the store, false for a replay within `ttl`.
+    fn first_use<'a>(
+        &'a self,
+        digest: &'a [u8; 32],
+        ttl: std::time::Duration,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+    /// Forgets a one-time token id recorded by [`SessionStore::first_use`]
+    /// (its use failed and may be retried).
+    fn forget_use<'a>(&'a self, digest: &'a [u8; 32]) -> BoxFuture<'a, Result<(), StoreError>>;
     /// Whether the store can be reached (for `/readyz`).
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>>;
 }

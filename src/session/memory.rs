@@ -25,7 +25,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use rustc_hash::FxBuildHasher;
@@ -42,6 +42,9 @@ const SHARDS: usize = 32;
 /// Ended sessions are swept at most this often (with a write).
 const SWEEP_EVERY_MS: u64 = 60_000;
 
+/// Past this many one-time token digests, expired ones are dropped first.
+const SEEN_PRUNE_AT: usize = 4096;
+
 /// Sessions in process memory.
 pub struct MemoryStore {
     shards: Box<[RwLock<Shard>]>,
@@ -51,6 +54,8 @@ pub struct MemoryStore {
     len: AtomicUsize,
     /// When the last sweep ran ([`clock::mono_ms`]).
     swept_ms: AtomicU64,
+    /// One-time token digests seen ([`SessionStore::first_use`]) → until when.
+    seen: Mutex<HashMap<[u8; 32], u64>>,
 }
 
 type Shard = HashMap<SessionId, Entry, FxBuildHasher>;
@@ -77,6 +82,7 @@ impl MemoryStore {
             max: max.max(1),
             len: AtomicUsize::new(0),
             swept_ms: AtomicU64::new(clock::mono_ms()),
+            seen: Mutex::default(),
         }
     }
 
@@ -245,6 +251,34 @@ impl SessionStore for MemoryStore {
         Box::pin(async { Ok(true) })
     }
 
+    fn first_use<'a>(
+        &'a self,
+        digest: &'a [u8; 32],
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        let now_ms = clock::mono_ms();
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.len() >= SEEN_PRUNE_AT {
+            seen.retain(|_, until| *until > now_ms);
+        }
+        let first = match seen.get(digest) {
+            Some(until) if *until > now_ms => false,
+            _ => {
+                seen.insert(*digest, now_ms.saturating_add(ttl.as_millis() as u64));
+                true
+            }
+        };
+        Box::pin(async move { Ok(first) })
+    }
+
+    fn forget_use<'a>(&'a self, digest: &'a [u8; 32]) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(digest);
+        Box::pin(async { Ok(()) })
+    }
+
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async { Ok(()) })
     }
@@ -295,6 +329,28 @@ mod tests {
         assert_eq!(store.revoke(Revoke::User("bob")).await.unwrap(), 1);
         assert!(store.lookup_cached(&b.id).is_none());
         assert!(store.is_empty());
+    }
+
+    #[tokio::test]
+    async fn one_time_ids_are_accepted_once_until_forgotten_or_expired() {
+        let store = MemoryStore::new(None);
+        let (a, b) = ([1u8; 32], [2u8; 32]);
+        let long = Duration::from_secs(600);
+        assert!(store.first_use(&a, long).await.unwrap());
+        assert!(!store.first_use(&a, long).await.unwrap(), "a replay");
+        assert!(store.first_use(&b, long).await.unwrap(), "another id");
+        store.forget_use(&a).await.unwrap();
+        assert!(
+            store.first_use(&a, long).await.unwrap(),
+            "forgotten: usable again"
+        );
+        let c = [3u8; 32];
+        assert!(store.first_use(&c, Duration::from_millis(1)).await.unwrap());
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert!(
+            store.first_use(&c, long).await.unwrap(),
+            "remembered only for its ttl"
+        );
     }
 
     #[tokio::test]

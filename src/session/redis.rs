@@ -542,6 +542,33 @@ impl SessionStore for RedisStore {
         })
     }
 
+    fn first_use<'a>(
+        &'a self,
+        digest: &'a [u8; 32],
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let first: Option<String> = self
+                .run(
+                    redis::cmd("SET")
+                        .arg(Self::index("once", &hex(digest)))
+                        .arg(1)
+                        .arg("NX")
+                        .arg("PX")
+                        .arg((ttl.as_millis() as u64).max(1)),
+                )
+                .await?;
+            Ok(first.is_some())
+        })
+    }
+
+    fn forget_use<'a>(&'a self, digest: &'a [u8; 32]) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            self.run::<()>(redis::cmd("DEL").arg(Self::index("once", &hex(digest))))
+                .await
+        })
+    }
+
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
             match self.backend.probe().await {

@@ -718,6 +718,33 @@ async fn backchannel_logout_from_the_idp_ends_the_session_on_both_instances() {
         .a()
         .log()
         .contains("back-channel logout from the identity provider"));
+
+    // A logout token is used once, whichever instance a copy reaches: a
+    // replay must not end the sessions opened since.
+    let subject = v["sessions"][0]["subject"]
+        .as_str()
+        .unwrap_or_else(|| panic!("the session keeps the subject: {v}"))
+        .to_owned();
+    let by_subject = idp_jwt(
+        serde_json::json!({ "sub": subject, "events": event, "jti": "logout-once-1" }),
+        no.clone(),
+    )
+    .await;
+    let again = Browser::new();
+    p.login(&again, "dave", a, b).await;
+    let (status, body, _) = post_form(&endpoint, &[("logout_token", &by_subject)]).await;
+    assert_eq!(status, 200, "first use: {body}");
+    p.until_denied(&again, b).await;
+    let fresh = Browser::new();
+    p.login(&fresh, "dave", b, a).await;
+    let other = format!("http://127.0.0.1:{b}/oauth2/backchannel_logout");
+    for url in [&endpoint, &other] {
+        let (status, body, _) = post_form(url, &[("logout_token", &by_subject)]).await;
+        assert_eq!(status, 400, "a replay to {url}: {body}");
+        assert!(body.contains("jti already used"), "{body}");
+    }
+    assert_eq!(p.check(&fresh, a).await, 200, "the replay ended nothing");
+    assert_eq!(p.check(&fresh, b).await, 200, "the replay ended nothing");
 }
 
 #[tokio::test]
