@@ -229,21 +229,18 @@ fn check_logout_claims(
             "the back-channel logout event is not a JSON object",
         ));
     }
-    let text = |name: &str| -> Result<Option<String>, LogoutError> {
+    let text = |name: &str, bad: &'static str| -> Result<Option<String>, LogoutError> {
         match claims.get(name) {
             None => Ok(None),
             Some(Value::String(s)) if !s.is_empty() && s.len() <= 1024 => Ok(Some(s.clone())),
-            Some(_) => Err(LogoutError::Claims("sid or sub is not a non-empty string")),
+            Some(_) => Err(LogoutError::Claims(bad)),
         }
     };
+    const ID_TEXT: &str = "sid or sub is not a non-empty string";
     let target = LogoutTarget {
-        sid: text("sid")?,
-        sub: text("sub")?,
-        jti: match claims.get("jti") {
-            None => None,
-            Some(Value::String(s)) if !s.is_empty() && s.len() <= 1024 => Some(s.clone()),
-            Some(_) => return Err(LogoutError::Claims("jti is not a non-empty string")),
-        },
+        sid: text("sid", ID_TEXT)?,
+        sub: text("sub", ID_TEXT)?,
+        jti: text("jti", "jti is not a non-empty string")?,
     };
     if target.sid.is_none() && target.sub.is_none() {
         return Err(LogoutError::Claims("neither sid nor sub"));

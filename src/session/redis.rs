@@ -215,6 +215,22 @@ impl RedisStore {
         self.backend.probe().await.map_err(|e| classify(&e))
     }
 
+    /// Sets `key` for `ttl` unless it exists (`SET NX PX`): true for the one
+    /// caller, across every instance, that set it.
+    async fn set_once(&self, key: String, ttl: Duration) -> Result<bool, StoreError> {
+        let set: Option<String> = self
+            .run(
+                redis::cmd("SET")
+                    .arg(key)
+                    .arg(1)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg((ttl.as_millis() as u64).max(1)),
+            )
+            .await?;
+        Ok(set.is_some())
+    }
+
     /// Runs one command, tracking the outage state.
     async fn run<T: FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {
         let attempt = || async {
@@ -527,19 +543,10 @@ impl SessionStore for RedisStore {
         id: &'a SessionId,
         generation: u64,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
-        Box::pin(async move {
-            let won: Option<String> = self
-                .run(
-                    redis::cmd("SET")
-                        .arg(Self::index("lock", &format!("{}:{generation}", hex(&id.0))))
-                        .arg(1)
-                        .arg("NX")
-                        .arg("PX")
-                        .arg(super::REFRESH_LOCK.as_millis() as u64),
-                )
-                .await?;
-            Ok(won.is_some())
-        })
+        Box::pin(self.set_once(
+            Self::index("lock", &format!("{}:{generation}", hex(&id.0))),
+            super::REFRESH_LOCK,
+        ))
     }
 
     fn first_use<'a>(
@@ -547,19 +554,7 @@ impl SessionStore for RedisStore {
         digest: &'a [u8; 32],
         ttl: Duration,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
-        Box::pin(async move {
-            let first: Option<String> = self
-                .run(
-                    redis::cmd("SET")
-                        .arg(Self::index("once", &hex(digest)))
-                        .arg(1)
-                        .arg("NX")
-                        .arg("PX")
-                        .arg((ttl.as_millis() as u64).max(1)),
-                )
-                .await?;
-            Ok(first.is_some())
-        })
+        Box::pin(self.set_once(Self::index("once", &hex(digest)), ttl))
     }
 
     fn forget_use<'a>(&'a self, digest: &'a [u8; 32]) -> BoxFuture<'a, Result<(), StoreError>> {

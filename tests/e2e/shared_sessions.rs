@@ -1097,13 +1097,7 @@ async fn wrong_redis_password_is_named_in_readyz_and_by_the_cli() {
     let redis = Redis::start_with(&["--requirepass", "right-password"]);
     let admin = free_port();
     let url = format!("\"redis://:wrong-password@127.0.0.1:{}/0\"", redis.port);
-    let gw = Gateway::launch(Launch {
-        name: "portcullis-badauth",
-        config: &config(&shared().idp.issuer, &url, admin, false),
-        admin_port: Some(admin),
-        wait_ready: false,
-        ..Launch::default()
-    });
+    let gw = launch_unready("portcullis-badauth", &url, admin);
     let _logs = LogsOnFailure(vec![&gw.proc]);
     let ready = crate::support::http::raw_get(admin, "127.0.0.1", "/readyz", &[]);
     assert_eq!(ready.status, 503);
@@ -1133,13 +1127,7 @@ async fn redis_down_at_start_is_logged_once_and_named_by_readyz() {
     let dead = free_port();
     let admin = free_port();
     let url = format!("\"redis://127.0.0.1:{dead}/0\"");
-    let gw = Gateway::launch(Launch {
-        name: "portcullis-redis-down",
-        config: &config(&shared().idp.issuer, &url, admin, false),
-        admin_port: Some(admin),
-        wait_ready: false,
-        ..Launch::default()
-    });
+    let gw = launch_unready("portcullis-redis-down", &url, admin);
     let _logs = LogsOnFailure(vec![&gw.proc]);
     // The start-up checks report it in their own words, with the fix.
     poll_until(
@@ -1173,6 +1161,17 @@ async fn redis_down_at_start_is_logged_once_and_named_by_readyz() {
         outage_lines, 1,
         "one line for the outage, however many probes and retries:\n{log}"
     );
+}
+
+/// A gateway on `redis_url` that is not expected to become ready.
+fn launch_unready(name: &'static str, redis_url: &str, admin_port: u16) -> Gateway {
+    Gateway::launch(Launch {
+        name,
+        config: &config(&shared().idp.issuer, redis_url, admin_port, false),
+        admin_port: Some(admin_port),
+        wait_ready: false,
+        ..Launch::default()
+    })
 }
 
 /// Polls `done` every 50 ms until it holds; fails with `why()` after `limit`.

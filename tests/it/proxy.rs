@@ -237,24 +237,31 @@ async fn counting_upstream() -> (
     (addr, accepted)
 }
 
-/// `GET path` on host `app.test`: status and body.
-async fn get_app(h: &Harness, c: &reqwest::Client, path: &str) -> (u16, String) {
-    let url = format!("{}{path}", h.base);
+/// `GET path` on host `app.test` at `base`: status and body.
+async fn get_app(base: &str, c: &reqwest::Client, path: &str) -> (u16, String) {
+    let url = format!("{base}{path}");
     let res = c.get(url).header("Host", "app.test").send().await.unwrap();
     (res.status().as_u16(), res.text().await.unwrap())
 }
 
-#[tokio::test]
-async fn upstream_connections_are_reused_and_replaced_when_the_upstream_closes_them() {
-    use std::sync::atomic::Ordering;
+/// A gateway proxying every path of `app.test` to a [`counting_upstream`],
+/// and that upstream's count of accepted connections.
+async fn pooled_harness() -> (Harness, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
     let (up, accepted) = counting_upstream().await;
     let h = Harness::start_with(crate::support::Opts {
         extra: public_rule(&format!("http://{up}")),
         ..Default::default()
     })
     .await;
+    (h, accepted)
+}
+
+#[tokio::test]
+async fn upstream_connections_are_reused_and_replaced_when_the_upstream_closes_them() {
+    use std::sync::atomic::Ordering;
+    let (h, accepted) = pooled_harness().await;
     let c = h.client();
-    let get = |path: &'static str| get_app(&h, &c, path);
+    let get = |path: &'static str| get_app(&h.base, &c, path);
     for _ in 0..5 {
         assert_eq!(get("/a").await, (200, "ok".into()));
     }
@@ -283,20 +290,12 @@ async fn upstream_connections_are_reused_and_replaced_when_the_upstream_closes_t
 #[tokio::test]
 async fn streamed_bodies_share_the_pool_and_an_abandoned_one_is_not_reused() {
     use std::sync::atomic::Ordering;
-    let (up, accepted) = counting_upstream().await;
-    let h = Harness::start_with(crate::support::Opts {
-        extra: public_rule(&format!("http://{up}")),
-        ..Default::default()
-    })
-    .await;
+    let (h, accepted) = pooled_harness().await;
     let c = h.client();
     let slow = format!("{}/slow", h.base);
     let all = (0..12).map(|_| {
-        let (c, url) = (c.clone(), slow.clone());
-        tokio::spawn(async move {
-            let res = c.get(url).header("Host", "app.test").send().await.unwrap();
-            (res.status().as_u16(), res.text().await.unwrap())
-        })
+        let (c, base) = (c.clone(), h.base.clone());
+        tokio::spawn(async move { get_app(&base, &c, "/slow").await })
     });
     for t in all.collect::<Vec<_>>() {
         assert_eq!(t.await.unwrap(), (200, "slow.".repeat(5)));
@@ -314,7 +313,7 @@ async fn streamed_bodies_share_the_pool_and_an_abandoned_one_is_not_reused() {
     assert_eq!(res.chunk().await.unwrap().as_deref(), Some(&b"slow."[..]));
     drop(res);
     for _ in 0..20 {
-        assert_eq!(get_app(&h, &c, "/a").await, (200, "ok".into()));
+        assert_eq!(get_app(&h.base, &c, "/a").await, (200, "ok".into()));
     }
     assert_eq!(
         accepted.load(Ordering::SeqCst),
@@ -325,12 +324,7 @@ async fn streamed_bodies_share_the_pool_and_an_abandoned_one_is_not_reused() {
 
 #[tokio::test]
 async fn an_answer_before_the_upload_ends_leaves_the_pool_usable() {
-    let (up, _) = counting_upstream().await;
-    let h = Harness::start_with(crate::support::Opts {
-        extra: public_rule(&format!("http://{up}")),
-        ..Default::default()
-    })
-    .await;
+    let (h, _) = pooled_harness().await;
     let c = h.client();
     let res = c
         .post(format!("{}/early", h.base))
@@ -380,7 +374,7 @@ async fn an_answer_before_the_upload_ends_leaves_the_pool_usable() {
     }
     let t = std::time::Instant::now();
     for _ in 0..5 {
-        assert_eq!(get_app(&h, &c, "/a").await, (200, "ok".into()));
+        assert_eq!(get_app(&h.base, &c, "/a").await, (200, "ok".into()));
     }
     assert!(
         t.elapsed() < std::time::Duration::from_secs(5),
