@@ -45,3 +45,7 @@ mod shared_sessions;
 // tokens, bearer vs cookie, bearer = false, key rotation, unknown-kid flood,
 // readiness with unreachable keys.
 mod bearer;
+// README promises end to end: cookie attributes, secret rotation, SIGTERM
+// drain, TLS with HTTP/2, revocation by sid and all, local_cache = false,
+// the invalidation subscription down, and `portcullis demo`.
+mod promises;

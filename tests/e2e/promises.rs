@@ -1,0 +1,689 @@
+//! The README's promises that no other end-to-end test reached, each checked
+//! against the real binary, the real IdP and, where sessions are shared, a
+//! real `redis-server`:
+//!
+//! - the attributes of the real `Set-Cookie` headers of a login and a sign-out;
+//! - session-secret rotation (`secrets = [new, old]`: the old one still
+//!   verifies, the new one signs);
+//! - SIGTERM with a slow proxied request in flight: new connections are
+//!   refused, the request completes, the process exits 0;
+//! - TLS on portcullis's own listener, HTTP/2 by ALPN and HTTP/1.1;
+//! - `portcullis sessions revoke --sid/--all` and `DELETE
+//!   /admin/sessions?sid=/?all=true`;
+//! - `session.local_cache = false`: a session ended behind an instance's
+//!   back is refused by it on the very next request;
+//! - the invalidation subscription down: a cached session is trusted at most
+//!   30 s, then read from Redis again;
+//! - `portcullis demo`: the login it prints, against its built-in issuer,
+//!   reaching the demo app.
+
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use url::Url;
+
+use crate::support::balancer::Balancer;
+use crate::support::browser::{Browser, Nav};
+use crate::support::free_port;
+use crate::support::gateway::{direct_config, Gateway, Launch, APP_RULES, SESSION_SECRET};
+use crate::support::http::{raw_get, raw_request, RawResponse};
+use crate::support::idp::{Idp, CLIENT_ID, CLIENT_SECRET};
+use crate::support::proc::LogsOnFailure;
+use crate::support::redis::Redis;
+
+/// Balancers (one per test that moves a login between instances), created
+/// before the IdP, which must know every callback URL.
+const ROTATION: usize = 0;
+const REVOKE: usize = 1;
+const NO_CACHE: usize = 2;
+const UNSUBSCRIBED: usize = 3;
+const BALANCERS: usize = 4;
+
+/// The new secret of the rotation test (the old one is [`SESSION_SECRET`]).
+const NEW_SECRET: &str = "rotated-session-secret-0123456789-abcdefghijklmnop";
+
+struct Shared {
+    idp: Idp,
+    lbs: Vec<Balancer>,
+    /// Listen ports of the two cookie-attribute gateways.
+    cookie_ports: [u16; 2],
+}
+
+fn shared() -> &'static Shared {
+    static S: OnceLock<Shared> = OnceLock::new();
+    S.get_or_init(|| {
+        let lbs: Vec<Balancer> = (0..BALANCERS).map(|_| Balancer::start()).collect();
+        let cookie_ports = [free_port(), free_port()];
+        let uris: Vec<String> = lbs
+            .iter()
+            .map(|lb| lb.port)
+            .chain(cookie_ports)
+            .map(|port| format!("http://app.example.com:{port}/oauth2/callback"))
+            .collect();
+        // A back-channel logout URI with "session required" makes the IdP
+        // put its `sid` into ID tokens, which `revoke --sid` names.
+        let clients = serde_json::json!([{
+            "client_id": CLIENT_ID,
+            "client_secret": CLIENT_SECRET,
+            "redirect_uris": uris,
+            "backchannel_logout_uri": format!(
+                "http://127.0.0.1:{}/oauth2/backchannel_logout",
+                lbs[REVOKE].port
+            ),
+            "backchannel_logout_session_required": true,
+            "token_endpoint_auth_method": "client_secret_basic",
+            "grant_types": ["authorization_code", "refresh_token"],
+            "response_types": ["code"],
+        }]);
+        Shared {
+            idp: Idp::start_with(&uris, serde_json::json!({ "clients": clients })),
+            lbs,
+            cookie_ports,
+        }
+    })
+}
+
+// === helpers ===
+
+/// A gateway config on `redis_url` with an admin listener; `session_extra`
+/// is appended to `[session]`.
+fn redis_config(redis_url: &str, admin_port: u16, session_extra: &str) -> String {
+    direct_config(
+        &shared().idp.issuer,
+        r#"allowed_redirect_domains = ["app.example.com"]"#,
+        APP_RULES,
+    )
+    .replace(
+        "[session]\ncookie_secure = false\n",
+        &format!(
+            "[session]\ncookie_secure = false\nstore = \"redis\"\nredis_url = \"{redis_url}\"\n{session_extra}\n"
+        ),
+    )
+    .replace(
+        "trusted_proxies = [\"127.0.0.1/32\"]\n",
+        &format!("trusted_proxies = [\"127.0.0.1/32\"]\nadmin_listen = \"127.0.0.1:{admin_port}\"\n"),
+    )
+}
+
+/// A gateway on Redis, ready; its admin port.
+fn redis_gateway(name: &str, redis_url: &str, session_extra: &str) -> (Gateway, u16) {
+    let admin = free_port();
+    let gw = Gateway::launch(Launch {
+        name,
+        config: &redis_config(redis_url, admin, session_extra),
+        admin_port: Some(admin),
+        ..Launch::default()
+    });
+    (gw, admin)
+}
+
+/// `http://app.example.com:<balancer>`.
+fn base(lb: &Balancer) -> String {
+    format!("http://app.example.com:{}", lb.port)
+}
+
+/// Logs in as `user` through `lb`, starting on `start` and finishing on `finish`.
+async fn login(lb: &Balancer, b: &Browser, user: &str, start: u16, finish: u16) {
+    lb.route_to(start);
+    let page = b
+        .navigate(
+            &format!("{}/oauth2/start?rd=%2F", base(lb)),
+            Nav {
+                login: Some(user),
+                stop_before: Some(&|u: &Url| u.path() == "/oauth2/callback"),
+            },
+        )
+        .await;
+    let callback = page
+        .next
+        .clone()
+        .unwrap_or_else(|| panic!("no callback reached:\n{page}"));
+    lb.route_to(finish);
+    let page = b.get(&callback).await;
+    assert_eq!(page.status, 302, "callback on {finish} failed:\n{page}");
+}
+
+/// A forward-auth check of `/` on instance `port` (through `lb`): its status.
+async fn check(lb: &Balancer, b: &Browser, port: u16) -> u16 {
+    lb.route_to(port);
+    b.get_with(
+        &format!("{}/oauth2/auth", base(lb)),
+        &[
+            ("X-Forwarded-Method", "GET"),
+            ("X-Forwarded-Proto", "http"),
+            ("X-Forwarded-Host", "app.example.com"),
+            ("X-Forwarded-Uri", "/"),
+        ],
+    )
+    .await
+    .status
+}
+
+/// Polls checks on `port` until one is not 200 (it must then be the
+/// login redirect); how long that took. Fails after `limit`.
+async fn until_denied(lb: &Balancer, b: &Browser, port: u16, limit: Duration) -> Duration {
+    let t0 = Instant::now();
+    loop {
+        let status = check(lb, b, port).await;
+        if status != 200 {
+            assert_eq!(status, 302, "a revoked session is sent to the login");
+            return t0.elapsed();
+        }
+        assert!(
+            t0.elapsed() < limit,
+            "the session still works on {port} after {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `METHOD /admin/sessions{query}` on the admin listener: status and JSON.
+fn admin(port: u16, method: &str, query: &str) -> (u16, serde_json::Value) {
+    let r = raw_request(
+        port,
+        method,
+        &format!("127.0.0.1:{port}"),
+        &format!("/admin/sessions{query}"),
+        &[],
+    )
+    .expect("the admin listener answers");
+    let v = serde_json::from_slice(&r.body).unwrap_or(serde_json::Value::Null);
+    (r.status, v)
+}
+
+/// `portcullis --config <gw's config> sessions ARGS`, with the secrets in
+/// the environment as the gateways have them.
+fn sessions_cli(gw: &Gateway, args: &[&str]) -> std::process::Output {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .arg("--config")
+        .arg(&gw.config)
+        .arg("sessions")
+        .args(args)
+        .env("PORTCULLIS_OIDC_CLIENT_SECRET", CLIENT_SECRET)
+        .env("PORTCULLIS_SESSION_SECRET", SESSION_SECRET)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run portcullis sessions");
+    assert!(
+        out.status.success(),
+        "portcullis sessions {args:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// The IdP `sid`s of `user`'s sessions, from `sessions list --json`.
+fn idp_sids(gw: &Gateway, user: &str) -> Vec<String> {
+    let out = sessions_cli(gw, &["list", "--user", user, "--json"]);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("one JSON object a line");
+            v["idp_sid"]
+                .as_str()
+                .unwrap_or_else(|| panic!("a session without an IdP sid: {l}"))
+                .to_owned()
+        })
+        .collect()
+}
+
+/// The `Set-Cookie` values of `r` for cookie `name`.
+fn set_cookies<'a>(r: &'a RawResponse, name: &str) -> Vec<&'a str> {
+    r.headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
+        .map(|(_, v)| v.as_str())
+        .filter(|v| v.split_once('=').is_some_and(|(n, _)| n.trim() == name))
+        .collect()
+}
+
+/// A `Set-Cookie` value split into `name=value` and its attributes, names
+/// lower-cased (`("max-age", "600")`, `("httponly", "")`).
+fn attributes(set_cookie: &str) -> (String, Vec<(String, String)>) {
+    let mut parts = set_cookie.split(';').map(str::trim);
+    let pair = parts.next().unwrap_or_default().to_owned();
+    let attrs = parts
+        .filter(|p| !p.is_empty())
+        .map(|p| match p.split_once('=') {
+            Some((k, v)) => (k.trim().to_ascii_lowercase(), v.trim().to_owned()),
+            None => (p.to_ascii_lowercase(), String::new()),
+        })
+        .collect();
+    (pair, attrs)
+}
+
+fn attr<'a>(attrs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    attrs
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+// === cookie attributes ===
+
+/// One real login on the gateway at `port`, done by hand so every
+/// `Set-Cookie` is seen as sent: `/oauth2/start`, the IdP's form, the
+/// callback. The responses of the start and of the callback.
+async fn login_by_hand(port: u16, user: &str) -> (RawResponse, RawResponse) {
+    let host = format!("app.example.com:{port}");
+    let start = raw_get(port, &host, "/oauth2/start?rd=%2F", &[]);
+    assert_eq!(start.status, 302, "{}", start.text());
+    let authorize = start
+        .header("location")
+        .expect("a login redirect")
+        .to_owned();
+    let flow: Vec<String> = start
+        .headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
+        .map(|(_, v)| v.split(';').next().unwrap().to_owned())
+        .collect();
+    assert_eq!(flow.len(), 1, "one flow cookie: {:?}", start.headers);
+    let b = Browser::new();
+    let page = b
+        .navigate(
+            &authorize,
+            Nav {
+                login: Some(user),
+                stop_before: Some(&|u: &Url| u.path() == "/oauth2/callback"),
+            },
+        )
+        .await;
+    let callback = Url::parse(
+        page.next
+            .as_deref()
+            .expect("the IdP sends the browser back"),
+    )
+    .expect("a callback URL");
+    let target = format!("{}?{}", callback.path(), callback.query().unwrap_or(""));
+    let done = raw_get(port, &host, &target, &[("Cookie", &flow[0])]);
+    assert_eq!(done.status, 302, "{:?} {}", done.headers, done.text());
+    (start, done)
+}
+
+#[tokio::test]
+async fn cookie_attributes_on_the_real_set_cookie_headers() {
+    let s = shared();
+    let rules = format!(
+        "{APP_RULES}\n[[rule]]\nhost = \"other.example.com\"\npolicy = \"authenticated\"\n"
+    );
+    let plain = direct_config(
+        &s.idp.issuer,
+        r#"allowed_redirect_domains = ["app.example.com"]"#,
+        &rules,
+    );
+    // Secure, for the whole domain, two hours.
+    let secure = plain.replace(
+        "[session]\ncookie_secure = false\n",
+        "[session]\ncookie_secure = true\ncookie_domain = \".example.com\"\nlifetime = \"2h\"\n",
+    );
+    let a = Gateway::launch(Launch {
+        name: "portcullis-secure-cookies",
+        config: &secure,
+        port: Some(s.cookie_ports[0]),
+        ..Launch::default()
+    });
+    let b = Gateway::launch(Launch {
+        name: "portcullis-plain-cookies",
+        config: &plain,
+        port: Some(s.cookie_ports[1]),
+        ..Launch::default()
+    });
+    let _logs = LogsOnFailure(vec![&s.idp.proc, &a.proc, &b.proc]);
+
+    // The login flow cookie: HttpOnly, Secure, SameSite=Lax, this host only,
+    // the endpoints' path, ten minutes at most.
+    let (start, done) = login_by_hand(a.port, "alice").await;
+    let flow = start
+        .headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
+        .map(|(_, v)| v.as_str())
+        .unwrap();
+    let (flow_pair, fa) = attributes(flow);
+    assert!(attr(&fa, "httponly").is_some(), "{flow}");
+    assert!(attr(&fa, "secure").is_some(), "{flow}");
+    assert_eq!(attr(&fa, "samesite"), Some("Lax"), "{flow}");
+    assert_eq!(
+        attr(&fa, "domain"),
+        None,
+        "the flow cookie is host-only: {flow}"
+    );
+    assert_eq!(attr(&fa, "path"), Some("/oauth2"), "{flow}");
+    let flow_age: u64 = attr(&fa, "max-age")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no Max-Age: {flow}"));
+    assert!((1..=600).contains(&flow_age), "{flow}");
+
+    // The session cookie: the same, for the configured domain, living as
+    // long as the session; the used flow cookie is cleared.
+    let session = set_cookies(&done, "_portcullis");
+    assert_eq!(session.len(), 1, "{:?}", done.headers);
+    let (pair, sa) = attributes(session[0]);
+    assert!(attr(&sa, "httponly").is_some(), "{}", session[0]);
+    assert!(attr(&sa, "secure").is_some(), "{}", session[0]);
+    assert_eq!(attr(&sa, "samesite"), Some("Lax"), "{}", session[0]);
+    assert_eq!(attr(&sa, "path"), Some("/"), "{}", session[0]);
+    assert_eq!(attr(&sa, "domain"), Some("example.com"), "{}", session[0]);
+    assert_eq!(attr(&sa, "max-age"), Some("7200"), "{}", session[0]);
+    let flow_name = flow_pair.split('=').next().unwrap();
+    let cleared = set_cookies(&done, flow_name);
+    assert_eq!(
+        cleared.len(),
+        1,
+        "the flow cookie is cleared: {:?}",
+        done.headers
+    );
+    let (cleared_pair, ca) = attributes(cleared[0]);
+    assert_eq!(cleared_pair, format!("{flow_name}="), "{}", cleared[0]);
+    assert_eq!(attr(&ca, "max-age"), Some("0"), "{}", cleared[0]);
+    assert_eq!(attr(&ca, "path"), Some("/oauth2"), "{}", cleared[0]);
+
+    // The cookie works for every host under the domain.
+    for host in ["app.example.com", "other.example.com"] {
+        let r = raw_get(
+            a.port,
+            host,
+            "/oauth2/auth",
+            &[
+                ("X-Forwarded-Method", "GET"),
+                ("X-Forwarded-Proto", "https"),
+                ("X-Forwarded-Host", host),
+                ("X-Forwarded-Uri", "/"),
+                ("Cookie", &pair),
+            ],
+        );
+        assert_eq!(r.status, 200, "{host}: {}", r.text());
+        assert_eq!(r.header("x-auth-user"), Some("alice"));
+    }
+
+    // Sign-out clears exactly that cookie: same name, Domain and Path.
+    let out = raw_get(
+        a.port,
+        &format!("app.example.com:{}", a.port),
+        "/oauth2/sign_out",
+        &[("Cookie", &pair)],
+    );
+    assert_eq!(out.status, 302, "{}", out.text());
+    let clear = set_cookies(&out, "_portcullis");
+    assert_eq!(clear.len(), 1, "{:?}", out.headers);
+    let (clear_pair, xa) = attributes(clear[0]);
+    assert_eq!(clear_pair, "_portcullis=", "{}", clear[0]);
+    assert_eq!(attr(&xa, "max-age"), Some("0"), "{}", clear[0]);
+    assert_eq!(attr(&xa, "domain"), Some("example.com"), "{}", clear[0]);
+    assert_eq!(attr(&xa, "path"), Some("/"), "{}", clear[0]);
+    assert!(attr(&xa, "httponly").is_some() && attr(&xa, "secure").is_some());
+
+    // Without cookie_domain and with cookie_secure = false: host-only, not
+    // Secure, the default lifetime of 12 h.
+    let (_, done) = login_by_hand(b.port, "bob").await;
+    let session = set_cookies(&done, "_portcullis");
+    assert_eq!(session.len(), 1, "{:?}", done.headers);
+    let (_, pa) = attributes(session[0]);
+    assert!(attr(&pa, "httponly").is_some(), "{}", session[0]);
+    assert_eq!(attr(&pa, "secure"), None, "{}", session[0]);
+    assert_eq!(attr(&pa, "samesite"), Some("Lax"), "{}", session[0]);
+    assert_eq!(attr(&pa, "domain"), None, "{}", session[0]);
+    assert_eq!(attr(&pa, "path"), Some("/"), "{}", session[0]);
+    assert_eq!(attr(&pa, "max-age"), Some("43200"), "{}", session[0]);
+}
+
+// === secret rotation ===
+
+#[tokio::test]
+async fn secret_rotation_old_secret_verifies_new_secret_signs() {
+    let s = shared();
+    let lb = &s.lbs[ROTATION];
+    let redis = Redis::start();
+    // Before the rotation: the old secret only (from the environment).
+    let (old, _) = redis_gateway("portcullis-old-secret", &redis.url(), "");
+    // During: the new secret first, the old one still listed.
+    let (rotating, _) = redis_gateway(
+        "portcullis-rotating",
+        &redis.url(),
+        &format!("secrets = [\"{NEW_SECRET}\", \"{SESSION_SECRET}\"]"),
+    );
+    // After: the new secret only.
+    let (new, _) = redis_gateway(
+        "portcullis-new-secret",
+        &redis.url(),
+        &format!("secrets = [\"{NEW_SECRET}\"]"),
+    );
+    let _logs = LogsOnFailure(vec![&s.idp.proc, &old.proc, &rotating.proc, &new.proc]);
+
+    // A cookie issued before the rotation keeps working during it, and
+    // only while the old secret is listed.
+    let before = Browser::new();
+    login(lb, &before, "alice", old.port, old.port).await;
+    assert_eq!(check(lb, &before, old.port).await, 200);
+    assert_eq!(
+        check(lb, &before, rotating.port).await,
+        200,
+        "old secret listed"
+    );
+    assert_eq!(
+        check(lb, &before, new.port).await,
+        302,
+        "old secret dropped"
+    );
+
+    // A login started before the rotation (flow cookie sealed with the old
+    // secret) finishes after it, and its session cookie is signed with the
+    // new secret: the old-secret instance refuses it, the new one takes it.
+    let during = Browser::new();
+    login(lb, &during, "bob", old.port, rotating.port).await;
+    assert_eq!(check(lb, &during, rotating.port).await, 200);
+    assert_eq!(
+        check(lb, &during, new.port).await,
+        200,
+        "signed with the new secret"
+    );
+    assert_eq!(
+        check(lb, &during, old.port).await,
+        302,
+        "not signed with the old secret"
+    );
+    assert_ne!(
+        before.cookie(&base(lb), "_portcullis"),
+        during.cookie(&base(lb), "_portcullis")
+    );
+}
+
+// === revocation by IdP session and of everything ===
+
+#[tokio::test]
+async fn revoke_by_sid_and_all_from_the_cli_and_the_admin_api() {
+    let s = shared();
+    let lb = &s.lbs[REVOKE];
+    let redis = Redis::start();
+    let (a, a_admin) = redis_gateway("portcullis-a", &redis.url(), "");
+    let (b, b_admin) = redis_gateway("portcullis-b", &redis.url(), "");
+    let _logs = LogsOnFailure(vec![&s.idp.proc, &a.proc, &b.proc]);
+    let (pa, pb) = (a.port, b.port);
+    // A revocation is honoured by both instances within a second of the
+    // command's return (the README's promise), measured with a margin for
+    // a busy machine.
+    let limit = Duration::from_secs(3);
+
+    // Two IdP sessions of alice (two browsers), one of bob; all cached on both.
+    let alice1 = Browser::new();
+    login(lb, &alice1, "alice", pa, pa).await;
+    let sid1 = idp_sids(&a, "alice");
+    assert_eq!(sid1.len(), 1, "{sid1:?}");
+    let sid1 = sid1[0].clone();
+    let alice2 = Browser::new();
+    login(lb, &alice2, "alice", pb, pb).await;
+    let sid2: Vec<String> = idp_sids(&b, "alice")
+        .into_iter()
+        .filter(|s| *s != sid1)
+        .collect();
+    assert_eq!(sid2.len(), 1, "two IdP sessions: {sid2:?}");
+    let sid2 = sid2[0].clone();
+    let bob = Browser::new();
+    login(lb, &bob, "bob", pa, pb).await;
+    for br in [&alice1, &alice2, &bob] {
+        assert_eq!(check(lb, br, pa).await, 200);
+        assert_eq!(check(lb, br, pb).await, 200);
+    }
+
+    // `revoke --sid` ends that IdP session's portcullis session only.
+    let out = sessions_cli(&a, &["revoke", "--sid", &sid1]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("revoked 1 session"),
+        "{out:?}"
+    );
+    until_denied(lb, &alice1, pa, limit).await;
+    until_denied(lb, &alice1, pb, limit).await;
+    for br in [&alice2, &bob] {
+        assert_eq!(check(lb, br, pa).await, 200, "another session is untouched");
+        assert_eq!(check(lb, br, pb).await, 200, "another session is untouched");
+    }
+
+    // `DELETE ?sid=` on B's admin listener: the other alice session.
+    assert_eq!(
+        admin(b_admin, "DELETE", "?sid=no-such-sid"),
+        (200, serde_json::json!({"revoked": 0}))
+    );
+    let (status, v) = admin(
+        b_admin,
+        "DELETE",
+        &format!("?sid={}", crate::support::encode(&sid2)),
+    );
+    assert_eq!((status, v["revoked"].as_u64()), (200, Some(1)), "{v}");
+    until_denied(lb, &alice2, pa, limit).await;
+    until_denied(lb, &alice2, pb, limit).await;
+    assert_eq!(check(lb, &bob, pa).await, 200, "bob is untouched");
+    assert_eq!(check(lb, &bob, pb).await, 200, "bob is untouched");
+
+    // `DELETE ?all=true` on A: every session, every user.
+    let carol = Browser::new();
+    login(lb, &carol, "carol", pb, pa).await;
+    assert_eq!(check(lb, &carol, pb).await, 200);
+    let (status, v) = admin(a_admin, "DELETE", "?all=true");
+    assert_eq!((status, v["revoked"].as_u64()), (200, Some(2)), "{v}");
+    for br in [&bob, &carol] {
+        until_denied(lb, br, pa, limit).await;
+        until_denied(lb, br, pb, limit).await;
+    }
+    let (_, v) = admin(b_admin, "GET", "");
+    assert_eq!(v["sessions"].as_array().map(Vec::len), Some(0), "{v}");
+
+    // `revoke --all` from the CLI.
+    let again = [Browser::new(), Browser::new()];
+    login(lb, &again[0], "alice", pa, pb).await;
+    login(lb, &again[1], "bob", pb, pa).await;
+    for br in &again {
+        assert_eq!(check(lb, br, pa).await, 200);
+        assert_eq!(check(lb, br, pb).await, 200);
+    }
+    let out = sessions_cli(&b, &["revoke", "--all"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("revoked 2 session"),
+        "{out:?}"
+    );
+    for br in &again {
+        until_denied(lb, br, pa, limit).await;
+        until_denied(lb, br, pb, limit).await;
+    }
+    assert!(redis.cli(&["KEYS", "portcullis:s:*"]).trim().is_empty());
+}
+
+// === local_cache = false ===
+
+#[tokio::test]
+async fn without_the_local_cache_every_check_asks_redis() {
+    let s = shared();
+    let lb = &s.lbs[NO_CACHE];
+    let redis = Redis::start();
+    let (a, a_admin) = redis_gateway("portcullis-a", &redis.url(), "local_cache = false");
+    let (b, _) = redis_gateway("portcullis-b", &redis.url(), "local_cache = false");
+    let _logs = LogsOnFailure(vec![&s.idp.proc, &a.proc, &b.proc]);
+    let (pa, pb) = (a.port, b.port);
+
+    // A session ended in Redis with no invalidation message at all (as if
+    // every message were lost) is refused by both instances on the very
+    // next request: neither answers from memory.
+    let alice = Browser::new();
+    login(lb, &alice, "alice", pa, pb).await;
+    for _ in 0..3 {
+        assert_eq!(check(lb, &alice, pa).await, 200);
+        assert_eq!(check(lb, &alice, pb).await, 200);
+    }
+    let keys = redis.cli(&["KEYS", "portcullis:s:*"]);
+    let keys: Vec<&str> = keys
+        .lines()
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .collect();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    assert_eq!(redis.cli(&["DEL", keys[0]]).trim(), "1");
+    assert_eq!(check(lb, &alice, pa).await, 302);
+    assert_eq!(check(lb, &alice, pb).await, 302);
+
+    // A revocation on A takes effect on B at once.
+    let bob = Browser::new();
+    login(lb, &bob, "bob", pb, pa).await;
+    assert_eq!(check(lb, &bob, pb).await, 200);
+    let (status, v) = admin(a_admin, "DELETE", "?user=bob");
+    assert_eq!((status, v["revoked"].as_u64()), (200, Some(1)), "{v}");
+    assert_eq!(check(lb, &bob, pb).await, 302);
+}
+
+// === the invalidation subscription down ===
+
+#[tokio::test]
+async fn with_the_subscription_down_a_cached_session_is_trusted_at_most_30_s() {
+    let s = shared();
+    let lb = &s.lbs[UNSUBSCRIBED];
+    let redis = Redis::start();
+    // B's Redis user may run commands but has no channel permissions (the
+    // Redis 7 default for new ACL users): its invalidation subscription can
+    // never be established, while reads and writes work.
+    let acl = redis.cli(&[
+        "ACL",
+        "SETUSER",
+        "nochannels",
+        "on",
+        ">nochannels-pw",
+        "~*",
+        "resetchannels",
+        "+@all",
+    ]);
+    assert_eq!(acl.trim(), "OK", "{acl}");
+    let b_url = format!(
+        "redis://nochannels:nochannels-pw@127.0.0.1:{}/0",
+        redis.port
+    );
+    let (a, a_admin) = redis_gateway("portcullis-a", &redis.url(), "");
+    let (b, _) = redis_gateway("portcullis-b", &b_url, "");
+    let _logs = LogsOnFailure(vec![&s.idp.proc, &a.proc, &b.proc]);
+    let (pa, pb) = (a.port, b.port);
+
+    let alice = Browser::new();
+    login(lb, &alice, "alice", pa, pa).await;
+    assert_eq!(check(lb, &alice, pa).await, 200);
+    // B reads the session from Redis now and caches it.
+    let read = Instant::now();
+    assert_eq!(check(lb, &alice, pb).await, 200);
+
+    let (status, v) = admin(a_admin, "DELETE", "?user=alice");
+    assert_eq!((status, v["revoked"].as_u64()), (200, Some(1)), "{v}");
+    // A (subscribed) refuses at once; B never hears of it and answers from
+    // its cache, which proves the subscription is really down...
+    until_denied(lb, &alice, pa, Duration::from_secs(3)).await;
+    if read.elapsed() < Duration::from_secs(20) {
+        assert_eq!(
+            check(lb, &alice, pb).await,
+            200,
+            "B should not have heard of the revocation"
+        );
+    }
+    // ...until 30 s after it last read the session, when it reads it again.
+    until_denied(lb, &alice, pb, Duration::from_secs(45)).await;
+    let took = read.elapsed();
+    assert!(
+        took <= Duration::from_secs(30) + Duration::from_secs(10),
+        "B trusted its cached copy for {took:?}"
+    );
+}
