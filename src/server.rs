@@ -267,6 +267,9 @@ async fn connection(
     permit: OwnedSemaphorePermit,
 ) {
     let ctl = Arc::new(ConnCtl::new(shared.clone(), permit));
+    // However this task ends (a panic included), the watchdog ends with it
+    // and lets go of the connection's slot.
+    let _ended = Ended(ctl.clone());
     match &shared.tls {
         None => {
             let io = Tracked::new(stream, ctl.clone());
@@ -311,7 +314,7 @@ struct ConnCtl {
     kill: AtomicBool,
     /// The connection task, woken when `close` or `kill` is set.
     waker: atomic_waker::AtomicWaker,
-    /// Signalled by the connection task when it ends, so the watchdog ends too.
+    /// Signalled when the connection task ends (see [`Ended`]), so the watchdog ends too.
     done: tokio::sync::Notify,
     /// When bytes last moved either way (the idle timeout).
     last: AtomicU64,
@@ -377,6 +380,18 @@ impl ConnCtl {
     fn on_h2(&self) {
         self.h2.store(true, Ordering::Relaxed);
         self.head_since.store(0, Ordering::Relaxed);
+    }
+}
+
+/// Held by a connection's task for as long as it runs: dropping it (when
+/// the task returns, or unwinds from a panic) tells the watchdog to end, so
+/// that the watchdog's reference no longer keeps the connection's
+/// `max_connections` slot and its place in the shutdown drain.
+struct Ended(Arc<ConnCtl>);
+
+impl Drop for Ended {
+    fn drop(&mut self) {
+        self.0.done.notify_one();
     }
 }
 
@@ -473,7 +488,6 @@ async fn drive<S>(
         r.map(Some)
     })
     .await;
-    ctl.done.notify_one();
     match r {
         Some(Err(e)) => {
             tracing::debug!(client.addr = %peer, error = %e, "connection ended with an error")
@@ -537,6 +551,10 @@ async fn route(
 ) -> Response<Body> {
     let gw = &shared.gw;
     let path = req.uri().path();
+    #[cfg(test)]
+    if path == tests::PANIC_PATH {
+        panic!("a request that panics its connection task");
+    }
     let health = match shared.role {
         Role::Admin => {
             return Box::pin(admin::handle_admin(gw, &req))
@@ -727,3 +745,79 @@ pub async fn start(
 
 /// Boxed future alias for shutdown signals.
 pub type Signal = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::path::Path;
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    use super::*;
+
+    /// A request to this path panics inside its connection's task.
+    pub(super) const PANIC_PATH: &str = "/__panic_in_connection_task";
+
+    /// A gateway with room for one connection, whose idle timeout is far
+    /// beyond the test's waits.
+    async fn one_slot_gateway() -> Running {
+        let toml =
+            "[server]\nlisten = \"127.0.0.1:0\"\nmax_connections = 1\nidle_timeout = \"120s\"\n\
+                    [oidc]\nissuer = \"http://127.0.0.1:9/\"\nclient_id = \"x\"\n\
+                    [session]\ncookie_secure = false\n[[rule]]\npolicy = \"public\"\n";
+        let env: HashMap<String, String> = HashMap::from([
+            (
+                "PORTCULLIS_OIDC_CLIENT_SECRET".into(),
+                "client-secret".into(),
+            ),
+            (
+                "PORTCULLIS_SESSION_SECRET".into(),
+                "a-unit-test-secret-that-is-long-enough-0123".into(),
+            ),
+        ]);
+        let cfg = Config::from_toml(toml, Path::new("."), &env).expect("config");
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        start(cfg, Some(l), None).await.unwrap()
+    }
+
+    /// Sends `GET path` on a fresh connection; the status line, if any
+    /// arrives within `limit`.
+    async fn status_line(addr: SocketAddr, path: &str, limit: Duration) -> Option<String> {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        let req = format!("GET {path} HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n");
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut buf = vec![0u8; 512];
+        match tokio::time::timeout(limit, s.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => {
+                let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                Some(text.lines().next().unwrap_or("").to_owned())
+            }
+            _ => None,
+        }
+    }
+
+    /// Issue 14: a connection task that panics must give its
+    /// `max_connections` slot back at once, not when the idle timeout ends.
+    #[tokio::test]
+    async fn a_panicking_connection_task_releases_its_slot() {
+        let gw = one_slot_gateway().await;
+        let limit = Duration::from_secs(3);
+        let first = status_line(gw.addr, "/oauth2/auth", limit).await;
+        assert!(first.is_some(), "the gateway answers its one slot");
+        // The connection's task panics: no answer, the connection is gone.
+        assert_eq!(status_line(gw.addr, PANIC_PATH, limit).await, None);
+        // The only slot is free again well before the idle timeout.
+        for _ in 0..3 {
+            let line = status_line(gw.addr, "/oauth2/auth", limit).await;
+            assert!(
+                line.as_deref().is_some_and(|l| l.starts_with("HTTP/1.1 ")),
+                "no answer after a panicking connection: its slot was not released ({line:?})"
+            );
+        }
+        tokio::time::timeout(Duration::from_secs(5), gw.shutdown())
+            .await
+            .expect("drained: no connection still counted");
+    }
+}
