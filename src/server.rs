@@ -316,7 +316,10 @@ struct ConnCtl {
     waker: atomic_waker::AtomicWaker,
     /// Signalled when the connection task ends (see [`Ended`]), so the watchdog ends too.
     done: tokio::sync::Notify,
-    /// When bytes last moved either way (the idle timeout).
+    /// The idle timeout's reference. HTTP/1.1: when bytes last moved either
+    /// way. HTTP/2: when a request last started or ended; frames outside
+    /// requests (PINGs, SETTINGS, WINDOW_UPDATE) do not count, so a client
+    /// that only pings is idle.
     last: AtomicU64,
     /// When the request head now arriving started; 0 when none is.
     head_since: AtomicU64,
@@ -360,12 +363,21 @@ impl ConnCtl {
 
     /// Bytes arrived from the client at `now`.
     fn on_read(&self, now: u64) {
+        if self.h2.load(Ordering::Relaxed) {
+            return;
+        }
         self.last.store(now, Ordering::Relaxed);
         if self.head_since.load(Ordering::Relaxed) == 0
             && self.in_flight.load(Ordering::Relaxed) == 0
-            && !self.h2.load(Ordering::Relaxed)
         {
             self.head_since.store(now.max(1), Ordering::Relaxed);
+        }
+    }
+
+    /// Bytes were written to the client at `now`.
+    fn on_write(&self, now: u64) {
+        if !self.h2.load(Ordering::Relaxed) {
+            self.last.store(now, Ordering::Relaxed);
         }
     }
 
@@ -373,7 +385,24 @@ impl ConnCtl {
     fn begin_request(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         self.head_since.store(0, Ordering::Relaxed);
+        self.on_stream_change();
         InFlight(self.clone())
+    }
+
+    /// An HTTP/2 request started or ended: the connection is not idle now.
+    fn on_stream_change(&self) {
+        if self.h2.load(Ordering::Relaxed) {
+            self.last.store(clock::mono_ms(), Ordering::Relaxed);
+        }
+    }
+
+    /// True when the connection has been idle for at least `idle_ms` at
+    /// `now`. An HTTP/2 connection with a request open is never idle.
+    fn is_idle(&self, now: u64, idle_ms: u64) -> bool {
+        if self.h2.load(Ordering::Relaxed) && self.in_flight.load(Ordering::Relaxed) > 0 {
+            return false;
+        }
+        now.saturating_sub(self.last.load(Ordering::Relaxed)) >= idle_ms
     }
 
     /// The client opened with the HTTP/2 preface.
@@ -403,6 +432,7 @@ struct InFlight(Arc<ConnCtl>);
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.0.on_stream_change();
     }
 }
 
@@ -526,8 +556,7 @@ async fn watchdog(
                     ctl.request_kill();
                     return;
                 }
-                let idle_for = now.saturating_sub(ctl.last.load(Ordering::Relaxed));
-                if idle_for >= idle.as_millis() as u64 {
+                if ctl.is_idle(now, idle.as_millis() as u64) {
                     tracing::debug!(client.addr = %peer, "closing idle connection");
                     ctl.request_close();
                     return;
@@ -647,7 +676,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
     ) -> Poll<io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write(cx, buf);
         if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            self.ctl.last.store(clock::mono_ms(), Ordering::Relaxed);
+            self.ctl.on_write(clock::mono_ms());
         }
         r
     }
@@ -664,7 +693,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
     ) -> Poll<io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
         if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            self.ctl.last.store(clock::mono_ms(), Ordering::Relaxed);
+            self.ctl.on_write(clock::mono_ms());
         }
         r
     }

@@ -64,7 +64,7 @@ pub struct RawServer {
     pub prefix: String,
     /// Time allowed to read request headers. Default `"10s"`.
     pub header_read_timeout: HumanDuration,
-    /// Keep-alive idle timeout. Default `"90s"`.
+    /// Keep-alive idle timeout (HTTP/2: no request open, PINGs or not). Default `"90s"`.
     pub idle_timeout: HumanDuration,
     /// Largest request head in bytes. Default 16384.
     pub max_header_bytes: u64,

@@ -298,3 +298,84 @@ async fn an_http2_connection_quiet_between_requests_is_not_a_slow_head() {
     let res = send.send_request(get()).await.unwrap();
     assert_eq!(res.status(), 200);
 }
+
+/// Issue 14: keep-alive PINGs are not activity. An HTTP/2 connection with no
+/// open request is closed at the idle timeout even while the client pings.
+#[tokio::test]
+async fn an_http2_connection_that_only_pings_is_closed_at_the_idle_timeout() {
+    use http_body_util::{BodyExt, Empty};
+    let h = Harness::start_with(Opts {
+        server: "idle_timeout = \"1s\"".into(),
+        ..Opts::default()
+    })
+    .await;
+    let tcp = tokio::net::TcpStream::connect(h.gw.addr).await.unwrap();
+    let (mut send, conn) =
+        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .timer(hyper_util::rt::TokioTimer::new())
+            .keep_alive_interval(std::time::Duration::from_millis(200))
+            .keep_alive_timeout(std::time::Duration::from_secs(5))
+            .keep_alive_while_idle(true)
+            .handshake(hyper_util::rt::TokioIo::new(tcp))
+            .await
+            .unwrap();
+    let started = std::time::Instant::now();
+    let driver = tokio::spawn(conn);
+    let req = http::Request::get(format!("http://{}/healthz", h.gw.addr))
+        .body(Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let res = send.send_request(req).await.unwrap();
+    assert_eq!(res.status(), 200);
+    res.into_body().collect().await.unwrap();
+    // The client keeps pinging every 200 ms; the gateway still closes.
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(6), driver).await;
+    assert!(
+        ended.is_ok(),
+        "an HTTP/2 connection kept open by PINGs alone, {:?} after its last request",
+        started.elapsed()
+    );
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(900),
+        "closed before the idle timeout: {:?}",
+        started.elapsed()
+    );
+}
+
+/// An HTTP/2 request that takes longer than the idle timeout is not cut.
+#[tokio::test]
+async fn an_http2_request_open_longer_than_the_idle_timeout_is_not_cut() {
+    use http_body_util::{BodyExt, StreamBody};
+    let h = Harness::start_with(Opts {
+        server: "idle_timeout = \"1s\"".into(),
+        ..Opts::default()
+    })
+    .await;
+    let tcp = tokio::net::TcpStream::connect(h.gw.addr).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    let driver = tokio::spawn(conn);
+    // A back-channel logout whose body trickles in for 2.5 s: the request is
+    // open (nothing moves for 500 ms at a time) for longer than the idle timeout.
+    let chunks = futures_util::stream::unfold(0u8, |i| async move {
+        if i == 5 {
+            return None;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let frame = hyper::body::Frame::data(bytes::Bytes::from_static(b"x"));
+        Some((Ok::<_, std::convert::Infallible>(frame), i + 1))
+    });
+    let req = http::Request::post(format!("http://{}/oauth2/backchannel_logout", h.gw.addr))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(StreamBody::new(Box::pin(chunks)))
+        .unwrap();
+    let started = std::time::Instant::now();
+    let res = send.send_request(req).await.expect("an answer");
+    assert_eq!(res.status(), 400);
+    assert!(started.elapsed() >= std::time::Duration::from_secs(2));
+    res.into_body().collect().await.unwrap();
+    assert!(!driver.is_finished());
+}
