@@ -48,7 +48,7 @@ pub async fn handle<B>(gw: &Gateway, req: &Request<B>, peer: SocketAddr) -> Resp
     let get = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
     let host_raw = match get("x-forwarded-host") {
         Some(h) if rt.is_trusted(peer.ip()) => h.split(',').next().unwrap_or("").trim(),
-        _ => get("host").unwrap_or(""),
+        _ => http_util::request_host(req).unwrap_or(""),
     };
     let query = req.uri().query();
     let wanted = http_util::query_param(query, "path").unwrap_or("/".into());

@@ -72,6 +72,17 @@ pub fn is_browser(headers: &HeaderMap) -> bool {
         .any(|v| contains_ignore_case(v.as_bytes(), b"text/html"))
 }
 
+/// The host the client asked for, as sent: HTTP/2 carries it in
+/// `:authority` (the request URI), HTTP/1.1 in `Host` (an absolute-form
+/// target's authority wins, as RFC 9112 says).
+pub fn request_host<B>(req: &http::Request<B>) -> Option<&str> {
+    req.uri().authority().map(|a| a.as_str()).or_else(|| {
+        req.headers()
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+    })
+}
+
 fn contains_ignore_case(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len())
         .any(|w| w.eq_ignore_ascii_case(needle))
@@ -261,6 +272,24 @@ impl std::fmt::Write for StackStr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn request_host_reads_the_http2_authority_and_the_host_header() {
+        // HTTP/2: the host is in `:authority`, there is no Host header.
+        let h2 = http::Request::get("https://localhost:8443/oauth2/start")
+            .version(http::Version::HTTP_2)
+            .body(())
+            .unwrap();
+        assert_eq!(request_host(&h2), Some("localhost:8443"));
+        // HTTP/1.1 origin form: the Host header.
+        let h1 = http::Request::get("/oauth2/start")
+            .header(header::HOST, "app.example.com:8080")
+            .body(())
+            .unwrap();
+        assert_eq!(request_host(&h1), Some("app.example.com:8080"));
+        let none = http::Request::get("/").body(()).unwrap();
+        assert_eq!(request_host(&none), None);
+    }
 
     #[test]
     fn cookie_scanning_tolerates_garbage() {

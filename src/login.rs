@@ -39,7 +39,7 @@ impl Origin {
         };
         let trusted = rt.is_trusted(peer.ip());
         let mut proto = if tls { "https" } else { "http" };
-        let mut host = get("host").unwrap_or("").to_owned();
+        let mut host = http_util::request_host(req).unwrap_or("").to_owned();
         if trusted {
             if let Some(p) = get("x-forwarded-proto") {
                 proto = if p.eq_ignore_ascii_case("http") {

@@ -189,15 +189,7 @@ impl Proxy {
 
 /// The host the client asked for, as sent (HTTP/2 `:authority` or `Host`).
 fn request_host<B>(req: &Request<B>) -> &str {
-    req.uri()
-        .authority()
-        .map(|a| a.as_str())
-        .or_else(|| {
-            req.headers()
-                .get(header::HOST)
-                .and_then(|v| v.to_str().ok())
-        })
-        .unwrap_or("")
+    crate::http_util::request_host(req).unwrap_or("")
 }
 
 /// The scheme the client used: a trusted front proxy's `X-Forwarded-Proto`, else our own.

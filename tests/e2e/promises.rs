@@ -17,6 +17,9 @@
 //! - `portcullis demo`: the login it prints, against its built-in issuer,
 //!   reaching the demo app.
 
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::mpsc;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -24,12 +27,14 @@ use url::Url;
 
 use crate::support::balancer::Balancer;
 use crate::support::browser::{Browser, Nav};
-use crate::support::free_port;
+use crate::support::echo::{Echo, Seen};
 use crate::support::gateway::{direct_config, Gateway, Launch, APP_RULES, SESSION_SECRET};
 use crate::support::http::{raw_get, raw_request, RawResponse};
 use crate::support::idp::{Idp, CLIENT_ID, CLIENT_SECRET};
-use crate::support::proc::LogsOnFailure;
+use crate::support::proc::{scratch_dir, LogsOnFailure, Proc};
 use crate::support::redis::Redis;
+use crate::support::upstreams::TestCa;
+use crate::support::{free_port, wait_for};
 
 /// Balancers (one per test that moves a login between instances), created
 /// before the IdP, which must know every callback URL.
@@ -47,6 +52,8 @@ struct Shared {
     lbs: Vec<Balancer>,
     /// Listen ports of the two cookie-attribute gateways.
     cookie_ports: [u16; 2],
+    /// Listen port of the TLS gateway.
+    tls_port: u16,
 }
 
 fn shared() -> &'static Shared {
@@ -54,11 +61,13 @@ fn shared() -> &'static Shared {
     S.get_or_init(|| {
         let lbs: Vec<Balancer> = (0..BALANCERS).map(|_| Balancer::start()).collect();
         let cookie_ports = [free_port(), free_port()];
+        let tls_port = free_port();
         let uris: Vec<String> = lbs
             .iter()
             .map(|lb| lb.port)
             .chain(cookie_ports)
             .map(|port| format!("http://app.example.com:{port}/oauth2/callback"))
+            .chain([format!("https://localhost:{tls_port}/oauth2/callback")])
             .collect();
         // A back-channel logout URI with "session required" makes the IdP
         // put its `sid` into ID tokens, which `revoke --sid` names.
@@ -79,6 +88,7 @@ fn shared() -> &'static Shared {
             idp: Idp::start_with(&uris, serde_json::json!({ "clients": clients })),
             lbs,
             cookie_ports,
+            tls_port,
         }
     })
 }
@@ -686,4 +696,425 @@ async fn with_the_subscription_down_a_cached_session_is_trusted_at_most_30_s() {
         took <= Duration::from_secs(30) + Duration::from_secs(10),
         "B trusted its cached copy for {took:?}"
     );
+}
+
+// === SIGTERM drain ===
+
+/// An upstream that takes one request, reports it on `got`, and answers
+/// (`body_len` bytes) only when `release` fires.
+fn held_upstream(body_len: usize) -> (u16, mpsc::Receiver<()>, mpsc::Sender<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind the held upstream");
+    let port = listener.local_addr().unwrap().port();
+    let (got_tx, got) = mpsc::channel();
+    let (release, release_rx) = mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        let Ok((mut conn, _)) = listener.accept() else {
+            return;
+        };
+        let mut head = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            match conn.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => head.extend_from_slice(&buf[..n]),
+            }
+        }
+        let _ = got_tx.send(());
+        if release_rx.recv().is_err() {
+            return;
+        }
+        let _ = conn.write_all(
+            format!("HTTP/1.1 200 OK\r\nContent-Length: {body_len}\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        );
+        let _ = conn.write_all(&vec![b'x'; body_len]);
+    });
+    (port, got, release)
+}
+
+#[test]
+fn sigterm_finishes_a_slow_request_in_flight_and_refuses_new_connections() {
+    let s = shared();
+    const BODY: usize = 256 * 1024;
+    let (up, got, release) = held_upstream(BODY);
+    let rules = format!(
+        "[[rule]]\nhost = \"app.example.com\"\npath = \"/slow\"\npolicy = \"public\"\nupstream = \"http://127.0.0.1:{up}\"\n"
+    );
+    let config = direct_config(
+        &s.idp.issuer,
+        r#"allowed_redirect_domains = ["app.example.com"]"#,
+        &rules,
+    )
+    .replace(
+        "trusted_proxies = [\"127.0.0.1/32\"]\n",
+        "trusted_proxies = [\"127.0.0.1/32\"]\nshutdown_grace = \"60s\"\n",
+    );
+    let gw = Gateway::launch(Launch {
+        name: "portcullis-drain",
+        config: &config,
+        ..Launch::default()
+    });
+    let _logs = LogsOnFailure(vec![&s.idp.proc]);
+    let port = gw.port;
+
+    // A request whose answer the upstream holds back.
+    let (done_tx, done) = mpsc::channel();
+    std::thread::spawn(move || {
+        let result = (|| -> std::io::Result<Vec<u8>> {
+            let mut c = TcpStream::connect(("127.0.0.1", port))?;
+            c.set_read_timeout(Some(Duration::from_secs(120)))?;
+            c.write_all(
+                b"GET /slow HTTP/1.1\r\nHost: app.example.com\r\nConnection: close\r\n\r\n",
+            )?;
+            let mut out = Vec::new();
+            c.read_to_end(&mut out)?;
+            Ok(out)
+        })();
+        let _ = done_tx.send(result);
+    });
+    got.recv_timeout(Duration::from_secs(30))
+        .expect("the request reached the upstream");
+
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &gw.proc.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+
+    // New connections are refused while the request is still in flight.
+    wait_for(
+        "the listener closing after SIGTERM",
+        || gw.proc.check_alive(),
+        || match TcpStream::connect(("127.0.0.1", port)) {
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => Some(()),
+            _ => None,
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    gw.proc
+        .check_alive()
+        .expect("the gateway drains instead of exiting");
+    assert!(
+        matches!(done.try_recv(), Err(mpsc::TryRecvError::Empty)),
+        "the request in flight was answered before the upstream answered it"
+    );
+
+    // The upstream answers: the client gets all of it, then the process ends.
+    release.send(()).unwrap();
+    let answer = done
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the client thread reports")
+        .expect("the request in flight completes");
+    let text = String::from_utf8_lossy(&answer);
+    assert!(
+        text.starts_with("HTTP/1.1 200"),
+        "{}",
+        &text[..text.len().min(300)]
+    );
+    let body_start = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a complete head")
+        + 4;
+    assert_eq!(answer.len() - body_start, BODY, "the whole body arrived");
+    let exit = gw
+        .proc
+        .wait_exit(Duration::from_secs(30))
+        .expect("the gateway exits once drained");
+    assert!(
+        exit.success(),
+        "exit status after SIGTERM: {exit}\n{}",
+        gw.log()
+    );
+}
+
+// === TLS on portcullis's own listener ===
+
+#[tokio::test]
+async fn tls_on_the_own_listener_negotiates_http2_by_alpn_and_serves_http1() {
+    let s = shared();
+    let ca = TestCa::new();
+    let dir = scratch_dir("own-tls");
+    let [_, cert, key] = ca.write_to(&dir).map(|p| p.display().to_string());
+    let echo = Echo::start();
+    let admin = free_port();
+    let rules = format!(
+        "[[rule]]\nhost = \"localhost\"\npath = \"/public\"\npolicy = \"public\"\nupstream = \"http://127.0.0.1:{0}\"\n\n\
+         [[rule]]\nhost = \"localhost\"\npolicy = \"authenticated\"\nupstream = \"http://127.0.0.1:{0}\"\n",
+        echo.port
+    );
+    let config = direct_config(
+        &s.idp.issuer,
+        r#"allowed_redirect_domains = ["localhost"]"#,
+        &rules,
+    )
+    .replace(
+        "trusted_proxies = [\"127.0.0.1/32\"]\n",
+        &format!(
+            "trusted_proxies = [\"127.0.0.1/32\"]\nadmin_listen = \"127.0.0.1:{admin}\"\ntls_cert = {cert:?}\ntls_key = {key:?}\n"
+        ),
+    );
+    let gw = Gateway::launch(Launch {
+        name: "portcullis-tls",
+        config: &config,
+        port: Some(s.tls_port),
+        admin_port: Some(admin),
+        ..Launch::default()
+    });
+    let _logs = LogsOnFailure(vec![&s.idp.proc, &gw.proc]);
+    let client = |http1_only: bool| {
+        let mut b = reqwest::Client::builder()
+            .add_root_certificate(
+                reqwest::Certificate::from_pem(ca.ca_pem.as_bytes()).expect("the test CA"),
+            )
+            .resolve("localhost", SocketAddr::from(([127, 0, 0, 1], gw.port)))
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .timeout(Duration::from_secs(20));
+        if http1_only {
+            b = b.http1_only();
+        }
+        b.build().expect("build the TLS client")
+    };
+    let base = format!("https://localhost:{}", gw.port);
+
+    for (http1_only, version) in [
+        (false, reqwest::Version::HTTP_2),
+        (true, reqwest::Version::HTTP_11),
+    ] {
+        let c = client(http1_only);
+        // A proxied request: the app sees the scheme the client used.
+        let r = c
+            .get(format!("{base}/public/x"))
+            .send()
+            .await
+            .expect("HTTPS request");
+        assert_eq!(r.version(), version, "ALPN outcome");
+        assert_eq!(r.status(), 200);
+        let seen = Seen::parse(&r.text().await.unwrap()).expect("the app's answer");
+        assert_eq!(seen.target, "/public/x");
+        assert_eq!(seen.one("x-forwarded-proto").as_deref(), Some("https"));
+        // The gateway's own endpoints: a login starts at the IdP.
+        let r = c
+            .get(format!("{base}/oauth2/start?rd=%2F"))
+            .send()
+            .await
+            .expect("HTTPS request");
+        assert_eq!(r.version(), version);
+        assert_eq!(r.status(), 302);
+        let to = r.headers()["location"].to_str().unwrap().to_owned();
+        assert!(to.starts_with(&s.idp.issuer), "{to}");
+        assert!(
+            to.contains(&crate::support::encode(&format!("{base}/oauth2/callback"))),
+            "the redirect URI names this listener: {to}"
+        );
+    }
+    // A whole login over HTTP/2: the redirect URI names this listener
+    // (`:authority`, there is no Host header), the callback signs in, and
+    // the app sees the user.
+    let c = client(false);
+    let r = c
+        .get(format!("{base}/oauth2/start?rd=%2Fprivate"))
+        .send()
+        .await
+        .expect("HTTPS request");
+    assert_eq!(
+        (r.version(), r.status().as_u16()),
+        (reqwest::Version::HTTP_2, 302)
+    );
+    let authorize = r.headers()["location"].to_str().unwrap().to_owned();
+    let flow = r.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let page = Browser::new()
+        .navigate(
+            &authorize,
+            Nav {
+                login: Some("alice"),
+                stop_before: Some(&|u: &Url| u.path() == "/oauth2/callback"),
+            },
+        )
+        .await;
+    let callback = page
+        .next
+        .clone()
+        .unwrap_or_else(|| panic!("the IdP did not send the browser back:\n{page}"));
+    assert!(
+        callback.starts_with(&format!("{base}/oauth2/callback?")),
+        "{callback}"
+    );
+    let r = c
+        .get(&callback)
+        .header("Cookie", &flow)
+        .send()
+        .await
+        .expect("HTTPS request");
+    assert_eq!(r.status(), 302, "{:?}", r.headers());
+    assert_eq!(r.headers()["location"], "/private");
+    let session = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("_portcullis="))
+        .expect("a session cookie")
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let r = c
+        .get(format!("{base}/private"))
+        .header("Cookie", &session)
+        .send()
+        .await
+        .expect("HTTPS request");
+    assert_eq!(
+        (r.version(), r.status().as_u16()),
+        (reqwest::Version::HTTP_2, 200)
+    );
+    let seen = Seen::parse(&r.text().await.unwrap()).expect("the app's answer");
+    assert_eq!(seen.one("x-auth-user").as_deref(), Some("alice"));
+
+    // Plain HTTP is not served on the TLS listener.
+    let plain = raw_request(gw.port, "GET", "localhost", "/public/x", &[]);
+    assert!(
+        plain.as_ref().map(|r| r.status).ok() != Some(200),
+        "plain HTTP answered on the TLS listener: {plain:?}"
+    );
+}
+
+// === portcullis demo ===
+
+/// Follows redirects from `url` (at most 20 hops): the final status, URL and body.
+async fn follow(c: &reqwest::Client, url: &str, accept: &str) -> (u16, Url, String) {
+    let mut url = Url::parse(url).unwrap();
+    for _ in 0..20 {
+        let r = c
+            .get(url.clone())
+            .header("Accept", accept)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        let status = r.status().as_u16();
+        if (300..400).contains(&status) {
+            let loc = r.headers()["location"].to_str().unwrap().to_owned();
+            url = url.join(&loc).unwrap();
+            continue;
+        }
+        return (status, url, r.text().await.unwrap_or_default());
+    }
+    panic!("more than 20 redirects from {url}");
+}
+
+/// The login `portcullis demo` prints, as a browser does it: open the URL,
+/// sign in at the development issuer's form; the demo app's page.
+async fn demo_login(url: &str, user: &str) -> (reqwest::Client, String) {
+    let c = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    let (status, form, body) = follow(&c, url, "text/html").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("name=\"password\""),
+        "the issuer's login form at {form}: {body}"
+    );
+    // The form carries the authorization request in hidden fields, the
+    // same parameters as the URL it was shown at.
+    let r = c
+        .post(
+            format!(
+                "{}://{}{}",
+                form.scheme(),
+                form.host_str().unwrap(),
+                form.port().map(|p| format!(":{p}")).unwrap_or_default()
+            ) + form.path(),
+        )
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .header("Accept", "text/html")
+        .body(format!(
+            "{}&username={user}&password=demo",
+            form.query().unwrap_or("")
+        ))
+        .send()
+        .await
+        .expect("submit the login form");
+    assert_eq!(r.status(), 302, "the issuer accepts {user}");
+    let next = form
+        .join(r.headers()["location"].to_str().unwrap())
+        .unwrap();
+    let (status, at, body) = follow(&c, next.as_str(), "text/html").await;
+    assert_eq!(status, 200, "{at}: {body}");
+    assert_eq!(at.as_str(), url, "back where the login started");
+    (c, body)
+}
+
+#[tokio::test]
+async fn the_demo_login_it_prints_reaches_the_demo_app() {
+    let dir = scratch_dir("demo");
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"));
+    cmd.args(["demo", "--listen", "127.0.0.1:0"])
+        .current_dir(&dir);
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("PORTCULLIS_") {
+            cmd.env_remove(&k);
+        }
+    }
+    cmd.env("RUST_LOG", "info").env("NO_COLOR", "1");
+    let demo = Proc::spawn("portcullis-demo", cmd, &dir);
+    let _logs = LogsOnFailure(vec![&demo]);
+    let url = wait_for(
+        "portcullis demo",
+        || demo.check_alive(),
+        || {
+            demo.stdout().lines().find_map(|l| {
+                l.trim()
+                    .strip_prefix("Open ")
+                    .and_then(|r| r.split_whitespace().next())
+                    .map(str::to_owned)
+            })
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+
+    // alice: the demo app shows her identity, and /admin is hers.
+    let (alice, page) = demo_login(&url, "alice").await;
+    assert!(page.contains("alice"), "{page}");
+    let (status, _, body) = follow(&alice, &url, "application/json").await;
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("the demo app's JSON");
+    assert_eq!(
+        v["headers"]["x-auth-user"],
+        serde_json::json!(["alice"]),
+        "{v}"
+    );
+    let groups = v["headers"]["x-auth-groups"][0].as_str().unwrap_or("");
+    assert!(groups.split(',').any(|g| g == "admins"), "{v}");
+    let (status, _, body) = follow(&alice, &format!("{url}admin"), "application/json").await;
+    assert_eq!(status, 200, "{body}");
+
+    // bob: signed in, but /admin is refused with a page naming the group.
+    let (bob, page) = demo_login(&url, "bob").await;
+    assert!(page.contains("bob"), "{page}");
+    let (status, _, body) = follow(&bob, &format!("{url}admin"), "text/html").await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("admins"), "{body}");
+
+    // Without a session, an API client gets 401.
+    let stranger = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .build()
+        .unwrap();
+    let (status, _, _) = follow(&stranger, &format!("{url}admin"), "application/json").await;
+    assert_eq!(status, 401, "no session, API client");
 }

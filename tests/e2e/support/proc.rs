@@ -177,6 +177,21 @@ impl Proc {
         }
     }
 
+    /// Waits at most `limit` for the process to exit on its own: its exit
+    /// status, or `None` when it is still running.
+    pub fn wait_exit(&self, limit: std::time::Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            if let Ok(Some(status)) = self.child.lock().unwrap().try_wait() {
+                return Some(status);
+            }
+            if std::time::Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
     /// Kills the process (SIGKILL) and reaps it.
     pub fn kill(&self) {
         let mut child = self.child.lock().unwrap();
