@@ -1070,19 +1070,26 @@ async fn the_demo_login_it_prints_reaches_the_demo_app() {
     cmd.env("RUST_LOG", "info").env("NO_COLOR", "1");
     let demo = Proc::spawn("portcullis-demo", cmd, &dir);
     let _logs = LogsOnFailure(vec![&demo]);
-    let url = wait_for(
-        "portcullis demo",
-        || demo.check_alive(),
-        || {
-            demo.stdout().lines().find_map(|l| {
-                l.trim()
-                    .strip_prefix("Open ")
-                    .and_then(|r| r.split_whitespace().next())
-                    .map(str::to_owned)
-            })
-        },
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+    // The development issuer generates its RSA key at start, which takes
+    // seconds in a debug build on a busy machine: a generous bound.
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let url = loop {
+        let found = demo.stdout().lines().find_map(|l| {
+            l.trim()
+                .strip_prefix("Open ")
+                .and_then(|r| r.split_whitespace().next())
+                .map(str::to_owned)
+        });
+        if let Some(url) = found {
+            break url;
+        }
+        demo.check_alive().unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            Instant::now() < deadline,
+            "portcullis demo printed no URL within 180 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
     assert!(url.starts_with("http://127.0.0.1:"), "{url}");
 
     // alice: the demo app shows her identity, and /admin is hers.
