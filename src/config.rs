@@ -74,6 +74,10 @@ pub struct ServerConfig {
     pub max_header_bytes: usize,
     /// Most concurrent connections per listener. Default 10 000.
     pub max_connections: usize,
+    /// Most concurrent connections from one client address (an IPv6 client:
+    /// its /64); peers in `trusted_proxies` are exempt. Default 256, or a
+    /// quarter of `max_connections` when that is smaller (at least 1).
+    pub max_connections_per_client: usize,
     /// How long SIGTERM waits for in-flight requests. Default 10 s.
     pub shutdown_grace: Duration,
     /// `text` (default) or `json`.

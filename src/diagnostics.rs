@@ -10,7 +10,7 @@
 //!
 //! Callers: `login` (callback failures, the empty-groups case, and a
 //! background probe of each new redirect URI against the IdP's
-//! authorization endpoint).
+//! authorization endpoint), `server` (connections over the per-client cap).
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -40,9 +40,12 @@ pub enum Class {
     ClockSkew,
     /// An ID token's key is not in the IdP's JWKS, even after a refetch.
     UnknownKey,
+    /// A client address opened more connections than
+    /// `server.max_connections_per_client`; the extra ones were closed.
+    ClientConnectionCap,
 }
 
-const CLASSES: usize = 5;
+const CLASSES: usize = 6;
 
 /// Per-class state: when it was last logged, and how often it was suppressed since.
 #[derive(Debug, Default)]
@@ -66,6 +69,7 @@ impl Class {
             Class::InvalidGrant => "invalid_grant",
             Class::ClockSkew => "clock_skew",
             Class::UnknownKey => "jwks_missing_kid",
+            Class::ClientConnectionCap => "client_connection_cap",
         }
     }
 
@@ -77,6 +81,7 @@ impl Class {
             Class::InvalidGrant => "authorization codes are single-use and short-lived: repeated invalid_grant means the token request differs from the login request (redirect URI or client), something replays the callback, or the clocks differ; run `portcullis check`",
             Class::ClockSkew => "synchronise the clocks of this host and the IdP with NTP (chrony, systemd-timesyncd), or raise oidc.clock_leeway; `portcullis check` measures the skew",
             Class::UnknownKey => "the IdP signed the ID token with a key its jwks_uri does not publish: check the signing key attached to the client at the IdP; `portcullis check` lists the published keys",
+            Class::ClientConnectionCap => "one client address holds server.max_connections_per_client connections: if it is a front proxy, add its address to server.trusted_proxies (exempt from the cap); if it is a legitimate client, raise the limit",
         }
     }
 }
@@ -253,6 +258,7 @@ mod tests {
             Class::InvalidGrant,
             Class::ClockSkew,
             Class::UnknownKey,
+            Class::ClientConnectionCap,
         ] {
             assert!(c.index() < CLASSES);
             assert!(!c.fix().is_empty() && !c.name().is_empty());

@@ -9,13 +9,14 @@
 //! no timer at all, only a few atomics (see [`ConnCtl`]). Knows nothing about authentication: it calls
 //! `forward_auth`, `login`, `proxy` and `admin`.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -31,6 +32,7 @@ use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::{Config, StoreKind};
+use crate::diagnostics::{self, Class};
 use crate::http_util::Body;
 use crate::oidc::Oidc;
 use crate::pipeline::{Gateway, Runtime};
@@ -86,7 +88,14 @@ struct Shared {
     builder: auto::Builder<TokioExecutor>,
     idle_timeout: Duration,
     header_read_timeout: Duration,
+    /// Open connections per client, for `server.max_connections_per_client`.
+    clients: ClientCounts,
 }
+
+/// Open connections per client address. An IPv6 client counts per /64, the
+/// block one subscriber usually holds; an IPv4-mapped address as its IPv4.
+#[derive(Default)]
+struct ClientCounts(Mutex<HashMap<IpAddr, u32>>);
 
 // === building ===
 
@@ -221,6 +230,7 @@ pub async fn serve(
         builder,
         idle_timeout: limits.idle_timeout,
         header_read_timeout: limits.header_read_timeout,
+        clients: ClientCounts::default(),
     });
     let max = limits.max_connections.clamp(1, u32::MAX as usize >> 3);
     let permits = Arc::new(Semaphore::new(max));
@@ -242,10 +252,14 @@ pub async fn serve(
             },
             _ = shutdown.changed() => break,
         };
+        let Some(client) = admit(&shared, peer) else {
+            drop(stream);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let shared = shared.clone();
         let stop = shutdown.clone();
-        tokio::spawn(connection(shared, stream, peer, stop, permit));
+        tokio::spawn(connection(shared, stream, peer, stop, permit, client));
     }
     drop(listener);
     // Every connection holds a permit until it ends, and hands it on to the
@@ -259,14 +273,58 @@ pub async fn serve(
     }
 }
 
+/// Counts a new connection against its client's share: `Some(None)` for a
+/// peer in `trusted_proxies` (not counted), `Some(Some(key))` when counted,
+/// `None` when the client already holds `server.max_connections_per_client`
+/// (logged at most once per diagnosis interval, with how many were refused).
+fn admit(shared: &Shared, peer: SocketAddr) -> Option<Option<IpAddr>> {
+    let (trusted, max) = {
+        let rt = shared.gw.runtime.load();
+        let max = rt.config.server.max_connections_per_client;
+        (rt.is_trusted(peer.ip()), max)
+    };
+    if trusted {
+        return Some(None);
+    }
+    let key = client_key(peer.ip());
+    if shared.clients.admit(key, max) {
+        return Some(Some(key));
+    }
+    if let Some(suppressed) =
+        diagnostics::global().occur(Class::ClientConnectionCap, clock::unix_secs())
+    {
+        tracing::warn!(
+            client.addr = %key,
+            limit = max,
+            suppressed,
+            diagnosis = Class::ClientConnectionCap.name(),
+            fix = Class::ClientConnectionCap.fix(),
+            "connection closed at accept: this client already holds server.max_connections_per_client connections"
+        );
+    }
+    None
+}
+
+/// The address a client's connections are counted under.
+fn client_key(ip: IpAddr) -> IpAddr {
+    match crate::pipeline::canonical(ip) {
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+        }
+        v4 => v4,
+    }
+}
+
 async fn connection(
     shared: Arc<Shared>,
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
     stop: watch::Receiver<bool>,
     permit: OwnedSemaphorePermit,
+    client: Option<IpAddr>,
 ) {
-    let ctl = Arc::new(ConnCtl::new(shared.clone(), permit));
+    let ctl = Arc::new(ConnCtl::new(shared.clone(), permit, client));
     // However this task ends (a panic included), the watchdog ends with it
     // and lets go of the connection's slot.
     let _ended = Ended(ctl.clone());
@@ -331,10 +389,13 @@ struct ConnCtl {
     /// drain. The IO wrapper holds this struct, so after an upgrade the
     /// tunnel keeps the place until it closes.
     _slot: OwnedSemaphorePermit,
+    /// The client this connection counts against (none: a trusted proxy);
+    /// given back when the last holder of this struct lets go.
+    client: Option<IpAddr>,
 }
 
 impl ConnCtl {
-    fn new(shared: Arc<Shared>, slot: OwnedSemaphorePermit) -> Self {
+    fn new(shared: Arc<Shared>, slot: OwnedSemaphorePermit, client: Option<IpAddr>) -> Self {
         let now = clock::mono_ms();
         ConnCtl {
             shared,
@@ -348,6 +409,7 @@ impl ConnCtl {
             in_flight: AtomicU32::new(0),
             h2: AtomicBool::new(false),
             _slot: slot,
+            client,
         }
     }
 
@@ -409,6 +471,43 @@ impl ConnCtl {
     fn on_h2(&self) {
         self.h2.store(true, Ordering::Relaxed);
         self.head_since.store(0, Ordering::Relaxed);
+    }
+}
+
+impl Drop for ConnCtl {
+    fn drop(&mut self) {
+        if let Some(key) = self.client {
+            self.shared.clients.release(key);
+        }
+    }
+}
+
+// === impl ClientCounts ===
+
+impl ClientCounts {
+    /// Counts one more connection for `key`, unless it already has `max`.
+    fn admit(&self, key: IpAddr, max: usize) -> bool {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let n = map.entry(key).or_insert(0);
+        if *n as usize >= max {
+            if *n == 0 {
+                map.remove(&key);
+            }
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    /// One of `key`'s connections ended.
+    fn release(&self, key: IpAddr) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = map.get_mut(&key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                map.remove(&key);
+            }
+        }
     }
 }
 

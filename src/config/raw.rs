@@ -70,6 +70,10 @@ pub struct RawServer {
     pub max_header_bytes: u64,
     /// Most concurrent connections per listener. Default 10000.
     pub max_connections: u64,
+    /// Most concurrent connections from one client address (IPv6: one /64);
+    /// peers in `trusted_proxies` are exempt. Default 256, or a quarter of
+    /// `max_connections` when that is smaller.
+    pub max_connections_per_client: Option<u64>,
     /// Drain time on SIGTERM. Default `"10s"`.
     pub shutdown_grace: HumanDuration,
     /// `"text"` (default) or `"json"`.
@@ -268,6 +272,7 @@ impl Default for RawServer {
             idle_timeout: secs(90),
             max_header_bytes: 16 * 1024,
             max_connections: 10_000,
+            max_connections_per_client: None,
             shutdown_grace: secs(10),
             log_format: "text".to_owned(),
             debug_endpoint: false,

@@ -208,6 +208,7 @@ fn minimal_config_gets_the_documented_defaults() {
     assert_eq!(s.idle_timeout, Duration::from_secs(90));
     assert_eq!(s.max_header_bytes, 16384);
     assert_eq!(s.max_connections, 10_000);
+    assert_eq!(s.max_connections_per_client, 256);
     assert_eq!(s.shutdown_grace, Duration::from_secs(10));
     assert_eq!(s.log_format, LogFormat::Text);
     assert!(!s.debug_endpoint);
@@ -470,6 +471,11 @@ fn limits_and_timeouts() {
     assert_problem(
         &server("max_connections = 0"),
         "server.max_connections",
+        "at least 1",
+    );
+    assert_problem(
+        &server("max_connections_per_client = 0"),
+        "server.max_connections_per_client",
         "at least 1",
     );
     assert_problem(
@@ -1342,4 +1348,14 @@ fn process_env_reads_the_environment() {
         .var("PORTCULLIS_TEST_SURELY_UNSET_VARIABLE")
         .is_none());
     assert!(ProcessEnv.var("PATH").is_some() || ProcessEnv.var("HOME").is_some());
+}
+
+#[test]
+fn connections_per_client_default_follows_a_small_max_connections() {
+    let small = ok(&server("max_connections = 40"));
+    assert_eq!(small.server.max_connections_per_client, 10);
+    let tiny = ok(&server("max_connections = 2"));
+    assert_eq!(tiny.server.max_connections_per_client, 1);
+    let set = ok(&server("max_connections_per_client = 3"));
+    assert_eq!(set.server.max_connections_per_client, 3);
 }

@@ -74,6 +74,9 @@ const MIN_HEADER_BYTES: u64 = 8 * 1024;
 /// Largest `server.max_header_bytes`.
 const MAX_HEADER_BYTES: u64 = 1024 * 1024;
 
+/// `server.max_connections_per_client` unless set (or a quarter of `max_connections`, if smaller).
+const DEFAULT_CONNECTIONS_PER_CLIENT: u64 = 256;
+
 /// Header names that cannot carry the identity: the gateway or the proxies
 /// in front of it give them another meaning.
 const RESERVED_HEADERS: [&str; 22] = [
@@ -447,6 +450,8 @@ impl Checker<'_> {
             idle_timeout: self.positive("server.idle_timeout", raw.idle_timeout.0),
             max_header_bytes: self.max_header_bytes(raw.max_header_bytes),
             max_connections: self.max_connections(raw.max_connections),
+            max_connections_per_client: self
+                .max_connections_per_client(raw.max_connections_per_client, raw.max_connections),
             shutdown_grace: raw.shutdown_grace.0,
             log_format: self.log_format(&raw.log_format),
             debug_endpoint: raw.debug_endpoint,
@@ -536,6 +541,18 @@ impl Checker<'_> {
         if count == 0 {
             self.problem("server.max_connections", "must be at least 1");
         }
+        usize::try_from(count).unwrap_or(usize::MAX)
+    }
+
+    fn max_connections_per_client(&mut self, count: Option<u64>, total: u64) -> usize {
+        let count = match count {
+            Some(0) => {
+                self.problem("server.max_connections_per_client", "must be at least 1");
+                1
+            }
+            Some(n) => n,
+            None => DEFAULT_CONNECTIONS_PER_CLIENT.min(total / 4).max(1),
+        };
         usize::try_from(count).unwrap_or(usize::MAX)
     }
 

@@ -379,3 +379,61 @@ async fn an_http2_request_open_longer_than_the_idle_timeout_is_not_cut() {
     res.into_body().collect().await.unwrap();
     assert!(!driver.is_finished());
 }
+
+/// A gateway allowing two connections per client, that trusts `trusted`.
+async fn two_per_client(trusted: &str) -> Harness {
+    Harness::start_with(Opts {
+        server: format!("max_connections_per_client = 2\ntrusted_proxies = {trusted}"),
+        ..Opts::default()
+    })
+    .await
+}
+
+/// Issue 14: one client address cannot hold more than
+/// `server.max_connections_per_client` connections; the one over is closed
+/// at accept, and its place comes back when one of the others closes.
+#[tokio::test]
+async fn connections_over_the_per_client_cap_are_closed_at_accept() {
+    let h = two_per_client("[]").await;
+    let first = one_request(h.gw.addr).await;
+    let mut second = one_request(h.gw.addr).await;
+    let mut third = tokio::net::TcpStream::connect(h.gw.addr).await.unwrap();
+    closed_within(&mut third, std::time::Duration::from_secs(3)).await;
+    // The connections it holds still work.
+    health_on(&mut second).await;
+    drop(first);
+    let mut again = None;
+    for _ in 0..50 {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let mut s = tokio::net::TcpStream::connect(h.gw.addr).await.unwrap();
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: app.test\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 64];
+        if let Ok(n) = s.read(&mut buf).await {
+            if buf[..n].starts_with(b"HTTP/1.1 200") {
+                again = Some(s);
+                break;
+            }
+        }
+    }
+    assert!(
+        again.is_some(),
+        "a closed connection's place under the per-client cap never came back"
+    );
+}
+
+/// Peers in `trusted_proxies` (a front proxy's every request comes from its
+/// one address) are exempt from the per-client cap.
+#[tokio::test]
+async fn trusted_proxies_are_exempt_from_the_per_client_cap() {
+    let h = two_per_client("[\"127.0.0.1\"]").await;
+    let mut held = Vec::new();
+    for _ in 0..5 {
+        held.push(one_request(h.gw.addr).await);
+    }
+    for s in &mut held {
+        health_on(s).await;
+    }
+}
