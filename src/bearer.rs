@@ -31,7 +31,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::config::{ClaimPath, OidcConfig};
-use crate::identity::{Identity, IdentityHeaders};
+use crate::identity::{EmailClaim, Identity, IdentityHeaders};
 use crate::session::unix_now;
 
 use self::jwks::{Jwks, KeySet, Source};
@@ -56,6 +56,8 @@ pub struct Issuer {
     email_claim: ClaimPath,
     groups_claim: ClaimPath,
     typ: Option<String>,
+    /// `oidc.allow_unverified_email`.
+    allow_unverified_email: bool,
     /// Its keys.
     pub jwks: Jwks,
 }
@@ -178,6 +180,7 @@ impl Bearer {
             email_claim: cfg.email_claim.clone(),
             groups_claim: cfg.groups_claim.clone(),
             typ: None,
+            allow_unverified_email: cfg.allow_unverified_email,
             jwks: Jwks::new(Source::Discover(cfg.issuer.clone()), http.clone()),
         }];
         for b in &cfg.bearer_issuers {
@@ -192,6 +195,7 @@ impl Bearer {
                 email_claim: b.email_claim.clone(),
                 groups_claim: b.groups_claim.clone(),
                 typ: b.typ.clone(),
+                allow_unverified_email: cfg.allow_unverified_email,
                 jwks: Jwks::new(source, http.clone()),
             });
         }
@@ -340,9 +344,15 @@ impl Issuer {
             .or_else(|| claims.get("sub").and_then(Value::as_str).map(str::to_owned))
             .filter(|u| !u.is_empty())
             .ok_or(BearerError::NoSubject)?;
+        // Same rule as at login: an address without `email_verified: true`
+        // in the token itself is no address.
+        let email = EmailClaim::of(&self.email_claim, claims);
+        if let Some(address) = email.dropped(self.allow_unverified_email) {
+            tracing::debug!(user = %user, email = %address, issuer = %self.iss, "bearer token's email is not marked email_verified; not used");
+        }
         Ok(Identity {
+            email: email.usable(self.allow_unverified_email),
             user,
-            email: self.email_claim.string(claims).unwrap_or_default(),
             groups: self.groups_claim.strings(claims).unwrap_or_default(),
         })
     }

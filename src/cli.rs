@@ -203,6 +203,9 @@ fn warn_risky(config: &Config) {
     {
         tracing::warn!("server.trusted_proxies contains a /0 network: any client can forge X-Forwarded-* headers");
     }
+    if config.oidc.allow_unverified_email {
+        tracing::warn!("oidc.allow_unverified_email = true: e-mail addresses the identity provider did not verify count for emails/email_domains rules and are sent in the email header; anyone who can set their own address at the IdP can claim any address");
+    }
 }
 
 async fn check(path: PathBuf, json: bool, login: bool) -> anyhow::Result<()> {

@@ -123,6 +123,10 @@ pub struct OidcConfig {
     pub groups_claim: ClaimPath,
     /// Fetch userinfo when the ID token lacks the email or groups claim. Default true.
     pub userinfo_fallback: bool,
+    /// Use e-mail addresses whose `email_verified` claim is not `true` (ID
+    /// tokens, userinfo, bearer JWTs). Default false: such an address is no
+    /// address (rules on emails and domains do not match, the email header is empty).
+    pub allow_unverified_email: bool,
     /// More audiences accepted on bearer tokens.
     pub extra_audiences: Vec<String>,
     /// More issuers whose bearer JWTs are accepted.

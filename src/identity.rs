@@ -33,6 +33,66 @@ pub struct IdentityHeaders {
     pub groups: HeaderValue,
 }
 
+/// What one claims object (an ID token, a userinfo answer, a bearer JWT)
+/// says about the e-mail address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EmailClaim {
+    /// No e-mail claim (or an empty one).
+    Absent,
+    /// An address whose `email_verified` claim is `true`.
+    Verified(String),
+    /// An address whose `email_verified` claim is absent, `false` or anything
+    /// else but `true`: anyone may have typed it in at the IdP.
+    Unverified(String),
+}
+
+// === impl EmailClaim ===
+
+impl EmailClaim {
+    /// Reads the e-mail claim `claim` and the top-level `email_verified`
+    /// claim of the same claims object. `email_verified` counts only as the
+    /// JSON value `true` (or the string `"true"`, which some IdPs send).
+    pub fn of(claim: &ClaimPath, claims: &Value) -> EmailClaim {
+        let Some(address) = claim.string(claims).filter(|a| !a.is_empty()) else {
+            return EmailClaim::Absent;
+        };
+        let verified = match claims.get("email_verified") {
+            Some(Value::Bool(b)) => *b,
+            Some(Value::String(s)) => s == "true",
+            _ => false,
+        };
+        if verified {
+            EmailClaim::Verified(address)
+        } else {
+            EmailClaim::Unverified(address)
+        }
+    }
+
+    /// True when there is no address at all.
+    pub fn is_absent(&self) -> bool {
+        matches!(self, EmailClaim::Absent)
+    }
+
+    /// The address rules and the email header may use: a verified one, or
+    /// any one when `allow_unverified` (`oidc.allow_unverified_email`);
+    /// otherwise empty.
+    pub fn usable(&self, allow_unverified: bool) -> String {
+        match self {
+            EmailClaim::Verified(a) => a.clone(),
+            EmailClaim::Unverified(a) if allow_unverified => a.clone(),
+            _ => String::new(),
+        }
+    }
+
+    /// The address that was dropped for being unverified, if any.
+    pub fn dropped(&self, allow_unverified: bool) -> Option<&str> {
+        match self {
+            EmailClaim::Unverified(a) if !allow_unverified => Some(a),
+            _ => None,
+        }
+    }
+}
+
 // === impl Identity ===
 
 impl Identity {
@@ -176,6 +236,43 @@ mod tests {
             .unwrap()
             .lookup(&claims)
             .is_none());
+    }
+
+    #[test]
+    fn only_a_verified_email_is_an_email() {
+        let path = ClaimPath::parse("email").unwrap();
+        let of = |claims: Value| EmailClaim::of(&path, &claims);
+        let verified = of(json!({"email": "a@x.io", "email_verified": true}));
+        assert_eq!(verified, EmailClaim::Verified("a@x.io".into()));
+        assert_eq!(verified.usable(false), "a@x.io");
+        assert_eq!(verified.dropped(false), None);
+        // Cognito-style string.
+        assert_eq!(
+            of(json!({"email": "a@x.io", "email_verified": "true"})).usable(false),
+            "a@x.io"
+        );
+        for claims in [
+            json!({"email": "ceo@x.io"}),
+            json!({"email": "ceo@x.io", "email_verified": false}),
+            json!({"email": "ceo@x.io", "email_verified": "false"}),
+            json!({"email": "ceo@x.io", "email_verified": 1}),
+            json!({"email": "ceo@x.io", "email_verified": "TRUE "}),
+            json!({"email": "ceo@x.io", "email_verified": null}),
+            json!({"email": "ceo@x.io", "email_verified": [true]}),
+            json!({"email": "ceo@x.io", "user": {"email_verified": true}}),
+        ] {
+            let e = of(claims.clone());
+            assert_eq!(e, EmailClaim::Unverified("ceo@x.io".into()), "{claims}");
+            assert_eq!(e.usable(false), "", "{claims}");
+            assert_eq!(e.dropped(false), Some("ceo@x.io"), "{claims}");
+            assert_eq!(e.usable(true), "ceo@x.io", "{claims}");
+            assert_eq!(e.dropped(true), None, "{claims}");
+        }
+        for claims in [json!({}), json!({"email": ""}), json!({"email": {"a": 1}})] {
+            let e = of(claims.clone());
+            assert!(e.is_absent(), "{claims}");
+            assert_eq!(e.usable(true), "");
+        }
     }
 
     #[test]

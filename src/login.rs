@@ -214,8 +214,17 @@ async fn complete(
         outcome.refresh_token.is_some(),
     );
     let identity = outcome.identity;
+    let id = SessionId::random();
+    if let Some(address) = &outcome.unverified_email {
+        tracing::warn!(
+            user = %identity.user,
+            session = %id.log_tag(),
+            email = %address,
+            "the identity provider did not mark this email as verified (email_verified is not true): emails/email_domains rules do not match it and the email header is sent empty; make the identity provider verify addresses, or set oidc.allow_unverified_email = true if only administrators can set them"
+        );
+    }
     let session = Arc::new(Session {
-        id: SessionId::random(),
+        id,
         headers: identity.headers(),
         identity,
         subject: outcome.subject,

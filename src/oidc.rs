@@ -32,7 +32,7 @@ use serde_json::Value;
 use tokio::sync::Mutex;
 
 use crate::config::OidcConfig;
-use crate::identity::Identity;
+use crate::identity::{EmailClaim, Identity};
 use crate::secret::{constant_time_eq, Secret};
 use crate::session::unix_now;
 
@@ -74,6 +74,9 @@ pub struct LoginOutcome {
     pub refresh_token: Option<Secret<String>>,
     /// Whether the groups claim was absent from both the ID token and userinfo.
     pub groups_claim_missing: bool,
+    /// The address left out of the identity because the IdP did not mark it
+    /// `email_verified` (and `oidc.allow_unverified_email` is off).
+    pub unverified_email: Option<String>,
 }
 
 /// Why a login failed. Each variant has a short [`LoginError::reason`] for
@@ -424,6 +427,9 @@ impl Oidc {
             .to_owned();
 
         let access_token = token.access_token().secret().clone();
+        // The address and its `email_verified` are read from one claims
+        // object: the ID token's when it carries the address, else userinfo's.
+        let mut email = EmailClaim::of(&self.cfg.email_claim, &claims);
         if self.cfg.userinfo_fallback
             && (self.cfg.groups_claim.lookup(&claims).is_none()
                 || self.cfg.email_claim.lookup(&claims).is_none())
@@ -435,6 +441,7 @@ impl Oidc {
                         "userinfo sub differs from the ID token's sub".into(),
                     ));
                 }
+                email = email_from(email, EmailClaim::of(&self.cfg.email_claim, &info));
                 merge_missing(&mut claims, info);
             }
         }
@@ -445,9 +452,12 @@ impl Oidc {
                 .user_claim
                 .string(&claims)
                 .unwrap_or_else(|| subject.clone()),
-            email: self.cfg.email_claim.string(&claims).unwrap_or_default(),
+            email: email.usable(self.cfg.allow_unverified_email),
             groups: groups.clone().unwrap_or_default(),
         };
+        let unverified_email = email
+            .dropped(self.cfg.allow_unverified_email)
+            .map(str::to_owned);
         Ok(LoginOutcome {
             identity,
             idp_session: claims.get("sid").and_then(Value::as_str).map(str::to_owned),
@@ -458,6 +468,7 @@ impl Oidc {
                 .refresh_token()
                 .map(|t| Secret::new(t.secret().clone())),
             groups_claim_missing: groups.is_none(),
+            unverified_email,
         })
     }
 
@@ -615,6 +626,17 @@ fn check_azp(claims: &Value, client_id: &str) -> Result<(), LoginError> {
     }
 }
 
+/// The e-mail claim of a login: the ID token's, unless it has none and
+/// userinfo has one. An unverified address in the ID token counts as
+/// verified when userinfo vouches for the very same address.
+fn email_from(id_token: EmailClaim, userinfo: EmailClaim) -> EmailClaim {
+    match (id_token, userinfo) {
+        (EmailClaim::Absent, info) => info,
+        (EmailClaim::Unverified(a), EmailClaim::Verified(b)) if a == b => EmailClaim::Verified(b),
+        (id, _) => id,
+    }
+}
+
 fn merge_missing(claims: &mut Value, extra: Value) {
     if let (Value::Object(c), Value::Object(e)) = (claims, extra) {
         for (k, v) in e {
@@ -701,4 +723,24 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
         cur = c.source();
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn email_comes_from_one_claims_object() {
+        use EmailClaim::{Absent, Unverified, Verified};
+        let v = |s: &str| Verified(s.to_owned());
+        let u = |s: &str| Unverified(s.to_owned());
+        assert_eq!(email_from(Absent, v("a@x.io")), v("a@x.io"));
+        assert_eq!(email_from(Absent, u("a@x.io")), u("a@x.io"));
+        assert_eq!(email_from(Absent, Absent), Absent);
+        assert_eq!(email_from(v("a@x.io"), u("b@x.io")), v("a@x.io"));
+        // Userinfo vouches only for the address it names itself.
+        assert_eq!(email_from(u("a@x.io"), v("a@x.io")), v("a@x.io"));
+        assert_eq!(email_from(u("ceo@x.io"), v("a@x.io")), u("ceo@x.io"));
+        assert_eq!(email_from(u("a@x.io"), Absent), u("a@x.io"));
+    }
 }

@@ -534,11 +534,16 @@ impl CompiledRule {
                     .iter()
                     .any(|e| e.eq_ignore_ascii_case(&id.email))
         };
-        let domain = || match id.email.rsplit_once('@') {
-            Some((local, domain)) if !local.is_empty() && !domain.is_empty() => self
-                .email_domains
-                .iter()
-                .any(|d| d.eq_ignore_ascii_case(domain)),
+        // Exactly one `@` with something on both sides: `a@b@corp.example`
+        // or `@corp.example` is no address at any domain.
+        let domain = || match id.email.split_once('@') {
+            Some((local, domain))
+                if !local.is_empty() && !domain.is_empty() && !domain.contains('@') =>
+            {
+                self.email_domains
+                    .iter()
+                    .any(|d| d.eq_ignore_ascii_case(domain))
+            }
             _ => false,
         };
         user || group() || email() || domain()

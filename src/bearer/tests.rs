@@ -24,6 +24,7 @@ fn issuer(iss: &str, jwks_url: &str, typ: Option<&str>, min_refetch: Duration) -
         email_claim: ClaimPath::parse("email").unwrap(),
         groups_claim: ClaimPath::parse("realm.roles").unwrap(),
         typ: typ.map(str::to_owned),
+        allow_unverified_email: false,
         jwks: Jwks::new(Source::Url(jwks_url.parse().unwrap()), http).with_min_refetch(min_refetch),
     }
 }
@@ -58,7 +59,7 @@ async fn valid_token_for_every_algorithm() {
     let b = bearer(&server, None, Duration::from_secs(10)).await;
     for key in &keys {
         let t = key.sign(&good(json!({
-            "preferred_username": "ci-bot", "email": "ci@example.com",
+            "preferred_username": "ci-bot", "email": "ci@example.com", "email_verified": true,
             "realm": {"roles": ["deployers", "readers"]},
         })));
         let v = b
@@ -193,6 +194,39 @@ async fn algorithm_attacks_are_refused() {
         b.verify(&crit).await.unwrap_err(),
         BearerError::CriticalHeader
     );
+}
+
+#[tokio::test]
+async fn unverified_email_is_no_email() {
+    let key = TestKey::p256("k");
+    let server = JwksServer::start(testkeys::jwks(&[&key]));
+    let mut b = bearer(&server, None, Duration::from_secs(10)).await;
+    let unverified = [
+        json!({"email": "ceo@example.com"}),
+        json!({"email": "ceo@example.com", "email_verified": false}),
+        json!({"email": "ceo@example.com", "email_verified": "yes"}),
+    ];
+    for extra in &unverified {
+        let v = b.verify(&key.sign(&good(extra.clone()))).await.unwrap();
+        assert_eq!(v.identity.email, "", "{extra}");
+        assert_eq!(v.headers.email.to_str().unwrap(), "", "{extra}");
+    }
+    let v = b
+        .verify(&key.sign(&good(
+            json!({"email": "ci@example.com", "email_verified": true}),
+        )))
+        .await
+        .unwrap();
+    assert_eq!(v.identity.email, "ci@example.com");
+    // oidc.allow_unverified_email = true keeps them (fresh tokens: the
+    // verified-token cache holds identities, and tokens differ by `jti`).
+    b.issuers[0].allow_unverified_email = true;
+    for extra in unverified {
+        let mut extra = extra;
+        extra["jti"] = json!("allowed");
+        let v = b.verify(&key.sign(&good(extra.clone()))).await.unwrap();
+        assert_eq!(v.identity.email, "ceo@example.com", "{extra}");
+    }
 }
 
 #[tokio::test]

@@ -105,6 +105,8 @@ pub struct RawOidc {
     pub groups_claim: String,
     /// Fetch userinfo when the ID token lacks claims. Default true.
     pub userinfo_fallback: bool,
+    /// Use e-mail addresses the IdP did not mark `email_verified`. Default false.
+    pub allow_unverified_email: bool,
     /// More audiences accepted on bearer tokens. Default none.
     pub extra_audiences: Vec<String>,
     /// `[[oidc.bearer_issuers]]`
@@ -294,6 +296,7 @@ impl Default for RawOidc {
             email_claim: "email".to_owned(),
             groups_claim: "groups".to_owned(),
             userinfo_fallback: true,
+            allow_unverified_email: false,
             extra_audiences: Vec::new(),
             bearer_issuers: Vec::new(),
             rp_logout: false,

@@ -624,6 +624,7 @@ impl Checker<'_> {
             email_claim: self.claim("oidc.email_claim", &raw.email_claim),
             groups_claim: self.claim("oidc.groups_claim", &raw.groups_claim),
             userinfo_fallback: raw.userinfo_fallback,
+            allow_unverified_email: raw.allow_unverified_email,
             extra_audiences: self.non_empty_strings("oidc.extra_audiences", raw.extra_audiences),
             bearer_issuers,
             rp_logout: raw.rp_logout,

@@ -437,7 +437,10 @@ fn permits() {
     assert!(!r.permits(&id("x", "", &["admins"])));
     assert!(r.permits(&id("x", "boss@example.COM", &[])));
     assert!(r.permits(&id("x", "someone@corp.example", &[])));
-    assert!(r.permits(&id("x", "a@b@CORP.EXAMPLE", &[])));
+    // More than one `@`, or none before it: no address at any domain.
+    assert!(!r.permits(&id("x", "a@b@CORP.EXAMPLE", &[])));
+    assert!(!r.permits(&id("x", "a@corp.example@corp.example", &[])));
+    assert!(!r.permits(&id("x", "@@corp.example", &[])));
     assert!(!r.permits(&id("x", "someone@corp.example.evil", &[])));
     assert!(!r.permits(&id("x", "someone@sub.corp.example", &[])));
     assert!(!r.permits(&id("x", "corp.example", &[])));
