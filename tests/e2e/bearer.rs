@@ -223,7 +223,7 @@ async fn tokens_signed_by_the_real_idp() {
     let _logs = s.logs();
     let iss = s.idp.issuer.as_str();
     let t = s
-        .idp_token(json!({"sub": "u-1", "preferred_username": "deploy-bot", "email": "bot@example.com", "groups": ["admins"]}))
+        .idp_token(json!({"sub": "u-1", "preferred_username": "deploy-bot", "email": "bot@example.com", "email_verified": true, "groups": ["admins"]}))
         .await;
     assert_allowed(&s.with_token("/x", &t), "deploy-bot", "admins", "idp token");
     assert_allowed(
@@ -236,6 +236,13 @@ async fn tokens_signed_by_the_real_idp() {
         s.with_token("/x", &t).header("x-auth-email"),
         Some("bot@example.com")
     );
+    // Without email_verified: true the token's address is no address.
+    let t = s
+        .idp_token(json!({"sub": "u-1", "preferred_username": "deploy-bot", "email": "ceo@example.com", "groups": ["admins"]}))
+        .await;
+    let r = s.with_token("/x", &t);
+    assert_allowed(&r, "deploy-bot", "admins", "idp token, unverified email");
+    assert_eq!(r.header("x-auth-email"), Some(""), "unverified email sent");
 
     // An extra audience, a foreign one, expired, not yet valid, another issuer.
     let t = s

@@ -49,3 +49,6 @@ mod bearer;
 // drain, TLS with HTTP/2, revocation by sid and all, local_cache = false,
 // the invalidation subscription down, and `portcullis demo`.
 mod promises;
+// Unverified e-mail addresses at the real IdP: no address for rules or
+// X-Auth-Email, unless oidc.allow_unverified_email.
+mod emails;

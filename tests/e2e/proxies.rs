@@ -426,7 +426,7 @@ async fn bearer_tokens_pass_through_the_proxy(kind: Kind) {
     };
     let good = jwt(
         serde_json::json!({"sub": "svc-1", "preferred_username": "deploy-bot",
-        "email": "bot@example.com", "groups": ["admins"]}),
+        "email": "bot@example.com", "email_verified": true, "groups": ["admins"]}),
     )
     .await;
     let json = ("Accept", "application/json");
