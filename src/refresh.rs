@@ -8,11 +8,18 @@
 //! instance the gateway starts at most one refresh per session every
 //! [`REFRESH_LOCK`]; across instances the store's lock
 //! ([`SessionStore::lock_refresh`], a Redis key with a short TTL) lets
-//! exactly one instance ask the IdP. The winner saves the renewed session,
-//! which drops every instance's cached copy. An IdP that rejects the refresh
-//! token (`invalid_grant`) ends the session everywhere; an unreachable IdP
-//! leaves it as it is until the next attempt.
+//! exactly one instance ask the IdP. The lock is extended every third of
+//! its duration while the IdP round trip runs, so however long
+//! `oidc.http_timeout` lets that take, no second instance redeems the same
+//! refresh token meanwhile. The winner saves the renewed session only if
+//! the stored one is still the copy it started from
+//! ([`SessionStore::replace`]): a sign-out, revocation or back-channel
+//! logout that lands during the round trip stays in force. The save drops
+//! every instance's cached copy. An IdP that rejects the refresh token
+//! (`invalid_grant`) ends the session everywhere; an unreachable IdP leaves
+//! it as it is until the next attempt.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use crate::oidc::{LoginError, Oidc};
@@ -37,7 +44,8 @@ pub async fn run(store: Arc<dyn SessionStore>, oidc: Arc<Oidc>, seen: Arc<Sessio
     let Some(refresh_token) = current.refresh_token.as_ref() else {
         return;
     };
-    match oidc.refresh(refresh_token.expose()).await {
+    let asked = holding_lock(&*store, &current, oidc.refresh(refresh_token.expose())).await;
+    match asked {
         Ok(outcome) if outcome.subject == current.subject => {
             let renewed = Session {
                 id: current.id,
@@ -57,9 +65,12 @@ pub async fn run(store: Arc<dyn SessionStore>, oidc: Arc<Oidc>, seen: Arc<Sessio
                 expires_at: current.expires_at,
             };
             let groups_changed = renewed.identity.groups != current.identity.groups;
-            match store.save(Arc::new(renewed)).await {
-                Ok(()) => {
+            match store.replace(&current, Arc::new(renewed)).await {
+                Ok(true) => {
                     tracing::info!(user = %current.identity.user, session = %tag, groups_changed, "session refreshed")
+                }
+                Ok(false) => {
+                    tracing::info!(user = %current.identity.user, session = %tag, "session ended or changed during its refresh; the renewed tokens are dropped")
                 }
                 Err(e) => {
                     tracing::warn!(session = %tag, error = %e, "refreshed session could not be stored; retrying")
@@ -82,6 +93,29 @@ pub async fn run(store: Arc<dyn SessionStore>, oidc: Arc<Oidc>, seen: Arc<Sessio
             "session refresh failed; the session stays as it is and is retried in {}s",
             REFRESH_LOCK.as_secs()
         ),
+    }
+}
+
+/// Runs `work` while extending the refresh lock of `s` every third of
+/// [`REFRESH_LOCK`], so the lock outlasts the work however long it takes.
+async fn holding_lock<T>(
+    store: &dyn SessionStore,
+    s: &Session,
+    work: impl Future<Output = T>,
+) -> T {
+    let mut tick = tokio::time::interval(REFRESH_LOCK / 3);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await; // the first tick is immediate; the lock was just taken
+    tokio::pin!(work);
+    loop {
+        tokio::select! {
+            out = &mut work => return out,
+            _ = tick.tick() => match store.extend_refresh(&s.id, s.refresh_at).await {
+                Ok(true) => {}
+                Ok(false) => tracing::warn!(session = %s.id.log_tag(), "refresh lock lapsed while the identity provider was answering; another instance may refresh this session too"),
+                Err(e) => tracing::warn!(session = %s.id.log_tag(), error = %e, "refresh lock could not be extended; another instance may refresh this session too"),
+            },
+        }
     }
 }
 

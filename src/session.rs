@@ -25,8 +25,10 @@ use crate::secret::Secret;
 
 pub use self::cookie::SessionKeys;
 
-/// How long one refresh attempt holds its lock; also the pause between
-/// attempts after a failure.
+/// How long a refresh lock lasts unless extended: a running refresh
+/// extends it every third of this (see `refresh`), so it is held for as
+/// long as the refresh takes, however long `oidc.http_timeout` is; also the
+/// pause between attempts after a failure.
 pub const REFRESH_LOCK: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// When to renew the claims of a session whose ID token is `id_token`:
@@ -150,10 +152,28 @@ pub trait SessionStore: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<Vec<Arc<Session>>, StoreError>>;
     /// Ends the chosen sessions everywhere; how many there were.
     fn revoke<'a>(&'a self, what: Revoke<'a>) -> BoxFuture<'a, Result<usize, StoreError>>;
+    /// Stores `renewed` (a refreshed copy of `current`, same id) only if
+    /// the stored session is still exactly `current`: true when stored,
+    /// false when it ended (sign-out, revocation, back-channel logout) or
+    /// changed since `current` was loaded, so a refresh never brings back
+    /// a session that was ended during its IdP round trip.
+    fn replace<'a>(
+        &'a self,
+        current: &'a Arc<Session>,
+        renewed: Arc<Session>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
     /// Claims the right to refresh this session's claims generation
     /// (`refresh_at`) for [`REFRESH_LOCK`]: true for exactly one caller
     /// across every instance sharing the store.
     fn lock_refresh<'a>(
+        &'a self,
+        id: &'a SessionId,
+        generation: u64,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+    /// Holds a lock taken with [`SessionStore::lock_refresh`] for another
+    /// [`REFRESH_LOCK`] from now, while its refresh is still running: false
+    /// when the lock has already lapsed.
+    fn extend_refresh<'a>(
         &'a self,
         id: &'a SessionId,
         generation: u64,

@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use rustc_hash::FxBuildHasher;
 
-use super::{BoxFuture, Revoke, Session, SessionId, SessionStore, StoreError};
+use super::{BoxFuture, Revoke, Session, SessionId, SessionStore, StoreError, REFRESH_LOCK};
 use crate::clock;
 
 /// Most sessions kept by default; beyond it the least recently used go.
@@ -56,6 +56,9 @@ pub struct MemoryStore {
     swept_ms: AtomicU64,
     /// One-time token digests seen ([`SessionStore::first_use`]) → until when.
     seen: Mutex<HashMap<[u8; 32], u64>>,
+    /// Refresh locks ([`SessionStore::lock_refresh`]): (session, generation)
+    /// → until when ([`clock::mono_ms`]).
+    refresh_locks: Mutex<HashMap<(SessionId, u64), u64>>,
 }
 
 type Shard = HashMap<SessionId, Entry, FxBuildHasher>;
@@ -83,6 +86,7 @@ impl MemoryStore {
             len: AtomicUsize::new(0),
             swept_ms: AtomicU64::new(clock::mono_ms()),
             seen: Mutex::default(),
+            refresh_locks: Mutex::default(),
         }
     }
 
@@ -242,13 +246,58 @@ impl SessionStore for MemoryStore {
         Box::pin(async move { Ok(n) })
     }
 
+    fn replace<'a>(
+        &'a self,
+        current: &'a Arc<Session>,
+        renewed: Arc<Session>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        let (now_ms, now_secs) = (clock::mono_ms(), clock::unix_secs());
+        let mut map = Self::write(self.shard(&current.id));
+        // The stored entry is still the very session the refresh started
+        // from: not removed, not revoked, not replaced by another refresh.
+        let stored = match map.get_mut(&current.id) {
+            Some(e) if Arc::ptr_eq(&e.session, current) && self.is_current(e, now_ms, now_secs) => {
+                e.session = renewed;
+                true
+            }
+            _ => false,
+        };
+        Box::pin(async move { Ok(stored) })
+    }
+
     fn lock_refresh<'a>(
         &'a self,
-        _: &'a SessionId,
-        _: u64,
+        id: &'a SessionId,
+        generation: u64,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
-        // One process: the gateway's own single-flight is enough.
-        Box::pin(async { Ok(true) })
+        let now_ms = clock::mono_ms();
+        let mut locks = self.refresh_locks.lock().unwrap_or_else(|p| p.into_inner());
+        locks.retain(|_, until| *until > now_ms);
+        let taken = match locks.entry((*id, generation)) {
+            std::collections::hash_map::Entry::Occupied(_) => false,
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(now_ms + REFRESH_LOCK.as_millis() as u64);
+                true
+            }
+        };
+        Box::pin(async move { Ok(taken) })
+    }
+
+    fn extend_refresh<'a>(
+        &'a self,
+        id: &'a SessionId,
+        generation: u64,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        let now_ms = clock::mono_ms();
+        let mut locks = self.refresh_locks.lock().unwrap_or_else(|p| p.into_inner());
+        let held = match locks.get_mut(&(*id, generation)) {
+            Some(until) if *until > now_ms => {
+                *until = now_ms + REFRESH_LOCK.as_millis() as u64;
+                true
+            }
+            _ => false,
+        };
+        Box::pin(async move { Ok(held) })
     }
 
     fn first_use<'a>(
@@ -350,6 +399,59 @@ mod tests {
         assert!(
             store.first_use(&c, long).await.unwrap(),
             "remembered only for its ttl"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refresh_replaces_only_the_session_it_started_from() {
+        let store = MemoryStore::new(None);
+        let s = session("alice", 60);
+        store.save(s.clone()).await.unwrap();
+        let current = store.load(&s.id).await.unwrap().unwrap();
+        let renewed = |from: &Arc<Session>| {
+            let mut r = Session {
+                id: from.id,
+                identity: from.identity.clone(),
+                headers: from.headers.clone(),
+                subject: from.subject.clone(),
+                idp_session: None,
+                id_token: None,
+                access_token: None,
+                refresh_token: None,
+                created_at: from.created_at,
+                expires_at: from.expires_at,
+                refresh_at: from.refresh_at,
+            };
+            r.refresh_at += 1;
+            Arc::new(r)
+        };
+        let first = renewed(&current);
+        assert!(store.replace(&current, first.clone()).await.unwrap());
+        assert_eq!(store.lookup_cached(&s.id).unwrap().refresh_at, 1);
+        assert!(
+            !store.replace(&current, renewed(&current)).await.unwrap(),
+            "changed since: another refresh won"
+        );
+        store.remove(&s.id).await.unwrap();
+        assert!(
+            !store.replace(&first, renewed(&first)).await.unwrap(),
+            "signed out meanwhile: stays signed out"
+        );
+        assert!(store.lookup_cached(&s.id).is_none());
+    }
+
+    #[tokio::test]
+    async fn one_refresh_lock_per_generation_extended_while_held() {
+        let store = MemoryStore::new(None);
+        let id = SessionId::random();
+        assert!(store.lock_refresh(&id, 7).await.unwrap());
+        assert!(!store.lock_refresh(&id, 7).await.unwrap(), "held");
+        assert!(store.extend_refresh(&id, 7).await.unwrap());
+        assert!(!store.lock_refresh(&id, 7).await.unwrap(), "still held");
+        assert!(!store.extend_refresh(&id, 8).await.unwrap(), "never taken");
+        assert!(
+            store.lock_refresh(&id, 8).await.unwrap(),
+            "a new generation"
         );
     }
 

@@ -12,8 +12,11 @@
 //!   finds sessions without scanning; `users`: the set of users with
 //!   sessions (for `revoke --all`). Members whose session is gone are pruned
 //!   when read.
-//! - `lock:<hex id>:<refresh_at>`: held for a few seconds by the one
-//!   instance refreshing that generation of the session's tokens.
+//! - `lock:<hex id>:<refresh_at>`: held by the one instance refreshing that
+//!   generation of the session's tokens, for [`super::REFRESH_LOCK`] and
+//!   extended while its refresh runs. The refreshed session is written only
+//!   if the stored value is still the one the refresh started from (a
+//!   compare-and-set script), so an ending that lands meanwhile stays.
 //! - channel `portcullis:invalidate`: `s:<hex id>` or `*` whenever a session
 //!   ends or changes.
 //!
@@ -53,6 +56,15 @@ const MAX_TRUST: Duration = Duration::from_secs(300);
 const MAX_CACHED: u64 = 1_000_000;
 /// The subscription is checked with a PING this often.
 const SUBSCRIBER_PING: Duration = Duration::from_secs(2);
+/// Sets `KEYS[1]` to `ARGV[2]` for `ARGV[3]` ms only if it still holds
+/// `ARGV[1]` (a refreshed session replacing the copy it was made from); 1
+/// when set, 0 when the session ended or changed meanwhile. One script, so
+/// no sign-out or revocation can land between the check and the write.
+const REPLACE_SCRIPT: &str = r"if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  return 1
+end
+return 0";
 /// Key prefix and channel.
 const PREFIX: &str = "portcullis:";
 const CHANNEL: &str = "portcullis:invalidate";
@@ -194,6 +206,11 @@ impl RedisStore {
 
     fn index(kind: &str, value: &str) -> String {
         format!("{PREFIX}{kind}:{value}")
+    }
+
+    /// The refresh lock of one generation (`refresh_at`) of a session.
+    fn lock_key(id: &SessionId, generation: u64) -> String {
+        Self::index("lock", &format!("{}:{generation}", hex(&id.0)))
     }
 
     fn users_key() -> String {
@@ -388,8 +405,6 @@ impl RedisStore {
 
     async fn save_inner(&self, session: Arc<Session>) -> Result<(), StoreError> {
         let epoch = self.epoch.load(Ordering::Acquire);
-        let id = hex(&session.id.0);
-        let lifetime = session.expires_at.saturating_sub(unix_now()).max(1);
         self.run::<()>(
             redis::cmd("SET")
                 .arg(Self::key(&session.id))
@@ -398,6 +413,38 @@ impl RedisStore {
                 .arg(self.ttl_ms(&session)),
         )
         .await?;
+        self.saved(session, epoch).await
+    }
+
+    async fn replace_inner(
+        &self,
+        current: &Session,
+        renewed: Arc<Session>,
+    ) -> Result<bool, StoreError> {
+        let epoch = self.epoch.load(Ordering::Acquire);
+        let swapped: i64 = self
+            .run(
+                redis::cmd("EVAL")
+                    .arg(REPLACE_SCRIPT)
+                    .arg(1)
+                    .arg(Self::key(&current.id))
+                    .arg(codec::encode(current))
+                    .arg(codec::encode(&renewed))
+                    .arg(self.ttl_ms(&renewed)),
+            )
+            .await?;
+        if swapped != 1 {
+            return Ok(false);
+        }
+        self.saved(renewed, epoch).await?;
+        Ok(true)
+    }
+
+    /// After a session's value is written: its index entries, the
+    /// invalidation of other instances' copies, the local cache.
+    async fn saved(&self, session: Arc<Session>, epoch: u64) -> Result<(), StoreError> {
+        let id = hex(&session.id.0);
+        let lifetime = session.expires_at.saturating_sub(unix_now()).max(1);
         let mut indexes = vec![
             Self::index("u", &session.identity.user),
             Self::index("sub", &session.subject),
@@ -538,15 +585,37 @@ impl SessionStore for RedisStore {
         Box::pin(self.revoke_inner(what))
     }
 
+    fn replace<'a>(
+        &'a self,
+        current: &'a Arc<Session>,
+        renewed: Arc<Session>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(self.replace_inner(current, renewed))
+    }
+
     fn lock_refresh<'a>(
         &'a self,
         id: &'a SessionId,
         generation: u64,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
-        Box::pin(self.set_once(
-            Self::index("lock", &format!("{}:{generation}", hex(&id.0))),
-            super::REFRESH_LOCK,
-        ))
+        Box::pin(self.set_once(Self::lock_key(id, generation), super::REFRESH_LOCK))
+    }
+
+    fn extend_refresh<'a>(
+        &'a self,
+        id: &'a SessionId,
+        generation: u64,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let held: i64 = self
+                .run(
+                    redis::cmd("PEXPIRE")
+                        .arg(Self::lock_key(id, generation))
+                        .arg(millis(super::REFRESH_LOCK)),
+                )
+                .await?;
+            Ok(held == 1)
+        })
     }
 
     fn first_use<'a>(

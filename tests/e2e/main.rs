@@ -52,3 +52,6 @@ mod promises;
 // Unverified e-mail addresses at the real IdP: no address for rules or
 // X-Auth-Email, unless oidc.allow_unverified_email.
 mod emails;
+// Session refresh against a slow IdP: a sign-out during the refresh stays in
+// force (memory and Redis), and the refresh lock outlasts the IdP's delay.
+mod refresh;

@@ -128,8 +128,11 @@ function freshStats() {
     revocation: 0,
     backchannel_logout_sent: 0,
     backchannel_logout_failed: 0,
+    token_delayed: 0,
   };
 }
+// Milliseconds every token request waits before it is handled (POST /__test/token_delay).
+let tokenDelayMs = 0;
 let stats = freshStats();
 
 // Authorization codes (by jti) and pending interactions (by uid) whose
@@ -619,6 +622,14 @@ async function testRoute(req, res, path) {
     if (body) sendJson(res, 200, { token: signJwt(body) });
     return;
   }
+  if (path === '/__test/token_delay' && method === 'POST') {
+    const body = await readJson(req, res);
+    if (!body) return;
+    tokenDelayMs = Math.max(0, Number(body.ms ?? 0));
+    log(`token requests now wait ${tokenDelayMs}ms`);
+    sendJson(res, 200, { ms: tokenDelayMs });
+    return;
+  }
   if (path === '/__test/backchannel_logout' && method === 'POST') {
     let body;
     try {
@@ -686,6 +697,11 @@ async function handle(req, res) {
   if (m && req.method === 'POST') {
     await interactionLogin(req, res, m[1]);
     return;
+  }
+
+  if (tokenDelayMs > 0 && path === '/token' && req.method === 'POST') {
+    stats.token_delayed += 1;
+    await new Promise((resolve) => { setTimeout(resolve, tokenDelayMs); });
   }
 
   if (mount) {

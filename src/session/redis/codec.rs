@@ -45,7 +45,12 @@ pub enum DecodeError {
     Corrupt(String),
 }
 
-/// Encodes a session.
+/// Encodes a session. Encoding a session decoded from a current-version
+/// value gives the same bytes back: a refresh writes its result only if the
+/// stored value still equals its starting copy, encoded again (see
+/// `RedisStore::replace`). A later version must keep that comparison
+/// working for values stored in an older one, or their sessions would no
+/// longer be refreshed.
 pub fn encode(s: &Session) -> Vec<u8> {
     let v = StoredV1 {
         user: s.identity.user.clone(),
@@ -135,6 +140,11 @@ mod tests {
         assert!(d.refresh_token.is_none());
         assert_eq!(d.expires_at, s.expires_at);
         assert_eq!(d.refresh_at, s.refresh_at);
+        assert_eq!(
+            encode(&d),
+            bytes,
+            "decoding then encoding gives the stored bytes back (the refresh's compare-and-set relies on it)"
+        );
     }
 
     /// Bytes written by this version must stay readable by every later one.
