@@ -85,15 +85,30 @@ mod tests {
             StatusCode::OK,
             "<t>",
             "<script>x</script>",
-            Some(("\"x", "<a>")),
+            Some(("\"x onclick=y", "<a>")),
         );
         let (_, body) = res.into_parts();
         let http_body_util::Either::Left(full) = body else {
             panic!()
         };
         let bytes = futures_lite_body(full);
+        // The message.
         assert!(!bytes.contains("<script>"));
-        assert!(bytes.contains("&lt;script&gt;"));
+        assert!(
+            bytes.contains("<p>&lt;script&gt;x&lt;/script&gt;</p>"),
+            "{bytes}"
+        );
+        // The title, in <title> and <h1>.
+        assert!(!bytes.contains("<t>"), "{bytes}");
+        assert!(bytes.contains("<title>&lt;t&gt;</title>"), "{bytes}");
+        assert!(bytes.contains("<h1>&lt;t&gt;</h1>"), "{bytes}");
+        // The link target cannot leave its attribute; the link text is text.
+        assert!(!bytes.contains("\"x onclick"), "{bytes}");
+        assert!(
+            bytes.contains("href=\"&quot;x onclick=y\">&lt;a&gt;</a>"),
+            "{bytes}"
+        );
+        assert!(!bytes.contains("><a></a>"), "{bytes}");
     }
 
     fn futures_lite_body(full: http_body_util::Full<bytes::Bytes>) -> String {
