@@ -186,7 +186,7 @@ fn forward_auth(c: &mut Criterion) {
     let facts = RequestFacts {
         host: "app7.bench.test",
         path: "/admin/users",
-        method: &method,
+        method: Some(&method),
     };
     assert!(matches!(runtime.rules.evaluate(&facts), Match::Rule(r) if r.needs_groups()));
     let mut g = c.benchmark_group("forward_auth_parts");

@@ -108,7 +108,7 @@ fn rules(c: &mut Criterion) {
         let facts = RequestFacts {
             host,
             path,
-            method: &method,
+            method: Some(&method),
         };
         let indexed = match set.evaluate(&facts) {
             Match::Rule(r) => Some(r.index),

@@ -61,7 +61,7 @@ pub async fn handle<B>(gw: &Gateway, req: &Request<B>, peer: SocketAddr) -> Resp
             let facts = RequestFacts {
                 host,
                 path,
-                method: &Method::GET,
+                method: Some(&Method::GET),
             };
             rule_json(rt.rules.evaluate(&facts), &session)
         }

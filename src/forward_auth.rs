@@ -13,6 +13,7 @@
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
@@ -38,8 +39,9 @@ pub struct Original<'a> {
     pub host_raw: Cow<'a, str>,
     /// Request target: path and query.
     pub target: Cow<'a, str>,
-    /// Method.
-    pub method: Method,
+    /// Method; `None` when the front proxy did not name it, which no rule
+    /// restricted by `methods` accepts.
+    pub method: Option<Method>,
     /// nginx `auth_request` semantics: never redirect, answer 401.
     pub nginx: bool,
 }
@@ -50,12 +52,18 @@ pub enum OriginalError {
     /// A trusted proxy sent neither `X-Forwarded-Uri` nor `X-Original-URL`.
     #[error("forward-auth request names no original URI (X-Forwarded-Uri or X-Original-URL)")]
     NoUri,
-    /// `X-Original-URL` is not an absolute URL.
-    #[error("X-Original-URL is not an absolute http(s) URL")]
-    BadOriginalUrl,
-    /// `X-Original-URL` and `X-Forwarded-Uri` name different requests: a client-sent copy of one of them.
-    #[error("X-Original-URL and X-Forwarded-Uri disagree (a client-sent copy?)")]
-    Conflicting,
+    /// `X-Original-URL` is not a plain absolute `http(s)://host[:port]/path`
+    /// URL, or URL parsers could read its host in more than one way
+    /// (userinfo, backslash, percent-encoding, `http:host` without `//`).
+    #[error("X-Original-URL rejected: {0}")]
+    BadOriginalUrl(&'static str),
+    /// `X-Original-*` and `X-Forwarded-*` describe different requests: a
+    /// client-sent copy of one family (Traefik and Caddy pass client headers
+    /// to the check unless configured not to). Names the field.
+    #[error(
+        "X-Original-* and X-Forwarded-* disagree on the {0} (a client-sent copy of one of them?)"
+    )]
+    Disagree(&'static str),
     /// The host is missing or malformed.
     #[error("original host is missing or malformed")]
     BadHost,
@@ -67,12 +75,35 @@ pub enum OriginalError {
     BadPath(#[from] crate::rules::path::PathError),
 }
 
+/// `X-Original-URL` taken apart: the scheme, the host from the parsed URL's
+/// authority, and the raw path and query as the client sent them.
+#[derive(Debug, PartialEq, Eq)]
+pub struct OriginalUrl<'a> {
+    /// The scheme is `https`.
+    pub https: bool,
+    /// `host[:port]` as the URL parser reads the authority (lower-cased,
+    /// default port dropped).
+    pub host: String,
+    /// Path and query, raw: the rules must see what the URL parser would
+    /// normalise away. `/` when the URL has none.
+    pub target: &'a str,
+}
+
+/// Set once the missing-method hint has been logged.
+static METHOD_HINT_LOGGED: AtomicBool = AtomicBool::new(false);
+
 // === impl Original ===
 
 impl<'a> Original<'a> {
     /// Reads the original request from a forward-auth request. `trusted` says
     /// whether the peer may set forwarding headers; when it may not, the auth
     /// request itself is the original.
+    ///
+    /// With `X-Original-URL` (nginx) and `X-Forwarded-*` (Traefik, Caddy, and
+    /// the nginx example, which sets both) present together, every field both
+    /// carry must agree: host (normalised), path and query (raw text),
+    /// method. The scheme may differ (a TLS hop in front of nginx); `https`
+    /// wins.
     pub fn from_request(
         headers: &'a HeaderMap,
         own_target: &'a str,
@@ -89,40 +120,13 @@ impl<'a> Original<'a> {
                 proto: own_proto,
                 host_raw: Cow::Borrowed(own_host()),
                 target: Cow::Borrowed(own_target),
-                method: Method::GET,
+                method: Some(Method::GET),
                 nginx: nginx_query,
             });
         }
         let fwd = Forwarding::scan(headers);
-        let forwarded_uri = fwd.uri.flatten();
-        if let Some(url) = fwd.original_url.flatten() {
-            let parsed = url::Url::parse(url).map_err(|_| OriginalError::BadOriginalUrl)?;
-            let proto = match parsed.scheme() {
-                "https" => "https",
-                "http" => "http",
-                _ => return Err(OriginalError::BadOriginalUrl),
-            };
-            // Take host and target from the raw text: the URL parser would
-            // normalise the path and hide tricks the rules must see.
-            let rest = &url[parsed.scheme().len() + 3..];
-            let (host, target) = match rest.find(['/', '?']) {
-                Some(i) => (&rest[..i], &rest[i..]),
-                None => (rest, "/"),
-            };
-            // Traefik and Caddy pass client headers through to the check: a
-            // client-sent X-Original-URL must not override what the proxy
-            // itself says in X-Forwarded-Uri.
-            if forwarded_uri.is_some_and(|f| f != target) {
-                return Err(OriginalError::Conflicting);
-            }
-            let method = method_from(fwd.original_method.flatten())?;
-            return Ok(Original {
-                proto,
-                host_raw: Cow::Borrowed(host),
-                target: Cow::Borrowed(target),
-                method,
-                nginx: true,
-            });
+        if let Some(url) = fwd.original_url {
+            return Self::from_original_url(&fwd, url);
         }
         let proto = match fwd.proto.flatten().map(first_value) {
             Some(p) if p.eq_ignore_ascii_case("http") => "http",
@@ -133,8 +137,11 @@ impl<'a> Original<'a> {
             Some(h) => first_value(h),
             None => own_host(),
         };
-        let target = forwarded_uri.ok_or(OriginalError::NoUri)?;
-        let method = method_from(fwd.method.flatten())?;
+        let target = fwd.uri.flatten().ok_or(OriginalError::NoUri)?;
+        let method = method_from(fwd.method)?;
+        if method.is_none() {
+            hint_missing_method("X-Forwarded-Method");
+        }
         Ok(Original {
             proto,
             host_raw: Cow::Borrowed(host),
@@ -144,9 +151,114 @@ impl<'a> Original<'a> {
         })
     }
 
+    /// The nginx form: `X-Original-URL` (present, `None` when unreadable),
+    /// checked against every `X-Forwarded-*` field sent beside it.
+    fn from_original_url(
+        fwd: &Forwarding<'a>,
+        url: Option<&'a str>,
+    ) -> Result<Original<'a>, OriginalError> {
+        let url = url.ok_or(OriginalError::BadOriginalUrl("it is not visible ASCII"))?;
+        let url = OriginalUrl::parse(url)?;
+        // A forwarded field that is present but unreadable cannot agree.
+        if let Some(fwd_host) = fwd.host {
+            let fwd_host = fwd_host.ok_or(OriginalError::Disagree("host"))?;
+            let theirs =
+                normalize_host(first_value(fwd_host)).map_err(|_| OriginalError::BadHost)?;
+            let ours = normalize_host(&url.host).map_err(|_| OriginalError::BadHost)?;
+            if theirs != ours {
+                return Err(OriginalError::Disagree("host"));
+            }
+        }
+        if fwd.uri.is_some_and(|uri| uri != Some(url.target)) {
+            return Err(OriginalError::Disagree("path and query"));
+        }
+        let method = match (method_from(fwd.original_method)?, method_from(fwd.method)?) {
+            (Some(a), Some(b)) if a != b => return Err(OriginalError::Disagree("method")),
+            (Some(m), _) | (None, Some(m)) => Some(m),
+            (None, None) => {
+                hint_missing_method("X-Original-Method");
+                None
+            }
+        };
+        let https = url.https
+            || fwd
+                .proto
+                .is_some_and(|p| !p.is_some_and(|p| first_value(p).eq_ignore_ascii_case("http")));
+        Ok(Original {
+            proto: if https { "https" } else { "http" },
+            host_raw: Cow::Owned(url.host),
+            target: Cow::Borrowed(url.target),
+            method,
+            nginx: true,
+        })
+    }
+
     /// The original URL, for `rd`.
     pub fn url(&self) -> String {
         format!("{}://{}{}", self.proto, self.host_raw, self.target)
+    }
+}
+
+// === impl OriginalUrl ===
+
+impl<'a> OriginalUrl<'a> {
+    /// Takes `X-Original-URL` apart. The host comes from the URL parser; the
+    /// raw text must name the same authority in the plain form
+    /// `http(s)://host[:port]`, else the value is refused: forms the parser
+    /// reads differently from a naive reader (`http:host/x`, `http:/\host`,
+    /// `http://a@b/`, `http://a\@b/`, `%`-encoded or numeric-shorthand hosts)
+    /// are what a host-confusion attack would send.
+    pub fn parse(text: &'a str) -> Result<OriginalUrl<'a>, OriginalError> {
+        let bad = OriginalError::BadOriginalUrl;
+        let (scheme, rest) = text
+            .split_once("://")
+            .ok_or(bad("it is not an absolute http(s):// URL"))?;
+        let https = if scheme.eq_ignore_ascii_case("https") {
+            true
+        } else if scheme.eq_ignore_ascii_case("http") {
+            false
+        } else {
+            return Err(bad("it is not an absolute http(s):// URL"));
+        };
+        let end = rest.find(['/', '?']).unwrap_or(rest.len());
+        let (authority, target) = rest.split_at(end);
+        if !is_safe_host_raw(authority) {
+            return Err(bad("its authority is not a plain host[:port]"));
+        }
+        let parsed = url::Url::parse(text).map_err(|_| bad("it is not a valid URL"))?;
+        let parsed_host = match parsed.host_str() {
+            Some(h) if parsed.scheme() == if https { "https" } else { "http" } => h,
+            _ => return Err(bad("it is not an absolute http(s):// URL")),
+        };
+        if !parsed.username().is_empty() || parsed.password().is_some() {
+            return Err(bad("it carries userinfo"));
+        }
+        let host = match parsed.port() {
+            Some(port) => format!("{parsed_host}:{port}"),
+            None => parsed_host.to_owned(),
+        };
+        let agree = match (normalize_host(authority), normalize_host(&host)) {
+            (Ok(raw), Ok(parsed)) => raw == parsed,
+            _ => false,
+        };
+        if !agree {
+            return Err(bad("URL parsers read its host in different ways"));
+        }
+        Ok(OriginalUrl {
+            https,
+            host,
+            target: if target.is_empty() { "/" } else { target },
+        })
+    }
+}
+
+/// Logs, once per process, that checks arrive without the original method.
+fn hint_missing_method(header: &'static str) {
+    if !METHOD_HINT_LOGGED.swap(true, Ordering::Relaxed) {
+        tracing::warn!(
+            header,
+            "forward-auth check without the original method: no rule restricted by `methods` can match it. Have the front proxy send it (nginx: proxy_set_header X-Original-Method $request_method;)"
+        );
     }
 }
 
@@ -206,11 +318,16 @@ fn first_value(v: &str) -> &str {
     v[..end].trim_ascii()
 }
 
-fn method_from(v: Option<&str>) -> Result<Method, OriginalError> {
+/// A method header: absent is `None` (unknown), present but unreadable or
+/// not a token is an error.
+fn method_from(v: Option<Option<&str>>) -> Result<Option<Method>, OriginalError> {
     match v {
-        None => Ok(Method::GET),
+        None => Ok(None),
         Some(m) => {
-            Method::from_bytes(m.trim_ascii().as_bytes()).map_err(|_| OriginalError::BadMethod)
+            let m = m.ok_or(OriginalError::BadMethod)?;
+            Method::from_bytes(m.trim_ascii().as_bytes())
+                .map(Some)
+                .map_err(|_| OriginalError::BadMethod)
         }
     }
 }
@@ -259,7 +376,7 @@ pub async fn check<B>(
     let facts = RequestFacts {
         host: &host,
         path: &path,
-        method: &original.method,
+        method: original.method.as_ref(),
     };
     let decision = gw.decide(&rt, &facts, headers).await;
     respond(&rt, decision, &original, headers)
@@ -270,7 +387,6 @@ fn has_forwarding_headers(h: &HeaderMap) -> bool {
 }
 
 fn warn_untrusted_once(gw: &Gateway, peer: SocketAddr) {
-    use std::sync::atomic::Ordering;
     if !gw.untrusted_hint_logged.swap(true, Ordering::Relaxed) {
         tracing::warn!(
             client.addr = %peer,
@@ -451,44 +567,4 @@ fn bad_request(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn map(pairs: &[(&str, &[u8])]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.append(
-                HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_bytes(v).unwrap(),
-            );
-        }
-        h
-    }
-
-    /// The one-pass scan gives exactly what `HeaderMap::get` would.
-    #[test]
-    fn forwarding_scan_matches_get() {
-        let h = map(&[
-            ("X-Forwarded-Uri", b"/first"),
-            ("x-forwarded-uri", b"/second"),
-            ("X-Forwarded-Host", b"\xffbad"),
-            ("x-forwarded-host", b"good.example"),
-            ("X-Forwarded-Hostname", b"ignored"),
-            ("x-original-url", b"https://a.example/x"),
-            ("accept", b"*/*"),
-        ]);
-        let f = Forwarding::scan(&h);
-        for (got, name) in [
-            (f.uri, "x-forwarded-uri"),
-            (f.host, "x-forwarded-host"),
-            (f.original_url, "x-original-url"),
-            (f.method, "x-forwarded-method"),
-            (f.proto, "x-forwarded-proto"),
-            (f.original_method, "x-original-method"),
-        ] {
-            assert_eq!(got, h.get(name).map(|v| v.to_str().ok()), "{name}");
-        }
-        assert!(f.any());
-        assert!(!Forwarding::scan(&map(&[("x-forwarded-for", b"1.2.3.4")])).any());
-    }
-}
+mod tests;

@@ -115,7 +115,7 @@ impl Proxy {
         let facts = RequestFacts {
             host: &host,
             path: &path,
-            method: req.method(),
+            method: Some(req.method()),
         };
         let Some(upstream) = rt
             .proxy
@@ -336,7 +336,7 @@ fn refuse(
                     .map(|p| p.as_str())
                     .unwrap_or("/")
                     .into(),
-                method: req.method().clone(),
+                method: Some(req.method().clone()),
                 nginx: false,
             };
             crate::forward_auth::unauthenticated(rt, &original, req.headers())

@@ -71,8 +71,10 @@ pub struct RequestFacts<'a> {
     pub host: &'a str,
     /// Normalised path, without query or fragment ([`path::normalize`]).
     pub path: &'a str,
-    /// The original request's method.
-    pub method: &'a Method,
+    /// The original request's method; `None` when the front proxy did not
+    /// say (a forward-auth check without `X-Forwarded-Method` or
+    /// `X-Original-Method`). An unknown method satisfies no `methods` list.
+    pub method: Option<&'a Method>,
 }
 
 /// The outcome of [`RuleSet::evaluate`].
@@ -330,7 +332,7 @@ impl RuleSet {
                 rule.name = %rule.name,
                 http.host = %facts.host,
                 http.path = %facts.path,
-                http.method = %facts.method,
+                http.method = facts.method.map_or("(unknown)", Method::as_str),
                 mismatch = reason,
                 "rule did not match"
             );
@@ -563,7 +565,7 @@ impl CompiledRule {
             && self
                 .methods
                 .as_deref()
-                .is_none_or(|m| m.contains(facts.method))
+                .is_none_or(|m| facts.method.is_some_and(|method| m.contains(method)))
     }
 }
 

@@ -362,7 +362,7 @@ mod tests {
         let facts = |host| RequestFacts {
             host,
             path: "/",
-            method: &http::Method::GET,
+            method: Some(&http::Method::GET),
         };
         let f = facts("a.example.com");
         let u = ups.find(&Match::Default(crate::config::DefaultPolicy::Deny), &f);

@@ -44,7 +44,7 @@ fn decide(set: &RuleSet, host: &str, target: &str, method: &Method) -> Result<St
     let facts = RequestFacts {
         host: &host,
         path: &path,
-        method,
+        method: Some(method),
     };
     Ok(match set.evaluate(&facts) {
         Match::Rule(r) => r.name.clone(),
@@ -91,7 +91,7 @@ fn default_policy_when_nothing_matches() {
     let facts = RequestFacts {
         host: "other.example.com",
         path: "/",
-        method: &Method::GET,
+        method: Some(&Method::GET),
     };
     assert!(matches!(
         s.evaluate(&facts),
@@ -158,6 +158,29 @@ fn methods() {
         d(Method::from_bytes(b"PROPFIND").unwrap_or(Method::GET)),
         "default"
     );
+}
+
+/// A method the front proxy did not name satisfies no `methods` list, but
+/// a rule without one still matches.
+#[test]
+fn unknown_method_matches_only_rules_without_methods() {
+    let s = set(&[
+        with_methods(rule("read", None, "/api"), &[Method::GET, Method::HEAD]),
+        rule("any", None, "/api/any"),
+    ]);
+    let unknown = |path| {
+        let facts = RequestFacts {
+            host: "h",
+            path,
+            method: None,
+        };
+        match s.evaluate(&facts) {
+            Match::Rule(r) => r.name.clone(),
+            Match::Default(_) => "default".to_owned(),
+        }
+    };
+    assert_eq!(unknown("/api/x"), "default");
+    assert_eq!(unknown("/api/any/x"), "any");
 }
 
 #[test]
@@ -540,7 +563,7 @@ fn evaluate_agrees_with_linear_scan() {
                     let facts = RequestFacts {
                         host: h,
                         path: p,
-                        method: m,
+                        method: Some(m),
                     };
                     let want = s.rules().iter().find(|r| {
                         r.matches_host(h) && r.matches_path_and_method(&facts, p.contains(';'))

@@ -306,4 +306,23 @@ upstream = "http://{app}"
         401,
         "methods are case-sensitive tokens"
     );
+    // issue 14: nginx without X-Original-Method: the method is unknown and
+    // the GET-only public rule does not apply; a client-sent
+    // X-Original-Method beside the proxy's X-Forwarded-Method must agree.
+    let nginx = h
+        .client()
+        .get(format!("{}/oauth2/auth", h.base))
+        .header("X-Original-URL", "http://app.test/x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(nginx.status(), 401);
+    let spoofed = h
+        .check("DELETE", "app.test", "/x")
+        .header("X-Original-URL", "http://app.test/x")
+        .header("X-Original-Method", "GET")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(spoofed.status(), 403, "disagreement, nginx-mode 400");
 }
