@@ -118,100 +118,109 @@ pub fn encode_component(v: &str) -> String {
     url::form_urlencoded::byte_serialize(v.as_bytes()).collect()
 }
 
-/// Iterates over the `name=value` pairs of every `Cookie` header. Malformed
-/// pieces are skipped, never an error: a bad cookie means "no cookie".
-pub fn cookies(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
+/// The one reader of the `Cookie` header: every place that finds, strips
+/// or clears portcullis's cookies splits it here, on the header's bytes.
+///
+/// A header is split at `;` into pieces; a piece's name is the text before
+/// its first `=`, its value what follows, both without surrounding spaces or
+/// tabs, and a value in double quotes loses them. Nothing is checked as text:
+/// a byte that is not ASCII in one cookie (`z=café`, set by any app under the
+/// cookie domain) never hides the others, so the session lookup, the cut
+/// before proxying and sign-out all see the same cookies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CookiePiece<'a> {
+    /// The piece as sent, without surrounding spaces or tabs.
+    raw: &'a [u8],
+    /// Position of the first `=` in `raw`.
+    eq: Option<usize>,
+}
+
+/// The pieces of one `Cookie` header value, in order; see [`CookiePiece`].
+#[derive(Debug, Clone)]
+pub struct CookiePieces<'a> {
+    rest: Option<&'a [u8]>,
+}
+
+/// Splits one `Cookie` header value into its pieces, empty ones included.
+pub fn cookie_pieces(value: &[u8]) -> CookiePieces<'_> {
+    CookiePieces { rest: Some(value) }
+}
+
+/// Every `name=value` pair of every `Cookie` header, in order. Pieces
+/// without `=` are skipped, never an error: a bad cookie means "no cookie".
+pub fn cookies(headers: &HeaderMap) -> impl Iterator<Item = (&[u8], &[u8])> {
     headers
         .get_all(header::COOKIE)
         .iter()
-        .filter_map(text)
-        .flat_map(|v| CookiePairs { rest: v })
+        .flat_map(|v| cookie_pieces(v.as_bytes()))
+        .filter_map(|p| Some((p.name(), p.value()?)))
 }
 
-/// A header value as text: what `HeaderValue::to_str` accepts (visible
-/// ASCII, space and tab). A long value (the session cookie) is checked
-/// without `to_str`'s early exit, so the compiler tests many bytes per
-/// instruction, then through `str::from_utf8`'s ASCII fast path: about half
-/// of `to_str`'s byte-at-a-time loop. `from_utf8` costs over a hundred
-/// instructions even on a few bytes, so short values keep `to_str`.
-pub fn text(v: &HeaderValue) -> Option<&str> {
-    let b = v.as_bytes();
-    if b.len() < 64 {
-        return v.to_str().ok();
-    }
-    let visible = b.iter().fold(true, |ok, &c| {
-        ok & ((0x20..0x7f).contains(&c) || c == b'\t')
-    });
-    if visible {
-        std::str::from_utf8(b).ok()
-    } else {
-        None
-    }
-}
-
-/// The pairs of one `Cookie` header value. The value is ASCII (`to_str`), so
-/// names are found with byte scans and trimmed as ASCII, cheaper than
-/// `split_once`/`trim` on `str`.
-struct CookiePairs<'a> {
-    rest: &'a str,
-}
-
-impl<'a> Iterator for CookiePairs<'a> {
-    type Item = (&'a str, &'a str);
-
-    fn next(&mut self) -> Option<Self::Item> {
-        while !self.rest.is_empty() {
-            // `find` runs memchr, best for the long session value; the name
-            // before `=` is short, where a plain byte scan wins.
-            let (piece, tail) = match self.rest.find(';') {
-                Some(i) => (&self.rest[..i], &self.rest[i + 1..]),
-                None => (self.rest, ""),
-            };
-            self.rest = tail;
-            let Some(eq) = piece.bytes().position(|b| b == b'=') else {
-                continue;
-            };
-            let v = piece[eq + 1..].trim_ascii();
-            let v = v
-                .strip_prefix('"')
-                .and_then(|v| v.strip_suffix('"'))
-                .unwrap_or(v);
-            return Some((piece[..eq].trim_ascii(), v));
-        }
-        None
-    }
-}
-
-/// The value of cookie `name`, if present (the first one wins).
-pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    cookies(headers).find(|(k, _)| *k == name).map(|(_, v)| v)
-}
-
-/// The raw bytes of cookie `name`'s value (the first one wins), split the
-/// way [`cookies`] splits pairs but without checking the header as text:
-/// for a value that a strict decoder checks byte by byte anyway (the session
-/// cookie), where the text check of the whole header is the dearer part of
-/// finding it. Other cookies' bytes are never looked at beyond the split.
+/// The value of cookie `name` (the first one wins), as the bytes sent: the
+/// decoder of that cookie judges them.
 pub fn cookie_bytes<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a [u8]> {
     let name = name.as_bytes();
     headers
         .get_all(header::COOKIE)
         .iter()
-        .find_map(|v| find_cookie(v.as_bytes(), name))
+        .find_map(|v| cookie_pieces(v.as_bytes()).find_map(|p| p.value_of(name)))
 }
 
-fn find_cookie<'a>(mut rest: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
-    loop {
-        let end = memchr::memchr(b';', rest).unwrap_or(rest.len());
-        let piece = &rest[..end];
-        if let Some(eq) = piece.iter().position(|&b| b == b'=') {
-            if piece[..eq].trim_ascii() == name {
-                let v = piece[eq + 1..].trim_ascii();
-                let unquoted = v.strip_prefix(b"\"").and_then(|v| v.strip_suffix(b"\""));
-                return Some(unquoted.unwrap_or(v));
+// === impl CookiePieces ===
+
+impl<'a> Iterator for CookiePieces<'a> {
+    type Item = CookiePiece<'a>;
+
+    fn next(&mut self) -> Option<CookiePiece<'a>> {
+        let rest = self.rest?;
+        // memchr for the long session value; the name before `=` is short,
+        // where a plain byte scan wins.
+        let piece = match memchr::memchr(b';', rest) {
+            Some(i) => {
+                self.rest = Some(&rest[i + 1..]);
+                &rest[..i]
             }
+            None => {
+                self.rest = None;
+                rest
+            }
+        };
+        let raw = piece.trim_ascii();
+        let eq = raw.iter().position(|&b| b == b'=');
+        Some(CookiePiece { raw, eq })
+    }
+}
+
+// === impl CookiePiece ===
+
+impl<'a> CookiePiece<'a> {
+    /// The piece as sent, without surrounding spaces or tabs.
+    pub fn raw(&self) -> &'a [u8] {
+        self.raw
+    }
+
+    /// The name: the text before the first `=`, trimmed; the whole piece when it has no `=`.
+    pub fn name(&self) -> &'a [u8] {
+        match self.eq {
+            Some(eq) => self.raw[..eq].trim_ascii_end(),
+            None => self.raw,
         }
-        rest = rest.get(end + 1..)?;
+    }
+
+    /// The value after the first `=`, trimmed and unquoted; `None` without `=`.
+    pub fn value(&self) -> Option<&'a [u8]> {
+        let v = self.raw[self.eq? + 1..].trim_ascii_start();
+        let unquoted = v.strip_prefix(b"\"").and_then(|v| v.strip_suffix(b"\""));
+        Some(unquoted.unwrap_or(v))
+    }
+
+    /// The value when this piece is a `name=value` pair named `name`.
+    fn value_of(&self, name: &[u8]) -> Option<&'a [u8]> {
+        if self.name() == name {
+            self.value()
+        } else {
+            None
+        }
     }
 }
 
@@ -272,6 +281,15 @@ impl std::fmt::Write for StackStr {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    fn cookie_headers(values: &[&[u8]]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append(header::COOKIE, HeaderValue::from_bytes(v).unwrap());
+        }
+        h
+    }
 
     #[test]
     fn request_host_reads_the_http2_authority_and_the_host_header() {
@@ -293,77 +311,146 @@ mod tests {
 
     #[test]
     fn cookie_scanning_tolerates_garbage() {
-        let mut h = HeaderMap::new();
-        h.append(
-            header::COOKIE,
-            HeaderValue::from_static("a=1; ;;garbage; b=\"2\""),
-        );
-        h.append(header::COOKIE, HeaderValue::from_static("c=3"));
-        assert_eq!(cookie(&h, "a"), Some("1"));
-        assert_eq!(cookie(&h, "b"), Some("2"));
-        assert_eq!(cookie(&h, "c"), Some("3"));
-        assert_eq!(cookie(&h, "garbage"), None);
-    }
-
-    #[test]
-    fn cookie_bytes_splits_like_cookie() {
-        let values = [
-            "a=1; ;;garbage; b=\"2\"",
-            "c=3",
-            " d = 4 ;e=;f",
-            "g=\"",
-            "=5; h=6",
-            "_portcullis=x=y; _portcullis=second",
-        ];
-        let mut h = HeaderMap::new();
-        for v in values {
-            h.append(header::COOKIE, HeaderValue::from_static(v));
-        }
-        for name in [
-            "a",
-            "b",
-            "c",
-            "d",
-            "e",
-            "f",
-            "g",
-            "h",
-            "",
-            "garbage",
-            "_portcullis",
-            "x",
-            "A",
+        let h = cookie_headers(&[
+            b"a=1; ;;garbage; b=\"2\"",
+            b"c=3",
+            b" d = 4 ;e=;f",
+            b"g=\"",
+            b"=5; h=6",
+            b"_portcullis=x=y; _portcullis=second",
+        ]);
+        for (name, want) in [
+            ("a", Some("1")),
+            ("b", Some("2")),
+            ("c", Some("3")),
+            ("d", Some("4")),
+            ("e", Some("")),
+            ("f", None),
+            ("g", Some("\"")),
+            ("h", Some("6")),
+            ("", Some("5")),
+            ("garbage", None),
+            ("_portcullis", Some("x=y")),
+            ("x", None),
+            ("A", None),
         ] {
             assert_eq!(
                 cookie_bytes(&h, name),
-                cookie(&h, name).map(str::as_bytes),
+                want.map(str::as_bytes),
                 "cookie {name:?}"
             );
         }
-        // Bytes that are not header text elsewhere in the header do not hide
-        // the cookie; its own bytes come back unchanged for the decoder to judge.
-        let mut h = HeaderMap::new();
-        h.insert(
-            header::COOKIE,
-            HeaderValue::from_bytes(b"junk=\xff\x80; s=ok\xc3").unwrap(),
-        );
-        assert_eq!(cookie_bytes(&h, "s"), Some(&b"ok\xc3"[..]));
+        let pairs: Vec<_> = cookies(&h).collect();
+        assert_eq!(pairs.len(), 10, "{pairs:?}");
+        assert_eq!(pairs[0], (&b"a"[..], &b"1"[..]));
         assert_eq!(cookie_bytes(&HeaderMap::new(), "s"), None);
     }
 
+    /// Bytes that are not ASCII text anywhere in the header hide nothing:
+    /// every reader sees the same cookies, and each value comes back as sent.
     #[test]
-    fn text_accepts_what_to_str_accepts() {
-        for c in 0..=255u8 {
-            for v in [
-                vec![c],
-                vec![b'a'; 70],
-                [vec![b'x'; 37], vec![c]].concat(),
-                [vec![b'x'; 99], vec![c]].concat(),
-            ] {
-                let Ok(v) = HeaderValue::from_bytes(&v) else {
-                    continue;
-                };
-                assert_eq!(text(&v), v.to_str().ok(), "{c}");
+    fn cookies_are_read_on_bytes() {
+        let h = cookie_headers(&[b"junk=\xff\x80; z=caf\xc3\xa9; s=ok\xc3", b"t=1"]);
+        assert_eq!(cookie_bytes(&h, "s"), Some(&b"ok\xc3"[..]));
+        assert_eq!(cookie_bytes(&h, "z"), Some("café".as_bytes()));
+        assert_eq!(cookie_bytes(&h, "t"), Some(&b"1"[..]));
+        let names: Vec<_> = cookies(&h).map(|(k, _)| k).collect();
+        assert_eq!(names, [&b"junk"[..], b"z", b"s", b"t"]);
+        let raw: Vec<_> = cookie_pieces(b" a = \"q\" ;b;;\tc=\xe9 ")
+            .map(|p| (p.raw(), p.name(), p.value()))
+            .collect();
+        assert_eq!(
+            raw,
+            [
+                (&b"a = \"q\""[..], &b"a"[..], Some(&b"q"[..])),
+                (b"b", b"b", None),
+                (b"", b"", None),
+                (b"c=\xe9", b"c", Some(&b"\xe9"[..])),
+            ]
+        );
+    }
+
+    /// Bytes a header value may hold: visible ASCII, space, tab, and every
+    /// byte from 0x80 up (what `HeaderValue::from_bytes` accepts).
+    fn header_byte() -> impl Strategy<Value = u8> {
+        prop_oneof![Just(b'\t'), 0x20u8..0x7f, 0x80u8..=0xff]
+    }
+
+    /// A cookie name: an RFC 6265 token.
+    fn cookie_name() -> impl Strategy<Value = Vec<u8>> {
+        proptest::collection::vec(
+            prop_oneof![
+                proptest::sample::select(b"!#$%&'*+-.^_`|~".to_vec()),
+                b'0'..=b'9',
+                b'A'..=b'Z',
+                b'a'..=b'z',
+            ],
+            1..12,
+        )
+    }
+
+    /// A cookie value as browsers send what apps set: no `;`, no quotes,
+    /// no surrounding white space, any byte from 0x80 up.
+    fn cookie_value() -> impl Strategy<Value = Vec<u8>> {
+        proptest::collection::vec(
+            prop_oneof![0x21u8..0x7f, 0x80u8..=0xff]
+                .prop_filter("no ; or quote", |b| *b != b';' && *b != b'"'),
+            0..24,
+        )
+    }
+
+    proptest! {
+        /// Any header value splits into `;`-free pieces, one more than its
+        /// `;`s, each trimmed, with a name free of `=`, and no panic.
+        #[test]
+        fn any_cookie_header_splits_into_its_pieces(
+            v in proptest::collection::vec(header_byte(), 0..200),
+        ) {
+            let pieces: Vec<_> = cookie_pieces(&v).collect();
+            prop_assert_eq!(pieces.len(), v.iter().filter(|&&b| b == b';').count() + 1);
+            for p in pieces {
+                prop_assert!(!p.raw().contains(&b';'));
+                prop_assert_eq!(p.raw().trim_ascii(), p.raw());
+                prop_assert!(!p.name().contains(&b'='));
+                prop_assert_eq!(p.value().is_some(), p.raw().contains(&b'='));
+            }
+            let h = cookie_headers(&[&v]);
+            let pairs: Vec<_> = cookie_pieces(&v).filter_map(|p| Some((p.name(), p.value()?))).collect();
+            prop_assert_eq!(cookies(&h).collect::<Vec<_>>(), pairs);
+        }
+
+        /// Pairs written the way browsers write them, spread over several
+        /// `Cookie` headers, read back as sent, byte for byte, in order; the
+        /// first of a name wins.
+        #[test]
+        fn written_pairs_read_back_as_sent(
+            pairs in proptest::collection::vec((cookie_name(), cookie_value()), 1..10),
+            split in 0usize..10,
+            pad in proptest::sample::select(vec!["", " ", "  ", "\t"]),
+        ) {
+            let join = |pairs: &[(Vec<u8>, Vec<u8>)]| {
+                let mut out = Vec::new();
+                for (i, (k, v)) in pairs.iter().enumerate() {
+                    if i > 0 {
+                        out.extend_from_slice(b";");
+                        out.extend_from_slice(pad.as_bytes());
+                    }
+                    out.extend_from_slice(k);
+                    out.push(b'=');
+                    out.extend_from_slice(v);
+                }
+                out
+            };
+            let split = split.min(pairs.len());
+            let (a, b) = pairs.split_at(split);
+            let values: Vec<Vec<u8>> = [a, b].iter().filter(|p| !p.is_empty()).map(|p| join(p)).collect();
+            let h = cookie_headers(&values.iter().map(Vec::as_slice).collect::<Vec<_>>());
+            let read: Vec<(&[u8], &[u8])> = cookies(&h).collect();
+            let sent: Vec<(&[u8], &[u8])> = pairs.iter().map(|(k, v)| (&k[..], &v[..])).collect();
+            prop_assert_eq!(read, sent);
+            for (k, _) in &pairs {
+                let first = pairs.iter().find(|(n, _)| n == k).map(|(_, v)| &v[..]);
+                prop_assert_eq!(cookie_bytes(&h, std::str::from_utf8(k).unwrap()), first);
             }
         }
     }

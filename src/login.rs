@@ -152,7 +152,7 @@ pub async fn callback<B>(
         }
     };
     if let Some(name) = flow_cookie {
-        if http_util::cookie(req.headers(), &name).is_some() {
+        if http_util::cookie_bytes(req.headers(), &name).is_some() {
             set_cookie(
                 &mut res,
                 &gw.keys.build(name, String::new(), 0, rt.prefix(), false),
@@ -184,8 +184,11 @@ async fn complete(
         return Err(LoginError::MissingParameters);
     };
     let name = flow_cookie.ok_or(LoginError::StateMismatch)?;
-    let value = http_util::cookie(headers, name).ok_or(LoginError::StateMissing)?;
-    let flow = FlowState::unseal(&gw.keys, name, value).ok_or(LoginError::StateInvalid)?;
+    let value = http_util::cookie_bytes(headers, name).ok_or(LoginError::StateMissing)?;
+    let flow = std::str::from_utf8(value)
+        .ok()
+        .and_then(|value| FlowState::unseal(&gw.keys, name, value))
+        .ok_or(LoginError::StateInvalid)?;
     retry.push_str("?rd=");
     retry.push_str(&http_util::encode_component(&flow.rd));
     if !constant_time_eq(flow.state.as_bytes(), state.as_bytes()) {
@@ -253,8 +256,8 @@ pub async fn sign_out<B>(
     let rt = gw.runtime.load();
     let origin = Origin::of(&rt, req, peer, tls);
     let rd = safe_rd(&rt, req.uri().query(), &origin);
-    let sid =
-        http_util::cookie(req.headers(), gw.keys.cookie_name()).and_then(|v| gw.keys.unseal(v));
+    let sid = http_util::cookie_bytes(req.headers(), gw.keys.cookie_name())
+        .and_then(|v| gw.keys.unseal(v));
     let mut id_token = None;
     if let Some(id) = sid {
         let ended = async {

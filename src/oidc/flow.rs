@@ -76,20 +76,24 @@ impl FlowState {
     }
 }
 
-/// The flow cookies present in a request, as `(name, issued_at)` pairs
+/// The flow cookies present in a request (`name=value` pairs as the
+/// `Cookie` header carries them), as `(name, issued_at)` pairs
 /// (undecryptable ones get `issued_at = 0`, so they are expired first).
 pub fn present<'a>(
     keys: &SessionKeys,
-    cookies: impl Iterator<Item = (&'a str, &'a str)>,
+    cookies: impl Iterator<Item = (&'a [u8], &'a [u8])>,
 ) -> Vec<(String, u64)> {
     let prefix = format!("{}_flow_", keys.cookie_name());
     cookies
-        .filter(|(k, _)| k.starts_with(&prefix))
-        .map(|(k, v)| {
-            let t = FlowState::unseal(keys, k, v)
-                .map(|f| f.issued_at)
-                .unwrap_or(0);
-            (k.to_owned(), t)
+        .filter_map(|(k, v)| {
+            let name = std::str::from_utf8(k)
+                .ok()
+                .filter(|k| k.starts_with(&prefix))?;
+            let t = std::str::from_utf8(v)
+                .ok()
+                .and_then(|v| FlowState::unseal(keys, name, v))
+                .map_or(0, |f| f.issued_at);
+            Some((name.to_owned(), t))
         })
         .collect()
 }

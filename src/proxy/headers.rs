@@ -277,40 +277,34 @@ pub fn upgrade_of(h: &HeaderMap) -> Option<HeaderValue> {
 
 /// Cuts portcullis's session and login-flow cookies out of `Cookie`, keeping the rest.
 ///
-/// One pass over the pairs of every `Cookie` value: the kept pairs are
-/// collected (allocating only when there are any) while looking for ours,
-/// and the header is rewritten only when one of ours was there. A piece
-/// without `=` counts as one of ours for cutting, but alone does not make
-/// the header be rewritten.
+/// One pass over the pieces of every `Cookie` value, split by the same
+/// reader as the session lookup ([`http_util::cookie_pieces`]), on bytes: a
+/// cookie that is not ASCII text never hides ours, and the kept pieces go
+/// upstream byte for byte. They are collected (allocating only when there
+/// are any) while looking for ours, and the header is rewritten only when
+/// one of ours was there. A piece without `=` counts as one of ours for
+/// cutting, but alone does not make the header be rewritten.
 fn strip_own_cookies(h: &mut HeaderMap, cookie_name: &str) {
-    let ours = |k: &str| {
-        k == cookie_name
-            || k.strip_prefix(cookie_name)
-                .is_some_and(|rest| rest.starts_with("_flow_"))
+    let name = cookie_name.as_bytes();
+    let ours = |k: &[u8]| {
+        k.strip_prefix(name)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with(b"_flow_"))
     };
     let mut found = false;
-    let mut kept = String::new();
-    for value in h.get_all(header::COOKIE).iter().filter_map(http_util::text) {
-        let mut rest = value;
-        while !rest.is_empty() {
-            let (pair, tail) = match rest.find(';') {
-                Some(i) => (&rest[..i], &rest[i + 1..]),
-                None => (rest, ""),
-            };
-            rest = tail;
-            let eq = pair.bytes().position(|b| b == b'=');
-            let name = pair[..eq.unwrap_or(pair.len())].trim_ascii();
-            if ours(name) {
-                found |= eq.is_some();
+    let mut kept: Vec<u8> = Vec::new();
+    for value in h.get_all(header::COOKIE) {
+        for piece in http_util::cookie_pieces(value.as_bytes()) {
+            if ours(piece.name()) {
+                found |= piece.value().is_some();
                 continue;
             }
-            if name.is_empty() {
+            if piece.raw().is_empty() {
                 continue;
             }
             if !kept.is_empty() {
-                kept.push_str("; ");
+                kept.extend_from_slice(b"; ");
             }
-            kept.push_str(pair.trim_ascii());
+            kept.extend_from_slice(piece.raw());
         }
     }
     if !found {
@@ -318,7 +312,8 @@ fn strip_own_cookies(h: &mut HeaderMap, cookie_name: &str) {
     }
     h.remove(header::COOKIE);
     if !kept.is_empty() {
-        if let Ok(v) = HeaderValue::from_str(&kept) {
+        // Every byte came from a valid header value, and `; ` is valid too.
+        if let Ok(v) = HeaderValue::from_bytes(&kept) {
             h.insert(header::COOKIE, v);
         }
     }
@@ -413,6 +408,7 @@ pub fn scrub_response(h: &mut HeaderMap, upgraded: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn hygiene(strip: &[&str]) -> Hygiene {
         Hygiene::new(&HeadersConfig {
@@ -714,6 +710,94 @@ mod tests {
                 want,
                 "{sent:?}"
             );
+        }
+    }
+
+    /// A cookie that is not ASCII text beside ours hides nothing: ours go,
+    /// the others reach the upstream byte for byte.
+    #[test]
+    fn own_cookies_are_cut_beside_non_ascii_cookies() {
+        let mut h = HeaderMap::new();
+        for v in [
+            &b"z=caf\xc3\xa9; _portcullis=abc; raw=\xff\x80"[..],
+            b"_portcullis_flow_q=2; lang=en",
+        ] {
+            h.append(header::COOKIE, HeaderValue::from_bytes(v).unwrap());
+        }
+        scrub(&[], &mut h, &IdentityHeaders::empty(), false);
+        let cookies: Vec<_> = h.get_all("cookie").iter().map(|v| v.as_bytes()).collect();
+        assert_eq!(cookies, [&b"z=caf\xc3\xa9; raw=\xff\x80; lang=en"[..]]);
+    }
+
+    fn cookie_piece() -> impl Strategy<Value = Vec<u8>> {
+        let value = proptest::collection::vec(
+            prop_oneof![0x20u8..0x7f, 0x80u8..=0xff, Just(b'\t')]
+                .prop_filter("no ;", |b| *b != b';'),
+            0..20,
+        );
+        let name = prop_oneof![
+            Just(b"_portcullis".to_vec()),
+            Just(b"_portcullis_flow_abc".to_vec()),
+            Just(b"_portcullisx".to_vec()),
+            Just(b"_portcullis_flowx".to_vec()),
+            Just(b"z".to_vec()),
+            Just(Vec::new()),
+            proptest::collection::vec(b'a'..=b'z', 1..6),
+        ];
+        let pad = proptest::sample::select(vec![&b""[..], b" ", b"\t "]);
+        let eq = proptest::sample::select(vec![&b"="[..], b" = ", b""]);
+        (pad.clone(), name, eq, value, pad).prop_map(|(p1, n, e, v, p2)| {
+            let value = if e.is_empty() { Vec::new() } else { v };
+            [p1, &n[..], e, &value[..], p2].concat()
+        })
+    }
+
+    proptest! {
+        /// Whatever the `Cookie` headers hold: afterwards none of the
+        /// remaining pieces is a `name=value` pair of ours, and when the
+        /// header is rewritten, every other piece is there, in order, byte
+        /// for byte. Without one of ours the headers are left exactly as sent.
+        #[test]
+        fn stripping_cuts_ours_and_keeps_the_rest(
+            headers_sent in proptest::collection::vec(
+                proptest::collection::vec(cookie_piece(), 1..6), 1..4),
+        ) {
+            let values: Vec<Vec<u8>> = headers_sent.iter().map(|p| p.join(&b';')).collect();
+            let mut h = HeaderMap::new();
+            for v in &values {
+                h.append(header::COOKIE, HeaderValue::from_bytes(v).unwrap());
+            }
+            let before = h.clone();
+            strip_own_cookies(&mut h, "_portcullis");
+            let ours = |n: &[u8]| n == b"_portcullis" || n.starts_with(b"_portcullis_flow_");
+            let pieces = |h: &HeaderMap| -> Vec<Vec<u8>> {
+                h.get_all(header::COOKIE)
+                    .iter()
+                    .flat_map(|v| http_util::cookie_pieces(v.as_bytes()))
+                    .map(|p| p.raw().to_vec())
+                    .collect()
+            };
+            for v in h.get_all(header::COOKIE) {
+                for p in http_util::cookie_pieces(v.as_bytes()) {
+                    prop_assert!(!(ours(p.name()) && p.value().is_some()), "{:?}", p);
+                }
+            }
+            prop_assert_eq!(http_util::cookie_bytes(&h, "_portcullis"), None);
+            let had_ours = http_util::cookies(&before).any(|(k, _)| ours(k));
+            if had_ours {
+                let others: Vec<Vec<u8>> = pieces(&before)
+                    .into_iter()
+                    .filter(|p| !p.is_empty())
+                    .filter(|p| !ours(http_util::cookie_pieces(p).next().unwrap().name()))
+                    .collect();
+                prop_assert_eq!(pieces(&h), others.clone());
+                prop_assert!(h.get_all(header::COOKIE).iter().count() <= 1);
+                if let Some(v) = h.get(header::COOKIE) {
+                    prop_assert_eq!(v.as_bytes(), others.join(&b"; "[..]));
+                }
+            } else {
+                prop_assert_eq!(h, before);
+            }
         }
     }
 

@@ -232,6 +232,7 @@ mod tests {
     use crate::config::StoreKind;
     use crate::secret::Secret;
     use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
+    use proptest::prelude::*;
 
     #[test]
     fn decode_32_agrees_with_the_base64_crate_and_is_strict() {
@@ -370,6 +371,51 @@ mod tests {
             String::new(),
         ] {
             assert_eq!(k.unseal(sign(&v)), None, "{v:?}");
+        }
+    }
+
+    fn b64_text(alphabet: &'static [u8], len: usize) -> impl Strategy<Value = Vec<u8>> {
+        proptest::collection::vec(proptest::sample::select(alphabet.to_vec()), len)
+    }
+
+    const STD: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const URL: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+    proptest! {
+        /// Any bytes at all, and values shaped exactly like a sealed cookie
+        /// (digest in the standard alphabet with its `=`, id in the URL-safe
+        /// one), never unseal: only what the key signed does.
+        #[test]
+        fn unseal_accepts_nothing_it_did_not_sign(
+            junk in proptest::collection::vec(any::<u8>(), 0..200),
+            digest in b64_text(STD, 43),
+            id in b64_text(URL, 43),
+        ) {
+            let k = SessionKeys::new(&cfg(&[A]));
+            prop_assert_eq!(k.unseal(&junk), None);
+            let shaped = [&digest[..], b"=", &id[..]].concat();
+            prop_assert_eq!(k.unseal(&shaped), None);
+        }
+
+        /// Every id comes back from its own sealed value, under the signing
+        /// key and any rotation that keeps it; never under another key; and
+        /// any change of any byte of the value breaks it.
+        #[test]
+        fn sealed_ids_unseal_and_nothing_near_them_does(
+            id in any::<[u8; 32]>(),
+            pos in 0usize..(DIGEST_B64_LEN + ID_B64_LEN),
+            byte in any::<u8>(),
+        ) {
+            let k = SessionKeys::new(&cfg(&[A]));
+            let id = SessionId(id);
+            let sealed = k.seal(&id).into_bytes();
+            prop_assert_eq!(k.unseal(&sealed), Some(id));
+            prop_assert_eq!(SessionKeys::new(&cfg(&[B, A])).unseal(&sealed), Some(id));
+            prop_assert_eq!(SessionKeys::new(&cfg(&[B])).unseal(&sealed), None);
+            let mut changed = sealed.clone();
+            prop_assume!(changed[pos] != byte);
+            changed[pos] = byte;
+            prop_assert_eq!(k.unseal(&changed), None);
         }
     }
 

@@ -22,6 +22,9 @@ mod external_url;
 mod redirects;
 // Tampered, truncated, oversized, foreign and wrong-secret session cookies.
 mod cookies;
+// A non-ASCII cookie beside portcullis's own: login, proxy mode, sign-out
+// (memory store and Redis).
+mod non_ascii_cookies;
 // A login started on one gateway process and finished on another; several
 // tabs at once; abandoned logins and the flow-cookie cap.
 mod cross_process;
