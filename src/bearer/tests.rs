@@ -248,6 +248,54 @@ async fn jku_is_never_followed() {
     assert_eq!(elsewhere.fetches(), 0);
 }
 
+/// A token may carry its own key (`jwk`) or certificate chain (`x5c`) in its
+/// header; neither is ever used: the key always comes from the issuer's JWKS.
+#[tokio::test]
+async fn jwk_and_x5c_headers_are_never_used() {
+    use base64::Engine as _;
+    let key = TestKey::p256("good");
+    let server = JwksServer::start(testkeys::jwks(&[&key]));
+    let b = bearer(&server, None, Duration::from_secs(3600)).await;
+    let attacker = TestKey::p256("evil");
+    let attacker_jwk: jsonwebtoken::jwk::Jwk =
+        serde_json::from_value(attacker.jwk.clone()).expect("JWK");
+    // A self-signed certificate for a key of the attacker's, and tokens signed with it.
+    let cert_key = rcgen::KeyPair::generate().expect("key pair");
+    let cert = rcgen::CertificateParams::new(vec!["issuer.test".to_owned()])
+        .expect("params")
+        .self_signed(&cert_key)
+        .expect("certificate");
+    let cert_signer = jsonwebtoken::EncodingKey::from_ec_der(&cert_key.serialize_der());
+    let x5c = vec![base64::engine::general_purpose::STANDARD.encode(cert.der())];
+    for kid in [None, Some("good"), Some("evil")] {
+        let expected = match kid {
+            Some("evil") => BearerError::UnknownKey,
+            _ => BearerError::Signature,
+        };
+        let mut h = attacker.header();
+        h.kid = kid.map(str::to_owned);
+        h.jwk = Some(attacker_jwk.clone());
+        let t = attacker.sign_with(&h, &good(json!({})));
+        assert_eq!(
+            b.verify(&t).await.unwrap_err(),
+            expected,
+            "jwk, kid {kid:?}"
+        );
+
+        let mut h = jsonwebtoken::Header::new(Algorithm::ES256);
+        h.kid = kid.map(str::to_owned);
+        h.x5c = Some(x5c.clone());
+        let t = jsonwebtoken::encode(&h, &good(json!({})), &cert_signer).expect("sign");
+        assert_eq!(
+            b.verify(&t).await.unwrap_err(),
+            expected,
+            "x5c, kid {kid:?}"
+        );
+    }
+    // The genuine key still works, so the refusals above are about the header.
+    assert!(b.verify(&key.sign(&good(json!({})))).await.is_ok());
+}
+
 #[tokio::test]
 async fn garbage_is_refused_without_panic() {
     let key = TestKey::ed25519("k");

@@ -179,3 +179,71 @@ async fn rd_on_own_host_is_followed() {
     let (target, _) = login_with_start_query(&format!("rd={}", encode(&abs))).await;
     assert_eq!(target, abs, "an rd on the allowed host was not followed");
 }
+
+/// The flow cookie is found by the first 12 characters of `state`; a
+/// callback whose `state` differs only after them finds the cookie and must
+/// still be refused by the full comparison, with no session.
+#[tokio::test]
+async fn state_changed_after_the_cookie_tag_is_refused() {
+    let s = stack();
+    let _logs = LogsOnFailure(vec![&s.idp.proc, &s.gateway.proc]);
+    let b = Browser::new();
+    let is_callback = |u: &Url| u.path() == "/oauth2/callback";
+    let page = b
+        .navigate(
+            &format!("{}/oauth2/start?rd=%2F", s.base()),
+            Nav {
+                login: Some("alice"),
+                stop_before: Some(&is_callback),
+            },
+        )
+        .await;
+    let callback = Url::parse(page.next.as_deref().expect("reached the callback")).unwrap();
+    let state = callback
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .map(|(_, v)| v.into_owned())
+        .expect("state in the callback");
+    assert!(state.len() > 13, "{state}");
+    let flow_cookie = format!("_portcullis_flow_{}", &state[..12]);
+    assert!(
+        b.cookie(callback.as_str(), &flow_cookie).is_some(),
+        "no flow cookie named {flow_cookie}: {:?}",
+        b.cookies(callback.as_str())
+    );
+    // Same first 12 characters (same flow cookie), one character changed after them.
+    let mut forged = state.clone().into_bytes();
+    forged[13] = if forged[13] == b'A' { b'B' } else { b'A' };
+    let forged = String::from_utf8(forged).unwrap();
+    let mut tampered = callback.clone();
+    let pairs: Vec<(String, String)> = callback
+        .query_pairs()
+        .map(|(k, v)| {
+            let v = if k == "state" {
+                forged.clone()
+            } else {
+                v.into_owned()
+            };
+            (k.into_owned(), v)
+        })
+        .collect();
+    tampered.query_pairs_mut().clear().extend_pairs(pairs);
+    let answer = b.get(tampered.as_str()).await;
+    assert_eq!(
+        answer.status, 400,
+        "a changed state was accepted:\n{answer}"
+    );
+    assert!(
+        answer
+            .body
+            .contains("could not be matched to your browser. Please start again"),
+        "not the state mismatch page:\n{answer}"
+    );
+    assert!(
+        !answer
+            .header_all("set-cookie")
+            .iter()
+            .any(|c| c.starts_with("_portcullis=")),
+        "a session was planted:\n{answer}"
+    );
+}

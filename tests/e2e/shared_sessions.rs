@@ -17,6 +17,7 @@ use crate::support::browser::{Browser, Nav};
 use crate::support::free_port;
 use crate::support::gateway::{direct_config, Gateway, Launch, APP_RULES, SESSION_SECRET};
 use crate::support::idp::{Idp, CLIENT_ID, CLIENT_SECRET};
+use crate::support::jwt::{b64, TestKey};
 use crate::support::proc::LogsOnFailure;
 use crate::support::redis::{Redis, Sentinel};
 
@@ -568,6 +569,16 @@ async fn post_form(url: &str, form: &[(&str, &str)]) -> (u16, String, Option<Str
 
 /// A JWT signed with the IdP's own key (`/__test/jwt`): `claims` override
 /// the defaults (iss, aud, iat, exp); a `null` removes one.
+/// Part `n` (0: header, 1: payload) of a JWT, decoded.
+fn jwt_part(token: &str, n: usize) -> serde_json::Value {
+    use base64::Engine as _;
+    let part = token.split('.').nth(n).expect("JWT part");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(part)
+        .expect("base64url");
+    serde_json::from_slice(&bytes).expect("JSON")
+}
+
 async fn idp_jwt(claims: serde_json::Value, header: serde_json::Value) -> String {
     let s = shared();
     let r: serde_json::Value = reqwest::Client::new()
@@ -663,6 +674,40 @@ async fn backchannel_logout_from_the_idp_ends_the_session_on_both_instances() {
             parts.join(".")
         }),
         ("garbage", "not-a-jwt".to_owned()),
+        ("real kid, another key's signature", {
+            // The IdP's real kid and algorithm, claims it would sign, but
+            // signed with a key the IdP does not hold.
+            let genuine = idp_jwt(
+                serde_json::json!({ "sid": sid, "events": event }),
+                no.clone(),
+            )
+            .await;
+            let header = jwt_part(&genuine, 0);
+            let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+            h.kid = Some(
+                header["kid"]
+                    .as_str()
+                    .expect("the IdP's token names its kid")
+                    .to_owned(),
+            );
+            assert_eq!(header["alg"], "RS256", "{header}");
+            TestKey::rsa("other", jsonwebtoken::Algorithm::RS256)
+                .sign_with(&h, &jwt_part(&genuine, 1))
+        }),
+        ("payload changed after signing", {
+            // A genuine token for another IdP session, its payload then
+            // pointed at dave's; header and signature untouched.
+            let genuine = idp_jwt(
+                serde_json::json!({ "sid": "some-other-idp-session", "events": event }),
+                no.clone(),
+            )
+            .await;
+            let mut claims = jwt_part(&genuine, 1);
+            claims["sid"] = serde_json::json!(sid);
+            let mut parts: Vec<String> = genuine.split('.').map(str::to_owned).collect();
+            parts[1] = b64(claims.to_string().as_bytes());
+            parts.join(".")
+        }),
     ];
     for (name, token) in &hostile {
         let (status, body, cache) = post_form(&endpoint, &[("logout_token", token)]).await;
