@@ -1,13 +1,24 @@
 //! The admin endpoints: `/healthz` (the process answers), `/readyz` (IdP
-//! metadata and signing keys loaded, session store reachable; the store's
-//! error is named), and — on the admin listener only, never on the public
-//! one — the session inventory: `GET /admin/sessions[?user=U]` lists
-//! sessions, `DELETE /admin/sessions?user=U | ?sid=S | ?all=true` ends them
-//! on every instance. `/readyz` also lists the key state of every
-//! `[[oidc.bearer_issuers]]` entry under `jwks`; an extra issuer whose keys
-//! are unreachable is reported there but does not make the gateway unready
-//! (browser logins still work). Health is served on `admin_listen` when it
-//! is set, otherwise on the main listener. Metrics join them later.
+//! metadata and signing keys loaded, session store reachable), and — on the
+//! admin listener only, never on the public one — the session inventory:
+//! `GET /admin/sessions[?user=U]` lists sessions, `DELETE /admin/sessions?user=U
+//! | ?sid=S | ?all=true` ends them on every instance. `/readyz` also lists the
+//! key state of every `[[oidc.bearer_issuers]]` entry under `jwks`; an extra
+//! issuer whose keys are unreachable is reported there but does not make the
+//! gateway unready (browser logins still work).
+//!
+//! Health is served on `admin_listen` when it is set. Otherwise it is served
+//! on the main listener, but only for hosts that no rule proxies (an app's
+//! own `/healthz` reaches the app), and `/readyz` there names which part is
+//! not ready without the error text (store addresses, TLS and key errors
+//! stay on the admin listener and in the log).
+//!
+//! `/readyz` reads state the gateway keeps anyway: the IdP metadata and keys
+//! refreshed in the background, and the store's own readiness, which reuses
+//! its connection and its answer for a second (see [`SessionStore::ping`]).
+//! A flood of `/readyz` is no flood at Redis or at the IdP.
+//!
+//! [`SessionStore::ping`]: crate::session::SessionStore::ping
 
 use http::{Method, Request, Response, StatusCode};
 
@@ -17,15 +28,29 @@ use crate::pages::json_error;
 use crate::pipeline::Gateway;
 use crate::session::Revoke;
 
+/// How much `/readyz` tells.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Detail {
+    /// The public listener: which part is not ready, no error text.
+    Public,
+    /// The admin listener: the errors themselves.
+    Admin,
+}
+
+/// True for the health endpoints' paths and methods.
+pub fn is_health<B>(req: &Request<B>) -> bool {
+    (req.method() == Method::GET || req.method() == Method::HEAD)
+        && matches!(req.uri().path(), "/healthz" | "/readyz")
+}
+
 /// Answers `/healthz` and `/readyz`; `None` for any other path.
-pub async fn handle<B>(gw: &Gateway, req: &Request<B>) -> Option<Response<Body>> {
-    if req.method() != Method::GET && req.method() != Method::HEAD {
+pub async fn handle<B>(gw: &Gateway, req: &Request<B>, detail: Detail) -> Option<Response<Body>> {
+    if !is_health(req) {
         return None;
     }
     match req.uri().path() {
         "/healthz" => Some(fixed(StatusCode::OK, "text/plain", "ok\n")),
-        "/readyz" => Some(readyz(gw).await),
-        _ => None,
+        _ => Some(readyz(gw, detail).await),
     }
 }
 
@@ -34,18 +59,19 @@ pub async fn handle_admin<B>(gw: &Gateway, req: &Request<B>) -> Option<Response<
     if req.uri().path() == "/admin/sessions" {
         return Some(sessions(gw, req).await);
     }
-    handle(gw, req).await
+    handle(gw, req, Detail::Admin).await
 }
 
-async fn readyz(gw: &Gateway) -> Response<Body> {
+async fn readyz(gw: &Gateway, detail: Detail) -> Response<Body> {
+    let admin = detail == Detail::Admin;
     let oidc_ok = gw.oidc.is_ready();
     let store = tokio::time::timeout(std::time::Duration::from_secs(2), gw.sessions.ping()).await;
-    let store_status = match store {
-        Ok(Ok(())) => "ok".to_owned(),
-        Ok(Err(e)) => e.to_string(),
-        Err(_) => "session store did not answer within 2s".to_owned(),
+    let (store_ok, store_status) = match store {
+        Ok(Ok(())) => (true, "ok".to_owned()),
+        Ok(Err(e)) if admin => (false, e.to_string()),
+        Err(_) if admin => (false, "session store did not answer within 2s".to_owned()),
+        _ => (false, "session store unavailable".to_owned()),
     };
-    let store_ok = store_status == "ok";
     let mut jwks = serde_json::Map::new();
     let mut keys_ok = true;
     for (i, issuer) in gw.bearer.issuers().iter().enumerate() {
@@ -53,7 +79,8 @@ async fn readyz(gw: &Gateway) -> Response<Body> {
         let text = match &status {
             Status::Loaded(n) => format!("ok ({n} keys)"),
             Status::Pending => "signing keys not fetched yet".to_owned(),
-            Status::Failed(e) => format!("signing keys not loaded: {e}"),
+            Status::Failed(e) if admin => format!("signing keys not loaded: {e}"),
+            Status::Failed(_) => "signing keys not loaded".to_owned(),
         };
         // The main issuer's keys are part of the IdP being usable.
         if i == 0 && !matches!(status, Status::Loaded(_)) {

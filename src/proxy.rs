@@ -187,6 +187,29 @@ impl Proxy {
     }
 }
 
+/// True when a rule sends `req` (its host and path) to an upstream.
+pub fn proxies<B>(gw: &Gateway, req: &Request<B>) -> bool {
+    let rt = gw.runtime.load();
+    if rt.proxy.upstreams.is_empty() {
+        return false;
+    }
+    let Ok(host) = normalize_host(request_host(req)) else {
+        return false;
+    };
+    let Ok(path) = normalize(split_target(req.uri().path())) else {
+        return false;
+    };
+    let facts = RequestFacts {
+        host: &host,
+        path: &path,
+        method: req.method(),
+    };
+    rt.proxy
+        .upstreams
+        .find(&rt.rules.evaluate(&facts), &facts)
+        .is_some()
+}
+
 /// The host the client asked for, as sent (HTTP/2 `:authority` or `Host`).
 fn request_host<B>(req: &Request<B>) -> &str {
     crate::http_util::request_host(req).unwrap_or("")

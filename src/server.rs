@@ -72,7 +72,7 @@ pub enum StartError {
 pub enum Role {
     /// `listen`: forward auth, `/oauth2/*`, proxied hosts (and health when no admin listener).
     Main {
-        /// Also serve `/healthz` and `/readyz`.
+        /// Also serve `/healthz` and `/readyz` (on hosts no rule proxies).
         with_admin: bool,
     },
     /// `admin_listen`: health, readiness and `/admin/sessions`.
@@ -713,8 +713,10 @@ async fn route(
             _ => error::not_found(),
         };
     }
-    if health {
-        if let Some(res) = Box::pin(admin::handle(gw, &req)).await {
+    // Without an admin listener, health answers on hosts no rule proxies
+    // (a proxied app's own `/healthz` reaches the app).
+    if health && admin::is_health(&req) && !proxy::proxies(gw, &req) {
+        if let Some(res) = Box::pin(admin::handle(gw, &req, admin::Detail::Public)).await {
             return res;
         }
     }

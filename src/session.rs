@@ -112,7 +112,7 @@ pub enum Revoke<'a> {
 }
 
 /// Why the store could not answer. Every variant fails closed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The backing store is unreachable or timed out.
     #[error("session store unreachable: {0}")]
@@ -189,7 +189,9 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Forgets a one-time token id recorded by [`SessionStore::first_use`]
     /// (its use failed and may be retried).
     fn forget_use<'a>(&'a self, digest: &'a [u8; 32]) -> BoxFuture<'a, Result<(), StoreError>>;
-    /// Whether the store can be reached (for `/readyz`).
+    /// Whether the store can be reached (for `/readyz`). Never opens a
+    /// connection per call: a network store reuses its connection and its
+    /// recent answer, so a flood of readiness checks is no flood at the store.
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>>;
 }
 

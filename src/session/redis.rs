@@ -65,6 +65,10 @@ const REPLACE_SCRIPT: &str = r"if redis.call('GET', KEYS[1]) == ARGV[1] then
   return 1
 end
 return 0";
+/// How long one readiness answer is reused (unless an outage starts or
+/// ends meanwhile): however often `/readyz` is asked, Redis sees at most one
+/// `PING` per period, on the connection the store already keeps.
+const READY_REUSE_MS: u64 = 1000;
 /// Key prefix and channel.
 const PREFIX: &str = "portcullis:";
 const CHANNEL: &str = "portcullis:invalidate";
@@ -85,6 +89,19 @@ pub struct RedisStore {
     /// Bumped by every invalidation; a load only caches what it read if no
     /// invalidation arrived meanwhile.
     epoch: AtomicU64,
+    /// Bumped whenever an outage starts or ends (`down` flips).
+    flips: AtomicU64,
+    /// The last readiness answer; its lock makes concurrent checks share one.
+    ready: tokio::sync::Mutex<Option<Readiness>>,
+}
+
+/// One readiness answer of [`SessionStore::ping`].
+struct Readiness {
+    /// When it was found ([`now_ms`]).
+    at_ms: u64,
+    /// `flips` when it was found.
+    flips: u64,
+    result: Result<(), StoreError>,
 }
 
 /// A session as verified against Redis at `verified_ms`.
@@ -171,6 +188,8 @@ impl RedisStore {
             subscribed: AtomicBool::new(false),
             down: AtomicBool::new(false),
             epoch: AtomicU64::new(0),
+            flips: AtomicU64::new(0),
+            ready: tokio::sync::Mutex::new(None),
         }))
     }
 
@@ -276,6 +295,7 @@ impl RedisStore {
         self.backend.failed(e);
         let err = classify(e);
         if !self.down.swap(true, Ordering::AcqRel) {
+            self.flips.fetch_add(1, Ordering::AcqRel);
             tracing::error!(
                 error = %err,
                 "session store unreachable: sessions verified in the last {}s keep working from the local cache; logins, sign-outs and other sessions answer 503 until it is back",
@@ -287,6 +307,7 @@ impl RedisStore {
 
     fn up(&self) {
         if self.down.swap(false, Ordering::AcqRel) {
+            self.flips.fetch_add(1, Ordering::AcqRel);
             tracing::info!("session store reachable again");
         }
     }
@@ -633,15 +654,41 @@ impl SessionStore for RedisStore {
         })
     }
 
+    /// Single-flight and reused for [`READY_REUSE_MS`] (unless an outage
+    /// started or ended since): a `PING` on the store's own connection. Only
+    /// when that fails is a fresh connection opened, once, to name the cause
+    /// (a wrong password or a TLS failure; the shared connection would only
+    /// say it is broken).
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
-            match self.backend.probe().await {
-                Ok(()) => {
-                    self.up();
-                    Ok(())
+            let mut last = self.ready.lock().await;
+            if let Some(r) = last.as_ref() {
+                if now_ms().saturating_sub(r.at_ms) < READY_REUSE_MS
+                    && r.flips == self.flips.load(Ordering::Acquire)
+                {
+                    return r.result.clone();
                 }
-                Err(e) => Err(self.failed(&e)),
             }
+            let result = match self.run::<()>(&redis::cmd("PING")).await {
+                Ok(()) => Ok(()),
+                Err(shared) => match self.backend.probe().await {
+                    Ok(()) => {
+                        self.up();
+                        Ok(())
+                    }
+                    Err(e) => {
+                        let named = self.failed(&e);
+                        tracing::debug!(error = %shared, "readiness: the shared store connection failed");
+                        Err(named)
+                    }
+                },
+            };
+            *last = Some(Readiness {
+                at_ms: now_ms(),
+                flips: self.flips.load(Ordering::Acquire),
+                result: result.clone(),
+            });
+            result
         })
     }
 }

@@ -58,3 +58,5 @@ mod emails;
 // Session refresh against a slow IdP: a sign-out during the refresh stays in
 // force (memory and Redis), and the refresh lock outlasts the IdP's delay.
 mod refresh;
+// A burst of /readyz and /oauth2/start: few Redis connections, few IdP fetches.
+mod health;

@@ -17,6 +17,7 @@ mod bearer;
 mod cli;
 mod cookies;
 mod forward_auth;
+mod health;
 mod login;
 mod proxy;
 mod server;

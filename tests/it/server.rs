@@ -123,7 +123,7 @@ async fn one_request(addr: std::net::SocketAddr) -> tokio::net::TcpStream {
 /// Asks `/healthz` on an open connection and expects a 200.
 async fn health_on(s: &mut tokio::net::TcpStream) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: app.test\r\n\r\n")
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         .await
         .unwrap();
     let mut buf = [0u8; 1024];
@@ -191,7 +191,7 @@ async fn a_request_head_trickled_byte_by_byte_is_cut_at_the_header_read_timeout(
     // Slowloris: a new header line every 200 ms keeps the connection busy
     // (never idle) but the head never completes.
     let trickle = tokio::spawn(async move {
-        wr.write_all(b"GET /healthz HTTP/1.1\r\nHost: app.test\r\n")
+        wr.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
             .await
             .ok();
         for i in 0..40 {
