@@ -24,6 +24,9 @@ use crate::session::unix_now;
 
 /// How often a class already diagnosed is logged again.
 pub const REPEAT_EVERY: Duration = Duration::from_secs(600);
+/// How often a per-request client error of one [`ClientError`] kind is
+/// logged at info; the ones in between go to debug and are counted.
+pub const CLIENT_ERRORS_EVERY: Duration = Duration::from_secs(10);
 /// Most distinct redirect URIs probed in one process.
 const MAX_PROBED_URIS: usize = 64;
 
@@ -50,9 +53,34 @@ const CLASSES: usize = 6;
 /// Per-class state: when it was last logged, and how often it was suppressed since.
 #[derive(Debug, Default)]
 pub struct Diagnostics {
-    last_logged: [AtomicU64; CLASSES],
-    suppressed: [AtomicU64; CLASSES],
+    limits: [Limiter; CLASSES],
 }
+
+/// Lets one occurrence through per interval and counts the others.
+#[derive(Debug, Default)]
+pub struct Limiter {
+    /// Unix seconds of the last occurrence let through; 0 before the first.
+    last_logged: AtomicU64,
+    /// Occurrences held back since then.
+    suppressed: AtomicU64,
+}
+
+/// Client mistakes that arrive once per request: logged at info at most once
+/// per [`CLIENT_ERRORS_EVERY`] each (with the count held back in between), so
+/// that no client can fill the disk with log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientError {
+    /// A forward-auth check whose original-request headers are malformed.
+    BadForwardAuth,
+    /// A proxied request whose path is malformed.
+    BadProxied,
+    /// A bearer token that failed verification.
+    InvalidToken,
+    /// A request on a path that a rule denies to everybody.
+    DeniedByRule,
+}
+
+const CLIENT_ERRORS: usize = 4;
 
 // === impl Class ===
 
@@ -98,18 +126,7 @@ impl Diagnostics {
     /// it is to be logged, `n` being the occurrences suppressed since the last
     /// log line; `None` when it is rate-limited.
     pub fn occur(&self, class: Class, now: u64) -> Option<u64> {
-        let i = class.index();
-        let last = self.last_logged[i].load(Ordering::Relaxed);
-        let due = last == 0 || now.saturating_sub(last) >= REPEAT_EVERY.as_secs();
-        if due
-            && self.last_logged[i]
-                .compare_exchange(last, now.max(1), Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
-        {
-            return Some(self.suppressed[i].swap(0, Ordering::AcqRel));
-        }
-        self.suppressed[i].fetch_add(1, Ordering::Relaxed);
-        None
+        self.limits[class.index()].occur(now, REPEAT_EVERY)
     }
 
     /// Logs `detail` with the class's fix at warn, unless rate-limited.
@@ -123,6 +140,44 @@ impl Diagnostics {
             );
         }
     }
+}
+
+// === impl Limiter ===
+
+impl Limiter {
+    /// Nothing let through yet.
+    pub const fn new() -> Self {
+        Limiter {
+            last_logged: AtomicU64::new(0),
+            suppressed: AtomicU64::new(0),
+        }
+    }
+
+    /// Records one occurrence at `now` (unix seconds). Returns `Some(n)` when
+    /// it is to be logged, `n` being the occurrences held back since the last
+    /// one let through; `None` when it is held back.
+    pub fn occur(&self, now: u64, every: Duration) -> Option<u64> {
+        let last = self.last_logged.load(Ordering::Relaxed);
+        let due = last == 0 || now.saturating_sub(last) >= every.as_secs();
+        if due
+            && self
+                .last_logged
+                .compare_exchange(last, now.max(1), Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        {
+            return Some(self.suppressed.swap(0, Ordering::AcqRel));
+        }
+        self.suppressed.fetch_add(1, Ordering::Relaxed);
+        None
+    }
+}
+
+/// Records one per-request client error of `kind`: `Some(n)` when this one
+/// is to be logged at info (`n` held back since the last), `None` when it
+/// belongs at debug.
+pub fn client_error(kind: ClientError) -> Option<u64> {
+    static LIMITS: [Limiter; CLIENT_ERRORS] = [const { Limiter::new() }; CLIENT_ERRORS];
+    LIMITS[kind as usize].occur(crate::clock::unix_secs(), CLIENT_ERRORS_EVERY)
 }
 
 /// The process-wide diagnostics.
@@ -220,6 +275,18 @@ mod tests {
         // After the interval, one more line saying how many were suppressed.
         assert_eq!(d.occur(Class::InvalidGrant, 1000 + 600), Some(2));
         assert_eq!(d.occur(Class::InvalidGrant, 1601), None);
+    }
+
+    #[test]
+    fn client_errors_log_once_per_interval_with_a_count() {
+        let l = Limiter::new();
+        let every = CLIENT_ERRORS_EVERY;
+        assert_eq!(l.occur(5000, every), Some(0));
+        for t in 0..1000 {
+            assert_eq!(l.occur(5000 + t % 9, every), None);
+        }
+        assert_eq!(l.occur(5010, every), Some(1000));
+        assert_eq!(l.occur(5011, every), None);
     }
 
     #[test]

@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 
+use crate::diagnostics::{self, ClientError};
 use crate::http_util::{self, Body};
 use crate::identity::IdentityHeaders;
 use crate::pages;
@@ -415,7 +416,14 @@ fn respond(
         Decision::Public(_) => (http_util::empty(StatusCode::OK), None),
         Decision::Unauthenticated(_) => (unauthenticated(rt, original, headers), None),
         Decision::InvalidToken(rule) => {
-            tracing::info!(rule.name = rule_name(rule), host = %original.host_raw, decision = "invalid_token", "request denied: bearer token rejected");
+            match diagnostics::client_error(ClientError::InvalidToken) {
+                Some(suppressed) => {
+                    tracing::info!(rule.name = rule_name(rule), host = %original.host_raw, decision = "invalid_token", suppressed, "request denied: bearer token rejected")
+                }
+                None => {
+                    tracing::debug!(rule.name = rule_name(rule), host = %original.host_raw, decision = "invalid_token", "request denied: bearer token rejected")
+                }
+            }
             (invalid_token(), None)
         }
         Decision::Forbidden(principal, rule) => {
@@ -433,7 +441,14 @@ fn respond(
             (res, None)
         }
         Decision::Deny(rule) => {
-            tracing::info!(rule.name = rule_name(rule), host = %original.host_raw, decision = "deny", "request denied by rule");
+            match diagnostics::client_error(ClientError::DeniedByRule) {
+                Some(suppressed) => {
+                    tracing::info!(rule.name = rule_name(rule), host = %original.host_raw, decision = "deny", suppressed, "request denied by rule")
+                }
+                None => {
+                    tracing::debug!(rule.name = rule_name(rule), host = %original.host_raw, decision = "deny", "request denied by rule")
+                }
+            }
             (deny(headers), None)
         }
         Decision::StoreUnavailable(e) => {
@@ -551,7 +566,10 @@ fn bad_request(
     e: &OriginalError,
     nginx: bool,
 ) -> Response<Body> {
-    tracing::info!(error = %e, "forward-auth request rejected");
+    match diagnostics::client_error(ClientError::BadForwardAuth) {
+        Some(suppressed) => tracing::info!(error = %e, suppressed, "forward-auth request rejected"),
+        None => tracing::debug!(error = %e, "forward-auth request rejected"),
+    }
     let status = if nginx {
         StatusCode::FORBIDDEN
     } else {

@@ -108,7 +108,13 @@ impl Proxy {
         let path = match normalize(split_target(req.uri().path())) {
             Ok(p) => p,
             Err(e) => {
-                tracing::info!(error = %e, "proxied request rejected");
+                match crate::diagnostics::client_error(crate::diagnostics::ClientError::BadProxied)
+                {
+                    Some(suppressed) => {
+                        tracing::info!(error = %e, suppressed, "proxied request rejected")
+                    }
+                    None => tracing::debug!(error = %e, "proxied request rejected"),
+                }
                 return pages::json_error(StatusCode::BAD_REQUEST, "bad_request", &e.to_string());
             }
         };

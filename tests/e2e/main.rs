@@ -60,3 +60,6 @@ mod emails;
 mod refresh;
 // A burst of /readyz and /oauth2/start: few Redis connections, few IdP fetches.
 mod health;
+// Log flooding: bursts of malformed checks and IP-SNI TLS clients write a
+// bounded number of lines.
+mod log_flood;
