@@ -208,7 +208,7 @@ pub fn proxies<B>(gw: &Gateway, req: &Request<B>) -> bool {
     let facts = RequestFacts {
         host: &host,
         path: &path,
-        method: req.method(),
+        method: Some(req.method()),
     };
     rt.proxy
         .upstreams
