@@ -63,7 +63,10 @@ fn stack() -> &'static Stack {
         );
         let gateway = Gateway::launch(Launch { name: "portcullis-sso", config: &config, port: Some(gateway_port), ..Launch::default() });
         let ports = Ports { proxy: port, gateway: gateway_port, app: echo.port };
-        let edits = Edits { traefik_dynamic: vec![("\n  services:\n", AUTH_ROUTER)] };
+        let edits = Edits {
+            traefik_dynamic: vec![("\n  services:\n", AUTH_ROUTER)],
+            ..Edits::default()
+        };
         let proxy = proxy::start(Kind::Traefik, &ports, &edits);
         Stack { idp, gateway, proxy, _echo: echo, port }
     })

@@ -63,3 +63,7 @@ mod health;
 // Log flooding: bursts of malformed checks and IP-SNI TLS clients write a
 // bounded number of lines.
 mod log_flood;
+// Client-sent X-Original-URL / X-Original-Method behind Traefik and Caddy at
+// their defaults (no header filtering): other host, scheme or method cannot
+// change the verdict.
+mod default_fronts;

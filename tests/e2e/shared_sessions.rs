@@ -1112,6 +1112,7 @@ async fn twenty_logins_through_traefik_round_robin_over_two_instances() {
         },
         &Edits {
             traefik_dynamic: vec![(one.as_str(), two.as_str())],
+            ..Edits::default()
         },
     );
     let _traefik_logs = LogsOnFailure(vec![&traefik]);

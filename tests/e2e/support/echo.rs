@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::json;
@@ -18,6 +18,8 @@ pub struct Echo {
     /// Its port on 127.0.0.1.
     pub port: u16,
     stop: Arc<AtomicBool>,
+    /// `METHOD target` of every request received, in order.
+    log: Arc<Mutex<Vec<String>>>,
 }
 
 impl Echo {
@@ -27,6 +29,8 @@ impl Echo {
         let port = listener.local_addr().unwrap().port();
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let conn_log = log.clone();
         std::thread::Builder::new()
             .name(format!("echo-{port}"))
             .spawn(move || {
@@ -35,12 +39,24 @@ impl Echo {
                         break;
                     }
                     if let Ok(conn) = conn {
-                        std::thread::spawn(move || serve(conn));
+                        let log = conn_log.clone();
+                        std::thread::spawn(move || serve(conn, &log));
                     }
                 }
             })
             .expect("spawn echo thread");
-        Echo { port, stop }
+        Echo { port, stop, log }
+    }
+
+    /// The requests received so far whose `METHOD target` contains `needle`.
+    pub fn requests_with(&self, needle: &str) -> Vec<String> {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.contains(needle))
+            .cloned()
+            .collect()
     }
 
     /// `127.0.0.1:PORT`.
@@ -57,7 +73,7 @@ impl Drop for Echo {
 }
 
 /// Serves requests on one connection (keep-alive), until the peer closes.
-fn serve(conn: TcpStream) {
+fn serve(conn: TcpStream, log: &Mutex<Vec<String>>) {
     let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
     let mut reader = BufReader::new(match conn.try_clone() {
         Ok(c) => c,
@@ -77,6 +93,7 @@ fn serve(conn: TcpStream) {
         let mut parts = request_line.splitn(3, ' ');
         let method = parts.next().unwrap_or("").to_owned();
         let target = parts.next().unwrap_or("").to_owned();
+        log.lock().unwrap().push(format!("{method} {target}"));
         let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
         let mut content_length = 0usize;
         let mut close = false;

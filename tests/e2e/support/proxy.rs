@@ -55,6 +55,37 @@ pub struct Ports {
 pub struct Edits<'a> {
     /// Additional `(from, to)` substitutions in the Traefik dynamic file.
     pub traefik_dynamic: Vec<(&'a str, &'a str)>,
+    /// Additional `(from, to)` substitutions in the Traefik static file.
+    pub traefik_static: Vec<(&'a str, &'a str)>,
+    /// Additional `(from, to)` substitutions in the Caddyfile.
+    pub caddyfile: Vec<(&'a str, &'a str)>,
+    /// Host names routed like `app.example.com` (same middleware, same
+    /// routes), on the same port. Traefik and Caddy only.
+    pub also_hosts: Vec<&'a str>,
+}
+
+impl Edits<'static> {
+    /// The examples without their filtering of client request headers, so
+    /// that Traefik's `forwardAuth` and Caddy's `forward_auth` pass every
+    /// client header to portcullis as they do by default: no
+    /// `authRequestHeaders` allow-list and the default `aliasHeadersStrategy`
+    /// (`keep`) for Traefik, none of the `request_header` deletions for Caddy.
+    pub fn unfiltered() -> Edits<'static> {
+        Edits {
+            traefik_dynamic: vec![(
+                "        authRequestHeaders:\n          - \"Accept\"\n          - \"Authorization\"\n          - \"Cookie\"\n          - \"User-Agent\"\n",
+                "",
+            )],
+            traefik_static: vec![("aliasHeadersStrategy: delete", "aliasHeadersStrategy: keep")],
+            caddyfile: vec![
+                ("\t\trequest_header -X-Auth-*\n", ""),
+                ("\t\trequest_header -*_*\n", ""),
+                ("\t\trequest_header -*.*\n", ""),
+                ("\t\trequest_header -X-Original-*\n", ""),
+            ],
+            ..Edits::default()
+        }
+    }
 }
 
 /// Writes the example config for `kind` with the placeholders substituted
@@ -72,6 +103,15 @@ pub fn start(kind: Kind, ports: &Ports, edits: &Edits<'_>) -> Proc {
                 ("127.0.0.1:4180", gw.as_str()),
                 ("127.0.0.1:8080", app.as_str()),
             ];
+            let hosts_rule = std::iter::once("app.example.com")
+                .chain(edits.also_hosts.iter().copied())
+                .map(|h| format!("Host(`{h}`)"))
+                .collect::<Vec<_>>()
+                .join(" || ");
+            let hosts_rule = format!("({hosts_rule})");
+            if !edits.also_hosts.is_empty() {
+                pairs.push(("Host(`app.example.com`)", hosts_rule.as_str()));
+            }
             pairs.extend(edits.traefik_dynamic.iter().copied());
             let dynamic = subst(
                 &example("traefik/dynamic.yml"),
@@ -81,13 +121,15 @@ pub fn start(kind: Kind, ports: &Ports, edits: &Edits<'_>) -> Proc {
             std::fs::write(&dynamic_path, dynamic).unwrap();
             let listen = format!("\"127.0.0.1:{}\"", ports.proxy);
             let dynamic_str = dynamic_path.to_str().unwrap();
+            let mut pairs = vec![
+                ("\":80\"", listen.as_str()),
+                ("/etc/traefik/dynamic.yml", dynamic_str),
+            ];
+            pairs.extend(edits.traefik_static.iter().copied());
             let stat = subst(
                 &example("traefik/traefik.yml"),
                 "traefik/traefik.yml",
-                &[
-                    ("\":80\"", listen.as_str()),
-                    ("/etc/traefik/dynamic.yml", dynamic_str),
-                ],
+                &pairs,
             );
             let stat_path = dir.join("traefik.yml");
             std::fs::write(&stat_path, stat).unwrap();
@@ -97,18 +139,20 @@ pub fn start(kind: Kind, ports: &Ports, edits: &Edits<'_>) -> Proc {
             Proc::spawn("traefik", cmd, &dir)
         }
         Kind::Caddy => {
-            let site = format!("http://app.example.com:{}", ports.proxy);
-            let caddyfile = subst(
-                &example("caddy/Caddyfile"),
-                "caddy/Caddyfile",
-                &[
-                    ("http://app.example.com", site.as_str()),
-                    ("127.0.0.1:4180", gw.as_str()),
-                    ("127.0.0.1:8080", app.as_str()),
-                    // Keep the test listener on loopback, as verify.sh does.
-                    ("admin off", "admin off\n\tdefault_bind 127.0.0.1"),
-                ],
-            );
+            let site = std::iter::once("app.example.com")
+                .chain(edits.also_hosts.iter().copied())
+                .map(|h| format!("http://{h}:{}", ports.proxy))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let mut pairs = vec![
+                ("http://app.example.com", site.as_str()),
+                ("127.0.0.1:4180", gw.as_str()),
+                ("127.0.0.1:8080", app.as_str()),
+                // Keep the test listener on loopback, as verify.sh does.
+                ("admin off", "admin off\n\tdefault_bind 127.0.0.1"),
+            ];
+            pairs.extend(edits.caddyfile.iter().copied());
+            let caddyfile = subst(&example("caddy/Caddyfile"), "caddy/Caddyfile", &pairs);
             let path = dir.join("Caddyfile");
             std::fs::write(&path, caddyfile).unwrap();
             let mut cmd = Command::new(bin);
@@ -121,6 +165,10 @@ pub fn start(kind: Kind, ports: &Ports, edits: &Edits<'_>) -> Proc {
             Proc::spawn("caddy", cmd, &dir)
         }
         Kind::Nginx => {
+            assert!(
+                edits.also_hosts.is_empty(),
+                "also_hosts is not implemented for nginx"
+            );
             let listen = format!("listen 127.0.0.1:{};", ports.proxy);
             let server = subst(
                 &example("nginx/portcullis.conf"),
