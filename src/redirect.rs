@@ -530,4 +530,203 @@ mod tests {
             );
         }
     }
+
+    /// Property tests: arbitrary text and near-miss redirect targets. Case
+    /// count from `PROPTEST_CASES` (default 256).
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        const OWN: &str = "own.test";
+
+        fn policy() -> RedirectPolicy {
+            RedirectPolicy::new(&[".good.com", "app.partner.org"])
+        }
+
+        /// True for the hosts [`policy`] and [`OWN`] allow.
+        fn is_allowed(host: &str) -> bool {
+            let host = host.strip_suffix('.').unwrap_or(host);
+            host == OWN
+                || host == "good.com"
+                || host.ends_with(".good.com")
+                || host == "app.partner.org"
+        }
+
+        /// Near-miss `rd` values: scheme-relative starts, disguised hosts,
+        /// userinfo, fragments, encoded separators, whitespace, odd schemes.
+        fn rd_text() -> impl Strategy<Value = String> {
+            let start = prop::sample::select(vec![
+                "https://",
+                "https://",
+                "https://",
+                "http://",
+                "/",
+                "/",
+                "",
+                "//",
+                "///",
+                "/\\",
+                "\\\\",
+                "\\/",
+                "/%2f",
+                "/%2F%2F",
+                "/%5c",
+                "/%25",
+                "/%20",
+                "https:",
+                "https:/",
+                "https://",
+                "http://",
+                "HTTPS://",
+                "hTTp://",
+                "https:\\\\",
+                "http:/\\",
+                "javascript:",
+                "JavaScript://",
+                "data:",
+                "ftp://",
+                "//\\",
+                "\t//",
+                " /",
+            ]);
+            let host = prop::sample::select(vec![
+                "good.com",
+                "a.good.com",
+                "GOOD.com",
+                "good.com.",
+                "evil.com",
+                "good.com.evil.com",
+                "evilgood.com",
+                "evil.com\\@good.com",
+                "evil.com#@good.com",
+                "evil.com?@good.com",
+                "user@good.com",
+                "good.com@evil.com",
+                "user:pw@good.com",
+                "evil.com%2f.good.com",
+                "%65vil.com",
+                "good.com:443",
+                "good.com:",
+                "good.com:x",
+                "[::1]",
+                "2130706433",
+                "own.test",
+                "OWN.test:8443",
+                "app.partner.org",
+                "x.app.partner.org",
+                "evil.com/.good.com",
+                "evil\u{3002}com",
+                "ex\u{430}mple.good.com",
+                "",
+                "evil.com\t.good.com",
+            ]);
+            let tail = prop::sample::select(vec![
+                "",
+                "",
+                "/",
+                "/",
+                "/x",
+                "/x?y=1#z",
+                "/a//b",
+                "?next=//evil.com",
+                "#@evil.com",
+                "/%2e%2e/x",
+                "/%0d%0a",
+                "/%09",
+                "/\\evil.com",
+                "%40evil.com",
+                "/%zz",
+                "\n",
+                "\r\nSet-Cookie:x",
+            ]);
+            let shaped = (start, host, tail).prop_map(|(a, h, t)| format!("{a}{h}{t}"));
+            prop_oneof![4 => shaped, 1 => "\\PC{0,30}", 1 => "[ -~]{0,30}"]
+        }
+
+        /// Any value: no panic; an accepted value comes back unchanged and is
+        /// either a path starting with a single `/` (not `//`, not `/\`)
+        /// or an absolute http(s) URL without userinfo whose host is
+        /// allowed; a browser resolving it from our own origin lands on an
+        /// allowed host.
+        #[test]
+        fn prop_accepted_redirects_stay_on_allowed_hosts() {
+            let own = prop::option::of(prop::sample::select(vec![
+                OWN,
+                "OWN.test:8443",
+                "bad host",
+                "evil.com.",
+            ]));
+            proptest!(|(rd in rd_text(), own in own)| {
+                let p = policy();
+                let Ok(ok) = p.check(&rd, own) else { return Ok(()) };
+                prop_assert_eq!(ok, rd.as_str());
+                prop_assert!(ok.bytes().all(|b| b.is_ascii_graphic() && b != b'\\'), "{rd:?}");
+                let base = Url::parse(&format!("https://{}/start", own.map_or("gw.test", |o| o))).ok();
+                if ok.starts_with('/') {
+                    prop_assert!(!ok.starts_with("//"), "{rd:?}");
+                    if let Some(base) = base {
+                        let resolved = base.join(ok).map_err(|e| TestCaseError::fail(format!("{rd:?}: {e}")))?;
+                        prop_assert_eq!(resolved.host_str(), base.host_str(), "{:?}", rd);
+                    }
+                    return Ok(());
+                }
+                let url = Url::parse(ok).map_err(|e| TestCaseError::fail(format!("{rd:?}: {e}")))?;
+                prop_assert!(matches!(url.scheme(), "http" | "https"), "{rd:?}");
+                prop_assert!(url.username().is_empty() && url.password().is_none(), "{rd:?}");
+                let host = url.host_str().unwrap_or("");
+                let own_host = own.and_then(|o| normalize_host(o).ok());
+                prop_assert!(
+                    is_allowed(host) || own_host.as_deref() == Some(host.trim_end_matches('.')),
+                    "{rd:?} -> {url} with own host {own:?}"
+                );
+                let written = ok.split_once("://").map(|(_, r)| r).unwrap_or("");
+                let written = &written[..written.find(['/', '?', '#']).unwrap_or(written.len())];
+                let written = normalize_host(written).ok();
+                prop_assert_eq!(written.as_deref(), Some(host.trim_end_matches('.')));
+            });
+        }
+
+        /// A tab, newline, carriage return, space, backslash, NUL or
+        /// non-ASCII character anywhere is refused: URL parsers would drop
+        /// or reinterpret it.
+        #[test]
+        fn prop_whitespace_backslash_and_non_ascii_are_refused_anywhere() {
+            let bad = prop::sample::select(vec![
+                '\t', '\n', '\r', ' ', '\\', '\0', '\u{7f}', '\u{a0}', '\u{ff0f}', '\u{3002}',
+            ]);
+            proptest!(|(rd in rd_text(), at in any::<prop::sample::Index>(), c in bad)| {
+                let mut rd = rd;
+                let i = at.index(rd.len() + 1);
+                let i = (0..=i).rev().find(|&i| rd.is_char_boundary(i)).unwrap_or(0);
+                rd.insert(i, c);
+                prop_assert!(policy().check(&rd, Some(OWN)).is_err(), "{rd:?} accepted");
+            });
+        }
+
+        /// A host outside the allow-list is refused however the URL around
+        /// it is written, and an allowed host written plainly is accepted.
+        #[test]
+        fn prop_hosts_are_matched_on_label_boundaries() {
+            // Not `xn--`: invalid punycode is refused whatever the domain.
+            let name = "[a-wyz][a-z0-9-]{0,5}[a-z]";
+            let suffix = prop::sample::select(vec![
+                "good.com",
+                "good.com.evil.com",
+                "evilgood.com",
+                "good.co",
+                "good.com.",
+                "goodcom",
+                "xgood.com",
+            ]);
+            let scheme = prop::sample::select(vec!["http", "https", "HTTPS"]);
+            let tail = prop::sample::select(vec!["", "/", "/x?y=1", "#f", "?a=https://good.com/"]);
+            proptest!(|(label in name, suffix in suffix, sub in any::<bool>(), scheme in scheme, tail in tail, port in prop::option::of(1u16..))| {
+                let host = if sub { format!("{label}.{suffix}") } else { suffix.to_owned() };
+                let port = port.map(|p| format!(":{p}")).unwrap_or_default();
+                let rd = format!("{scheme}://{host}{port}{tail}");
+                let got = policy().check(&rd, None);
+                prop_assert_eq!(got.is_ok(), is_allowed(&host), "{} -> {:?}", rd, got);
+            });
+        }
+    }
 }

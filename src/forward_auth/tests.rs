@@ -309,3 +309,256 @@ fn untrusted_peer_is_judged_on_its_own_request() {
         ("http", "gw.example.com", "/oauth2/auth?x", false)
     );
 }
+
+/// Property tests: arbitrary header bytes and near-miss requests. Case
+/// count from `PROPTEST_CASES` (default 256).
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The six headers the check reads, in a fixed order.
+    const NAMES: [&str; 6] = [
+        "X-Original-URL",
+        "X-Original-Method",
+        "X-Forwarded-Host",
+        "X-Forwarded-Uri",
+        "X-Forwarded-Method",
+        "X-Forwarded-Proto",
+    ];
+
+    /// Bytes a header value can hold (no CR, LF, NUL or other controls but
+    /// tab), weighted towards the ones that matter to URLs and hosts.
+    fn header_bytes() -> impl Strategy<Value = Vec<u8>> {
+        let byte = prop_oneof![
+            4 => prop::sample::select(b"/:.@\\%?#[]-_ aA1,\t".to_vec()),
+            2 => 0x20u8..0x7f,
+            1 => 0x80u8..=0xff,
+        ];
+        prop::collection::vec(byte, 0..40)
+    }
+
+    /// A host name in mixed case; its last label starts with a letter, so
+    /// no URL parser reads it as a number.
+    fn clean_name() -> impl Strategy<Value = String> {
+        let label = "[a-zA-Z][a-zA-Z0-9]{0,3}(-[a-zA-Z0-9]{1,2})?";
+        prop::collection::vec(label, 1..4).prop_map(|labels| labels.join("."))
+    }
+
+    /// What may follow a host name without changing the host: a trailing
+    /// dot, a port.
+    fn host_suffix() -> impl Strategy<Value = String> {
+        let dot = prop::sample::select(vec!["", "."]);
+        let port = prop::sample::select(vec!["", ":80", ":443", ":8080", ":"]);
+        (dot, port).prop_map(|(d, p)| format!("{d}{p}"))
+    }
+
+    fn clean_host() -> impl Strategy<Value = String> {
+        (clean_name(), host_suffix()).prop_map(|(n, s)| n + &s)
+    }
+
+    /// Hosts that are malformed, ambiguous, or normal hosts in disguise.
+    fn odd_host() -> impl Strategy<Value = String> {
+        prop_oneof![
+            clean_host(),
+            prop::sample::select(vec![
+                "[::1]",
+                "[0:0::1]:8080",
+                "127.0.0.1",
+                "127.1",
+                "0x7f.0.0.1",
+                "2130706433",
+                "[fe80::1%25eth0]",
+                "a..b",
+                ".a",
+                "a b",
+                "a@b",
+                "a\\b",
+                "%61pp.test",
+                "app.test:99999",
+                "app.test:x",
+                "xn--e1awd7f.test",
+                "app.test,evil.test",
+                "",
+            ])
+            .prop_map(String::from),
+        ]
+    }
+
+    /// A raw request target: path, optional query, near-miss bytes included.
+    fn target() -> impl Strategy<Value = String> {
+        "(/[a-zA-Z0-9.%;~]{0,5}){1,3}(\\?[a-z0-9=&/.%]{0,6})?"
+    }
+
+    fn method() -> impl Strategy<Value = &'static str> {
+        prop::sample::select(vec!["GET", "POST", "DELETE", "get", "PATCH"])
+    }
+
+    /// Normalised form of the first comma-separated value, as the check reads it.
+    fn norm(h: &str) -> Option<String> {
+        normalize_host(first_value(h)).ok().map(Cow::into_owned)
+    }
+
+    /// Any bytes in any of the six headers, trusted or not: no panic; an
+    /// untrusted peer is judged on its own request whatever the headers
+    /// say; an accepted forwarded check names a method that parses and a
+    /// target one of the headers carried.
+    #[test]
+    fn prop_any_forwarding_headers_never_panic() {
+        let values = prop::collection::vec(prop::option::of(header_bytes()), NAMES.len());
+        proptest!(|(values in values, tls in any::<bool>(), trusted in any::<bool>())| {
+            let pairs: Vec<(&str, &[u8])> = NAMES
+                .iter()
+                .zip(&values)
+                .filter_map(|(n, v)| Some((*n, v.as_deref()?)))
+                .collect();
+            let h = map(&pairs);
+            let got = Original::from_request(&h, "/own", tls, trusted, false);
+            if !trusted {
+                let o = got.map_err(|e| TestCaseError::fail(e.to_string()))?;
+                prop_assert_eq!(o.proto, if tls { "https" } else { "http" });
+                prop_assert_eq!(&*o.target, "/own");
+                prop_assert_eq!(&*o.host_raw, "");
+                return Ok(());
+            }
+            if let Ok(o) = got {
+                let header = |n: &str| h.get(n).and_then(|v| v.to_str().ok());
+                let t = &*o.target;
+                prop_assert!(
+                    header("x-forwarded-uri") == Some(t)
+                        || header("x-original-url").is_some_and(|u| u.ends_with(t) || t == "/"),
+                    "target {t:?} from {pairs:?}"
+                );
+                prop_assert!(o.proto == "http" || o.proto == "https");
+            }
+        });
+    }
+
+    /// Any text as `X-Original-URL`: no panic; an accepted URL has a host
+    /// that normalises to what its raw authority normalises to, and a raw
+    /// target that is the text's tail, starting with `/` or `?`.
+    #[test]
+    fn prop_original_url_parse_reads_the_written_authority() {
+        let scheme = prop::sample::select(vec![
+            "http", "https", "HTTP", "hTTpS", "ftp", "http:", "", "https:/",
+        ]);
+        let sep = prop::sample::select(vec!["://", ":", ":/", ":\\\\", ":/\\", "//", ":///", ""]);
+        let auth = prop_oneof![odd_host(), "[a-zA-Z0-9.:@%\\[\\]\\\\_-]{0,12}"];
+        let tail = "[/?#a-z%.\\\\@]{0,8}";
+        let shaped = (scheme, sep, auth, tail).prop_map(|(s, p, a, t)| format!("{s}{p}{a}{t}"));
+        proptest!(|(text in prop_oneof![3 => shaped, 1 => "\\PC{0,30}"])| {
+            let Ok(u) = OriginalUrl::parse(&text) else { return Ok(()) };
+            prop_assert!(u.target.starts_with(['/', '?']), "{text:?} -> {u:?}");
+            prop_assert!(text.ends_with(u.target) || u.target == "/", "{text:?} -> {u:?}");
+            let (scheme, rest) = text.split_once("://").unwrap_or_default();
+            prop_assert_eq!(u.https, scheme.eq_ignore_ascii_case("https"));
+            let raw = &rest[..rest.find(['/', '?']).unwrap_or(rest.len())];
+            prop_assert!(is_safe_host_raw(raw), "{text:?}");
+            let host = normalize_host(&u.host);
+            prop_assert!(host.is_ok(), "{text:?} -> {u:?}");
+            prop_assert_eq!(normalize_host(raw).ok(), host.ok(), "{}", text);
+        });
+    }
+
+    /// Both families, each field possibly changed in one of them: accepted
+    /// only when they agree, and then the judged host is the normalised
+    /// `X-Forwarded-Host` and the URL's authority, the target the raw text
+    /// both carry, the method the one both name, and the scheme https when
+    /// either side says https.
+    #[test]
+    fn prop_both_families_must_agree() {
+        let proto = prop::option::of(prop::sample::select(vec!["http", "https", "HTTP", "wss"]));
+        proptest!(|(
+            (host, path, m) in (odd_host(), target(), method()),
+            (other_host, other_path, other_m) in (odd_host(), target(), method()),
+            change in prop::collection::vec(prop::bool::weighted(0.25), 3),
+            https in any::<bool>(),
+            proto in proto,
+            original_method in any::<bool>(),
+        )| {
+            let fhost = if change[0] { &other_host } else { &host };
+            let fpath = if change[1] { &other_path } else { &path };
+            let fm = if change[2] { other_m } else { m };
+            let url = format!("{}://{host}{path}", if https { "https" } else { "http" });
+            let mut pairs = vec![
+                ("X-Original-URL", url.as_bytes()),
+                ("X-Forwarded-Host", fhost.as_bytes()),
+                ("X-Forwarded-Uri", fpath.as_bytes()),
+                ("X-Forwarded-Method", fm.as_bytes()),
+            ];
+            if original_method {
+                pairs.push(("X-Original-Method", m.as_bytes()));
+            }
+            if let Some(p) = proto {
+                pairs.push(("X-Forwarded-Proto", p.as_bytes()));
+            }
+            let h = map(&pairs);
+            let got = Original::from_request(&h, "/", false, true, false);
+            if norm(fhost) != norm(&host) || fpath != &path || (original_method && fm != m) {
+                prop_assert!(got.is_err(), "{pairs:?} accepted");
+            }
+            let Ok(o) = got else { return Ok(()) };
+            let judged = normalize_host(&o.host_raw).ok().map(Cow::into_owned);
+            prop_assert!(judged.is_some());
+            prop_assert_eq!(&judged, &norm(fhost));
+            prop_assert_eq!(&judged, &norm(&host));
+            prop_assert_eq!(&*o.target, fpath.as_str());
+            prop_assert_eq!(&*o.target, path.as_str());
+            prop_assert_eq!(o.method.as_ref().map(Method::as_str), Some(fm));
+            let says_https = https || proto.is_some_and(|p| !p.eq_ignore_ascii_case("http"));
+            prop_assert_eq!(o.proto, if says_https { "https" } else { "http" });
+            prop_assert!(o.nginx);
+        });
+    }
+
+    /// The same well-formed request in both families is accepted (the
+    /// agreement check refuses only real disagreement).
+    #[test]
+    fn prop_agreeing_families_are_accepted() {
+        let spellings = (clean_name(), host_suffix(), host_suffix(), any::<bool>());
+        proptest!(|((name, a, b, upper) in spellings, path in target(), m in method())| {
+            // The same host spelled twice: case, trailing dot and port may differ.
+            let host = format!("{name}{a}");
+            let same = if upper { name.to_ascii_uppercase() } else { name.to_ascii_lowercase() } + &b;
+            let url = format!("http://{host}{path}");
+            let pairs = [
+                ("X-Original-URL", url.as_bytes()),
+                ("X-Original-Method", m.as_bytes()),
+                ("X-Forwarded-Host", same.as_bytes()),
+                ("X-Forwarded-Uri", path.as_bytes()),
+                ("X-Forwarded-Method", m.as_bytes()),
+            ];
+            let h = map(&pairs);
+            let got = Original::from_request(&h, "/", false, true, false);
+            prop_assert!(got.is_ok(), "{pairs:?}: {got:?}");
+        });
+    }
+
+    /// `X-Forwarded-*` alone: the scheme is http only when the first
+    /// `X-Forwarded-Proto` value says http (or it is absent on a plain
+    /// connection), and the host is the first value, as sent.
+    #[test]
+    fn prop_forwarded_family_alone() {
+        let proto = prop::option::of("(http|https|HTTP|ws|)(, ?(http|https))?");
+        proptest!(|(proto in proto, host in odd_host(), path in target(), tls in any::<bool>())| {
+            let hosts = format!("{host}, other.test");
+            let mut pairs = vec![
+                ("X-Forwarded-Host", hosts.as_bytes()),
+                ("X-Forwarded-Uri", path.as_bytes()),
+            ];
+            if let Some(p) = &proto {
+                pairs.push(("X-Forwarded-Proto", p.as_bytes()));
+            }
+            let h = map(&pairs);
+            let o = Original::from_request(&h, "/", tls, true, false)
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let http = match &proto {
+                Some(p) => first_value(p).eq_ignore_ascii_case("http"),
+                None => !tls,
+            };
+            prop_assert_eq!(o.proto, if http { "http" } else { "https" });
+            prop_assert_eq!(&*o.host_raw, first_value(&hosts));
+            prop_assert_eq!(&*o.target, path.as_str());
+            prop_assert!(!o.nginx);
+        });
+    }
+}

@@ -347,4 +347,101 @@ mod tests {
         assert_eq!(normalize_host(&"a".repeat(254)), Err(TooLong));
         assert!(normalize_host(&"a".repeat(253)).is_ok());
     }
+
+    /// Property tests: arbitrary text and near-miss hosts. Case count from
+    /// `PROPTEST_CASES` (default 256).
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Near-miss hosts: names, IP literals, ports, dots, padding and
+        /// the bytes that turn a host into something else.
+        fn host_text() -> impl Strategy<Value = String> {
+            let piece = prop_oneof![
+                6 => "[a-zA-Z0-9_-]{1,5}",
+                2 => prop::sample::select(vec![".", ":", ":80", ":443", ":99999", "[", "]"]).prop_map(String::from),
+                1 => prop::sample::select(vec![
+                    "::1", "[::1]", "[0:0::1]", "[2001:DB8::1]", "[::ffff:1.2.3.4]",
+                    "%25eth0", "%2e", "@", "/", "\\", " ", "\t", "\r\n", "\0", ",",
+                    "*", "\u{e9}", "\u{ff0e}", "\u{3002}",
+                ]).prop_map(String::from),
+            ];
+            prop::collection::vec(piece, 0..8).prop_map(|v| v.concat())
+        }
+
+        fn any_host() -> impl Strategy<Value = String> {
+            prop_oneof![3 => host_text(), 1 => "\\PC{0,20}", 1 => "[a-z.]{250,258}"]
+        }
+
+        /// An accepted host is a lower-case name of `[a-z0-9._-]` labels
+        /// (no empty label, no trailing dot, at most 253 bytes) or a
+        /// canonical bracketed IPv6 literal, and normalising it again
+        /// returns it unchanged, borrowed.
+        #[test]
+        fn prop_normalised_host_is_canonical() {
+            proptest!(|(raw in any_host())| {
+                let Ok(host) = normalize_host(&raw) else { return Ok(()) };
+                prop_assert!(!host.bytes().any(|b| b.is_ascii_uppercase()), "{raw:?} -> {host:?}");
+                match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+                    Some(inner) => {
+                        let addr: Ipv6Addr = inner.parse().map_err(|_| {
+                            TestCaseError::fail(format!("{raw:?} -> {host:?}"))
+                        })?;
+                        prop_assert_eq!(inner, addr.to_string());
+                    }
+                    None => {
+                        prop_assert!(host.len() <= MAX_NAME_LEN, "{raw:?}");
+                        prop_assert!(
+                            host.split('.').all(|l| !l.is_empty() && l.bytes().all(
+                                |b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_'
+                            )),
+                            "{raw:?} -> {host:?}"
+                        );
+                    }
+                }
+                let again = normalize_host(&host);
+                prop_assert!(matches!(again, Ok(Cow::Borrowed(h)) if h == host), "{raw:?} -> {host:?} -> {again:?}");
+            });
+        }
+
+        /// A byte outside `[A-Za-z0-9._-]`, `:`, `[`, `]` and the outer
+        /// spaces and tabs is always refused, wherever it is.
+        #[test]
+        fn prop_foreign_bytes_are_refused() {
+            let foreign = prop_oneof![
+                prop::sample::select(vec![
+                    '@', '/', '\\', '%', ',', '*', '?', '#', '\0', '\r', '\n', '\u{7f}', '\u{e9}',
+                    '\u{ff0e}'
+                ]),
+                any::<char>().prop_filter("not a host character", |c| {
+                    !(c.is_ascii_alphanumeric() || ".-_:[] \t".contains(*c))
+                }),
+            ];
+            proptest!(|(raw in host_text(), at in any::<prop::sample::Index>(), c in foreign)| {
+                let mut raw = raw;
+                let i = at.index(raw.len() + 1);
+                let i = (0..=i).rev().find(|&i| raw.is_char_boundary(i)).unwrap_or(0);
+                raw.insert(i, c);
+                prop_assert!(normalize_host(&raw).is_err(), "{raw:?} accepted");
+                let inner = format!("a{c}b");
+                prop_assert!(normalize_host(&inner).is_err(), "{inner:?} accepted");
+            });
+        }
+
+        /// Case never matters, and neither do a port or one trailing dot
+        /// after a valid name.
+        #[test]
+        fn prop_case_port_and_dot_do_not_change_the_host() {
+            let name = "[a-zA-Z0-9_-]{1,8}(\\.[a-zA-Z0-9_-]{1,8}){0,3}";
+            let port = "(:[0-9]{0,5})?";
+            proptest!(|(raw in any_host(), name in name, dot in any::<bool>(), port in port)| {
+                let upper = normalize_host(&raw.to_ascii_uppercase()).ok().map(Cow::into_owned);
+                let lower = normalize_host(&raw.to_ascii_lowercase()).ok().map(Cow::into_owned);
+                prop_assert_eq!(upper, lower, "{:?}", raw);
+                let plain = normalize_host(&name).map_err(|e| TestCaseError::fail(format!("{name:?}: {e}")))?;
+                let dressed = format!("{name}{}{port}", if dot { "." } else { "" });
+                prop_assert_eq!(normalize_host(&dressed), Ok(plain));
+            });
+        }
+    }
 }

@@ -277,6 +277,10 @@ fn check_raw(c: u8) -> Result<(), PathError> {
 /// Builds the normal form of a path that [`scan`] accepted but found dirty.
 fn rewrite(path: &str) -> Result<String, PathError> {
     let canonical = canonical_bytes(path)?;
+    // Decoding can complete an escape the raw text spelled in pieces
+    // (`%25%32e` becomes `%252e`, a double-encoded dot): check the decoded
+    // text too, before dot-segments could remove the evidence.
+    scan(canonical.as_bytes())?;
     let mut out = String::with_capacity(canonical.len());
     let mut depth = 0usize;
     let mut ends_as_dir = false;
@@ -552,6 +556,29 @@ mod tests {
         }
     }
 
+    /// Found by `prop_encoded_unreserved_bytes_mean_themselves`: a
+    /// double-encoded dot, slash, backslash or NUL whose hex digits are
+    /// themselves percent-encoded (`%25%32e`) decodes to `%252e`, which an
+    /// upstream decoding twice reads as `.`; it was accepted as `/%252e`.
+    #[test]
+    fn double_encoding_with_encoded_hex_digits_is_refused() {
+        for p in [
+            "/%25%32e",
+            "/%25%32e%25%32e/admin",
+            "/x/%25%32%45%25%32%65/admin",
+            "/a%25%32f",
+            "/a%25%32F",
+            "/a%252%66",
+            "/a%25%35%63",
+            "/a%25%30%30",
+            "/0%25%32e/..",
+        ] {
+            assert_eq!(err(p), PathError::DoubleEncoded, "{p:?}");
+        }
+        // An encoded percent before other encoded digits stays a literal `%`.
+        assert_eq!(ok("/%25%34%31"), "/%2541");
+    }
+
     #[test]
     fn percent_25_alone_is_kept() {
         assert_eq!(ok("/100%25"), "/100%25");
@@ -613,6 +640,141 @@ mod tests {
                 matches!(again, Cow::Borrowed(_)),
                 "{n:?} from {p:?} not a fixed point: {again:?}"
             );
+        }
+    }
+
+    /// Property tests: arbitrary text and near-miss paths. Case count from
+    /// `PROPTEST_CASES` (default 256).
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Paths built from the pieces normalisation acts on.
+        fn path_text() -> impl Strategy<Value = String> {
+            let piece = prop_oneof![
+                4 => "[a-zA-Z0-9_~-]{1,4}",
+                4 => prop::sample::select(vec!["/", "/", ".", "..", "/.", "/..", "//", ";", ";x"]).prop_map(String::from),
+                2 => prop::sample::select(vec![
+                    "%2e", "%2E", "%2e%2e", "%41", "%7e", "%2d", "%5f", "%20", "%c3%a9",
+                    "%C3%A9", "%25", "%252e", "%252f", "%2500", "%3b", "%3B",
+                ]).prop_map(String::from),
+                1 => prop::sample::select(vec![
+                    "%2f", "%2F", "%5c", "%5C", "\\", "%00", "\0", "%0a", "%7f", "\t",
+                    "\u{7f}", "%", "%4", "%zz", "?", "#", " ", "\u{e9}", "\u{6f22}",
+                    "{", "|", "\"", "[",
+                ]).prop_map(String::from),
+            ];
+            let body = prop::collection::vec(piece, 0..10).prop_map(|v| v.concat());
+            (prop::bool::weighted(0.9), body)
+                .prop_map(|(slash, b)| if slash { format!("/{b}") } else { b })
+        }
+
+        fn any_path() -> impl Strategy<Value = String> {
+            prop_oneof![4 => path_text(), 1 => "\\PC{0,24}", 1 => "/[ -~]{0,24}"]
+        }
+
+        /// An accepted path starts with `/`, holds no `.` or `..` segment,
+        /// no `//`, only visible ASCII, no backslash, `?` or `#`, no escape
+        /// of an unreserved, control or separator byte and no lower-case
+        /// hex; normalising it again returns it unchanged, borrowed.
+        #[test]
+        fn prop_normalised_path_is_canonical() {
+            proptest!(|(raw in any_path())| {
+                let Ok(p) = normalize(&raw) else { return Ok(()) };
+                prop_assert!(p.starts_with('/'), "{raw:?} -> {p:?}");
+                prop_assert!(!p.contains("//"), "{raw:?} -> {p:?}");
+                prop_assert!(p.split('/').all(|s| s != "." && s != ".."), "{raw:?} -> {p:?}");
+                prop_assert!(
+                    p.bytes().all(|c| c.is_ascii_graphic() && !b"\\?#".contains(&c)),
+                    "{raw:?} -> {p:?}"
+                );
+                for (i, _) in p.match_indices('%') {
+                    let b = p.as_bytes();
+                    let v = decode_at(b, i).map_err(|e| TestCaseError::fail(format!("{raw:?} -> {p:?}: {e}")))?;
+                    prop_assert!(!is_unreserved(v) && !v.is_ascii_control() && v != b'/' && v != b'\\', "{raw:?} -> {p:?}");
+                    prop_assert!(!b[i + 1].is_ascii_lowercase() && !b[i + 2].is_ascii_lowercase(), "{raw:?} -> {p:?}");
+                }
+                let again = normalize(&p);
+                prop_assert!(matches!(&again, Ok(Cow::Borrowed(q)) if *q == p), "{raw:?} -> {p:?} -> {again:?}");
+            });
+        }
+
+        /// What must never be forwarded is refused wherever it appears: an
+        /// encoded slash or backslash, a backslash, NUL raw or encoded, a
+        /// control byte raw or encoded, a raw `?` or `#`.
+        #[test]
+        fn prop_forbidden_bytes_are_refused_anywhere() {
+            let bad = prop::sample::select(vec![
+                "%2f", "%2F", "%5c", "%5C", "\\", "%00", "\0", "%0a", "%0D", "%7f", "%09", "\t",
+                "\n", "\u{7f}", "?", "#", "%252f", "%252E", "%255c", "%2500",
+            ]);
+            proptest!(|(raw in path_text(), at in any::<prop::sample::Index>(), bad in bad)| {
+                // Insert at a byte that does not split a UTF-8 character or an escape.
+                let b = raw.as_bytes();
+                let ok_at = |i: usize| raw.is_char_boundary(i) && !(1..=2).any(|k| i >= k && b[i - k] == b'%');
+                let i = at.index(raw.len() + 1);
+                let i = (0..=i).rev().find(|&i| ok_at(i)).unwrap_or(0);
+                let mut p = raw.clone();
+                p.insert_str(i, bad);
+                prop_assert!(normalize(&p).is_err(), "{p:?} accepted");
+            });
+        }
+
+        /// Dot-segments climbing above the root are refused in every
+        /// spelling, and a dot-segment or empty name before `;` is refused.
+        #[test]
+        fn prop_climbing_and_param_dot_segments_are_refused() {
+            let dot = prop::sample::select(vec![".", "%2e", "%2E"]);
+            let dots = (dot.clone(), dot).prop_map(|(a, b)| format!("{a}{b}"));
+            let name = prop::sample::select(vec!["", ".", "..", "%2e", "%2e%2e", ".%2E"]);
+            proptest!(|(
+                depth in 0usize..4,
+                dots in dots,
+                extra in 1usize..3,
+                tail in "(/[a-z]{1,3}){0,3}",
+                name in name,
+                param in "[a-z=]{0,4}",
+            )| {
+                let climb = "/a".repeat(depth) + &format!("/{dots}").repeat(depth + extra) + &tail;
+                prop_assert_eq!(normalize(&climb), Err(PathError::AboveRoot), "{}", climb);
+                let p = format!("/x/{name};{param}/admin");
+                prop_assert_eq!(normalize(&p), Err(PathError::ParamSegment), "{}", p);
+            });
+        }
+
+        /// Percent-encoding an unreserved byte (either hex case) changes
+        /// nothing: `%61dmin` is `admin`, `%2e%2e` is `..`, `%25%32e` is
+        /// the refused `%252e`.
+        #[test]
+        fn prop_encoded_unreserved_bytes_mean_themselves() {
+            proptest!(|(raw in path_text(), at in any::<prop::sample::Index>(), lower in any::<bool>())| {
+                let b = raw.as_bytes();
+                let in_escape = |i: usize| (0..=2).any(|k| i >= k && b[i - k] == b'%');
+                let Some(i) = (0..b.len())
+                    .map(|k| (at.index(b.len()) + k) % b.len())
+                    .find(|&i| is_unreserved(b[i]) && !in_escape(i))
+                else {
+                    return Ok(());
+                };
+                let hex = format!("%{:02X}", b[i]);
+                let hex = if lower { hex.to_ascii_lowercase() } else { hex };
+                let encoded = format!("{}{hex}{}", &raw[..i], &raw[i + 1..]);
+                // Both refused (perhaps for different reasons) or both the same path.
+                prop_assert_eq!(normalize(&encoded).ok(), normalize(&raw).ok(), "{} vs {}", encoded, raw);
+            });
+        }
+
+        /// The path of any request-target holds no query or fragment, and
+        /// an origin-form target keeps its leading `/`.
+        #[test]
+        fn prop_split_target_cuts_query_and_fragment() {
+            proptest!(|(t in prop_oneof![any_path(), "(https?://[a-z.:@]{0,8})?[/?#a-z.]{0,12}"])| {
+                let p = split_target(&t);
+                prop_assert!(!p.contains(['?', '#']), "{t:?} -> {p:?}");
+                prop_assert!(!p.is_empty());
+                prop_assert!(!t.starts_with('/') || p.starts_with('/'), "{t:?} -> {p:?}");
+                prop_assert!(t.contains(p) || p == "/", "{t:?} -> {p:?}");
+            });
         }
     }
 }
