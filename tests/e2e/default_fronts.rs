@@ -13,6 +13,12 @@
 //! in, no groups); without the copies the same requests get the usual
 //! answers, and bob (staff) gets through with his identity.
 //!
+//! The reverse case behind ingress-nginx (real nginx with the directives the
+//! controller generates for `auth-url` / `auth-signin` /
+//! `auth-response-headers`): the controller sets the nginx family and passes
+//! a client's `X-Forwarded-Host` / `-Uri` / `-Method` on, which must not
+//! change the verdict either.
+//!
 //! Each proxy gets one stack per test binary (IdP, portcullis, proxy, echo
 //! app), shared by the tests of its module. Every request carries a unique
 //! path segment, so the echo app's request log shows whether it got through.
@@ -36,6 +42,75 @@ const HOST_B: &str = "other.example.com";
 
 /// Where the example's rules begin; replaced by [`RULES`].
 const RULES_MARKER: &str = "# Rules: first match wins, in file order.";
+
+/// What the ingress-nginx controller generates (its template
+/// rootfs/etc/nginx/template/nginx.tmpl) for an Ingress on both hosts with
+///
+/// ```yaml
+/// nginx.ingress.kubernetes.io/auth-url: "http://127.0.0.1:4180/oauth2/auth"
+/// nginx.ingress.kubernetes.io/auth-signin: "http://$http_host/oauth2/start"
+/// nginx.ingress.kubernetes.io/auth-response-headers: "X-Auth-User,X-Auth-Email,X-Auth-Groups"
+/// ```
+///
+/// and a second Ingress without annotations for `/oauth2/` to portcullis,
+/// cut down to the directives that shape the auth request and what happens
+/// with the answer. The auth location sets the nginx family and blanks
+/// `X-Forwarded-Proto`, but passes every other client header on, a client's
+/// `X-Forwarded-Host` / `-Uri` / `-Method` included. One difference: the
+/// controller's nginx escapes the sign-in `rd` with `set_escape_uri` (a
+/// module Debian's nginx lacks); the paths sent here have no query, for
+/// which the unescaped `$request_uri` names the same URL.
+const INGRESS_NGINX: &str = r#"server {
+    listen 80;
+    server_name app.example.com other.example.com;
+
+    location = /_external-auth {
+        internal;
+        proxy_pass_request_body     off;
+        proxy_set_header            Content-Length          "";
+        proxy_set_header            X-Forwarded-Proto       "";
+        proxy_set_header            X-Request-ID            $request_id;
+        proxy_set_header            Host                    127.0.0.1:4180;
+        proxy_set_header            X-Original-URL          $scheme://$http_host$request_uri;
+        proxy_set_header            X-Original-Method       $request_method;
+        proxy_set_header            X-Sent-From             "nginx-ingress-controller";
+        proxy_set_header            X-Real-IP               $remote_addr;
+        proxy_set_header            X-Forwarded-For         $remote_addr;
+        proxy_set_header            X-Auth-Request-Redirect $request_uri;
+        proxy_pass_request_headers  on;
+        proxy_pass                  http://127.0.0.1:4180/oauth2/auth;
+    }
+
+    location @signin {
+        internal;
+        add_header Set-Cookie $auth_cookie;
+        return 302 http://$http_host/oauth2/start?rd=$scheme://$http_host$request_uri;
+    }
+
+    location /oauth2/ {
+        proxy_set_header Host              $http_host;
+        proxy_set_header X-Forwarded-Host  $http_host;
+        proxy_set_header X-Forwarded-Proto $scheme;
+        proxy_set_header X-Forwarded-For   $remote_addr;
+        proxy_pass http://127.0.0.1:4180;
+    }
+
+    location / {
+        auth_request        /_external-auth;
+        auth_request_set    $auth_cookie $upstream_http_set_cookie;
+        add_header          Set-Cookie $auth_cookie;
+        auth_request_set $authHeader0 $upstream_http_x_auth_user;
+        proxy_set_header 'X-Auth-User' $authHeader0;
+        auth_request_set $authHeader1 $upstream_http_x_auth_email;
+        proxy_set_header 'X-Auth-Email' $authHeader1;
+        auth_request_set $authHeader2 $upstream_http_x_auth_groups;
+        proxy_set_header 'X-Auth-Groups' $authHeader2;
+        error_page 401 = @signin;
+        proxy_set_header Host $http_host;
+        proxy_pass http://127.0.0.1:8080;
+    }
+}
+"#;
 
 const RULES: &str = r#"# Rules: first match wins, in file order.
 
@@ -137,9 +212,15 @@ impl Stack {
             gateway: gateway_port,
             app: echo.port,
         };
-        let edits = Edits {
-            also_hosts: vec![HOST_B],
-            ..Edits::unfiltered()
+        let edits = match kind {
+            Kind::Nginx => Edits {
+                nginx_server: Some(INGRESS_NGINX),
+                ..Edits::default()
+            },
+            Kind::Traefik | Kind::Caddy => Edits {
+                also_hosts: vec![HOST_B],
+                ..Edits::unfiltered()
+            },
         };
         let proxy = proxy::start(kind, &ports, &edits);
         Stack {
@@ -254,13 +335,16 @@ const HTML: (&str, &str) = ("Accept", "text/html,application/xhtml+xml");
 /// copy of that header makes it present.
 const DISAGREE_STATUS: u16 = 403;
 
+/// The stack behind `kind`; for nginx, the configuration ingress-nginx
+/// generates ([`INGRESS_NGINX`]).
 fn stack(kind: Kind) -> &'static Stack {
     static TRAEFIK: OnceLock<Stack> = OnceLock::new();
     static CADDY: OnceLock<Stack> = OnceLock::new();
+    static INGRESS: OnceLock<Stack> = OnceLock::new();
     let cell = match kind {
         Kind::Traefik => &TRAEFIK,
         Kind::Caddy => &CADDY,
-        Kind::Nginx => panic!("nginx replaces client X-Original-*: see proxies.rs"),
+        Kind::Nginx => &INGRESS,
     };
     cell.get_or_init(|| Stack::start(kind))
 }
@@ -522,6 +606,162 @@ async fn allowed_requests_reach_the_app_with_identity(kind: Kind) {
         let target = format!("/staff/{id}");
         let r = s.send("GET", HOST_B, &target, cookie, &[]);
         s.assert_reached(&r, "GET", &id, "", &format!("{who} on host B's /staff"));
+    }
+}
+
+/// nginx's own page for a 403 from `auth_request`.
+const NGINX_403: &str = "403 Forbidden";
+
+/// Behind ingress-nginx a client's `X-Forwarded-*` reach portcullis beside
+/// the controller's `X-Original-URL` / `-Method`: naming another host, path
+/// or method they are refused (403), and client copies of the nginx family
+/// are replaced by the controller, so they change nothing.
+async fn ingress_nginx_client_forwarded_headers_do_not_steer_the_check() {
+    let s = stack(Kind::Nginx);
+    let _logs = s.logs_on_failure();
+    let carol = s.login("carol").await;
+    let port = s.port;
+    let other = format!("{HOST_B}:{port}");
+    for (who, cookie) in outsiders(&carol) {
+        // The verdict on host A's /staff without help: the sign-in
+        // redirect, or 403 for carol.
+        let control = |r: &RawResponse, id: &str, what: &str| match cookie {
+            None => {
+                s.assert_stopped(r, 302, "", id, what);
+                let loc = r.header("location").unwrap_or_default();
+                let want =
+                    format!("http://{HOST_A}:{port}/oauth2/start?rd=http://{HOST_A}:{port}/");
+                assert!(loc.starts_with(&want), "{what}: sign-in Location {loc:?}");
+            }
+            Some(_) => s.assert_stopped(r, 403, NGINX_403, id, what),
+        };
+        let id = unique("ingress-control");
+        let target = format!("/staff/{id}");
+        let r = s.send("GET", HOST_A, &target, cookie, &[]);
+        control(&r, &id, &format!("{who}: GET {HOST_A}{target}"));
+
+        // Client X-Forwarded-* naming host B or a public path: refused.
+        let id = unique("ingress-fwd");
+        let target = format!("/staff/{id}");
+        let spoofs: [Vec<(&str, &str)>; 4] = [
+            vec![("X-Forwarded-Host", other.as_str())],
+            vec![
+                ("X-Forwarded-Host", other.as_str()),
+                ("X-Forwarded-Uri", target.as_str()),
+            ],
+            vec![("X-Forwarded-Uri", "/health")],
+            vec![
+                ("X-Forwarded-Host", other.as_str()),
+                ("X-Forwarded-Uri", target.as_str()),
+                ("X-Forwarded-Method", "GET"),
+                ("X-Forwarded-Proto", "https"),
+            ],
+        ];
+        for headers in &spoofs {
+            let r = s.send("GET", HOST_A, &target, cookie, headers);
+            s.assert_stopped(
+                &r,
+                403,
+                NGINX_403,
+                &id,
+                &format!("{who}: GET {HOST_A}{target} with {headers:?}"),
+            );
+        }
+
+        // Client copies of the nginx family: replaced, the verdict is the control's.
+        let id = unique("ingress-orig");
+        let target = format!("/staff/{id}");
+        let url = format!("http://{other}{target}");
+        let headers = [
+            ("X-Original-URL", url.as_str()),
+            ("X-Original-Method", "GET"),
+        ];
+        let r = s.send("GET", HOST_A, &target, cookie, &headers);
+        control(
+            &r,
+            &id,
+            &format!("{who}: GET {HOST_A}{target} with {headers:?}"),
+        );
+
+        // The GET-only public rule: a POST stays a POST.
+        for method in ["POST", "DELETE"] {
+            let id = unique("ingress-method");
+            let target = format!("/feed/{id}");
+            for headers in [
+                vec![("X-Forwarded-Method", "GET")],
+                vec![
+                    ("X-Forwarded-Method", "GET"),
+                    ("X-Forwarded-Uri", target.as_str()),
+                ],
+            ] {
+                let r = s.send(method, HOST_A, &target, cookie, &headers);
+                s.assert_stopped(
+                    &r,
+                    403,
+                    NGINX_403,
+                    &id,
+                    &format!("{who}: {method} {target} with {headers:?}"),
+                );
+            }
+            let headers = [("X-Original-Method", "GET")];
+            let r = s.send(method, HOST_A, &target, cookie, &headers);
+            let what = format!("{who}: {method} {target} with {headers:?}");
+            match cookie {
+                None => s.assert_stopped(&r, 302, "", &id, &what),
+                Some(_) => s.assert_stopped(&r, 403, NGINX_403, &id, &what),
+            }
+        }
+    }
+}
+
+/// The Ingress annotations work with portcullis: the sign-in redirect leads
+/// through the IdP back to the original URL, identity headers reach the
+/// app (client copies replaced), the public rules hold.
+async fn ingress_nginx_login_and_allowed_requests() {
+    let s = stack(Kind::Nginx);
+    let _logs = s.logs_on_failure();
+    let id = unique("ingress-login");
+    let url = format!("http://{HOST_A}:{}/staff/{id}", s.port);
+    let page = Browser::new().open_as(&url, "bob").await;
+    assert_eq!(page.status, 200, "{page}");
+    assert_eq!(page.url.as_str(), url, "{page}");
+    let seen = page.expect_app();
+    assert_eq!(
+        seen.identity(),
+        ("bob".into(), "bob@example.com".into(), "staff".into())
+    );
+
+    // auth-response-headers replace client copies of the identity headers.
+    let spoof = [
+        ("X-Auth-User", "mallory"),
+        ("x-auth-groups", "evil-admins"),
+        ("X-Auth-Email", "mallory@evil.example"),
+    ];
+    let bob = s.login("bob").await;
+    for method in ["POST", "DELETE"] {
+        let id = unique("ingress-bob");
+        let target = format!("/feed/{id}");
+        let r = s.send(method, HOST_A, &target, Some(&bob), &spoof);
+        s.assert_reached(&r, method, &id, "bob", &format!("bob: {method} {target}"));
+    }
+    let id = unique("ingress-feed");
+    let target = format!("/feed/{id}");
+    let r = s.send("GET", HOST_A, &target, None, &spoof);
+    s.assert_reached(&r, "GET", &id, "", "anonymous GET /feed");
+    let id = unique("ingress-b");
+    let target = format!("/staff/{id}");
+    let r = s.send("GET", HOST_B, &target, None, &spoof);
+    s.assert_reached(&r, "GET", &id, "", "anonymous on host B's /staff");
+}
+
+mod ingress_nginx {
+    #[tokio::test]
+    async fn client_forwarded_headers_do_not_steer_the_check() {
+        super::ingress_nginx_client_forwarded_headers_do_not_steer_the_check().await;
+    }
+    #[tokio::test]
+    async fn login_and_allowed_requests() {
+        super::ingress_nginx_login_and_allowed_requests().await;
     }
 }
 

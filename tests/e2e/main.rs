@@ -64,6 +64,7 @@ mod health;
 // bounded number of lines.
 mod log_flood;
 // Client-sent X-Original-URL / X-Original-Method behind Traefik and Caddy at
-// their defaults (no header filtering): other host, scheme or method cannot
-// change the verdict.
+// their defaults (no header filtering), and client X-Forwarded-* behind
+// ingress-nginx's auth location: other host, scheme or method cannot change
+// the verdict.
 mod default_fronts;

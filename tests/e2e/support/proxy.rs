@@ -62,6 +62,10 @@ pub struct Edits<'a> {
     /// Host names routed like `app.example.com` (same middleware, same
     /// routes), on the same port. Traefik and Caddy only.
     pub also_hosts: Vec<&'a str>,
+    /// nginx server blocks to use instead of config/nginx/portcullis.conf,
+    /// with the same placeholders (`listen 80;`, `127.0.0.1:4180`,
+    /// `127.0.0.1:8080`).
+    pub nginx_server: Option<&'a str>,
 }
 
 impl Edits<'static> {
@@ -170,9 +174,13 @@ pub fn start(kind: Kind, ports: &Ports, edits: &Edits<'_>) -> Proc {
                 "also_hosts is not implemented for nginx"
             );
             let listen = format!("listen 127.0.0.1:{};", ports.proxy);
+            let (text, what) = match edits.nginx_server {
+                Some(text) => (text.to_owned(), "the nginx server blocks"),
+                None => (example("nginx/portcullis.conf"), "nginx/portcullis.conf"),
+            };
             let server = subst(
-                &example("nginx/portcullis.conf"),
-                "nginx/portcullis.conf",
+                &text,
+                what,
                 &[
                     ("listen 80;", listen.as_str()),
                     ("127.0.0.1:4180", gw.as_str()),
