@@ -18,7 +18,18 @@
 //! its connection and its answer for a second (see [`SessionStore::ping`]).
 //! A flood of `/readyz` is no flood at Redis or at the IdP.
 //!
+//! On the admin listener every request first passes [`guard`]: with
+//! `server.admin_token_file` set, everything except `/healthz` and `/readyz`
+//! needs `Authorization: Bearer <token>` (401 otherwise), and a request
+//! addressed to a DNS name other than `localhost` is refused with 421 unless
+//! it carries the token (DNS rebinding). Config validation refuses an
+//! `admin_listen` that is not loopback unless the token is set.
+//!
 //! [`SessionStore::ping`]: crate::session::SessionStore::ping
+
+pub mod guard;
+
+use std::net::SocketAddr;
 
 use http::{Method, Request, Response, StatusCode};
 
@@ -54,8 +65,20 @@ pub async fn handle<B>(gw: &Gateway, req: &Request<B>, detail: Detail) -> Option
     }
 }
 
-/// The admin listener: health plus `/admin/sessions`.
-pub async fn handle_admin<B>(gw: &Gateway, req: &Request<B>) -> Option<Response<Body>> {
+/// The admin listener: health plus `/admin/sessions`, behind [`guard`].
+pub async fn handle_admin<B>(
+    gw: &Gateway,
+    req: &Request<B>,
+    peer: SocketAddr,
+) -> Option<Response<Body>> {
+    let admitted = {
+        let rt = gw.runtime.load();
+        guard::admit(rt.config.server.admin_token.as_ref(), req, is_health(req))
+    };
+    if let Err(refusal) = admitted {
+        refusal.log(req, peer);
+        return Some(refusal.response());
+    }
     if req.uri().path() == "/admin/sessions" {
         return Some(sessions(gw, req).await);
     }

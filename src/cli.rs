@@ -140,7 +140,7 @@ pub fn gen_secret() -> String {
 async fn sessions(config: Config, action: SessionsAction) -> anyhow::Result<()> {
     use crate::session::{redis::RedisStore, Revoke, SessionStore};
     if config.session.store == crate::config::StoreKind::Memory {
-        anyhow::bail!("session.store is \"memory\": sessions live inside the running gateway process; use GET/DELETE /admin/sessions on its admin listener, or switch to store = \"redis\"");
+        anyhow::bail!("session.store is \"memory\": sessions live inside the running gateway process; use GET/DELETE /admin/sessions on its admin listener (with Authorization: Bearer <token> when server.admin_token_file is set), or switch to store = \"redis\"");
     }
     let store = RedisStore::new(&config.session)?;
     match action {

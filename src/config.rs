@@ -57,6 +57,11 @@ pub struct ServerConfig {
     pub external_url: Option<Url>,
     /// Listener for `/healthz`, `/readyz`, `/metrics`; `None` = served on `listen`.
     pub admin_listen: Option<SocketAddr>,
+    /// Bearer token of the admin API, from `server.admin_token_file`: when
+    /// set, every request on `admin_listen` except `/healthz` and `/readyz`
+    /// needs `Authorization: Bearer <token>`. Always set when `admin_listen`
+    /// is not a loopback address. Read at start-up; a change needs a restart.
+    pub admin_token: Option<Secret<String>>,
     /// Terminate TLS with these PEM files.
     pub tls: Option<TlsFiles>,
     /// Peers whose `X-Forwarded-*` / `X-Original-*` headers are believed.

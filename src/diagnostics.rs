@@ -78,9 +78,13 @@ pub enum ClientError {
     InvalidToken,
     /// A request on a path that a rule denies to everybody.
     DeniedByRule,
+    /// An admin request without the admin token, or with a wrong one.
+    AdminUnauthorized,
+    /// An admin request addressed to a DNS name other than `localhost`.
+    AdminMisdirected,
 }
 
-const CLIENT_ERRORS: usize = 4;
+const CLIENT_ERRORS: usize = 6;
 
 // === impl Class ===
 

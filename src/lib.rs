@@ -19,7 +19,7 @@
 //! - [`forward_auth`]: the `/oauth2/auth` endpoint.
 //! - [`proxy`]: reverse-proxy mode.
 //! - [`server`]: listeners, TLS, connection limits, routing, graceful drain.
-//! - [`admin`]: `/healthz`, `/readyz`.
+//! - [`admin`]: `/healthz`, `/readyz`, `/admin/sessions`; the admin token and Host check.
 //! - [`error`] and [`pages`]: the single error → response function and the HTML/JSON bodies.
 //! - [`devidp`] and [`demo`]: the development issuer and `portcullis demo` (never used by `serve`).
 //! - [`check`]: `portcullis check`, the same probes at start-up.

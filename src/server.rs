@@ -685,7 +685,7 @@ async fn route(
     }
     let health = match shared.role {
         Role::Admin => {
-            return Box::pin(admin::handle_admin(gw, &req))
+            return Box::pin(admin::handle_admin(gw, &req, peer))
                 .await
                 .unwrap_or_else(error::not_found)
         }

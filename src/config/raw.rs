@@ -52,6 +52,9 @@ pub struct RawServer {
     pub external_url: Option<String>,
     /// Socket address of the admin listener; absent = served on `listen`.
     pub admin_listen: Option<String>,
+    /// File holding the bearer token of the admin API (trailing whitespace
+    /// is trimmed); required when `admin_listen` is not a loopback address.
+    pub admin_token_file: Option<PathBuf>,
     /// PEM certificate chain; relative paths resolve against the config file's directory.
     pub tls_cert: Option<PathBuf>,
     /// PEM private key; relative paths resolve against the config file's directory.
@@ -265,6 +268,7 @@ impl Default for RawServer {
             listen: "0.0.0.0:4180".to_owned(),
             external_url: None,
             admin_listen: None,
+            admin_token_file: None,
             tls_cert: None,
             tls_key: None,
             trusted_proxies: None,

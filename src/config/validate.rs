@@ -11,6 +11,7 @@
 //! Callers: [`Config::load`] / [`Config::from_toml`] (start-up, SIGHUP,
 //! `portcullis check`).
 
+mod admin;
 mod keys;
 mod proxy;
 mod rules;
@@ -414,6 +415,7 @@ impl Checker<'_> {
                 "is the same address as server.listen; omit admin_listen to serve the admin endpoints on listen",
             );
         }
+        let admin_token = self.admin_token(raw.admin_token_file, admin_listen);
         let external_url = raw
             .external_url
             .as_deref()
@@ -441,6 +443,7 @@ impl Checker<'_> {
             listen,
             external_url,
             admin_listen,
+            admin_token,
             tls,
             trusted_proxies,
             client_ca,

@@ -52,6 +52,10 @@ mod bearer;
 // drain, TLS with HTTP/2, revocation by sid and all, local_cache = false,
 // the invalidation subscription down, and `portcullis demo`.
 mod promises;
+// The admin API's token: a public admin_listen without one refuses to start
+// (`serve` and `check`); with one, revocation only with the token, 421 for
+// rebinding names, health open, no token in the log.
+mod admin_token;
 // Unverified e-mail addresses at the real IdP: no address for rules or
 // X-Auth-Email, unless oidc.allow_unverified_email.
 mod emails;

@@ -12,7 +12,10 @@
 //! - `bearer`: bearer tokens in reverse-proxy mode.
 //! - `server`: TLS, HTTP/2, limits, health.
 //! - `cli`: the binary's commands and exit codes.
+//! - `health`: where health answers, and what `/readyz` tells whom.
+//! - `admin`: the admin listener's token and Host check.
 
+mod admin;
 mod bearer;
 mod cli;
 mod cookies;
