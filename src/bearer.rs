@@ -17,9 +17,9 @@
 pub mod jwks;
 #[cfg(test)]
 #[path = "../tests/e2e/support/jwt.rs"]
-mod testkeys;
+pub(crate) mod testkeys;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 pub mod token;
 
 use std::sync::Arc;

@@ -403,7 +403,7 @@ mod tests {
         /// Any header value splits into `;`-free pieces, one more than its
         /// `;`s, each trimmed, with a name free of `=`, and no panic.
         #[test]
-        fn any_cookie_header_splits_into_its_pieces(
+        fn prop_any_cookie_header_splits_into_its_pieces(
             v in proptest::collection::vec(header_byte(), 0..200),
         ) {
             let pieces: Vec<_> = cookie_pieces(&v).collect();
@@ -423,7 +423,7 @@ mod tests {
         /// `Cookie` headers, read back as sent, byte for byte, in order; the
         /// first of a name wins.
         #[test]
-        fn written_pairs_read_back_as_sent(
+        fn prop_written_pairs_read_back_as_sent(
             pairs in proptest::collection::vec((cookie_name(), cookie_value()), 1..10),
             split in 0usize..10,
             pad in proptest::sample::select(vec!["", " ", "  ", "\t"]),

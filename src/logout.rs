@@ -387,4 +387,207 @@ mod tests {
             end_session_url("https://idp/session/end?x=1", "a.b.c", "https://app/", "pc").unwrap();
         assert!(u.starts_with("https://idp/session/end?x=1&id_token_hint=a.b.c&post_logout_redirect_uri=https%3A%2F%2Fapp%2F&client_id=pc"), "{u}");
     }
+
+    /// Property tests: arbitrary text, forged tokens and signed near-miss
+    /// claims against `verify` with a gateway whose issuer serves
+    /// [`Keys::good`]. Case count from `PROPTEST_CASES` (default 256); the
+    /// properties that sign run a quarter.
+    mod properties {
+        use std::collections::HashMap;
+        use std::sync::Arc;
+
+        use proptest::prelude::*;
+        use proptest::sample::Index;
+
+        use super::*;
+        use crate::bearer::testkeys::{now, JwksServer};
+        use crate::bearer::tests::properties::{forgery, signing_config, Forge, Keys};
+
+        const AUD: &str = "portcullis";
+
+        /// A gateway whose issuer is a loopback server publishing `keys.good`
+        /// (one document serves as both discovery document and JWKS).
+        fn gateway(keys: &Keys) -> (tokio::runtime::Runtime, JwksServer, Arc<Gateway>, String) {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            let server = JwksServer::start(keys.jwks());
+            let iss = format!("http://127.0.0.1:{}", server.port);
+            let mut doc = keys.jwks();
+            doc["issuer"] = json!(iss);
+            doc["jwks_uri"] = json!(server.url());
+            server.set(doc);
+            let toml =
+                format!("[server]\n[oidc]\nissuer = \"{iss}\"\nclient_id = \"{AUD}\"\n[session]\n");
+            let env: HashMap<String, String> = [(
+                "PORTCULLIS_SESSION_SECRET".to_owned(),
+                "session-secret-0123456789abcdef-XYZ".to_owned(),
+            )]
+            .into();
+            let cfg =
+                crate::config::Config::from_toml(&toml, std::path::Path::new("/nonexistent"), &env)
+                    .expect("config");
+            let gw = rt.block_on(async {
+                let gw = crate::server::build(cfg, None).expect("gateway");
+                gw.bearer.issuers()[0].jwks.fetch().await.expect("keys");
+                gw
+            });
+            (rt, server, gw, iss)
+        }
+
+        fn logout_claims(iss: &str) -> Value {
+            json!({
+                "iss": iss, "aud": AUD, "iat": now(), "exp": now() + 120,
+                "jti": "j1", "sid": "s1", "sub": "u1",
+                "events": { LOGOUT_EVENT: {} },
+            })
+        }
+
+        /// Any text: no panic, never accepted.
+        #[test]
+        fn prop_arbitrary_logout_tokens_are_refused() {
+            let keys = Keys::new();
+            let (rt, _server, gw, _) = gateway(&keys);
+            let text = prop_oneof!["\\PC{0,80}", "[A-Za-z0-9_.-]{0,200}"];
+            proptest!(|(text in text)| {
+                prop_assert!(rt.block_on(verify(&gw, &text)).is_err(), "{text:?} accepted");
+            });
+        }
+
+        /// Forged tokens over valid logout claims: never accepted unless a
+        /// configured key really signed the exact text; the outright
+        /// forgeries (unsigned, HMAC, attacker-signed, transplanted) never.
+        #[test]
+        fn prop_forged_logout_tokens_are_refused() {
+            let keys = Keys::new();
+            let (rt, _server, gw, iss) = gateway(&keys);
+            proptest!(signing_config(), |(f in forgery())| {
+                let t = keys.forge(&f, &logout_claims(&iss));
+                let got = rt.block_on(verify(&gw, &t));
+                if got.is_ok() {
+                    prop_assert!(keys.genuinely_signed(&t), "{f:?}: {t} accepted");
+                }
+                if matches!(f, Forge::Unsigned { .. } | Forge::Hmac { .. } | Forge::Attacker { .. } | Forge::Transplant { .. }) {
+                    prop_assert!(got.is_err(), "{f:?}: {t} accepted");
+                }
+            });
+        }
+
+        /// For one claim: an acceptable value and an unacceptable one (`None`: absent).
+        type Field = (Option<Value>, Option<Value>);
+
+        fn field(
+            good: Vec<Option<Value>>,
+            bad: Vec<Option<Value>>,
+        ) -> impl Strategy<Value = Field> {
+            (prop::sample::select(good), prop::sample::select(bad))
+        }
+
+        /// Genuinely signed tokens with near-miss claims, at most one of them
+        /// wrong: accepted exactly when `iss`, `aud`, `exp`, `iat` are
+        /// right, `events` holds the back-channel logout event as an object,
+        /// there is no `nonce`, `sid` / `sub` / `jti` are non-empty strings
+        /// when present, one of `sid` and `sub` is, and `typ` (when sent) is
+        /// `logout+jwt` or `JWT`; then the target names the token's `sid`,
+        /// `sub` and `jti`.
+        #[test]
+        fn prop_signed_logout_tokens_follow_the_spec() {
+            let keys = Keys::new();
+            let (rt, _server, gw, iss) = gateway(&keys);
+            let n = now();
+            let iss_field = field(
+                vec![Some(json!(iss))],
+                vec![
+                    Some(json!(format!("{iss}/"))),
+                    Some(json!("https://other.test")),
+                    None,
+                ],
+            );
+            let aud = field(
+                vec![Some(json!(AUD)), Some(json!(["x", AUD]))],
+                vec![Some(json!("other")), Some(json!([])), None],
+            );
+            let iat = field(
+                vec![Some(json!(n)), Some(json!(n - 60))],
+                vec![
+                    Some(json!(n - 3600)),
+                    Some(json!(n + 3600)),
+                    Some(json!("now")),
+                    None,
+                ],
+            );
+            let exp = field(
+                vec![Some(json!(n + 120))],
+                vec![Some(json!(n - 3600)), Some(json!("later")), None],
+            );
+            let events = field(
+                vec![
+                    Some(json!({ LOGOUT_EVENT: {} })),
+                    Some(json!({ LOGOUT_EVENT: {"x": 1}, "other": 1 })),
+                ],
+                vec![
+                    Some(json!({ LOGOUT_EVENT: "x" })),
+                    Some(json!({ LOGOUT_EVENT: null })),
+                    Some(json!({ "http://schemas.openid.net/event/backchannel-logout/": {} })),
+                    Some(json!([LOGOUT_EVENT])),
+                    Some(json!(LOGOUT_EVENT)),
+                    None,
+                ],
+            );
+            let nonce = field(vec![None], vec![Some(json!("n")), Some(json!(null))]);
+            let id = || {
+                field(
+                    vec![None, Some(json!("id-1"))],
+                    vec![
+                        Some(json!("")),
+                        Some(json!(5)),
+                        Some(json!("x".repeat(1025))),
+                    ],
+                )
+            };
+            let typ = (
+                prop::sample::select(vec![
+                    None,
+                    Some("logout+jwt"),
+                    Some("application/logout+jwt"),
+                    Some("Logout+JWT"),
+                    Some("JWT"),
+                ]),
+                prop::sample::select(vec![Some("at+jwt"), Some("id_token+jwt")]),
+            );
+            let claims = (iss_field, aud, iat, exp, events, nonce, id(), id(), id());
+            proptest!(|(
+                (iss_c, aud, iat, exp, events, nonce, sid, sub, jti) in claims,
+                typ in typ,
+                broken in prop::option::weighted(0.7, 0..10usize),
+                which in any::<Index>(),
+            )| {
+                let fields = [
+                    ("iss", iss_c), ("aud", aud), ("iat", iat), ("exp", exp), ("events", events),
+                    ("nonce", nonce), ("sid", sid), ("sub", sub), ("jti", jti),
+                ];
+                let mut c = serde_json::Map::new();
+                let mut sent = HashMap::new();
+                for (i, (name, (good, bad))) in fields.into_iter().enumerate() {
+                    let v = if broken == Some(i) { bad } else { good };
+                    if let Some(v) = v {
+                        sent.insert(name, v.clone());
+                        c.insert(name.to_owned(), v);
+                    }
+                }
+                let k = which.get(&keys.good);
+                let mut h = k.header();
+                h.typ = (if broken == Some(9) { typ.1 } else { typ.0 }).map(str::to_owned);
+                let t = k.sign_with(&h, &Value::Object(c));
+                let want = broken.is_none() && (sent.contains_key("sid") || sent.contains_key("sub"));
+                let got = rt.block_on(verify(&gw, &t));
+                prop_assert_eq!(got.is_ok(), want, "{:?} with {:?} broken: {:?}", got, broken, sent);
+                if let Ok(target) = got {
+                    let text = |name| sent.get(name).and_then(Value::as_str).map(str::to_owned);
+                    prop_assert_eq!(target, LogoutTarget { sid: text("sid"), sub: text("sub"), jti: text("jti") });
+                }
+            });
+        }
+    }
 }

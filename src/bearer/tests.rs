@@ -475,3 +475,304 @@ fn jwks_parsing_keeps_only_signature_keys() {
     assert_eq!(set.keys[0].kid.as_deref(), Some("ec"));
     assert!(super::jwks::KeySet::parse(b"[]").is_err());
 }
+
+/// Property tests: arbitrary text and forged tokens never verify; only a
+/// signature by a configured key over the exact text does. Case count from
+/// `PROPTEST_CASES` (default 256); the properties that sign run a quarter.
+pub(crate) mod properties {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
+    use jsonwebtoken::jwk::Jwk;
+    use jsonwebtoken::{DecodingKey, Header};
+    use proptest::prelude::*;
+    use proptest::sample::Index;
+
+    use super::*;
+
+    /// The configured keys (served) and an attacker's (not served), some
+    /// under the same `kid`s.
+    pub(crate) struct Keys {
+        pub(crate) good: Vec<TestKey>,
+        pub(crate) evil: Vec<TestKey>,
+    }
+
+    impl Keys {
+        pub(crate) fn new() -> Keys {
+            Keys {
+                good: vec![
+                    TestKey::rsa("rsa", Algorithm::RS256),
+                    TestKey::p256("ec"),
+                    TestKey::ed25519("ed"),
+                ],
+                evil: vec![
+                    TestKey::p256("ec"),
+                    TestKey::ed25519("ed"),
+                    TestKey::p384("p384"),
+                ],
+            }
+        }
+
+        pub(crate) fn jwks(&self) -> Value {
+            testkeys::jwks(&self.good.iter().collect::<Vec<_>>())
+        }
+
+        /// True when a configured key signed `token`'s exact signing input
+        /// under the algorithm its header names: the only tokens that may
+        /// ever verify. Checked with the JWS library directly.
+        pub(crate) fn genuinely_signed(&self, token: &str) -> bool {
+            let Some((input, sig)) = token.rsplit_once('.') else {
+                return false;
+            };
+            let header = input
+                .split('.')
+                .next()
+                .and_then(|h| URL_SAFE_NO_PAD.decode(h).ok())
+                .and_then(|h| serde_json::from_slice::<Value>(&h).ok());
+            let alg = header.as_ref().and_then(|h| h.get("alg")?.as_str());
+            self.good.iter().any(|k| {
+                let jwk: Jwk = serde_json::from_value(k.jwk.clone()).expect("jwk");
+                let key = DecodingKey::from_jwk(&jwk).expect("decoding key");
+                alg == Some(testkeys::alg_name(k.alg))
+                    && jsonwebtoken::crypto::verify(sig, input.as_bytes(), &key, k.alg)
+                        .unwrap_or(false)
+            })
+        }
+
+        /// Writes the token `f` describes over `claims`.
+        pub(crate) fn forge(&self, f: &Forge, claims: &Value) -> String {
+            let genuine = |which: &Index| {
+                let k = which.get(&self.good);
+                k.sign(claims)
+            };
+            match f {
+                Forge::Unsigned { alg, sig } => {
+                    raw_token(&json!({"alg": alg, "kid": "ec", "typ": "JWT"}), claims, sig)
+                }
+                Forge::Hmac { alg, with_pem } => {
+                    let pem = self.good[0].public_pem.as_deref().unwrap_or("");
+                    let secret = if *with_pem { pem.as_bytes() } else { b"secret" };
+                    let mut h = Header::new(*alg);
+                    h.kid = Some("rsa".to_owned());
+                    let key = jsonwebtoken::EncodingKey::from_secret(secret);
+                    jsonwebtoken::encode(&h, claims, &key).expect("hmac")
+                }
+                Forge::Attacker { which, kid, embed } => {
+                    let k = which.get(&self.evil);
+                    let mut h = k.header();
+                    h.kid = kid.map(str::to_owned);
+                    if embed[0] {
+                        h.jku = Some("https://evil.test/jwks".to_owned());
+                    }
+                    if embed[1] {
+                        h.x5u = Some("https://evil.test/cert.pem".to_owned());
+                    }
+                    if embed[2] {
+                        h.jwk = serde_json::from_value(k.jwk.clone()).ok();
+                    }
+                    if embed[3] {
+                        h.x5c = Some(vec!["MIIBszCCAVmgAwIBAgIUevil".to_owned()]);
+                    }
+                    k.sign_with(&h, claims)
+                }
+                Forge::EditHeader {
+                    which,
+                    member,
+                    value,
+                } => {
+                    let t = genuine(which);
+                    let (h, rest) = t.split_once('.').expect("three parts");
+                    let mut header: Value =
+                        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(h).expect("b64"))
+                            .expect("json");
+                    header[*member] = value.clone();
+                    format!("{}.{rest}", testkeys::b64(header.to_string().as_bytes()))
+                }
+                Forge::Transplant { which } => {
+                    let t = genuine(which);
+                    let (h, rest) = t.split_once('.').expect("three parts");
+                    let sig = rest.rsplit_once('.').expect("three parts").1;
+                    let mut other = claims.clone();
+                    other["sub"] = json!("someone-else");
+                    format!("{h}.{}.{sig}", testkeys::b64(other.to_string().as_bytes()))
+                }
+                Forge::Flip { which, at, to } => {
+                    let mut t = genuine(which).into_bytes();
+                    let i = at.index(t.len());
+                    t[i] = *to;
+                    String::from_utf8_lossy(&t).into_owned()
+                }
+                Forge::Reshape { which, how } => {
+                    let t = genuine(which);
+                    let (input, sig) = t.rsplit_once('.').expect("three parts");
+                    match how {
+                        0 => input.to_owned(),
+                        1 => format!("{input}."),
+                        2 => format!("{t}.{sig}"),
+                        3 => format!("{input}.{sig}="),
+                        4 => format!(" {t}"),
+                        5 => t.replacen('.', "..", 1),
+                        6 => format!("{input}.{}", testkeys::b64(&[0; 64])),
+                        _ => format!("{t}.{}", "A".repeat(crate::bearer::token::MAX_TOKEN_BYTES)),
+                    }
+                }
+            }
+        }
+    }
+
+    /// One way of forging a token.
+    #[derive(Debug, Clone)]
+    pub(crate) enum Forge {
+        /// `alg: none` in some spelling, or a bogus algorithm, with any signature.
+        Unsigned { alg: &'static str, sig: Vec<u8> },
+        /// An HMAC keyed with the RSA key's public PEM (key confusion) or a guess.
+        Hmac { alg: Algorithm, with_pem: bool },
+        /// Signed by an attacker's key under a configured `kid` (or none),
+        /// pointing to or embedding it with `jku`, `x5u`, `jwk`, `x5c`.
+        Attacker {
+            which: Index,
+            kid: Option<&'static str>,
+            embed: Vec<bool>,
+        },
+        /// A genuine token whose header member is then set to `value`.
+        EditHeader {
+            which: Index,
+            member: &'static str,
+            value: Value,
+        },
+        /// A genuine signature over other claims.
+        Transplant { which: Index },
+        /// A genuine token with one byte changed.
+        Flip { which: Index, at: Index, to: u8 },
+        /// A genuine token with its parts cut, doubled, padded or padded out past the size limit.
+        Reshape { which: Index, how: u8 },
+    }
+
+    pub(crate) fn forgery() -> impl Strategy<Value = Forge> {
+        let none = prop::sample::select(vec![
+            "none", "None", "NONE", "nOnE", "", "HS256", "RS1", "ES512",
+        ]);
+        let hmac = prop::sample::select(vec![Algorithm::HS256, Algorithm::HS384, Algorithm::HS512]);
+        let kid = prop::option::of(prop::sample::select(vec![
+            "ec", "ed", "rsa", "p384", "../../x",
+        ]));
+        let member = prop::sample::select(vec![
+            ("alg", json!("none")),
+            ("alg", json!("HS256")),
+            ("alg", json!("ES384")),
+            ("alg", json!("RS512")),
+            ("alg", json!("PS256")),
+            ("alg", json!(null)),
+            ("kid", json!("ed")),
+            ("kid", json!("unknown")),
+            ("kid", json!(7)),
+            ("jku", json!("https://evil.test/jwks")),
+            ("x5u", json!("https://evil.test/cert.pem")),
+            ("jwk", json!({"kty": "oct", "k": "c2VjcmV0"})),
+            ("x5c", json!(["MIIB"])),
+            ("crit", json!(["exp"])),
+            ("typ", json!("at+jwt")),
+            ("b64", json!(false)),
+        ]);
+        let byte = prop_oneof![prop::sample::select(b"AQgw_-.=+/ ".to_vec()), any::<u8>(),];
+        prop_oneof![
+            (none, prop::collection::vec(any::<u8>(), 0..80))
+                .prop_map(|(alg, sig)| Forge::Unsigned { alg, sig }),
+            (hmac, any::<bool>()).prop_map(|(alg, with_pem)| Forge::Hmac { alg, with_pem }),
+            (any::<Index>(), kid, prop::collection::vec(any::<bool>(), 4))
+                .prop_map(|(which, kid, embed)| Forge::Attacker { which, kid, embed }),
+            (any::<Index>(), member).prop_map(|(which, (member, value))| Forge::EditHeader {
+                which,
+                member,
+                value
+            }),
+            any::<Index>().prop_map(|which| Forge::Transplant { which }),
+            (any::<Index>(), any::<Index>(), byte).prop_map(|(which, at, to)| Forge::Flip {
+                which,
+                at,
+                to
+            }),
+            (any::<Index>(), 0u8..8).prop_map(|(which, how)| Forge::Reshape { which, how }),
+        ]
+    }
+
+    /// Config for properties that sign a token per case.
+    pub(crate) fn signing_config() -> ProptestConfig {
+        let base = ProptestConfig::default();
+        ProptestConfig {
+            cases: (base.cases / 4).max(16),
+            ..base
+        }
+    }
+
+    /// A verifier over [`Keys::good`] (keys loaded, no refetch during
+    /// the test) and the runtime to drive it.
+    fn verifier(keys: &Keys) -> (tokio::runtime::Runtime, JwksServer, Bearer) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let server = JwksServer::start(keys.jwks());
+        let b = rt.block_on(bearer(&server, None, Duration::from_secs(3600)));
+        (rt, server, b)
+    }
+
+    /// Any text, and base64url-shaped text in any number of parts: no
+    /// panic, never verified.
+    #[test]
+    fn prop_arbitrary_text_never_verifies() {
+        let keys = Keys::new();
+        let (rt, _server, b) = verifier(&keys);
+        let part = prop::collection::vec(any::<u8>(), 0..60).prop_map(|v| testkeys::b64(&v));
+        let parts = prop::collection::vec(part, 1..6).prop_map(|v| v.join("."));
+        let text = prop_oneof!["\\PC{0,80}", "[A-Za-z0-9_.-]{0,200}", parts];
+        proptest!(|(text in text)| {
+            let _ = crate::bearer::token::Parsed::parse(&text);
+            prop_assert!(rt.block_on(b.verify(&text)).is_err(), "{text:?} verified");
+        });
+    }
+
+    /// Unsigned, HMAC-signed, attacker-signed (whatever key the header
+    /// points to or embeds), edited, transplanted, flipped or reshaped
+    /// tokens with good claims: never verified unless a configured key
+    /// really signed the exact text; the outright forgeries never.
+    #[test]
+    fn prop_forged_tokens_never_verify() {
+        let keys = Keys::new();
+        let (rt, _server, b) = verifier(&keys);
+        proptest!(signing_config(), |(f in forgery())| {
+            let t = keys.forge(&f, &good(json!({})));
+            let got = rt.block_on(b.verify(&t));
+            if got.is_ok() {
+                prop_assert!(keys.genuinely_signed(&t), "{f:?}: {t} verified");
+            }
+            if matches!(f, Forge::Unsigned { .. } | Forge::Hmac { .. } | Forge::Attacker { .. } | Forge::Transplant { .. }) {
+                prop_assert!(got.is_err(), "{f:?}: {t} verified");
+            }
+        });
+    }
+
+    /// A token a configured key signed verifies whatever `jku`, `x5u`,
+    /// `jwk` or `x5c` its header carries (they are never read); the header
+    /// and claims are taken as signed.
+    #[test]
+    fn prop_genuine_tokens_verify_whatever_key_hints_they_carry() {
+        let keys = Keys::new();
+        let (rt, _server, b) = verifier(&keys);
+        proptest!(signing_config(), |(
+            which in any::<Index>(),
+            embed in prop::collection::vec(any::<bool>(), 4),
+            user in "[a-z][a-z0-9-]{0,12}",
+        )| {
+            let k = which.get(&keys.good);
+            let evil = &keys.evil[0];
+            let mut h = k.header();
+            h.jku = embed[0].then(|| "https://evil.test/jwks".to_owned());
+            h.x5u = embed[1].then(|| "https://evil.test/cert.pem".to_owned());
+            h.jwk = embed[2].then(|| serde_json::from_value(evil.jwk.clone()).expect("jwk"));
+            h.x5c = embed[3].then(|| vec!["MIIB".to_owned()]);
+            let t = k.sign_with(&h, &good(json!({"preferred_username": user})));
+            let v = rt.block_on(b.verify(&t)).map_err(|e| TestCaseError::fail(format!("{}: {e}", k.kid)))?;
+            prop_assert_eq!(&v.identity.user, &user);
+        });
+    }
+}

@@ -758,7 +758,7 @@ mod tests {
         /// header is rewritten, every other piece is there, in order, byte
         /// for byte. Without one of ours the headers are left exactly as sent.
         #[test]
-        fn stripping_cuts_ours_and_keeps_the_rest(
+        fn prop_stripping_cuts_ours_and_keeps_the_rest(
             headers_sent in proptest::collection::vec(
                 proptest::collection::vec(cookie_piece(), 1..6), 1..4),
         ) {

@@ -386,7 +386,7 @@ mod tests {
         /// (digest in the standard alphabet with its `=`, id in the URL-safe
         /// one), never unseal: only what the key signed does.
         #[test]
-        fn unseal_accepts_nothing_it_did_not_sign(
+        fn prop_unseal_accepts_nothing_it_did_not_sign(
             junk in proptest::collection::vec(any::<u8>(), 0..200),
             digest in b64_text(STD, 43),
             id in b64_text(URL, 43),
@@ -401,7 +401,7 @@ mod tests {
         /// key and any rotation that keeps it; never under another key; and
         /// any change of any byte of the value breaks it.
         #[test]
-        fn sealed_ids_unseal_and_nothing_near_them_does(
+        fn prop_sealed_ids_unseal_and_nothing_near_them_does(
             id in any::<[u8; 32]>(),
             pos in 0usize..(DIGEST_B64_LEN + ID_B64_LEN),
             byte in any::<u8>(),
