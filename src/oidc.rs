@@ -7,26 +7,37 @@
 //! flow state it kept in an encrypted cookie ([`flow::FlowState`]) and turns
 //! its [`LoginOutcome`] or [`LoginError`] into a session and a response.
 //!
-//! The provider metadata and keys are fetched at start-up in the background
-//! and refreshed periodically; a login that finds no metadata yet tries
-//! discovery inline, and an unreachable IdP gives a clear 503 page, never a
-//! grant or a bare 500.
+//! The provider metadata (the discovery document, `end_session_endpoint`
+//! included) and the signing keys are fetched at start-up in the background,
+//! kept in memory and refreshed every [`METADATA_REFRESH`]; logins, token
+//! checks and RP-initiated logout read that copy and never ask the IdP for it
+//! per request. Every fetch is single-flight. A request that finds nothing
+//! loaded yet (the IdP was down at start) fetches it inline, once for all
+//! requests waiting; a failed fetch is remembered for
+//! [`FAILURE_BACKOFF`], so a burst at a dead IdP costs it one request, and
+//! each login meanwhile gets a clear 503 page, never a grant or a bare 500.
+//! An ID token signed with a key not in the copy (the IdP rotated its keys)
+//! triggers one refetch, at most every [`KEY_REFETCH_MIN_SECS`].
 
 pub mod flow;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use openidconnect::core::{
-    CoreAuthenticationFlow, CoreClient, CoreJwsSigningAlgorithm, CoreProviderMetadata,
+    CoreAuthDisplay, CoreAuthenticationFlow, CoreClaimName, CoreClaimType, CoreClient,
+    CoreClientAuthMethod, CoreGrantType, CoreJsonWebKey, CoreJweContentEncryptionAlgorithm,
+    CoreJweKeyManagementAlgorithm, CoreJwsSigningAlgorithm, CoreResponseMode, CoreResponseType,
+    CoreSubjectIdentifierType,
 };
 use openidconnect::{
-    AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce, OAuth2TokenResponse,
-    PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RequestTokenError, Scope, TokenResponse,
+    AdditionalProviderMetadata, AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl,
+    Nonce, OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl,
+    RequestTokenError, Scope, TokenResponse,
 };
 use serde_json::Value;
 use tokio::sync::Mutex;
@@ -39,22 +50,57 @@ use crate::session::unix_now;
 pub use flow::FlowState;
 
 /// How often the metadata and keys are refetched once loaded.
-const METADATA_REFRESH: Duration = Duration::from_secs(3600);
+pub const METADATA_REFRESH: Duration = Duration::from_secs(3600);
+/// How long a failed fetch is answered from memory while nothing is loaded,
+/// before the next request may ask the IdP again.
+pub const FAILURE_BACKOFF: Duration = Duration::from_secs(2);
 /// Fewest seconds between two refetches triggered by an unknown signing key.
-const KEY_REFETCH_MIN_SECS: u64 = 10;
+pub const KEY_REFETCH_MIN_SECS: u64 = 10;
+
+/// The discovery-document members portcullis reads beyond the typed ones.
+/// Kept as JSON values, so an odd one cannot make the whole document unusable.
+#[derive(Clone, Debug, Default, serde::Deserialize, serde::Serialize)]
+pub struct ExtraMetadata {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    end_session_endpoint: Option<Value>,
+}
+
+impl ExtraMetadata {
+    /// Where RP-initiated logout sends the browser (`oidc.rp_logout`).
+    pub fn end_session_endpoint(&self) -> Option<&str> {
+        self.end_session_endpoint.as_ref().and_then(Value::as_str)
+    }
+}
+
+impl AdditionalProviderMetadata for ExtraMetadata {}
+
+/// The IdP's discovery document and signing keys, as loaded.
+pub type ProviderMetadata = openidconnect::ProviderMetadata<
+    ExtraMetadata,
+    CoreAuthDisplay,
+    CoreClientAuthMethod,
+    CoreClaimName,
+    CoreClaimType,
+    CoreGrantType,
+    CoreJweContentEncryptionAlgorithm,
+    CoreJweKeyManagementAlgorithm,
+    CoreJsonWebKey,
+    CoreResponseMode,
+    CoreResponseType,
+    CoreSubjectIdentifierType,
+>;
 
 /// The IdP as far as the login flow is concerned.
 pub struct Oidc {
     cfg: OidcConfig,
     http: reqwest::Client,
-    metadata: ArcSwapOption<CoreProviderMetadata>,
-    discovery_lock: Mutex<()>,
-    last_refetch: AtomicU64,
-    /// Count of successful discoveries.
-    discoveries: AtomicU64,
-    /// `end_session_endpoint` from the discovery document (the typed
-    /// metadata drops it), read once on the first RP-initiated logout.
-    end_session: ArcSwapOption<String>,
+    metadata: ArcSwapOption<ProviderMetadata>,
+    /// Serialises fetches from the IdP (single-flight).
+    fetch_lock: Mutex<()>,
+    /// The last fetch's failure and when it ended; cleared by a success.
+    failure: std::sync::Mutex<Option<(Instant, LoginError)>>,
+    /// Unix seconds of the last refetch for an unknown key (under `fetch_lock`).
+    last_key_refetch: AtomicU64,
 }
 
 /// What a successful login produced.
@@ -81,7 +127,7 @@ pub struct LoginOutcome {
 
 /// Why a login failed. Each variant has a short [`LoginError::reason`] for
 /// logs and a plain-words [`LoginError::user_message`] for the error page.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum LoginError {
     /// Discovery, the token endpoint or userinfo could not be reached.
     #[error("identity provider unreachable: {0}")]
@@ -214,10 +260,9 @@ impl Oidc {
             cfg,
             http,
             metadata: ArcSwapOption::empty(),
-            discovery_lock: Mutex::new(()),
-            last_refetch: AtomicU64::new(0),
-            discoveries: AtomicU64::new(0),
-            end_session: ArcSwapOption::empty(),
+            fetch_lock: Mutex::new(()),
+            failure: std::sync::Mutex::new(None),
+            last_key_refetch: AtomicU64::new(0),
         })
     }
 
@@ -231,55 +276,97 @@ impl Oidc {
         self.metadata.load().is_some()
     }
 
-    /// Fetches the discovery document and keys now and keeps them.
-    pub async fn discover(&self) -> Result<Arc<CoreProviderMetadata>, LoginError> {
-        let issuer = IssuerUrl::new(self.cfg.issuer.clone())
-            .map_err(|e| LoginError::Discovery(format!("issuer URL: {e}")))?;
-        let meta = CoreProviderMetadata::discover_async(issuer, &self.http)
-            .await
-            .map_err(|e| discovery_error(&self.cfg.issuer, e))?;
-        let meta = Arc::new(meta);
-        self.metadata.store(Some(meta.clone()));
-        self.discoveries.fetch_add(1, Ordering::AcqRel);
-        Ok(meta)
-    }
-
-    /// The loaded metadata, discovering it first when nothing is loaded yet.
-    pub async fn metadata(&self) -> Result<Arc<CoreProviderMetadata>, LoginError> {
+    /// The loaded metadata. When nothing is loaded yet, fetches it (one fetch
+    /// for all callers waiting), unless the last fetch failed less than
+    /// [`FAILURE_BACKOFF`] ago: then that failure, without asking the IdP.
+    pub async fn metadata(&self) -> Result<Arc<ProviderMetadata>, LoginError> {
         if let Some(m) = self.metadata.load_full() {
             return Ok(m);
         }
-        let _guard = self.discovery_lock.lock().await;
+        self.recent_failure()?;
+        let _flight = self.fetch_lock.lock().await;
         if let Some(m) = self.metadata.load_full() {
             return Ok(m);
         }
-        self.discover().await
+        self.recent_failure()?;
+        self.fetch_locked().await
     }
 
-    /// Metadata confirmed by a discovery that finished after this call
-    /// began: before sending a browser to the IdP, make sure the IdP still
-    /// answers, so an outage gives the gateway's 503 page instead of a browser
-    /// error. Single-flight: logins that wait on one discovery share it.
-    async fn fresh_metadata(&self) -> Result<Arc<CoreProviderMetadata>, LoginError> {
-        let asked = self.discoveries.load(Ordering::Acquire);
-        let _guard = self.discovery_lock.lock().await;
-        if self.discoveries.load(Ordering::Acquire) != asked {
-            if let Some(m) = self.metadata.load_full() {
-                return Ok(m);
+    /// Fetches the discovery document and keys now (after a fetch already
+    /// under way) and keeps them; the copy loaded before stays on failure.
+    pub async fn reload(&self) -> Result<Arc<ProviderMetadata>, LoginError> {
+        let _flight = self.fetch_lock.lock().await;
+        self.fetch_locked().await
+    }
+
+    /// The failure of a fetch that ended less than [`FAILURE_BACKOFF`] ago.
+    fn recent_failure(&self) -> Result<(), LoginError> {
+        let failure = self.failure.lock().unwrap_or_else(|p| p.into_inner());
+        match &*failure {
+            Some((at, e)) if at.elapsed() < FAILURE_BACKOFF => Err(e.clone()),
+            _ => Ok(()),
+        }
+    }
+
+    /// One fetch of the discovery document and the JWKS; `fetch_lock` held.
+    async fn fetch_locked(&self) -> Result<Arc<ProviderMetadata>, LoginError> {
+        let result = self.download().await;
+        let mut failure = self.failure.lock().unwrap_or_else(|p| p.into_inner());
+        match result {
+            Ok(meta) => {
+                let meta = Arc::new(meta);
+                self.metadata.store(Some(meta.clone()));
+                *failure = None;
+                Ok(meta)
+            }
+            Err(e) => {
+                *failure = Some((Instant::now(), e.clone()));
+                Err(e)
             }
         }
-        self.discover().await
     }
 
-    /// Keeps metadata fresh: retries discovery with backoff until it works
-    /// (logging each failure class once per change), then refreshes hourly.
+    async fn download(&self) -> Result<ProviderMetadata, LoginError> {
+        let issuer = IssuerUrl::new(self.cfg.issuer.clone())
+            .map_err(|e| LoginError::Discovery(format!("issuer URL: {e}")))?;
+        ProviderMetadata::discover_async(issuer, &self.http)
+            .await
+            .map_err(|e| discovery_error(&self.cfg.issuer, e))
+    }
+
+    /// Metadata whose keys may verify a token `seen` could not: after a
+    /// refetch another caller finished meanwhile, or one made now when the
+    /// last refetch for an unknown key is [`KEY_REFETCH_MIN_SECS`] old.
+    /// `None` when no newer copy may be had yet.
+    async fn refetch_keys(
+        &self,
+        seen: &ProviderMetadata,
+    ) -> Result<Option<Arc<ProviderMetadata>>, LoginError> {
+        let _flight = self.fetch_lock.lock().await;
+        if let Some(current) = self.metadata.load_full() {
+            if !std::ptr::eq(&*current, seen) {
+                return Ok(Some(current));
+            }
+        }
+        let now = unix_now();
+        let last = self.last_key_refetch.load(Ordering::Relaxed);
+        if now.saturating_sub(last) < KEY_REFETCH_MIN_SECS {
+            return Ok(None);
+        }
+        self.last_key_refetch.store(now, Ordering::Relaxed);
+        self.fetch_locked().await.map(Some)
+    }
+
+    /// Keeps metadata fresh: retries with backoff until it loads (logging
+    /// each failure class once per change), then refetches every
+    /// [`METADATA_REFRESH`].
     pub fn spawn_refresh(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let this = self.clone();
         tokio::spawn(async move {
             let mut backoff = Duration::from_secs(1);
             let mut last_error = String::new();
             loop {
-                match this.discover().await {
+                match this.reload().await {
                     Ok(_) => {
                         if !last_error.is_empty() {
                             tracing::info!(issuer = %this.cfg.issuer, "identity provider metadata loaded");
@@ -291,7 +378,12 @@ impl Oidc {
                     Err(e) => {
                         let msg = e.to_string();
                         if msg != last_error {
-                            tracing::warn!(issuer = %this.cfg.issuer, error = %msg, "cannot load identity provider metadata; logins fail until it loads");
+                            let also = if this.is_ready() {
+                                "logins go on with the copy loaded before"
+                            } else {
+                                "logins fail until it loads"
+                            };
+                            tracing::warn!(issuer = %this.cfg.issuer, error = %msg, "cannot load identity provider metadata; {also}");
                             last_error = msg;
                         }
                         tokio::time::sleep(backoff).await;
@@ -309,7 +401,7 @@ impl Oidc {
         redirect_uri: &str,
         rd: &str,
     ) -> Result<(String, FlowState), LoginError> {
-        let meta = self.fresh_metadata().await?;
+        let meta = self.metadata().await?;
         let client = self.client(&meta, redirect_uri)?;
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
         let mut req = client
@@ -377,7 +469,7 @@ impl Oidc {
     /// Validates a token response's ID token (nonce when given) and derives the identity.
     async fn outcome(
         &self,
-        meta: &CoreProviderMetadata,
+        meta: &ProviderMetadata,
         redirect_uri: &str,
         token: &openidconnect::core::CoreTokenResponse,
         nonce: Option<&Nonce>,
@@ -403,15 +495,18 @@ impl Oidc {
         let meta = match verified {
             Ok(()) => meta,
             // An unknown key may mean the IdP rotated its keys: refetch once, rate-limited.
-            Err(e) if is_key_miss(&e) && self.may_refetch_keys() => {
-                refetched = self.discover().await?;
-                let client = self.client(&refetched, redirect_uri)?;
-                let verifier = self.id_token_verifier(&client);
-                id_token
-                    .claims(&verifier, check_nonce)
-                    .map_err(claims_error)?;
-                &*refetched
-            }
+            Err(e) if is_key_miss(&e) => match self.refetch_keys(meta).await? {
+                Some(newer) => {
+                    refetched = newer;
+                    let client = self.client(&refetched, redirect_uri)?;
+                    let verifier = self.id_token_verifier(&client);
+                    id_token
+                        .claims(&verifier, check_nonce)
+                        .map_err(claims_error)?;
+                    &*refetched
+                }
+                None => return Err(claims_error(e)),
+            },
             Err(e) => return Err(claims_error(e)),
         };
         let raw_id_token = id_token.to_string();
@@ -472,38 +567,29 @@ impl Oidc {
         })
     }
 
-    /// The IdP's `end_session_endpoint`, when it advertises one (read from
-    /// the discovery document once, then kept).
+    /// The IdP's `end_session_endpoint`, when it advertises one (from the
+    /// loaded metadata; fetched only if nothing is loaded yet).
     pub async fn end_session_endpoint(&self) -> Option<String> {
-        if let Some(e) = self.end_session.load_full() {
-            return Some((*e).clone());
-        }
-        let url = format!(
-            "{}/.well-known/openid-configuration",
-            self.cfg.issuer.trim_end_matches('/')
-        );
-        let doc: Value = match self.http.get(&url).send().await {
-            Ok(r) if r.status().is_success() => r.json().await.ok()?,
-            Ok(r) => {
-                tracing::warn!(status = %r.status(), "discovery document unavailable; signing out locally only");
-                return None;
-            }
+        let meta = match self.metadata().await {
+            Ok(m) => m,
             Err(e) => {
-                tracing::warn!(error = %error_chain(&e), "discovery document unreachable; signing out locally only");
+                tracing::warn!(error = %e, "identity provider metadata unavailable; signing out locally only");
                 return None;
             }
         };
-        let Some(endpoint) = doc.get("end_session_endpoint").and_then(Value::as_str) else {
+        let endpoint = meta
+            .additional_metadata()
+            .end_session_endpoint()
+            .map(str::to_owned);
+        if endpoint.is_none() {
             tracing::warn!("oidc.rp_logout is true but the identity provider advertises no end_session_endpoint; signing out locally only");
-            return None;
-        };
-        self.end_session.store(Some(Arc::new(endpoint.to_owned())));
-        Some(endpoint.to_owned())
+        }
+        endpoint
     }
 
     fn client(
         &self,
-        meta: &CoreProviderMetadata,
+        meta: &ProviderMetadata,
         redirect_uri: &str,
     ) -> Result<
         CoreClient<
@@ -563,16 +649,6 @@ impl Oidc {
                     Ok(())
                 }
             })
-    }
-
-    fn may_refetch_keys(&self) -> bool {
-        let now = unix_now();
-        let last = self.last_refetch.load(Ordering::Relaxed);
-        now.saturating_sub(last) >= KEY_REFETCH_MIN_SECS
-            && self
-                .last_refetch
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
     }
 
     async fn userinfo(&self, url: &str, access_token: &str) -> Result<Value, LoginError> {
@@ -728,6 +804,68 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Read as _;
+    use std::sync::atomic::AtomicUsize;
+
+    /// An address where a dead IdP would be: connections are accepted and
+    /// closed at once, and counted.
+    fn dead_idp() -> (String, Arc<AtomicUsize>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let issuer = format!("http://{}", listener.local_addr().unwrap());
+        let count = Arc::new(AtomicUsize::new(0));
+        let seen = count.clone();
+        std::thread::spawn(move || {
+            for mut conn in listener.incoming().flatten() {
+                seen.fetch_add(1, Ordering::SeqCst);
+                let _ = conn.set_read_timeout(Some(Duration::from_millis(100)));
+                let _ = conn.read(&mut [0u8; 1024]);
+            }
+        });
+        (issuer, count)
+    }
+
+    fn oidc(issuer: &str) -> Oidc {
+        let text =
+            format!("[server]\n[oidc]\nissuer = \"{issuer}\"\nclient_id = \"c\"\n[session]\n");
+        let env: std::collections::HashMap<String, String> = [(
+            "PORTCULLIS_SESSION_SECRET".to_owned(),
+            "0123456789abcdef0123456789abcdef-x".to_owned(),
+        )]
+        .into();
+        let config = crate::config::Config::from_toml(&text, std::path::Path::new("/"), &env)
+            .unwrap_or_else(|e| panic!("{e}"));
+        Oidc::new(config.oidc).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_burst_at_a_dead_idp_asks_it_once_per_backoff() {
+        let (issuer, asked) = dead_idp();
+        let oidc = Arc::new(oidc(&issuer));
+        let burst: Vec<_> = (0..50)
+            .map(|_| {
+                let oidc = oidc.clone();
+                tokio::spawn(async move { oidc.metadata().await })
+            })
+            .collect();
+        for call in burst {
+            let result = call.await.unwrap();
+            assert!(
+                matches!(result, Err(LoginError::IdpUnreachable(_))),
+                "{result:?}"
+            );
+        }
+        assert_eq!(asked.load(Ordering::SeqCst), 1, "one fetch for the burst");
+        assert!(oidc.metadata().await.is_err());
+        assert_eq!(asked.load(Ordering::SeqCst), 1, "the failure is remembered");
+        tokio::time::sleep(FAILURE_BACKOFF).await;
+        assert!(oidc.metadata().await.is_err());
+        assert_eq!(
+            asked.load(Ordering::SeqCst),
+            2,
+            "asked again after the backoff"
+        );
+        assert!(!oidc.is_ready());
+    }
 
     #[test]
     fn email_comes_from_one_claims_object() {

@@ -4,6 +4,7 @@
 
 use std::time::Instant;
 
+use crate::support::browser::Browser;
 use crate::support::free_port;
 use crate::support::gateway::{direct_config, Gateway, Launch, APP_RULES};
 use crate::support::http::raw_get;
@@ -60,5 +61,50 @@ async fn a_readyz_burst_opens_no_redis_connections() {
     assert!(
         opened <= 2,
         "{opened} Redis connections for 200 /readyz in {elapsed:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_start_burst_fetches_no_idp_metadata() {
+    let port = free_port();
+    let idp = Idp::start(&[format!("http://app.example.com:{port}/oauth2/callback")]);
+    let config = direct_config(&idp.issuer, ACCESS, APP_RULES);
+    let gw = Gateway::launch(Launch {
+        name: "portcullis-health",
+        config: &config,
+        port: Some(port),
+        ..Launch::default()
+    });
+    let _logs = LogsOnFailure(vec![&idp.proc, &gw.proc]);
+    // Ready means the metadata and keys are loaded; what the start-up cost is the baseline.
+    let before = idp.metadata_fetches();
+    let url = format!("http://app.example.com:{port}/oauth2/start?rd=%2Fsome%2Fpage");
+    let started = Instant::now();
+    // 10 waves of 20 concurrent starts: a flood, not one instant, so fetches
+    // shared only by requests waiting at the same moment would still show.
+    let authorize = format!("{}/auth?", idp.issuer);
+    for _ in 0..10 {
+        let wave: Vec<_> = (0..20)
+            .map(|_| {
+                let url = url.clone();
+                tokio::spawn(async move { Browser::new().get(&url).await })
+            })
+            .collect();
+        for page in wave {
+            let page = page.await.unwrap();
+            assert_eq!(page.status, 302, "{page}");
+            let location = page.location().unwrap_or_default();
+            assert!(
+                location.starts_with(&authorize),
+                "redirect to {location:?}, not to the IdP"
+            );
+        }
+    }
+    let elapsed = started.elapsed();
+    let after = idp.metadata_fetches();
+    let fetched = (after.discovery - before.discovery) + (after.jwks - before.jwks);
+    assert!(
+        fetched <= 2,
+        "200 login starts in {elapsed:?} made the IdP serve its metadata {fetched} times: {before:?} -> {after:?}"
     );
 }

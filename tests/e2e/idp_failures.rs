@@ -1,8 +1,15 @@
 //! When the IdP is down or says no: a clear HTML error page with a fitting
 //! status (never a bare 500, never a session) and one log line naming the
-//! cause.
+//! cause. The IdP's metadata and keys come from the gateway's cached copy:
+//! a login start after the IdP went down still redirects to it, a burst of
+//! starts at a dead IdP costs it one fetch, the first start after the IdP
+//! came up works, and a login after the IdP rotated its signing key works.
 
-use std::sync::OnceLock;
+use std::io::Read as _;
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use url::Url;
 
@@ -109,7 +116,7 @@ async fn start_with_unreachable_idp_shows_503_page() {
 }
 
 #[tokio::test]
-async fn start_after_idp_went_down_shows_503_page() {
+async fn start_after_idp_went_down_still_redirects() {
     // The gateway loaded the IdP's metadata and served logins; then the IdP dies.
     let port = free_port();
     let idp = Idp::start(&[format!("http://app.example.com:{port}/oauth2/callback")]);
@@ -134,17 +141,154 @@ async fn start_after_idp_went_down_shows_503_page() {
     );
     idp.kill();
 
-    // A new login must not send the browser to a dead IdP.
+    // A new login starts from the cached metadata, without asking the IdP:
+    // the browser goes to the authorization endpoint (where it finds the
+    // outage itself), and no login failure is logged.
+    let page = Browser::new()
+        .get(&format!("{}/oauth2/start?rd=%2Fsome%2Fpage", base(&gw)))
+        .await;
+    assert_eq!(page.status, 302, "{page}");
+    let location = page.location().unwrap_or_default();
+    assert!(
+        location.starts_with(&format!("{}/auth?", idp.issuer)),
+        "redirect to {location:?}, not to the IdP's authorization endpoint"
+    );
+    let lines = login_failures(&gw, "idp_unreachable");
+    assert!(lines.is_empty(), "{lines:#?}");
+}
+
+/// A port where a dead IdP would be: it accepts connections and closes them
+/// at once, counting them.
+fn dead_idp() -> (String, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let issuer = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    let count = Arc::new(AtomicUsize::new(0));
+    let seen = count.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            seen.fetch_add(1, Ordering::SeqCst);
+            let _ = conn.set_read_timeout(Some(Duration::from_millis(200)));
+            let _ = conn.read(&mut [0u8; 1024]);
+        }
+    });
+    (issuer, count)
+}
+
+#[tokio::test]
+async fn a_start_burst_at_a_dead_idp_asks_it_once() {
+    let (issuer, connections) = dead_idp();
+    let port = free_port();
+    let config = direct_config(&issuer, ACCESS, APP_RULES);
+    let gw = Gateway::launch(Launch {
+        config: &config,
+        port: Some(port),
+        wait_ready: false,
+        ..Launch::default()
+    });
+    let _logs = LogsOnFailure(vec![&gw.proc]);
+    // The background load at start failed (and waits a second before it retries).
+    crate::support::wait_for(
+        "the gateway's first discovery attempt",
+        || Ok(()),
+        || (connections.load(Ordering::SeqCst) > 0).then_some(()),
+    )
+    .unwrap();
+    let before = connections.load(Ordering::SeqCst);
+    let url = format!("{}/oauth2/start?rd=%2Fsome%2Fpage", base(&gw));
+    let burst: Vec<_> = (0..100)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move { Browser::new().get(&url).await })
+        })
+        .collect();
+    for page in burst {
+        assert_error_page(&page.await.unwrap(), 503, "identity provider");
+    }
+    let asked = connections.load(Ordering::SeqCst) - before;
+    // One fetch for the burst, plus perhaps one whose failure aged out
+    // during the burst and one background retry.
+    assert!(
+        asked <= 3,
+        "{asked} connections at the dead IdP for 100 login starts"
+    );
+}
+
+#[tokio::test]
+async fn start_after_idp_came_up_logs_in() {
+    // The IdP is not there yet when the gateway starts.
+    let idp_port = free_port();
+    let issuer = format!("http://127.0.0.1:{idp_port}");
+    let port = free_port();
+    let config = direct_config(&issuer, ACCESS, APP_RULES);
+    let gw = Gateway::launch(Launch {
+        config: &config,
+        port: Some(port),
+        wait_ready: false,
+        ..Launch::default()
+    });
     let page = Browser::new()
         .get(&format!("{}/oauth2/start?rd=%2Fsome%2Fpage", base(&gw)))
         .await;
     assert_error_page(&page, 503, "identity provider");
-    let lines = login_failures(&gw, "idp_unreachable");
+    // A failed fetch is answered from memory for 2 s; the IdP comes up after that.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let idp = Idp::start_with(
+        &[format!("http://app.example.com:{port}/oauth2/callback")],
+        serde_json::json!({ "port": idp_port }),
+    );
+    assert_eq!(idp.issuer, issuer);
+    let _logs = LogsOnFailure(vec![&idp.proc, &gw.proc]);
+    let page = Browser::new()
+        .open_as(
+            &format!("{}/oauth2/start?rd=%2Fsome%2Fpage", base(&gw)),
+            "alice",
+        )
+        .await;
+    assert!(
+        page.hops
+            .iter()
+            .any(|h| h.starts_with("302 GET") && h.contains("/oauth2/callback")),
+        "the first login after the IdP came up:\n{page}"
+    );
+}
+
+#[tokio::test]
+async fn login_after_idp_rotated_its_key() {
+    let port = free_port();
+    let idp = Idp::start(&[format!("http://app.example.com:{port}/oauth2/callback")]);
+    let config = direct_config(&idp.issuer, ACCESS, APP_RULES);
+    let gw = Gateway::launch(Launch {
+        config: &config,
+        port: Some(port),
+        ..Launch::default()
+    });
+    let _logs = LogsOnFailure(vec![&idp.proc, &gw.proc]);
+    let logged_in = |page: &Page| {
+        page.hops
+            .iter()
+            .any(|h| h.starts_with("302 GET") && h.contains("/oauth2/callback"))
+    };
+    let start = format!("{}/oauth2/start?rd=%2Fsome%2Fpage", base(&gw));
+    let page = Browser::new().open_as(&start, "alice").await;
+    assert!(logged_in(&page), "a login with the first key:\n{page}");
+
+    let before = idp.metadata_fetches();
+    idp.rotate_keys();
+
+    // The new ID token names a kid the cached keys lack: one refetch, then a login.
+    let page = Browser::new().open_as(&start, "bob").await;
+    assert!(logged_in(&page), "a login with the rotated key:\n{page}");
+    let page = Browser::new().open_as(&start, "carol").await;
+    assert!(
+        logged_in(&page),
+        "another login with the rotated key:\n{page}"
+    );
+    let after = idp.metadata_fetches();
     assert_eq!(
-        lines.len(),
+        after.jwks - before.jwks,
         1,
-        "expected one log line naming the cause, got {lines:#?}\n{}",
-        gw.log()
+        "JWKS fetches after the rotation: {before:?} -> {after:?}"
     );
 }
 

@@ -29,7 +29,9 @@ mod non_ascii_cookies;
 // tabs at once; abandoned logins and the flow-cookie cap.
 mod cross_process;
 // IdP unreachable (before discovery, before the code exchange), IdP error
-// callbacks, replayed authorization codes.
+// callbacks, replayed authorization codes; cached IdP metadata (a start after
+// the IdP went down, a start burst at a dead IdP, an IdP that comes up after
+// the gateway, a rotated signing key).
 mod idp_failures;
 // `portcullis check` against the real IdP configured in broken ways
 // (issuer slash, unreachable host, wrong port, self-signed TLS, empty JWKS,

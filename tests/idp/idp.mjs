@@ -129,6 +129,8 @@ function freshStats() {
     backchannel_logout_sent: 0,
     backchannel_logout_failed: 0,
     token_delayed: 0,
+    discovery: 0,
+    jwks: 0,
   };
 }
 // Milliseconds every token request waits before it is handled (POST /__test/token_delay).
@@ -195,6 +197,10 @@ function ttlFor(name, fallback) {
   return v === undefined ? fallback : Number(v);
 }
 
+// Kept across key rotations (POST /__test/rotate_keys), so browser sessions
+// at the IdP survive them.
+const cookieKeys = [randomBytes(32).toString('hex'), randomBytes(32).toString('hex')];
+
 // The provider's signing key, also used by POST /__test/jwt.
 let signingKey;
 let signingKid;
@@ -225,7 +231,7 @@ function buildProvider(issuer) {
     adapter: (model) => new MemoryAdapter(model, store),
     clients,
     jwks: { keys: [jwk] },
-    cookies: { keys: [randomBytes(32).toString('hex'), randomBytes(32).toString('hex')] },
+    cookies: { keys: cookieKeys },
     findAccount,
     claims,
     scopes: ['openid', 'offline_access', 'profile', 'email', ...(noGroupsScope ? [] : ['groups'])],
@@ -622,6 +628,16 @@ async function testRoute(req, res, path) {
     if (body) sendJson(res, 200, { token: signJwt(body) });
     return;
   }
+  if (path === '/__test/rotate_keys' && method === 'POST') {
+    // A new provider over the same store, clients and cookie keys, with a
+    // fresh signing key: the old kid disappears from the JWKS.
+    const old = signingKid;
+    provider = buildProvider(issuerUrl);
+    providerCallback = provider.callback();
+    log(`signing key rotated: ${old} -> ${signingKid}`);
+    sendJson(res, 200, { old_kid: old, kid: signingKid });
+    return;
+  }
   if (path === '/__test/token_delay' && method === 'POST') {
     const body = await readJson(req, res);
     if (!body) return;
@@ -682,6 +698,9 @@ async function handle(req, res) {
     await testRoute(req, res, path);
     return;
   }
+
+  if (req.method === 'GET' && path === '/.well-known/openid-configuration') stats.discovery += 1;
+  if (req.method === 'GET' && path === '/jwks') stats.jwks += 1;
 
   if (emptyJwks && path === '/jwks') {
     send(res, 200, 'application/jwk-set+json', '{"keys":[]}');

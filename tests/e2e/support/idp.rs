@@ -125,7 +125,36 @@ impl Idp {
         self.proc.kill();
     }
 
-    /// `GET /__test/stats` as JSON.
+    /// `POST /__test/rotate_keys`: a new signing key; the old `kid` leaves
+    /// the JWKS. Returns the new `kid`.
+    pub fn rotate_keys(&self) -> String {
+        let host = format!("127.0.0.1:{}", self.port);
+        let r = super::http::raw_request(
+            self.port,
+            "POST",
+            &host,
+            "/__test/rotate_keys",
+            &[("Content-Length", "0")],
+        )
+        .expect("POST /__test/rotate_keys");
+        assert_eq!(r.status, 200, "rotate_keys: {}", r.text());
+        let v: serde_json::Value = serde_json::from_slice(&r.body).expect("rotate_keys JSON");
+        v["kid"].as_str().expect("kid").to_owned()
+    }
+
+    /// `GET`s of the discovery document and of the JWKS so far, from [`Idp::stats`].
+    pub fn metadata_fetches(&self) -> MetadataFetches {
+        let s = self.stats();
+        let n = |k: &str| s[k].as_u64().unwrap_or_else(|| panic!("no {k} in {s}"));
+        MetadataFetches {
+            discovery: n("discovery"),
+            jwks: n("jwks"),
+        }
+    }
+
+    /// `GET /__test/stats` as JSON: request counts per endpoint, with
+    /// `discovery` and `jwks` counting `GET`s of the discovery document and
+    /// of `jwks_uri`.
     pub fn stats(&self) -> serde_json::Value {
         let r = super::http::raw_get(
             self.port,
@@ -135,4 +164,13 @@ impl Idp {
         );
         serde_json::from_slice(&r.body).expect("stats JSON")
     }
+}
+
+/// How often the IdP served its discovery document and its JWKS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetadataFetches {
+    /// `GET /.well-known/openid-configuration`.
+    pub discovery: u64,
+    /// `GET` of `jwks_uri`.
+    pub jwks: u64,
 }
