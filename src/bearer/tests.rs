@@ -647,6 +647,11 @@ pub(crate) mod properties {
         Reshape { which: Index, how: u8 },
     }
 
+    /// `[[[...]]]`, `depth` deep: past the JSON parser's recursion limit.
+    fn nested(depth: usize) -> Value {
+        (0..depth).fold(json!([]), |v, _| json!([v]))
+    }
+
     pub(crate) fn forgery() -> impl Strategy<Value = Forge> {
         let none = prop::sample::select(vec![
             "none", "None", "NONE", "nOnE", "", "HS256", "RS1", "ES512",
@@ -672,6 +677,9 @@ pub(crate) mod properties {
             ("crit", json!(["exp"])),
             ("typ", json!("at+jwt")),
             ("b64", json!(false)),
+            ("pad", json!("A".repeat(9000))),
+            ("pad", json!("A".repeat(13_000))),
+            ("nest", nested(300)),
         ]);
         let byte = prop_oneof![prop::sample::select(b"AQgw_-.=+/ ".to_vec()), any::<u8>(),];
         prop_oneof![

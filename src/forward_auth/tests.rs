@@ -400,7 +400,7 @@ mod properties {
 
     /// Any bytes in any of the six headers, trusted or not: no panic; an
     /// untrusted peer is judged on its own request whatever the headers
-    /// say; an accepted forwarded check names a method that parses and a
+    /// say; an accepted forwarded check has scheme http or https and a
     /// target one of the headers carried.
     #[test]
     fn prop_any_forwarding_headers_never_panic() {
