@@ -30,6 +30,17 @@ static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
+/// Headers that name another URL, path, prefix or port than the request
+/// portcullis judged; upstream frameworks route or build links on them, so
+/// a client copy could reach a path no rule was asked about.
+static URL_OVERRIDES: [&str; 5] = [
+    "x-original-url",
+    "x-rewrite-url",
+    "x-forwarded-uri",
+    "x-forwarded-prefix",
+    "x-forwarded-port",
+];
+
 static HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
@@ -75,6 +86,7 @@ impl Hygiene {
             .into_iter()
             .chain(cfg.strip.iter())
             .map(|n| canonical(n.as_str()).into_boxed_str())
+            .chain(URL_OVERRIDES.iter().map(|n| Box::from(*n)))
             .collect();
         Hygiene {
             removed,
@@ -172,23 +184,25 @@ fn sensitive(mut v: HeaderValue) -> HeaderValue {
     v
 }
 
-/// Lower-cases a header name and maps `_` to `-`, the spellings apps treat alike.
+/// Lower-cases a header name and maps every separator (`_`, `.` and any
+/// other character that is not a letter or digit) to `-`: CGI, PHP and
+/// other stacks fold them alike (`X.Auth.User` arrives as `HTTP_X_AUTH_USER`).
 pub fn canonical(name: &str) -> String {
     name.bytes()
         .map(|b| match b {
-            b'_' => '-',
-            b => b.to_ascii_lowercase() as char,
+            b if b.is_ascii_alphanumeric() => b.to_ascii_lowercase() as char,
+            _ => '-',
         })
         .collect()
 }
 
-/// `name` (already lower case) equals `canonical` when `_` counts as `-`.
+/// `name` (already lower case) equals `canonical` when any separator counts as `-`.
 fn same_header(name: &str, canonical: &str) -> bool {
     name.len() == canonical.len()
         && name
             .bytes()
             .zip(canonical.bytes())
-            .all(|(a, b)| a == b || (a == b'_' && b == b'-'))
+            .all(|(a, b)| a == b || (b == b'-' && !a.is_ascii_alphanumeric()))
 }
 
 /// Removes hop-by-hop headers and those named in `Connection`.
@@ -453,8 +467,48 @@ mod tests {
     fn canonical_names() {
         assert_eq!(canonical("X_Auth_User"), "x-auth-user");
         assert_eq!(canonical("x-AUTH-user"), "x-auth-user");
+        assert_eq!(canonical("X.Auth.User"), "x-auth-user");
         assert!(same_header("x_auth_user", "x-auth-user"));
+        assert!(same_header("x.auth.user", "x-auth-user"));
+        assert!(same_header("x~auth_user", "x-auth-user"));
         assert!(!same_header("x-auth-users", "x-auth-user"));
+        assert!(!same_header("xaauth-user", "x-auth-user"));
+    }
+
+    /// Client copies of headers that name another URL, path, prefix or
+    /// port, and separator-folded spellings of the identity headers, never
+    /// go upstream, from trusted peers either.
+    #[test]
+    fn url_overrides_and_folded_identity_spellings_are_removed() {
+        let sent = [
+            ("X-Original-URL", "/admin"),
+            ("x_original_url", "/admin"),
+            ("X-Rewrite-URL", "/admin"),
+            ("X-Forwarded-Uri", "/admin"),
+            ("X.Forwarded.Prefix", "/evil"),
+            ("X-Forwarded-Prefix", "/evil"),
+            ("X-Forwarded-Port", "1"),
+            ("X.Auth.User", "mallory"),
+            ("x.AUTH.email", "m@evil"),
+            ("X.Auth_Groups", "admins"),
+            ("x-auth-access.token", "forged"),
+        ];
+        for trusted in [false, true] {
+            let mut h = headers(&sent);
+            scrub(&[], &mut h, &IdentityHeaders::empty(), trusted);
+            for (name, _) in sent {
+                let lower = name.to_ascii_lowercase();
+                let kept = h.get_all(lower.as_str()).iter().count();
+                let fresh =
+                    ["x-auth-user", "x-auth-email", "x-auth-groups"].contains(&lower.as_str());
+                assert_eq!(
+                    kept,
+                    usize::from(fresh),
+                    "{name} (trusted: {trusted}): {h:?}"
+                );
+            }
+            assert_eq!(h["x-auth-user"], "");
+        }
     }
 
     #[test]
