@@ -99,6 +99,39 @@ async fn unauthenticated_and_bad_paths_never_reach_the_app() {
 }
 
 #[tokio::test]
+async fn disguised_spellings_of_a_path_are_judged_as_that_path() {
+    let h = Harness::start().await;
+    let b = h.browser();
+    b.login(&format!("http://app.test:{}/", h.gw.addr.port()), "bob")
+        .await;
+    let cookie = format!(
+        "_portcullis={}",
+        b.cookie("app.test", "_portcullis").unwrap()
+    );
+    // bob is not in "admins": /admin is refused him, other pages are not.
+    assert!(raw_get_with(h.gw.addr, "/page", &cookie)
+        .await
+        .starts_with("HTTP/1.1 200"));
+    for target in [
+        "/admin",
+        "//admin",
+        "/%61dmin",
+        "/admin/./x",
+        "/x/../admin",
+        "/%2561dmin",
+    ] {
+        let answer = raw_get_with(h.gw.addr, target, &cookie).await;
+        let expected = if target == "/%2561dmin" {
+            // Decoded once only: "/%61dmin" is another page, the app's to judge.
+            "HTTP/1.1 200"
+        } else {
+            "HTTP/1.1 403"
+        };
+        assert!(answer.starts_with(expected), "{target}: {answer}");
+    }
+}
+
+#[tokio::test]
 async fn a_dead_upstream_gives_502() {
     let h = Harness::start_with(crate::support::Opts {
         extra: public_rule("http://127.0.0.1:9"),
@@ -132,9 +165,21 @@ async fn get_root(h: &Harness) -> reqwest::Response {
 }
 
 async fn raw_get(addr: std::net::SocketAddr, target: &str) -> String {
+    raw_get_with(addr, target, "").await
+}
+
+/// `raw_get` with a `Cookie` header (none when empty).
+async fn raw_get_with(addr: std::net::SocketAddr, target: &str, cookie: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let req = format!("GET {target} HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n");
+    let cookie = if cookie.is_empty() {
+        String::new()
+    } else {
+        format!("Cookie: {cookie}\r\n")
+    };
+    let req = format!(
+        "GET {target} HTTP/1.1\r\nHost: app.test\r\nAccept: application/json\r\n{cookie}Connection: close\r\n\r\n"
+    );
     s.write_all(req.as_bytes()).await.unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).await.unwrap();
