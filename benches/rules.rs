@@ -34,6 +34,7 @@ fn config() -> Vec<RuleConfig> {
             upstream: None,
             upstream_options: Default::default(),
             bearer: true,
+            path_case: Default::default(),
         });
     };
     for i in 0..60 {

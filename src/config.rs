@@ -323,6 +323,20 @@ pub struct RuleConfig {
     pub upstream_options: UpstreamOptions,
     /// Accept bearer JWTs on this rule. Default true.
     pub bearer: bool,
+    /// `path_case`: whether `path` matches letters case-sensitively. Default sensitive.
+    pub path_case: PathCase,
+}
+
+/// `rule.path_case`
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PathCase {
+    /// `/Admin` and `/admin` are different paths (RFC 3986; most apps).
+    #[default]
+    Sensitive,
+    /// ASCII letters match in either case, for upstreams that treat
+    /// `/ADMIN` and `/admin` alike (IIS, some Java and PHP stacks, apps on
+    /// case-insensitive file systems).
+    Insensitive,
 }
 
 /// `rule.host`

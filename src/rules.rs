@@ -61,7 +61,7 @@ use http::Method;
 use tracing::Level;
 use url::Url;
 
-use crate::config::{DefaultPolicy, HostPattern, Policy, RuleConfig};
+use crate::config::{DefaultPolicy, HostPattern, PathCase, Policy, RuleConfig};
 use crate::identity::Identity;
 
 /// What rules look at, built once per request.
@@ -120,8 +120,10 @@ pub struct CompiledRule {
     /// Whether bearer JWTs are accepted on this rule.
     pub bearer: bool,
     host: Option<HostPattern>,
-    /// Normalised prefix, starts with `/`.
+    /// Normalised prefix, starts with `/`; lower-case when `fold`.
     path: Box<str>,
+    /// `path_case = "insensitive"`: compare ASCII letters without case.
+    fold: bool,
     /// `None` = any method; never empty.
     methods: Option<Box<[Method]>>,
     groups: Vec<String>,
@@ -322,7 +324,7 @@ impl RuleSet {
         for rule in self.rules.iter().take_while(|r| r.index < best) {
             let reason = if !rule.matches_host(facts.host) {
                 "host"
-            } else if !path_matches(&rule.path, facts.path, params) {
+            } else if !path_matches(&rule.path, facts.path, params, rule.fold) {
                 "path"
             } else {
                 "method"
@@ -387,7 +389,7 @@ fn is_normal_pattern(pattern: &HostPattern) -> bool {
 /// True when every request `later` matches is also matched by `earlier`.
 fn covers(earlier: &RuleConfig, later: &RuleConfig) -> bool {
     host_covers(earlier.host.as_ref(), later.host.as_ref())
-        && path_covers(&earlier.path, &later.path)
+        && path_covers(earlier, later)
         && methods_cover(earlier.methods.as_deref(), later.methods.as_deref())
 }
 
@@ -404,9 +406,13 @@ fn host_covers(earlier: Option<&HostPattern>, later: Option<&HostPattern>) -> bo
     }
 }
 
-/// True when `earlier` is a segment prefix of `later` (so it matches every path `later` does).
-fn path_covers(earlier: &str, later: &str) -> bool {
-    path_matches(earlier, later, false)
+/// True when `earlier`'s path is a segment prefix of `later`'s (so it matches
+/// every path `later` does). A case-sensitive rule covers a case-insensitive
+/// one only through `/`: `/Admin` reaches the later rule but not `/admin`.
+fn path_covers(earlier: &RuleConfig, later: &RuleConfig) -> bool {
+    let fold = earlier.path_case == PathCase::Insensitive;
+    path_matches(&earlier.path, &later.path, false, fold)
+        && (fold || later.path_case == PathCase::Sensitive || earlier.path == "/")
 }
 
 fn methods_cover(earlier: Option<&[Method]>, later: Option<&[Method]>) -> bool {
@@ -419,12 +425,20 @@ fn methods_cover(earlier: Option<&[Method]>, later: Option<&[Method]>) -> bool {
 
 /// Segment-boundary prefix match. `params` says whether `path` contains `;`,
 /// in which case each request segment is compared up to its first `;`.
-fn path_matches(prefix: &str, path: &str, params: bool) -> bool {
+/// `fold` compares ASCII letters without regard to case (`path_case =
+/// "insensitive"`; the prefix is stored lower-case then).
+fn path_matches(prefix: &str, path: &str, params: bool, fold: bool) -> bool {
     if prefix == "/" {
         return true;
     }
     if !params {
-        return path.starts_with(prefix)
+        let head = path.as_bytes().get(..prefix.len());
+        let same = match head {
+            Some(head) if fold => head.eq_ignore_ascii_case(prefix.as_bytes()),
+            Some(head) => head == prefix.as_bytes(),
+            None => false,
+        };
+        return same
             && (prefix.ends_with('/')
                 || matches!(path.as_bytes().get(prefix.len()), None | Some(b'/')));
     }
@@ -440,7 +454,12 @@ fn path_matches(prefix: &str, path: &str, params: bool) -> bool {
         let end = r.find('/').unwrap_or(r.len());
         let segment = &r[..end];
         let name = segment.find(';').map_or(segment, |semi| &segment[..semi]);
-        if name != want {
+        let same = if fold {
+            name.eq_ignore_ascii_case(want)
+        } else {
+            name == want
+        };
+        if !same {
             return false;
         }
         rest = &r[end..];
@@ -456,7 +475,11 @@ impl CompiledRule {
             index,
             name: cfg.name.clone(),
             host: cfg.host.clone(),
-            path: cfg.path.as_str().into(),
+            path: match cfg.path_case {
+                PathCase::Sensitive => cfg.path.as_str().into(),
+                PathCase::Insensitive => cfg.path.to_ascii_lowercase().into(),
+            },
+            fold: cfg.path_case == PathCase::Insensitive,
             methods: cfg.methods.as_ref().map(|m| m.clone().into_boxed_slice()),
             policy: cfg.policy,
             groups: cfg.groups.clone(),
@@ -561,7 +584,7 @@ impl CompiledRule {
     }
 
     fn matches_path_and_method(&self, facts: &RequestFacts<'_>, params: bool) -> bool {
-        path_matches(&self.path, facts.path, params)
+        path_matches(&self.path, facts.path, params, self.fold)
             && self
                 .methods
                 .as_deref()

@@ -258,6 +258,8 @@ pub struct RawRule {
     pub preserve_host: bool,
     /// Accept bearer JWTs. Default true.
     pub bearer: bool,
+    /// `"sensitive"` (default) or `"insensitive"`.
+    pub path_case: String,
 }
 
 // === impl Default ===
@@ -393,6 +395,7 @@ impl Default for RawRule {
             upstream_insecure_skip_verify: false,
             preserve_host: false,
             bearer: true,
+            path_case: "sensitive".to_owned(),
         }
     }
 }

@@ -248,6 +248,20 @@ fn rule_defaults() {
     assert_eq!(r.policy, Policy::Authenticated);
     assert!(r.bearer);
     assert!(r.upstream.is_none());
+    assert_eq!(r.path_case, PathCase::Sensitive);
+}
+
+#[test]
+fn rule_path_case() {
+    let cfg = ok(&rule("path_case = \"insensitive\""));
+    assert_eq!(cfg.rules[0].path_case, PathCase::Insensitive);
+    let cfg = ok(&rule("path_case = \"sensitive\""));
+    assert_eq!(cfg.rules[0].path_case, PathCase::Sensitive);
+    assert_problem(
+        &rule("path_case = \"ignore\""),
+        "rule[0].path_case",
+        "not one of",
+    );
 }
 
 // === parse errors ===

@@ -25,6 +25,7 @@ fn rule(name: &str, host: Option<&str>, path: &str) -> RuleConfig {
         upstream: None,
         upstream_options: Default::default(),
         bearer: true,
+        path_case: Default::default(),
     }
 }
 
@@ -606,4 +607,57 @@ fn evaluate_logs_explanations_without_panicking() {
     tracing::subscriber::with_default(Everything, || {
         assert_eq!(get(&s, "x", "/c"), "d");
     });
+}
+
+fn insensitive(mut r: RuleConfig) -> RuleConfig {
+    r.path_case = PathCase::Insensitive;
+    r
+}
+
+#[test]
+fn case_insensitive_rule_matches_any_spelling_of_its_prefix() {
+    let s = set(&[
+        insensitive(rule("admin", None, "/Admin")),
+        rule("api", None, "/api"),
+        rule("all", None, "/"),
+    ]);
+    for target in ["/admin", "/ADMIN", "/aDmIn/x", "/Admin;jsessionid=1/x", "/%41dmin"] {
+        assert_eq!(get(&s, "app.example.com", target), "admin", "{target}");
+    }
+    for target in ["/administrator", "/admin2/x", "/x/admin"] {
+        assert_eq!(get(&s, "app.example.com", target), "all", "{target}");
+    }
+    // A rule left case-sensitive (the default) still tells them apart.
+    assert_eq!(get(&s, "app.example.com", "/api/x"), "api");
+    assert_eq!(get(&s, "app.example.com", "/API/x"), "all");
+    assert_eq!(get(&s, "app.example.com", "/Api;v=1/x"), "all");
+}
+
+#[test]
+fn shadowing_takes_path_case_into_account() {
+    // An insensitive rule covers a later rule for any spelling of its path.
+    let rules = [
+        insensitive(rule("rule[0]", None, "/ADMIN")),
+        rule("rule[1]", None, "/admin/x"),
+    ];
+    assert!(matches!(
+        RuleSet::check(&rules)[..],
+        [RulesError::Shadowed { .. }]
+    ));
+    // A sensitive /admin does not cover an insensitive /admin: /ADMIN reaches it.
+    let rules = [
+        rule("rule[0]", None, "/admin"),
+        insensitive(rule("rule[1]", None, "/admin")),
+    ];
+    assert!(
+        RuleSet::check(&rules).is_empty(),
+        "{:?}",
+        RuleSet::check(&rules)
+    );
+    // ...but `/` covers everything.
+    let rules = [
+        rule("rule[0]", None, "/"),
+        insensitive(rule("rule[1]", None, "/admin")),
+    ];
+    assert_eq!(RuleSet::check(&rules).len(), 1);
 }

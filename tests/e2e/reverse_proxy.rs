@@ -108,6 +108,7 @@ upstream = "http://127.0.0.1:{ws}"
 name = "admin"
 host = "app.example.com"
 path = "/admin"
+path_case = "insensitive"
 groups = ["admins"]
 upstream = "http://127.0.0.1:{echo}"
 
@@ -274,6 +275,18 @@ async fn login_through_the_proxy_and_what_reaches_the_app() {
     let page = bob.open_as(&s.url("/admin/x"), "bob").await;
     assert_eq!(page.status, 403, "{page}");
     assert!(page.seen().is_none());
+    // The admin rule says path_case = "insensitive": other spellings of
+    // /admin are judged by it, not by the looser "app" rule below it, and
+    // reach the app as sent.
+    for spelling in ["/ADMIN/x", "/Admin", "/aDmIn;x=1/y"] {
+        let page = bob.get(&s.url(spelling)).await;
+        assert_eq!(page.status, 403, "{spelling}: {page}");
+        assert!(page.seen().is_none(), "{spelling} reached the app");
+    }
+    assert_eq!(
+        b.get(&s.url("/ADMIN/x")).await.expect_app().target,
+        "/ADMIN/x"
+    );
 
     // Path tricks never reach the app.
     let (status, _) = get(s.addr(), "/a/%2e%2e/%2e%2e/etc", &[]).await;

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use super::{syntax, Checker};
 use crate::config::raw::RawRule;
-use crate::config::{Policy, RuleConfig};
+use crate::config::{PathCase, Policy, RuleConfig};
 
 // === impl Checker: [[rule]] ===
 
@@ -58,6 +58,17 @@ impl Checker<'_> {
                 Policy::Authenticated
             }
         };
+        let path_case = match raw.path_case.as_str() {
+            "sensitive" => PathCase::Sensitive,
+            "insensitive" => PathCase::Insensitive,
+            other => {
+                self.problem(
+                    key("path_case"),
+                    format!("{other:?} is not one of \"sensitive\", \"insensitive\""),
+                );
+                PathCase::Sensitive
+            }
+        };
         let emails = raw
             .emails
             .iter()
@@ -90,6 +101,7 @@ impl Checker<'_> {
             upstream,
             upstream_options,
             bearer: raw.bearer,
+            path_case,
         };
         if rule.policy != Policy::Authenticated && rule.has_subjects() {
             self.problem(
