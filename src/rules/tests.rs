@@ -621,7 +621,13 @@ fn case_insensitive_rule_matches_any_spelling_of_its_prefix() {
         rule("api", None, "/api"),
         rule("all", None, "/"),
     ]);
-    for target in ["/admin", "/ADMIN", "/aDmIn/x", "/Admin;jsessionid=1/x", "/%41dmin"] {
+    for target in [
+        "/admin",
+        "/ADMIN",
+        "/aDmIn/x",
+        "/Admin;jsessionid=1/x",
+        "/%41dmin",
+    ] {
         assert_eq!(get(&s, "app.example.com", target), "admin", "{target}");
     }
     for target in ["/administrator", "/admin2/x", "/x/admin"] {

@@ -407,7 +407,7 @@ async fn connections_over_the_per_client_cap_are_closed_at_accept() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         let mut s = tokio::net::TcpStream::connect(h.gw.addr).await.unwrap();
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: app.test\r\n\r\n")
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
             .await
             .unwrap();
         let mut buf = [0u8; 64];
