@@ -474,7 +474,8 @@ mod tests {
             });
         }
 
-        /// For one claim: an acceptable value and an unacceptable one (`None`: absent).
+        /// For one claim: an acceptable value and an unacceptable one
+        /// (`None`: absent); numbers for `iat` and `exp` are seconds from now.
         type Field = (Option<Value>, Option<Value>);
 
         fn field(
@@ -495,7 +496,6 @@ mod tests {
         fn prop_signed_logout_tokens_follow_the_spec() {
             let keys = Keys::new();
             let (rt, _server, gw, iss) = gateway(&keys);
-            let n = now();
             let iss_field = field(
                 vec![Some(json!(iss))],
                 vec![
@@ -509,17 +509,17 @@ mod tests {
                 vec![Some(json!("other")), Some(json!([])), None],
             );
             let iat = field(
-                vec![Some(json!(n)), Some(json!(n - 60))],
+                vec![Some(json!(0)), Some(json!(-60))],
                 vec![
-                    Some(json!(n - 3600)),
-                    Some(json!(n + 3600)),
+                    Some(json!(-3600)),
+                    Some(json!(3600)),
                     Some(json!("now")),
                     None,
                 ],
             );
             let exp = field(
-                vec![Some(json!(n + 120))],
-                vec![Some(json!(n - 3600)), Some(json!("later")), None],
+                vec![Some(json!(120))],
+                vec![Some(json!(-3600)), Some(json!("later")), None],
             );
             let events = field(
                 vec![
@@ -569,8 +569,13 @@ mod tests {
                 ];
                 let mut c = serde_json::Map::new();
                 let mut sent = HashMap::new();
+                let n = now();
                 for (i, (name, (good, bad))) in fields.into_iter().enumerate() {
-                    let v = if broken == Some(i) { bad } else { good };
+                    let mut v = if broken == Some(i) { bad } else { good };
+                    // Times are written as seconds from now.
+                    if let (Some(offset), "iat" | "exp") = (v.as_ref().and_then(Value::as_i64), name) {
+                        v = Some(json!(n.saturating_add_signed(offset)));
+                    }
                     if let Some(v) = v {
                         sent.insert(name, v.clone());
                         c.insert(name.to_owned(), v);
