@@ -1,5 +1,5 @@
-//! Command-line interface: `serve` (default), `check`, `demo`, `gen-secret`
-//! and `sessions list|revoke`, and
+//! Command-line interface: `serve` (default), `check`, `healthcheck`, `demo`,
+//! `gen-secret` and `sessions list|revoke`, and
 //! what each does once parsed. `main` only parses and calls [`run`]; the
 //! mapping of failures to exit codes lives here too.
 
@@ -49,6 +49,15 @@ pub enum Command {
         /// the identity derived and the rules it passes.
         #[arg(long)]
         login: bool,
+    },
+    /// Probe the running gateway's /healthz (on server.admin_listen when set,
+    /// else server.listen, from the config file; or --url): exit 0 on 200,
+    /// 1 with one line naming the cause otherwise. Needs no shell, so a
+    /// container HEALTHCHECK can run it.
+    Healthcheck {
+        /// Probe this URL instead (`http://127.0.0.1:9180/healthz`; no path means /healthz).
+        #[arg(long)]
+        url: Option<String>,
     },
     /// List or end sessions in the configured store (with Redis: on every instance).
     Sessions {
@@ -106,6 +115,19 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 .context("no config file: pass --config FILE or set PORTCULLIS_CONFIG")?;
             runtime()?.block_on(check(path, json, login))
         }
+        Command::Healthcheck { url } => {
+            if url.is_none() && cli.config.is_none() {
+                anyhow::bail!("healthcheck: nowhere to probe: pass --url URL, --config FILE or set PORTCULLIS_CONFIG");
+            }
+            let target = current_thread()?
+                .block_on(crate::healthcheck::run(
+                    url.as_deref(),
+                    cli.config.as_deref(),
+                ))
+                .context("healthcheck failed")?;
+            println!("ok: {} answered 200", target.url());
+            Ok(())
+        }
         Command::Sessions { action } => {
             let path = cli
                 .config
@@ -122,6 +144,14 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// A runtime on this thread only, for one-shot commands.
+fn current_thread() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")

@@ -23,6 +23,7 @@
 //! - [`error`] and [`pages`]: the single error → response function and the HTML/JSON bodies.
 //! - [`devidp`] and [`demo`]: the development issuer and `portcullis demo` (never used by `serve`).
 //! - [`check`]: `portcullis check`, the same probes at start-up.
+//! - [`healthcheck`]: `portcullis healthcheck`, one `/healthz` probe for container health checks.
 //! - [`debug`]: `GET <prefix>/debug`, the caller's own identity, claims and matching rule (opt-in).
 //! - [`diagnostics`]: run-time failure classes logged once with their fix, then rate-limited.
 //! - [`cli`], [`telemetry`], [`secret`]: command line, logging, redacted secrets.
@@ -43,6 +44,7 @@ pub mod devidp;
 pub mod diagnostics;
 pub mod error;
 pub mod forward_auth;
+pub mod healthcheck;
 pub mod http_util;
 pub mod identity;
 pub mod login;

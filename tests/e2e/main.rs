@@ -74,3 +74,6 @@ mod log_flood;
 // ingress-nginx's auth location: other host, scheme or method cannot change
 // the verdict.
 mod default_fronts;
+// The deployment artefacts in deploy/ and `portcullis healthcheck`, which
+// their health checks run.
+mod deploy;
