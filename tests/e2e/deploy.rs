@@ -13,6 +13,10 @@ mod dockerfile;
 // file-provider configuration for real Traefik in front of two gateways
 // sharing Redis, with the compose file's entry-point flags.
 mod compose;
+// deploy/kubernetes: `kubectl kustomize`, the manifests against each other
+// and the ConfigMap's config, that config in a real gateway probed as the
+// kubelet does, and the Traefik and ingress-nginx examples.
+mod kubernetes;
 
 use std::path::Path;
 use std::process::Command;
