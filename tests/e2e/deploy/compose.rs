@@ -180,6 +180,41 @@ fn deploy_compose_settings() {
     );
 }
 
+/// The labels say exactly what config/traefik/dynamic.yml says (middleware,
+/// routers, services, once the Docker provider's part is filled in with that
+/// file's addresses), and the entry point's flags what traefik.yml says.
+#[test]
+fn deploy_compose_labels_mirror_the_traefik_example() {
+    let c = compose();
+    let shipped = yaml_file("config/traefik/dynamic.yml").remove(0);
+    let servers = BTreeMap::from([
+        ("portcullis", vec!["http://127.0.0.1:4180".to_owned()]),
+        ("app", vec!["http://127.0.0.1:8080".to_owned()]),
+    ]);
+    let hosts = BTreeMap::from([("portcullis:4180", "127.0.0.1:4180".to_owned())]);
+    let got = dynamic_config(&c, &servers, &hosts);
+    for part in ["middlewares", "routers", "services"] {
+        assert_eq!(
+            got["http"][part], shipped["http"][part],
+            "http.{part}: the compose labels differ from config/traefik/dynamic.yml"
+        );
+    }
+    let stat = yaml_file("config/traefik/traefik.yml").remove(0);
+    let strategy = stat["entryPoints"]["web"]["http"]["aliasHeadersStrategy"]
+        .as_str()
+        .expect("traefik.yml's aliasHeadersStrategy");
+    assert!(
+        strings(&service(&c, "traefik")["command"]).contains(&format!(
+            "--entryPoints.web.http.aliasHeadersStrategy={strategy}"
+        )),
+        "the compose entry point's aliasHeadersStrategy is not traefik.yml's {strategy}"
+    );
+    assert!(stat["entryPoints"]["web"].get("forwardedHeaders").is_none());
+    assert!(!strings(&service(&c, "traefik")["command"])
+        .iter()
+        .any(|f| f.to_ascii_lowercase().contains("forwardedheaders")));
+}
+
 /// Label keys whose values are comma-separated lists in the file provider.
 const LISTS: &[&str] = &[
     "entryPoints",

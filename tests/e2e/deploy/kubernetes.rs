@@ -244,6 +244,14 @@ fn deploy_kubernetes_examples_point_at_the_service() {
         fa["authRequestHeaders"],
         serde_json::json!(["Accept", "Authorization", "Cookie", "User-Agent"])
     );
+    // The same settings as config/traefik/dynamic.yml, at the Service's address.
+    let shipped = yaml_file("config/traefik/dynamic.yml").remove(0);
+    let mut want = shipped["http"]["middlewares"]["portcullis"]["forwardAuth"].clone();
+    want["address"] = Value::from(auth_url.as_str());
+    assert_eq!(
+        fa, &want,
+        "the Middleware differs from config/traefik/dynamic.yml"
+    );
     let reference = format!(
         "{}-{}@kubernetescrd",
         mw["metadata"]["namespace"].as_str().unwrap(),
