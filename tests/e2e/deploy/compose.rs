@@ -153,7 +153,24 @@ fn deploy_compose_settings() {
         cfg["session"]["redis_url"].as_str(),
         Some("redis://redis:6379/0")
     );
-    assert!(c["services"].get("redis").is_some());
+    // Only portcullis shares a network with Redis.
+    let nets = |svc: &Value| -> Vec<String> {
+        match &svc["networks"] {
+            Value::Array(_) => strings(&svc["networks"]),
+            Value::Object(m) => m.keys().cloned().collect(),
+            _ => vec!["default".to_owned()],
+        }
+    };
+    let redis_nets = nets(service(&c, "redis"));
+    for (name, svc) in c["services"].as_object().unwrap() {
+        let shared = nets(svc).iter().any(|n| redis_nets.contains(n));
+        assert_eq!(
+            shared,
+            name == "redis" || name == "portcullis",
+            "{name}: shares a network with redis: {shared}"
+        );
+    }
+    assert_eq!(c["networks"]["sessions"]["internal"], json!(true));
     let pl: BTreeMap<_, _> = labels(p).into_iter().collect();
     assert_eq!(
         pl["traefik.http.middlewares.portcullis.forwardAuth.address"],
