@@ -4,15 +4,20 @@
 //! client) and to `/oauth2/userinfo`; the answer must be the
 //! unauthenticated one (302 / 401) with empty identity headers, never 200
 //! and never 500.
+//!
+//! Two more gateways share one real Redis with different session secrets,
+//! so a session id signed by the wrong key names a session the store holds:
+//! only the MAC check can refuse it.
 
 use std::sync::OnceLock;
 
 use crate::support::browser::Browser;
 use crate::support::free_port;
-use crate::support::gateway::{direct_config, Gateway, Launch, APP_RULES};
+use crate::support::gateway::{direct_config, Gateway, Launch, APP_RULES, SESSION_SECRET};
 use crate::support::http::{raw_get, RawResponse};
 use crate::support::idp::Idp;
 use crate::support::proc::LogsOnFailure;
+use crate::support::redis::Redis;
 
 /// The secret of the second gateway.
 const OTHER_SECRET: &str = "another-session-secret-for-gateway-b-0123456789";
@@ -23,16 +28,20 @@ struct Stack {
     a: Gateway,
     /// Same config, different session secret.
     b: Gateway,
+    /// The store of `c` and `d`.
+    redis: Redis,
+    /// Sessions in `redis`, signs with the usual secret.
+    c: Gateway,
+    /// Sessions in `redis`, signs with [`OTHER_SECRET`].
+    d: Gateway,
 }
 
 fn stack() -> &'static Stack {
     static S: OnceLock<Stack> = OnceLock::new();
     S.get_or_init(|| {
-        let (pa, pb) = (free_port(), free_port());
-        let idp = Idp::start(&[
-            format!("http://app.example.com:{pa}/oauth2/callback"),
-            format!("http://app.example.com:{pb}/oauth2/callback"),
-        ]);
+        let ports = [free_port(), free_port(), free_port(), free_port()];
+        let [pa, pb, pc, pd] = ports;
+        let idp = Idp::start(&ports.map(|p| format!("http://app.example.com:{p}/oauth2/callback")));
         let config = direct_config(
             &idp.issuer,
             r#"allowed_redirect_domains = ["app.example.com"]"#,
@@ -51,13 +60,48 @@ fn stack() -> &'static Stack {
             session_secret: OTHER_SECRET,
             ..Launch::default()
         });
-        Stack { idp, a, b }
+        let redis = Redis::start();
+        let shared = config.replace(
+            "[session]\ncookie_secure = false\n",
+            &format!(
+                "[session]\ncookie_secure = false\nstore = \"redis\"\nredis_url = \"{}\"\n",
+                redis.url()
+            ),
+        );
+        assert_ne!(shared, config, "the Redis store is configured");
+        let c = Gateway::launch(Launch {
+            name: "portcullis-c",
+            config: &shared,
+            port: Some(pc),
+            ..Launch::default()
+        });
+        let d = Gateway::launch(Launch {
+            name: "portcullis-d",
+            config: &shared,
+            port: Some(pd),
+            session_secret: OTHER_SECRET,
+            ..Launch::default()
+        });
+        Stack {
+            idp,
+            a,
+            b,
+            redis,
+            c,
+            d,
+        }
     })
 }
 
 impl Stack {
     fn logs(&self) -> LogsOnFailure<'_> {
-        LogsOnFailure(vec![&self.idp.proc, &self.a.proc, &self.b.proc])
+        LogsOnFailure(vec![
+            &self.idp.proc,
+            &self.a.proc,
+            &self.b.proc,
+            &self.c.proc,
+            &self.d.proc,
+        ])
     }
 }
 
@@ -265,4 +309,111 @@ async fn cookie_signed_with_other_secret_is_no_session() {
         &format!("_portcullis={from_b}"),
         "cookie from a gateway with another secret",
     );
+}
+
+/// Base64 alphabets of the two halves of a session cookie value:
+/// `base64(HMAC-SHA256)` (standard, padded: 43 characters and `=`) then
+/// `base64url(session id)` (43 characters).
+const STANDARD: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+const URL_SAFE: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/// `value` with character `i` replaced by the next one of `alphabet`: same
+/// length, still canonical base64 (`i` is not a group's last, partly
+/// unused character), so only the MAC can tell.
+fn with_char_changed(value: &str, i: usize, alphabet: &[u8]) -> String {
+    let mut bytes = value.as_bytes().to_vec();
+    let at = alphabet.iter().position(|&c| c == bytes[i]).unwrap();
+    bytes[i] = alphabet[(at + 1) % alphabet.len()];
+    String::from_utf8(bytes).unwrap()
+}
+
+/// The session cookie value for the base64url session id `id` as a gateway
+/// with session secret `secret` would sign it: computed here with the
+/// `cookie` crate's signed jar (HMAC-SHA256 under the key derived from the
+/// secret), not by the gateway.
+fn signed(secret: &str, id: &str) -> String {
+    let key = cookie::Key::derive_from(secret.as_bytes());
+    let mut jar = cookie::CookieJar::new();
+    jar.signed_mut(&key)
+        .add(cookie::Cookie::new("_portcullis", id.to_owned()));
+    jar.get("_portcullis").unwrap().value().to_owned()
+}
+
+/// The signed session id of a cookie value (after the 44-character MAC).
+fn id_of(value: &str) -> &str {
+    assert_eq!(value.len(), 87, "a session cookie value: {value}");
+    &value[44..]
+}
+
+#[tokio::test]
+async fn cookie_with_one_character_of_its_mac_changed_is_no_session() {
+    // Same length, valid base64, padding in place, and the id of a session
+    // the gateway holds: only the MAC check refuses these.
+    let s = stack();
+    let _logs = s.logs();
+    let v = session_value(&s.a).await;
+    assert_eq!(check(&s.a, &format!("_portcullis={v}"), false).status, 200);
+    for i in [0, 1, 20, 41] {
+        let tampered = with_char_changed(&v, i, STANDARD);
+        assert_no_session(
+            &s.a,
+            &format!("_portcullis={tampered}"),
+            &format!("MAC character {i} changed"),
+        );
+    }
+    // One character of the signed id changed: a well-formed cookie whose
+    // MAC no longer covers its id.
+    let tampered = with_char_changed(&v, 60, URL_SAFE);
+    assert_no_session(
+        &s.a,
+        &format!("_portcullis={tampered}"),
+        "id character 60 changed",
+    );
+}
+
+#[tokio::test]
+async fn stored_session_signed_with_another_secret_is_no_session() {
+    let s = stack();
+    let _logs = s.logs();
+    // A session made on C, the gateway under test.
+    let from_c = session_value(&s.c).await;
+    let id = id_of(&from_c);
+    assert!(
+        s.redis
+            .cli(&["KEYS", "portcullis:s:*"])
+            .contains("portcullis:s:"),
+        "sessions live in Redis"
+    );
+    // Control: the test signs the way the gateway does, so its id signed
+    // with C's secret is C's session...
+    let resigned = signed(SESSION_SECRET, id);
+    let r = check(&s.c, &format!("_portcullis={resigned}"), false);
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.header("x-auth-user"), Some("alice"));
+    // ...and signed with any other secret it is nothing.
+    for secret in [
+        OTHER_SECRET,
+        "a-secret-no-gateway-here-has-0123456789abcdef",
+    ] {
+        assert_no_session(
+            &s.c,
+            &format!("_portcullis={}", signed(secret, id)),
+            "C's session id signed with another secret",
+        );
+    }
+    // A session made on D (same store, another secret) is a session on D,
+    // in the store C reads, and nothing on C unless signed with C's secret.
+    let from_d = session_value(&s.d).await;
+    assert_eq!(userinfo(&s.d, &format!("_portcullis={from_d}")).status, 200);
+    assert_no_session(
+        &s.c,
+        &format!("_portcullis={from_d}"),
+        "cookie from a gateway with another secret on the same store",
+    );
+    let r = check(
+        &s.c,
+        &format!("_portcullis={}", signed(SESSION_SECRET, id_of(&from_d))),
+        false,
+    );
+    assert_eq!(r.status, 200, "D's session is in the store C reads: {r:?}");
 }
