@@ -22,6 +22,8 @@ mod external_url;
 mod redirects;
 // Tampered, truncated, oversized, foreign and wrong-secret session cookies.
 mod cookies;
+// X-Forwarded-* and X-Original-* from a client outside trusted_proxies.
+mod untrusted_peers;
 // A non-ASCII cookie beside portcullis's own: login, proxy mode, sign-out
 // (memory store and Redis).
 mod non_ascii_cookies;

@@ -219,26 +219,141 @@ async fn path_tricks_are_400_or_judged_after_normalisation() {
     }
 }
 
+/// Forwarding headers a client could send, each family alone, both
+/// together, and spoofed hosts and paths, all naming pages that would be
+/// answered otherwise if they were believed: the public `/health`, the
+/// admins-only `/admin`, the denied `/nobody`.
+fn spoofs() -> Vec<(&'static str, Vec<(&'static str, &'static str)>)> {
+    let xf = |uri| {
+        vec![
+            ("X-Forwarded-Method", "GET"),
+            ("X-Forwarded-Proto", "https"),
+            ("X-Forwarded-Host", "app.test"),
+            ("X-Forwarded-Uri", uri),
+        ]
+    };
+    let xo = |url| vec![("X-Original-URL", url), ("X-Original-Method", "GET")];
+    let both = |uri, url| [xf(uri), xo(url)].concat();
+    vec![
+        ("X-Forwarded-* to /health", xf("/health")),
+        ("X-Original-* to /health", xo("https://app.test/health")),
+        (
+            "both to /health",
+            both("/health", "https://app.test/health"),
+        ),
+        ("X-Forwarded-* to /admin", xf("/admin")),
+        ("X-Original-* to /admin", xo("https://app.test/admin")),
+        ("X-Forwarded-* to /nobody", xf("/nobody")),
+        (
+            "both to /nobody",
+            both("/nobody", "https://app.test/nobody"),
+        ),
+        (
+            "X-Forwarded-Uri alone",
+            vec![("X-Forwarded-Uri", "/health")],
+        ),
+        (
+            "X-Forwarded-Host alone",
+            vec![("X-Forwarded-Host", "other.test")],
+        ),
+        (
+            "X-Forwarded-Method alone",
+            vec![("X-Forwarded-Method", "DELETE")],
+        ),
+        (
+            "X-Forwarded-Proto alone",
+            vec![("X-Forwarded-Proto", "https")],
+        ),
+        (
+            "X-Original-URL alone",
+            vec![("X-Original-URL", "https://app.test/health")],
+        ),
+        (
+            "X-Original-Method alone",
+            vec![("X-Original-Method", "DELETE")],
+        ),
+        (
+            "disagreeing families",
+            both("/health", "https://other.test/x"),
+        ),
+    ]
+}
+
 #[tokio::test]
 async fn forwarded_headers_from_untrusted_peers_are_ignored() {
+    // The test client (127.0.0.1) is not a trusted proxy, so every check is
+    // judged as the request it is: GET http://<Host>/oauth2/auth. On
+    // app.test that is the "app" rule (any signed-in user).
     let h = Harness::start_with(Opts {
         server: "trusted_proxies = [\"10.9.9.9/32\"]".into(),
         ..Opts::default()
     })
     .await;
-    // Without trust, "/health" in X-Forwarded-Uri is not believed: the check
-    // judges its own host and path, finds no public rule and asks for login.
-    let res = h.check("GET", "app.test", "/health").send().await.unwrap();
-    assert_ne!(res.status(), 200);
-    let res = h
-        .client()
-        .get(format!("{}/oauth2/auth", h.base))
-        .header("Host", "app.test")
-        .header("X-Original-URL", "http://app.test/health")
+    let bob = format!("_portcullis={}", h.session_cookie("bob").await);
+    let port = h.gw.addr.port();
+    let own = |host: &str, headers: &[(&str, &str)]| {
+        let mut req = h
+            .client()
+            .get(format!("{}/oauth2/auth", h.base))
+            .header("Host", host.to_owned());
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        req
+    };
+    for (what, headers) in spoofs() {
+        // API client without credentials: 401 Bearer, never a 200 for a
+        // believed /health, never a 400 or 403 for a believed path.
+        let res = own("app.test", &headers).send().await.unwrap();
+        assert_eq!(res.status(), 401, "{what}");
+        assert_eq!(res.headers()["www-authenticate"], "Bearer", "{what}");
+        assert_eq!(
+            identity(&res),
+            (String::new(), String::new(), String::new()),
+            "{what}"
+        );
+        // Browser: 302 to the login on the Host it talked to, coming back
+        // to the check's own URL, not to a spoofed host, scheme or path.
+        let res = own("app.test", &headers)
+            .header("Accept", "text/html")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 302, "{what}");
+        assert_eq!(
+            res.headers()["location"],
+            "http://app.test/oauth2/start?rd=http%3A%2F%2Fapp.test%2Foauth2%2Fauth",
+            "{what}"
+        );
+        // Bob (staff, not admins): allowed on the check's own path; a
+        // believed /admin or /nobody would be 403.
+        let res = own("app.test", &headers)
+            .header("Cookie", bob.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "{what}");
+        assert_eq!(res.headers()["x-auth-user"], "bob", "{what}");
+        // A Host no rule matches (default deny) stays that host even when
+        // the headers point at app.test's public /health.
+        let res = own("unknown.test", &headers).send().await.unwrap();
+        assert_eq!(res.status(), 403, "{what}");
+        assert_eq!(res.headers()["x-auth-user"], "", "{what}");
+        // ...also with the gateway's own address as Host.
+        let res = own(&format!("127.0.0.1:{port}"), &headers)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 403, "{what}");
+    }
+    // Control: the same headers from a trusted peer are believed.
+    let trusted = Harness::start().await;
+    let res = trusted
+        .check("GET", "app.test", "/health")
         .send()
         .await
         .unwrap();
-    assert_ne!(res.status(), 200);
+    assert_eq!(res.status(), 200);
 }
 
 #[tokio::test]
