@@ -31,6 +31,7 @@ fn config() -> Vec<RuleConfig> {
             users: vec![],
             emails: vec![],
             email_domains: vec![],
+            groups_all: vec![],
             upstream: None,
             upstream_options: Default::default(),
             bearer: true,

@@ -317,6 +317,8 @@ pub struct RuleConfig {
     pub emails: Vec<String>,
     /// ...or an address in one of these domains (lower-case, no `@`).
     pub email_domains: Vec<String>,
+    /// And, when not empty, the user must be in every one of these groups.
+    pub groups_all: Vec<String>,
     /// Reverse-proxy mode: portcullis serves this host and proxies allowed requests here.
     pub upstream: Option<Url>,
     /// `upstream_ca`, `upstream_insecure_skip_verify`, `preserve_host`.
@@ -382,5 +384,10 @@ impl RuleConfig {
             && self.users.is_empty()
             && self.emails.is_empty()
             && self.email_domains.is_empty())
+    }
+
+    /// True when the rule judges the user at all: any subject or `groups_all`.
+    pub fn has_conditions_on_user(&self) -> bool {
+        self.has_subjects() || !self.groups_all.is_empty()
     }
 }

@@ -100,6 +100,8 @@ fn rule_json(m: Match<'_>, session: &Session) -> Value {
             "policy": policy_name(r.policy),
             "path": r.path(),
             "groups": r.required_groups(),
+            "groups_all": r.required_all_groups(),
+            "missing_groups": r.missing_groups(id).collect::<Vec<_>>(),
             "permits_you": r.permits(id),
         }),
         Match::Default(d) => json!({

@@ -429,13 +429,12 @@ fn respond(
         Decision::Forbidden(principal, rule) => {
             let session = principal.identity();
             tracing::info!(rule.name = rule_name(rule), user = %session.user, host = %original.host_raw, decision = "forbidden", "request denied: user does not satisfy the rule");
-            let groups = rule.map(|r| r.required_groups()).unwrap_or(&[]);
             let sign_out = format!("{}/sign_out", login_base(rt, original) + rt.prefix());
             let res = pages::forbidden(
                 http_util::is_browser(headers),
                 &session.user,
                 rule_name(rule),
-                groups,
+                &pages::Needed::of(rule, session),
                 &sign_out,
             );
             (res, None)

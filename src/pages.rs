@@ -7,6 +7,20 @@
 use http::{Response, StatusCode};
 
 use crate::http_util::{fixed, html_escape, Body};
+use crate::identity::Identity;
+use crate::rules::CompiledRule;
+
+/// What a 403 page says the rule needs: the groups any one of which it
+/// accepts, and the `groups_all` groups the user lacks.
+#[derive(Debug, Default)]
+pub struct Needed<'a> {
+    /// `groups`: any one of these.
+    pub any_of: &'a [String],
+    /// `groups_all`: every one of these.
+    pub all_of: &'a [String],
+    /// The `groups_all` groups the user is not in.
+    pub missing: Vec<&'a str>,
+}
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:38rem;margin:4rem auto;padding:0 1rem;color:#222}\
 h1{font-size:1.4rem}p{line-height:1.5}code{background:#f3f3f3;padding:0 .2rem}a.button{display:inline-block;margin-top:1rem;padding:.5rem 1rem;background:#2458d6;color:#fff;border-radius:4px;text-decoration:none}";
@@ -42,20 +56,34 @@ pub fn json_error(status: StatusCode, code: &str, message: &str) -> Response<Bod
 }
 
 /// The 403 answer when a signed-in user fails a rule: names the groups (or
-/// other subjects) the rule would accept.
+/// other subjects) the rule would accept, and the `groups_all` groups the
+/// user is missing.
 pub fn forbidden(
     html_wanted: bool,
     user: &str,
     rule: &str,
-    groups: &[String],
+    needed: &Needed<'_>,
     sign_out_url: &str,
 ) -> Response<Body> {
+    let groups = needed.any_of;
     if html_wanted {
-        let need = if groups.is_empty() {
+        let mut need = if !groups.is_empty() {
+            format!("Members of {} may open this page.", groups.join(", "))
+        } else if needed.all_of.is_empty() {
             "This page is limited to specific users.".to_string()
         } else {
-            format!("Members of {} may open this page.", groups.join(", "))
+            String::new()
         };
+        if !needed.missing.is_empty() {
+            if !need.is_empty() {
+                need.push(' ');
+            }
+            need.push_str(&format!(
+                "It needs membership in every one of {}; you are not in {}.",
+                needed.all_of.join(", "),
+                needed.missing.join(", ")
+            ));
+        }
         let msg = format!("You are signed in as {user}, but you do not have access. {need}");
         html(
             StatusCode::FORBIDDEN,
@@ -69,9 +97,27 @@ pub fn forbidden(
             "message": "signed in, but the rule does not allow this user",
             "rule": rule,
             "required_groups": groups,
+            "required_all_groups": needed.all_of,
+            "missing_groups": needed.missing,
         })
         .to_string();
         fixed(StatusCode::FORBIDDEN, "application/json", body)
+    }
+}
+
+// === impl Needed ===
+
+impl<'a> Needed<'a> {
+    /// What `rule` needs that `id` may lack (nothing for the default rule).
+    pub fn of(rule: Option<&'a CompiledRule>, id: &'a Identity) -> Needed<'a> {
+        match rule {
+            Some(r) => Needed {
+                any_of: r.required_groups(),
+                all_of: r.required_all_groups(),
+                missing: r.missing_groups(id).collect(),
+            },
+            None => Needed::default(),
+        }
     }
 }
 
@@ -109,6 +155,34 @@ mod tests {
             "{bytes}"
         );
         assert!(!bytes.contains("><a></a>"), "{bytes}");
+    }
+
+    #[test]
+    fn forbidden_names_the_missing_groups() {
+        let all = ["ops".to_string(), "oncall".to_string()];
+        let needed = Needed {
+            any_of: &[],
+            all_of: &all,
+            missing: vec!["oncall"],
+        };
+        let body = |html| {
+            let (_, body) = forbidden(html, "bob", "ops", &needed, "/oauth2/sign_out").into_parts();
+            let http_body_util::Either::Left(full) = body else {
+                panic!()
+            };
+            futures_lite_body(full)
+        };
+        let page = body(true);
+        assert!(
+            page.contains("every one of ops, oncall; you are not in oncall."),
+            "{page}"
+        );
+        let json: serde_json::Value = serde_json::from_str(&body(false)).unwrap();
+        assert_eq!(json["missing_groups"], serde_json::json!(["oncall"]));
+        assert_eq!(
+            json["required_all_groups"],
+            serde_json::json!(["ops", "oncall"])
+        );
     }
 
     fn futures_lite_body(full: http_body_util::Full<bytes::Bytes>) -> String {

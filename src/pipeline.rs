@@ -117,7 +117,10 @@ impl Runtime {
     pub fn compile(config: Config) -> Result<Runtime, RulesError> {
         let rules = RuleSet::compile(&config.rules, config.access.default)?;
         let redirects = RedirectPolicy::new(&config.access.allowed_redirect_domains);
-        let rules_need_groups = config.rules.iter().any(|r| !r.groups.is_empty());
+        let rules_need_groups = config
+            .rules
+            .iter()
+            .any(|r| !(r.groups.is_empty() && r.groups_all.is_empty()));
         let proxy = crate::proxy::ProxyTable::compile(&config);
         Ok(Runtime {
             proxy,

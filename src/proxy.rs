@@ -380,13 +380,12 @@ fn refuse(
         }
         Decision::Forbidden(p, rule) => {
             tracing::info!(rule.name = rule_name(rule), user = %p.identity().user, decision = "forbidden", "proxied request denied");
-            let groups = rule.map(|r| r.required_groups()).unwrap_or(&[]);
             let sign_out = format!("{}/sign_out", rt.prefix());
             pages::forbidden(
                 browser,
                 &p.identity().user,
                 rule_name(rule),
-                groups,
+                &pages::Needed::of(rule, p.identity()),
                 &sign_out,
             )
         }

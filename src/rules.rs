@@ -132,6 +132,8 @@ pub struct CompiledRule {
     emails: Vec<String>,
     /// Lower-cased at compile time, without `@`.
     email_domains: Vec<String>,
+    /// Every one of these groups is required as well (`groups_all`).
+    groups_all: Vec<String>,
 }
 
 /// Names a rule in messages: `rule[3] ("admin")`, or `rule[3]` when it has no
@@ -490,6 +492,7 @@ impl CompiledRule {
                 .iter()
                 .map(|d| d.trim_start_matches('@').to_ascii_lowercase())
                 .collect(),
+            groups_all: cfg.groups_all.clone(),
             upstream: cfg.upstream.clone(),
             bearer: cfg.bearer,
         }
@@ -516,10 +519,25 @@ impl CompiledRule {
         &self.groups
     }
 
+    /// The groups every one of which is required as well (`groups_all`).
+    pub fn required_all_groups(&self) -> &[String] {
+        &self.groups_all
+    }
+
+    /// The `groups_all` entries `id` is not in, in config order (for the
+    /// 403 page and explanations; empty when it is in all of them).
+    pub fn missing_groups<'a>(&'a self, id: &'a Identity) -> impl Iterator<Item = &'a str> + 'a {
+        self.groups_all
+            .iter()
+            .filter(|g| !id.groups.contains(g))
+            .map(String::as_str)
+    }
+
     /// True when the rule admits signed-in users by group, so an identity
     /// without groups may be a sign of a missing groups claim.
     pub fn needs_groups(&self) -> bool {
-        self.policy == Policy::Authenticated && !self.groups.is_empty()
+        self.policy == Policy::Authenticated
+            && !(self.groups.is_empty() && self.groups_all.is_empty())
     }
 
     /// True when the rule names any subject (groups, users, emails, domains).
@@ -534,14 +552,23 @@ impl CompiledRule {
     /// when the rule names no subject, any identity; otherwise the user is listed
     /// (exact), or one of its groups is (exact, case-sensitive), or its e-mail is
     /// (ASCII case-insensitive), or the part of its e-mail after the last `@` is a
-    /// listed domain (ASCII case-insensitive). Empty values never match.
+    /// listed domain (ASCII case-insensitive). Empty values never match. And,
+    /// with `groups_all`, the identity is in every one of those groups (exact).
     /// Allocates nothing.
     pub fn permits(&self, id: &Identity) -> bool {
         match self.policy {
             Policy::Public => true,
             Policy::Deny => false,
-            Policy::Authenticated => !self.has_subjects() || self.names(id),
+            Policy::Authenticated => {
+                (!self.has_subjects() || self.names(id)) && self.missing_groups(id).next().is_none()
+            }
         }
+    }
+
+    /// True when `id` satisfies the any-of subjects (or the rule names none);
+    /// `groups_all` aside. For explanations.
+    pub fn names_subject(&self, id: &Identity) -> bool {
+        !self.has_subjects() || self.names(id)
     }
 
     fn names(&self, id: &Identity) -> bool {

@@ -32,7 +32,9 @@ pub fn scopes(config: &Config) -> Vec<Finding> {
     let group_rules: Vec<&str> = config
         .rules
         .iter()
-        .filter(|r| r.policy == Policy::Authenticated && !r.groups.is_empty())
+        .filter(|r| {
+            r.policy == Policy::Authenticated && !(r.groups.is_empty() && r.groups_all.is_empty())
+        })
         .map(|r| r.name.as_str())
         .collect();
     let mut out = Vec::new();

@@ -242,6 +242,8 @@ pub struct RawRule {
     pub policy: String,
     /// Default none.
     pub groups: Vec<String>,
+    /// Groups the user must all be in. Default none.
+    pub groups_all: Vec<String>,
     /// Default none.
     pub users: Vec<String>,
     /// Default none.
@@ -387,6 +389,7 @@ impl Default for RawRule {
             methods: None,
             policy: "authenticated".to_owned(),
             groups: Vec::new(),
+            groups_all: Vec::new(),
             users: Vec::new(),
             emails: Vec::new(),
             email_domains: Vec::new(),

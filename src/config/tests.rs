@@ -1276,6 +1276,23 @@ fn rule_policies_and_subjects() {
 }
 
 #[test]
+fn rule_groups_all() {
+    let cfg = ok(&rule("groups_all = [\"ops\", \"oncall\"]"));
+    assert_eq!(cfg.rules[0].groups_all, ["ops", "oncall"]);
+    assert!(!cfg.rules[0].has_subjects());
+    assert_problem(
+        &rule("policy = \"public\"\ngroups_all = [\"ops\"]"),
+        "rule[0].policy",
+        "ignores groups, groups_all",
+    );
+    assert_problem(
+        &rule("groups_all = [\"ops\", \" \"]"),
+        "rule[0].groups_all[1]",
+        "empty",
+    );
+}
+
+#[test]
 fn rule_upstream_and_names() {
     let cfg = ok(&rule(
         "name = \"grafana\"\nupstream = \"http://127.0.0.1:3000\"",

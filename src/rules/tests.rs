@@ -22,6 +22,7 @@ fn rule(name: &str, host: Option<&str>, path: &str) -> RuleConfig {
         users: vec![],
         emails: vec![],
         email_domains: vec![],
+        groups_all: vec![],
         upstream: None,
         upstream_options: Default::default(),
         bearer: true,
@@ -481,6 +482,38 @@ fn permits() {
     let deny = compiled(deny);
     assert!(!deny.permits(&id("alice", "", &["admins"])));
     assert!(!deny.needs_groups());
+}
+
+#[test]
+fn groups_all_requires_every_group_besides_the_subjects() {
+    let mut r = rule("ops", None, "/");
+    r.groups_all = vec!["ops".into(), "oncall".into()];
+    let r = compiled(r);
+    assert!(r.needs_groups());
+    assert!(!r.has_subjects());
+    assert!(r.permits(&id("x", "", &["oncall", "staff", "ops"])));
+    assert!(!r.permits(&id("x", "", &["ops"])));
+    assert!(!r.permits(&id("x", "", &["OPS", "oncall"])));
+    assert!(!r.permits(&id("x", "", &[])));
+    let who = id("x", "", &["ops"]);
+    assert_eq!(r.missing_groups(&who).collect::<Vec<_>>(), ["oncall"]);
+    assert_eq!(
+        r.required_all_groups(),
+        ["ops".to_string(), "oncall".to_string()]
+    );
+
+    // With any-of subjects, both parts must hold.
+    let mut r = rule("both", None, "/");
+    r.users = vec!["alice".into()];
+    r.groups = vec!["staff".into()];
+    r.groups_all = vec!["ops".into()];
+    let r = compiled(r);
+    assert!(r.permits(&id("alice", "", &["ops"])));
+    assert!(r.permits(&id("bob", "", &["staff", "ops"])));
+    assert!(!r.permits(&id("alice", "", &["staff"])));
+    assert!(!r.permits(&id("bob", "", &["ops"])));
+    assert!(!r.names_subject(&id("bob", "", &["ops"])));
+    assert_eq!(r.missing_groups(&id("bob", "", &["ops"])).count(), 0);
 }
 
 #[test]

@@ -15,6 +15,9 @@ mod support;
 // original URL, identity headers at the app, spoofed headers, group rules,
 // public and unlisted paths, API clients, path tricks; nginx's 401 login URL.
 mod proxies;
+// Rule conditions through a real login: groups_all (403 naming the missing
+// group, both groups pass).
+mod conditions;
 // Domain-wide SSO behind Traefik: portcullis on auth.example.com, one cookie
 // for example.com, rd anywhere under .example.com.
 mod external_url;

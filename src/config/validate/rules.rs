@@ -95,6 +95,7 @@ impl Checker<'_> {
             methods,
             policy,
             groups: self.non_empty_strings(&key("groups"), raw.groups),
+            groups_all: self.non_empty_strings(&key("groups_all"), raw.groups_all),
             users: self.non_empty_strings(&key("users"), raw.users),
             emails,
             email_domains,
@@ -103,10 +104,10 @@ impl Checker<'_> {
             bearer: raw.bearer,
             path_case,
         };
-        if rule.policy != Policy::Authenticated && rule.has_subjects() {
+        if rule.policy != Policy::Authenticated && rule.has_conditions_on_user() {
             self.problem(
                 key("policy"),
-                format!("{:?} ignores groups, users, emails and email_domains; remove them or use policy = \"authenticated\"", raw.policy),
+                format!("{:?} ignores groups, groups_all, users, emails and email_domains; remove them or use policy = \"authenticated\"", raw.policy),
             );
         }
         rule
