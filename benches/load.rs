@@ -56,6 +56,9 @@
 //! `--baseline ADDR [--stack]` runs only the plain hyper server (with `--stack`,
 //! the gateway's connection stack around the same trivial handler).
 //!
+//! `cargo bench --bench load -- --test` (as `cargo bench -- --test` runs every
+//! bench) does steps 1 to 3 and the prechecks only, without wrk.
+//!
 //! For profiling, `cargo bench --bench load -- --hold` stops after step 3,
 //! prints the servers' addresses and process ids and a ready wrk command, and
 //! keeps everything up for `LOAD_HOLD_SECS` (default 300) seconds. With
@@ -100,6 +103,16 @@ fn main() {
         }
         return;
     }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    // `cargo bench -- --test` (criterion's check that each benchmark runs,
+    // for the other benches): the harness's set-up, without measuring.
+    if args.iter().any(|a| a == "--test") {
+        rt.block_on(smoke());
+        return;
+    }
     if !args.iter().any(|a| a == "--bench") {
         // `cargo test --benches` runs bench binaries without `--bench`: skip the long run.
         println!("load harness: run it with `cargo bench --bench load`");
@@ -109,11 +122,40 @@ fn main() {
         println!("load harness: `wrk` not found on PATH; skipped");
         return;
     }
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
     rt.block_on(run());
+}
+
+/// `--test`: steps 1 to 3 without wrk. The gateway (this profile's binary)
+/// signs alice in through the development issuer and answers the measured
+/// request with her identity, for the cookie and for a bearer token, and
+/// the baseline server starts and answers it too. A few seconds.
+async fn smoke() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bearer_key = jwt::TestKey::p256("bench-es256");
+    let jwks = jwt::JwksServer::start(jwt::jwks(&[&bearer_key]));
+    let (gateway, idp, cookie) = signed_in_gateway(dir.path(), Some(&jwks.url()), None, "").await;
+    precheck(
+        gateway.addr,
+        &request_headers(("Cookie", &format!("_portcullis={cookie}"))),
+    )
+    .await;
+    precheck_bearer(
+        gateway.addr,
+        &request_headers((
+            "Authorization",
+            &format!("Bearer {}", bearer_token(&bearer_key)),
+        )),
+    )
+    .await;
+    let hyper = start_baseline("hyper");
+    wait_for_port(hyper.addr);
+    let res = reqwest::get(format!("http://{}{AUTH_PATH}", hyper.addr))
+        .await
+        .expect("the baseline server answers");
+    assert!(res.status().is_success(), "baseline: {}", res.status());
+    drop((gateway, hyper));
+    idp.shutdown();
+    println!("load harness: set-up and prechecks pass (`cargo bench --bench load` measures)");
 }
 
 // === knobs and machine ===
