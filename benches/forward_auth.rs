@@ -187,6 +187,7 @@ fn forward_auth(c: &mut Criterion) {
         host: "app7.bench.test",
         path: "/admin/users",
         method: Some(&method),
+        client: None,
     };
     assert!(matches!(runtime.rules.evaluate(&facts), Match::Rule(r) if r.needs_groups()));
     let mut g = c.benchmark_group("forward_auth_parts");

@@ -32,6 +32,7 @@ fn config() -> Vec<RuleConfig> {
             emails: vec![],
             email_domains: vec![],
             groups_all: vec![],
+            networks: None,
             upstream: None,
             upstream_options: Default::default(),
             bearer: true,
@@ -111,6 +112,7 @@ fn rules(c: &mut Criterion) {
             host,
             path,
             method: Some(&method),
+            client: None,
         };
         let indexed = match set.evaluate(&facts) {
             Match::Rule(r) => Some(r.index),

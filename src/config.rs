@@ -247,6 +247,8 @@ pub struct AccessConfig {
     /// Hosts `rd` may point at: `.example.com` (the domain and every subdomain) or
     /// `app.example.com` (exactly). Lower-case, no port.
     pub allowed_redirect_domains: Vec<String>,
+    /// `[access.networks]`: name → its networks (each list non-empty).
+    pub networks: std::collections::BTreeMap<String, Vec<IpNet>>,
 }
 
 /// `access.default`
@@ -319,6 +321,10 @@ pub struct RuleConfig {
     pub email_domains: Vec<String>,
     /// And, when not empty, the user must be in every one of these groups.
     pub groups_all: Vec<String>,
+    /// `networks`, with `[access.networks]` names expanded: the client
+    /// address must be in one of these (IPv4-mapped networks as IPv4).
+    /// `None` = any address; never empty.
+    pub networks: Option<Vec<IpNet>>,
     /// Reverse-proxy mode: portcullis serves this host and proxies allowed requests here.
     pub upstream: Option<Url>,
     /// `upstream_ca`, `upstream_insecure_skip_verify`, `preserve_host`.

@@ -5,7 +5,8 @@
 //! to a signed-in browser (otherwise 401): the caller's own identity, the
 //! claims of their ID token and, fetched now with their access token, of
 //! userinfo, and the rule that matches this request (its host, and the path
-//! given as `?path=`, else `/`) with its verdict on them. No token, cookie
+//! given as `?path=`, else `/`) with its verdict on them, and the client
+//! address rule `networks` were matched against. No token, cookie
 //! or secret is ever part of the answer.
 //!
 //! Called by `server`'s router.
@@ -56,14 +57,17 @@ pub async fn handle<B>(gw: &Gateway, req: &Request<B>, peer: SocketAddr) -> Resp
     let path = normalize(split_target(&wanted))
         .map(|p| p.into_owned())
         .ok();
+    let client =
+        crate::client_addr::client_addr(peer.ip(), headers, &rt.config.server.trusted_proxies);
     let rule = match (&host, &path) {
         (Some(host), Some(path)) => {
             let facts = RequestFacts {
                 host,
                 path,
                 method: Some(&Method::GET),
+                client: client.ok(),
             };
-            rule_json(rt.rules.evaluate(&facts), &session)
+            rule_json(rt.rules.evaluate(&facts), &session, client.ok())
         }
         _ => json!({"error": "host or path not valid"}),
     };
@@ -81,7 +85,15 @@ pub async fn handle<B>(gw: &Gateway, req: &Request<B>, peer: SocketAddr) -> Resp
             "id_token": id_token_claims(&session),
             "userinfo": userinfo_claims(gw, &session).await,
         },
-        "request": {"host": host, "path": path, "method": "GET"},
+        "request": {
+            "host": host,
+            "path": path,
+            "method": "GET",
+            "client": match client {
+                Ok(ip) => json!(ip.to_string()),
+                Err(e) => json!({"error": e.to_string()}),
+            },
+        },
         "rule": rule,
     });
     http_util::fixed(
@@ -91,7 +103,7 @@ pub async fn handle<B>(gw: &Gateway, req: &Request<B>, peer: SocketAddr) -> Resp
     )
 }
 
-fn rule_json(m: Match<'_>, session: &Session) -> Value {
+fn rule_json(m: Match<'_>, session: &Session, client: Option<std::net::IpAddr>) -> Value {
     let id = &session.identity;
     match m {
         Match::Rule(r) => json!({
@@ -102,6 +114,8 @@ fn rule_json(m: Match<'_>, session: &Session) -> Value {
             "groups": r.required_groups(),
             "groups_all": r.required_all_groups(),
             "missing_groups": r.missing_groups(id).collect::<Vec<_>>(),
+            "networks": r.networks().iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "network_matched": client.and_then(|ip| r.network_of(ip)).map(ToString::to_string),
             "permits_you": r.permits(id),
         }),
         Match::Default(d) => json!({

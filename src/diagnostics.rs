@@ -82,9 +82,11 @@ pub enum ClientError {
     AdminUnauthorized,
     /// An admin request addressed to a DNS name other than `localhost`.
     AdminMisdirected,
+    /// A trusted proxy's `X-Forwarded-For` with an entry that is no address.
+    BadForwardedFor,
 }
 
-const CLIENT_ERRORS: usize = 6;
+const CLIENT_ERRORS: usize = 7;
 
 // === impl Class ===
 

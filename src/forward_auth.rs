@@ -378,6 +378,12 @@ pub async fn check<B>(
         host: &host,
         path: &path,
         method: original.method.as_ref(),
+        client: crate::client_addr::for_rules(
+            &rt.rules,
+            peer.ip(),
+            headers,
+            &rt.config.server.trusted_proxies,
+        ),
     };
     let decision = gw.decide(&rt, &facts, headers).await;
     respond(&rt, decision, &original, headers)

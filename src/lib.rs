@@ -28,6 +28,7 @@
 //! - [`diagnostics`]: run-time failure classes logged once with their fix, then rate-limited.
 //! - [`cli`], [`telemetry`], [`secret`]: command line, logging, redacted secrets.
 //! - [`clock`]: the coarse clock of the per-request path.
+//! - [`client_addr`]: the client address rule `networks` see (the `X-Forwarded-For` walk).
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
@@ -36,6 +37,7 @@ pub mod admin;
 pub mod bearer;
 pub mod check;
 pub mod cli;
+pub mod client_addr;
 pub mod clock;
 pub mod config;
 pub mod debug;

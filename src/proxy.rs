@@ -122,6 +122,12 @@ impl Proxy {
             host: &host,
             path: &path,
             method: Some(req.method()),
+            client: crate::client_addr::for_rules(
+                &rt.rules,
+                peer.ip(),
+                req.headers(),
+                &rt.config.server.trusted_proxies,
+            ),
         };
         let Some(upstream) = rt
             .proxy
@@ -205,10 +211,14 @@ pub fn proxies<B>(gw: &Gateway, req: &Request<B>) -> bool {
     let Ok(path) = normalize(split_target(req.uri().path())) else {
         return false;
     };
+    // No client address: a rule with networks does not match here, and the
+    // host's first upstream answers for it (`Upstreams::find`), so a host
+    // is proxied whatever the client's address.
     let facts = RequestFacts {
         host: &host,
         path: &path,
         method: Some(req.method()),
+        client: None,
     };
     rt.proxy
         .upstreams

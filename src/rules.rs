@@ -31,20 +31,31 @@
 //!   ordinary character, `/admin;x` is judged by the `/admin` rule rather than
 //!   by whatever rule would cover a literal `admin;x` segment.
 //! - **Methods.** Absent means any; otherwise the request method must be listed.
+//! - **Networks.** Absent means any client; otherwise the client address
+//!   ([`RequestFacts::client`], from `crate::client_addr`) must be in one of
+//!   the rule's networks. A request without a client address matches no rule
+//!   with networks. Like host, path and method this is a matching condition:
+//!   "the LAN may pass, everyone else signs in" is a `networks` rule with
+//!   `policy = "public"` above the same host and path without it.
 //!
 //! # Dead rules
 //!
 //! [`RuleSet::check`] refuses a rule that can never match: an empty `methods`
 //! list, a host or path that is not in normal form, or a rule fully shadowed by
 //! an earlier one (the earlier host covers the later one, the earlier path is a
-//! segment prefix of the later path, the earlier methods are a superset).
+//! segment prefix of the later path, the earlier methods are a superset, and
+//! the earlier rule has no networks or each later network lies inside one of
+//! them; a rule with networks never shadows one without).
 //!
 //! # Hot path
 //!
 //! [`RuleSet::evaluate`] allocates nothing and builds no strings. Exact hosts
 //! are one hash probe; wildcards are one probe per label of the request host
 //! (`.b.example.com`, `.example.com`, `.com`) rather than a reversed-label trie:
-//! the same answer with less code, since hosts have few labels. Within each
+//! the same answer with less code, since hosts have few labels. Networks are
+//! a short list per rule, tried after host, path and method; rules without
+//! them cost one length check, and callers compute the client address only
+//! when [`RuleSet::has_networks`]. Within each
 //! candidate list rules stay in file order and the scan stops at the best index
 //! found so far. The reason each earlier rule did not match is logged only when
 //! DEBUG is enabled.
@@ -56,8 +67,10 @@ mod tests;
 
 use rustc_hash::FxHashMap;
 use std::fmt;
+use std::net::IpAddr;
 
 use http::Method;
+use ipnet::IpNet;
 use tracing::Level;
 use url::Url;
 
@@ -75,6 +88,10 @@ pub struct RequestFacts<'a> {
     /// say (a forward-auth check without `X-Forwarded-Method` or
     /// `X-Original-Method`). An unknown method satisfies no `methods` list.
     pub method: Option<&'a Method>,
+    /// The client address ([`crate::client_addr`], IPv4-mapped addresses as
+    /// IPv4); `None` when unknown or not computed because no rule has
+    /// `networks`. `None` matches no rule with networks.
+    pub client: Option<IpAddr>,
 }
 
 /// The outcome of [`RuleSet::evaluate`].
@@ -101,6 +118,8 @@ pub struct RuleSet {
     any_host: Vec<usize>,
     /// `access.default`.
     default: DefaultPolicy,
+    /// True when some rule has `networks`.
+    has_networks: bool,
 }
 
 /// One rule, ready for matching and authorisation.
@@ -134,6 +153,8 @@ pub struct CompiledRule {
     email_domains: Vec<String>,
     /// Every one of these groups is required as well (`groups_all`).
     groups_all: Vec<String>,
+    /// The client address must be in one of these; empty = any address.
+    networks: Box<[IpNet]>,
 }
 
 /// Names a rule in messages: `rule[3] ("admin")`, or `rule[3]` when it has no
@@ -155,6 +176,12 @@ pub enum RulesError {
         "{rule} can never match: its methods list is empty (remove `methods` to match any method)"
     )]
     EmptyMethods {
+        /// The dead rule.
+        rule: RuleRef,
+    },
+    /// `networks = []`: no client address is in no network. Remove the key to match any client.
+    #[error("{rule} can never match: its networks list is empty (remove `networks` to match any client address)")]
+    EmptyNetworks {
         /// The dead rule.
         rule: RuleRef,
     },
@@ -222,6 +249,7 @@ impl RuleSet {
             suffix: FxHashMap::default(),
             any_host: Vec::new(),
             default,
+            has_networks: rules.iter().any(|r| r.networks.is_some()),
         };
         for (index, cfg) in rules.iter().enumerate() {
             let rule = CompiledRule::compile(index, cfg);
@@ -284,6 +312,12 @@ impl RuleSet {
         }
     }
 
+    /// True when some rule has `networks`, so requests need
+    /// [`RequestFacts::client`]; otherwise callers skip computing it.
+    pub fn has_networks(&self) -> bool {
+        self.has_networks
+    }
+
     /// Number of rules.
     pub fn len(&self) -> usize {
         self.rules.len()
@@ -315,7 +349,10 @@ impl RuleSet {
     ) -> usize {
         list.iter()
             .take_while(|&&i| i < best)
-            .find(|&&i| self.rules[i].matches_path_and_method(facts, params))
+            .find(|&&i| {
+                let rule = &self.rules[i];
+                rule.matches_path_and_method(facts, params) && rule.matches_client(facts.client)
+            })
             .map_or(best, |&i| i)
     }
 
@@ -328,8 +365,10 @@ impl RuleSet {
                 "host"
             } else if !path_matches(&rule.path, facts.path, params, rule.fold) {
                 "path"
-            } else {
+            } else if !rule.matches_path_and_method(facts, params) {
                 "method"
+            } else {
+                "network"
             };
             tracing::debug!(
                 rule.index = rule.index,
@@ -337,6 +376,7 @@ impl RuleSet {
                 http.host = %facts.host,
                 http.path = %facts.path,
                 http.method = facts.method.map_or("(unknown)", Method::as_str),
+                client.ip = ?facts.client,
                 mismatch = reason,
                 "rule did not match"
             );
@@ -349,6 +389,9 @@ fn check_alone(index: usize, rule: &RuleConfig) -> Option<RulesError> {
     let r = || RuleRef::new(index, rule);
     if rule.methods.as_ref().is_some_and(Vec::is_empty) {
         return Some(RulesError::EmptyMethods { rule: r() });
+    }
+    if rule.networks.as_ref().is_some_and(Vec::is_empty) {
+        return Some(RulesError::EmptyNetworks { rule: r() });
     }
     if let Some(pattern) = &rule.host {
         if !is_normal_pattern(pattern) {
@@ -393,6 +436,17 @@ fn covers(earlier: &RuleConfig, later: &RuleConfig) -> bool {
     host_covers(earlier.host.as_ref(), later.host.as_ref())
         && path_covers(earlier, later)
         && methods_cover(earlier.methods.as_deref(), later.methods.as_deref())
+        && networks_cover(earlier.networks.as_deref(), later.networks.as_deref())
+}
+
+/// True when every client address `later` admits is in one of `earlier`'s
+/// networks. A rule with networks never covers one without.
+fn networks_cover(earlier: Option<&[IpNet]>, later: Option<&[IpNet]>) -> bool {
+    match (earlier, later) {
+        (None, _) => true,
+        (Some(_), None) => false,
+        (Some(e), Some(l)) => l.iter().all(|ln| e.iter().any(|en| en.contains(ln))),
+    }
 }
 
 fn host_covers(earlier: Option<&HostPattern>, later: Option<&HostPattern>) -> bool {
@@ -493,6 +547,7 @@ impl CompiledRule {
                 .map(|d| d.trim_start_matches('@').to_ascii_lowercase())
                 .collect(),
             groups_all: cfg.groups_all.clone(),
+            networks: cfg.networks.clone().unwrap_or_default().into_boxed_slice(),
             upstream: cfg.upstream.clone(),
             bearer: cfg.bearer,
         }
@@ -511,6 +566,17 @@ impl CompiledRule {
     /// The methods; `None` = any.
     pub fn methods(&self) -> Option<&[Method]> {
         self.methods.as_deref()
+    }
+
+    /// The client networks; empty = any address.
+    pub fn networks(&self) -> &[IpNet] {
+        &self.networks
+    }
+
+    /// The first of the rule's networks holding `client`; `None` when none
+    /// does, or the rule has no networks. For explanations.
+    pub fn network_of(&self, client: IpAddr) -> Option<&IpNet> {
+        self.networks.iter().find(|n| n.contains(&client))
     }
 
     /// The groups any one of which grants access (for the 403 page and the
@@ -608,6 +674,13 @@ impl CompiledRule {
             Some(HostPattern::Exact(h)) => h == host,
             Some(HostPattern::Suffix(s)) => host.ends_with(s.as_str()) && host.len() > s.len(),
         }
+    }
+
+    /// The network condition: no networks, or the client is in one.
+    #[inline]
+    fn matches_client(&self, client: Option<IpAddr>) -> bool {
+        self.networks.is_empty()
+            || client.is_some_and(|ip| self.networks.iter().any(|n| n.contains(&ip)))
     }
 
     fn matches_path_and_method(&self, facts: &RequestFacts<'_>, params: bool) -> bool {

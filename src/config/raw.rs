@@ -212,6 +212,9 @@ pub struct RawAccess {
     pub default: String,
     /// Where `rd` may send the browser. Default none (relative only).
     pub allowed_redirect_domains: Vec<String>,
+    /// `[access.networks]`: named address lists (CIDRs or addresses) for
+    /// rule `networks`. Default none.
+    pub networks: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 /// `[proxy]`: reverse-proxy timeouts.
@@ -244,6 +247,9 @@ pub struct RawRule {
     pub groups: Vec<String>,
     /// Groups the user must all be in. Default none.
     pub groups_all: Vec<String>,
+    /// Client address in one of these CIDRs, addresses or `[access.networks]`
+    /// names; absent = any address.
+    pub networks: Option<Vec<String>>,
     /// Default none.
     pub users: Vec<String>,
     /// Default none.
@@ -366,6 +372,7 @@ impl Default for RawAccess {
         RawAccess {
             default: "deny".to_owned(),
             allowed_redirect_domains: Vec::new(),
+            networks: Default::default(),
         }
     }
 }
@@ -390,6 +397,7 @@ impl Default for RawRule {
             policy: "authenticated".to_owned(),
             groups: Vec::new(),
             groups_all: Vec::new(),
+            networks: None,
             users: Vec::new(),
             emails: Vec::new(),
             email_domains: Vec::new(),

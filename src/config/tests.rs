@@ -1390,3 +1390,55 @@ fn connections_per_client_default_follows_a_small_max_connections() {
     let set = ok(&server("max_connections_per_client = 3"));
     assert_eq!(set.server.max_connections_per_client, 3);
 }
+
+#[test]
+fn rule_networks() {
+    let text = rest(
+        "[access.networks]\nlan = [\"192.168.0.0/16\", \"fd00::/8\"]\noffice = [\"10.66.1.7\"]\n\n[[rule]]\nnetworks = [\"lan\", \"203.0.113.0/24\", \"2001:db8::1\", \"office\", \"::ffff:10.0.0.0/104\", \"192.168.3.4/16\"]",
+    );
+    let cfg = ok(&text);
+    let nets: Vec<String> = cfg.rules[0]
+        .networks
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        nets,
+        [
+            "192.168.0.0/16",
+            "fd00::/8",
+            "203.0.113.0/24",
+            "2001:db8::1/128",
+            "10.66.1.7/32",
+            "10.0.0.0/8"
+        ]
+    );
+    assert!(ok(&rule("path = \"/\"")).rules[0].networks.is_none());
+    assert_problem(
+        &rule("networks = []"),
+        "rule[0].networks",
+        "can never match",
+    );
+    assert_problem(
+        &rule("networks = [\"lan\"]"),
+        "rule[0].networks[0]",
+        "not a CIDR, an IP address, or a list under [access.networks]",
+    );
+    assert_problem(
+        &rule("networks = [\"10.0.0.0/33\"]"),
+        "rule[0].networks[0]",
+        "not a CIDR",
+    );
+    assert_problem(
+        &rest("[access.networks]\nlan = []"),
+        "access.networks.lan",
+        "is empty",
+    );
+    assert_problem(
+        &rest("[access.networks]\nlan = [\"192.168.0.0/16\", \"nope.example\"]"),
+        "access.networks.lan[1]",
+        "not a CIDR",
+    );
+}

@@ -258,7 +258,7 @@ pub fn validate(raw: RawConfig, base_dir: &Path, env: &dyn Env) -> Result<Config
         .rules
         .into_iter()
         .enumerate()
-        .map(|(i, rule)| c.rule(i, rule))
+        .map(|(i, rule)| c.rule(i, rule, &access.networks))
         .collect();
     c.unique_rule_names(&rules);
     if c.problems.is_empty() {
@@ -506,6 +506,22 @@ impl Checker<'_> {
             );
         }
         net
+    }
+
+    /// A CIDR or address for rule conditions: host bits cleared,
+    /// IPv4-mapped IPv6 networks (`::ffff:10.0.0.0/104`) as IPv4, since
+    /// client addresses are compared in that form.
+    fn network(&mut self, key: &str, text: &str) -> Option<IpNet> {
+        let net = self.ip_net(key, text)?;
+        Some(match net {
+            IpNet::V6(v6) if v6.prefix_len() >= 96 => match v6.addr().to_ipv4_mapped() {
+                Some(v4) => ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96)
+                    .map(IpNet::V4)
+                    .unwrap_or(net),
+                None => net,
+            },
+            other => other,
+        })
     }
 
     fn prefix(&mut self, prefix: String) -> String {
@@ -818,9 +834,29 @@ impl Checker<'_> {
             .enumerate()
             .map(|(i, d)| self.redirect_domain(&format!("access.allowed_redirect_domains[{i}]"), d))
             .collect();
+        let networks = raw
+            .networks
+            .iter()
+            .map(|(name, list)| {
+                let key = format!("access.networks.{name}");
+                if list.is_empty() {
+                    self.problem(
+                        &key,
+                        "is empty; a list of CIDRs or addresses, e.g. [\"192.168.0.0/16\"]",
+                    );
+                }
+                let nets = list
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, s)| self.network(&format!("{key}[{i}]"), s))
+                    .collect();
+                (name.clone(), nets)
+            })
+            .collect();
         AccessConfig {
             default,
             allowed_redirect_domains,
+            networks,
         }
     }
 

@@ -363,6 +363,7 @@ mod tests {
             host,
             path: "/",
             method: Some(&http::Method::GET),
+            client: None,
         };
         let f = facts("a.example.com");
         let u = ups.find(&Match::Default(crate::config::DefaultPolicy::Deny), &f);

@@ -23,6 +23,7 @@ fn rule(name: &str, host: Option<&str>, path: &str) -> RuleConfig {
         emails: vec![],
         email_domains: vec![],
         groups_all: vec![],
+        networks: None,
         upstream: None,
         upstream_options: Default::default(),
         bearer: true,
@@ -47,6 +48,7 @@ fn decide(set: &RuleSet, host: &str, target: &str, method: &Method) -> Result<St
         host: &host,
         path: &path,
         method: Some(method),
+        client: None,
     };
     Ok(match set.evaluate(&facts) {
         Match::Rule(r) => r.name.clone(),
@@ -94,6 +96,7 @@ fn default_policy_when_nothing_matches() {
         host: "other.example.com",
         path: "/",
         method: Some(&Method::GET),
+        client: None,
     };
     assert!(matches!(
         s.evaluate(&facts),
@@ -175,6 +178,7 @@ fn unknown_method_matches_only_rules_without_methods() {
             host: "h",
             path,
             method: None,
+            client: None,
         };
         match s.evaluate(&facts) {
             Match::Rule(r) => r.name.clone(),
@@ -598,6 +602,7 @@ fn evaluate_agrees_with_linear_scan() {
                         host: h,
                         path: p,
                         method: Some(m),
+                        client: None,
                     };
                     let want = s.rules().iter().find(|r| {
                         r.matches_host(h) && r.matches_path_and_method(&facts, p.contains(';'))
@@ -699,4 +704,78 @@ fn shadowing_takes_path_case_into_account() {
         insensitive(rule("rule[1]", None, "/admin")),
     ];
     assert_eq!(RuleSet::check(&rules).len(), 1);
+}
+
+// === networks ===
+
+fn with_networks(mut r: RuleConfig, nets: &[&str]) -> RuleConfig {
+    r.networks = Some(nets.iter().map(|n| n.parse().unwrap()).collect());
+    r
+}
+
+/// The deciding rule's name for a GET of `path` on host `h` from `client`.
+fn decide_from(set: &RuleSet, path: &str, client: Option<&str>) -> String {
+    let facts = RequestFacts {
+        host: "h",
+        path,
+        method: Some(&Method::GET),
+        client: client.map(|c| c.parse().unwrap()),
+    };
+    match set.evaluate(&facts) {
+        Match::Rule(r) => r.name.clone(),
+        Match::Default(_) => "default".into(),
+    }
+}
+
+#[test]
+fn networks_are_a_matching_condition() {
+    let mut lan = with_networks(
+        rule("lan", Some("h"), "/"),
+        &["192.168.0.0/16", "fd00::/8", "10.1.2.3/32"],
+    );
+    lan.policy = Policy::Public;
+    let s = set(&[lan, rule("elsewhere", Some("h"), "/")]);
+    assert!(s.has_networks());
+    for client in ["192.168.1.1", "fd00::5", "10.1.2.3"] {
+        assert_eq!(decide_from(&s, "/x", Some(client)), "lan", "{client}");
+    }
+    for client in ["192.169.0.1", "10.1.2.4", "fe80::1", "2001:db8::1"] {
+        assert_eq!(decide_from(&s, "/x", Some(client)), "elsewhere", "{client}");
+    }
+    // No client address: never a rule with networks.
+    assert_eq!(decide_from(&s, "/x", None), "elsewhere");
+    assert_eq!(
+        s.rules()[0]
+            .network_of("192.168.7.7".parse().unwrap())
+            .map(ToString::to_string)
+            .as_deref(),
+        Some("192.168.0.0/16")
+    );
+    assert!(!set(&[rule("plain", Some("h"), "/")]).has_networks());
+}
+
+#[test]
+fn networks_in_shadowing() {
+    let lan = || with_networks(rule("lan", Some("h"), "/"), &["192.168.0.0/16"]);
+    // A rule with networks never covers one without.
+    assert!(RuleSet::check(&[lan(), rule("all", Some("h"), "/")]).is_empty());
+    // One without covers a later one with networks.
+    let problems = RuleSet::check(&[rule("all", Some("h"), "/"), lan()]);
+    assert!(
+        matches!(&problems[..], [RulesError::Shadowed { .. }]),
+        "{problems:?}"
+    );
+    // Networks inside the earlier rule's: covered; wider or elsewhere: not.
+    let inner = with_networks(rule("inner", Some("h"), "/x"), &["192.168.1.0/24"]);
+    assert_eq!(RuleSet::check(&[lan(), inner]).len(), 1);
+    let wider = with_networks(rule("wider", Some("h"), "/x"), &["192.0.0.0/8"]);
+    assert!(RuleSet::check(&[lan(), wider]).is_empty());
+    let v6 = with_networks(rule("v6", Some("h"), "/x"), &["fd00::/8"]);
+    assert!(RuleSet::check(&[lan(), v6]).is_empty());
+    // An empty list is a dead rule.
+    let problems = RuleSet::check(&[with_networks(rule("none", None, "/"), &[])]);
+    assert!(
+        problems[0].to_string().contains("networks list is empty"),
+        "{problems:?}"
+    );
 }

@@ -14,6 +14,7 @@
 //! - `cli`: the binary's commands and exit codes.
 //! - `health`: where health answers, and what `/readyz` tells whom.
 //! - `admin`: the admin listener's token and Host check.
+//! - `networks`: rule `networks` and the X-Forwarded-For walk.
 
 mod admin;
 mod bearer;
@@ -22,6 +23,7 @@ mod cookies;
 mod forward_auth;
 mod health;
 mod login;
+mod networks;
 mod proxy;
 mod server;
 mod support;

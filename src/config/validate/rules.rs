@@ -1,7 +1,9 @@
 //! `[[rule]]`: host patterns, paths, methods, policies and subjects, one
 //! rule at a time, plus the check that names are unique. Part of `validate`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+
+use ipnet::IpNet;
 
 use super::{syntax, Checker};
 use crate::config::raw::RawRule;
@@ -10,7 +12,12 @@ use crate::config::{PathCase, Policy, RuleConfig};
 // === impl Checker: [[rule]] ===
 
 impl Checker<'_> {
-    pub(super) fn rule(&mut self, i: usize, raw: RawRule) -> RuleConfig {
+    pub(super) fn rule(
+        &mut self,
+        i: usize,
+        raw: RawRule,
+        named: &BTreeMap<String, Vec<IpNet>>,
+    ) -> RuleConfig {
         let key = |field: &str| format!("rule[{i}].{field}");
         let upstream = raw
             .upstream
@@ -96,6 +103,9 @@ impl Checker<'_> {
             policy,
             groups: self.non_empty_strings(&key("groups"), raw.groups),
             groups_all: self.non_empty_strings(&key("groups_all"), raw.groups_all),
+            networks: raw
+                .networks
+                .map(|list| self.rule_networks(&key("networks"), &list, named)),
             users: self.non_empty_strings(&key("users"), raw.users),
             emails,
             email_domains,
@@ -111,6 +121,45 @@ impl Checker<'_> {
             );
         }
         rule
+    }
+
+    /// Each entry a CIDR, an address, or an `[access.networks]` name
+    /// (expanded); duplicates kept once.
+    fn rule_networks(
+        &mut self,
+        key: &str,
+        list: &[String],
+        named: &BTreeMap<String, Vec<IpNet>>,
+    ) -> Vec<IpNet> {
+        if list.is_empty() {
+            self.problem(
+                key,
+                "networks = [] can never match; remove the key to match any client address",
+            );
+        }
+        let mut out: Vec<IpNet> = Vec::new();
+        for (n, text) in list.iter().enumerate() {
+            let nets = match named.get(text) {
+                Some(nets) => nets.clone(),
+                None if text.contains(['.', ':']) => self
+                    .network(&format!("{key}[{n}]"), text)
+                    .into_iter()
+                    .collect(),
+                None => {
+                    self.problem(
+                        format!("{key}[{n}]"),
+                        format!("{text:?} is not a CIDR, an IP address, or a list under [access.networks]"),
+                    );
+                    Vec::new()
+                }
+            };
+            for net in nets {
+                if !out.contains(&net) {
+                    out.push(net);
+                }
+            }
+        }
+        out
     }
 
     fn methods(&mut self, key: &str, list: &[String]) -> Vec<http::Method> {
