@@ -15,8 +15,9 @@ mod support;
 // original URL, identity headers at the app, spoofed headers, group rules,
 // public and unlisted paths, API clients, path tricks; nginx's 401 login URL.
 mod proxies;
-// Rule conditions through a real login: groups_all (403 naming the missing
-// group, both groups pass).
+// Rule conditions: groups_all through a real login (403 naming the missing
+// group, both groups pass); networks behind Traefik, Caddy and nginx (LAN
+// public, elsewhere login, spoofed X-Forwarded-For).
 mod conditions;
 // Domain-wide SSO behind Traefik: portcullis on auth.example.com, one cookie
 // for example.com, rd anywhere under .example.com.
