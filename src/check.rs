@@ -212,6 +212,7 @@ pub async fn run(config: &Config) -> Report {
     }
     report.push(local::cookie_domain(config));
     report.push(local::redirect_domains(config));
+    report.extend(local::networks(config));
     report.push(store::probe(config).await);
     report
 }

@@ -2,7 +2,9 @@
 //! (`groups`, `offline_access`), the redirect URI portcullis will send (shown
 //! for copying into the IdP), and whether `session.cookie_domain` and
 //! `access.allowed_redirect_domains` cover every host the rules and
-//! `external_url` name. No I/O.
+//! `external_url` name, and, when rules have `networks`, where the client
+//! address comes from and whether a trusted proxy range overlaps a rule's
+//! network. No I/O.
 
 use crate::config::{Config, HostPattern, Policy};
 use crate::redirect::RedirectPolicy;
@@ -356,6 +358,57 @@ pub fn is_loopback_host(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
+/// `networks`: `None` when no rule has networks. Otherwise the rules and
+/// their networks, and a warning for every `trusted_proxies` range that
+/// overlaps one: a client there counts as a proxy, so its own
+/// `X-Forwarded-For` names its address.
+pub fn networks(config: &Config) -> Option<Finding> {
+    let rules: Vec<(&str, &[ipnet::IpNet])> = config
+        .rules
+        .iter()
+        .filter_map(|r| Some((r.name.as_str(), r.networks.as_deref()?)))
+        .collect();
+    if rules.is_empty() {
+        return None;
+    }
+    let trusted = &config.server.trusted_proxies;
+    let overlaps =
+        |a: &ipnet::IpNet, b: &ipnet::IpNet| a.contains(&b.network()) || b.contains(&a.network());
+    let clash = rules.iter().find_map(|(name, nets)| {
+        nets.iter().find_map(|n| {
+            trusted
+                .iter()
+                .find(|t| overlaps(t, n))
+                .map(|t| (*name, n, t))
+        })
+    });
+    if let Some((name, net, proxy)) = clash {
+        return Some(Finding::warn(
+            "networks",
+            format!("rule {name:?} admits {net}, which overlaps server.trusted_proxies entry {proxy}: a client there counts as a proxy, and its own X-Forwarded-For names its address"),
+            "list only the front proxies' own addresses in server.trusted_proxies",
+        ));
+    }
+    let list = |nets: &[ipnet::IpNet]| {
+        nets.iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let described: Vec<String> = rules
+        .iter()
+        .map(|(name, nets)| format!("{name} ({})", list(nets)))
+        .collect();
+    Some(Finding::ok(
+        "networks",
+        format!(
+            "rules with networks: {}; the client address is the peer, or behind {} the nearest X-Forwarded-For entry outside them",
+            described.join("; "),
+            list(trusted)
+        ),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -383,6 +436,24 @@ mod tests {
             access,
             rules,
         )
+    }
+
+    #[test]
+    fn networks_finding() {
+        assert!(networks(&config("", "", "", RULES)).is_none());
+        let lan = "[access.networks]\nlan = [\"192.168.0.0/16\"]\n[[rule]]\nname = \"wiki\"\nnetworks = [\"lan\"]\npolicy = \"public\"\n";
+        let f = networks(&config("", "", "", lan)).unwrap();
+        assert_eq!(f.status, Status::Ok, "{f}");
+        assert!(f.detail.contains("wiki (192.168.0.0/16)"), "{f}");
+        assert!(f.detail.contains("behind 127.0.0.1/32, ::1/128"), "{f}");
+        let wide = "trusted_proxies = [\"192.168.0.0/24\"]";
+        let f = networks(&config(wide, "", "", lan)).unwrap();
+        assert_eq!(f.status, Status::Warn, "{f}");
+        assert!(
+            f.detail
+                .contains("overlaps server.trusted_proxies entry 192.168.0.0/24"),
+            "{f}"
+        );
     }
 
     const RULES: &str = "[[rule]]\nhost = \"grafana.example.com\"\ngroups = [\"admins\"]\n[[rule]]\nhost = \"*.apps.example.com\"\n";
