@@ -1,5 +1,6 @@
 //! The admin endpoints: `/healthz` (the process answers), `/readyz` (IdP
-//! metadata and signing keys loaded, session store reachable), and — on the
+//! metadata and signing keys loaded, session store reachable), `/metrics`
+//! (Prometheus text, see [`crate::metrics`]), and — on the
 //! admin listener only, never on the public one — the session inventory:
 //! `GET /admin/sessions[?user=U]` lists sessions, `DELETE /admin/sessions?user=U
 //! | ?sid=S | ?all=true` ends them on every instance. `/readyz` also lists the
@@ -7,7 +8,7 @@
 //! issuer whose keys are unreachable is reported there but does not make the
 //! gateway unready (browser logins still work).
 //!
-//! Health is served on `admin_listen` when it is set. Otherwise it is served
+//! Health and metrics are served on `admin_listen` when it is set. Otherwise they are served
 //! on the main listener, but only for hosts that no rule proxies (an app's
 //! own `/healthz` reaches the app), and `/readyz` there names which part is
 //! not ready without the error text (store addresses, TLS and key errors
@@ -20,7 +21,7 @@
 //!
 //! On the admin listener every request first passes [`guard`]: with
 //! `server.admin_token_file` set, everything except `/healthz` and `/readyz`
-//! needs `Authorization: Bearer <token>` (401 otherwise), and a request
+//! (`/metrics` included) needs `Authorization: Bearer <token>` (401 otherwise), and a request
 //! addressed to a DNS name other than `localhost` is refused with 421 unless
 //! it carries the token (DNS rebinding). Config validation refuses an
 //! `admin_listen` that is not loopback unless the token is set.
@@ -54,13 +55,28 @@ pub fn is_health<B>(req: &Request<B>) -> bool {
         && matches!(req.uri().path(), "/healthz" | "/readyz")
 }
 
-/// Answers `/healthz` and `/readyz`; `None` for any other path.
+/// True for `GET` or `HEAD /metrics`.
+pub fn is_metrics<B>(req: &Request<B>) -> bool {
+    (req.method() == Method::GET || req.method() == Method::HEAD) && req.uri().path() == "/metrics"
+}
+
+/// True for what [`handle`] answers: health and metrics.
+pub fn is_served<B>(req: &Request<B>) -> bool {
+    is_health(req) || is_metrics(req)
+}
+
+/// Answers `/healthz`, `/readyz` and `/metrics`; `None` for any other path.
 pub async fn handle<B>(gw: &Gateway, req: &Request<B>, detail: Detail) -> Option<Response<Body>> {
-    if !is_health(req) {
+    if !is_served(req) {
         return None;
     }
     match req.uri().path() {
         "/healthz" => Some(fixed(StatusCode::OK, "text/plain", "ok\n")),
+        "/metrics" => Some(fixed(
+            StatusCode::OK,
+            crate::metrics::CONTENT_TYPE,
+            crate::metrics::render(),
+        )),
         _ => Some(readyz(gw, detail).await),
     }
 }

@@ -308,9 +308,11 @@ async fn reload_on_hup(gw: Arc<crate::pipeline::Gateway>, path: PathBuf) {
                     next.config.oidc = old.config.oidc.clone();
                     next.config.session = old.config.session.clone();
                     gw.runtime.store(Arc::new(next));
+                    crate::metrics::global().config_reload(true);
                     tracing::info!(config = %path.display(), "configuration reloaded");
                 }
                 Err(e) => {
+                    crate::metrics::global().config_reload(false);
                     tracing::error!(config = %path.display(), error = %e, "reload refused; keeping the running configuration")
                 }
             }

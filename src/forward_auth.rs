@@ -571,6 +571,8 @@ fn bad_request(
     e: &OriginalError,
     nginx: bool,
 ) -> Response<Body> {
+    rt.decisions
+        .count_unjudged(crate::metrics::Outcome::BadRequest);
     match diagnostics::client_error(ClientError::BadForwardAuth) {
         Some(suppressed) => tracing::info!(error = %e, suppressed, "forward-auth request rejected"),
         None => tracing::debug!(error = %e, "forward-auth request rejected"),

@@ -24,6 +24,7 @@
 //! - [`devidp`] and [`demo`]: the development issuer and `portcullis demo` (never used by `serve`).
 //! - [`check`]: `portcullis check`, the same probes at start-up.
 //! - [`healthcheck`]: `portcullis healthcheck`, one `/healthz` probe for container health checks.
+//! - [`metrics`]: every metric and the text of `/metrics`.
 //! - [`debug`]: `GET <prefix>/debug`, the caller's own identity, claims and matching rule (opt-in).
 //! - [`diagnostics`]: run-time failure classes logged once with their fix, then rate-limited.
 //! - [`cli`], [`telemetry`], [`secret`]: command line, logging, redacted secrets.
@@ -51,6 +52,7 @@ pub mod http_util;
 pub mod identity;
 pub mod login;
 pub mod logout;
+pub mod metrics;
 pub mod oidc;
 pub mod pages;
 pub mod pipeline;

@@ -139,6 +139,7 @@ pub async fn callback<B>(
         &mut retry,
     )
     .await;
+    crate::metrics::global().login(result.as_ref().map(|_| ()));
     let mut res = match result {
         Ok((session, rd)) => {
             tracing::info!(user = %session.identity.user, session = %session.id.log_tag(), "login succeeded");

@@ -69,7 +69,9 @@ pub struct LogoutTarget {
 
 /// `POST <prefix>/backchannel_logout`.
 pub async fn backchannel(gw: &Gateway, req: Request<Incoming>) -> Response<Body> {
-    match logout(gw, req).await {
+    let result = logout(gw, req).await;
+    crate::metrics::global().backchannel_logout(result.is_ok());
+    match result {
         Ok((target, n)) => {
             tracing::info!(sid = ?target.sid, sub = ?target.sub, sessions = n, "back-channel logout from the identity provider");
             no_store(fixed(StatusCode::OK, "application/json", "{}"))

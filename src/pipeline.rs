@@ -26,6 +26,7 @@ use crate::bearer::{self, Bearer, Verified};
 use crate::config::{Config, DefaultPolicy, Policy};
 use crate::http_util;
 use crate::identity::{Identity, IdentityHeaders};
+use crate::metrics::{self, Lookup, Outcome, RuleMetrics};
 use crate::oidc::Oidc;
 use crate::redirect::RedirectPolicy;
 use crate::rules::{CompiledRule, Match, RequestFacts, RuleSet, RulesError};
@@ -43,6 +44,8 @@ pub struct Runtime {
     pub rules_need_groups: bool,
     /// Reverse-proxy upstreams (with their client pools) and header rules.
     pub proxy: crate::proxy::ProxyTable,
+    /// The decision counters of these rules.
+    pub decisions: RuleMetrics,
 }
 
 /// Long-lived state shared by every connection.
@@ -90,6 +93,21 @@ pub enum Decision<'a> {
     StoreUnavailable(StoreError),
 }
 
+// === impl Decision ===
+
+impl Decision<'_> {
+    /// The decision's `outcome` label in the metrics.
+    pub fn outcome(&self) -> Outcome {
+        match self {
+            Decision::Public(_) | Decision::Allow(..) => Outcome::Allow,
+            Decision::Unauthenticated(_) => Outcome::Unauthenticated,
+            Decision::InvalidToken(_) => Outcome::InvalidToken,
+            Decision::Forbidden(..) | Decision::Deny(_) => Outcome::Deny,
+            Decision::StoreUnavailable(_) => Outcome::Error,
+        }
+    }
+}
+
 // === impl Principal ===
 
 impl Principal {
@@ -122,8 +140,10 @@ impl Runtime {
             .iter()
             .any(|r| !(r.groups.is_empty() && r.groups_all.is_empty()));
         let proxy = crate::proxy::ProxyTable::compile(&config);
+        let decisions = RuleMetrics::compile(rules.rules().iter().map(|r| r.name.as_str()));
         Ok(Runtime {
             proxy,
+            decisions,
             config,
             rules,
             redirects,
@@ -167,14 +187,25 @@ impl Gateway {
         let Some(id) = self.keys.unseal(value) else {
             return Ok(None);
         };
+        let m = metrics::global();
         if let Some(s) = self.sessions.lookup_cached(&id) {
+            m.session_lookup(Lookup::LocalCache);
             self.refresh_if_due(&s);
             return Ok(Some(s));
         }
-        let found = self.sessions.load(&id).await?;
+        let started = std::time::Instant::now();
+        let found = self.sessions.load(&id).await;
+        m.store_duration.observe(started.elapsed());
+        let found = found.inspect_err(|_| {
+            m.store_errors.inc();
+        })?;
         let found = found.filter(|s| s.is_live(unix_now()));
-        if let Some(s) = &found {
-            self.refresh_if_due(s);
+        match &found {
+            Some(s) => {
+                m.session_lookup(Lookup::Store);
+                self.refresh_if_due(s);
+            }
+            None => m.session_lookup(Lookup::Miss),
         }
         Ok(found)
     }
@@ -200,7 +231,7 @@ impl Gateway {
         ));
     }
 
-    /// Runs the phases for one request.
+    /// Runs the phases for one request, and counts the decision.
     pub async fn decide<'a>(
         &self,
         rt: &'a Runtime,
@@ -212,6 +243,19 @@ impl Gateway {
             Match::Default(DefaultPolicy::Authenticated) => (None, Policy::Authenticated),
             Match::Default(DefaultPolicy::Deny) => (None, Policy::Deny),
         };
+        let decision = self.judge(rule, policy, headers).await;
+        rt.decisions
+            .count(rule.map(|r| r.index), decision.outcome());
+        decision
+    }
+
+    /// Authentication and authorisation under the matched rule.
+    async fn judge<'a>(
+        &self,
+        rule: Option<&'a CompiledRule>,
+        policy: Policy,
+        headers: &HeaderMap,
+    ) -> Decision<'a> {
         match policy {
             Policy::Public => return Decision::Public(rule),
             Policy::Deny => return Decision::Deny(rule),

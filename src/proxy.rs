@@ -33,6 +33,7 @@ use hyper::body::Incoming;
 use crate::config::Config;
 use crate::http_util::{self, Body};
 use crate::identity::IdentityHeaders;
+use crate::metrics::Outcome;
 use crate::pages;
 use crate::pipeline::{rule_name, Decision, Gateway, Principal, Runtime};
 use crate::rules::host::normalize_host;
@@ -103,11 +104,13 @@ impl Proxy {
         let rt = gw.runtime.load();
         let host_raw = request_host(&req).to_owned();
         let Ok(host) = normalize_host(&host_raw) else {
+            rt.decisions.count_unjudged(Outcome::BadRequest);
             return pages::json_error(StatusCode::BAD_REQUEST, "bad_request", "malformed host");
         };
         let path = match normalize(split_target(req.uri().path())) {
             Ok(p) => p,
             Err(e) => {
+                rt.decisions.count_unjudged(Outcome::BadRequest);
                 match crate::diagnostics::client_error(crate::diagnostics::ClientError::BadProxied)
                 {
                     Some(suppressed) => {
@@ -258,7 +261,11 @@ async fn forward(
     } else {
         &upstream.pool
     };
-    match send(pool, upstream, req, progress, Use::Exchange).await {
+    let started = std::time::Instant::now();
+    let sent = send(pool, upstream, req, progress, Use::Exchange).await;
+    let status = sent.as_ref().ok().map(|(res, _)| res.status());
+    upstream.metrics.observe(status, started.elapsed());
+    match sent {
         Ok((res, lease)) => upstream_response(upstream, res, lease),
         Err(e) => upstream_failed(upstream, &e),
     }

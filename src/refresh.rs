@@ -45,6 +45,12 @@ pub async fn run(store: Arc<dyn SessionStore>, oidc: Arc<Oidc>, seen: Arc<Sessio
         return;
     };
     let asked = holding_lock(&*store, &current, oidc.refresh(refresh_token.expose())).await;
+    let m = crate::metrics::global();
+    m.refresh(match &asked {
+        Ok(outcome) if outcome.subject == current.subject => "success",
+        Ok(_) | Err(LoginError::InvalidGrant(_)) => "ended",
+        Err(_) => "failure",
+    });
     match asked {
         Ok(outcome) if outcome.subject == current.subject => {
             let renewed = Session {

@@ -72,10 +72,10 @@ pub enum StartError {
 pub enum Role {
     /// `listen`: forward auth, `/oauth2/*`, proxied hosts (and health when no admin listener).
     Main {
-        /// Also serve `/healthz` and `/readyz` (on hosts no rule proxies).
+        /// Also serve `/healthz`, `/readyz` and `/metrics` (on hosts no rule proxies).
         with_admin: bool,
     },
-    /// `admin_listen`: health, readiness and `/admin/sessions`.
+    /// `admin_listen`: health, readiness, metrics and `/admin/sessions`.
     Admin,
 }
 
@@ -328,6 +328,7 @@ async fn connection(
     // However this task ends (a panic included), the watchdog ends with it
     // and lets go of the connection's slot.
     let _ended = Ended(ctl.clone());
+    let _open = OpenConnection::new();
     match &shared.tls {
         None => {
             let io = Tracked::new(stream, ctl.clone());
@@ -523,6 +524,22 @@ impl Drop for Ended {
     }
 }
 
+/// Counts a connection in `portcullis_open_connections` until dropped.
+struct OpenConnection;
+
+impl OpenConnection {
+    fn new() -> Self {
+        crate::metrics::global().open_connections.inc();
+        OpenConnection
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        crate::metrics::global().open_connections.dec();
+    }
+}
+
 /// One request in flight on a connection; carried by its response body, so
 /// dropping it (hyper drops the body once written, or the connection ends)
 /// ends the request.
@@ -699,7 +716,14 @@ async fn route(
     if let Some(n) = prefix_len {
         let method = req.method();
         return match (&path[n..], method) {
-            ("/auth", _) => forward_auth::check(gw, &req, peer, tls).await,
+            ("/auth", _) => {
+                let started = std::time::Instant::now();
+                let res = forward_auth::check(gw, &req, peer, tls).await;
+                crate::metrics::global()
+                    .check_duration
+                    .observe(started.elapsed());
+                res
+            }
             ("/start", &Method::GET) => Box::pin(login::start(gw, &req, peer, tls)).await,
             ("/callback", &Method::GET) => Box::pin(login::callback(gw, &req, peer, tls)).await,
             ("/sign_out", &Method::GET | &Method::POST) => {
@@ -713,9 +737,9 @@ async fn route(
             _ => error::not_found(),
         };
     }
-    // Without an admin listener, health answers on hosts no rule proxies
-    // (a proxied app's own `/healthz` reaches the app).
-    if health && admin::is_health(&req) && !proxy::proxies(gw, &req) {
+    // Without an admin listener, health and metrics answer on hosts no rule
+    // proxies (a proxied app's own `/healthz` reaches the app).
+    if health && admin::is_served(&req) && !proxy::proxies(gw, &req) {
         if let Some(res) = Box::pin(admin::handle(gw, &req, admin::Detail::Public)).await {
             return res;
         }

@@ -332,6 +332,11 @@ impl Jwks {
     async fn fetch_locked(&self) -> Result<Duration, JwksError> {
         self.last_fetch.store(self.millis() + 1, Ordering::Release);
         let result = self.download().await;
+        let issuer = match &self.source {
+            Source::Url(u) => u.as_str(),
+            Source::Discover(issuer) => issuer.as_str(),
+        };
+        crate::metrics::global().jwks_fetch(issuer, result.is_ok());
         let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
         match result {
             Ok((set, max_age)) => {

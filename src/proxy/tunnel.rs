@@ -52,6 +52,8 @@ pub async fn forward(
                 return;
             }
         };
+        crate::metrics::global().open_tunnels.inc();
+        let _open = OpenTunnel;
         let last = Arc::new(AtomicU64::new(clock::mono_ms()));
         // Every byte of the tunnel passes the client side, one way or the other.
         let mut client = Active {
@@ -133,5 +135,14 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Active<S> {
     }
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Counts an open tunnel in `portcullis_open_tunnels` until dropped.
+struct OpenTunnel;
+
+impl Drop for OpenTunnel {
+    fn drop(&mut self) {
+        crate::metrics::global().open_tunnels.dec();
     }
 }

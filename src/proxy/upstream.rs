@@ -48,6 +48,8 @@ pub struct Upstream {
     pub response_header_timeout: Duration,
     /// `proxy.idle_timeout`.
     pub idle_timeout: Duration,
+    /// The rule's upstream counters and latency histogram.
+    pub metrics: crate::metrics::UpstreamMetrics,
 }
 
 /// Every upstream of a runtime, indexed by rule.
@@ -115,6 +117,7 @@ impl Upstreams {
                 upgrade_pool: Arc::new(upgrade_pool),
                 response_header_timeout: config.proxy.response_header_timeout,
                 idle_timeout: config.proxy.idle_timeout,
+                metrics: crate::metrics::UpstreamMetrics::compile(&rule.name),
             });
             if let Some(h) = &rule.host {
                 out.by_host.push((h.clone(), upstream.clone()));

@@ -15,6 +15,7 @@
 //! - `health`: where health answers, and what `/readyz` tells whom.
 //! - `admin`: the admin listener's token and Host check.
 //! - `networks`: rule `networks` and the X-Forwarded-For walk.
+//! - `metrics`: `/metrics`: counters by outcome and rule, where it answers, the admin token.
 
 mod admin;
 mod bearer;
@@ -23,6 +24,7 @@ mod cookies;
 mod forward_auth;
 mod health;
 mod login;
+mod metrics;
 mod networks;
 mod proxy;
 mod server;
