@@ -89,6 +89,8 @@ pub struct ServerConfig {
     pub log_format: LogFormat,
     /// Serve `GET <prefix>/debug` to authenticated users. Default false.
     pub debug_endpoint: bool,
+    /// One log line per request (target `portcullis::access`). Default false.
+    pub access_log: bool,
 }
 
 /// PEM certificate chain and private key.

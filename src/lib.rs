@@ -24,6 +24,7 @@
 //! - [`devidp`] and [`demo`]: the development issuer and `portcullis demo` (never used by `serve`).
 //! - [`check`]: `portcullis check`, the same probes at start-up.
 //! - [`healthcheck`]: `portcullis healthcheck`, one `/healthz` probe for container health checks.
+//! - [`request_id`] and [`access`]: `X-Request-Id` and the access log.
 //! - [`metrics`]: every metric and the text of `/metrics`.
 //! - [`debug`]: `GET <prefix>/debug`, the caller's own identity, claims and matching rule (opt-in).
 //! - [`diagnostics`]: run-time failure classes logged once with their fix, then rate-limited.
@@ -34,6 +35,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod admin;
 pub mod bearer;
 pub mod check;
@@ -59,6 +61,7 @@ pub mod pipeline;
 pub mod proxy;
 pub mod redirect;
 pub mod refresh;
+pub mod request_id;
 pub mod rules;
 pub mod secret;
 pub mod server;

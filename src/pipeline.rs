@@ -106,6 +106,14 @@ impl Decision<'_> {
             Decision::StoreUnavailable(_) => Outcome::Error,
         }
     }
+
+    /// Who the request belongs to, when known.
+    pub fn principal(&self) -> Option<&Principal> {
+        match self {
+            Decision::Allow(p, _) | Decision::Forbidden(p, _) => Some(p),
+            _ => None,
+        }
+    }
 }
 
 // === impl Principal ===
@@ -246,6 +254,11 @@ impl Gateway {
         let decision = self.judge(rule, policy, headers).await;
         rt.decisions
             .count(rule.map(|r| r.index), decision.outcome());
+        crate::access::note(
+            rule_name(rule),
+            decision.principal().map(|p| p.identity().user.as_str()),
+            Some((facts.host, facts.path)),
+        );
         decision
     }
 

@@ -21,7 +21,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use http::{Method, Request, Response};
+use http::{HeaderValue, Method, Request, Response};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -36,10 +36,12 @@ use crate::diagnostics::{self, Class};
 use crate::http_util::Body;
 use crate::oidc::Oidc;
 use crate::pipeline::{Gateway, Runtime};
+use crate::request_id::{self, X_REQUEST_ID};
 use crate::session::memory::MemoryStore;
 use crate::session::redis::RedisStore;
 use crate::session::{SessionKeys, SessionStore};
-use crate::{admin, clock, error, forward_auth, login, proxy};
+use crate::{access, admin, clock, error, forward_auth, login, proxy};
+use tracing::Instrument;
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -682,17 +684,69 @@ async fn watchdog(
     }
 }
 
-/// Routes one request to its endpoint.
-///
-/// The forward-auth check is awaited inline; every other endpoint's future
-/// is boxed, so the future hyper stores per request stays as small as the
-/// check's instead of as large as the login callback's (it is moved into
-/// place for every request).
+/// Gives the request its id (see [`request_id`]), serves it, writes its
+/// access log line when `server.access_log` is on, and returns the id in
+/// `X-Request-Id`.
 async fn route(
     shared: &Shared,
     req: Request<Incoming>,
     peer: SocketAddr,
     tls: bool,
+) -> Response<Body> {
+    let (trusted, access_log) = {
+        let rt = shared.gw.runtime.load();
+        (rt.is_trusted(peer.ip()), rt.config.server.access_log)
+    };
+    let (id, fresh) = match request_id::of(req.headers(), trusted) {
+        Some(fresh) => (fresh, true),
+        None => (req.headers()[&X_REQUEST_ID].clone(), false),
+    };
+    let ided = Ided { id: &id, fresh };
+    let mut res = if access_log {
+        let line = access::Line {
+            method: req.method().clone(),
+            host: crate::http_util::request_host(&req)
+                .unwrap_or("")
+                .to_owned(),
+            path: req.uri().path().to_owned(),
+            id: id.clone(),
+            started: std::time::Instant::now(),
+        };
+        Box::pin(access::logged(line, dispatch(shared, req, peer, tls, ided))).await
+    } else {
+        dispatch(shared, req, peer, tls, ided).await
+    };
+    res.headers_mut().insert(&X_REQUEST_ID, id);
+    res
+}
+
+/// A request's id, and whether it replaced the request's own header.
+#[derive(Clone, Copy)]
+struct Ided<'a> {
+    id: &'a HeaderValue,
+    fresh: bool,
+}
+
+impl Ided<'_> {
+    /// The span of the request's log lines, naming its id.
+    fn span(self) -> tracing::Span {
+        tracing::info_span!("request", request.id = self.id.to_str().unwrap_or("-"))
+    }
+}
+
+/// Routes one request to its endpoint.
+///
+/// The forward-auth check is awaited inline, without a span (it costs more
+/// than the check's own work; its access log line names the id); every other
+/// endpoint's future is boxed and runs in the request's span, so the future
+/// hyper stores per request stays as small as the check's instead of as
+/// large as the login callback's (it is moved into place for every request).
+async fn dispatch(
+    shared: &Shared,
+    mut req: Request<Incoming>,
+    peer: SocketAddr,
+    tls: bool,
+    ided: Ided<'_>,
 ) -> Response<Body> {
     let gw = &shared.gw;
     let path = req.uri().path();
@@ -702,7 +756,7 @@ async fn route(
     }
     let health = match shared.role {
         Role::Admin => {
-            return Box::pin(admin::handle_admin(gw, &req, peer))
+            return Box::pin(admin::handle_admin(gw, &req, peer).instrument(ided.span()))
                 .await
                 .unwrap_or_else(error::not_found)
         }
@@ -724,27 +778,47 @@ async fn route(
                     .observe(started.elapsed());
                 res
             }
-            ("/start", &Method::GET) => Box::pin(login::start(gw, &req, peer, tls)).await,
-            ("/callback", &Method::GET) => Box::pin(login::callback(gw, &req, peer, tls)).await,
+            ("/start", &Method::GET) => {
+                Box::pin(login::start(gw, &req, peer, tls).instrument(ided.span())).await
+            }
+            ("/callback", &Method::GET) => {
+                Box::pin(login::callback(gw, &req, peer, tls).instrument(ided.span())).await
+            }
             ("/sign_out", &Method::GET | &Method::POST) => {
-                Box::pin(login::sign_out(gw, &req, peer, tls)).await
+                Box::pin(login::sign_out(gw, &req, peer, tls).instrument(ided.span())).await
             }
-            ("/userinfo", &Method::GET) => Box::pin(login::userinfo(gw, &req)).await,
+            ("/userinfo", &Method::GET) => {
+                Box::pin(login::userinfo(gw, &req).instrument(ided.span())).await
+            }
             ("/backchannel_logout", &Method::POST) => {
-                Box::pin(crate::logout::backchannel(gw, req)).await
+                Box::pin(crate::logout::backchannel(gw, req).instrument(ided.span())).await
             }
-            ("/debug", &Method::GET) => Box::pin(crate::debug::handle(gw, &req, peer)).await,
+            ("/debug", &Method::GET) => {
+                Box::pin(crate::debug::handle(gw, &req, peer).instrument(ided.span())).await
+            }
             _ => error::not_found(),
         };
     }
     // Without an admin listener, health and metrics answer on hosts no rule
     // proxies (a proxied app's own `/healthz` reaches the app).
     if health && admin::is_served(&req) && !proxy::proxies(gw, &req) {
-        if let Some(res) = Box::pin(admin::handle(gw, &req, admin::Detail::Public)).await {
+        if let Some(res) =
+            Box::pin(admin::handle(gw, &req, admin::Detail::Public).instrument(ided.span())).await
+        {
             return res;
         }
     }
-    Box::pin(shared.proxy.handle(gw, req, peer, tls)).await
+    if ided.fresh {
+        // The upstream sees the id the client gets back.
+        req.headers_mut().insert(&X_REQUEST_ID, ided.id.clone());
+    }
+    Box::pin(
+        shared
+            .proxy
+            .handle(gw, req, peer, tls)
+            .instrument(ided.span()),
+    )
+    .await
 }
 
 // === idle tracking ===

@@ -83,6 +83,8 @@ pub struct RawServer {
     pub log_format: String,
     /// Serve `<prefix>/debug` to signed-in users. Default false.
     pub debug_endpoint: bool,
+    /// One log line per request. Default false.
+    pub access_log: bool,
 }
 
 /// `[oidc]`
@@ -292,6 +294,7 @@ impl Default for RawServer {
             shutdown_grace: secs(10),
             log_format: "text".to_owned(),
             debug_endpoint: false,
+            access_log: false,
         }
     }
 }

@@ -458,6 +458,7 @@ impl Checker<'_> {
             shutdown_grace: raw.shutdown_grace.0,
             log_format: self.log_format(&raw.log_format),
             debug_endpoint: raw.debug_endpoint,
+            access_log: raw.access_log,
         }
     }
 

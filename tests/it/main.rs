@@ -16,6 +16,7 @@
 //! - `admin`: the admin listener's token and Host check.
 //! - `networks`: rule `networks` and the X-Forwarded-For walk.
 //! - `metrics`: `/metrics`: counters by outcome and rule, where it answers, the admin token.
+//! - `request_id`: `X-Request-Id` returned, passed upstream, kept from trusted peers only.
 
 mod admin;
 mod bearer;
@@ -27,5 +28,6 @@ mod login;
 mod metrics;
 mod networks;
 mod proxy;
+mod request_id;
 mod server;
 mod support;
