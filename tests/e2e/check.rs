@@ -643,7 +643,7 @@ async fn debug_endpoint_shows_own_identity_claims_and_rule() {
     );
     assert_eq!(
         v["request"],
-        json!({"host": "app.example.com", "path": "/admin/users", "method": "GET"})
+        json!({"host": "app.example.com", "path": "/admin/users", "method": "GET", "client": "127.0.0.1"})
     );
     assert_eq!(v["rule"]["name"], "rule[1]", "{v:#}");
     assert_eq!(v["rule"]["groups"], json!(["admins"]), "{v:#}");

@@ -239,6 +239,26 @@ async fn start_after_idp_came_up_logs_in() {
     );
     assert_eq!(idp.issuer, issuer);
     let _logs = LogsOnFailure(vec![&idp.proc, &gw.proc]);
+    // The gateway's own retries may have failed while the IdP was starting;
+    // such a failure is answered from memory for FAILURE_BACKOFF (2 s) at
+    // most. Within that bound (plus room for a busy machine), starts redirect
+    // to the IdP again.
+    let up = std::time::Instant::now();
+    loop {
+        let page = Browser::new()
+            .get(&format!("{}/oauth2/start?rd=%2Fsome%2Fpage", base(&gw)))
+            .await;
+        if page.status == 302 {
+            break;
+        }
+        assert_error_page(&page, 503, "identity provider");
+        assert!(
+            up.elapsed() < Duration::from_secs(8),
+            "starts still fail {:?} after the IdP came up",
+            up.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let page = Browser::new()
         .open_as(
             &format!("{}/oauth2/start?rd=%2Fsome%2Fpage", base(&gw)),
