@@ -1069,10 +1069,16 @@ async fn cluster_of_three(ca: Option<&crate::support::upstreams::TestCa>) -> (Ve
         "--cluster-config-file",
         "nodes.conf",
     ];
+    // The cluster bus gets a free port of its own: its default (the client
+    // port + 10000) may belong to another test's process.
     let nodes: Vec<Redis> = (0..3)
-        .map(|_| match ca {
-            Some(ca) => Redis::start_tls(ca, &[&args[..], &["--tls-cluster", "yes"]].concat()),
-            None => Redis::start_with(&args),
+        .map(|_| {
+            let bus = crate::support::free_port().to_string();
+            let args = [&args[..], &["--cluster-port", &bus]].concat();
+            match ca {
+                Some(ca) => Redis::start_tls(ca, &[&args[..], &["--tls-cluster", "yes"]].concat()),
+                None => Redis::start_with(&args),
+            }
         })
         .collect();
     let addrs: Vec<String> = nodes
