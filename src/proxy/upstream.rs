@@ -255,7 +255,10 @@ fn system_roots() -> Arc<RootCertStore> {
         .clone()
 }
 
-fn insecure() -> ClientConfig {
+/// A client config that accepts any server certificate (handshake
+/// signatures still checked): `upstream_insecure_skip_verify`, and
+/// `portcullis healthcheck` probing its own listener.
+pub(crate) fn insecure() -> ClientConfig {
     let provider = provider();
     ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
