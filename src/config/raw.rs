@@ -53,7 +53,8 @@ pub struct RawServer {
     /// Socket address of the admin listener; absent = served on `listen`.
     pub admin_listen: Option<String>,
     /// File holding the bearer token of the admin API (trailing whitespace
-    /// is trimmed); required when `admin_listen` is not a loopback address.
+    /// is trimmed); this or `PORTCULLIS_SERVER_ADMIN_TOKEN` is required when
+    /// `admin_listen` is not a loopback address.
     pub admin_token_file: Option<PathBuf>,
     /// PEM certificate chain; relative paths resolve against the config file's directory.
     pub tls_cert: Option<PathBuf>,
@@ -162,6 +163,9 @@ pub struct RawSession {
     /// Several secrets, inline: the first signs, all verify.
     #[serde(deserialize_with = "secret_strings")]
     pub secrets: Option<Vec<Secret<String>>>,
+    /// File holding several secrets separated by whitespace (one a line):
+    /// the first signs, all verify.
+    pub secrets_file: Option<PathBuf>,
     /// Absolute session lifetime. Default `"12h"`.
     pub lifetime: HumanDuration,
     /// Sliding idle timeout; absent = none.
@@ -172,6 +176,9 @@ pub struct RawSession {
     pub store: String,
     /// One Redis URL, or a list for Redis Cluster.
     pub redis_url: Option<RawRedisUrl>,
+    /// File holding the Redis URL (several separated by whitespace: Redis
+    /// Cluster seed nodes).
+    pub redis_url_file: Option<PathBuf>,
     /// PEM file of the CA(s) that sign the Redis server certificates
     /// (`rediss://`); absent = the system trust store.
     pub redis_ca: Option<PathBuf>,
@@ -346,11 +353,13 @@ impl Default for RawSession {
             secret: None,
             secret_file: None,
             secrets: None,
+            secrets_file: None,
             lifetime: secs(12 * 3600),
             idle_timeout: None,
             refresh: false,
             store: "memory".to_owned(),
             redis_url: None,
+            redis_url_file: None,
             redis_ca: None,
             local_cache: true,
         }

@@ -681,14 +681,24 @@ fn client_secret_from_env_only_when_no_key_is_set() {
     e.insert("PORTCULLIS_OIDC_CLIENT_SECRET".into(), CLIENT_SECRET.into());
     let cfg = load_with(&oidc(""), &e).unwrap();
     assert_eq!(cfg.oidc.client_secret.unwrap().expose(), CLIENT_SECRET);
-    let cfg = load_with(&oidc("client_secret = \"from-file-config\""), &e).unwrap();
-    assert_eq!(cfg.oidc.client_secret.unwrap().expose(), "from-file-config");
+    // A key in the file as well is an error naming both places.
+    let err = load_with(&oidc("client_secret = \"from-file-config\""), &e).unwrap_err();
+    assert_eq!(
+        err.problems(),
+        [Problem {
+            key: "oidc.client_secret".into(),
+            message: "is given twice, in oidc.client_secret and in the environment variable PORTCULLIS_OIDC_CLIENT_SECRET; give it in one place only".into(),
+        }]
+    );
+    // An empty variable counts as unset.
     e.insert("PORTCULLIS_OIDC_CLIENT_SECRET".into(), String::new());
     assert!(load_with(&oidc(""), &e)
         .unwrap()
         .oidc
         .client_secret
         .is_none());
+    let cfg = load_with(&oidc("client_secret = \"from-file-config\""), &e).unwrap();
+    assert_eq!(cfg.oidc.client_secret.unwrap().expose(), "from-file-config");
 }
 
 #[test]
@@ -696,7 +706,7 @@ fn client_secret_errors() {
     assert_problem(
         &oidc("client_secret = \"x\"\nclient_secret_file = \"/run/s\""),
         "oidc.client_secret",
-        "not both",
+        "is given twice, in oidc.client_secret and in oidc.client_secret_file",
     );
     assert_problem(&oidc("client_secret = \"\""), "oidc.client_secret", "empty");
     assert_problem(
@@ -750,9 +760,34 @@ fn session_secret_sources() {
 
     let cfg = load_with(&session(""), &default_env()).unwrap();
     assert_eq!(cfg.session.secrets[0].expose(), SESSION_SECRET.as_bytes());
-    // A key in the file wins over the environment.
-    let cfg = load_with(&session(&format!("secret = {other:?}")), &default_env()).unwrap();
-    assert_eq!(cfg.session.secrets[0].expose(), other.as_bytes());
+
+    // The list forms: whitespace-separated, the first signs.
+    std::fs::write(
+        dir.path().join("secrets/list"),
+        format!("{other}\n\n  {SESSION_SECRET}\r\n"),
+    )
+    .unwrap();
+    let text = session("secrets_file = \"secrets/list\"");
+    let cfg = Config::from_toml(&text, dir.path(), &no_env).unwrap();
+    let got: Vec<&[u8]> = cfg
+        .session
+        .secrets
+        .iter()
+        .map(|s| &s.expose()[..])
+        .collect();
+    assert_eq!(got, [other.as_bytes(), SESSION_SECRET.as_bytes()]);
+    let list = env(&[(
+        "PORTCULLIS_SESSION_SECRETS",
+        &format!("{other} {SESSION_SECRET}"),
+    )]);
+    let cfg = load_with(&session(""), &list).unwrap();
+    let got: Vec<&[u8]> = cfg
+        .session
+        .secrets
+        .iter()
+        .map(|s| &s.expose()[..])
+        .collect();
+    assert_eq!(got, [other.as_bytes(), SESSION_SECRET.as_bytes()]);
 }
 
 #[test]
@@ -772,9 +807,9 @@ fn session_secret_errors() {
         &no_env,
     );
     assert!(
-        ps.iter()
-            .any(|p| p.key == "session.secret"
-                && p.message.contains("only one of secret, secret_file")),
+        ps.iter().any(|p| p.key == "session.secret"
+            && p.message
+                == "is given twice, in session.secret and in session.secret_file; give it in one place only"),
         "{ps:?}"
     );
     let ps = problems_of(&session("secret = \"short-secret\""), &no_env);
@@ -808,6 +843,385 @@ fn session_secret_errors() {
         ps.iter()
             .any(|p| p.key == "session.secret_file" && p.message.contains("cannot read")),
         "{ps:?}"
+    );
+}
+
+// === secrets in exactly one place ===
+
+/// A secret-looking value valid for every secret: a session secret, a
+/// client secret, an admin token and a Redis URL with a password.
+const ANY_SECRET: &str = "redis://:HIDDENvalue0123456789abcdef@h:6379/0";
+
+/// One way of giving a secret: its name in messages, and either a line of
+/// its section or an environment variable.
+struct Form {
+    place: &'static str,
+    line: Option<&'static str>,
+    var: Option<&'static str>,
+}
+
+fn key(place: &'static str, line: &'static str) -> Form {
+    Form {
+        place,
+        line: Some(line),
+        var: None,
+    }
+}
+
+fn var(place: &'static str, name: &'static str) -> Form {
+    Form {
+        place,
+        line: None,
+        var: Some(name),
+    }
+}
+
+/// Every secret: the key its problems go under, the section its keys are
+/// in, the lines it needs besides, and every form in the order messages list them.
+fn secret_forms() -> Vec<(&'static str, &'static str, &'static str, Vec<Form>)> {
+    vec![
+        (
+            "oidc.client_secret",
+            "oidc",
+            "",
+            vec![
+                key(
+                    "oidc.client_secret",
+                    "client_secret = \"redis://:HIDDENvalue0123456789abcdef@h:6379/0\"",
+                ),
+                key("oidc.client_secret_file", "client_secret_file = \"f\""),
+                var(
+                    "the environment variable PORTCULLIS_OIDC_CLIENT_SECRET",
+                    "PORTCULLIS_OIDC_CLIENT_SECRET",
+                ),
+            ],
+        ),
+        (
+            "session.secret",
+            "session",
+            "",
+            vec![
+                key(
+                    "session.secret",
+                    "secret = \"redis://:HIDDENvalue0123456789abcdef@h:6379/0\"",
+                ),
+                key("session.secret_file", "secret_file = \"f\""),
+                key(
+                    "session.secrets",
+                    "secrets = [\"redis://:HIDDENvalue0123456789abcdef@h:6379/0\"]",
+                ),
+                key("session.secrets_file", "secrets_file = \"f\""),
+                var(
+                    "the environment variable PORTCULLIS_SESSION_SECRET",
+                    "PORTCULLIS_SESSION_SECRET",
+                ),
+                var(
+                    "the environment variable PORTCULLIS_SESSION_SECRETS",
+                    "PORTCULLIS_SESSION_SECRETS",
+                ),
+            ],
+        ),
+        (
+            "session.redis_url",
+            "session",
+            "store = \"redis\"",
+            vec![
+                key(
+                    "session.redis_url",
+                    "redis_url = \"redis://:HIDDENvalue0123456789abcdef@h:6379/0\"",
+                ),
+                key("session.redis_url_file", "redis_url_file = \"f\""),
+                var(
+                    "the environment variable PORTCULLIS_SESSION_REDIS_URL",
+                    "PORTCULLIS_SESSION_REDIS_URL",
+                ),
+            ],
+        ),
+        (
+            "server.admin_token_file",
+            "server",
+            "admin_listen = \"127.0.0.1:9180\"",
+            vec![
+                key("server.admin_token_file", "admin_token_file = \"f\""),
+                var(
+                    "the environment variable PORTCULLIS_SERVER_ADMIN_TOKEN",
+                    "PORTCULLIS_SERVER_ADMIN_TOKEN",
+                ),
+            ],
+        ),
+    ]
+}
+
+/// Loads a config giving one secret in `forms`, every value [`ANY_SECRET`]
+/// (the files `f` in `dir`).
+fn load_forms(
+    dir: &Path,
+    problem_key: &str,
+    section: &str,
+    extra: &str,
+    forms: &[&Form],
+) -> Result<Config, ConfigError> {
+    let lines: Vec<&str> = std::iter::once(extra)
+        .chain(forms.iter().filter_map(|f| f.line))
+        .collect();
+    let lines = lines.join("\n");
+    let text = match section {
+        "oidc" => doc("", &lines, "", ""),
+        "session" => doc("", "", &lines, ""),
+        _ => doc(&lines, "", "", ""),
+    };
+    let mut e = if problem_key == "session.secret" {
+        env(&[])
+    } else {
+        default_env()
+    };
+    for f in forms {
+        if let Some(name) = f.var {
+            e.insert(name.to_owned(), ANY_SECRET.to_owned());
+        }
+    }
+    Config::from_toml(&text, dir, &e)
+}
+
+#[test]
+fn every_secret_comes_from_each_of_its_places() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("f"), format!("{ANY_SECRET}\n")).unwrap();
+    for (problem_key, section, extra, forms) in secret_forms() {
+        for form in &forms {
+            let cfg = load_forms(dir.path(), problem_key, section, extra, &[form])
+                .unwrap_or_else(|e| panic!("{}: {e}", form.place));
+            let got = match problem_key {
+                "oidc.client_secret" => cfg.oidc.client_secret.unwrap().expose().clone(),
+                "session.secret" => {
+                    String::from_utf8(cfg.session.secrets[0].expose().clone()).unwrap()
+                }
+                "session.redis_url" => cfg.session.redis_urls[0].expose().clone(),
+                _ => cfg.server.admin_token.unwrap().expose().clone(),
+            };
+            assert_eq!(got, ANY_SECRET, "{}", form.place);
+        }
+    }
+}
+
+#[test]
+fn every_secret_given_twice_is_an_error_naming_both_places() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("f"), format!("{ANY_SECRET}\n")).unwrap();
+    for (problem_key, section, extra, forms) in secret_forms() {
+        for (i, a) in forms.iter().enumerate() {
+            for b in &forms[i + 1..] {
+                let err = load_forms(dir.path(), problem_key, section, extra, &[a, b])
+                    .expect_err(b.place);
+                assert_eq!(
+                    err.problems(),
+                    [Problem {
+                        key: problem_key.into(),
+                        message: format!(
+                            "is given twice, in {} and in {}; give it in one place only",
+                            a.place, b.place
+                        ),
+                    }],
+                    "{} + {}",
+                    a.place,
+                    b.place
+                );
+                assert!(!format!("{err}").contains("HIDDEN"), "{err}");
+            }
+        }
+        // All at once: one problem naming every place.
+        if forms.len() > 2 {
+            let all: Vec<&Form> = forms.iter().collect();
+            let err = load_forms(dir.path(), problem_key, section, extra, &all).unwrap_err();
+            let places: Vec<&str> = forms.iter().map(|f| f.place).collect();
+            let (last, rest) = places.split_last().unwrap();
+            assert_eq!(
+                err.problems(),
+                [Problem {
+                    key: problem_key.into(),
+                    message: format!(
+                        "is given {} times, in {} and in {last}; give it in one place only",
+                        forms.len(),
+                        rest.join(", in ")
+                    ),
+                }]
+            );
+        }
+    }
+}
+
+#[test]
+fn session_secret_lists_from_a_file_or_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let no_env = env(&[]);
+    let text = session("secrets_file = \"list\"");
+    let problems_with = |contents: &str| -> Vec<Problem> {
+        std::fs::write(dir.path().join("list"), contents).unwrap();
+        Config::from_toml(&text, dir.path(), &no_env)
+            .unwrap_err()
+            .problems()
+            .to_vec()
+    };
+    assert_eq!(
+        problems_with(" \n\n"),
+        [Problem {
+            key: "session.secrets_file".into(),
+            message: "holds no secret; list at least one, separated by whitespace (one a line)"
+                .into()
+        }]
+    );
+    assert_eq!(
+        problems_with(&format!("{SESSION_SECRET}\nSHORTvalue\n")),
+        [Problem {
+            key: "session.secrets_file[1]".into(),
+            message: "is too short (10 bytes); at least 32 bytes are required (`portcullis gen-secret` prints one)".into()
+        }]
+    );
+    let ps = load_with(&session("secrets_file = \"nope\""), &no_env)
+        .unwrap_err()
+        .problems()
+        .to_vec();
+    assert!(
+        ps.iter().any(|p| p.key == "session.secrets_file"
+            && p.message.starts_with("cannot read /nonexistent/nope")),
+        "{ps:?}"
+    );
+    let ps = load_with(
+        &session(""),
+        &env(&[(
+            "PORTCULLIS_SESSION_SECRETS",
+            &format!("{SESSION_SECRET} SHORTvalue"),
+        )]),
+    )
+    .unwrap_err()
+    .problems()
+    .to_vec();
+    assert_eq!(
+        ps,
+        [Problem {
+            key: "PORTCULLIS_SESSION_SECRETS[1]".into(),
+            message: "is too short (10 bytes); at least 32 bytes are required (`portcullis gen-secret` prints one)".into()
+        }]
+    );
+}
+
+#[test]
+fn redis_url_from_a_file_or_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let redis = |line: &str| session(&format!("store = \"redis\"\n{line}"));
+    // One URL: a single server; several: Redis Cluster seed nodes.
+    std::fs::write(dir.path().join("url"), "redis://:pw@h:6379/0\n").unwrap();
+    let text = redis("redis_url_file = \"url\"");
+    let cfg = Config::from_toml(&text, dir.path(), &default_env()).unwrap();
+    assert_eq!(cfg.session.redis_urls.len(), 1);
+    assert_eq!(cfg.session.redis_urls[0].expose(), "redis://:pw@h:6379/0");
+    std::fs::write(dir.path().join("url"), "redis://n1:7000\nredis://n2:7000\n").unwrap();
+    let cfg = Config::from_toml(&text, dir.path(), &default_env()).unwrap();
+    assert_eq!(cfg.session.redis_urls.len(), 2);
+    // Checked like the inline form, under the file's key, never shown.
+    std::fs::write(
+        dir.path().join("url"),
+        "redis://n1:7000\nredis+sentinel://:HIDDENpw@s:26379/m\n",
+    )
+    .unwrap();
+    let err = Config::from_toml(&text, dir.path(), &default_env()).unwrap_err();
+    assert!(
+        err.problems()
+            .iter()
+            .any(|p| p.key == "session.redis_url_file[1]" && p.message.contains("Redis Cluster")),
+        "{err}"
+    );
+    assert!(!err.to_string().contains("HIDDEN"), "{err}");
+    std::fs::write(dir.path().join("url"), "\n").unwrap();
+    let err = Config::from_toml(&text, dir.path(), &default_env()).unwrap_err();
+    assert_eq!(
+        err.problems(),
+        [Problem {
+            key: "session.redis_url_file".into(),
+            message: "holds no Redis URL".into()
+        }]
+    );
+    // The environment.
+    let mut e = default_env();
+    e.insert(
+        "PORTCULLIS_SESSION_REDIS_URL".into(),
+        "http://:HIDDENpw@h:1".into(),
+    );
+    let err = load_with(&redis(""), &e).unwrap_err();
+    assert_eq!(
+        err.problems(),
+        [Problem {
+            key: "PORTCULLIS_SESSION_REDIS_URL".into(),
+            message: "has an unsupported scheme; use redis://, rediss:// or redis+sentinel://"
+                .into()
+        }]
+    );
+    // Set for a memory store: named where it was set.
+    e.insert("PORTCULLIS_SESSION_REDIS_URL".into(), "redis://h:1".into());
+    let err = load_with(&session(""), &e).unwrap_err();
+    assert!(
+        err.problems()[0].key == "PORTCULLIS_SESSION_REDIS_URL"
+            && err.problems()[0]
+                .message
+                .contains("session.store is \"memory\""),
+        "{err}"
+    );
+    // Required with store "redis": the message names every form.
+    let err = load_with(&redis(""), &default_env()).unwrap_err();
+    assert!(
+        err.problems()[0].key == "session.redis_url"
+            && err.problems()[0].message.contains("redis_url_file")
+            && err.problems()[0]
+                .message
+                .contains("PORTCULLIS_SESSION_REDIS_URL"),
+        "{err}"
+    );
+}
+
+#[test]
+fn admin_token_from_the_environment() {
+    const TOKEN: &str = "HIDDEN-admin-token-0123456789";
+    let with_token = |token: &str| {
+        let mut e = default_env();
+        e.insert("PORTCULLIS_SERVER_ADMIN_TOKEN".into(), token.into());
+        e
+    };
+    // Enough for an admin listener on the network.
+    let cfg = load_with(
+        &server("admin_listen = \"0.0.0.0:9180\""),
+        &with_token(&format!("{TOKEN}\n")),
+    )
+    .unwrap();
+    assert_eq!(cfg.server.admin_token.unwrap().expose(), TOKEN);
+    // Checked like the file's token, under the variable's name.
+    let err = load_with(
+        &server("admin_listen = \"0.0.0.0:9180\""),
+        &with_token("HIDDENshort"),
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.problems(),
+        [Problem {
+            key: "PORTCULLIS_SERVER_ADMIN_TOKEN".into(),
+            message: "the variable holds a token of 11 bytes; use at least 16 (`portcullis gen-secret` prints one)".into()
+        }]
+    );
+    // Without an admin listener it would do nothing.
+    let err = load_with(&server(""), &with_token(TOKEN)).unwrap_err();
+    assert_eq!(
+        err.problems(),
+        [Problem {
+            key: "PORTCULLIS_SERVER_ADMIN_TOKEN".into(),
+            message: "has no effect without server.admin_listen: the admin API is served only there; set admin_listen or unset the variable".into()
+        }]
+    );
+    // The refusal of an open admin listener names both forms.
+    let err = load_with(&server("admin_listen = \"0.0.0.0:9180\""), &default_env()).unwrap_err();
+    let message = &err.problems()[0].message;
+    assert!(
+        message.contains("server.admin_token_file")
+            && message.contains("PORTCULLIS_SERVER_ADMIN_TOKEN"),
+        "{err}"
     );
 }
 

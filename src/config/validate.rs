@@ -6,7 +6,8 @@
 //! collecting *all* problems before failing with [`ConfigError::Invalid`].
 //! Secrets are resolved here: inline, from a `*_file` (relative paths resolve
 //! against the config file's directory), or from the environment through the
-//! [`Env`] trait so tests can pass a map. No message ever contains a secret.
+//! [`Env`] trait so tests can pass a map; each secret from exactly one of
+//! them (see `secrets`). No message ever contains a secret.
 //!
 //! Callers: [`Config::load`] / [`Config::from_toml`] (start-up, SIGHUP,
 //! `portcullis check`).
@@ -15,6 +16,7 @@ mod admin;
 mod keys;
 mod proxy;
 mod rules;
+mod secrets;
 mod session;
 mod syntax;
 
@@ -36,6 +38,7 @@ use super::{
     OidcConfig, RuleConfig, ServerConfig, TlsFiles,
 };
 use crate::secret::Secret;
+use secrets::Place;
 
 /// The same header name backed by static text. A name parsed from the config
 /// holds its text under a reference count, and the gateway clones these
@@ -58,13 +61,26 @@ fn interned(name: HeaderName) -> HeaderName {
     HeaderName::from_static(text)
 }
 
-/// Environment variable holding the OIDC client secret, used when neither
-/// `oidc.client_secret` nor `oidc.client_secret_file` is set.
+/// Environment variable holding the OIDC client secret, instead of
+/// `oidc.client_secret` or `oidc.client_secret_file` (never as well).
 pub const CLIENT_SECRET_ENV: &str = "PORTCULLIS_OIDC_CLIENT_SECRET";
 
-/// Environment variable holding the session secret, used when none of
-/// `session.secret`, `session.secret_file`, `session.secrets` is set.
+/// Environment variable holding the session secret, instead of any of the
+/// `session.secret*` keys (never as well).
 pub const SESSION_SECRET_ENV: &str = "PORTCULLIS_SESSION_SECRET";
+
+/// Environment variable holding several session secrets separated by
+/// whitespace, like `session.secrets`: the first signs, all verify.
+pub const SESSION_SECRETS_ENV: &str = "PORTCULLIS_SESSION_SECRETS";
+
+/// Environment variable holding the Redis URL (several separated by
+/// whitespace for Redis Cluster), instead of `session.redis_url` or
+/// `session.redis_url_file`.
+pub const REDIS_URL_ENV: &str = "PORTCULLIS_SESSION_REDIS_URL";
+
+/// Environment variable holding the admin API's token, instead of
+/// `server.admin_token_file`.
+pub const ADMIN_TOKEN_ENV: &str = "PORTCULLIS_SERVER_ADMIN_TOKEN";
 
 /// Shortest session secret accepted, in bytes.
 pub const MIN_SESSION_SECRET_BYTES: usize = 32;
@@ -667,21 +683,21 @@ impl Checker<'_> {
         issuer
     }
 
-    /// `client_secret`, else `client_secret_file`, else the environment; both keys is an error.
+    /// `client_secret`, `client_secret_file` or the environment; more than one is an error.
     fn client_secret(
         &mut self,
         inline: Option<Secret<String>>,
         file: Option<PathBuf>,
     ) -> Option<Secret<String>> {
+        let env = self.env_secret(CLIENT_SECRET_ENV);
+        let given = [
+            inline.as_ref().map(|_| Place::Key("oidc.client_secret")),
+            file.as_ref().map(|_| Place::Key("oidc.client_secret_file")),
+            env.as_ref().map(|_| Place::Env(CLIENT_SECRET_ENV)),
+        ];
+        self.sole_place("oidc.client_secret", &given).ok()?;
         let (key, value) = match (inline, file) {
-            (Some(_), Some(_)) => {
-                self.problem(
-                    "oidc.client_secret",
-                    "set either client_secret or client_secret_file, not both",
-                );
-                return None;
-            }
-            (Some(secret), None) => ("oidc.client_secret", secret.expose().clone()),
+            (Some(secret), _) => ("oidc.client_secret", secret.expose().clone()),
             (None, Some(path)) => {
                 let bytes = self.read_secret_file("oidc.client_secret_file", path)?;
                 match String::from_utf8(bytes) {
@@ -692,13 +708,7 @@ impl Checker<'_> {
                     }
                 }
             }
-            (None, None) => {
-                return self
-                    .env
-                    .var(CLIENT_SECRET_ENV)
-                    .filter(|s| !s.is_empty())
-                    .map(Secret::new)
-            }
+            (None, None) => return env.map(Secret::new),
         };
         if value.trim().is_empty() {
             self.problem(

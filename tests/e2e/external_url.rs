@@ -61,7 +61,7 @@ fn stack() -> &'static Stack {
                 ("allowed_redirect_domains = [\"app.example.com\"]", "allowed_redirect_domains = [\".example.com\"]"),
             ],
         );
-        let gateway = Gateway::launch(Launch { name: "portcullis-sso", config: &config, port: Some(gateway_port), ..Launch::default() });
+        let gateway = Gateway::launch(Launch { name: "portcullis-sso", config: &config, port: Some(gateway_port), client_secret: "", session_secret: "", ..Launch::default() });
         let ports = Ports { proxy: port, gateway: gateway_port, app: echo.port };
         let edits = Edits {
             traefik_dynamic: vec![("\n  services:\n", AUTH_ROUTER)],

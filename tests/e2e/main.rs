@@ -64,6 +64,10 @@ mod promises;
 // (`serve` and `check`); with one, revocation only with the token, 421 for
 // rebinding names, health open, no token in the log.
 mod admin_token;
+// Every secret as a file (client secret, rotation list, Redis URL with its
+// password, admin token) and nothing in the environment; a secret given
+// twice refuses to start.
+mod secret_files;
 // Unverified e-mail addresses at the real IdP: no address for rules or
 // X-Auth-Email, unless oidc.allow_unverified_email.
 mod emails;

@@ -127,6 +127,19 @@ fn redis_gateway(name: &str, redis_url: &str, session_extra: &str) -> (Gateway, 
     (gw, admin)
 }
 
+/// A Redis-backed gateway whose session secrets are `secrets = [...]` in
+/// its config (and not in the environment: a secret given twice is refused).
+fn rotation_gateway(name: &str, redis_url: &str, secrets: &[&str]) -> Gateway {
+    let admin = free_port();
+    Gateway::launch(Launch {
+        name,
+        config: &redis_config(redis_url, admin, &format!("secrets = {secrets:?}")),
+        admin_port: Some(admin),
+        session_secret: "",
+        ..Launch::default()
+    })
+}
+
 /// `http://app.example.com:<balancer>`.
 fn base(lb: &Balancer) -> String {
     format!("http://app.example.com:{}", lb.port)
@@ -449,17 +462,13 @@ async fn secret_rotation_old_secret_verifies_new_secret_signs() {
     // Before the rotation: the old secret only (from the environment).
     let (old, _) = redis_gateway("portcullis-old-secret", &redis.url(), "");
     // During: the new secret first, the old one still listed.
-    let (rotating, _) = redis_gateway(
+    let rotating = rotation_gateway(
         "portcullis-rotating",
         &redis.url(),
-        &format!("secrets = [\"{NEW_SECRET}\", \"{SESSION_SECRET}\"]"),
+        &[NEW_SECRET, SESSION_SECRET],
     );
     // After: the new secret only.
-    let (new, _) = redis_gateway(
-        "portcullis-new-secret",
-        &redis.url(),
-        &format!("secrets = [\"{NEW_SECRET}\"]"),
-    );
+    let new = rotation_gateway("portcullis-new-secret", &redis.url(), &[NEW_SECRET]);
     let _logs = LogsOnFailure(vec![&s.idp.proc, &old.proc, &rotating.proc, &new.proc]);
 
     // A cookie issued before the rotation keeps working during it, and

@@ -71,6 +71,9 @@ impl Stack {
             name: "portcullis",
             config: &config,
             port: Some(gateway_port),
+            // The secrets come from the files the config names.
+            client_secret: "",
+            session_secret: "",
             ..Launch::default()
         });
         let ports = Ports {

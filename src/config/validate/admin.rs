@@ -1,6 +1,7 @@
-//! `server.admin_listen` and `server.admin_token_file`: the admin API's
-//! token, and the rule that an admin listener reachable from other hosts
-//! must have one. Part of `validate`; the token is enforced by `admin`.
+//! `server.admin_listen` and the admin API's token (`server.admin_token_file`
+//! or the `PORTCULLIS_SERVER_ADMIN_TOKEN` environment variable, not both),
+//! and the rule that an admin listener reachable from other hosts must have
+//! one. Part of `validate`; the token is enforced by `admin`.
 //!
 //! Loopback means `127.0.0.0/8` or `::1` (an IPv4-mapped `::ffff:127.x.y.z`
 //! counts as its IPv4 address). A wildcard address (`0.0.0.0`, `[::]`) is
@@ -9,7 +10,8 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use super::Checker;
+use super::secrets::Place;
+use super::{Checker, ADMIN_TOKEN_ENV};
 use crate::secret::Secret;
 
 /// Shortest admin token accepted, in bytes.
@@ -23,37 +25,63 @@ pub fn is_loopback(addr: SocketAddr) -> bool {
 // === impl Checker: admin token ===
 
 impl Checker<'_> {
-    /// Reads `server.admin_token_file` and checks that a non-loopback
-    /// `admin_listen` has a token.
+    /// Reads `server.admin_token_file` or the environment and checks that
+    /// a non-loopback `admin_listen` has a token.
     pub(super) fn admin_token(
         &mut self,
         file: Option<PathBuf>,
         admin_listen: Option<SocketAddr>,
     ) -> Option<Secret<String>> {
         const KEY: &str = "server.admin_token_file";
-        let token = file.and_then(|path| self.read_admin_token(path));
+        let env = self.env_secret(ADMIN_TOKEN_ENV);
+        let given = [
+            file.as_ref().map(|_| Place::Key(KEY)),
+            env.as_ref().map(|_| Place::Env(ADMIN_TOKEN_ENV)),
+        ];
+        let place = self.sole_place(KEY, &given);
+        let token = match (place, file, env) {
+            (Err(()), ..) => None,
+            (_, Some(path), _) => self.read_admin_token(path),
+            (_, None, Some(value)) => {
+                self.check_admin_token(ADMIN_TOKEN_ENV, value.as_bytes(), "the variable")
+            }
+            (_, None, None) => None,
+        };
+        let failed = self.has_problem(KEY) || self.has_problem(ADMIN_TOKEN_ENV);
         match admin_listen {
-            Some(addr) if !is_loopback(addr) && token.is_none() && !self.has_problem(KEY) => {
+            Some(addr) if !is_loopback(addr) && token.is_none() && !failed => {
                 self.problem(
                     "server.admin_listen",
-                    format!("{addr} is not a loopback address: the admin API (session listing and revocation) would be open to the network; set server.admin_token_file to a file holding a token of at least {MIN_ADMIN_TOKEN_BYTES} bytes (`portcullis gen-secret` prints one), or listen on 127.0.0.1 or [::1]"),
+                    format!("{addr} is not a loopback address: the admin API (session listing and revocation) would be open to the network; set server.admin_token_file to a file holding a token of at least {MIN_ADMIN_TOKEN_BYTES} bytes (or put the token in the {ADMIN_TOKEN_ENV} environment variable; `portcullis gen-secret` prints one), or listen on 127.0.0.1 or [::1]"),
                 );
             }
-            None if token.is_some() => self.problem(
-                KEY,
-                "has no effect without server.admin_listen: the admin API is served only there; set admin_listen or remove admin_token_file",
-            ),
+            None if token.is_some() => {
+                let (key, what) = match place {
+                    Ok(Some(Place::Env(name))) => (name, "set admin_listen or unset the variable"),
+                    _ => (KEY, "set admin_listen or remove admin_token_file"),
+                };
+                self.problem(
+                    key,
+                    format!("has no effect without server.admin_listen: the admin API is served only there; {what}"),
+                );
+            }
             _ => {}
         }
         token
     }
 
-    /// The token in `path`: trailing whitespace trimmed, printable ASCII,
-    /// at least [`MIN_ADMIN_TOKEN_BYTES`] long.
+    /// The token in `path`, checked as [`Self::check_admin_token`] does.
     fn read_admin_token(&mut self, path: PathBuf) -> Option<Secret<String>> {
         const KEY: &str = "server.admin_token_file";
         let shown = self.resolve(path.clone());
         let bytes = self.read_secret_file(KEY, path)?;
+        self.check_admin_token(KEY, &bytes, &format!("{}: the file", shown.display()))
+    }
+
+    /// The token in `bytes`: trailing whitespace trimmed, printable ASCII,
+    /// at least [`MIN_ADMIN_TOKEN_BYTES`] long; else a problem under `key`
+    /// that calls the source `what`.
+    fn check_admin_token(&mut self, key: &str, bytes: &[u8], what: &str) -> Option<Secret<String>> {
         let token = bytes.trim_ascii_end();
         let problem = if token.is_empty() {
             Some("is empty; write a token of at least 16 bytes into it (`portcullis gen-secret` prints one)".to_owned())
@@ -68,7 +96,7 @@ impl Checker<'_> {
             None
         };
         if let Some(why) = problem {
-            self.problem(KEY, format!("{}: the file {why}", shown.display()));
+            self.problem(key, format!("{what} {why}"));
             return None;
         }
         // All printable ASCII, so valid UTF-8.

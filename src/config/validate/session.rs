@@ -1,12 +1,17 @@
-//! `[session]`: cookie attributes, session secrets (inline, file or
-//! environment), lifetimes and the session store. Part of `validate`.
+//! `[session]`: cookie attributes, session secrets and the Redis URL (each
+//! inline, from a file or from the environment, see `secrets`), lifetimes
+//! and the session store. Part of `validate`.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use url::Url;
 
-use super::{syntax, Checker, MIN_SESSION_SECRET_BYTES, SESSION_SECRET_ENV};
+use super::secrets::{words, Place};
+use super::{
+    syntax, Checker, MIN_SESSION_SECRET_BYTES, REDIS_URL_ENV, SESSION_SECRETS_ENV,
+    SESSION_SECRET_ENV,
+};
 use crate::config::raw::{RawRedisUrl, RawSession};
 use crate::config::{SessionConfig, StoreKind};
 use crate::secret::Secret;
@@ -14,11 +19,24 @@ use crate::secret::Secret;
 /// Shortest `session.idle_timeout`.
 const MIN_IDLE_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// The `session.secret*` keys as written.
+struct SecretSources {
+    secret: Option<Secret<String>>,
+    secret_file: Option<PathBuf>,
+    secrets: Option<Vec<Secret<String>>>,
+    secrets_file: Option<PathBuf>,
+}
+
 // === impl Checker: [session] ===
 
 impl Checker<'_> {
     pub(super) fn session(&mut self, raw: RawSession, external_url: Option<&Url>) -> SessionConfig {
-        let secrets = self.session_secrets(raw.secret, raw.secret_file, raw.secrets);
+        let secrets = self.session_secrets(SecretSources {
+            secret: raw.secret,
+            secret_file: raw.secret_file,
+            secrets: raw.secrets,
+            secrets_file: raw.secrets_file,
+        });
         let cookie_domain = raw
             .cookie_domain
             .as_deref()
@@ -54,7 +72,7 @@ impl Checker<'_> {
                 StoreKind::Memory
             }
         };
-        let redis_urls = self.redis_urls(store, raw.redis_url);
+        let redis_urls = self.redis_urls(store, raw.redis_url, raw.redis_url_file);
         let redis_ca = raw.redis_ca.and_then(|path| {
             let tls = redis_urls.iter().any(|u| {
                 u.expose().split_once("://").is_some_and(|(scheme, _)| {
@@ -87,40 +105,35 @@ impl Checker<'_> {
         }
     }
 
-    /// Exactly one of `secret`, `secret_file`, `secrets`; else the environment.
-    fn session_secrets(
-        &mut self,
-        secret: Option<Secret<String>>,
-        secret_file: Option<PathBuf>,
-        secrets: Option<Vec<Secret<String>>>,
-    ) -> Vec<Secret<Vec<u8>>> {
-        let set: Vec<&str> = [
-            secret.as_ref().map(|_| "secret"),
-            secret_file.as_ref().map(|_| "secret_file"),
-            secrets.as_ref().map(|_| "secrets"),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
-        if set.len() > 1 {
-            self.problem(
-                "session.secret",
-                format!(
-                    "set only one of {} (list several secrets for rotation in `secrets`)",
-                    set.join(", ")
-                ),
-            );
+    /// Exactly one of the `session.secret*` keys or the two environment
+    /// variables; each value at least [`MIN_SESSION_SECRET_BYTES`] long.
+    fn session_secrets(&mut self, raw: SecretSources) -> Vec<Secret<Vec<u8>>> {
+        let env_one = self.env_secret(SESSION_SECRET_ENV);
+        let env_list = self.env_secret(SESSION_SECRETS_ENV);
+        let given = [
+            raw.secret.as_ref().map(|_| Place::Key("session.secret")),
+            raw.secret_file
+                .as_ref()
+                .map(|_| Place::Key("session.secret_file")),
+            raw.secrets.as_ref().map(|_| Place::Key("session.secrets")),
+            raw.secrets_file
+                .as_ref()
+                .map(|_| Place::Key("session.secrets_file")),
+            env_one.as_ref().map(|_| Place::Env(SESSION_SECRET_ENV)),
+            env_list.as_ref().map(|_| Place::Env(SESSION_SECRETS_ENV)),
+        ];
+        if self.sole_place("session.secret", &given).is_err() {
             return Vec::new();
         }
-        let candidates: Vec<(String, Vec<u8>)> = if let Some(s) = secret {
+        let candidates: Vec<(String, Vec<u8>)> = if let Some(s) = raw.secret {
             vec![("session.secret".to_owned(), s.expose().as_bytes().to_vec())]
-        } else if let Some(path) = secret_file {
+        } else if let Some(path) = raw.secret_file {
             let bytes = self.read_secret_file("session.secret_file", path);
             bytes
                 .map(|b| ("session.secret_file".to_owned(), b))
                 .into_iter()
                 .collect()
-        } else if let Some(list) = secrets {
+        } else if let Some(list) = raw.secrets {
             if list.is_empty() {
                 self.problem("session.secrets", "is empty; list at least one secret");
             }
@@ -133,12 +146,17 @@ impl Checker<'_> {
                     )
                 })
                 .collect()
-        } else if let Some(s) = self.env.var(SESSION_SECRET_ENV).filter(|s| !s.is_empty()) {
+        } else if let Some(path) = raw.secrets_file {
+            let bytes = self.read_secret_file("session.secrets_file", path);
+            bytes.map_or_else(Vec::new, |b| self.secret_list("session.secrets_file", &b))
+        } else if let Some(s) = env_one {
             vec![(SESSION_SECRET_ENV.to_owned(), s.into_bytes())]
+        } else if let Some(text) = env_list {
+            self.secret_list(SESSION_SECRETS_ENV, text.as_bytes())
         } else {
             self.problem(
                 "session.secret",
-                format!("is required: set secret_file, secret, secrets or the {SESSION_SECRET_ENV} environment variable to at least {MIN_SESSION_SECRET_BYTES} random bytes (`portcullis gen-secret` prints one)"),
+                format!("is required: set secret_file, secret, secrets, secrets_file or the {SESSION_SECRET_ENV} (or {SESSION_SECRETS_ENV}) environment variable to at least {MIN_SESSION_SECRET_BYTES} random bytes (`portcullis gen-secret` prints one)"),
             );
             Vec::new()
         };
@@ -154,6 +172,21 @@ impl Checker<'_> {
                 }
                 Some(Secret::new(bytes))
             })
+            .collect()
+    }
+
+    /// A whitespace-separated list of secrets, each named `where[i]` in messages.
+    fn secret_list(&mut self, place: &str, bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
+        let list = words(bytes);
+        if list.is_empty() {
+            self.problem(
+                place,
+                "holds no secret; list at least one, separated by whitespace (one a line)",
+            );
+        }
+        list.into_iter()
+            .enumerate()
+            .map(|(i, s)| (format!("{place}[{i}]"), s))
             .collect()
     }
 
@@ -205,34 +238,97 @@ impl Checker<'_> {
         }
     }
 
-    fn redis_urls(&mut self, store: StoreKind, raw: Option<RawRedisUrl>) -> Vec<Secret<String>> {
-        let Some(raw) = raw else {
+    /// `redis_url`, `redis_url_file` or the environment (at most one);
+    /// required with `store = "redis"`.
+    fn redis_urls(
+        &mut self,
+        store: StoreKind,
+        inline: Option<RawRedisUrl>,
+        file: Option<PathBuf>,
+    ) -> Vec<Secret<String>> {
+        let env = self.env_secret(REDIS_URL_ENV);
+        let given = [
+            inline.as_ref().map(|_| Place::Key("session.redis_url")),
+            file.as_ref().map(|_| Place::Key("session.redis_url_file")),
+            env.as_ref().map(|_| Place::Env(REDIS_URL_ENV)),
+        ];
+        let Ok(place) = self.sole_place("session.redis_url", &given) else {
+            return Vec::new();
+        };
+        let Some(place) = place else {
             if store == StoreKind::Redis {
                 self.problem(
                     "session.redis_url",
-                    "is required when store = \"redis\", e.g. redis_url = \"redis://127.0.0.1:6379/0\"",
+                    format!("is required when store = \"redis\", e.g. redis_url = \"redis://127.0.0.1:6379/0\" (or redis_url_file, or the {REDIS_URL_ENV} environment variable)"),
                 );
             }
             return Vec::new();
         };
+        let key = match place {
+            Place::Key(key) | Place::Env(key) => key,
+        };
         if store != StoreKind::Redis {
             self.problem(
-                "session.redis_url",
-                "is set but session.store is \"memory\": sessions would not be shared; set store = \"redis\" or remove redis_url",
+                key,
+                "is set but session.store is \"memory\": sessions would not be shared; set store = \"redis\" or remove the Redis URL",
             );
         }
-        let urls = raw.urls();
-        let cluster = urls.len() > 1 || matches!(raw, RawRedisUrl::Cluster(_));
-        if urls.is_empty() {
+        // Each URL with the name it goes by in messages, and whether a list was given.
+        let (urls, cluster) = match (inline, file) {
+            (Some(raw), _) => {
+                let cluster = matches!(raw, RawRedisUrl::Cluster(_));
+                let urls = raw
+                    .urls()
+                    .into_iter()
+                    .map(|(k, url)| (k, url.clone()))
+                    .collect();
+                (urls, cluster)
+            }
+            (None, Some(path)) => match self.read_secret_file(key, path) {
+                Some(bytes) => self.url_list(key, &bytes),
+                None => return Vec::new(),
+            },
+            (None, None) => self.url_list(key, env.unwrap_or_default().as_bytes()),
+        };
+        if urls.is_empty() && cluster {
+            // `redis_url = []`; the file and variable forms said so already.
             self.problem(
                 "session.redis_url",
                 "is an empty list; give at least one URL",
             );
         }
+        let cluster = cluster || urls.len() > 1;
         for (key, url) in &urls {
             self.redis_url(key, url.expose(), cluster);
         }
-        urls.into_iter().map(|(_, url)| url.clone()).collect()
+        urls.into_iter().map(|(_, url)| url).collect()
+    }
+
+    /// Whitespace-separated Redis URLs from a file or the environment:
+    /// several are Redis Cluster seed nodes.
+    fn url_list(&mut self, place: &str, bytes: &[u8]) -> (Vec<(String, Secret<String>)>, bool) {
+        let list = words(bytes);
+        if list.is_empty() {
+            self.problem(place, "holds no Redis URL");
+        }
+        let many = list.len() > 1;
+        let urls = list
+            .into_iter()
+            .enumerate()
+            .map(|(i, url)| {
+                let name = if many {
+                    format!("{place}[{i}]")
+                } else {
+                    place.to_owned()
+                };
+                // A URL that is not UTF-8 fails the URL check below, unshown.
+                (
+                    name,
+                    Secret::new(String::from_utf8_lossy(&url).into_owned()),
+                )
+            })
+            .collect();
+        (urls, many)
     }
 
     /// Never echoes the URL: it may carry a password.

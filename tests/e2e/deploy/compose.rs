@@ -434,6 +434,9 @@ async fn deploy_compose_labels_drive_real_traefik() {
             name,
             config: &config,
             admin_port: Some(admin),
+            // The secrets come from the files the config names.
+            client_secret: "",
+            session_secret: "",
             ..Launch::default()
         })
     };

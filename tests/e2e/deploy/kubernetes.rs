@@ -341,6 +341,9 @@ fn deploy_kubernetes_config_runs_and_passes_the_kubelet_probes() {
         name: "portcullis-kubernetes",
         config: &config,
         admin_port: Some(admin),
+        // The secrets come from the files the config names.
+        client_secret: "",
+        session_secret: "",
         ..Launch::default()
     });
     let _logs = LogsOnFailure(vec![&idp.proc, &gw.proc]);

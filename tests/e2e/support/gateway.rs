@@ -1,5 +1,6 @@
 //! portcullis itself: the built binary (`CARGO_BIN_EXE_portcullis`) run as
-//! `portcullis serve --config FILE`, secrets from the environment.
+//! `portcullis serve --config FILE`, secrets from the environment unless
+//! the config names them (a secret given in both is a start-up error).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -32,8 +33,10 @@ pub struct Launch<'a> {
     pub config: &'a str,
     /// The listen port; `None` picks a free one.
     pub port: Option<u16>,
-    /// `PORTCULLIS_SESSION_SECRET`.
+    /// `PORTCULLIS_SESSION_SECRET`; empty = not set (the config has it).
     pub session_secret: &'a str,
+    /// `PORTCULLIS_OIDC_CLIENT_SECRET`; empty = not set (the config has it).
+    pub client_secret: &'a str,
     /// Wait for `/readyz` (IdP metadata loaded), not just `/healthz`.
     pub wait_ready: bool,
     /// Run from this existing file instead of `config` (several processes
@@ -51,6 +54,7 @@ impl Default for Launch<'_> {
             config: "",
             port: None,
             session_secret: SESSION_SECRET,
+            client_secret: CLIENT_SECRET,
             wait_ready: true,
             config_file: None,
             admin_port: None,
@@ -98,10 +102,15 @@ impl Gateway {
                 cmd.env_remove(&k);
             }
         }
-        cmd.env("PORTCULLIS_OIDC_CLIENT_SECRET", CLIENT_SECRET)
-            .env("PORTCULLIS_SESSION_SECRET", l.session_secret)
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1");
+        for (name, value) in [
+            ("PORTCULLIS_OIDC_CLIENT_SECRET", l.client_secret),
+            ("PORTCULLIS_SESSION_SECRET", l.session_secret),
+        ] {
+            if !value.is_empty() {
+                cmd.env(name, value);
+            }
+        }
+        cmd.env("RUST_LOG", "info").env("NO_COLOR", "1");
         let proc = Proc::spawn(l.name, cmd, &dir);
         let port = match fixed_port {
             Some(p) => p,
