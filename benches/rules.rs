@@ -36,6 +36,7 @@ fn config() -> Vec<RuleConfig> {
             upstream: None,
             upstream_options: Default::default(),
             bearer: true,
+            basic_auth: false,
             path_case: Default::default(),
         });
     };

@@ -19,7 +19,8 @@
 //! matched on a guess. Empty entries (`a,,b`) are skipped.
 //!
 //! Called by `forward_auth` and `proxy` once per request, and only when some
-//! rule has `networks` ([`for_rules`]); the walk allocates nothing.
+//! rule has `networks` or `basic_auth` ([`for_rules`]: Basic auth counts
+//! failed attempts per client address); the walk allocates nothing.
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
@@ -74,7 +75,7 @@ pub fn client_addr(
 }
 
 /// The client address for [`crate::rules::RequestFacts::client`]: `None`
-/// without computing anything when no rule has `networks`, and `None` when
+/// without computing anything when no rule has `networks` or `basic_auth`, and `None` when
 /// `X-Forwarded-For` is unreadable (logged at info, rate-limited).
 pub fn for_rules(
     rules: &RuleSet,
@@ -82,7 +83,7 @@ pub fn for_rules(
     headers: &HeaderMap,
     trusted: &[IpNet],
 ) -> Option<IpAddr> {
-    if !rules.has_networks() {
+    if !(rules.has_networks() || rules.has_basic_auth()) {
         return None;
     }
     match client_addr(peer, headers, trusted) {

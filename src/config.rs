@@ -251,6 +251,9 @@ pub struct AccessConfig {
     pub allowed_redirect_domains: Vec<String>,
     /// `[access.networks]`: name → its networks (each list non-empty).
     pub networks: std::collections::BTreeMap<String, Vec<IpNet>>,
+    /// `htpasswd_file` and `htpasswd_groups_file`, read and checked at load
+    /// time; `None` without `htpasswd_file`.
+    pub htpasswd: Option<std::sync::Arc<crate::basic::Users>>,
 }
 
 /// `access.default`
@@ -333,6 +336,8 @@ pub struct RuleConfig {
     pub upstream_options: UpstreamOptions,
     /// Accept bearer JWTs on this rule. Default true.
     pub bearer: bool,
+    /// Accept `Authorization: Basic` against `access.htpasswd_file`. Default false.
+    pub basic_auth: bool,
     /// `path_case`: whether `path` matches letters case-sensitively. Default sensitive.
     pub path_case: PathCase,
 }

@@ -420,7 +420,13 @@ fn respond(
             )
         }
         Decision::Public(_) => (http_util::empty(StatusCode::OK), None),
-        Decision::Unauthenticated(_) => (unauthenticated(rt, original, headers), None),
+        Decision::Unauthenticated(rule) => {
+            let mut res = unauthenticated(rt, original, headers);
+            challenge_basic(rule, &mut res);
+            (res, None)
+        }
+        Decision::BadCredentials(_) => (bad_credentials(), None),
+        Decision::TooManyAttempts(_, secs) => (too_many_attempts(secs, original.nginx), None),
         Decision::InvalidToken(rule) => {
             match diagnostics::client_error(ClientError::InvalidToken) {
                 Some(suppressed) => {
@@ -555,6 +561,52 @@ pub fn invalid_token() -> Response<Body> {
         header::WWW_AUTHENTICATE,
         HeaderValue::from_static("Bearer error=\"invalid_token\""),
     );
+    res
+}
+
+/// Adds the Basic challenge to a 401 answered under a rule with
+/// `basic_auth` (browsers are sent to the login instead, as elsewhere).
+pub fn challenge_basic(rule: Option<&crate::rules::CompiledRule>, res: &mut Response<Body>) {
+    if res.status() == StatusCode::UNAUTHORIZED && rule.is_some_and(|r| r.basic_auth) {
+        res.headers_mut().append(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(crate::basic::CHALLENGE),
+        );
+    }
+}
+
+/// The answer for wrong Basic credentials on a `basic_auth` rule: 401 with
+/// the Basic challenge, for browsers too (a login page would not fix the
+/// credentials the client chose, and a redirect could loop).
+pub fn bad_credentials() -> Response<Body> {
+    let mut res = pages::json_error(
+        StatusCode::UNAUTHORIZED,
+        "invalid_credentials",
+        "the user name or password was not accepted",
+    );
+    res.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static(crate::basic::CHALLENGE),
+    );
+    res
+}
+
+/// The answer once a user name or client address has too many failed Basic
+/// attempts: 429 with `Retry-After`; 403 under nginx, whose `auth_request`
+/// turns every status but 2xx/401/403 into a 500.
+pub fn too_many_attempts(retry_after_secs: u64, nginx: bool) -> Response<Body> {
+    let status = if nginx {
+        StatusCode::FORBIDDEN
+    } else {
+        StatusCode::TOO_MANY_REQUESTS
+    };
+    let mut res = pages::json_error(
+        status,
+        "too_many_attempts",
+        "too many failed sign-in attempts; try again later",
+    );
+    res.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
     res
 }
 

@@ -14,6 +14,7 @@
 //! - [`identity`]: the subject of a request and its header values.
 //! - [`session`]: session cookie seal/unseal and the [`session::SessionStore`] trait (memory store).
 //! - [`oidc`]: discovery, the login flow (start, callback), flow-state cookies.
+//! - [`basic`]: `Authorization: Basic` against an htpasswd file, on rules with `basic_auth`.
 //! - [`bearer`]: `Authorization: Bearer` JWTs: per-issuer JWKS cache, verification, verified-token cache.
 //! - [`pipeline`]: facts → rule → authentication → authorisation → [`pipeline::Decision`].
 //! - [`forward_auth`]: the `/oauth2/auth` endpoint.
@@ -37,6 +38,7 @@
 
 pub mod access;
 pub mod admin;
+pub mod basic;
 pub mod bearer;
 pub mod check;
 pub mod cli;

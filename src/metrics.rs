@@ -70,6 +70,9 @@ pub struct Metrics {
     /// `portcullis_open_tunnels`: upgraded (WebSocket) connections to upstreams open now.
     pub open_tunnels: Gauge,
     config_reloads: Family<Labels, Counter>,
+    basic_auth: Family<Labels, Counter>,
+    /// `portcullis_basic_auth_hash_checks_total`: password hashes checked for Basic credentials.
+    pub basic_auth_hash_checks: Counter,
 }
 
 /// What a forward-auth check or a proxied request was answered.
@@ -164,6 +167,8 @@ impl Metrics {
             open_connections: Gauge::default(),
             open_tunnels: Gauge::default(),
             config_reloads: Family::default(),
+            basic_auth: Family::default(),
+            basic_auth_hash_checks: Counter::default(),
         };
         r.register(
             "decisions",
@@ -237,6 +242,16 @@ impl Metrics {
             m.config_reloads.clone(),
         );
         r.register(
+            "basic_auth",
+            "Basic credentials on basic_auth rules by result (cached, verified, wrong_password, unknown_user, rate_limited, malformed)",
+            m.basic_auth.clone(),
+        );
+        r.register(
+            "basic_auth_hash_checks",
+            "Password hashes checked for Basic credentials (cache misses)",
+            m.basic_auth_hash_checks.clone(),
+        );
+        r.register(
             "build",
             "The version and git revision of the running binary",
             Info::new(vec![
@@ -289,6 +304,11 @@ impl Metrics {
     /// Counts a configuration reload: `success` or `failure`.
     pub fn config_reload(&self, ok: bool) {
         result_counter(&self.config_reloads, success(ok));
+    }
+
+    /// Counts Basic credentials by result (see `basic::BasicError::label`).
+    pub fn basic_auth(&self, result: &'static str) {
+        result_counter(&self.basic_auth, result);
     }
 
     /// Counts a signing key download for the issuer (or configured key URL) `issuer`.

@@ -12,6 +12,12 @@
 //! [`Decision::InvalidToken`], never a fall-back to the cookie. On a rule with
 //! `bearer = false` the header is ignored for authentication.
 //!
+//! Likewise `Authorization: Basic` on a rule with `basic_auth` is judged by
+//! the htpasswd file alone ([`crate::basic`]): wrong credentials are
+//! [`Decision::BadCredentials`] (401 with a Basic challenge, never a login
+//! redirect), too many failures [`Decision::TooManyAttempts`]. On other
+//! rules the header plays no part.
+//!
 //! Hot path: no allocation beyond the cookie check, no I/O unless the session
 //! (or bearer token) is not in the local cache, no locks.
 
@@ -65,6 +71,8 @@ pub struct Gateway {
     /// Sessions whose refresh this instance started in the last
     /// [`crate::session::REFRESH_LOCK`] (single-flight within the process).
     pub refreshing: moka::sync::Cache<(crate::session::SessionId, u64), ()>,
+    /// Verified Basic credentials and failure counters (outlast reloads).
+    pub basic: crate::basic::BasicAuth,
 }
 
 /// Who an authenticated request belongs to.
@@ -73,6 +81,8 @@ pub enum Principal {
     Session(Arc<Session>),
     /// A verified bearer token.
     Bearer(Arc<Verified>),
+    /// A user of `access.htpasswd_file` (`Authorization: Basic`).
+    Basic(Arc<crate::basic::User>),
 }
 
 /// What to do with a request.
@@ -85,6 +95,12 @@ pub enum Decision<'a> {
     Unauthenticated(Option<&'a CompiledRule>),
     /// A bearer token was presented and failed verification (401 `invalid_token`).
     InvalidToken(Option<&'a CompiledRule>),
+    /// Basic credentials were presented on a `basic_auth` rule and are wrong
+    /// (401 with the Basic challenge).
+    BadCredentials(Option<&'a CompiledRule>),
+    /// Too many failed Basic attempts for this user or client address: 429
+    /// with `Retry-After` (these seconds); the password was not checked.
+    TooManyAttempts(Option<&'a CompiledRule>, u64),
     /// Signed in, but the rule does not permit this user.
     Forbidden(Principal, Option<&'a CompiledRule>),
     /// The rule (or the default) denies everybody.
@@ -100,9 +116,11 @@ impl Decision<'_> {
     pub fn outcome(&self) -> Outcome {
         match self {
             Decision::Public(_) | Decision::Allow(..) => Outcome::Allow,
-            Decision::Unauthenticated(_) => Outcome::Unauthenticated,
+            Decision::Unauthenticated(_) | Decision::BadCredentials(_) => Outcome::Unauthenticated,
             Decision::InvalidToken(_) => Outcome::InvalidToken,
-            Decision::Forbidden(..) | Decision::Deny(_) => Outcome::Deny,
+            Decision::Forbidden(..) | Decision::Deny(_) | Decision::TooManyAttempts(..) => {
+                Outcome::Deny
+            }
             Decision::StoreUnavailable(_) => Outcome::Error,
         }
     }
@@ -124,6 +142,7 @@ impl Principal {
         match self {
             Principal::Session(s) => &s.identity,
             Principal::Bearer(b) => &b.identity,
+            Principal::Basic(u) => &u.identity,
         }
     }
 
@@ -132,6 +151,7 @@ impl Principal {
         match self {
             Principal::Session(s) => &s.headers,
             Principal::Bearer(b) => &b.headers,
+            Principal::Basic(u) => &u.headers,
         }
     }
 }
@@ -251,7 +271,7 @@ impl Gateway {
             Match::Default(DefaultPolicy::Authenticated) => (None, Policy::Authenticated),
             Match::Default(DefaultPolicy::Deny) => (None, Policy::Deny),
         };
-        let decision = self.judge(rule, policy, headers).await;
+        let decision = self.judge(rt, rule, policy, facts, headers).await;
         rt.decisions
             .count(rule.map(|r| r.index), decision.outcome());
         crate::access::note(
@@ -265,8 +285,10 @@ impl Gateway {
     /// Authentication and authorisation under the matched rule.
     async fn judge<'a>(
         &self,
+        rt: &Runtime,
         rule: Option<&'a CompiledRule>,
         policy: Policy,
+        facts: &RequestFacts<'_>,
         headers: &HeaderMap,
     ) -> Decision<'a> {
         match policy {
@@ -274,20 +296,38 @@ impl Gateway {
             Policy::Deny => return Decision::Deny(rule),
             Policy::Authenticated => {}
         }
+        let basic = rule
+            .filter(|r| r.basic_auth)
+            .and_then(|_| crate::basic::credentials(headers))
+            .zip(rt.config.access.htpasswd.as_deref());
         let token = bearer::token_of(headers).filter(|_| rule.is_none_or(|r| r.bearer));
-        let principal = match token {
-            Some(token) => match self.bearer.verify(token).await {
-                Ok(v) => Principal::Bearer(v),
-                Err(e) => {
-                    tracing::debug!(rule.name = rule_name(rule), check = e.check(), reason = %e, "bearer token rejected");
-                    return Decision::InvalidToken(rule);
-                }
-            },
-            None => match self.session(headers).await {
-                Ok(Some(s)) => Principal::Session(s),
-                Ok(None) => return Decision::Unauthenticated(rule),
-                Err(e) => return Decision::StoreUnavailable(e),
-            },
+        let principal = if let Some((value, users)) = basic {
+            match self
+                .basic
+                .authenticate(users, value, facts.client, rule_name(rule))
+                .await
+            {
+                Ok(u) => Principal::Basic(u),
+                Err(crate::basic::BasicError::RateLimited {
+                    retry_after_secs, ..
+                }) => return Decision::TooManyAttempts(rule, retry_after_secs),
+                Err(_) => return Decision::BadCredentials(rule),
+            }
+        } else {
+            match token {
+                Some(token) => match self.bearer.verify(token).await {
+                    Ok(v) => Principal::Bearer(v),
+                    Err(e) => {
+                        tracing::debug!(rule.name = rule_name(rule), check = e.check(), reason = %e, "bearer token rejected");
+                        return Decision::InvalidToken(rule);
+                    }
+                },
+                None => match self.session(headers).await {
+                    Ok(Some(s)) => Principal::Session(s),
+                    Ok(None) => return Decision::Unauthenticated(rule),
+                    Err(e) => return Decision::StoreUnavailable(e),
+                },
+            }
         };
         let permitted = rule.is_none_or(|r| r.permits(principal.identity()));
         if permitted {

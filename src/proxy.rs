@@ -147,7 +147,7 @@ impl Proxy {
                 let identity = p.headers().copied();
                 match p {
                     Principal::Session(s) => (identity, Some(s)),
-                    Principal::Bearer(_) => (identity, None),
+                    Principal::Bearer(_) | Principal::Basic(_) => (identity, None),
                 }
             }
             Decision::Public(_) => (IdentityHeaders::empty(), None),
@@ -385,8 +385,14 @@ fn refuse(
                 method: Some(req.method().clone()),
                 nginx: false,
             };
-            crate::forward_auth::unauthenticated(rt, &original, req.headers())
+            let mut res = crate::forward_auth::unauthenticated(rt, &original, req.headers());
+            if let Decision::Unauthenticated(rule) = decision {
+                crate::forward_auth::challenge_basic(rule, &mut res);
+            }
+            res
         }
+        Decision::BadCredentials(_) => crate::forward_auth::bad_credentials(),
+        Decision::TooManyAttempts(_, secs) => crate::forward_auth::too_many_attempts(secs, false),
         Decision::InvalidToken(rule) => {
             tracing::info!(
                 rule.name = rule_name(rule),

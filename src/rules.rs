@@ -120,6 +120,8 @@ pub struct RuleSet {
     default: DefaultPolicy,
     /// True when some rule has `networks`.
     has_networks: bool,
+    /// True when some rule has `basic_auth` (its failure counters need the client address).
+    has_basic_auth: bool,
 }
 
 /// One rule, ready for matching and authorisation.
@@ -138,6 +140,8 @@ pub struct CompiledRule {
     pub upstream: Option<Url>,
     /// Whether bearer JWTs are accepted on this rule.
     pub bearer: bool,
+    /// Whether `Authorization: Basic` is checked against `access.htpasswd_file`.
+    pub basic_auth: bool,
     host: Option<HostPattern>,
     /// Normalised prefix, starts with `/`; lower-case when `fold`.
     path: Box<str>,
@@ -250,6 +254,7 @@ impl RuleSet {
             any_host: Vec::new(),
             default,
             has_networks: rules.iter().any(|r| r.networks.is_some()),
+            has_basic_auth: rules.iter().any(|r| r.basic_auth),
         };
         for (index, cfg) in rules.iter().enumerate() {
             let rule = CompiledRule::compile(index, cfg);
@@ -316,6 +321,12 @@ impl RuleSet {
     /// [`RequestFacts::client`]; otherwise callers skip computing it.
     pub fn has_networks(&self) -> bool {
         self.has_networks
+    }
+
+    /// True when some rule has `basic_auth`, whose failed attempts are
+    /// counted per [`RequestFacts::client`].
+    pub fn has_basic_auth(&self) -> bool {
+        self.has_basic_auth
     }
 
     /// Number of rules.
@@ -550,6 +561,7 @@ impl CompiledRule {
             networks: cfg.networks.clone().unwrap_or_default().into_boxed_slice(),
             upstream: cfg.upstream.clone(),
             bearer: cfg.bearer,
+            basic_auth: cfg.basic_auth,
         }
     }
 

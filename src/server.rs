@@ -138,6 +138,7 @@ pub fn build(
             .max_capacity(100_000)
             .time_to_live(crate::session::REFRESH_LOCK)
             .build(),
+        basic: crate::basic::BasicAuth::new(crate::basic::Limits::default()),
     }))
 }
 

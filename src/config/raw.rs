@@ -224,6 +224,10 @@ pub struct RawAccess {
     /// `[access.networks]`: named address lists (CIDRs or addresses) for
     /// rule `networks`. Default none.
     pub networks: std::collections::BTreeMap<String, Vec<String>>,
+    /// htpasswd file (bcrypt or argon2 hashes) for rules with `basic_auth`. Default none.
+    pub htpasswd_file: Option<PathBuf>,
+    /// Apache `AuthGroupFile` (`group: user1 user2`) giving htpasswd users their groups. Default none.
+    pub htpasswd_groups_file: Option<PathBuf>,
 }
 
 /// `[proxy]`: reverse-proxy timeouts.
@@ -275,6 +279,8 @@ pub struct RawRule {
     pub preserve_host: bool,
     /// Accept bearer JWTs. Default true.
     pub bearer: bool,
+    /// Accept `Authorization: Basic` checked against `access.htpasswd_file`. Default false.
+    pub basic_auth: bool,
     /// `"sensitive"` (default) or `"insensitive"`.
     pub path_case: String,
 }
@@ -385,6 +391,8 @@ impl Default for RawAccess {
             default: "deny".to_owned(),
             allowed_redirect_domains: Vec::new(),
             networks: Default::default(),
+            htpasswd_file: None,
+            htpasswd_groups_file: None,
         }
     }
 }
@@ -418,6 +426,7 @@ impl Default for RawRule {
             upstream_insecure_skip_verify: false,
             preserve_host: false,
             bearer: true,
+            basic_auth: false,
             path_case: "sensitive".to_owned(),
         }
     }

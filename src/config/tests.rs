@@ -1856,3 +1856,80 @@ fn rule_networks() {
         "not a CIDR",
     );
 }
+
+// === Basic auth ===
+
+#[test]
+fn basic_auth_reads_the_htpasswd_files_relative_to_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let hash = "$2y$05$0b376LHGYrR0ADqlQxkUyeWqu2/bHi09ZEiC04JCaOGrCfzGKi1Gu";
+    std::fs::write(dir.path().join("htpasswd"), format!("alice:{hash}\n")).unwrap();
+    std::fs::write(dir.path().join("htgroups"), "ops: alice\n").unwrap();
+    let text = rest("[access]\nhtpasswd_file = \"htpasswd\"\nhtpasswd_groups_file = \"htgroups\"\n[[rule]]\nbasic_auth = true\ngroups = [\"ops\"]");
+    let cfg = Config::from_toml(&text, dir.path(), &default_env()).unwrap();
+    assert!(cfg.rules[0].basic_auth);
+    let users = cfg.access.htpasswd.unwrap();
+    assert_eq!(users.get("alice").unwrap().identity.groups, vec!["ops"]);
+    assert!(!ok(&rule("path = \"/\"")).rules[0].basic_auth);
+}
+
+#[test]
+fn basic_auth_problems() {
+    assert_problem(
+        &rule("basic_auth = true"),
+        "rule[0].basic_auth",
+        "needs access.htpasswd_file",
+    );
+    assert_problem(
+        &rest("[access]\nhtpasswd_groups_file = \"/g\""),
+        "access.htpasswd_groups_file",
+        "access.htpasswd_file is not set",
+    );
+    assert_problem(
+        &rest("[access]\nhtpasswd_file = \"/nonexistent/htpasswd\""),
+        "access.htpasswd_file",
+        "cannot read /nonexistent/htpasswd",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("htpasswd"),
+        "# users\nbob:$apr1$ahmAwEGD$U.1opusfy8dR9yB192vq.1\ncarol:plain\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("htgroups"), "ops alice\n").unwrap();
+    let text = rest("[access]\nhtpasswd_file = \"htpasswd\"\nhtpasswd_groups_file = \"htgroups\"\n[[rule]]\npolicy = \"public\"\nbasic_auth = true");
+    let ps = match Config::from_toml(&text, dir.path(), &default_env()) {
+        Err(ConfigError::Invalid(p)) => p,
+        other => panic!("expected problems, got {other:?}"),
+    };
+    let shown: Vec<String> = ps.iter().map(ToString::to_string).collect();
+    let has = |key: &str, fragments: &[&str]| {
+        ps.iter()
+            .any(|p| p.key == key && fragments.iter().all(|f| p.message.contains(f)))
+    };
+    assert!(
+        has("access.htpasswd_file", &["line 2", "\"bob\"", "MD5"]),
+        "{shown:#?}"
+    );
+    assert!(
+        has(
+            "access.htpasswd_file",
+            &["line 3", "\"carol\"", "plain-text"]
+        ),
+        "{shown:#?}"
+    );
+    assert!(
+        has("access.htpasswd_groups_file", &["line 1"]),
+        "{shown:#?}"
+    );
+    assert!(
+        has("rule[0].basic_auth", &["policy = \"authenticated\""]),
+        "{shown:#?}"
+    );
+    // The file's problems are enough: no "needs access.htpasswd_file" on top.
+    assert!(!has("rule[0].basic_auth", &["needs"]), "{shown:#?}");
+    assert!(
+        !shown.iter().any(|s| s.contains("U.1opusfy8")),
+        "{shown:#?}"
+    );
+}

@@ -268,6 +268,7 @@ pub fn validate(raw: RawConfig, base_dir: &Path, env: &dyn Env) -> Result<Config
     let oidc = c.oidc(raw.oidc);
     let session = c.session(raw.session, server.external_url.as_ref());
     let headers = c.headers(raw.headers);
+    let has_htpasswd = raw.access.htpasswd_file.is_some();
     let access = c.access(raw.access);
     let proxy = c.proxy(raw.proxy);
     let rules: Vec<RuleConfig> = raw
@@ -277,6 +278,7 @@ pub fn validate(raw: RawConfig, base_dir: &Path, env: &dyn Env) -> Result<Config
         .map(|(i, rule)| c.rule(i, rule, &access.networks))
         .collect();
     c.unique_rule_names(&rules);
+    c.basic_auth_needs_htpasswd(&rules, has_htpasswd);
     if c.problems.is_empty() {
         Ok(Config {
             server,
@@ -864,10 +866,64 @@ impl Checker<'_> {
                 (name.clone(), nets)
             })
             .collect();
+        let htpasswd = self.htpasswd(raw.htpasswd_file, raw.htpasswd_groups_file);
         AccessConfig {
             default,
             allowed_redirect_domains,
             networks,
+            htpasswd,
+        }
+    }
+
+    /// Reads `access.htpasswd_file` and `access.htpasswd_groups_file`; each
+    /// problem (with its line number) is reported under the file's key.
+    fn htpasswd(
+        &mut self,
+        file: Option<PathBuf>,
+        groups: Option<PathBuf>,
+    ) -> Option<std::sync::Arc<crate::basic::Users>> {
+        let Some(file) = file.map(|f| self.resolve(f)) else {
+            if groups.is_some() {
+                self.problem(
+                    "access.htpasswd_groups_file",
+                    "names the groups of htpasswd users, but access.htpasswd_file is not set",
+                );
+            }
+            return None;
+        };
+        let groups = groups.map(|g| self.resolve(g));
+        match crate::basic::htpasswd::load(&file, groups.as_deref()) {
+            Ok(users) => Some(std::sync::Arc::new(users)),
+            Err(problems) => {
+                for p in problems {
+                    let in_groups = match &p {
+                        crate::basic::htpasswd::FileProblem::Unreadable { path, .. }
+                        | crate::basic::htpasswd::FileProblem::Line { path, .. } => groups
+                            .as_ref()
+                            .is_some_and(|g| g.display().to_string() == *path),
+                    };
+                    let key = if in_groups {
+                        "access.htpasswd_groups_file"
+                    } else {
+                        "access.htpasswd_file"
+                    };
+                    self.problem(key, p.to_string());
+                }
+                None
+            }
+        }
+    }
+
+    /// A rule with `basic_auth` needs `access.htpasswd_file`.
+    fn basic_auth_needs_htpasswd(&mut self, rules: &[RuleConfig], has_htpasswd: bool) {
+        if has_htpasswd {
+            return;
+        }
+        for (i, _) in rules.iter().enumerate().filter(|(_, r)| r.basic_auth) {
+            self.problem(
+                format!("rule[{i}].basic_auth"),
+                "needs access.htpasswd_file (the users and their bcrypt or argon2 hashes)",
+            );
         }
     }
 

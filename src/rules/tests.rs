@@ -27,6 +27,7 @@ fn rule(name: &str, host: Option<&str>, path: &str) -> RuleConfig {
         upstream: None,
         upstream_options: Default::default(),
         bearer: true,
+        basic_auth: false,
         path_case: Default::default(),
     }
 }

@@ -14,11 +14,13 @@
 //! - `cli`: the binary's commands and exit codes.
 //! - `health`: where health answers, and what `/readyz` tells whom.
 //! - `admin`: the admin listener's token and Host check.
+//! - `basic_auth`: `basic_auth` rules: htpasswd users, the Basic challenge, the failure limit, the cache.
 //! - `networks`: rule `networks` and the X-Forwarded-For walk.
 //! - `metrics`: `/metrics`: counters by outcome and rule, where it answers, the admin token.
 //! - `request_id`: `X-Request-Id` returned, passed upstream, kept from trusted peers only.
 
 mod admin;
+mod basic_auth;
 mod bearer;
 mod cli;
 mod cookies;

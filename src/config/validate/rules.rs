@@ -112,8 +112,15 @@ impl Checker<'_> {
             upstream,
             upstream_options,
             bearer: raw.bearer,
+            basic_auth: raw.basic_auth,
             path_case,
         };
+        if rule.basic_auth && rule.policy != Policy::Authenticated {
+            self.problem(
+                key("basic_auth"),
+                format!("{:?} never asks for credentials; remove basic_auth or use policy = \"authenticated\"", raw.policy),
+            );
+        }
         if rule.policy != Policy::Authenticated && rule.has_conditions_on_user() {
             self.problem(
                 key("policy"),
