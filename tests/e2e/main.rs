@@ -56,6 +56,10 @@ mod shared_sessions;
 // tokens, bearer vs cookie, bearer = false, key rotation, unknown-kid flood,
 // readiness with unreachable keys.
 mod bearer;
+// Basic auth with htpasswd -B files behind Traefik and nginx and in proxy
+// mode: groups, wrong and unknown users, the cache, the failure limit per user
+// and per address, refused hash types with line numbers, SIGHUP.
+mod basic_auth;
 // README promises end to end: cookie attributes, secret rotation, SIGTERM
 // drain, TLS with HTTP/2, revocation by sid and all, local_cache = false,
 // the invalidation subscription down, and `portcullis demo`.
