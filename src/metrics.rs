@@ -5,7 +5,10 @@
 //! names and issuers come from the config, every other label from a fixed
 //! list in this file.
 //!
-//! The per-request counters cost one atomic add. The decision counters of
+//! The per-request counters cost one uncontended atomic add: the counters
+//! and the histogram a forward-auth check touches are [`sharded`] per worker
+//! thread, so two cores answering checks never write the same cache line.
+//! The decision counters of
 //! every (outcome, rule) pair and the upstream counters of every rule are
 //! looked up once, when the rules are compiled (at start-up and on SIGHUP),
 //! and kept beside the rules ([`RuleMetrics`], [`UpstreamMetrics`]); a check
@@ -13,8 +16,9 @@
 //! hashing of label sets. Histograms are [`Histogram`]s of atomic buckets
 //! (prometheus-client's own takes a lock per observation).
 
+pub mod sharded;
+
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
@@ -25,6 +29,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
+
+use sharded::Sharded;
 
 use crate::oidc::LoginError;
 
@@ -51,13 +57,13 @@ type Labels = Vec<(&'static str, String)>;
 /// Every metric of the process.
 pub struct Metrics {
     registry: Registry,
-    decisions: Family<Labels, Counter>,
+    decisions: Family<Labels, HotCounter>,
     /// `portcullis_check_duration_seconds`: forward-auth checks, end to end.
     pub check_duration: Histogram,
     logins: Family<Labels, Counter>,
     refreshes: Family<Labels, Counter>,
     backchannel_logouts: Family<Labels, Counter>,
-    session_lookups: [Counter; 3],
+    session_lookups: [HotCounter; 3],
     /// `portcullis_store_errors_total`: session store operations that failed.
     pub store_errors: Counter,
     /// `portcullis_store_duration_seconds`: session loads from the store.
@@ -105,10 +111,14 @@ pub enum Lookup {
 
 /// The decision counters of one compiled rule set, by rule position.
 pub struct RuleMetrics {
-    rules: Box<[[Counter; 6]]>,
-    default: [Counter; 6],
-    none: [Counter; 6],
+    rules: Box<[[HotCounter; 6]]>,
+    default: [HotCounter; 6],
+    none: [HotCounter; 6],
 }
+
+/// A counter on the request path, [`sharded`] per worker thread.
+#[derive(Clone, Debug)]
+pub struct HotCounter(Arc<Sharded>);
 
 /// The counters and latency histogram of one rule's upstream.
 #[derive(Clone, Debug)]
@@ -126,9 +136,9 @@ pub struct Histogram(Arc<HistogramInner>);
 struct HistogramInner {
     bounds: &'static [f64],
     bounds_ns: Box<[u64]>,
-    /// One per bound, then the `+Inf` bucket; not cumulative.
-    counts: Box<[AtomicU64]>,
-    sum_ns: AtomicU64,
+    /// One slot per bound, then the `+Inf` bucket (not cumulative), then the
+    /// sum in nanoseconds.
+    counts: Sharded,
 }
 
 /// The process's metrics.
@@ -195,7 +205,7 @@ impl Metrics {
             "Back-channel logout requests from the identity provider by result",
             m.backchannel_logouts.clone(),
         );
-        let lookups = Family::<Labels, Counter>::default();
+        let lookups = Family::<Labels, HotCounter>::default();
         r.register(
             "session_lookups",
             "Session cookie lookups by where the session was found (miss: nowhere)",
@@ -453,6 +463,41 @@ impl UpstreamMetrics {
     }
 }
 
+// === impl HotCounter ===
+
+impl Default for HotCounter {
+    fn default() -> HotCounter {
+        HotCounter(Arc::new(Sharded::new(1)))
+    }
+}
+
+impl HotCounter {
+    /// Adds one.
+    #[inline]
+    pub fn inc(&self) {
+        self.0.add(0, 1);
+    }
+
+    /// The count so far.
+    pub fn get(&self) -> u64 {
+        self.0.sum(0)
+    }
+}
+
+impl TypedMetric for HotCounter {
+    const TYPE: MetricType = MetricType::Counter;
+}
+
+impl EncodeMetric for HotCounter {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        encoder.encode_counter::<NoLabelSet, _, u64>(&self.get(), None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Counter
+    }
+}
+
 // === impl Histogram ===
 
 impl Histogram {
@@ -461,8 +506,7 @@ impl Histogram {
         Histogram(Arc::new(HistogramInner {
             bounds,
             bounds_ns: bounds.iter().map(|b| (b * 1e9) as u64).collect(),
-            counts: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
-            sum_ns: AtomicU64::new(0),
+            counts: Sharded::new(bounds.len() + 2),
         }))
     }
 
@@ -471,13 +515,10 @@ impl Histogram {
     pub fn observe(&self, d: Duration) {
         let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
         let h = &*self.0;
-        let i = h
-            .bounds_ns
-            .iter()
-            .position(|b| ns <= *b)
-            .unwrap_or(h.bounds_ns.len());
-        h.counts[i].fetch_add(1, Ordering::Relaxed);
-        h.sum_ns.fetch_add(ns, Ordering::Relaxed);
+        let n = h.bounds_ns.len();
+        let i = h.bounds_ns.iter().position(|b| ns <= *b).unwrap_or(n);
+        h.counts.add(i, 1);
+        h.counts.add(n + 1, ns);
     }
 }
 
@@ -488,15 +529,15 @@ impl TypedMetric for Histogram {
 impl EncodeMetric for Histogram {
     fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
         let h = &*self.0;
-        let mut buckets = Vec::with_capacity(h.counts.len());
+        let n = h.bounds.len();
+        let mut buckets = Vec::with_capacity(n + 1);
         let mut count = 0;
-        for (i, c) in h.counts.iter().enumerate() {
-            let n = c.load(Ordering::Relaxed);
-            count += n;
-            let bound = h.bounds.get(i).copied().unwrap_or(f64::INFINITY);
-            buckets.push((bound, n));
+        for i in 0..=n {
+            let c = h.counts.sum(i);
+            count += c;
+            buckets.push((h.bounds.get(i).copied().unwrap_or(f64::INFINITY), c));
         }
-        let sum = h.sum_ns.load(Ordering::Relaxed) as f64 / 1e9;
+        let sum = h.counts.sum(n + 1) as f64 / 1e9;
         encoder.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)
     }
 

@@ -21,12 +21,12 @@
 //! Hot path: no allocation beyond the cookie check, no I/O unless the session
 //! (or bearer token) is not in the local cache, no locks.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use http::HeaderMap;
+use http::{HeaderMap, HeaderValue};
 
 use crate::bearer::{self, Bearer, Verified};
 use crate::config::{Config, DefaultPolicy, Policy};
@@ -192,6 +192,32 @@ impl Runtime {
     /// The gateway's endpoint prefix (`/oauth2`).
     pub fn prefix(&self) -> &str {
         &self.config.server.prefix
+    }
+}
+
+/// The connection a request came on, as the server saw it when the request
+/// arrived.
+#[derive(Clone, Copy, Debug)]
+pub struct Peer<'a> {
+    /// The TCP peer.
+    pub addr: SocketAddr,
+    /// True on a TLS listener.
+    pub tls: bool,
+    /// True when `addr` is in `server.trusted_proxies`.
+    pub trusted: bool,
+    /// The request's id (see `request_id`).
+    pub id: &'a HeaderValue,
+}
+
+impl<'a> Peer<'a> {
+    /// The peer at `addr`, trusted as `rt`'s `server.trusted_proxies` say.
+    pub fn new(rt: &Runtime, addr: SocketAddr, tls: bool, id: &'a HeaderValue) -> Peer<'a> {
+        Peer {
+            addr,
+            tls,
+            trusted: rt.is_trusted(addr.ip()),
+            id,
+        }
     }
 }
 

@@ -8,12 +8,15 @@
 //!
 //! Generated ids are a random per-process prefix and a counter
 //! (`3f9c01a2-000000000000002a`): unique within the process, unique across
-//! instances with overwhelming probability, formatted on the stack; the
-//! only allocation is the header value itself.
+//! instances with overwhelming probability. Each thread takes [`BLOCK`]
+//! counter values at a time and renders them into one buffer; an id is a
+//! reference-counted slice of it, so handing one out allocates nothing.
 
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::LazyLock;
 
+use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
 /// The header's name.
@@ -42,20 +45,60 @@ pub fn of(headers: &HeaderMap, trusted: bool) -> Option<HeaderValue> {
     Some(generate())
 }
 
+/// The span of a request's log lines, naming its id.
+pub fn span(id: &HeaderValue) -> tracing::Span {
+    tracing::info_span!("request", request.id = id.to_str().unwrap_or("-"))
+}
+
+/// Enters the request's span for a log line about to be written, unless the
+/// line is already in it (a forward-auth check runs without a span unless
+/// debug logging is on: a span per check costs more than the check).
+pub fn enter_span(id: &HeaderValue) -> Option<tracing::span::EnteredSpan> {
+    let current = tracing::Span::current();
+    let inside = current.metadata().is_some_and(|m| m.name() == "request");
+    (!inside).then(|| span(id).entered())
+}
+
 /// True for 1 to [`MAX_LEN`] bytes of visible ASCII (no spaces, no controls).
 pub fn is_valid(id: &[u8]) -> bool {
     !id.is_empty() && id.len() <= MAX_LEN && id.iter().all(|b| b.is_ascii_graphic())
 }
 
+/// Length of a generated id.
+const ID_LEN: usize = 25;
+
+/// Ids a thread renders at a time.
+const BLOCK: usize = 64;
+
 /// A fresh id: the process prefix, `-`, the counter as 16 hex digits.
 pub fn generate() -> HeaderValue {
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let mut buf = [0u8; 25];
-    buf[..8].copy_from_slice(&*PREFIX);
-    buf[8] = b'-';
-    buf[9..17].copy_from_slice(&hex8(n >> 32));
-    buf[17..].copy_from_slice(&hex8(n));
-    HeaderValue::from_bytes(&buf).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+    thread_local! {
+        /// This thread's rendered ids and how many of them are handed out.
+        static IDS: RefCell<(Bytes, usize)> = const { RefCell::new((Bytes::new(), BLOCK)) };
+    }
+    IDS.with(|ids| {
+        let mut ids = ids.borrow_mut();
+        if ids.1 >= BLOCK {
+            *ids = (render_block(), 0);
+        }
+        let at = ids.1 * ID_LEN;
+        ids.1 += 1;
+        HeaderValue::from_maybe_shared(ids.0.slice(at..at + ID_LEN))
+            .unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+    })
+}
+
+/// The next [`BLOCK`] ids, back to back.
+fn render_block() -> Bytes {
+    let first = COUNTER.fetch_add(BLOCK as u64, Ordering::Relaxed);
+    let mut buf = Vec::with_capacity(BLOCK * ID_LEN);
+    for n in first..first + BLOCK as u64 {
+        buf.extend_from_slice(&*PREFIX);
+        buf.push(b'-');
+        buf.extend_from_slice(&hex8(n >> 32));
+        buf.extend_from_slice(&hex8(n));
+    }
+    Bytes::from(buf)
 }
 
 /// The low 32 bits of `n` as 8 lower-case hex digits.
@@ -80,6 +123,13 @@ mod tests {
         assert!(is_valid(a.as_bytes()) && a.len() == 25, "{a:?}");
         assert_eq!(a.as_bytes()[..9], b.as_bytes()[..9]);
         assert_eq!(a.as_bytes()[8], b'-');
+        let many: std::collections::HashSet<_> = (0..3 * BLOCK).map(|_| generate()).collect();
+        assert_eq!(many.len(), 3 * BLOCK, "ids across blocks are distinct");
+        assert!(many
+            .iter()
+            .all(|id| is_valid(id.as_bytes()) && id.len() == ID_LEN));
+        let other = std::thread::spawn(generate).join().unwrap();
+        assert!(!many.contains(&other), "another thread's block is disjoint");
     }
 
     #[test]

@@ -21,7 +21,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use http::{HeaderValue, Method, Request, Response};
+use http::{Method, Request, Response};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -35,7 +35,7 @@ use crate::config::{Config, StoreKind};
 use crate::diagnostics::{self, Class};
 use crate::http_util::Body;
 use crate::oidc::Oidc;
-use crate::pipeline::{Gateway, Runtime};
+use crate::pipeline::{Gateway, Peer, Runtime};
 use crate::request_id::{self, X_REQUEST_ID};
 use crate::session::memory::MemoryStore;
 use crate::session::redis::RedisStore;
@@ -694,16 +694,22 @@ async fn route(
     peer: SocketAddr,
     tls: bool,
 ) -> Response<Body> {
-    let (trusted, access_log) = {
-        let rt = shared.gw.runtime.load();
-        (rt.is_trusted(peer.ip()), rt.config.server.access_log)
-    };
+    let rt = shared.gw.runtime.load();
+    let trusted = rt.is_trusted(peer.ip());
     let (id, fresh) = match request_id::of(req.headers(), trusted) {
         Some(fresh) => (fresh, true),
         None => (req.headers()[&X_REQUEST_ID].clone(), false),
     };
-    let ided = Ided { id: &id, fresh };
-    let mut res = if access_log {
+    let conn = Conn {
+        peer: Peer {
+            addr: peer,
+            tls,
+            trusted,
+            id: &id,
+        },
+        fresh,
+    };
+    let mut res = if rt.config.server.access_log {
         let line = access::Line {
             method: req.method().clone(),
             host: crate::http_util::request_host(&req)
@@ -713,43 +719,44 @@ async fn route(
             id: id.clone(),
             started: std::time::Instant::now(),
         };
-        Box::pin(access::logged(line, dispatch(shared, req, peer, tls, ided))).await
+        Box::pin(access::logged(line, dispatch(shared, rt, req, conn))).await
     } else {
-        dispatch(shared, req, peer, tls, ided).await
+        dispatch(shared, rt, req, conn).await
     };
     res.headers_mut().insert(&X_REQUEST_ID, id);
     res
 }
 
-/// A request's id, and whether it replaced the request's own header.
+/// A request's connection, and whether its id replaced the request's own header.
 #[derive(Clone, Copy)]
-struct Ided<'a> {
-    id: &'a HeaderValue,
+struct Conn<'a> {
+    peer: Peer<'a>,
     fresh: bool,
 }
 
-impl Ided<'_> {
+impl Conn<'_> {
     /// The span of the request's log lines, naming its id.
     fn span(self) -> tracing::Span {
-        tracing::info_span!("request", request.id = self.id.to_str().unwrap_or("-"))
+        request_id::span(self.peer.id)
     }
 }
 
 /// Routes one request to its endpoint.
 ///
-/// The forward-auth check is awaited inline, without a span (it costs more
-/// than the check's own work; its access log line names the id); every other
-/// endpoint's future is boxed and runs in the request's span, so the future
-/// hyper stores per request stays as small as the check's instead of as
-/// large as the login callback's (it is moved into place for every request).
+/// The forward-auth check is awaited inline and without a span of its own
+/// (see [`forward_auth::check`]), judged on the runtime `route` loaded;
+/// every other endpoint's future is boxed and runs in the request's span,
+/// so the future hyper stores per request stays as small as the check's
+/// instead of as large as the login callback's (it is moved into place for
+/// every request).
 async fn dispatch(
     shared: &Shared,
+    rt: arc_swap::Guard<Arc<Runtime>>,
     mut req: Request<Incoming>,
-    peer: SocketAddr,
-    tls: bool,
-    ided: Ided<'_>,
+    conn: Conn<'_>,
 ) -> Response<Body> {
     let gw = &shared.gw;
+    let (peer, tls) = (conn.peer.addr, conn.peer.tls);
     let path = req.uri().path();
     #[cfg(test)]
     if path == tests::PANIC_PATH {
@@ -757,67 +764,70 @@ async fn dispatch(
     }
     let health = match shared.role {
         Role::Admin => {
-            return Box::pin(admin::handle_admin(gw, &req, peer).instrument(ided.span()))
+            drop(rt);
+            return Box::pin(admin::handle_admin(gw, &req, peer).instrument(conn.span()))
                 .await
-                .unwrap_or_else(error::not_found)
+                .unwrap_or_else(error::not_found);
         }
         Role::Main { with_admin } => with_admin,
     };
     let prefix_len = {
-        let rt = gw.runtime.load();
         let p = rt.prefix();
         (path.starts_with(p) && path[p.len()..].starts_with('/')).then_some(p.len())
     };
     if let Some(n) = prefix_len {
         let method = req.method();
+        if &path[n..] == "/auth" {
+            let started = std::time::Instant::now();
+            let res = forward_auth::check(gw, &rt, &req, conn.peer).await;
+            crate::metrics::global()
+                .check_duration
+                .observe(started.elapsed());
+            return res;
+        }
+        drop(rt);
         return match (&path[n..], method) {
-            ("/auth", _) => {
-                let started = std::time::Instant::now();
-                let res = forward_auth::check(gw, &req, peer, tls).await;
-                crate::metrics::global()
-                    .check_duration
-                    .observe(started.elapsed());
-                res
-            }
             ("/start", &Method::GET) => {
-                Box::pin(login::start(gw, &req, peer, tls).instrument(ided.span())).await
+                Box::pin(login::start(gw, &req, peer, tls).instrument(conn.span())).await
             }
             ("/callback", &Method::GET) => {
-                Box::pin(login::callback(gw, &req, peer, tls).instrument(ided.span())).await
+                Box::pin(login::callback(gw, &req, peer, tls).instrument(conn.span())).await
             }
             ("/sign_out", &Method::GET | &Method::POST) => {
-                Box::pin(login::sign_out(gw, &req, peer, tls).instrument(ided.span())).await
+                Box::pin(login::sign_out(gw, &req, peer, tls).instrument(conn.span())).await
             }
             ("/userinfo", &Method::GET) => {
-                Box::pin(login::userinfo(gw, &req).instrument(ided.span())).await
+                Box::pin(login::userinfo(gw, &req).instrument(conn.span())).await
             }
             ("/backchannel_logout", &Method::POST) => {
-                Box::pin(crate::logout::backchannel(gw, req).instrument(ided.span())).await
+                Box::pin(crate::logout::backchannel(gw, req).instrument(conn.span())).await
             }
             ("/debug", &Method::GET) => {
-                Box::pin(crate::debug::handle(gw, &req, peer).instrument(ided.span())).await
+                Box::pin(crate::debug::handle(gw, &req, peer).instrument(conn.span())).await
             }
             _ => error::not_found(),
         };
     }
+    drop(rt);
     // Without an admin listener, health and metrics answer on hosts no rule
     // proxies (a proxied app's own `/healthz` reaches the app).
     if health && admin::is_served(&req) && !proxy::proxies(gw, &req) {
         if let Some(res) =
-            Box::pin(admin::handle(gw, &req, admin::Detail::Public).instrument(ided.span())).await
+            Box::pin(admin::handle(gw, &req, admin::Detail::Public).instrument(conn.span())).await
         {
             return res;
         }
     }
-    if ided.fresh {
+    if conn.fresh {
         // The upstream sees the id the client gets back.
-        req.headers_mut().insert(&X_REQUEST_ID, ided.id.clone());
+        req.headers_mut()
+            .insert(&X_REQUEST_ID, conn.peer.id.clone());
     }
     Box::pin(
         shared
             .proxy
             .handle(gw, req, peer, tls)
-            .instrument(ided.span()),
+            .instrument(conn.span()),
     )
     .await
 }

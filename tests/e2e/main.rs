@@ -88,6 +88,9 @@ mod log_flood;
 // ingress-nginx's auth location: other host, scheme or method cannot change
 // the verdict.
 mod default_fronts;
+// /metrics before and after a real login, a denial, a check and a proxied
+// request; request ids and the JSON access log, with no secret in the log.
+mod metrics;
 // The deployment artefacts in deploy/ and `portcullis healthcheck`, which
 // their health checks run.
 mod deploy;
