@@ -1,5 +1,5 @@
 //! Command-line interface: `serve` (default), `check`, `healthcheck`, `demo`,
-//! `gen-secret` and `sessions list|revoke`, and
+//! `gen-secret`, `sessions list|revoke` and `migrate oauth2-proxy`, and
 //! what each does once parsed. `main` only parses and calls [`run`]; the
 //! mapping of failures to exit codes lives here too.
 
@@ -24,6 +24,21 @@ pub struct Cli {
     /// What to do; `serve` when absent.
     #[command(subcommand)]
     pub command: Option<Command>,
+    /// `config` came from `PORTCULLIS_CONFIG`, not from `--config` (set by [`parse`]).
+    #[arg(skip)]
+    pub config_from_env: bool,
+}
+
+/// Parses the process's command line, noting where `--config` came from:
+/// `migrate` reads a `--config` given on its command line as the other
+/// gateway's file, never `PORTCULLIS_CONFIG`.
+pub fn parse() -> Cli {
+    use clap::{CommandFactory, FromArgMatches};
+    let matches = Cli::command().get_matches();
+    let from_env = matches.value_source("config") == Some(clap::parser::ValueSource::EnvVariable);
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    cli.config_from_env = from_env;
+    cli
 }
 
 /// Subcommands.
@@ -64,6 +79,27 @@ pub enum Command {
         /// What to do.
         #[command(subcommand)]
         action: SessionsAction,
+    },
+    /// Print the portcullis config equivalent to another gateway's configuration.
+    Migrate {
+        /// Which gateway.
+        #[command(subcommand)]
+        from: MigrateFrom,
+    },
+}
+
+/// `portcullis migrate ...`
+#[derive(Debug, Subcommand)]
+pub enum MigrateFrom {
+    /// oauth2-proxy: its config file (--config FILE), its OAUTH2_PROXY_*
+    /// environment and its flags, exactly as given to oauth2-proxy. Prints
+    /// the portcullis TOML, with a comment on every option that has no
+    /// counterpart; exit 1 when the result does not pass validation here.
+    #[command(name = "oauth2-proxy")]
+    Oauth2Proxy {
+        /// oauth2-proxy's flags (--name=value, --name value, repeated list flags).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+        args: Vec<String>,
     },
 }
 
@@ -135,11 +171,35 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             let config = Config::load(&path, &ProcessEnv).map_err(|e| anyhow::anyhow!("{e}"))?;
             runtime()?.block_on(sessions(config, action))
         }
+        Command::Migrate {
+            from: MigrateFrom::Oauth2Proxy { mut args },
+        } => {
+            if let (Some(path), false) = (cli.config, cli.config_from_env) {
+                args.splice(0..0, ["--config".to_owned(), path.display().to_string()]);
+            }
+            migrate_oauth2_proxy(&args)
+        }
         Command::Demo { listen } => {
             telemetry::init(crate::config::LogFormat::Text);
             runtime()?.block_on(crate::demo::run(listen))
         }
     }
+}
+
+/// `portcullis migrate oauth2-proxy`: the TOML on stdout, warnings and
+/// validation problems on stderr.
+fn migrate_oauth2_proxy(args: &[String]) -> anyhow::Result<()> {
+    let converted = crate::migrate::oauth2_proxy(args, &ProcessEnv)
+        .context("cannot convert the oauth2-proxy configuration")?;
+    print!("{}", converted.toml);
+    for w in &converted.warnings {
+        eprintln!("portcullis: warning: {w}");
+    }
+    let here = std::env::current_dir().unwrap_or_default();
+    Config::from_toml(&converted.toml, &here, &ProcessEnv)
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .context("the converted configuration does not pass validation here; fix the points below in the printed file")?;
+    Ok(())
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

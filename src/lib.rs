@@ -25,6 +25,7 @@
 //! - [`devidp`] and [`demo`]: the development issuer and `portcullis demo` (never used by `serve`).
 //! - [`check`]: `portcullis check`, the same probes at start-up.
 //! - [`healthcheck`]: `portcullis healthcheck`, one `/healthz` probe for container health checks.
+//! - [`migrate`]: `portcullis migrate oauth2-proxy`, an oauth2-proxy configuration as portcullis TOML.
 //! - [`request_id`] and [`access`]: `X-Request-Id` and the access log.
 //! - [`metrics`]: every metric and the text of `/metrics`.
 //! - [`debug`]: `GET <prefix>/debug`, the caller's own identity, claims and matching rule (opt-in).
@@ -57,6 +58,7 @@ pub mod identity;
 pub mod login;
 pub mod logout;
 pub mod metrics;
+pub mod migrate;
 pub mod oidc;
 pub mod pages;
 pub mod pipeline;

@@ -3,8 +3,6 @@
 
 use std::alloc::{GlobalAlloc, Layout};
 
-use clap::Parser;
-
 /// mimalloc: per-thread free lists for every size a request allocates,
 /// including hyper's 8 KiB read buffers, which glibc's allocator serves from
 /// its slower shared bins.
@@ -64,7 +62,7 @@ unsafe impl GlobalAlloc for Alloc {
 }
 
 fn main() {
-    let cli = portcullis::cli::Cli::parse();
+    let cli = portcullis::cli::parse();
     if let Err(e) = portcullis::cli::run(cli) {
         eprintln!("portcullis: {e:#}");
         std::process::exit(1);

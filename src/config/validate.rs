@@ -13,7 +13,7 @@
 //! `portcullis check`).
 
 mod admin;
-mod keys;
+pub(crate) mod keys;
 mod proxy;
 mod rules;
 mod secrets;

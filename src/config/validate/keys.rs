@@ -227,7 +227,7 @@ fn hint(key: &str, schema_path: &str, known: &[&str]) -> String {
 }
 
 /// The known key nearest to `key` by edit distance, when near enough to be a typo.
-pub(super) fn closest<'a>(key: &str, known: &[&'a str]) -> Option<&'a str> {
+pub(crate) fn closest<'a>(key: &str, known: &[&'a str]) -> Option<&'a str> {
     let key = key.to_ascii_lowercase();
     known
         .iter()
