@@ -344,10 +344,12 @@ async fn serve(config: Config, path: PathBuf) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// SIGHUP reloads rules, headers, access settings and reverse-proxy upstreams
-/// (compiled together into one `Runtime`, swapped atomically; open connections
-/// keep the upstream they started with); a bad file is refused and the running
-/// config stays.
+/// SIGHUP reloads rules, headers, access settings, reverse-proxy upstreams
+/// and the per-request keys of `[server]`, `[oidc]` and `[session]`
+/// (`config::reload`), compiled together into one `Runtime` and swapped
+/// atomically (open connections keep the upstream they started with). The
+/// log line names every changed key that keeps its running value until a
+/// restart. A bad file is refused and the running config stays.
 async fn reload_on_hup(gw: Arc<crate::pipeline::Gateway>, path: PathBuf) {
     #[cfg(unix)]
     {
@@ -356,20 +358,26 @@ async fn reload_on_hup(gw: Arc<crate::pipeline::Gateway>, path: PathBuf) {
             return;
         };
         while hup.recv().await.is_some() {
-            match Config::load(&path, &ProcessEnv)
-                .map_err(|e| e.to_string())
-                .and_then(|c| Runtime::compile(c).map_err(|e| e.to_string()))
-            {
-                Ok(new) => {
-                    let old = gw.runtime.load();
-                    let mut next = new;
-                    // Listeners, OIDC client and session settings need a restart; keep them.
-                    next.config.server = old.config.server.clone();
-                    next.config.oidc = old.config.oidc.clone();
-                    next.config.session = old.config.session.clone();
+            let merged = Config::load(&path, &ProcessEnv)
+                .map(|loaded| crate::config::reload::merge(&gw.runtime.load().config, loaded));
+            match merged.map_err(|e| e.to_string()).and_then(|m| {
+                Runtime::compile(m.config)
+                    .map(|rt| (rt, m.restart_required))
+                    .map_err(|e| e.to_string())
+            }) {
+                Ok((next, restart_required)) => {
+                    warn_risky(&next.config);
                     gw.runtime.store(Arc::new(next));
                     crate::metrics::global().config_reload(true);
-                    tracing::info!(config = %path.display(), "configuration reloaded");
+                    if restart_required.is_empty() {
+                        tracing::info!(config = %path.display(), "configuration reloaded");
+                    } else {
+                        tracing::warn!(
+                            config = %path.display(),
+                            restart_required = restart_required.join(", ").as_str(),
+                            "configuration reloaded; the keys in restart_required changed but keep their running values until a restart"
+                        );
+                    }
                 }
                 Err(e) => {
                     crate::metrics::global().config_reload(false);

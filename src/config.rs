@@ -12,6 +12,7 @@
 
 pub mod duration;
 pub mod raw;
+pub mod reload;
 #[cfg(test)]
 mod tests;
 pub mod validate;
@@ -156,7 +157,7 @@ pub struct ClaimPath {
 }
 
 /// `[[oidc.bearer_issuers]]`
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BearerIssuerConfig {
     /// Expected `iss`.
     pub issuer: String,

@@ -1933,3 +1933,71 @@ fn basic_auth_problems() {
         "{shown:#?}"
     );
 }
+
+// === reload ===
+
+#[test]
+fn reload_applies_per_request_keys_and_names_the_rest() {
+    let running = ok(&doc(
+        "listen = \"127.0.0.1:4180\"\ntrusted_proxies = [\"10.0.0.1\"]",
+        "client_id = \"one\"\nclient_secret = \"s1\"",
+        "cookie_name = \"_one\"",
+        "[[rule]]\npolicy = \"public\"",
+    ));
+    // Nothing changed: nothing to restart.
+    let same = reload::merge(&running, running.clone());
+    assert!(same.restart_required.is_empty());
+
+    let loaded = ok(&doc(
+        "listen = \"127.0.0.1:4181\"\ntrusted_proxies = [\"10.0.0.2\"]\ndebug_endpoint = true\naccess_log = true\nprefix = \"/auth\"\nmax_connections_per_client = 7",
+        "client_id = \"two\"\nclient_secret = \"s2\"\nrp_logout = true",
+        "cookie_name = \"_two\"\nrefresh = true",
+        "[headers]\nuser = \"X-User\"\n[[rule]]\npolicy = \"deny\"",
+    ));
+    let merged = reload::merge(&running, loaded);
+    assert_eq!(
+        merged.restart_required,
+        [
+            "server.listen",
+            "oidc.client_id",
+            "oidc.client_secret",
+            "session.cookie_name"
+        ]
+    );
+    let c = &merged.config;
+    // Start-up keys keep their running values...
+    assert_eq!(c.server.listen, running.server.listen);
+    assert_eq!(c.oidc.client_id, "one");
+    assert_eq!(c.oidc.client_secret.as_ref().unwrap().expose(), "s1");
+    assert_eq!(c.session.cookie_name, "_one");
+    // ...per-request keys and the other sections take the new ones.
+    assert_eq!(
+        c.server.trusted_proxies,
+        ["10.0.0.2/32".parse::<IpNet>().unwrap()]
+    );
+    assert!(c.server.debug_endpoint && c.server.access_log);
+    assert_eq!(c.server.prefix, "/auth");
+    assert_eq!(c.server.max_connections_per_client, 7);
+    assert!(c.oidc.rp_logout && c.session.refresh);
+    assert_eq!(c.headers.user.as_str(), "x-user");
+    assert_eq!(c.rules[0].policy, Policy::Deny);
+    assert_eq!(reload::RELOADABLE.len(), 7);
+}
+
+#[test]
+fn reload_notices_changed_secrets_and_files() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("s"), SESSION_SECRET).unwrap();
+    let text = session("secret_file = \"s\"");
+    let no_env = env(&[]);
+    let running = Config::from_toml(&text, dir.path(), &no_env).unwrap();
+    // The same key, another value in the file: a change.
+    std::fs::write(dir.path().join("s"), format!("{SESSION_SECRET}-rotated")).unwrap();
+    let loaded = Config::from_toml(&text, dir.path(), &no_env).unwrap();
+    let merged = reload::merge(&running, loaded);
+    assert_eq!(merged.restart_required, ["session.secret"]);
+    assert_eq!(
+        merged.config.session.secrets[0].expose(),
+        SESSION_SECRET.as_bytes()
+    );
+}

@@ -72,6 +72,9 @@ mod admin_token;
 // password, admin token) and nothing in the environment; a secret given
 // twice refuses to start.
 mod secret_files;
+// SIGHUP applies the per-request keys of [server], [oidc] and [session] and
+// names the changed start-up keys in its log line.
+mod reload;
 // Unverified e-mail addresses at the real IdP: no address for rules or
 // X-Auth-Email, unless oidc.allow_unverified_email.
 mod emails;
