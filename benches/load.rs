@@ -1,17 +1,21 @@
-//! Load harness: the release `portcullis serve` against a plain hyper server,
-//! over real loopback TCP. Run it with
+//! Load harness: the shipped (`dist` profile) `portcullis serve` against a
+//! plain hyper server, over real loopback TCP. Run it with
 //!
 //! ```text
-//! cargo bench --bench load
+//! cargo bench --profile dist --bench load
 //! ```
+//!
+//! (the report's `machine:` line names the profile measured; without
+//! `--profile dist` it is cargo's `bench` profile, i.e. `release`, without
+//! the fat LTO the figures in BENCHMARKS.md are taken with).
 //!
 //! (`wrk` must be on `PATH`). `LOAD_SCENARIO` picks what is measured:
 //! `forward-auth` (the default, described below) or `proxy` (reverse-proxy
 //! mode against nginx and Traefik; see `support/proxy.rs`):
 //!
 //! ```text
-//! LOAD_SCENARIO=proxy cargo bench --bench load
-//! LOAD_SCENARIO=redis cargo bench --bench load   # needs redis-server; see support/redis.rs
+//! LOAD_SCENARIO=proxy cargo bench --profile dist --bench load
+//! LOAD_SCENARIO=redis cargo bench --profile dist --bench load   # needs redis-server; see support/redis.rs
 //! ```
 //!
 //! Knobs, all optional: `LOAD_ROUNDS` (default 5),
@@ -59,7 +63,7 @@
 //! `cargo bench --bench load -- --test` (as `cargo bench -- --test` runs every
 //! bench) does steps 1 to 3 and the prechecks only, without wrk.
 //!
-//! For profiling, `cargo bench --bench load -- --hold` stops after step 3,
+//! For profiling, `cargo bench --profile dist --bench load -- --hold` stops after step 3,
 //! prints the servers' addresses and process ids and a ready wrk command, and
 //! keeps everything up for `LOAD_HOLD_SECS` (default 300) seconds. With
 //! `LOAD_WRAP` (e.g. `valgrind --tool=callgrind`) the servers run under that
@@ -115,7 +119,7 @@ fn main() {
     }
     if !args.iter().any(|a| a == "--bench") {
         // `cargo test --benches` runs bench binaries without `--bench`: skip the long run.
-        println!("load harness: run it with `cargo bench --bench load`");
+        println!("load harness: run it with `cargo bench --profile dist --bench load`");
         return;
     }
     if Command::new("wrk").arg("--version").output().is_err() {
@@ -155,7 +159,7 @@ async fn smoke() {
     assert!(res.status().is_success(), "baseline: {}", res.status());
     drop((gateway, hyper));
     idp.shutdown();
-    println!("load harness: set-up and prechecks pass (`cargo bench --bench load` measures)");
+    println!("load harness: set-up and prechecks pass (`cargo bench --profile dist --bench load` measures)");
 }
 
 // === knobs and machine ===
@@ -181,7 +185,25 @@ fn machine() -> String {
         .map(|s| s.trim().to_owned())
         .unwrap_or_else(|_| "unknown".into());
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    format!("nproc {cores}, CPU \"{cpu}\", kernel {kernel}")
+    format!(
+        "nproc {cores}, CPU \"{cpu}\", kernel {kernel}, profile {}",
+        profile()
+    )
+}
+
+/// The cargo profile the gateway binary was built with: the name of its
+/// directory under `target/` (`cargo bench` alone builds the `bench`
+/// profile into `release`). BENCHMARKS.md records `dist`.
+fn profile() -> String {
+    let dir = std::path::Path::new(env!("CARGO_BIN_EXE_portcullis"))
+        .parent()
+        .and_then(|d| d.file_name())
+        .map_or_else(|| "unknown".into(), |d| d.to_string_lossy().into_owned());
+    if dir == "dist" {
+        dir
+    } else {
+        format!("{dir} (not dist, which BENCHMARKS.md records: cargo bench --profile dist --bench load)")
+    }
 }
 
 fn clock_ticks_per_sec() -> f64 {

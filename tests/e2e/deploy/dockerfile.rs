@@ -1,5 +1,5 @@
 //! deploy/Dockerfile, checked as text (no image is built here): a pinned
-//! Rust builder running `cargo build --release --locked`, a distroless final
+//! Rust builder running `cargo build --profile dist --locked`, a distroless final
 //! stage with no `RUN` (it has no shell), `USER 1000:1000`, exec-form
 //! `HEALTHCHECK`, `ENTRYPOINT` and `CMD`, OCI labels, the exposed ports of
 //! the compose example's config; .dockerignore keeps build output, node
@@ -91,11 +91,23 @@ fn deploy_dockerfile_stages_user_health_and_labels() {
     assert!(from.starts_with("rust:1-bookworm AS "), "builder: {from}");
     assert_pinned(from.split_whitespace().next().unwrap());
     let build_name = from.rsplit(' ').next().unwrap();
+    // The shipped binary is the `dist` profile: fat LTO, one codegen unit;
+    // everyday release builds keep cargo's quick defaults.
     assert!(
-        build
-            .iter()
-            .any(|i| i.op == "RUN" && i.args.contains("cargo build --release --locked")),
-        "no `cargo build --release --locked` in the builder"
+        build.iter().any(|i| i.op == "RUN"
+            && i.args.contains("cargo build --profile dist --locked")
+            && i.args
+                .contains("install -m 0755 target/dist/portcullis /portcullis")),
+        "no `cargo build --profile dist --locked` installing target/dist/portcullis in the builder"
+    );
+    let cargo: toml::Table = repo_file("Cargo.toml").parse().unwrap();
+    let dist = &cargo["profile"]["dist"];
+    assert_eq!(dist["inherits"].as_str(), Some("release"));
+    assert_eq!(dist["lto"].as_str(), Some("fat"));
+    assert_eq!(dist["codegen-units"].as_integer(), Some(1));
+    assert!(
+        cargo["profile"].get("release").is_none(),
+        "[profile.release] is cargo's default (quick to build)"
     );
 
     let base = one(fin, "FROM");
