@@ -17,6 +17,9 @@ mod compose;
 // and the ConfigMap's config, that config in a real gateway probed as the
 // kubelet does, and the Traefik and ingress-nginx examples.
 mod kubernetes;
+// LICENSE against Cargo.toml; the README's admin examples against the
+// example config's admin port.
+mod repository;
 
 use std::path::Path;
 use std::process::Command;
