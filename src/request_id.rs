@@ -8,7 +8,7 @@
 //!
 //! Generated ids are a random per-process prefix and a counter
 //! (`3f9c01a2-000000000000002a`): unique within the process, unique across
-//! instances with overwhelming probability. Each thread takes [`BLOCK`]
+//! instances with overwhelming probability. Each thread takes a block of
 //! counter values at a time and renders them into one buffer; an id is a
 //! reference-counted slice of it, so handing one out allocates nothing.
 

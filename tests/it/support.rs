@@ -218,10 +218,13 @@ cookie_secure = false
 }
 
 pub async fn start_gateway_on(l: TcpListener, toml: &str) -> Running {
-    let env: HashMap<String, String> = HashMap::from([
-        ("PORTCULLIS_OIDC_CLIENT_SECRET".into(), CLIENT_SECRET.into()),
-        ("PORTCULLIS_SESSION_SECRET".into(), SESSION_SECRET.into()),
-    ]);
+    let mut env: HashMap<String, String> =
+        HashMap::from([("PORTCULLIS_OIDC_CLIENT_SECRET".into(), CLIENT_SECRET.into())]);
+    // A config with its own session secret gets no second one (a secret
+    // given twice is a start-up error).
+    if !toml.contains("\nsecret = ") {
+        env.insert("PORTCULLIS_SESSION_SECRET".into(), SESSION_SECRET.into());
+    }
     let cfg = Config::from_toml(toml, Path::new("."), &env)
         .unwrap_or_else(|e| panic!("config: {e}\n{toml}"));
     server::start(cfg, Some(l), None).await.unwrap()

@@ -1,0 +1,164 @@
+//! Routing one request: its id, its access log line, and the endpoint that
+//! answers it (the forward-auth check inline; login, logout, debug, health,
+//! admin and proxied hosts boxed, in the request's span).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::{Method, Request, Response};
+use hyper::body::Incoming;
+use tracing::Instrument;
+
+use crate::http_util::Body;
+use crate::pipeline::{Peer, Runtime};
+use crate::request_id::{self, X_REQUEST_ID};
+use crate::{access, admin, error, forward_auth, login, proxy};
+
+use super::{Role, Shared};
+
+/// Gives the request its id (see [`request_id`]), serves it, writes its
+/// access log line when `server.access_log` is on, and returns the id in
+/// `X-Request-Id`.
+pub(super) async fn route(
+    shared: &Shared,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    tls: bool,
+) -> Response<Body> {
+    let rt = shared.gw.runtime.load();
+    let trusted = rt.is_trusted(peer.ip());
+    let (id, fresh) = match request_id::of(req.headers(), trusted) {
+        Some(fresh) => (fresh, true),
+        None => (req.headers()[&X_REQUEST_ID].clone(), false),
+    };
+    let conn = Conn {
+        peer: Peer {
+            addr: peer,
+            tls,
+            trusted,
+            id: &id,
+        },
+        fresh,
+    };
+    let mut res = if rt.config.server.access_log {
+        let line = access::Line {
+            method: req.method().clone(),
+            host: crate::http_util::request_host(&req)
+                .unwrap_or("")
+                .to_owned(),
+            path: req.uri().path().to_owned(),
+            id: id.clone(),
+            started: std::time::Instant::now(),
+        };
+        Box::pin(access::logged(line, dispatch(shared, rt, req, conn))).await
+    } else {
+        dispatch(shared, rt, req, conn).await
+    };
+    res.headers_mut().insert(&X_REQUEST_ID, id);
+    res
+}
+
+/// A request's connection, and whether its id replaced the request's own header.
+#[derive(Clone, Copy)]
+struct Conn<'a> {
+    peer: Peer<'a>,
+    fresh: bool,
+}
+
+impl Conn<'_> {
+    /// The span of the request's log lines, naming its id.
+    fn span(self) -> tracing::Span {
+        request_id::span(self.peer.id)
+    }
+}
+
+/// Routes one request to its endpoint.
+///
+/// The forward-auth check is awaited inline and without a span of its own
+/// (see [`forward_auth::check`]), judged on the runtime `route` loaded;
+/// every other endpoint's future is boxed and runs in the request's span,
+/// so the future hyper stores per request stays as small as the check's
+/// instead of as large as the login callback's (it is moved into place for
+/// every request).
+async fn dispatch(
+    shared: &Shared,
+    rt: arc_swap::Guard<Arc<Runtime>>,
+    mut req: Request<Incoming>,
+    conn: Conn<'_>,
+) -> Response<Body> {
+    let gw = &shared.gw;
+    let (peer, tls) = (conn.peer.addr, conn.peer.tls);
+    let path = req.uri().path();
+    #[cfg(test)]
+    if path == super::tests::PANIC_PATH {
+        panic!("a request that panics its connection task");
+    }
+    let health = match shared.role {
+        Role::Admin => {
+            drop(rt);
+            return Box::pin(admin::handle_admin(gw, &req, peer).instrument(conn.span()))
+                .await
+                .unwrap_or_else(error::not_found);
+        }
+        Role::Main { with_admin } => with_admin,
+    };
+    let prefix_len = {
+        let p = rt.prefix();
+        (path.starts_with(p) && path[p.len()..].starts_with('/')).then_some(p.len())
+    };
+    if let Some(n) = prefix_len {
+        let method = req.method();
+        if &path[n..] == "/auth" {
+            let started = std::time::Instant::now();
+            let res = forward_auth::check(gw, &rt, &req, conn.peer).await;
+            crate::metrics::global()
+                .check_duration
+                .observe(started.elapsed());
+            return res;
+        }
+        drop(rt);
+        return match (&path[n..], method) {
+            ("/start", &Method::GET) => {
+                Box::pin(login::start(gw, &req, peer, tls).instrument(conn.span())).await
+            }
+            ("/callback", &Method::GET) => {
+                Box::pin(login::callback(gw, &req, peer, tls).instrument(conn.span())).await
+            }
+            ("/sign_out", &Method::GET | &Method::POST) => {
+                Box::pin(login::sign_out(gw, &req, peer, tls).instrument(conn.span())).await
+            }
+            ("/userinfo", &Method::GET) => {
+                Box::pin(login::userinfo(gw, &req).instrument(conn.span())).await
+            }
+            ("/backchannel_logout", &Method::POST) => {
+                Box::pin(crate::logout::backchannel(gw, req).instrument(conn.span())).await
+            }
+            ("/debug", &Method::GET) => {
+                Box::pin(crate::debug::handle(gw, &req, peer).instrument(conn.span())).await
+            }
+            _ => error::not_found(),
+        };
+    }
+    drop(rt);
+    // Without an admin listener, health and metrics answer on hosts no rule
+    // proxies (a proxied app's own `/healthz` reaches the app).
+    if health && admin::is_served(&req) && !proxy::proxies(gw, &req) {
+        if let Some(res) =
+            Box::pin(admin::handle(gw, &req, admin::Detail::Public).instrument(conn.span())).await
+        {
+            return res;
+        }
+    }
+    if conn.fresh {
+        // The upstream sees the id the client gets back.
+        req.headers_mut()
+            .insert(&X_REQUEST_ID, conn.peer.id.clone());
+    }
+    Box::pin(
+        shared
+            .proxy
+            .handle(gw, req, peer, tls)
+            .instrument(conn.span()),
+    )
+    .await
+}
