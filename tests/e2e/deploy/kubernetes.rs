@@ -23,6 +23,23 @@ use crate::support::{free_port, repo_root, require_binary, subst};
 
 /// The rendered objects by `Kind/name`.
 fn rendered() -> BTreeMap<String, Value> {
+    let text = kustomize();
+    let docs = yaml_docs(&text, "kustomize output");
+    docs.into_iter()
+        .map(|d| {
+            let key = format!(
+                "{}/{}",
+                d["kind"].as_str().unwrap(),
+                d["metadata"]["name"].as_str().unwrap()
+            );
+            assert_eq!(d["metadata"]["namespace"], "auth", "{key}: namespace");
+            (key, d)
+        })
+        .collect()
+}
+
+/// `kubectl kustomize deploy/kubernetes`: the manifests as applied.
+fn kustomize() -> String {
     let kubectl = require_binary("kubectl");
     let out = Command::new(kubectl)
         .arg("kustomize")
@@ -39,18 +56,72 @@ fn rendered() -> BTreeMap<String, Value> {
         "kubectl kustomize warned: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let docs = yaml_docs(&String::from_utf8_lossy(&out.stdout), "kustomize output");
-    docs.into_iter()
-        .map(|d| {
-            let key = format!(
-                "{}/{}",
-                d["kind"].as_str().unwrap(),
-                d["metadata"]["name"].as_str().unwrap()
-            );
-            assert_eq!(d["metadata"]["namespace"], "auth", "{key}: namespace");
-            (key, d)
-        })
-        .collect()
+    String::from_utf8(out.stdout).expect("UTF-8 manifests")
+}
+
+/// The rendered manifests and both examples against the Kubernetes API
+/// schemas with `kubernetes-validate --strict` (pinned by
+/// scripts/install-test-deps.sh; its schemas ship in the package, no
+/// network needed): every object passes. The Traefik `Middleware` is a
+/// custom resource it has no schema for; its fields are checked in
+/// `deploy_kubernetes_examples_point_at_the_service`.
+#[test]
+fn deploy_kubernetes_manifests_validate_against_the_schemas() {
+    let tool = require_binary("kubernetes-validate");
+    let dir = scratch_dir("kubernetes-validate");
+    let rendered = dir.join("rendered.yaml");
+    let text = kustomize();
+    std::fs::write(&rendered, &text).unwrap();
+    let files = [
+        (rendered, text),
+        example("deploy/kubernetes/examples/ingress-nginx.yaml"),
+        example("deploy/kubernetes/examples/traefik-middleware.yaml"),
+    ];
+    let out = Command::new(tool)
+        .arg("--strict")
+        .args(files.iter().map(|(p, _)| p))
+        .output()
+        .expect("run kubernetes-validate");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "kubernetes-validate failed:\n{said}");
+    let mut objects = 0;
+    for (path, text) in &files {
+        for d in yaml_docs(text, &path.display().to_string()) {
+            let kind = d["kind"].as_str().unwrap();
+            let name = d["metadata"]["name"].as_str().unwrap();
+            let line = said.lines().find(|l| {
+                l.contains(&path.display().to_string())
+                    && (l.ends_with(&format!(
+                        "resource {}/{name} against version 1.37",
+                        kind.to_lowercase()
+                    )) || l.contains(&format!("schema for kind {kind} ")))
+            });
+            let line = line.unwrap_or_else(|| panic!("{kind}/{name} not reported:\n{said}"));
+            if kind == "Middleware" {
+                assert!(
+                    line.starts_with("WARN ") && line.contains("traefik.io/"),
+                    "{line}"
+                );
+            } else {
+                assert!(
+                    line.starts_with("INFO ") && line.contains(" passed for resource "),
+                    "{line}"
+                );
+                objects += 1;
+            }
+        }
+    }
+    assert!(objects >= 9, "{objects} objects validated:\n{said}");
+    assert!(!said.contains("ERROR"), "{said}");
+}
+
+/// A file of the repository: its absolute path and its text.
+fn example(rel: &str) -> (std::path::PathBuf, String) {
+    (repo_root().join(rel), repo_file(rel))
 }
 
 fn get<'a>(objs: &'a BTreeMap<String, Value>, key: &str) -> &'a Value {
