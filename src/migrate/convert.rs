@@ -932,7 +932,7 @@ fn is_loopback(addr: &str) -> bool {
 /// Relative paths resolve against the directory this runs in (oauth2-proxy
 /// resolved them against its working directory; portcullis against its
 /// config file's).
-fn absolute(path: &str) -> String {
+pub(super) fn absolute(path: &str) -> String {
     let p = Path::new(path);
     if p.is_absolute() {
         return path.to_owned();

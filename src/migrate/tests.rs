@@ -205,6 +205,51 @@ fn nginx_auth_request_flags() {
 }
 
 #[test]
+fn webdav_with_an_htpasswd_file() {
+    let (toml, c) = convert_case("webdav");
+    assert!(c.access.htpasswd.is_some(), "{toml}");
+    assert_eq!(c.server.listen.to_string(), "0.0.0.0:4180");
+    let dav = rule(&c, "/", Policy::Authenticated);
+    assert!(dav.basic_auth);
+    assert!(
+        !dav.upstream_options.preserve_host,
+        "pass_host_header = false"
+    );
+    assert!(
+        dav.users.is_empty(),
+        "htpasswd names must not admit IdP users of the same name"
+    );
+    assert!(toml.contains("\"dav: alice carol\""), "{toml}");
+    assert!(toml.contains("# WARNING: htpasswd users"), "{toml}");
+    // Hashes portcullis refuses are named before it refuses to start.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("htpasswd");
+    std::fs::write(
+        &file,
+        "old:{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=\nnew:$2y$05$abcdefghijklmnopqrstuv\n",
+    )
+    .unwrap();
+    let args: Vec<String> = [
+        "--provider=oidc",
+        "--client-id=x",
+        "--oidc-issuer-url=https://i.example.com",
+        "--email-domain=*",
+    ]
+    .map(str::to_owned)
+    .into_iter()
+    .chain([format!("--htpasswd-file={}", file.display())])
+    .collect();
+    let out = oauth2_proxy(&args, &HashMap::<String, String>::new()).unwrap();
+    assert!(
+        out.warnings
+            .iter()
+            .any(|w| w.contains("entries of old are not bcrypt")),
+        "{:?}",
+        out.warnings
+    );
+}
+
+#[test]
 fn layered_flags_over_environment_over_file() {
     let (toml, c) = convert_case("layered");
     assert_eq!(c.oidc.client_id, "from-the-flags");

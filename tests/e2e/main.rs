@@ -97,3 +97,6 @@ mod metrics;
 // The deployment artefacts in deploy/ and `portcullis healthcheck`, which
 // their health checks run.
 mod deploy;
+// `portcullis migrate oauth2-proxy`: an oauth2-proxy configuration (file,
+// environment, flags) converted and run against the real IdP.
+mod migrate;

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use url::Url;
 
-use super::{human, list, q, Convert, Section};
+use super::{absolute, human, list, q, Convert, Section};
 use crate::migrate::MigrateError;
 
 /// One `[[rule]]` being built.
@@ -27,6 +27,7 @@ pub(super) struct Rule {
     groups_all: Vec<String>,
     emails: Vec<String>,
     email_domains: Vec<String>,
+    basic_auth: bool,
     upstream: Option<String>,
     preserve_host: bool,
     insecure: bool,
@@ -62,6 +63,8 @@ struct Conditions {
     groups_all: Vec<String>,
     emails: Vec<String>,
     email_domains: Vec<String>,
+    /// `htpasswd_file` is set: rules accept Basic credentials.
+    basic_auth: bool,
     /// Nobody can be admitted the way oauth2-proxy did: the rule denies.
     deny: Option<String>,
     /// Comment lines for the rules carrying these conditions.
@@ -89,8 +92,8 @@ impl Convert<'_> {
         }
         self.take("email_domains");
         self.take("authenticated_emails_file");
-        self.htpasswd();
         let mut c = Conditions::default();
+        let htpasswd_users = self.htpasswd(&mut c)?;
         let groups = o.list("allowed_groups");
         self.take("allowed_groups");
         if domains.iter().any(|d| d == "*") {
@@ -132,6 +135,12 @@ impl Convert<'_> {
             c.about
                 .push("email_domains: an address at one of these domains".to_owned());
         }
+        if !htpasswd_users.is_empty() {
+            // Not `users = [...]`: an IdP user whose user claim had one of
+            // these names would pass too.
+            c.about.push(format!("htpasswd_file: its users ({}) have no e-mail address, so the e-mail condition keeps them out (oauth2-proxy let them in): give them a group with access.htpasswd_groups_file and admit that group here", htpasswd_users.join(", ")));
+            self.warn("htpasswd users do not pass the e-mail condition of the converted rules: admit them through a group (access.htpasswd_groups_file)");
+        }
         if c.emails.is_empty() && c.email_domains.is_empty() {
             c.deny = Some("oauth2-proxy admitted only addresses this conversion cannot express (see above); nobody passes until the rule is edited".to_owned());
             self.warn("no e-mail condition could be converted: the converted rules deny everyone until edited");
@@ -152,15 +161,67 @@ impl Convert<'_> {
         Ok(c)
     }
 
-    fn htpasswd(&mut self) {
-        let why = "Basic-auth users come with the basic_auth rule option and access.htpasswd_file, which this portcullis version does not have yet";
-        self.not_converted_if_set(Section::Access, "htpasswd_file", why);
-        self.not_converted_if_set(Section::Access, "htpasswd_user_groups", why);
+    /// `htpasswd_file` → `access.htpasswd_file` and `basic_auth` on the
+    /// rules; returns its user names.
+    fn htpasswd(&mut self, c: &mut Conditions) -> Result<Vec<String>, MigrateError> {
         self.not_converted_if_set(
             Section::Access,
             "display_htpasswd_form",
-            "portcullis shows no password form of its own",
+            "portcullis shows no password form; htpasswd users send Authorization: Basic",
         );
+        let Some(path) = self.opts.non_empty("htpasswd_file").map(PathBuf::from) else {
+            self.not_converted_if_set(
+                Section::Access,
+                "htpasswd_user_groups",
+                "there is no htpasswd_file",
+            );
+            return Ok(Vec::new());
+        };
+        let text = std::fs::read_to_string(&path).map_err(|source| MigrateError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        let mut users = Vec::new();
+        let mut refused = Vec::new();
+        for line in text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        {
+            let Some((user, hash)) = line.split_once(':') else {
+                continue;
+            };
+            if !(hash.starts_with("$2y$") || hash.starts_with("$2b$") || hash.starts_with("$2a$")) {
+                refused.push(user.to_owned());
+            }
+            users.push(user.to_owned());
+        }
+        self.take("htpasswd_file");
+        self.comment(Section::Access, "htpasswd_file: its users send Authorization: Basic on the rules below (basic_auth = true); oauth2-proxy's password form has no counterpart");
+        self.kv(
+            Section::Access,
+            "htpasswd_file",
+            q(&absolute(&path.display().to_string())),
+        );
+        if !refused.is_empty() {
+            let msg = format!("htpasswd_file: the entries of {} are not bcrypt (oauth2-proxy also read SHA-1); portcullis refuses them at start-up: set them again with htpasswd -B", refused.join(", "));
+            self.comment(Section::Access, &msg);
+            self.warn(msg);
+        }
+        let groups = self.opts.list("htpasswd_user_groups");
+        if !groups.is_empty() {
+            self.not_converted(
+                Section::Access,
+                "htpasswd_user_groups",
+                &format!(
+                    "give the users their groups with access.htpasswd_groups_file, a file of lines such as \"{}: {}\"",
+                    groups[0],
+                    users.join(" ")
+                ),
+            );
+        }
+        c.basic_auth = true;
+        Ok(users)
     }
 
     /// The `http(s)://` upstreams, most specific path first.
@@ -337,6 +398,7 @@ impl Convert<'_> {
                 groups: cond.groups.clone(),
                 groups_all: cond.groups_all.clone(),
                 emails: cond.emails.clone(),
+                basic_auth: cond.basic_auth,
                 email_domains: cond.email_domains.clone(),
                 upstream: up.map(|u| u.origin.clone()),
                 preserve_host: up.is_some() && preserve_host,
@@ -352,6 +414,7 @@ impl Convert<'_> {
                     groups_all: vec![],
                     emails: vec![],
                     email_domains: vec![],
+                    basic_auth: false,
                     bearer_off: false,
                     ..rule
                 };
@@ -562,6 +625,9 @@ pub(super) fn render_rule(i: usize, r: &Rule) -> String {
                 "upstream_insecure_skip_verify = true   # ssl_upstream_insecure_skip_verify\n",
             );
         }
+    }
+    if r.basic_auth {
+        s.push_str("basic_auth = true\n");
     }
     if r.bearer_off {
         s.push_str("bearer = false\n");
