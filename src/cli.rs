@@ -179,10 +179,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             }
             migrate_oauth2_proxy(&args)
         }
-        Command::Demo { listen } => {
-            telemetry::init(crate::config::LogFormat::Text);
-            runtime()?.block_on(crate::demo::run(listen))
-        }
+        Command::Demo { listen } => demo(listen),
     }
 }
 
@@ -215,6 +212,30 @@ fn current_thread() -> anyhow::Result<tokio::runtime::Runtime> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")
+}
+
+/// `portcullis demo`: the gateway, the development issuer and the demo app.
+#[cfg(feature = "dev-issuer")]
+fn demo(listen: SocketAddr) -> anyhow::Result<()> {
+    telemetry::init(crate::config::LogFormat::Text);
+    runtime()?.block_on(crate::demo::run(listen))
+}
+
+/// `portcullis demo` in a build without the development issuer: a usage
+/// error (exit status 2) that says why.
+#[cfg(not(feature = "dev-issuer"))]
+fn demo(_listen: SocketAddr) -> anyhow::Result<()> {
+    no_demo().exit()
+}
+
+/// The usage error of `portcullis demo` when the build has no demo.
+#[cfg(not(feature = "dev-issuer"))]
+fn no_demo() -> clap::Error {
+    clap::Error::raw(
+        clap::error::ErrorKind::InvalidSubcommand,
+        "this build of portcullis has no demo: it was built without the `dev-issuer` \
+         feature (build with default features to get it)\n",
+    )
 }
 
 /// 48 random bytes, base64url: comfortably above the 32-byte minimum.
@@ -408,5 +429,17 @@ pub async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(all(test, not(feature = "dev-issuer")))]
+mod no_demo_tests {
+    #[test]
+    fn demo_without_the_dev_issuer_is_a_usage_error_that_says_why() {
+        let e = super::no_demo();
+        assert_eq!(e.exit_code(), 2);
+        let text = e.to_string();
+        assert!(text.contains("has no demo"), "{text}");
+        assert!(text.contains("dev-issuer"), "{text}");
     }
 }

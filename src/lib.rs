@@ -22,7 +22,8 @@
 //! - [`server`]: listeners, TLS, connection limits, routing, graceful drain.
 //! - [`admin`]: `/healthz`, `/readyz`, `/admin/sessions`; the admin token and Host check.
 //! - [`error`] and [`pages`]: the single error → response function and the HTML/JSON bodies.
-//! - [`devidp`] and [`demo`]: the development issuer and `portcullis demo` (never used by `serve`).
+//! - `devidp` and `demo`: the development issuer and `portcullis demo` (never used by `serve`;
+//!   only in builds with the `dev-issuer` feature, which is on by default).
 //! - [`check`]: `portcullis check`, the same probes at start-up.
 //! - [`healthcheck`]: `portcullis healthcheck`, one `/healthz` probe for container health checks.
 //! - [`migrate`]: `portcullis migrate oauth2-proxy`, an oauth2-proxy configuration as portcullis TOML.
@@ -47,7 +48,9 @@ pub mod client_addr;
 pub mod clock;
 pub mod config;
 pub mod debug;
+#[cfg(feature = "dev-issuer")]
 pub mod demo;
+#[cfg(feature = "dev-issuer")]
 pub mod devidp;
 pub mod diagnostics;
 pub mod error;

@@ -31,7 +31,7 @@ use crate::support::echo::{Echo, Seen};
 use crate::support::gateway::{direct_config, Gateway, Launch, APP_RULES, SESSION_SECRET};
 use crate::support::http::{raw_get, raw_request, RawResponse};
 use crate::support::idp::{Idp, CLIENT_ID, CLIENT_SECRET};
-use crate::support::proc::{scratch_dir, LogsOnFailure, Proc};
+use crate::support::proc::{scratch_dir, LogsOnFailure};
 use crate::support::redis::Redis;
 use crate::support::upstreams::TestCa;
 use crate::support::{free_port, wait_for};
@@ -998,6 +998,7 @@ async fn tls_on_the_own_listener_negotiates_http2_by_alpn_and_serves_http1() {
 
 // === portcullis demo ===
 
+#[cfg(feature = "dev-issuer")]
 /// Follows redirects from `url` (at most 20 hops): the final status, URL and body.
 async fn follow(c: &reqwest::Client, url: &str, accept: &str) -> (u16, Url, String) {
     let mut url = Url::parse(url).unwrap();
@@ -1019,6 +1020,7 @@ async fn follow(c: &reqwest::Client, url: &str, accept: &str) -> (u16, Url, Stri
     panic!("more than 20 redirects from {url}");
 }
 
+#[cfg(feature = "dev-issuer")]
 /// The login `portcullis demo` prints, as a browser does it: open the URL,
 /// sign in at the development issuer's form; the demo app's page.
 async fn demo_login(url: &str, user: &str) -> (reqwest::Client, String) {
@@ -1065,6 +1067,7 @@ async fn demo_login(url: &str, user: &str) -> (reqwest::Client, String) {
     (c, body)
 }
 
+#[cfg(feature = "dev-issuer")]
 #[tokio::test]
 async fn the_demo_login_it_prints_reaches_the_demo_app() {
     let dir = scratch_dir("demo");
@@ -1077,7 +1080,7 @@ async fn the_demo_login_it_prints_reaches_the_demo_app() {
         }
     }
     cmd.env("RUST_LOG", "info").env("NO_COLOR", "1");
-    let demo = Proc::spawn("portcullis-demo", cmd, &dir);
+    let demo = crate::support::proc::Proc::spawn("portcullis-demo", cmd, &dir);
     let _logs = LogsOnFailure(vec![&demo]);
     // The development issuer generates its RSA key at start, which takes
     // seconds in a debug build on a busy machine: a generous bound.
