@@ -292,7 +292,20 @@ impl Gateway {
         facts: &RequestFacts<'_>,
         headers: &HeaderMap,
     ) -> Decision<'a> {
-        let (rule, policy) = match rt.rules.evaluate(facts) {
+        self.decide_matched(rt, rt.rules.evaluate(facts), facts, headers)
+            .await
+    }
+
+    /// [`Gateway::decide`] for a request whose rule the caller has already
+    /// looked up (the reverse proxy, which needs the match for the upstream).
+    pub async fn decide_matched<'a>(
+        &self,
+        rt: &'a Runtime,
+        matched: Match<'a>,
+        facts: &RequestFacts<'_>,
+        headers: &HeaderMap,
+    ) -> Decision<'a> {
+        let (rule, policy) = match matched {
             Match::Rule(r) => (Some(r), r.policy),
             Match::Default(DefaultPolicy::Authenticated) => (None, Policy::Authenticated),
             Match::Default(DefaultPolicy::Deny) => (None, Policy::Deny),

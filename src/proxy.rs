@@ -132,17 +132,14 @@ impl Proxy {
                 &rt.config.server.trusted_proxies,
             ),
         };
-        let Some(upstream) = rt
-            .proxy
-            .upstreams
-            .find(&rt.rules.evaluate(&facts), &facts)
-            .cloned()
-        else {
+        let matched = rt.rules.evaluate(&facts);
+        let Some(upstream) = rt.proxy.upstreams.find(&matched, &facts).cloned() else {
             return crate::error::not_found();
         };
         let trusted = rt.is_trusted(peer.ip());
         let proto = client_proto(req.headers(), tls, trusted);
-        let (identity, session) = match gw.decide(&rt, &facts, req.headers()).await {
+        let (identity, session) = match gw.decide_matched(&rt, matched, &facts, req.headers()).await
+        {
             Decision::Allow(p, _) => {
                 let identity = p.headers().copied();
                 match p {
