@@ -92,6 +92,9 @@ pub struct ServerConfig {
     pub debug_endpoint: bool,
     /// One log line per request (target `portcullis::access`). Default false.
     pub access_log: bool,
+    /// `pages_dir`, read and checked at load time: the operator's page
+    /// templates. `None` = the built-in pages.
+    pub pages: Option<std::sync::Arc<crate::pages::templates::Templates>>,
 }
 
 /// PEM certificate chain and private key.

@@ -282,6 +282,12 @@ pub async fn sign_out<B>(
         Some(_) => gw.oidc.end_session_endpoint().await,
         None => None,
     };
+    if endpoint.is_none() && http_util::query_param(req.uri().query(), "rd").is_none() {
+        if let Some(mut page) = crate::pages::signed_out(&rd) {
+            set_cookie(&mut page, &gw.keys.clear_session_cookie());
+            return page;
+        }
+    }
     let target = match (&id_token, endpoint) {
         (Some(hint), Some(endpoint)) => {
             let back = if rd.starts_with('/') {

@@ -3,12 +3,59 @@
 //! for API clients. Every value echoed into HTML is escaped; nothing here
 //! logs. Called by `error` (the one error → response function) and by
 //! `forward_auth` for 403 answers.
+//!
+//! With `server.pages_dir` the HTML pages come from the operator's
+//! [`templates`] instead: `server` runs each request inside [`branded`],
+//! which makes the templates and the request's id known to the page
+//! functions below without threading them through every caller. Without
+//! `pages_dir` nothing is set up per request.
 
-use http::{Response, StatusCode};
+pub mod templates;
 
+use std::future::Future;
+use std::sync::Arc;
+
+use http::{HeaderValue, Response, StatusCode};
+
+use self::templates::{Template, Templates, Values};
 use crate::http_util::{fixed, html_escape, Body};
 use crate::identity::Identity;
 use crate::rules::CompiledRule;
+
+/// The operator's templates and the id of the request being answered.
+pub struct Branding {
+    /// From `server.pages_dir`.
+    pub templates: Arc<Templates>,
+    /// The request's `X-Request-Id`.
+    pub request_id: HeaderValue,
+}
+
+tokio::task_local! {
+    static BRANDING: Branding;
+}
+
+/// Runs `f` (one request) with `branding` in force for its pages.
+pub async fn branded<F: Future>(branding: Option<Branding>, f: F) -> F::Output {
+    match branding {
+        Some(b) => BRANDING.scope(b, f).await,
+        None => f.await,
+    }
+}
+
+/// The page rendered from the first template `pick` finds, if the request
+/// runs with templates; the request id is filled in here.
+fn render(pick: fn(&Templates) -> Option<&Template>, values: Values<'_>) -> Option<String> {
+    BRANDING
+        .try_with(|b| {
+            let template = pick(&b.templates)?;
+            Some(template.render(&Values {
+                request_id: b.request_id.to_str().unwrap_or(""),
+                ..values
+            }))
+        })
+        .ok()
+        .flatten()
+}
 
 /// What a 403 page says the rule needs: the groups any one of which it
 /// accepts, and the `groups_all` groups the user lacks.
@@ -32,6 +79,16 @@ pub fn html(
     message: &str,
     link: Option<(&str, &str)>,
 ) -> Response<Body> {
+    let values = Values {
+        status: status.as_u16(),
+        title,
+        message,
+        link,
+        ..Values::default()
+    };
+    if let Some(page) = render(|t| t.error.as_ref(), values) {
+        return fixed(status, "text/html; charset=utf-8", page);
+    }
     let link = match link {
         Some((href, text)) => format!(
             "<p><a class=\"button\" href=\"{}\">{}</a></p>",
@@ -85,6 +142,18 @@ pub fn forbidden(
             ));
         }
         let msg = format!("You are signed in as {user}, but you do not have access. {need}");
+        let values = Values {
+            status: 403,
+            title: "Access denied",
+            message: &msg,
+            link: Some((sign_out_url, "Sign in as someone else")),
+            user,
+            rule,
+            ..Values::default()
+        };
+        if let Some(page) = render(|t| t.forbidden.as_ref().or(t.error.as_ref()), values) {
+            return fixed(StatusCode::FORBIDDEN, "text/html; charset=utf-8", page);
+        }
         html(
             StatusCode::FORBIDDEN,
             "Access denied",
@@ -103,6 +172,20 @@ pub fn forbidden(
         .to_string();
         fixed(StatusCode::FORBIDDEN, "application/json", body)
     }
+}
+
+/// The page shown after signing out when no `rd` names where to go, if the
+/// operator's templates have one (`signed_out.html`); `None` = redirect as usual.
+pub fn signed_out(continue_to: &str) -> Option<Response<Body>> {
+    let values = Values {
+        status: 200,
+        title: "Signed out",
+        message: "You are signed out.",
+        link: Some((continue_to, "Continue")),
+        ..Values::default()
+    };
+    render(|t| t.signed_out.as_ref(), values)
+        .map(|page| fixed(StatusCode::OK, "text/html; charset=utf-8", page))
 }
 
 // === impl Needed ===

@@ -86,6 +86,9 @@ pub struct RawServer {
     pub debug_endpoint: bool,
     /// One log line per request. Default false.
     pub access_log: bool,
+    /// Directory of page templates (`403.html`, `error.html`,
+    /// `signed_out.html`) replacing the built-in pages. Default none.
+    pub pages_dir: Option<PathBuf>,
 }
 
 /// `[oidc]`
@@ -308,6 +311,7 @@ impl Default for RawServer {
             log_format: "text".to_owned(),
             debug_endpoint: false,
             access_log: false,
+            pages_dir: None,
         }
     }
 }

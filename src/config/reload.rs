@@ -17,12 +17,13 @@
 use super::{Config, OidcConfig, ServerConfig, SessionConfig};
 
 /// The keys of `[server]`, `[oidc]` and `[session]` a reload applies.
-pub const RELOADABLE: [&str; 7] = [
+pub const RELOADABLE: [&str; 8] = [
     "server.trusted_proxies",
     "server.prefix",
     "server.max_connections_per_client",
     "server.debug_endpoint",
     "server.access_log",
+    "server.pages_dir",
     "oidc.rp_logout",
     "session.refresh",
 ];
@@ -52,6 +53,7 @@ pub fn merge(running: &Config, loaded: Config) -> Merged {
         max_connections_per_client: new.0.max_connections_per_client,
         debug_endpoint: new.0.debug_endpoint,
         access_log: new.0.access_log,
+        pages: new.0.pages,
         ..running.server.clone()
     };
     config.oidc = OidcConfig {
@@ -97,6 +99,7 @@ fn server_changes(running: &ServerConfig, loaded: &ServerConfig, changed: &mut V
         log_format,
         debug_endpoint: _,
         access_log: _,
+        pages: _,
     } = running;
     let c = changed;
     note(c, "server.listen", *listen == loaded.listen);

@@ -1981,7 +1981,7 @@ fn reload_applies_per_request_keys_and_names_the_rest() {
     assert!(c.oidc.rp_logout && c.session.refresh);
     assert_eq!(c.headers.user.as_str(), "x-user");
     assert_eq!(c.rules[0].policy, Policy::Deny);
-    assert_eq!(reload::RELOADABLE.len(), 7);
+    assert_eq!(reload::RELOADABLE.len(), 8);
 }
 
 #[test]
@@ -1999,5 +1999,32 @@ fn reload_notices_changed_secrets_and_files() {
     assert_eq!(
         merged.config.session.secrets[0].expose(),
         SESSION_SECRET.as_bytes()
+    );
+}
+
+#[test]
+fn pages_dir_is_read_relative_to_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("pages")).unwrap();
+    std::fs::write(dir.path().join("pages/error.html"), "{{title}}").unwrap();
+    let text = server("pages_dir = \"pages\"");
+    let cfg = Config::from_toml(&text, dir.path(), &default_env()).unwrap();
+    assert!(cfg.server.pages.unwrap().error.is_some());
+    assert!(ok(&server("")).server.pages.is_none());
+    std::fs::write(dir.path().join("pages/error.html"), "{{tilte}}").unwrap();
+    let ps = match Config::from_toml(&text, dir.path(), &default_env()) {
+        Err(ConfigError::Invalid(p)) => p,
+        other => panic!("expected problems, got {other:?}"),
+    };
+    assert!(
+        ps.iter().any(|p| p.key == "server.pages_dir"
+            && p.message
+                .contains("error.html: line 1: unknown placeholder {{tilte}}")),
+        "{ps:?}"
+    );
+    assert_problem(
+        &server("pages_dir = \"/nonexistent/pages\""),
+        "server.pages_dir",
+        "cannot read /nonexistent/pages",
     );
 }

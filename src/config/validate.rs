@@ -477,6 +477,18 @@ impl Checker<'_> {
             log_format: self.log_format(&raw.log_format),
             debug_endpoint: raw.debug_endpoint,
             access_log: raw.access_log,
+            pages: raw.pages_dir.and_then(|dir| {
+                let dir = self.resolve(dir);
+                match crate::pages::templates::Templates::load(&dir) {
+                    Ok(t) => Some(std::sync::Arc::new(t)),
+                    Err(problems) => {
+                        for p in problems {
+                            self.problem("server.pages_dir", p);
+                        }
+                        None
+                    }
+                }
+            }),
         }
     }
 

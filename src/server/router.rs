@@ -16,7 +16,8 @@ use crate::{access, admin, error, forward_auth, login, proxy};
 
 use super::{Role, Shared};
 
-/// Gives the request its id (see [`request_id`]), serves it, writes its
+/// Gives the request its id (see [`request_id`]), serves it (with the
+/// operator's page templates, when `server.pages_dir` is set), writes its
 /// access log line when `server.access_log` is on, and returns the id in
 /// `X-Request-Id`.
 pub(super) async fn route(
@@ -40,22 +41,46 @@ pub(super) async fn route(
         },
         fresh,
     };
-    let mut res = if rt.config.server.access_log {
+    let mut res = match rt.config.server.pages.clone() {
+        // Boxed: only configs with pages_dir carry the templates along.
+        Some(templates) => {
+            let branding = crate::pages::Branding {
+                templates,
+                request_id: id.clone(),
+            };
+            Box::pin(crate::pages::branded(
+                Some(branding),
+                serve_logged(shared, rt, req, conn),
+            ))
+            .await
+        }
+        None => serve_logged(shared, rt, req, conn).await,
+    };
+    res.headers_mut().insert(&X_REQUEST_ID, id);
+    res
+}
+
+/// Serves a request, with its access log line when `server.access_log` is on.
+async fn serve_logged(
+    shared: &Shared,
+    rt: arc_swap::Guard<Arc<Runtime>>,
+    req: Request<Incoming>,
+    conn: Conn<'_>,
+) -> Response<Body> {
+    if rt.config.server.access_log {
         let line = access::Line {
             method: req.method().clone(),
             host: crate::http_util::request_host(&req)
                 .unwrap_or("")
                 .to_owned(),
             path: req.uri().path().to_owned(),
-            id: id.clone(),
+            id: conn.peer.id.clone(),
             started: std::time::Instant::now(),
         };
         Box::pin(access::logged(line, dispatch(shared, rt, req, conn))).await
     } else {
         dispatch(shared, rt, req, conn).await
-    };
-    res.headers_mut().insert(&X_REQUEST_ID, id);
-    res
+    }
 }
 
 /// A request's connection, and whether its id replaced the request's own header.

@@ -16,6 +16,7 @@
 //! - `admin`: the admin listener's token and Host check.
 //! - `basic_auth`: `basic_auth` rules: htpasswd users, the Basic challenge, the failure limit, the cache.
 //! - `networks`: rule `networks` and the X-Forwarded-For walk.
+//! - `pages`: `server.pages_dir`, the operator's 403, error and signed-out pages.
 //! - `metrics`: `/metrics`: counters by outcome and rule, where it answers, the admin token.
 //! - `request_id`: `X-Request-Id` returned, passed upstream, kept from trusted peers only.
 
@@ -29,6 +30,7 @@ mod health;
 mod login;
 mod metrics;
 mod networks;
+mod pages;
 mod proxy;
 mod request_id;
 mod server;
