@@ -141,7 +141,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             let path = cli
                 .config
                 .context("no config file: pass --config FILE or set PORTCULLIS_CONFIG")?;
-            let config = Config::load(&path, &ProcessEnv).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let config = Config::load(&path, &ProcessEnv)?;
             telemetry::init(config.server.log_format);
             runtime()?.block_on(serve(config, path))
         }
@@ -168,7 +168,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             let path = cli
                 .config
                 .context("no config file: pass --config FILE or set PORTCULLIS_CONFIG")?;
-            let config = Config::load(&path, &ProcessEnv).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let config = Config::load(&path, &ProcessEnv)?;
             runtime()?.block_on(sessions(config, action))
         }
         Command::Migrate {
@@ -381,11 +381,14 @@ async fn reload_on_hup(gw: Arc<crate::pipeline::Gateway>, path: PathBuf) {
         while hup.recv().await.is_some() {
             let merged = Config::load(&path, &ProcessEnv)
                 .map(|loaded| crate::config::reload::merge(&gw.runtime.load().config, loaded));
-            match merged.map_err(|e| e.to_string()).and_then(|m| {
-                Runtime::compile(m.config)
-                    .map(|rt| (rt, m.restart_required))
-                    .map_err(|e| e.to_string())
-            }) {
+            // `{:#}`: with the cause, e.g. the OS error of an unreadable file.
+            match merged
+                .map_err(|e| format!("{:#}", anyhow::Error::new(e)))
+                .and_then(|m| {
+                    Runtime::compile(m.config)
+                        .map(|rt| (rt, m.restart_required))
+                        .map_err(|e| e.to_string())
+                }) {
                 Ok((next, restart_required)) => {
                     warn_risky(&next.config);
                     gw.runtime.store(Arc::new(next));

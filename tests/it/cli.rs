@@ -55,6 +55,29 @@ fn a_bad_config_exits_non_zero_naming_every_problem() {
 }
 
 #[test]
+fn an_unreadable_config_names_the_cause() {
+    let dir = tempfile::tempdir().unwrap();
+    // A directory: unreadable as a file, even for root.
+    for sub in ["serve", "sessions"] {
+        let mut cmd = bin();
+        cmd.arg(sub);
+        if sub == "sessions" {
+            cmd.arg("list");
+        }
+        let out = cmd.arg("--config").arg(dir.path()).output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{sub}");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(
+            err.starts_with(&format!(
+                "portcullis: cannot read config file {}: ",
+                dir.path().display()
+            )) && err.contains("directory"),
+            "{sub}: {err}"
+        );
+    }
+}
+
+#[test]
 fn serve_without_a_config_explains_itself() {
     let out = bin()
         .arg("serve")
