@@ -124,3 +124,74 @@ fn example_configs_validate() {
         }
     }
 }
+
+/// `portcullis migrate oauth2-proxy` as a command: `--config` right after it
+/// names oauth2-proxy's file, `PORTCULLIS_CONFIG` is never read as one, and
+/// an output that does not validate here exits 1 naming the key.
+#[test]
+fn migrate_oauth2_proxy_reads_only_its_own_config_and_validates_the_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let o2p = dir.path().join("oauth2-proxy.cfg");
+    std::fs::write(
+        &o2p,
+        "provider = \"oidc\"\noidc_issuer_url = \"https://idp.example.com\"\nclient_id = \"app\"\nemail_domains = [\"*\"]\n",
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let mut cmd = bin();
+        for (k, _) in std::env::vars_os() {
+            let k = k.to_string_lossy();
+            if k.starts_with("PORTCULLIS_") || k.starts_with("OAUTH2_PROXY_") {
+                cmd.env_remove(k.as_ref());
+            }
+        }
+        cmd.args(["migrate", "oauth2-proxy"])
+            .args(args)
+            .env("PORTCULLIS_CONFIG", &o2p)
+            .output()
+            .unwrap()
+    };
+    let o2p_text = o2p.to_str().unwrap();
+    let out = run(&["--config", o2p_text]);
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("issuer = \"https://idp.example.com\""),
+        "{stdout}"
+    );
+    assert!(stdout.contains("config file"), "{stdout}");
+
+    // PORTCULLIS_CONFIG names portcullis's file: not read here.
+    let out = run(&[
+        "--provider=oidc",
+        "--oidc-issuer-url=https://other.example.com",
+        "--client-id=x",
+        "--email-domain=*",
+    ]);
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(out.status.success());
+    assert!(!stdout.contains("config file"), "{stdout}");
+    assert!(stdout.contains("https://other.example.com"), "{stdout}");
+
+    // A file that does not exist here: printed anyway, exit 1 naming the key.
+    let out = run(&[
+        "--config",
+        o2p_text,
+        "--client-secret-file=/nonexistent/oidc-secret",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("oidc.client_secret_file"), "{stderr}");
+    assert!(String::from_utf8(out.stdout).unwrap().contains("[oidc]"));
+    assert!(!stderr.contains("panicked"), "{stderr}");
+
+    // Not an oauth2-proxy option: exit 1 with a suggestion.
+    let out = run(&["--cookie-domian=.example.com"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("--cookie-domain"), "{stderr}");
+}
