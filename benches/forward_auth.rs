@@ -85,6 +85,7 @@ fn alice() -> Session {
         user: "alice".into(),
         email: "alice@example.com".into(),
         groups: vec!["admins".into(), "staff".into()],
+        ..Identity::default()
     };
     Session {
         id: SessionId::random(),

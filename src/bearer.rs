@@ -58,6 +58,8 @@ pub struct Issuer {
     typ: Option<String>,
     /// `oidc.allow_unverified_email`.
     allow_unverified_email: bool,
+    /// Claims kept for `[headers]` beyond user, e-mail and groups.
+    capture: crate::identity::Capture,
     /// Its keys.
     pub jwks: Jwks,
 }
@@ -181,6 +183,7 @@ impl Bearer {
             groups_claim: cfg.groups_claim.clone(),
             typ: None,
             allow_unverified_email: cfg.allow_unverified_email,
+            capture: cfg.capture.clone(),
             jwks: Jwks::new(Source::Discover(cfg.issuer.clone()), http.clone()),
         }];
         for b in &cfg.bearer_issuers {
@@ -196,6 +199,7 @@ impl Bearer {
                 groups_claim: b.groups_claim.clone(),
                 typ: b.typ.clone(),
                 allow_unverified_email: cfg.allow_unverified_email,
+                capture: cfg.capture.clone(),
                 jwks: Jwks::new(source, http.clone()),
             });
         }
@@ -350,11 +354,16 @@ impl Issuer {
         if let Some(address) = email.dropped(self.allow_unverified_email) {
             tracing::debug!(user = %user, email = %address, issuer = %self.iss, "bearer token's email is not marked email_verified; not used");
         }
-        Ok(Identity {
+        let mut identity = Identity {
             email: email.usable(self.allow_unverified_email),
             user,
             groups: self.groups_claim.strings(claims).unwrap_or_default(),
-        })
+            ..Identity::default()
+        };
+        for claim in self.capture.apply(claims, &mut identity) {
+            tracing::debug!(user = %identity.user, claim = %claim, issuer = %self.iss, "bearer token's claim too long for its [headers.claims] header; sent empty");
+        }
+        Ok(identity)
     }
 }
 

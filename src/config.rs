@@ -148,6 +148,9 @@ pub struct OidcConfig {
     pub http_timeout: Duration,
     /// Skew tolerated on `exp`/`iat`/`nbf`. Default 60 s.
     pub clock_leeway: Duration,
+    /// Claims an identity keeps beyond user, e-mail and groups (login and
+    /// bearer tokens alike), filled from `[headers]`.
+    pub capture: crate::identity::Capture,
 }
 
 /// A dotted path into a JSON claims object, e.g. `realm_access.roles`.
@@ -231,18 +234,38 @@ pub enum StoreKind {
 /// `[headers]`
 #[derive(Debug, Clone)]
 pub struct HeadersConfig {
-    /// Default `X-Auth-User`.
+    /// The naming preset. Default [`HeaderPreset::Portcullis`].
+    pub preset: HeaderPreset,
+    /// Default `X-Auth-User` (`X-Auth-Request-User`).
     pub user: HeaderName,
-    /// Default `X-Auth-Email`.
+    /// Default `X-Auth-Email` (`X-Auth-Request-Email`).
     pub email: HeaderName,
-    /// Default `X-Auth-Groups` (comma-separated value).
+    /// Default `X-Auth-Groups` (`X-Auth-Request-Groups`); comma-separated value.
     pub groups: HeaderName,
+    /// Default `X-Auth-Preferred-Username` (`X-Auth-Request-Preferred-Username`).
+    pub preferred_username: HeaderName,
+    /// The access-token header of the preset (`X-Auth-Access-Token`,
+    /// `X-Auth-Request-Access-Token`), sent with `pass_access_token`.
+    pub access_token: HeaderName,
+    /// Claim path of the preferred-username header. Default `preferred_username`.
+    pub preferred_username_claim: ClaimPath,
+    /// `[headers.claims]`: extra header → claim path, by header name.
+    pub claims: Vec<(HeaderName, ClaimPath)>,
     /// More client headers removed before proxying.
     pub strip: Vec<HeaderName>,
-    /// Send `X-Auth-Access-Token` upstream. Default false.
+    /// Send the access token upstream and on forward-auth answers. Default false.
     pub pass_access_token: bool,
     /// Send `Authorization: Bearer <id_token>` upstream. Default false.
     pub pass_authorization: bool,
+}
+
+/// `headers.preset`: which family of header names the defaults come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeaderPreset {
+    /// `X-Auth-User`, `X-Auth-Email`, ...
+    Portcullis,
+    /// oauth2-proxy's `X-Auth-Request-User`, `X-Auth-Request-Email`, ...
+    OAuth2Proxy,
 }
 
 /// `[access]`

@@ -8,8 +8,10 @@
 //! are ignored and the check judges the auth request itself. Answers follow
 //! SPEC's table: 200 with every identity header, 302 to the login for
 //! browsers, 401 for APIs and nginx, 403, 400 for malformed paths — and every
-//! answer carries all three identity headers (empty when unknown) so the
-//! front proxy overwrites any copy the client sent.
+//! answer carries every identity header of `[headers]` (user, email, groups,
+//! preferred username, the `[headers.claims]` headers, the access token with
+//! `pass_access_token`; empty when unknown) so the front proxy overwrites
+//! any copy the client sent.
 
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,7 +24,7 @@ use crate::diagnostics::{self, ClientError};
 use crate::http_util::{self, Body};
 use crate::identity::IdentityHeaders;
 use crate::pages;
-use crate::pipeline::{rule_name, Decision, Gateway, Peer, Runtime};
+use crate::pipeline::{rule_name, Decision, Gateway, Peer, Principal, Runtime};
 use crate::request_id;
 use crate::rules::host::normalize_host;
 use crate::rules::path::{normalize, split_target};
@@ -426,15 +428,12 @@ fn respond(
     headers: &HeaderMap,
     id: &HeaderValue,
 ) -> Response<Body> {
-    let (mut res, identity) = match decision {
+    let (mut res, allowed) = match decision {
         Decision::Allow(principal, rule) => {
             if tracing::event_enabled!(tracing::Level::DEBUG) {
                 tracing::debug!(rule.name = rule_name(rule), user = %principal.identity().user, decision = "allow", "request allowed");
             }
-            (
-                http_util::empty(StatusCode::OK),
-                Some(principal.headers().copied()),
-            )
+            (http_util::empty(StatusCode::OK), Some(principal))
         }
         Decision::Public(_) => (http_util::empty(StatusCode::OK), None),
         Decision::Unauthenticated(rule) => {
@@ -491,22 +490,31 @@ fn respond(
             )
         }
     };
-    set_identity(
-        rt,
-        &mut res,
-        identity.unwrap_or_else(IdentityHeaders::empty),
-    );
+    set_identity(rt, &mut res, allowed.as_ref());
     res
 }
 
-/// Puts all three identity headers on a forward-auth answer, so the front
-/// proxy overwrites any copy the client sent.
-fn set_identity(rt: &Runtime, res: &mut Response<Body>, id: IdentityHeaders) {
+/// Puts every identity header on a forward-auth answer (empty unless
+/// `allowed`), so the front proxy overwrites any copy the client sent; with
+/// `pass_access_token`, the session's access token too.
+fn set_identity(rt: &Runtime, res: &mut Response<Body>, allowed: Option<&Principal>) {
     let names = &rt.config.headers;
     let h = res.headers_mut();
-    h.insert(names.user.clone(), id.user);
-    h.insert(names.email.clone(), id.email);
-    h.insert(names.groups.clone(), id.groups);
+    match allowed {
+        Some(p) => p.headers().insert_into(names, h),
+        None => IdentityHeaders::insert_empty(names, h),
+    }
+    if names.pass_access_token {
+        let token = match allowed {
+            Some(Principal::Session(s)) => s.access_token.as_ref(),
+            _ => None,
+        };
+        let mut v = token
+            .and_then(|t| HeaderValue::from_str(t.expose()).ok())
+            .unwrap_or(HeaderValue::from_static(""));
+        v.set_sensitive(true);
+        h.insert(names.access_token.clone(), v);
+    }
 }
 
 /// 403 for a rule that denies everybody: a page for browsers, JSON otherwise.
@@ -663,7 +671,7 @@ fn bad_request(
     } else {
         pages::json_error(status, "bad_request", &e.to_string())
     };
-    set_identity(rt, &mut res, IdentityHeaders::empty());
+    set_identity(rt, &mut res, None);
     res
 }
 

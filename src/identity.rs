@@ -5,10 +5,14 @@
 //! `proxy` (identity headers). It owns claim-path extraction so every source
 //! of claims maps to an identity the same way.
 
-use http::HeaderValue;
+use http::{HeaderMap, HeaderValue};
 use serde_json::Value;
 
-use crate::config::ClaimPath;
+use crate::config::{ClaimPath, HeadersConfig};
+
+/// Longest value, in bytes, an extra claim header (`[headers.claims]`)
+/// carries; a longer claim is left out (the header is sent empty).
+pub const MAX_CLAIM_VALUE: usize = 1024;
 
 /// The subject of a request.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -19,10 +23,26 @@ pub struct Identity {
     pub email: String,
     /// From `groups_claim`; empty when the claim is absent.
     pub groups: Vec<String>,
+    /// From `headers.preferred_username_claim`; empty when absent.
+    pub preferred_username: String,
+    /// The `[headers.claims]` values as `(claim path, value)`, sorted by
+    /// path; claims that are absent, not text, or longer than
+    /// [`MAX_CLAIM_VALUE`] are not listed.
+    pub claims: Vec<(String, String)>,
+}
+
+/// Which claims an identity keeps beyond user, e-mail and groups: what the
+/// `[headers]` section sends to the app.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Capture {
+    /// `headers.preferred_username_claim`.
+    pub preferred_username: Option<ClaimPath>,
+    /// The claim paths of `[headers.claims]`, sorted and without duplicates.
+    pub claims: Vec<ClaimPath>,
 }
 
 /// Identity header values rendered once, when the identity is created, so that
-/// answering a request copies three ready values instead of formatting strings.
+/// answering a request copies ready values instead of formatting strings.
 #[derive(Debug, Clone)]
 pub struct IdentityHeaders {
     /// Value of the user header.
@@ -31,6 +51,10 @@ pub struct IdentityHeaders {
     pub email: HeaderValue,
     /// Value of the groups header (comma-separated).
     pub groups: HeaderValue,
+    /// Value of the preferred-username header.
+    pub preferred_username: HeaderValue,
+    /// Values of the extra claim headers, by claim path (as in [`Identity::claims`]).
+    pub claims: Vec<(Box<str>, HeaderValue)>,
 }
 
 /// What one claims object (an ID token, a userinfo answer, a bearer JWT)
@@ -93,6 +117,57 @@ impl EmailClaim {
     }
 }
 
+// === impl Capture ===
+
+impl Capture {
+    /// Reads the captured claims of one claims object (ID token merged with
+    /// userinfo, or a bearer JWT) into `id`. Returns the claim paths left
+    /// out for being longer than [`MAX_CLAIM_VALUE`], for the caller to log.
+    pub fn apply(&self, claims: &Value, id: &mut Identity) -> Vec<String> {
+        if let Some(path) = &self.preferred_username {
+            id.preferred_username = path.string(claims).unwrap_or_default();
+        }
+        let mut too_long = Vec::new();
+        id.claims.clear();
+        for path in &self.claims {
+            match claim_text(path, claims) {
+                Some(v) if v.len() > MAX_CLAIM_VALUE => too_long.push(path.dotted.clone()),
+                Some(v) => id.claims.push((path.dotted.clone(), v)),
+                None => {}
+            }
+        }
+        too_long
+    }
+
+    /// True when no claim is captured beyond user, e-mail and groups.
+    pub fn is_empty(&self) -> bool {
+        self.preferred_username.is_none() && self.claims.is_empty()
+    }
+}
+
+/// A claim as header text: strings as they are, numbers and booleans
+/// rendered, a list of those joined with commas (commas inside an item as
+/// `%2C`, as in the groups header); objects and `null` are no text.
+fn claim_text(path: &ClaimPath, claims: &Value) -> Option<String> {
+    let scalar = |v: &Value| match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    };
+    match path.lookup(claims)? {
+        Value::Array(items) => Some(
+            items
+                .iter()
+                .filter_map(scalar)
+                .map(|s| s.replace(',', "%2C"))
+                .collect::<Vec<_>>()
+                .join(","),
+        ),
+        v => scalar(v),
+    }
+}
+
 // === impl Identity ===
 
 impl Identity {
@@ -105,6 +180,12 @@ impl Identity {
             user: header_value(&self.user),
             email: header_value(&self.email),
             groups: header_value(&groups.join(",")),
+            preferred_username: header_value(&self.preferred_username),
+            claims: self
+                .claims
+                .iter()
+                .map(|(path, v)| (path.as_str().into(), header_value(v)))
+                .collect(),
         }
     }
 }
@@ -130,27 +211,69 @@ fn header_value(s: &str) -> HeaderValue {
 
 // === impl IdentityHeaders ===
 
+/// A copy of a value in a new buffer. A `clone` would share the value's
+/// reference count, which every worker thread answering for the same busy
+/// session would then contend for; small copies cost less.
+fn copy(v: &HeaderValue) -> HeaderValue {
+    HeaderValue::from_bytes(v.as_bytes()).unwrap_or(HeaderValue::from_static(""))
+}
+
 impl IdentityHeaders {
-    /// Copies of the three values in new buffers. A `clone` would share each
-    /// value's reference count, which every worker thread answering for the
-    /// same busy session would then contend for; three small copies cost less.
+    /// Copies of the values in new buffers (see [`copy`]).
     pub fn copied(&self) -> Self {
-        let copy = |v: &HeaderValue| {
-            HeaderValue::from_bytes(v.as_bytes()).unwrap_or(HeaderValue::from_static(""))
-        };
         IdentityHeaders {
             user: copy(&self.user),
             email: copy(&self.email),
             groups: copy(&self.groups),
+            preferred_username: copy(&self.preferred_username),
+            claims: self
+                .claims
+                .iter()
+                .map(|(p, v)| (p.clone(), copy(v)))
+                .collect(),
         }
     }
 
-    /// All three values empty: what public routes answer with.
+    /// Every value empty: what public routes answer with.
     pub fn empty() -> Self {
         IdentityHeaders {
             user: HeaderValue::from_static(""),
             email: HeaderValue::from_static(""),
             groups: HeaderValue::from_static(""),
+            preferred_username: HeaderValue::from_static(""),
+            claims: Vec::new(),
+        }
+    }
+
+    /// Puts every identity header named in `cfg` on `h`, copied (see
+    /// [`copy`]): user, email, groups, preferred username and each
+    /// `[headers.claims]` header, empty when this identity has no value, so a
+    /// front proxy overwrites any copy the client sent.
+    pub fn insert_into(&self, cfg: &HeadersConfig, h: &mut HeaderMap) {
+        h.insert(cfg.user.clone(), copy(&self.user));
+        h.insert(cfg.email.clone(), copy(&self.email));
+        h.insert(cfg.groups.clone(), copy(&self.groups));
+        h.insert(
+            cfg.preferred_username.clone(),
+            copy(&self.preferred_username),
+        );
+        for (name, path) in &cfg.claims {
+            let v = self
+                .claims
+                .iter()
+                .find(|(p, _)| **p == *path.dotted)
+                .map_or(HeaderValue::from_static(""), |(_, v)| copy(v));
+            h.insert(name.clone(), v);
+        }
+    }
+
+    /// Puts every identity header named in `cfg` on `h` with an empty value.
+    pub fn insert_empty(cfg: &HeadersConfig, h: &mut HeaderMap) {
+        for name in [&cfg.user, &cfg.email, &cfg.groups, &cfg.preferred_username]
+            .into_iter()
+            .chain(cfg.claims.iter().map(|(n, _)| n))
+        {
+            h.insert(name.clone(), HeaderValue::from_static(""));
         }
     }
 }
@@ -279,11 +402,13 @@ mod tests {
     fn hostile_values_cannot_split_headers() {
         let id = Identity {
             user: "eve\r\nX-Auth-User: admin".into(),
-            email: String::new(),
             groups: vec!["a,admins".into(), "b".into()],
+            claims: vec![("name".into(), "x\r\nSet-Cookie: a=b".into())],
+            ..Identity::default()
         };
         let h = id.headers();
         assert_eq!(h.user.to_str().unwrap(), "eve??X-Auth-User: admin");
         assert_eq!(h.groups.to_str().unwrap(), "a%2Cadmins,b");
+        assert_eq!(h.claims[0].1.to_str().unwrap(), "x??Set-Cookie: a=b");
     }
 }

@@ -527,7 +527,13 @@ impl Oidc {
         let mut email = EmailClaim::of(&self.cfg.email_claim, &claims);
         if self.cfg.userinfo_fallback
             && (self.cfg.groups_claim.lookup(&claims).is_none()
-                || self.cfg.email_claim.lookup(&claims).is_none())
+                || self.cfg.email_claim.lookup(&claims).is_none()
+                || self
+                    .cfg
+                    .capture
+                    .claims
+                    .iter()
+                    .any(|c| c.lookup(&claims).is_none()))
         {
             if let Some(url) = meta.userinfo_endpoint() {
                 let info = self.userinfo(url.as_str(), &access_token).await?;
@@ -541,7 +547,7 @@ impl Oidc {
             }
         }
         let groups = self.cfg.groups_claim.strings(&claims);
-        let identity = Identity {
+        let mut identity = Identity {
             user: self
                 .cfg
                 .user_claim
@@ -549,7 +555,11 @@ impl Oidc {
                 .unwrap_or_else(|| subject.clone()),
             email: email.usable(self.cfg.allow_unverified_email),
             groups: groups.clone().unwrap_or_default(),
+            ..Identity::default()
         };
+        for claim in self.cfg.capture.apply(&claims, &mut identity) {
+            tracing::warn!(user = %identity.user, claim = %claim, max_bytes = crate::identity::MAX_CLAIM_VALUE, "claim too long for its [headers.claims] header; the header is sent empty");
+        }
         let unverified_email = email
             .dropped(self.cfg.allow_unverified_email)
             .map(str::to_owned);

@@ -138,17 +138,16 @@ impl Proxy {
         };
         let trusted = rt.is_trusted(peer.ip());
         let proto = client_proto(req.headers(), tls, trusted);
-        let (identity, session) = match gw.decide_matched(&rt, matched, &facts, req.headers()).await
-        {
-            Decision::Allow(p, _) => {
-                let identity = p.headers().copied();
-                match p {
-                    Principal::Session(s) => (identity, Some(s)),
-                    Principal::Bearer(_) | Principal::Basic(_) => (identity, None),
-                }
-            }
-            Decision::Public(_) => (IdentityHeaders::empty(), None),
+        let allowed = match gw.decide_matched(&rt, matched, &facts, req.headers()).await {
+            Decision::Allow(p, _) => Some(p),
+            Decision::Public(_) => None,
             other => return refuse(&rt, other, &req, &host_raw, proto),
+        };
+        let empty = IdentityHeaders::empty();
+        let identity = allowed.as_ref().map_or(&empty, Principal::headers);
+        let session = match &allowed {
+            Some(Principal::Session(s)) => Some(&**s),
+            _ => None,
         };
         let Some(uri) = upstream.uri(req.uri(), &path) else {
             tracing::warn!(upstream = %upstream.url, "cannot build the upstream URI");
@@ -169,8 +168,8 @@ impl Proxy {
         rt.proxy.hygiene.scrub_request(
             &mut parts.headers,
             gw.keys.cookie_name(),
-            &identity,
-            session.as_deref(),
+            identity,
+            session,
             &fwd,
             upgrade.clone(),
         );

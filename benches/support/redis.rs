@@ -75,6 +75,7 @@ fn session(i: usize) -> Session {
         user: format!("user{i}"),
         email: format!("user{i}@example.com"),
         groups: vec!["staff".into(), "grafana-admins".into(), "vpn".into()],
+        ..Identity::default()
     };
     Session {
         id: SessionId::random(),

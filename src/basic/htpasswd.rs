@@ -63,6 +63,7 @@ pub fn load(passwords: &Path, groups: Option<&Path>) -> Result<Users, Vec<FilePr
                 groups: memberships.get(&name).cloned().unwrap_or_default(),
                 user: name.clone(),
                 email: String::new(),
+                ..Identity::default()
             };
             let user = User {
                 headers: identity.headers(),

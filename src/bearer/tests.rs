@@ -25,6 +25,13 @@ fn issuer(iss: &str, jwks_url: &str, typ: Option<&str>, min_refetch: Duration) -
         groups_claim: ClaimPath::parse("realm.roles").unwrap(),
         typ: typ.map(str::to_owned),
         allow_unverified_email: false,
+        capture: crate::identity::Capture {
+            preferred_username: ClaimPath::parse("preferred_username"),
+            claims: vec![
+                ClaimPath::parse("name").unwrap(),
+                ClaimPath::parse("org.id").unwrap(),
+            ],
+        },
         jwks: Jwks::new(Source::Url(jwks_url.parse().unwrap()), http).with_min_refetch(min_refetch),
     }
 }
@@ -74,7 +81,36 @@ async fn valid_token_for_every_algorithm() {
     // The user claim falls back to `sub`.
     let v = b.verify(&keys[5].sign(&good(json!({})))).await.unwrap();
     assert_eq!(v.identity.user, "svc-ci");
+    assert_eq!(v.identity.preferred_username, "");
+    assert!(v.identity.claims.is_empty());
     assert_eq!(server.fetches(), 1);
+}
+
+/// The `[headers.claims]` paths and the preferred username are read from
+/// bearer tokens as from logins; an over-long value is left out.
+#[tokio::test]
+async fn extra_claims_of_a_bearer_token() {
+    let key = TestKey::p256("es256");
+    let server = JwksServer::start(testkeys::jwks(&[&key]));
+    let b = bearer(&server, None, Duration::from_secs(10)).await;
+    let t = key.sign(&good(json!({
+        "preferred_username": "ci-bot", "name": "CI\r\nX-Evil: 1", "org": {"id": 42},
+    })));
+    let v = b.verify(&t).await.expect("valid");
+    assert_eq!(v.identity.preferred_username, "ci-bot");
+    assert_eq!(
+        v.identity.claims,
+        [
+            ("name".to_owned(), "CI\r\nX-Evil: 1".to_owned()),
+            ("org.id".to_owned(), "42".to_owned())
+        ]
+    );
+    assert_eq!(v.headers.preferred_username.to_str().unwrap(), "ci-bot");
+    assert_eq!(v.headers.claims[0].1.to_str().unwrap(), "CI??X-Evil: 1");
+    let long = "n".repeat(crate::identity::MAX_CLAIM_VALUE + 1);
+    let t = key.sign(&good(json!({"name": long, "org": {"id": "t1"}})));
+    let v = b.verify(&t).await.expect("valid");
+    assert_eq!(v.identity.claims, [("org.id".to_owned(), "t1".to_owned())]);
 }
 
 #[tokio::test]

@@ -202,18 +202,27 @@ pub enum RawRedisUrl {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RawHeaders {
-    /// Default `"X-Auth-User"`.
-    pub user: String,
-    /// Default `"X-Auth-Email"`.
-    pub email: String,
-    /// Default `"X-Auth-Groups"`.
-    pub groups: String,
+    /// `"portcullis"` (default, `X-Auth-*`) or `"oauth2-proxy"`
+    /// (`X-Auth-Request-*`): the default names of the headers below.
+    pub preset: String,
+    /// Default from the preset (`"X-Auth-User"`).
+    pub user: Option<String>,
+    /// Default from the preset (`"X-Auth-Email"`).
+    pub email: Option<String>,
+    /// Default from the preset (`"X-Auth-Groups"`).
+    pub groups: Option<String>,
+    /// Default from the preset (`"X-Auth-Preferred-Username"`).
+    pub preferred_username: Option<String>,
+    /// Default `"preferred_username"`.
+    pub preferred_username_claim: String,
     /// More client headers removed before proxying. Default none.
     pub strip: Vec<String>,
     /// Default false.
     pub pass_access_token: bool,
     /// Default false.
     pub pass_authorization: bool,
+    /// `[headers.claims]`: header name → claim path. Default none.
+    pub claims: std::collections::BTreeMap<String, String>,
 }
 
 /// `[access]`
@@ -379,12 +388,16 @@ impl Default for RawSession {
 impl Default for RawHeaders {
     fn default() -> Self {
         RawHeaders {
-            user: "X-Auth-User".to_owned(),
-            email: "X-Auth-Email".to_owned(),
-            groups: "X-Auth-Groups".to_owned(),
+            preset: "portcullis".to_owned(),
+            user: None,
+            email: None,
+            groups: None,
+            preferred_username: None,
+            preferred_username_claim: "preferred_username".to_owned(),
             strip: Vec::new(),
             pass_access_token: false,
             pass_authorization: false,
+            claims: Default::default(),
         }
     }
 }

@@ -1,7 +1,9 @@
 //! What a reload (SIGHUP) can change in a running gateway, and what it cannot.
 //!
 //! `[headers]`, `[access]`, `[proxy]` and the rules are compiled into each
-//! `Runtime` and always take the new values. Of `[server]`, `[oidc]` and
+//! `Runtime` and always take the new values (except the claim paths that
+//! logins and bearer verifiers capture for `[headers]`, kept in `[oidc]`'s
+//! `capture`). Of `[server]`, `[oidc]` and
 //! `[session]`, only the keys read per request from the current runtime are
 //! [`RELOADABLE`]; the rest are read once at start-up (listeners and their
 //! limits, TLS, the OIDC client and bearer verifiers, the cookie keys and
@@ -167,6 +169,7 @@ fn oidc_changes(running: &OidcConfig, loaded: &OidcConfig, changed: &mut Vec<&'s
         rp_logout: _,
         http_timeout,
         clock_leeway,
+        capture,
     } = running;
     let c = changed;
     note(c, "oidc.issuer", *issuer == loaded.issuer);
@@ -202,6 +205,14 @@ fn oidc_changes(running: &OidcConfig, loaded: &OidcConfig, changed: &mut Vec<&'s
     );
     note(c, "oidc.http_timeout", *http_timeout == loaded.http_timeout);
     note(c, "oidc.clock_leeway", *clock_leeway == loaded.clock_leeway);
+    // The claims the login and the bearer verifiers keep (from `[headers]`):
+    // new header names apply at once, new claim paths after a restart.
+    note(
+        c,
+        "headers.preferred_username_claim",
+        capture.preferred_username == loaded.capture.preferred_username,
+    );
+    note(c, "headers.claims", capture.claims == loaded.capture.claims);
 }
 
 fn session_changes(

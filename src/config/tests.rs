@@ -1541,6 +1541,92 @@ fn headers() {
 }
 
 #[test]
+fn header_preset_and_claims() {
+    let cfg = ok(&rest(""));
+    assert_eq!(cfg.headers.preset, crate::config::HeaderPreset::Portcullis);
+    assert_eq!(cfg.headers.user.as_str(), "x-auth-user");
+    assert_eq!(
+        cfg.headers.preferred_username.as_str(),
+        "x-auth-preferred-username"
+    );
+    assert_eq!(cfg.headers.access_token.as_str(), "x-auth-access-token");
+    assert_eq!(cfg.oidc.capture.claims, vec![]);
+    let cfg = ok(&rest(
+        "[headers]\npreset = \"oauth2-proxy\"\ngroups = \"X-Groups\"\npreferred_username_claim = \"nick\"\n\
+         [headers.claims]\n\"X-Auth-Name\" = \"name\"\n\"X-Auth-Tenant\" = \"org.id\"\n\"X-Auth-Org\" = \"org.id\"",
+    ));
+    let h = &cfg.headers;
+    assert_eq!(h.preset, crate::config::HeaderPreset::OAuth2Proxy);
+    assert_eq!(h.user.as_str(), "x-auth-request-user");
+    assert_eq!(h.email.as_str(), "x-auth-request-email");
+    assert_eq!(
+        h.groups.as_str(),
+        "x-groups",
+        "an explicit name wins over the preset"
+    );
+    assert_eq!(
+        h.preferred_username.as_str(),
+        "x-auth-request-preferred-username"
+    );
+    assert_eq!(h.access_token.as_str(), "x-auth-request-access-token");
+    let claims: Vec<_> = h
+        .claims
+        .iter()
+        .map(|(n, p)| (n.as_str(), p.dotted.as_str()))
+        .collect();
+    assert_eq!(
+        claims,
+        [
+            ("x-auth-name", "name"),
+            ("x-auth-org", "org.id"),
+            ("x-auth-tenant", "org.id")
+        ]
+    );
+    // The identity keeps each path once, and the preferred-username claim.
+    let capture = &cfg.oidc.capture;
+    let paths: Vec<_> = capture.claims.iter().map(|p| p.dotted.as_str()).collect();
+    assert_eq!(paths, ["name", "org.id"]);
+    assert_eq!(capture.preferred_username.as_ref().unwrap().dotted, "nick");
+    // Client copies of both presets' names are removed before proxying.
+    let protected = h.protected();
+    for name in [
+        "x-auth-user",
+        "x-auth-request-user",
+        "x-auth-access-token",
+        "x-auth-request-access-token",
+        "x-auth-tenant",
+        "x-groups",
+    ] {
+        assert!(protected.iter().any(|p| p == name), "{name}");
+    }
+    assert_problem(
+        &rest("[headers]\npreset = \"authelia\""),
+        "headers.preset",
+        "not one of \"portcullis\", \"oauth2-proxy\"",
+    );
+    assert_problem(
+        &rest("[headers.claims]\n\"X_Auth_User\" = \"name\""),
+        "headers.claims.\"X_Auth_User\"",
+        "same header as headers.user",
+    );
+    assert_problem(
+        &rest("[headers.claims]\n\"Cookie\" = \"name\""),
+        "headers.claims.\"Cookie\"",
+        "cannot carry the identity",
+    );
+    assert_problem(
+        &rest("[headers.claims]\n\"X-Auth-Name\" = \"a..b\""),
+        "headers.claims.\"X-Auth-Name\"",
+        "not a claim path",
+    );
+    assert_problem(
+        &rest("[headers]\npreset = \"oauth2-proxy\"\npreferred_username = \"X-Auth-Request-Access-Token\""),
+        "headers.preferred_username",
+        "same header as the preset's access-token header",
+    );
+}
+
+#[test]
 fn access() {
     let cfg = ok(&rest("[access]\ndefault = \"authenticated\"\nallowed_redirect_domains = [\".Example.com\", \"app.example.org\"]"));
     assert_eq!(cfg.access.default, DefaultPolicy::Authenticated);
@@ -1982,6 +2068,27 @@ fn reload_applies_per_request_keys_and_names_the_rest() {
     assert_eq!(c.headers.user.as_str(), "x-user");
     assert_eq!(c.rules[0].policy, Policy::Deny);
     assert_eq!(reload::RELOADABLE.len(), 8);
+}
+
+/// New `[headers.claims]` names apply at once; new claim paths are what
+/// logins capture, so they wait for a restart and are named.
+#[test]
+fn reload_keeps_the_captured_claim_paths() {
+    let running = ok(&rest("[headers.claims]\n\"X-Auth-Name\" = \"name\""));
+    let loaded = ok(&rest(
+        "[headers.claims]\n\"X-Full-Name\" = \"name\"\n\"X-Auth-Tenant\" = \"org.id\"",
+    ));
+    let merged = reload::merge(&running, loaded);
+    assert_eq!(merged.restart_required, ["headers.claims"]);
+    assert_eq!(merged.config.oidc.capture, running.oidc.capture);
+    let names: Vec<_> = merged
+        .config
+        .headers
+        .claims
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .collect();
+    assert_eq!(names, ["x-auth-tenant", "x-full-name"]);
 }
 
 #[test]

@@ -13,6 +13,7 @@
 //! `portcullis check`).
 
 mod admin;
+mod headers;
 pub(crate) mod keys;
 mod proxy;
 mod rules;
@@ -32,10 +33,10 @@ use http::HeaderName;
 use ipnet::IpNet;
 use url::Url;
 
-use super::raw::{RawAccess, RawBearerIssuer, RawConfig, RawHeaders, RawOidc, RawServer};
+use super::raw::{RawAccess, RawBearerIssuer, RawConfig, RawOidc, RawServer};
 use super::{
-    AccessConfig, BearerIssuerConfig, ClaimPath, Config, DefaultPolicy, HeadersConfig, LogFormat,
-    OidcConfig, RuleConfig, ServerConfig, TlsFiles,
+    AccessConfig, BearerIssuerConfig, ClaimPath, Config, DefaultPolicy, LogFormat, OidcConfig,
+    RuleConfig, ServerConfig, TlsFiles,
 };
 use crate::secret::Secret;
 use secrets::Place;
@@ -269,6 +270,8 @@ pub fn validate(raw: RawConfig, base_dir: &Path, env: &dyn Env) -> Result<Config
     let session = c.session(raw.session, server.external_url.as_ref());
     let headers = c.headers(raw.headers);
     let has_htpasswd = raw.access.htpasswd_file.is_some();
+    let mut oidc = oidc;
+    oidc.capture = headers.capture();
     let access = c.access(raw.access);
     let proxy = c.proxy(raw.proxy);
     let rules: Vec<RuleConfig> = raw
@@ -680,6 +683,7 @@ impl Checker<'_> {
             rp_logout: raw.rp_logout,
             http_timeout: self.positive("oidc.http_timeout", raw.http_timeout.0),
             clock_leeway: raw.clock_leeway.0,
+            capture: Default::default(),
         }
     }
 
@@ -787,60 +791,9 @@ impl Checker<'_> {
     }
 }
 
-// === impl Checker: [headers], [access] ===
+// === impl Checker: [access] ===
 
 impl Checker<'_> {
-    fn headers(&mut self, raw: RawHeaders) -> HeadersConfig {
-        let user = self.identity_header("headers.user", &raw.user);
-        let email = self.identity_header("headers.email", &raw.email);
-        let groups = self.identity_header("headers.groups", &raw.groups);
-        // Proxies treat `_` and `-` alike, so "X_Auth_User" collides with "X-Auth-User".
-        let norm = |h: &str| h.to_ascii_lowercase().replace('_', "-");
-        let named = [
-            ("headers.user", &raw.user),
-            ("headers.email", &raw.email),
-            ("headers.groups", &raw.groups),
-        ];
-        for (i, (key, name)) in named.iter().enumerate() {
-            if let Some((other, _)) = named[..i].iter().find(|(_, n)| norm(n) == norm(name)) {
-                self.problem(*key, format!("{name:?} is the same header as {other}; the three identity headers must differ"));
-            }
-        }
-        let strip = raw
-            .strip
-            .iter()
-            .enumerate()
-            .filter_map(|(i, h)| self.header_name(&format!("headers.strip[{i}]"), h))
-            .collect();
-        HeadersConfig {
-            user: user.unwrap_or(HeaderName::from_static("x-auth-user")),
-            email: email.unwrap_or(HeaderName::from_static("x-auth-email")),
-            groups: groups.unwrap_or(HeaderName::from_static("x-auth-groups")),
-            strip,
-            pass_access_token: raw.pass_access_token,
-            pass_authorization: raw.pass_authorization,
-        }
-    }
-
-    fn header_name(&mut self, key: &str, text: &str) -> Option<HeaderName> {
-        let name = HeaderName::from_bytes(text.as_bytes()).ok();
-        if name.is_none() {
-            self.problem(key, format!("{text:?} is not a valid header name"));
-        }
-        name.map(interned)
-    }
-
-    fn identity_header(&mut self, key: &str, text: &str) -> Option<HeaderName> {
-        let name = self.header_name(key, text)?;
-        if RESERVED_HEADERS.contains(&name.as_str()) {
-            self.problem(
-                key,
-                format!("{text:?} has a meaning of its own in HTTP and cannot carry the identity"),
-            );
-        }
-        Some(name)
-    }
-
     fn access(&mut self, raw: RawAccess) -> AccessConfig {
         let default = match raw.default.as_str() {
             "deny" => DefaultPolicy::Deny,

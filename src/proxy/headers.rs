@@ -1,8 +1,11 @@
 //! Header hygiene between the client and the upstream.
 //!
 //! Going up: hop-by-hop headers and those named in `Connection` are dropped;
-//! every client copy of the identity headers, `X-Auth-Access-Token` and
-//! `headers.strip` is removed in any letter case and with `_` for `-`;
+//! every client copy of the identity headers in use (with the
+//! `[headers.claims]` ones), of both presets' names (`X-Auth-*` and
+//! oauth2-proxy's `X-Auth-Request-*`, access tokens included), of
+//! `X-Auth-Assertion` and of `headers.strip` is removed in any letter case
+//! and with `_` for `-`;
 //! `Forwarded` and `X-Real-IP` from peers outside `trusted_proxies` are
 //! removed; portcullis's own cookies (session and login flow) are cut out
 //! of `Cookie` while other cookies stay; then fresh identity headers,
@@ -58,11 +61,8 @@ static HOP_BY_HOP: [HeaderName; 9] = [
 pub struct Hygiene {
     /// Canonical spellings (lower case, `-`) of every header a client may not send.
     removed: Vec<Box<str>>,
-    user: HeaderName,
-    email: HeaderName,
-    groups: HeaderName,
-    pass_access_token: bool,
-    pass_authorization: bool,
+    /// `[headers]`: the names the fresh headers go under.
+    cfg: HeadersConfig,
 }
 
 /// Where the request came from, for the `X-Forwarded-*` headers.
@@ -82,19 +82,20 @@ pub struct Forwarding<'a> {
 impl Hygiene {
     /// Compiles `[headers]`.
     pub fn new(cfg: &HeadersConfig) -> Hygiene {
-        let removed = [&cfg.user, &cfg.email, &cfg.groups, &X_AUTH_ACCESS_TOKEN]
+        let removed = cfg
+            .protected()
             .into_iter()
-            .chain(cfg.strip.iter())
-            .map(|n| canonical(n.as_str()).into_boxed_str())
+            .map(String::into_boxed_str)
+            .chain(
+                cfg.strip
+                    .iter()
+                    .map(|n| canonical(n.as_str()).into_boxed_str()),
+            )
             .chain(URL_OVERRIDES.iter().map(|n| Box::from(*n)))
             .collect();
         Hygiene {
             removed,
-            user: cfg.user.clone(),
-            email: cfg.email.clone(),
-            groups: cfg.groups.clone(),
-            pass_access_token: cfg.pass_access_token,
-            pass_authorization: cfg.pass_authorization,
+            cfg: cfg.clone(),
         }
     }
 
@@ -144,9 +145,7 @@ impl Hygiene {
         if cookie {
             strip_own_cookies(h, cookie_name);
         }
-        h.insert(self.user.clone(), id.user.clone());
-        h.insert(self.email.clone(), id.email.clone());
-        h.insert(self.groups.clone(), id.groups.clone());
+        id.insert_into(&self.cfg, h);
         if let Some(s) = session {
             self.add_tokens(h, s);
         }
@@ -158,16 +157,16 @@ impl Hygiene {
     }
 
     fn add_tokens(&self, h: &mut HeaderMap, s: &Session) {
-        if self.pass_access_token {
+        if self.cfg.pass_access_token {
             if let Some(v) = s
                 .access_token
                 .as_ref()
                 .and_then(|t| HeaderValue::from_str(t.expose()).ok())
             {
-                h.insert(X_AUTH_ACCESS_TOKEN.clone(), sensitive(v));
+                h.insert(self.cfg.access_token.clone(), sensitive(v));
             }
         }
-        if self.pass_authorization {
+        if self.cfg.pass_authorization {
             if let Some(v) = s
                 .id_token
                 .as_ref()
@@ -426,9 +425,18 @@ mod tests {
 
     fn hygiene(strip: &[&str]) -> Hygiene {
         Hygiene::new(&HeadersConfig {
+            preset: crate::config::HeaderPreset::Portcullis,
             user: HeaderName::from_static("x-auth-user"),
             email: HeaderName::from_static("x-auth-email"),
             groups: HeaderName::from_static("x-auth-groups"),
+            preferred_username: HeaderName::from_static("x-auth-preferred-username"),
+            access_token: X_AUTH_ACCESS_TOKEN.clone(),
+            preferred_username_claim: crate::config::ClaimPath::parse("preferred_username")
+                .unwrap(),
+            claims: vec![(
+                HeaderName::from_static("x-auth-tenant"),
+                crate::config::ClaimPath::parse("org.id").unwrap(),
+            )],
             strip: strip
                 .iter()
                 .map(|s| HeaderName::from_bytes(s.as_bytes()).unwrap())
@@ -651,7 +659,9 @@ mod tests {
         assert_eq!(h["forwarded"], "for=1.2.3.4");
         assert_eq!(h["x-real-ip"], "1.2.3.4");
         assert_eq!(h["x-forwarded-for"], "10.0.0.9");
-        assert_eq!(h.len(), 7 + 3 + 3, "{h:?}");
+        // Five identity headers (user, email, groups, preferred username,
+        // the claim header), three forwarding headers.
+        assert_eq!(h.len(), 7 + 5 + 3, "{h:?}");
     }
 
     /// Duplicates, `_` spellings, mixed case and names smuggled through
@@ -666,6 +676,12 @@ mod tests {
             ("x-auth_groups", "admins"),
             ("x_AUTH-groups", "admins"),
             ("x-auth-access_token", "forged"),
+            ("X-Auth-Request-User", "mallory"),
+            ("x_auth_request_groups", "admins"),
+            ("X-Auth-Request-Access-Token", "forged"),
+            ("x-auth-preferred_username", "mallory"),
+            ("X-Auth-Tenant", "t-1"),
+            ("x-auth-assertion", "forged"),
             ("X-Internal_Role", "root"),
             ("x-internal-role", "root"),
             ("connection", "X-Auth-User, x-custom"),
@@ -685,6 +701,8 @@ mod tests {
             user: HeaderValue::from_static("alice"),
             email: HeaderValue::from_static("alice@example.com"),
             groups: HeaderValue::from_static("admins"),
+            preferred_username: HeaderValue::from_static("alice.a"),
+            claims: vec![("org.id".into(), HeaderValue::from_static("t-42"))],
         };
         // Trusted, so X-Forwarded-For would be extended, but Connection named it.
         scrub(&["x-INTERNAL-role"], &mut h, &id, true);
@@ -695,6 +713,11 @@ mod tests {
             "x_auth-groups",
             "x-auth-access_token",
             "x-auth-access-token",
+            "x-auth-request-user",
+            "x_auth_request_groups",
+            "x-auth-request-access-token",
+            "x-auth-preferred_username",
+            "x-auth-assertion",
             "x-internal_role",
             "x-internal-role",
             "connection",
@@ -711,6 +734,8 @@ mod tests {
         assert_eq!(all("x-auth-user"), ["alice"]);
         assert_eq!(all("x-auth-email"), ["alice@example.com"]);
         assert_eq!(all("x-auth-groups"), ["admins"]);
+        assert_eq!(all("x-auth-preferred-username"), ["alice.a"]);
+        assert_eq!(all("x-auth-tenant"), ["t-42"]);
         assert_eq!(all("x-forwarded-for"), ["10.0.0.9"]);
         // From a trusted peer X-Real-IP stays, every copy.
         assert_eq!(all("x-real-ip"), ["6.6.6.6", "7.7.7.7"]);

@@ -438,6 +438,7 @@ fn id(user: &str, email: &str, groups: &[&str]) -> Identity {
         user: user.into(),
         email: email.into(),
         groups: groups.iter().map(|g| g.to_string()).collect(),
+        ..Identity::default()
     }
 }
 

@@ -344,6 +344,7 @@ mod tests {
             user: user.into(),
             email: String::new(),
             groups: vec![],
+            ..Identity::default()
         };
         Arc::new(Session {
             id: SessionId::random(),

@@ -15,6 +15,9 @@ mod support;
 // original URL, identity headers at the app, spoofed headers, group rules,
 // public and unlisted paths, API clients, path tricks; nginx's 401 login URL.
 mod proxies;
+// headers.preset = "oauth2-proxy" and [headers.claims] behind nginx
+// (auth_request_set) and Traefik (authResponseHeaders), spoofed copies.
+mod header_names;
 // Rule conditions: groups_all through a real login (403 naming the missing
 // group, both groups pass); networks behind Traefik, Caddy and nginx (LAN
 // public, elsewhere login, spoofed X-Forwarded-For).

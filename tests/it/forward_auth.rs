@@ -441,3 +441,94 @@ upstream = "http://{app}"
         .unwrap();
     assert_eq!(spoofed.status(), 403, "disagreement, nginx-mode 400");
 }
+
+/// `headers.preset = "oauth2-proxy"`: every answer carries oauth2-proxy's
+/// names, the preferred-username, access-token and `[headers.claims]`
+/// headers; empty on public paths and refusals, so the front proxy
+/// overwrites client copies. `name` is not in the ID token: it comes from
+/// userinfo.
+#[tokio::test]
+async fn oauth2_proxy_preset_and_claim_headers() {
+    let h = Harness::start_with(Opts {
+        extra: r#"
+[headers]
+preset = "oauth2-proxy"
+pass_access_token = true
+
+[headers.claims]
+"X-Auth-Name" = "name"
+"X-Auth-Tenant" = "org.id"
+
+[access]
+default = "deny"
+
+[[rule]]
+host = "app.test"
+path = "/health"
+policy = "public"
+
+[[rule]]
+host = "app.test"
+path = "/admin"
+groups = ["admins"]
+upstream = "http://{app}"
+
+[[rule]]
+host = "app.test"
+upstream = "http://{app}"
+"#
+        .into(),
+        ..Opts::default()
+    })
+    .await;
+    let cookie = format!("_portcullis={}", h.session_cookie("bob").await);
+    let names = [
+        "x-auth-request-user",
+        "x-auth-request-email",
+        "x-auth-request-groups",
+        "x-auth-request-preferred-username",
+        "x-auth-request-access-token",
+        "x-auth-name",
+        "x-auth-tenant",
+    ];
+    let values = |res: &reqwest::Response| -> Vec<String> {
+        for old in ["x-auth-user", "x-auth-email", "x-auth-groups"] {
+            assert!(res.headers().get(old).is_none(), "{old} sent");
+        }
+        names
+            .iter()
+            .map(|n| {
+                res.headers()
+                    .get(*n)
+                    .unwrap_or_else(|| panic!("{n} missing from a forward-auth answer"))
+                    .to_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect()
+    };
+    let res = h
+        .check("GET", "app.test", "/x")
+        .header("Cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let got = values(&res);
+    assert_eq!(
+        got[..4],
+        ["bob", "bob@example.com", "staff", "bob"].map(String::from)
+    );
+    assert!(got[4].len() > 10, "access token: {got:?}");
+    assert_eq!(got[5..], ["bob".to_owned(), String::new()]);
+    for (path, status) in [("/health", 200), ("/admin", 403)] {
+        let res = h
+            .check("GET", "app.test", path)
+            .header("Cookie", &cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), status, "{path}");
+        assert!(values(&res).iter().all(String::is_empty), "{path}");
+    }
+}

@@ -10,8 +10,13 @@ use crate::identity::Identity;
 use crate::secret::Secret;
 use crate::session::{Session, SessionId};
 
-/// The current encoding.
+/// The encoding of a session without extra claims.
 const V1: u8 = 1;
+/// Version 1's fields followed by [`Extras`]: a session with a preferred
+/// username or `[headers.claims]` values. A session without them is still
+/// written as version 1, so values stored by an older release encode back
+/// to the same bytes.
+const V2: u8 = 2;
 
 /// Version 1 of the stored fields. Field order is part of the format: only
 /// append, and only under a new version byte.
@@ -29,6 +34,14 @@ struct StoredV1 {
     expires_at: u64,
     /// When to renew the claims; 0 = never.
     refresh_at: u64,
+}
+
+/// The fields version 2 appends to version 1's.
+#[derive(Serialize, Deserialize)]
+struct Extras {
+    preferred_username: String,
+    /// `(claim path, value)`, sorted by path.
+    claims: Vec<(String, String)>,
 }
 
 /// Why a stored value could not be read.
@@ -65,24 +78,48 @@ pub fn encode(s: &Session) -> Vec<u8> {
         expires_at: s.expires_at,
         refresh_at: s.refresh_at,
     };
-    let mut out = vec![V1];
+    let id = &s.identity;
+    let extras = (!id.preferred_username.is_empty() || !id.claims.is_empty()).then(|| Extras {
+        preferred_username: id.preferred_username.clone(),
+        claims: id.claims.clone(),
+    });
+    let mut out = vec![if extras.is_some() { V2 } else { V1 }];
     // Serialising plain strings and integers into a Vec cannot fail.
     out.extend(postcard::to_allocvec(&v).unwrap_or_default());
+    if let Some(extras) = extras {
+        out.extend(postcard::to_allocvec(&extras).unwrap_or_default());
+    }
     out
 }
 
 /// Decodes a stored value for session `id`.
 pub fn decode(id: SessionId, bytes: &[u8]) -> Result<Session, DecodeError> {
     let (&version, rest) = bytes.split_first().ok_or(DecodeError::Empty)?;
-    if version != V1 {
-        return Err(DecodeError::UnknownVersion(version));
-    }
-    let v: StoredV1 =
-        postcard::from_bytes(rest).map_err(|e| DecodeError::Corrupt(e.to_string()))?;
+    let corrupt = |e: postcard::Error| DecodeError::Corrupt(e.to_string());
+    let (v, extras) = match version {
+        V1 => (
+            postcard::from_bytes::<StoredV1>(rest).map_err(corrupt)?,
+            None,
+        ),
+        V2 => {
+            let (v, rest) = postcard::take_from_bytes::<StoredV1>(rest).map_err(corrupt)?;
+            (
+                v,
+                Some(postcard::from_bytes::<Extras>(rest).map_err(corrupt)?),
+            )
+        }
+        other => return Err(DecodeError::UnknownVersion(other)),
+    };
+    let extras = extras.unwrap_or(Extras {
+        preferred_username: String::new(),
+        claims: Vec::new(),
+    });
     let identity = Identity {
         user: v.user,
         email: v.email,
         groups: v.groups,
+        preferred_username: extras.preferred_username,
+        claims: extras.claims,
     };
     Ok(Session {
         id,
@@ -108,6 +145,7 @@ mod tests {
             user: "alice".into(),
             email: "alice@example.com".into(),
             groups: vec!["admins".into(), "dev".into()],
+            ..Identity::default()
         };
         Session {
             id: SessionId([7; 32]),
@@ -154,6 +192,31 @@ mod tests {
         let d = decode(SessionId([7; 32]), &fixture).unwrap();
         assert_eq!(d.subject, "sub-1");
         assert!(fixture.len() < 120, "compact: {} bytes", fixture.len());
+    }
+
+    /// A session with a preferred username or extra claims is written as
+    /// version 2 and reads back whole; re-encoding gives the same bytes.
+    #[test]
+    fn extra_claims_round_trip_as_version_2() {
+        let mut s = sample();
+        s.identity.preferred_username = "alice.a".into();
+        s.identity.claims = vec![
+            ("name".into(), "Alice A".into()),
+            ("org.id".into(), "t-42".into()),
+        ];
+        let bytes = encode(&s);
+        assert_eq!(bytes[0], V2);
+        let d = decode(s.id, &bytes).unwrap();
+        assert_eq!(d.identity, s.identity);
+        assert_eq!(d.headers.preferred_username.to_str().unwrap(), "alice.a");
+        assert_eq!(&*d.headers.claims[1].0, "org.id");
+        assert_eq!(d.headers.claims[1].1.to_str().unwrap(), "t-42");
+        assert_eq!(encode(&d), bytes);
+        for n in 1..bytes.len() {
+            assert!(decode(s.id, &bytes[..n]).is_err(), "truncated at {n}");
+        }
+        // Without extras, still version 1 (older releases keep reading it).
+        assert_eq!(encode(&sample())[0], V1);
     }
 
     #[test]
