@@ -22,13 +22,14 @@ use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::Full;
+use portcullis::clock::unix_now;
 use portcullis::config::Config;
 use portcullis::forward_auth;
 use portcullis::http_util;
 use portcullis::identity::Identity;
 use portcullis::pipeline::{Gateway, Peer};
 use portcullis::rules::{Match, RequestFacts};
-use portcullis::session::{unix_now, Session, SessionId};
+use portcullis::session::{Session, SessionId};
 
 /// 20 hosts with an `/admin` rule for group `admins` and a catch-all each.
 fn config_text() -> String {

@@ -30,9 +30,9 @@ use moka::sync::Cache;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use crate::clock::unix_now;
 use crate::config::{ClaimPath, OidcConfig};
 use crate::identity::{EmailClaim, Identity, IdentityHeaders};
-use crate::session::unix_now;
 
 use self::jwks::{Jwks, KeySet, Source};
 use self::token::{Expect, Parsed};

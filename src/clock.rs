@@ -45,6 +45,15 @@ pub fn unix_secs() -> u64 {
         .unwrap_or(0)
 }
 
+/// Unix time in seconds, exact (for timestamps that are stored or compared
+/// with other machines' clocks: session creation and expiry, token times).
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

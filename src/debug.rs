@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 
 use crate::config::{DefaultPolicy, Policy};
 use crate::http_util::{self, Body};
-use crate::oidc::jwt_payload;
+use crate::jwt::jwt_payload;
 use crate::pipeline::Gateway;
 use crate::rules::host::normalize_host;
 use crate::rules::path::{normalize, split_target};

@@ -18,9 +18,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use crate::check::idp::{authorize, http_client, AuthorizeVerdict};
+use crate::clock::unix_now;
 use crate::config::OidcConfig;
 use crate::oidc::{LoginError, Oidc};
-use crate::session::unix_now;
 
 /// How often a class already diagnosed is logged again.
 pub const REPEAT_EVERY: Duration = Duration::from_secs(600);

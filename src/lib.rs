@@ -58,6 +58,7 @@ pub mod forward_auth;
 pub mod healthcheck;
 pub mod http_util;
 pub mod identity;
+pub mod jwt;
 pub mod login;
 pub mod logout;
 pub mod metrics;

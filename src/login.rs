@@ -13,6 +13,7 @@ use std::sync::Arc;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Request, Response, StatusCode};
 
+use crate::clock::unix_now;
 use crate::diagnostics::{self, Class};
 use crate::error;
 use crate::http_util::{self, Body};
@@ -21,7 +22,7 @@ use crate::oidc::LoginError;
 use crate::pipeline::{Gateway, Runtime};
 use crate::rules::host::normalize_host;
 use crate::secret::constant_time_eq;
-use crate::session::{unix_now, Session, SessionId};
+use crate::session::{Session, SessionId};
 
 /// Scheme and host of the request as the browser sent it (through a trusted proxy when there is one).
 struct Origin {

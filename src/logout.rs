@@ -24,9 +24,10 @@ use serde_json::Value;
 
 use crate::bearer::token::{Expect, Parsed};
 use crate::bearer::BearerError;
+use crate::clock::unix_now;
 use crate::http_util::{self, fixed, Body};
 use crate::pipeline::Gateway;
-use crate::session::{unix_now, Revoke};
+use crate::session::Revoke;
 
 /// The `events` member a logout token must carry.
 const LOGOUT_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";

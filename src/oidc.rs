@@ -26,8 +26,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
 use openidconnect::core::{
     CoreAuthDisplay, CoreAuthenticationFlow, CoreClaimName, CoreClaimType, CoreClient,
     CoreClientAuthMethod, CoreGrantType, CoreJsonWebKey, CoreJweContentEncryptionAlgorithm,
@@ -42,10 +40,11 @@ use openidconnect::{
 use serde_json::Value;
 use tokio::sync::Mutex;
 
+use crate::clock::unix_now;
 use crate::config::OidcConfig;
 use crate::identity::{EmailClaim, Identity};
+use crate::jwt::jwt_payload;
 use crate::secret::{constant_time_eq, Secret};
-use crate::session::unix_now;
 
 pub use flow::FlowState;
 
@@ -691,14 +690,6 @@ fn chrono_now() -> chrono::DateTime<chrono::Utc> {
 
 fn leeway_delta(d: Duration) -> chrono::TimeDelta {
     chrono::TimeDelta::from_std(d).unwrap_or(chrono::TimeDelta::zero())
-}
-
-/// Decodes a JWT's payload as JSON (no verification: the caller verified it).
-pub fn jwt_payload(jwt: &str) -> Option<Value> {
-    let payload = jwt.split('.').nth(1)?;
-    let bytes = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
-    let v: Value = serde_json::from_slice(&bytes).ok()?;
-    v.is_object().then_some(v)
 }
 
 fn check_azp(claims: &Value, client_id: &str) -> Result<(), LoginError> {

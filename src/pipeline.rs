@@ -29,6 +29,7 @@ use arc_swap::ArcSwap;
 use http::{HeaderMap, HeaderValue};
 
 use crate::bearer::{self, Bearer, Verified};
+use crate::clock::unix_now;
 use crate::config::{Config, DefaultPolicy, Policy};
 use crate::http_util;
 use crate::identity::{Identity, IdentityHeaders};
@@ -36,7 +37,7 @@ use crate::metrics::{self, Lookup, Outcome, RuleMetrics};
 use crate::oidc::Oidc;
 use crate::redirect::RedirectPolicy;
 use crate::rules::{CompiledRule, Match, RequestFacts, RuleSet, RulesError};
-use crate::session::{unix_now, Session, SessionKeys, SessionStore, StoreError};
+use crate::session::{Session, SessionKeys, SessionStore, StoreError};
 
 /// The reloadable part of the gateway: config plus what is compiled from it.
 pub struct Runtime {

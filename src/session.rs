@@ -18,7 +18,6 @@ pub mod redis;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::identity::{Identity, IdentityHeaders};
 use crate::secret::Secret;
@@ -38,7 +37,7 @@ pub fn refresh_at(id_token: &str, enabled: bool, has_refresh_token: bool) -> u64
     if !enabled || !has_refresh_token {
         return 0;
     }
-    let Some(claims) = crate::oidc::jwt_payload(id_token) else {
+    let Some(claims) = crate::jwt::jwt_payload(id_token) else {
         return 0;
     };
     let (Some(exp), iat) = (
@@ -252,12 +251,4 @@ impl Session {
             Revoke::All => true,
         }
     }
-}
-
-/// Current unix time in seconds.
-pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }

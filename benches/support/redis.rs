@@ -13,11 +13,12 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
+use portcullis::clock::unix_now;
 use portcullis::config::{SessionConfig, StoreKind};
 use portcullis::identity::Identity;
 use portcullis::secret::Secret;
 use portcullis::session::redis::RedisStore;
-use portcullis::session::{unix_now, Session, SessionId, SessionStore};
+use portcullis::session::{Session, SessionId, SessionStore};
 
 use crate::{
     clock_ticks_per_sec, free_port, knob, machine, precheck, request_headers, signed_in_gateway,

@@ -25,7 +25,8 @@ use crate::config::{Config, Policy};
 use crate::diagnostics::Class;
 use crate::http_util::query_param;
 use crate::identity::Identity;
-use crate::oidc::{jwt_payload, LoginOutcome, Oidc};
+use crate::jwt::jwt_payload;
+use crate::oidc::{LoginOutcome, Oidc};
 use crate::rules::RuleSet;
 
 /// How long the operator has to sign in.

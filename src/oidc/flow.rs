@@ -12,7 +12,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::session::{unix_now, SessionKeys};
+use crate::clock::unix_now;
+use crate::session::SessionKeys;
 
 /// Lifetime of a login flow, in seconds.
 pub const FLOW_TTL_SECS: u64 = 600;

@@ -336,8 +336,8 @@ impl SessionStore for MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::unix_now;
     use crate::identity::Identity;
-    use crate::session::unix_now;
 
     fn session(user: &str, lifetime: u64) -> Arc<Session> {
         let identity = Identity {

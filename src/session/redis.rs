@@ -44,7 +44,8 @@ use moka::Expiry;
 use redis::FromRedisValue;
 
 use self::conn::{classify, timed, Backend};
-use super::{unix_now, BoxFuture, Revoke, Session, SessionId, SessionStore, StoreError};
+use super::{BoxFuture, Revoke, Session, SessionId, SessionStore, StoreError};
+use crate::clock::unix_now;
 use crate::config::SessionConfig;
 
 /// Longest a cached session is trusted without re-reading it from Redis while
