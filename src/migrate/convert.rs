@@ -622,22 +622,25 @@ impl Convert<'_> {
         }
         if xauth {
             self.take("set_xauthrequest");
-            self.comment(Headers, "set_xauthrequest: oauth2-proxy's X-Auth-Request-* names in forward-auth answers (and, in portcullis, also towards proxied apps); X-Auth-Request-Preferred-Username has no counterpart yet");
-            self.kv(Headers, "user", q("X-Auth-Request-User"));
-            self.kv(Headers, "email", q("X-Auth-Request-Email"));
-            self.kv(Headers, "groups", q("X-Auth-Request-Groups"));
+            self.comment(Headers, "set_xauthrequest: oauth2-proxy's X-Auth-Request-User/-Email/-Groups/-Preferred-Username (and -Access-Token) in forward-auth answers and, in portcullis, also towards proxied apps");
+            self.kv(Headers, "preset", q("oauth2-proxy"));
             if proxying && pass_user {
-                self.comment(Headers, "pass_user_headers: the proxied apps receive the X-Auth-Request-* names above instead of X-Forwarded-User/-Email/-Groups");
+                self.comment(Headers, "pass_user_headers: the proxied apps receive the X-Auth-Request-* names instead of X-Forwarded-User/-Email/-Groups/-Preferred-Username");
             }
         } else if proxying && pass_user {
-            self.comment(Headers, "pass_user_headers (oauth2-proxy's default): the names oauth2-proxy sends to proxied apps; X-Forwarded-Preferred-Username has no counterpart yet");
+            self.comment(Headers, "pass_user_headers (oauth2-proxy's default): the names oauth2-proxy sends to proxied apps");
             self.kv(Headers, "user", q("X-Forwarded-User"));
             self.kv(Headers, "email", q("X-Forwarded-Email"));
             self.kv(Headers, "groups", q("X-Forwarded-Groups"));
+            self.kv(
+                Headers,
+                "preferred_username",
+                q("X-Forwarded-Preferred-Username"),
+            );
         }
         if o.bool("pass_access_token") == Some(true) {
             self.take("pass_access_token");
-            self.comment(Headers, "pass_access_token: the access token travels as X-Auth-Access-Token (oauth2-proxy: X-Forwarded-Access-Token upstream, X-Auth-Request-Access-Token in answers)");
+            self.comment(Headers, if xauth { "pass_access_token: the access token travels as X-Auth-Request-Access-Token, in answers and towards proxied apps (oauth2-proxy sent X-Forwarded-Access-Token upstream)" } else { "pass_access_token: the access token travels as X-Auth-Access-Token (oauth2-proxy: X-Forwarded-Access-Token upstream, X-Auth-Request-Access-Token in answers)" });
             self.kv(Headers, "pass_access_token", "true".to_owned());
         }
         if o.bool("pass_authorization_header") == Some(true) {

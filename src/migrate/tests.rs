@@ -155,6 +155,7 @@ fn traefik_forward_auth_environment() {
     );
     assert_eq!(c.headers.user.as_str(), "x-auth-request-user");
     assert_eq!(c.headers.groups.as_str(), "x-auth-request-groups");
+    assert!(toml.contains("preset = \"oauth2-proxy\""), "{toml}");
     assert_eq!(c.server.trusted_proxies[0].to_string(), "172.18.0.0/16");
     assert!(
         toml.contains("not converted: upstream static://202"),
