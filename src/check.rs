@@ -189,7 +189,7 @@ pub async fn run_file(path: &Path, env: &dyn Env) -> (Report, Option<Config>) {
                 }
                 other => report.push(Finding::fail(
                     "config",
-                    crate::oidc::error_chain(&other),
+                    crate::error::error_chain(&other),
                     fix,
                 )),
             }

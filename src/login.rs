@@ -244,7 +244,7 @@ async fn complete(
     gw.sessions
         .save(session.clone())
         .await
-        .map_err(|e| LoginError::Store(e.to_string()))?;
+        .map_err(LoginError::Store)?;
     Ok((session, flow.rd))
 }
 

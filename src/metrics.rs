@@ -357,7 +357,7 @@ pub fn login_reason(e: &LoginError) -> &'static str {
         | LoginError::MissingParameters => "state",
         LoginError::InvalidGrant(_) => "invalid_grant",
         LoginError::IdTokenRejected { .. } | LoginError::NoIdToken => "id_token_rejected",
-        LoginError::IdpUnreachable(_) => "idp_unreachable",
+        LoginError::IdpUnreachable { .. } => "idp_unreachable",
         LoginError::Discovery(_)
         | LoginError::TokenEndpoint(_)
         | LoginError::Userinfo(_)

@@ -42,6 +42,7 @@ use tokio::sync::Mutex;
 
 use crate::clock::unix_now;
 use crate::config::OidcConfig;
+use crate::error::error_chain;
 use crate::identity::{EmailClaim, Identity};
 use crate::jwt::jwt_payload;
 use crate::secret::{constant_time_eq, Secret};
@@ -129,8 +130,14 @@ pub struct LoginOutcome {
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum LoginError {
     /// Discovery, the token endpoint or userinfo could not be reached.
-    #[error("identity provider unreachable: {0}")]
-    IdpUnreachable(String),
+    #[error("identity provider unreachable: {what}: {}", error_chain(.source.as_ref()))]
+    IdpUnreachable {
+        /// What was being reached: `discovery at ISSUER`, `token endpoint`, `userinfo`.
+        what: String,
+        /// The HTTP client's error (shared: the last failure is remembered and handed out again).
+        #[source]
+        source: Arc<dyn std::error::Error + Send + Sync>,
+    },
     /// The discovery document was unusable (for example its issuer differs from `oidc.issuer`).
     #[error("identity provider metadata rejected: {0}")]
     Discovery(String),
@@ -179,7 +186,7 @@ pub enum LoginError {
     Userinfo(String),
     /// The session could not be stored.
     #[error("session store: {0}")]
-    Store(String),
+    Store(#[source] crate::session::StoreError),
 }
 
 // === impl LoginError ===
@@ -188,7 +195,7 @@ impl LoginError {
     /// A short label naming the failure class (logs, metrics).
     pub fn reason(&self) -> &'static str {
         match self {
-            LoginError::IdpUnreachable(_) => "idp_unreachable",
+            LoginError::IdpUnreachable { .. } => "idp_unreachable",
             LoginError::Discovery(_) => "discovery",
             LoginError::IdpRefused { .. } => "idp_error",
             LoginError::StateMissing => "state_missing",
@@ -209,7 +216,7 @@ impl LoginError {
     pub fn status(&self) -> http::StatusCode {
         use http::StatusCode as S;
         match self {
-            LoginError::IdpUnreachable(_) | LoginError::Store(_) => S::SERVICE_UNAVAILABLE,
+            LoginError::IdpUnreachable { .. } | LoginError::Store(_) => S::SERVICE_UNAVAILABLE,
             LoginError::Discovery(_)
             | LoginError::TokenEndpoint(_)
             | LoginError::NoIdToken
@@ -223,7 +230,7 @@ impl LoginError {
     /// What the error page tells the person.
     pub fn user_message(&self) -> String {
         match self {
-            LoginError::IdpUnreachable(_) => "The identity provider cannot be reached right now. Please try again in a moment.".into(),
+            LoginError::IdpUnreachable { .. } => "The identity provider cannot be reached right now. Please try again in a moment.".into(),
             LoginError::Discovery(_) => "The identity provider's configuration does not match this gateway's. An administrator has to fix it.".into(),
             LoginError::IdpRefused { error, description } => {
                 if description.is_empty() {
@@ -668,7 +675,10 @@ impl Oidc {
             .header(http::header::ACCEPT, "application/json")
             .send()
             .await
-            .map_err(|e| LoginError::IdpUnreachable(format!("userinfo: {}", error_chain(&e))))?;
+            .map_err(|e| LoginError::IdpUnreachable {
+                what: "userinfo".into(),
+                source: Arc::new(e),
+            })?;
         let status = res.status();
         if !status.is_success() {
             return Err(LoginError::Userinfo(format!("userinfo answered {status}")));
@@ -747,7 +757,7 @@ fn claims_error(e: openidconnect::ClaimsVerificationError) -> LoginError {
     LoginError::IdTokenRejected { check, detail }
 }
 
-fn token_error<RE: std::error::Error + 'static>(
+fn token_error<RE: std::error::Error + Send + Sync + 'static>(
     e: RequestTokenError<
         RE,
         openidconnect::StandardErrorResponse<openidconnect::core::CoreErrorResponseType>,
@@ -762,9 +772,10 @@ fn token_error<RE: std::error::Error + 'static>(
                 other => LoginError::TokenEndpoint(format!("{}: {desc}", other.as_ref())),
             }
         }
-        RequestTokenError::Request(e) => {
-            LoginError::IdpUnreachable(format!("token endpoint: {}", error_chain(&e)))
-        }
+        RequestTokenError::Request(e) => LoginError::IdpUnreachable {
+            what: "token endpoint".into(),
+            source: Arc::new(e),
+        },
         RequestTokenError::Parse(e, _) => {
             LoginError::TokenEndpoint(format!("unparseable token response: {e}"))
         }
@@ -772,34 +783,22 @@ fn token_error<RE: std::error::Error + 'static>(
     }
 }
 
-fn discovery_error<RE: std::error::Error + 'static>(
+fn discovery_error<RE: std::error::Error + Send + Sync + 'static>(
     issuer: &str,
     e: openidconnect::DiscoveryError<RE>,
 ) -> LoginError {
     use openidconnect::DiscoveryError as D;
     match e {
-        D::Request(e) => LoginError::IdpUnreachable(format!("discovery at {issuer}: {}", error_chain(&e))),
+        D::Request(e) => LoginError::IdpUnreachable {
+            what: format!("discovery at {issuer}"),
+            source: Arc::new(e),
+        },
         D::Response(status, _, msg) => LoginError::Discovery(format!("discovery at {issuer} answered {status}: {msg}")),
         D::Validation(msg) => LoginError::Discovery(format!(
             "{msg} (oidc.issuer must equal the document's issuer byte for byte, trailing slash included)"
         )),
         other => LoginError::Discovery(error_chain(&other)),
     }
-}
-
-/// `e` and its sources joined with `: `.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let t = c.to_string();
-        if !s.contains(&t) {
-            s.push_str(": ");
-            s.push_str(&t);
-        }
-        cur = c.source();
-    }
-    s
 }
 
 #[cfg(test)]
@@ -851,7 +850,7 @@ mod tests {
         for call in burst {
             let result = call.await.unwrap();
             assert!(
-                matches!(result, Err(LoginError::IdpUnreachable(_))),
+                matches!(result, Err(LoginError::IdpUnreachable { .. })),
                 "{result:?}"
             );
         }

@@ -70,7 +70,7 @@ pub enum UpstreamError {
     HeadTimeout,
     /// Refused, reset, TLS failure, malformed answer.
     #[error("upstream request failed: {0}")]
-    Failed(String),
+    Failed(#[source] PoolError),
 }
 
 // === impl ProxyTable ===
@@ -288,7 +288,7 @@ async fn send(
     };
     result.map_err(|e| match e {
         PoolError::ConnectTimeout => UpstreamError::ConnectTimeout,
-        e => UpstreamError::Failed(e.to_string()),
+        e => UpstreamError::Failed(e),
     })
 }
 

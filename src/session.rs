@@ -114,14 +114,14 @@ pub enum Revoke<'a> {
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The backing store is unreachable or timed out.
-    #[error("session store unreachable: {0}")]
-    Unavailable(String),
+    #[error("session store unreachable: {}", crate::error::error_chain(.0))]
+    Unavailable(#[source] ::redis::RedisError),
     /// The store refused our credentials (Redis ACL user or password).
-    #[error("session store refused the credentials (check the user and password in session.redis_url): {0}")]
-    AuthFailed(String),
+    #[error("session store refused the credentials (check the user and password in session.redis_url): {}", crate::error::error_chain(.0))]
+    AuthFailed(#[source] ::redis::RedisError),
     /// The TLS connection to the store failed (certificate, hostname or protocol).
-    #[error("session store TLS failure (check the server certificate, session.redis_ca and that the port speaks TLS): {0}")]
-    Tls(String),
+    #[error("session store TLS failure (check the server certificate, session.redis_ca and that the port speaks TLS): {}", crate::error::error_chain(.0))]
+    Tls(#[source] ::redis::RedisError),
     /// The store settings are unusable.
     #[error("session store settings: {0}")]
     Config(String),

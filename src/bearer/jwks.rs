@@ -417,7 +417,7 @@ impl Jwks {
             .header(http::header::ACCEPT, "application/json")
             .send()
             .await
-            .map_err(|e| fetch_err(crate::oidc::error_chain(&e)))?;
+            .map_err(|e| fetch_err(crate::error::error_chain(&e)))?;
         if !res.status().is_success() {
             return Err(fetch_err(format!("status {}", res.status())));
         }
@@ -437,7 +437,7 @@ impl Jwks {
         let body = res
             .bytes()
             .await
-            .map_err(|e| fetch_err(crate::oidc::error_chain(&e)))?;
+            .map_err(|e| fetch_err(crate::error::error_chain(&e)))?;
         if body.len() > MAX_DOCUMENT_BYTES {
             return Err(fetch_err("document too large".into()));
         }

@@ -126,7 +126,7 @@ async fn discovery(
             let what = if e.is_timeout() {
                 format!("no answer from {url} within {} s", HTTP_TIMEOUT.as_secs())
             } else {
-                format!("{url}: {}", crate::oidc::error_chain(&e))
+                format!("{url}: {}", crate::error::error_chain(&e))
             };
             report.push(Finding::fail(
                 "discovery",
@@ -307,7 +307,7 @@ async fn read_capped(mut res: reqwest::Response) -> Result<Vec<u8>, String> {
     while let Some(chunk) = res
         .chunk()
         .await
-        .map_err(|e| crate::oidc::error_chain(&e))?
+        .map_err(|e| crate::error::error_chain(&e))?
     {
         if body.len() + chunk.len() > MAX_BODY {
             return Err(format!("answer larger than {} KiB", MAX_BODY / 1024));
@@ -325,7 +325,7 @@ async fn fetch_json(http: &reqwest::Client, url: &str) -> Result<Value, String> 
             serde_json::from_slice(&body).map_err(|e| format!("not JSON: {e}"))
         }
         Ok(r) => Err(format!("answered {}", r.status())),
-        Err(e) => Err(crate::oidc::error_chain(&e)),
+        Err(e) => Err(crate::error::error_chain(&e)),
     }
 }
 
@@ -550,7 +550,7 @@ pub async fn authorize(
     );
     let res = match http.get(&url).header("accept", "text/html").send().await {
         Ok(r) => r,
-        Err(e) => return AuthorizeVerdict::Unreachable(crate::oidc::error_chain(&e)),
+        Err(e) => return AuthorizeVerdict::Unreachable(crate::error::error_chain(&e)),
     };
     let status = res.status();
     if status.is_redirection() {

@@ -223,7 +223,7 @@ pub async fn fetch_userinfo(url: &url::Url, access_token: &str) -> Result<Value,
         .header("accept", "application/json")
         .send()
         .await
-        .map_err(|e| crate::oidc::error_chain(&e))?;
+        .map_err(|e| crate::error::error_chain(&e))?;
     if !res.status().is_success() {
         return Err(format!("userinfo answered {}", res.status()));
     }

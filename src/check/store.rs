@@ -56,24 +56,29 @@ pub async fn probe(config: &Config) -> Finding {
 }
 
 fn failure(name: &str, at: &str, e: &StoreError) -> Finding {
+    let cause = |r: &redis::RedisError| crate::error::error_chain(r);
     match e {
-        StoreError::AuthFailed(d) => Finding::fail(
+        StoreError::AuthFailed(r) => Finding::fail(
             name,
-            format!("redis at {at} refused the credentials: {d}"),
+            format!("redis at {at} refused the credentials: {}", cause(r)),
             "put a user and password Redis accepts into session.redis_url (redis://USER:PASSWORD@HOST:PORT/DB; just :PASSWORD@ for requirepass)",
         ),
-        StoreError::Tls(d) => Finding::fail(name, format!("TLS to redis at {at} failed: {d}"), TLS_FIX),
+        StoreError::Tls(r) => Finding::fail(
+            name,
+            format!("TLS to redis at {at} failed: {}", cause(r)),
+            TLS_FIX,
+        ),
         // A plain-Redis port keeps quiet on a TLS ClientHello.
-        StoreError::Unavailable(d) if at.starts_with("rediss") && d.contains("timed out") => {
+        StoreError::Unavailable(r) if at.starts_with("rediss") && cause(r).contains("timed out") => {
             Finding::fail(
                 name,
-                format!("redis at {at} did not answer the TLS handshake ({d}); the port may speak plain Redis"),
+                format!("redis at {at} did not answer the TLS handshake ({}); the port may speak plain Redis", cause(r)),
                 TLS_FIX,
             )
         }
-        StoreError::Unavailable(d) => Finding::fail(
+        StoreError::Unavailable(r) => Finding::fail(
             name,
-            format!("redis at {at} is unreachable: {d}"),
+            format!("redis at {at} is unreachable: {}", cause(r)),
             "start Redis, or correct the host and port in session.redis_url; it must be reachable from where portcullis runs (firewall, container network)",
         ),
         StoreError::Config(d) => Finding::fail(

@@ -232,7 +232,7 @@ impl Pool {
                     req = again;
                 }
                 _ => {
-                    return Err(PoolError::Request(crate::oidc::error_chain(
+                    return Err(PoolError::Request(crate::error::error_chain(
                         &e.into_error(),
                     )))
                 }
@@ -337,7 +337,7 @@ impl Pool {
                 None => Ok(Io::Plain(tcp)),
                 Some((tls, name)) => {
                     let stream = tls.connect(name.clone(), tcp).await.map_err(|e| {
-                        PoolError::Connect(format!("TLS: {}", crate::oidc::error_chain(&e)))
+                        PoolError::Connect(format!("TLS: {}", crate::error::error_chain(&e)))
                     })?;
                     Ok(Io::Tls(Box::new(stream)))
                 }
@@ -351,7 +351,7 @@ impl Pool {
                     .timer(TokioTimer::new())
                     .handshake(TokioIo::new(stream))
                     .await
-                    .map_err(|e| PoolError::Connect(crate::oidc::error_chain(&e)))?;
+                    .map_err(|e| PoolError::Connect(crate::error::error_chain(&e)))?;
                 tokio::spawn(async move {
                     if let Err(e) = conn.await {
                         tracing::debug!(error = %e, "upstream HTTP/2 connection ended");
@@ -364,7 +364,7 @@ impl Pool {
                 let (tx, conn) = http1::Builder::new()
                     .handshake(TokioIo::new(io))
                     .await
-                    .map_err(|e| PoolError::Connect(crate::oidc::error_chain(&e)))?;
+                    .map_err(|e| PoolError::Connect(crate::error::error_chain(&e)))?;
                 Ok(Sender::H1(H1 {
                     tx,
                     conn: Some(Box::new(conn)),

@@ -55,7 +55,7 @@ pub enum DecodeError {
     UnknownVersion(u8),
     /// Damaged.
     #[error("session value does not decode: {0}")]
-    Corrupt(String),
+    Corrupt(#[source] postcard::Error),
 }
 
 /// Encodes a session. Encoding a session decoded from a current-version
@@ -95,7 +95,7 @@ pub fn encode(s: &Session) -> Vec<u8> {
 /// Decodes a stored value for session `id`.
 pub fn decode(id: SessionId, bytes: &[u8]) -> Result<Session, DecodeError> {
     let (&version, rest) = bytes.split_first().ok_or(DecodeError::Empty)?;
-    let corrupt = |e: postcard::Error| DecodeError::Corrupt(e.to_string());
+    let corrupt = DecodeError::Corrupt;
     let (v, extras) = match version {
         V1 => (
             postcard::from_bytes::<StoredV1>(rest).map_err(corrupt)?,

@@ -389,21 +389,21 @@ pub fn classify(e: &RedisError) -> StoreError {
         || lower.contains("wrongpass")
         || lower.contains("noauth")
     {
-        StoreError::AuthFailed(text)
+        StoreError::AuthFailed(e.clone())
     } else if lower.contains("tls")
         || lower.contains("certificate")
         || lower.contains("handshake")
         || lower.contains("invalidcontenttype")
     {
-        StoreError::Tls(text)
+        StoreError::Tls(e.clone())
     } else {
-        StoreError::Unavailable(text)
+        StoreError::Unavailable(e.clone())
     }
 }
 
 /// The error and its sources in one line (the crate's errors never contain the URL).
 fn describe(e: &RedisError) -> String {
-    crate::oidc::error_chain(e)
+    crate::error::error_chain(e)
 }
 
 #[cfg(test)]
