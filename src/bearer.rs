@@ -73,6 +73,8 @@ pub struct Verified {
     pub headers: IdentityHeaders,
     /// `exp`, unix seconds.
     pub expires_at: u64,
+    /// The token's `sub`.
+    pub subject: String,
     issuer: usize,
     generation: u64,
 }
@@ -310,6 +312,12 @@ impl Bearer {
         Ok(Verified {
             headers: identity.headers(),
             identity,
+            subject: parsed
+                .claims
+                .get("sub")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
             expires_at: exp,
             issuer: index,
             generation,

@@ -257,6 +257,8 @@ pub struct HeadersConfig {
     pub pass_access_token: bool,
     /// Send `Authorization: Bearer <id_token>` upstream. Default false.
     pub pass_authorization: bool,
+    /// `headers.assertion`: the signing keys, `None` when off.
+    pub assertion: Option<std::sync::Arc<crate::assertion::Keys>>,
 }
 
 /// `headers.preset`: which family of header names the defaults come from.

@@ -491,6 +491,14 @@ fn respond(
         }
     };
     set_identity(rt, &mut res, allowed.as_ref());
+    if let Some(signer) = &rt.assertion {
+        let value = match (&allowed, normalize_host(&original.host_raw)) {
+            (Some(p), Ok(aud)) => signer.assertion(p, &aud, crate::clock::unix_secs()),
+            _ => HeaderValue::from_static(""),
+        };
+        res.headers_mut()
+            .insert(crate::assertion::X_AUTH_ASSERTION.clone(), value);
+    }
     res
 }
 

@@ -40,6 +40,7 @@
 
 pub mod access;
 pub mod admin;
+pub mod assertion;
 pub mod basic;
 pub mod bearer;
 pub mod check;

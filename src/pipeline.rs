@@ -53,6 +53,8 @@ pub struct Runtime {
     pub proxy: crate::proxy::ProxyTable,
     /// The decision counters of these rules.
     pub decisions: RuleMetrics,
+    /// `headers.assertion`: the signer and its token cache; `None` when off.
+    pub assertion: Option<crate::assertion::Signer>,
 }
 
 /// Long-lived state shared by every connection.
@@ -170,7 +172,14 @@ impl Runtime {
             .any(|r| !(r.groups.is_empty() && r.groups_all.is_empty()));
         let proxy = crate::proxy::ProxyTable::compile(&config);
         let decisions = RuleMetrics::compile(rules.rules().iter().map(|r| r.name.as_str()));
+        let assertion = match (&config.headers.assertion, &config.server.external_url) {
+            (Some(keys), Some(iss)) => {
+                Some(crate::assertion::Signer::new(keys.clone(), iss.as_str()))
+            }
+            _ => None,
+        };
         Ok(Runtime {
+            assertion,
             proxy,
             decisions,
             config,

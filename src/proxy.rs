@@ -173,6 +173,12 @@ impl Proxy {
             &fwd,
             upgrade.clone(),
         );
+        if let (Some(signer), Some(p)) = (&rt.assertion, &allowed) {
+            let value = signer.assertion(p, &host, crate::clock::unix_secs());
+            parts
+                .headers
+                .insert(crate::assertion::X_AUTH_ASSERTION.clone(), value);
+        }
         parts
             .headers
             .insert(header::HOST, upstream.host_header(&host_raw));

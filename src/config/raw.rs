@@ -223,6 +223,10 @@ pub struct RawHeaders {
     pub pass_authorization: bool,
     /// `[headers.claims]`: header name → claim path. Default none.
     pub claims: std::collections::BTreeMap<String, String>,
+    /// Send `X-Auth-Assertion`. Default false.
+    pub assertion: bool,
+    /// PEM file of the assertion signing key(s). Required with `assertion`.
+    pub assertion_key_file: Option<PathBuf>,
 }
 
 /// `[access]`
@@ -398,6 +402,8 @@ impl Default for RawHeaders {
             pass_access_token: false,
             pass_authorization: false,
             claims: Default::default(),
+            assertion: false,
+            assertion_key_file: None,
         }
     }
 }

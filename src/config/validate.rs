@@ -272,6 +272,12 @@ pub fn validate(raw: RawConfig, base_dir: &Path, env: &dyn Env) -> Result<Config
     let has_htpasswd = raw.access.htpasswd_file.is_some();
     let mut oidc = oidc;
     oidc.capture = headers.capture();
+    if headers.assertion.is_some() && server.external_url.is_none() {
+        c.problem(
+            "headers.assertion",
+            "needs server.external_url: it is the assertion's issuer (iss), and its keys are published under it",
+        );
+    }
     let access = c.access(raw.access);
     let proxy = c.proxy(raw.proxy);
     let rules: Vec<RuleConfig> = raw

@@ -443,6 +443,7 @@ mod tests {
                 .collect(),
             pass_access_token: false,
             pass_authorization: false,
+            assertion: None,
         })
     }
 

@@ -127,6 +127,11 @@ async fn dispatch(
         }
         Role::Main { with_admin } => with_admin,
     };
+    if path == crate::assertion::JWKS_PATH && req.method() == Method::GET {
+        if let Some(res) = crate::assertion::jwks_response(&rt) {
+            return res;
+        }
+    }
     let prefix_len = {
         let p = rt.prefix();
         (path.starts_with(p) && path[p.len()..].starts_with('/')).then_some(p.len())

@@ -116,6 +116,7 @@ impl Checker<'_> {
             "headers.preferred_username_claim",
             &raw.preferred_username_claim,
         );
+        let assertion = self.assertion(raw.assertion, raw.assertion_key_file);
         let strip = raw
             .strip
             .iter()
@@ -134,6 +135,44 @@ impl Checker<'_> {
             strip,
             pass_access_token: raw.pass_access_token,
             pass_authorization: raw.pass_authorization,
+            assertion,
+        }
+    }
+
+    fn assertion(
+        &mut self,
+        on: bool,
+        file: Option<std::path::PathBuf>,
+    ) -> Option<std::sync::Arc<crate::assertion::Keys>> {
+        match (on, file) {
+            (false, None) => None,
+            (false, Some(_)) => {
+                self.problem(
+                    "headers.assertion_key_file",
+                    "is set but headers.assertion is false; set assertion = true or remove the key file",
+                );
+                None
+            }
+            (true, None) => {
+                self.problem(
+                    "headers.assertion_key_file",
+                    "is required with headers.assertion = true: a PEM file with a P-256 private key (openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out assertion.pem)",
+                );
+                None
+            }
+            (true, Some(path)) => {
+                let path = self.resolve(path);
+                match crate::assertion::Keys::load(&path) {
+                    Ok(keys) => Some(std::sync::Arc::new(keys)),
+                    Err(e) => {
+                        self.problem(
+                            "headers.assertion_key_file",
+                            format!("{}: {e}", path.display()),
+                        );
+                        None
+                    }
+                }
+            }
         }
     }
 
