@@ -19,11 +19,12 @@ use base64::Engine;
 use criterion::{criterion_group, criterion_main, Criterion};
 use http::{Method, Request, StatusCode};
 use portcullis::basic::htpasswd::classify;
+use portcullis::clock::unix_now;
 use portcullis::config::Config;
 use portcullis::forward_auth;
 use portcullis::identity::Identity;
 use portcullis::pipeline::{Gateway, Peer};
-use portcullis::session::{unix_now, Session, SessionId};
+use portcullis::session::{Session, SessionId};
 
 const PASSWORD: &str = "correct horse battery staple";
 
