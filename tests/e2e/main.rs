@@ -94,6 +94,9 @@ mod log_flood;
 // ingress-nginx's auth location: other host, scheme or method cannot change
 // the verdict.
 mod default_fronts;
+// The signed identity assertion verified app-side against the published
+// keys, refused on another host, never spoofable by a client.
+mod assertion;
 // /metrics before and after a real login, a denial, a check and a proxied
 // request; request ids and the JSON access log, with no secret in the log.
 mod metrics;

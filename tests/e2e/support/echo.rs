@@ -219,3 +219,34 @@ impl Seen {
         }
     }
 }
+
+/// What an app behind the gateway does with `X-Auth-Assertion`: verifies
+/// the ES256 signature against the gateway's published keys (the JWKS
+/// document), the issuer, the audience (its own host) and the expiry, and
+/// returns the claims.
+pub fn verify_assertion(
+    jwks: &str,
+    token: &str,
+    issuer: &str,
+    own_host: &str,
+) -> Result<serde_json::Value, String> {
+    use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+    let set: jsonwebtoken::jwk::JwkSet = serde_json::from_str(jwks).map_err(|e| e.to_string())?;
+    let header = jsonwebtoken::decode_header(token).map_err(|e| e.to_string())?;
+    if header.alg != Algorithm::ES256 {
+        return Err(format!("unexpected alg {:?}", header.alg));
+    }
+    let kid = header.kid.ok_or("no kid")?;
+    let jwk = set
+        .find(&kid)
+        .ok_or_else(|| format!("kid {kid} is not published"))?;
+    let key = DecodingKey::from_jwk(jwk).map_err(|e| e.to_string())?;
+    let mut v = Validation::new(Algorithm::ES256);
+    v.set_audience(&[own_host]);
+    v.set_issuer(&[issuer]);
+    v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+    v.leeway = 0;
+    jsonwebtoken::decode::<serde_json::Value>(token, &key, &v)
+        .map(|d| d.claims)
+        .map_err(|e| e.to_string())
+}
