@@ -27,7 +27,7 @@ use portcullis::config::Config;
 use portcullis::forward_auth;
 use portcullis::http_util;
 use portcullis::identity::Identity;
-use portcullis::pipeline::{Gateway, Peer};
+use portcullis::pipeline::{Gateway, Peer, Principal};
 use portcullis::rules::{Match, RequestFacts};
 use portcullis::session::{Session, SessionId};
 
@@ -59,6 +59,28 @@ allowed_redirect_domains = [".bench.test"]
 }
 
 fn gateway(rt: &tokio::runtime::Runtime) -> Arc<Gateway> {
+    gateway_with(rt, &config_text())
+}
+
+/// The bench config with `headers.assertion` on (key written to `dir`).
+fn config_with_assertion(dir: &Path) -> String {
+    let key = dir.join("assertion.pem");
+    let pem = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+        .expect("P-256 key")
+        .serialize_pem();
+    std::fs::write(&key, pem).expect("write the assertion key");
+    config_text()
+        .replace(
+            "listen = \"127.0.0.1:0\"\n",
+            "listen = \"127.0.0.1:0\"\nexternal_url = \"https://auth.bench.test\"\n",
+        )
+        .replace(
+            "[session]\n",
+            &format!("[headers]\nassertion = true\nassertion_key_file = {key:?}\n\n[session]\n"),
+        )
+}
+
+fn gateway_with(rt: &tokio::runtime::Runtime, text: &str) -> Arc<Gateway> {
     let env: HashMap<String, String> = HashMap::from([
         (
             "PORTCULLIS_OIDC_CLIENT_SECRET".into(),
@@ -69,7 +91,7 @@ fn gateway(rt: &tokio::runtime::Runtime) -> Arc<Gateway> {
             "a-benchmark-session-secret-that-is-long-enough".into(),
         ),
     ]);
-    let config = match Config::from_toml(&config_text(), Path::new("."), &env) {
+    let config = match Config::from_toml(text, Path::new("."), &env) {
         Ok(c) => c,
         Err(e) => panic!("bench config: {e}"),
     };
@@ -82,6 +104,10 @@ fn gateway(rt: &tokio::runtime::Runtime) -> Arc<Gateway> {
 }
 
 fn alice() -> Session {
+    alice_with(SessionId::random())
+}
+
+fn alice_with(id: SessionId) -> Session {
     let identity = Identity {
         user: "alice".into(),
         email: "alice@example.com".into(),
@@ -89,7 +115,7 @@ fn alice() -> Session {
         ..Identity::default()
     };
     Session {
-        id: SessionId::random(),
+        id,
         headers: identity.headers(),
         identity,
         subject: "alice-subject".into(),
@@ -182,6 +208,54 @@ fn forward_auth(c: &mut Criterion) {
             .iter(|| forward_auth::check(&gw, &live, black_box(&browser_no_cookie), peer))
     });
     g.bench_function("floor_response_three_headers", |b| b.iter(floor));
+
+    // The same allowed check with `headers.assertion` on: the signed token
+    // comes from the signer's cache after the first check.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let signing = gateway_with(&rt, &config_with_assertion(dir.path()));
+    rt.block_on(signing.sessions.save(Arc::new(alice_with(id))))
+        .expect("memory store saves");
+    let signing_cookie = signing.keys.seal(&id);
+    let signing_live = signing.runtime.load_full();
+    let signing_peer = Peer::new(&signing_live, addr, false, &request_id);
+    let with_signing_cookie = request(Some(&signing_cookie), None);
+    let res = rt.block_on(forward_auth::check(
+        &signing,
+        &signing_live,
+        &with_signing_cookie,
+        signing_peer,
+    ));
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.headers().contains_key("x-auth-assertion"));
+    g.bench_function("valid_cookie_group_rule_with_assertion", |b| {
+        b.to_async(&rt).iter(|| {
+            forward_auth::check(
+                &signing,
+                &signing_live,
+                black_box(&with_signing_cookie),
+                signing_peer,
+            )
+        })
+    });
+    g.finish();
+
+    // The assertion alone: a cache hit (what every check after the first
+    // pays) and a signing (once per session, host and 40 s).
+    let signer = signing_live.assertion.as_ref().expect("assertion on");
+    let principal = Principal::Session(Arc::new(alice_with(id)));
+    let now = unix_now();
+    let mut g = c.benchmark_group("assertion");
+    g.bench_function("cached", |b| {
+        b.iter(|| signer.assertion(black_box(&principal), "app7.bench.test", now))
+    });
+    let mut n = 0u64;
+    g.bench_function("sign_new_audience", |b| {
+        b.iter(|| {
+            n += 1;
+            // A new audience each time: always a miss, always a signature.
+            signer.assertion(&principal, &format!("app{n}.miss.test"), now)
+        })
+    });
     g.finish();
 
     // The allowed path, piece by piece.
