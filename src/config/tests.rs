@@ -2135,3 +2135,63 @@ fn pages_dir_is_read_relative_to_the_config() {
         "cannot read /nonexistent/pages",
     );
 }
+
+#[test]
+fn assertion_key_from_the_environment_or_a_file_but_not_both() {
+    let pem = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+        .unwrap()
+        .serialize_pem();
+    let text = doc(
+        "external_url = \"https://auth.example.com\"",
+        "",
+        "",
+        "[headers]\nassertion = true\n[[rule]]\npolicy = \"public\"\n",
+    );
+    let with_env = env(&[
+        ("PORTCULLIS_SESSION_SECRET", SESSION_SECRET),
+        ("PORTCULLIS_HEADERS_ASSERTION_KEY", pem.as_str()),
+    ]);
+    let c = load_with(&text, &with_env).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        c.headers.assertion.is_some(),
+        "the key from the environment is used"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("assertion.pem");
+    std::fs::write(&file, &pem).unwrap();
+    let both = text.replace(
+        "assertion = true\n",
+        &format!("assertion = true\nassertion_key_file = {file:?}\n"),
+    );
+    assert!(
+        load_with(&both, &default_env()).is_ok(),
+        "the file alone works"
+    );
+    match load_with(&both, &with_env) {
+        Err(ConfigError::Invalid(ps)) => assert!(
+            ps.iter().any(|p| p.key == "headers.assertion_key_file"
+                && p.message.contains("PORTCULLIS_HEADERS_ASSERTION_KEY")),
+            "{ps:?}"
+        ),
+        other => panic!("a key given twice must be refused: {:?}", other.map(|_| ())),
+    }
+    let bad = env(&[
+        ("PORTCULLIS_SESSION_SECRET", SESSION_SECRET),
+        ("PORTCULLIS_HEADERS_ASSERTION_KEY", "not a key"),
+    ]);
+    match load_with(&text, &bad) {
+        Err(ConfigError::Invalid(ps)) => {
+            assert!(
+                ps.iter()
+                    .any(|p| p.key == "PORTCULLIS_HEADERS_ASSERTION_KEY"),
+                "{ps:?}"
+            );
+            assert!(
+                !ps.iter().any(|p| p.message.contains("not a key")),
+                "the value is never echoed"
+            );
+        }
+        other => panic!("a bad key must be refused: {:?}", other.map(|_| ())),
+    }
+}

@@ -83,6 +83,10 @@ pub const REDIS_URL_ENV: &str = "PORTCULLIS_SESSION_REDIS_URL";
 /// `server.admin_token_file`.
 pub const ADMIN_TOKEN_ENV: &str = "PORTCULLIS_SERVER_ADMIN_TOKEN";
 
+/// Environment variable holding the assertion signing keys (PEM text),
+/// instead of `headers.assertion_key_file`.
+pub const ASSERTION_KEY_ENV: &str = "PORTCULLIS_HEADERS_ASSERTION_KEY";
+
 /// Shortest session secret accepted, in bytes.
 pub const MIN_SESSION_SECRET_BYTES: usize = 32;
 

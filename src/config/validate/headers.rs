@@ -5,7 +5,8 @@ use std::collections::HashSet;
 
 use http::HeaderName;
 
-use super::{interned, Checker, RESERVED_HEADERS};
+use super::secrets::Place;
+use super::{interned, Checker, ASSERTION_KEY_ENV, RESERVED_HEADERS};
 use crate::config::raw::RawHeaders;
 use crate::config::{HeaderPreset, HeadersConfig};
 
@@ -144,35 +145,48 @@ impl Checker<'_> {
         on: bool,
         file: Option<std::path::PathBuf>,
     ) -> Option<std::sync::Arc<crate::assertion::Keys>> {
-        match (on, file) {
-            (false, None) => None,
-            (false, Some(_)) => {
+        const KEY: &str = "headers.assertion_key_file";
+        let env = self.env_secret(ASSERTION_KEY_ENV);
+        let given = [
+            file.as_ref().map(|_| Place::Key(KEY)),
+            env.as_ref().map(|_| Place::Env(ASSERTION_KEY_ENV)),
+        ];
+        if self.sole_place(KEY, &given).is_err() {
+            return None;
+        }
+        match (on, file, env) {
+            (false, None, None) => None,
+            (false, ..) => {
                 self.problem(
-                    "headers.assertion_key_file",
-                    "is set but headers.assertion is false; set assertion = true or remove the key file",
+                    KEY,
+                    format!("(or {ASSERTION_KEY_ENV}) is set but headers.assertion is false; set assertion = true or remove the key"),
                 );
                 None
             }
-            (true, None) => {
+            (true, None, None) => {
                 self.problem(
-                    "headers.assertion_key_file",
-                    "is required with headers.assertion = true: a PEM file with a P-256 private key (openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out assertion.pem)",
+                    KEY,
+                    format!("is required with headers.assertion = true: a PEM file with a P-256 private key (openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out assertion.pem), or the PEM text in {ASSERTION_KEY_ENV}"),
                 );
                 None
             }
-            (true, Some(path)) => {
+            (true, Some(path), _) => {
                 let path = self.resolve(path);
                 match crate::assertion::Keys::load(&path) {
                     Ok(keys) => Some(std::sync::Arc::new(keys)),
                     Err(e) => {
-                        self.problem(
-                            "headers.assertion_key_file",
-                            format!("{}: {e}", path.display()),
-                        );
+                        self.problem(KEY, format!("{}: {e}", path.display()));
                         None
                     }
                 }
             }
+            (true, None, Some(pem)) => match crate::assertion::Keys::from_pem(pem.as_bytes()) {
+                Ok(keys) => Some(std::sync::Arc::new(keys)),
+                Err(e) => {
+                    self.problem(ASSERTION_KEY_ENV, e.to_string());
+                    None
+                }
+            },
         }
     }
 
