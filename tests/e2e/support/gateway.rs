@@ -78,15 +78,17 @@ impl Gateway {
             Some(file) => (None, file.to_owned()),
             None => {
                 let port = l.port.unwrap_or_else(free_port);
+                // The quoted placeholder only: an admin port such as 41805
+                // also contains the text 127.0.0.1:4180.
+                let quoted = format!("\"{LISTEN_PLACEHOLDER}\"");
                 assert!(
-                    l.config.contains(LISTEN_PLACEHOLDER),
-                    "gateway config needs listen = \"{LISTEN_PLACEHOLDER}\""
+                    l.config.contains(&quoted),
+                    "gateway config needs listen = {quoted}"
                 );
                 let config = dir.join("portcullis.toml");
                 std::fs::write(
                     &config,
-                    l.config
-                        .replace(LISTEN_PLACEHOLDER, &format!("127.0.0.1:{port}")),
+                    l.config.replace(&quoted, &format!("\"127.0.0.1:{port}\"")),
                 )
                 .unwrap();
                 (Some(port), config)
