@@ -126,12 +126,13 @@ async fn login_started_on_one_gateway_finishes_on_another() {
     let callback = callback_url(&b, &format!("{}/oauth2/start?rd=%2Fsome%2Fcross", base(lb))).await;
     // ...the callback on B.
     lb.route_to(s.b.port);
-    let (a_before, b_before) = (logins(&s.a), logins(&s.b));
+    let b_before = logins(&s.b);
     let page = b.get(&callback).await;
     assert_login_completed(&page, "/some/cross");
-    assert_eq!(
-        (logins(&s.a), logins(&s.b)),
-        (a_before, b_before + 1),
+    // Only B's count is compared: the other tests of this file share the
+    // two gateways and may complete logins on A meanwhile.
+    assert!(
+        logins(&s.b) > b_before,
         "the callback was not completed by B"
     );
 
