@@ -5,7 +5,7 @@
 //!
 //! The rule and user are known deep in the pipeline; while the access log is
 //! on, the request runs inside a task-local [`Note`] that
-//! [`crate::pipeline::Gateway::decide`] fills in. With the access log off
+//! the pipeline's `Gateway::decide` fills in. With the access log off
 //! nothing is scoped and noting is one thread-local read.
 
 use std::cell::RefCell;

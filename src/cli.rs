@@ -12,6 +12,8 @@ use clap::{Parser, Subcommand};
 
 use crate::config::{Config, ProcessEnv};
 use crate::pipeline::Runtime;
+use crate::secret::gen_secret;
+use crate::server::shutdown_signal;
 use crate::{server, telemetry};
 
 /// portcullis: single-binary SSO gateway (forward auth and authenticating reverse proxy).
@@ -238,15 +240,6 @@ fn no_demo() -> clap::Error {
     )
 }
 
-/// 48 random bytes, base64url: comfortably above the 32-byte minimum.
-pub fn gen_secret() -> String {
-    use base64::Engine as _;
-    use rand::RngCore;
-    let mut b = [0u8; 48];
-    rand::rngs::OsRng.fill_bytes(&mut b);
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
-}
-
 /// `portcullis sessions ...` against the configured store.
 async fn sessions(config: Config, action: SessionsAction) -> anyhow::Result<()> {
     use crate::session::{redis::RedisStore, Revoke, SessionStore};
@@ -409,29 +402,6 @@ async fn reload_on_hup(gw: Arc<crate::pipeline::Gateway>, path: PathBuf) {
                 }
             }
         }
-    }
-}
-
-/// Resolves on SIGTERM or SIGINT.
-pub async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
     }
 }
 

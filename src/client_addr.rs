@@ -28,7 +28,6 @@ use http::header::{HeaderMap, HeaderName};
 use ipnet::IpNet;
 
 use crate::diagnostics::{self, ClientError};
-use crate::pipeline::canonical;
 use crate::rules::RuleSet;
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -74,7 +73,15 @@ pub fn client_addr(
     Ok(leftmost)
 }
 
-/// The client address for [`crate::rules::RequestFacts::client`]: `None`
+/// Maps IPv4-mapped IPv6 addresses to IPv4 so `127.0.0.1/32` matches `::ffff:127.0.0.1`.
+pub fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    }
+}
+
+/// The client address for [`RequestFacts::client`](crate::rules::RequestFacts::client): `None`
 /// without computing anything when no rule has `networks` or `basic_auth`, and `None` when
 /// `X-Forwarded-For` is unreadable (logged at info, rate-limited).
 pub fn for_rules(

@@ -7,12 +7,22 @@
 //! here. Nothing in this module performs network I/O: OIDC discovery belongs to
 //! `oidc`, the session store probe to `session`.
 //!
+//! The files the config names are read and checked while it loads, so a
+//! problem in one is a config problem (at start-up, on SIGHUP and in
+//! `portcullis check`), and the validated config holds what they contain: the
+//! page templates ([`templates`]), the assertion signing keys
+//! ([`assertion_keys`]) and the htpasswd users (read by `basic`). This module
+//! sits low in the crate: it uses only `identity`, `basic`, `secret` and
+//! `http_util`, and every other module may use it.
+//!
 //! Callers: `main`/`cli` (load at start-up and on SIGHUP), `server` (listeners),
 //! `rules` (compiles [`RuleConfig`]s), `oidc`, `session`, `forward_auth`.
 
+pub mod assertion_keys;
 pub mod duration;
 pub mod raw;
 pub mod reload;
+pub mod templates;
 #[cfg(test)]
 mod tests;
 pub mod validate;
@@ -27,6 +37,7 @@ use url::Url;
 
 use crate::secret::Secret;
 
+pub use crate::identity::ClaimPath;
 pub use validate::{ConfigError, Env, Problem, ProcessEnv};
 
 /// The whole validated configuration.
@@ -94,7 +105,7 @@ pub struct ServerConfig {
     pub access_log: bool,
     /// `pages_dir`, read and checked at load time: the operator's page
     /// templates. `None` = the built-in pages.
-    pub pages: Option<std::sync::Arc<crate::pages::templates::Templates>>,
+    pub pages: Option<std::sync::Arc<templates::Templates>>,
 }
 
 /// PEM certificate chain and private key.
@@ -151,15 +162,6 @@ pub struct OidcConfig {
     /// Claims an identity keeps beyond user, e-mail and groups (login and
     /// bearer tokens alike), filled from `[headers]`.
     pub capture: crate::identity::Capture,
-}
-
-/// A dotted path into a JSON claims object, e.g. `realm_access.roles`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClaimPath {
-    /// The path as written, for messages.
-    pub dotted: String,
-    /// The segments, non-empty.
-    pub segments: Vec<String>,
 }
 
 /// `[[oidc.bearer_issuers]]`
@@ -258,7 +260,7 @@ pub struct HeadersConfig {
     /// Send `Authorization: Bearer <id_token>` upstream. Default false.
     pub pass_authorization: bool,
     /// `headers.assertion`: the signing keys, `None` when off.
-    pub assertion: Option<std::sync::Arc<crate::assertion::Keys>>,
+    pub assertion: Option<std::sync::Arc<assertion_keys::Keys>>,
 }
 
 /// `headers.preset`: which family of header names the defaults come from.

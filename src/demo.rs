@@ -71,7 +71,7 @@ pub async fn run(listen: SocketAddr) -> anyhow::Result<()> {
         format!("cannot listen on {listen} (pass --listen 127.0.0.1:PORT to use another port)")
     })?;
     let listen = gateway_listener.local_addr()?;
-    let client_secret = crate::cli::gen_secret();
+    let client_secret = crate::secret::gen_secret();
     let redirect = format!("http://{listen}/oauth2/callback");
     let mut idp_cfg = DevIdpConfig::demo(CLIENT_ID, Some(&client_secret), &redirect);
     idp_cfg.clients[0].redirect_uris.push(format!(
@@ -90,7 +90,7 @@ pub async fn run(listen: SocketAddr) -> anyhow::Result<()> {
         ("PORTCULLIS_OIDC_CLIENT_SECRET".to_owned(), client_secret),
         (
             "PORTCULLIS_SESSION_SECRET".to_owned(),
-            crate::cli::gen_secret(),
+            crate::secret::gen_secret(),
         ),
     ]);
     let toml = demo_config(listen, idp.issuer(), app);
@@ -107,7 +107,7 @@ pub async fn run(listen: SocketAddr) -> anyhow::Result<()> {
     println!("  demo app (behind the gateway): http://{app}");
     println!("  Press Ctrl-C to stop.");
     println!();
-    crate::cli::shutdown_signal().await;
+    crate::server::shutdown_signal().await;
     running.shutdown().await;
     let _ = app_stop.send(());
     idp.shutdown();

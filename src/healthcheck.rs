@@ -20,7 +20,7 @@
 //! `admin_listen`. Nor can a main listener on which a rule without `host`
 //! proxies every host: health is never served there.
 //!
-//! Called by [`cli`](crate::cli); uses the config's raw types only.
+//! Called by the `healthcheck` command; uses the config's raw types only.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};

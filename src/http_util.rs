@@ -12,7 +12,7 @@ use http_body_util::{Either, Empty, Full};
 
 /// Body of every response portcullis sends: a fixed buffer, or a streamed
 /// upstream body in proxy mode.
-pub type Body = Either<Full<Bytes>, crate::proxy::body::ResponseBody>;
+pub type Body = Either<Full<Bytes>, crate::transport::body::ResponseBody>;
 
 /// A response with a fixed body and content type.
 pub fn fixed(
@@ -241,6 +241,18 @@ pub fn html_escape(s: &str) -> Cow<'_, str> {
         }
     }
     Cow::Owned(out)
+}
+
+/// Lower-cases a header name and maps every separator (`_`, `.` and any
+/// other character that is not a letter or digit) to `-`: CGI, PHP and
+/// other stacks fold them alike (`X.Auth.User` arrives as `HTTP_X_AUTH_USER`).
+pub fn canonical(name: &str) -> String {
+    name.bytes()
+        .map(|b| match b {
+            b if b.is_ascii_alphanumeric() => b.to_ascii_lowercase() as char,
+            _ => '-',
+        })
+        .collect()
 }
 
 /// A fixed-size string buffer for short formatted values (IP addresses,

@@ -5,10 +5,8 @@
 //! `proxy` (identity headers). It owns claim-path extraction so every source
 //! of claims maps to an identity the same way.
 
-use http::{HeaderMap, HeaderValue};
+use http::HeaderValue;
 use serde_json::Value;
-
-use crate::config::{ClaimPath, HeadersConfig};
 
 /// Longest value, in bytes, an extra claim header (`[headers.claims]`)
 /// carries; a longer claim is left out (the header is sent empty).
@@ -29,6 +27,15 @@ pub struct Identity {
     /// path; claims that are absent, not text, or longer than
     /// [`MAX_CLAIM_VALUE`] are not listed.
     pub claims: Vec<(String, String)>,
+}
+
+/// A dotted path into a JSON claims object, e.g. `realm_access.roles`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimPath {
+    /// The path as written, for messages.
+    pub dotted: String,
+    /// The segments, non-empty.
+    pub segments: Vec<String>,
 }
 
 /// Which claims an identity keeps beyond user, e-mail and groups: what the
@@ -214,7 +221,7 @@ fn header_value(s: &str) -> HeaderValue {
 /// A copy of a value in a new buffer. A `clone` would share the value's
 /// reference count, which every worker thread answering for the same busy
 /// session would then contend for; small copies cost less.
-fn copy(v: &HeaderValue) -> HeaderValue {
+pub(crate) fn copy(v: &HeaderValue) -> HeaderValue {
     HeaderValue::from_bytes(v.as_bytes()).unwrap_or(HeaderValue::from_static(""))
 }
 
@@ -242,38 +249,6 @@ impl IdentityHeaders {
             groups: HeaderValue::from_static(""),
             preferred_username: HeaderValue::from_static(""),
             claims: Vec::new(),
-        }
-    }
-
-    /// Puts every identity header named in `cfg` on `h`, copied (see
-    /// [`copy`]): user, email, groups, preferred username and each
-    /// `[headers.claims]` header, empty when this identity has no value, so a
-    /// front proxy overwrites any copy the client sent.
-    pub fn insert_into(&self, cfg: &HeadersConfig, h: &mut HeaderMap) {
-        h.insert(cfg.user.clone(), copy(&self.user));
-        h.insert(cfg.email.clone(), copy(&self.email));
-        h.insert(cfg.groups.clone(), copy(&self.groups));
-        h.insert(
-            cfg.preferred_username.clone(),
-            copy(&self.preferred_username),
-        );
-        for (name, path) in &cfg.claims {
-            let v = self
-                .claims
-                .iter()
-                .find(|(p, _)| **p == *path.dotted)
-                .map_or(HeaderValue::from_static(""), |(_, v)| copy(v));
-            h.insert(name.clone(), v);
-        }
-    }
-
-    /// Puts every identity header named in `cfg` on `h` with an empty value.
-    pub fn insert_empty(cfg: &HeadersConfig, h: &mut HeaderMap) {
-        for name in [&cfg.user, &cfg.email, &cfg.groups, &cfg.preferred_username]
-            .into_iter()
-            .chain(cfg.claims.iter().map(|(n, _)| n))
-        {
-            h.insert(name.clone(), HeaderValue::from_static(""));
         }
     }
 }

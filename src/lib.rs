@@ -16,9 +16,11 @@
 //! - [`oidc`]: discovery, the login flow (start, callback), flow-state cookies.
 //! - [`basic`]: `Authorization: Basic` against an htpasswd file, on rules with `basic_auth`.
 //! - [`bearer`]: `Authorization: Bearer` JWTs: per-issuer JWKS cache, verification, verified-token cache.
-//! - [`pipeline`]: facts → rule → authentication → authorisation → [`pipeline::Decision`].
+//! - [`pipeline`]: facts → rule → authentication → authorisation → [`pipeline::Decision`];
+//!   [`principal`]: who an allowed request belongs to.
 //! - [`forward_auth`]: the `/oauth2/auth` endpoint.
-//! - [`proxy`]: reverse-proxy mode.
+//! - [`proxy`]: reverse-proxy mode; [`proxy_table`]: its upstreams and header rules, compiled
+//!   into the runtime; [`transport`]: its upstream connection pools and streamed bodies.
 //! - [`server`]: listeners, TLS, connection limits, routing, graceful drain.
 //! - [`admin`]: `/healthz`, `/readyz`, `/admin/sessions`; the admin token and Host check.
 //! - [`error`] and [`pages`]: the single error → response function and the HTML/JSON bodies.
@@ -67,7 +69,9 @@ pub mod migrate;
 pub mod oidc;
 pub mod pages;
 pub mod pipeline;
+pub mod principal;
 pub mod proxy;
+pub mod proxy_table;
 pub mod redirect;
 pub mod refresh;
 pub mod request_id;
@@ -76,3 +80,4 @@ pub mod secret;
 pub mod server;
 pub mod session;
 pub mod telemetry;
+pub mod transport;

@@ -140,7 +140,12 @@ pub async fn callback<B>(
         &mut retry,
     )
     .await;
-    crate::metrics::global().login(result.as_ref().map(|_| ()));
+    crate::metrics::global().login(
+        result
+            .as_ref()
+            .map(|_| ())
+            .map_err(LoginError::metric_reason),
+    );
     let mut res = match result {
         Ok((session, rd)) => {
             tracing::info!(user = %session.identity.user, session = %session.id.log_tag(), "login succeeded");

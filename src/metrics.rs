@@ -32,8 +32,6 @@ use prometheus_client::registry::Registry;
 
 use sharded::Sharded;
 
-use crate::oidc::LoginError;
-
 /// The `Content-Type` of [`render`]'s text.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
@@ -79,6 +77,24 @@ pub struct Metrics {
     basic_auth: Family<Labels, Counter>,
     /// `portcullis_basic_auth_hash_checks_total`: password hashes checked for Basic credentials.
     pub basic_auth_hash_checks: Counter,
+}
+
+/// The `reason` label of a failed login (`portcullis_logins_total`); the
+/// login error maps each of its failures to one of these.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum LoginFailure {
+    /// The IdP redirected back with `error=`.
+    IdpError,
+    /// The flow cookie or the callback parameters did not hold up.
+    State,
+    /// The IdP refused the code.
+    InvalidGrant,
+    /// No ID token, or one that did not verify.
+    IdTokenRejected,
+    /// The IdP could not be reached.
+    IdpUnreachable,
+    /// Anything else (discovery, token endpoint, userinfo, session store).
+    Other,
 }
 
 /// What a forward-auth check or a proxied request was answered.
@@ -286,11 +302,11 @@ impl Metrics {
         self.session_lookups[found as usize].inc();
     }
 
-    /// Counts a completed login callback.
-    pub fn login(&self, result: Result<(), &LoginError>) {
+    /// Counts a completed login callback: `Ok` or the failure's reason.
+    pub fn login(&self, result: Result<(), LoginFailure>) {
         let (result, reason) = match result {
             Ok(()) => ("success", "none"),
-            Err(e) => ("failure", login_reason(e)),
+            Err(f) => ("failure", f.label()),
         };
         self.logins
             .get_or_create(&vec![
@@ -346,22 +362,19 @@ fn result_counter(family: &Family<Labels, Counter>, result: &'static str) {
         .inc();
 }
 
-/// The `reason` label of a failed login.
-pub fn login_reason(e: &LoginError) -> &'static str {
-    match e {
-        LoginError::IdpRefused { .. } => "idp_error",
-        LoginError::StateMissing
-        | LoginError::StateInvalid
-        | LoginError::StateExpired
-        | LoginError::StateMismatch
-        | LoginError::MissingParameters => "state",
-        LoginError::InvalidGrant(_) => "invalid_grant",
-        LoginError::IdTokenRejected { .. } | LoginError::NoIdToken => "id_token_rejected",
-        LoginError::IdpUnreachable { .. } => "idp_unreachable",
-        LoginError::Discovery(_)
-        | LoginError::TokenEndpoint(_)
-        | LoginError::Userinfo(_)
-        | LoginError::Store(_) => "other",
+// === impl LoginFailure ===
+
+impl LoginFailure {
+    /// The `reason` label.
+    pub fn label(self) -> &'static str {
+        match self {
+            LoginFailure::IdpError => "idp_error",
+            LoginFailure::State => "state",
+            LoginFailure::InvalidGrant => "invalid_grant",
+            LoginFailure::IdTokenRejected => "id_token_rejected",
+            LoginFailure::IdpUnreachable => "idp_unreachable",
+            LoginFailure::Other => "other",
+        }
     }
 }
 

@@ -192,6 +192,26 @@ pub enum LoginError {
 // === impl LoginError ===
 
 impl LoginError {
+    /// The `reason` label this failure is counted under in the login metric.
+    pub fn metric_reason(&self) -> crate::metrics::LoginFailure {
+        use crate::metrics::LoginFailure as F;
+        match self {
+            LoginError::IdpRefused { .. } => F::IdpError,
+            LoginError::StateMissing
+            | LoginError::StateInvalid
+            | LoginError::StateExpired
+            | LoginError::StateMismatch
+            | LoginError::MissingParameters => F::State,
+            LoginError::InvalidGrant(_) => F::InvalidGrant,
+            LoginError::IdTokenRejected { .. } | LoginError::NoIdToken => F::IdTokenRejected,
+            LoginError::IdpUnreachable { .. } => F::IdpUnreachable,
+            LoginError::Discovery(_)
+            | LoginError::TokenEndpoint(_)
+            | LoginError::Userinfo(_)
+            | LoginError::Store(_) => F::Other,
+        }
+    }
+
     /// A short label naming the failure class (logs, metrics).
     pub fn reason(&self) -> &'static str {
         match self {

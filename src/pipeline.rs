@@ -28,13 +28,14 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use http::{HeaderMap, HeaderValue};
 
-use crate::bearer::{self, Bearer, Verified};
+use crate::bearer::{self, Bearer};
+pub use crate::client_addr::canonical;
 use crate::clock::unix_now;
 use crate::config::{Config, DefaultPolicy, Policy};
 use crate::http_util;
-use crate::identity::{Identity, IdentityHeaders};
 use crate::metrics::{self, Lookup, Outcome, RuleMetrics};
 use crate::oidc::Oidc;
+pub use crate::principal::Principal;
 use crate::redirect::RedirectPolicy;
 use crate::rules::{CompiledRule, Match, RequestFacts, RuleSet, RulesError};
 use crate::session::{Session, SessionKeys, SessionStore, StoreError};
@@ -50,7 +51,7 @@ pub struct Runtime {
     /// True when any rule names groups (for the empty-groups hint).
     pub rules_need_groups: bool,
     /// Reverse-proxy upstreams (with their client pools) and header rules.
-    pub proxy: crate::proxy::ProxyTable,
+    pub proxy: crate::proxy_table::ProxyTable,
     /// The decision counters of these rules.
     pub decisions: RuleMetrics,
     /// `headers.assertion`: the signer and its token cache; `None` when off.
@@ -76,16 +77,6 @@ pub struct Gateway {
     pub refreshing: moka::sync::Cache<(crate::session::SessionId, u64), ()>,
     /// Verified Basic credentials and failure counters (outlast reloads).
     pub basic: crate::basic::BasicAuth,
-}
-
-/// Who an authenticated request belongs to.
-pub enum Principal {
-    /// A browser session (cookie).
-    Session(Arc<Session>),
-    /// A verified bearer token.
-    Bearer(Arc<Verified>),
-    /// A user of `access.htpasswd_file` (`Authorization: Basic`).
-    Basic(Arc<crate::basic::User>),
 }
 
 /// What to do with a request.
@@ -137,28 +128,6 @@ impl Decision<'_> {
     }
 }
 
-// === impl Principal ===
-
-impl Principal {
-    /// The identity rules judge.
-    pub fn identity(&self) -> &Identity {
-        match self {
-            Principal::Session(s) => &s.identity,
-            Principal::Bearer(b) => &b.identity,
-            Principal::Basic(u) => &u.identity,
-        }
-    }
-
-    /// The identity header values, rendered once.
-    pub fn headers(&self) -> &IdentityHeaders {
-        match self {
-            Principal::Session(s) => &s.headers,
-            Principal::Bearer(b) => &b.headers,
-            Principal::Basic(u) => &u.headers,
-        }
-    }
-}
-
 // === impl Runtime ===
 
 impl Runtime {
@@ -170,7 +139,7 @@ impl Runtime {
             .rules
             .iter()
             .any(|r| !(r.groups.is_empty() && r.groups_all.is_empty()));
-        let proxy = crate::proxy::ProxyTable::compile(&config);
+        let proxy = crate::proxy_table::ProxyTable::compile(&config);
         let decisions = RuleMetrics::compile(rules.rules().iter().map(|r| r.name.as_str()));
         let assertion = match (&config.headers.assertion, &config.server.external_url) {
             (Some(keys), Some(iss)) => {
@@ -228,14 +197,6 @@ impl<'a> Peer<'a> {
             trusted: rt.is_trusted(addr.ip()),
             id,
         }
-    }
-}
-
-/// Maps IPv4-mapped IPv6 addresses to IPv4 so `127.0.0.1/32` matches `::ffff:127.0.0.1`.
-pub fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
-        v4 => v4,
     }
 }
 

@@ -6,21 +6,20 @@
 //! own endpoints.
 //!
 //! - [`upstream`]: the compiled upstream table (part of the reloadable
-//!   `Runtime`, so rules and upstreams swap together);
-//! - [`pool`]: keep-alive connections to one upstream;
-//! - [`headers`]: header hygiene both ways;
-//! - [`body`]: streaming bodies with an idle timeout;
+//!   `Runtime`, so rules and upstreams swap together; in `proxy_table`);
+//! - [`pool`]: keep-alive connections to one upstream (in `transport`);
+//! - [`headers`]: header hygiene both ways (in `proxy_table`);
+//! - [`body`]: streaming bodies with an idle timeout (in `transport`);
 //! - [`tunnel`]: WebSocket (HTTP/1.1 `Upgrade`) pass-through.
 //!
 //! The upstream sees the normalised path that the rules judged. Failures
 //! answer 502 (refused, reset, TLS) or 504 (connect or response-head
 //! timeout); the log names the upstream and the cause, the page names neither.
 
-pub mod body;
-pub mod headers;
-pub mod pool;
 pub mod tunnel;
-pub mod upstream;
+
+pub use crate::proxy_table::{headers, upstream, ProxyTable};
+pub use crate::transport::{body, pool};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -30,7 +29,6 @@ use http::{Request, Response, StatusCode, Version};
 use http_body_util::Either;
 use hyper::body::Incoming;
 
-use crate::config::Config;
 use crate::http_util::{self, Body};
 use crate::identity::IdentityHeaders;
 use crate::metrics::Outcome;
@@ -41,19 +39,11 @@ use crate::rules::path::{normalize, split_target};
 use crate::rules::RequestFacts;
 
 use self::body::{IdleBody, PooledBody};
-use self::headers::{Forwarding, Hygiene};
+use self::headers::Forwarding;
 use self::pool::{Lease, Pool, PoolError, Use};
-use self::upstream::{Upstream, Upstreams};
+use self::upstream::Upstream;
 
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-
-/// What reverse-proxy mode compiles from a config: part of `Runtime`.
-pub struct ProxyTable {
-    /// Upstreams and their clients, by rule.
-    pub upstreams: Upstreams,
-    /// Header rules.
-    pub hygiene: Hygiene,
-}
 
 /// The reverse-proxy handler. Stateless: the upstreams live in the runtime.
 #[derive(Debug, Default)]
@@ -71,18 +61,6 @@ pub enum UpstreamError {
     /// Refused, reset, TLS failure, malformed answer.
     #[error("upstream request failed: {0}")]
     Failed(#[source] PoolError),
-}
-
-// === impl ProxyTable ===
-
-impl ProxyTable {
-    /// Compiles the upstreams and header rules of `config`.
-    pub fn compile(config: &Config) -> ProxyTable {
-        ProxyTable {
-            upstreams: Upstreams::compile(config),
-            hygiene: Hygiene::new(&config.headers),
-        }
-    }
 }
 
 // === impl Proxy ===

@@ -32,7 +32,7 @@
 //!   by whatever rule would cover a literal `admin;x` segment.
 //! - **Methods.** Absent means any; otherwise the request method must be listed.
 //! - **Networks.** Absent means any client; otherwise the client address
-//!   ([`RequestFacts::client`], from `crate::client_addr`) must be in one of
+//!   ([`RequestFacts::client`], from `client_addr`) must be in one of
 //!   the rule's networks. A request without a client address matches no rule
 //!   with networks. Like host, path and method this is a matching condition:
 //!   "the LAN may pass, everyone else signs in" is a `networks` rule with
@@ -88,7 +88,7 @@ pub struct RequestFacts<'a> {
     /// say (a forward-auth check without `X-Forwarded-Method` or
     /// `X-Original-Method`). An unknown method satisfies no `methods` list.
     pub method: Option<&'a Method>,
-    /// The client address ([`crate::client_addr`], IPv4-mapped addresses as
+    /// The client address (see `client_addr`, IPv4-mapped addresses as
     /// IPv4); `None` when unknown or not computed because no rule has
     /// `networks`. `None` matches no rule with networks.
     pub client: Option<IpAddr>,

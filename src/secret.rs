@@ -2,7 +2,8 @@
 //!
 //! Its `Debug` prints `Secret([redacted])`; the inner value is reached only
 //! through [`Secret::expose`], which makes every use greppable. Also home of
-//! [`constant_time_eq`], used wherever a MAC or state value is compared.
+//! [`constant_time_eq`], used wherever a MAC or state value is compared, and
+//! of [`gen_secret`], which makes a new random secret.
 
 use std::fmt;
 
@@ -32,6 +33,15 @@ impl<T> fmt::Debug for Secret<T> {
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     use subtle::ConstantTimeEq;
     a.len() == b.len() && bool::from(a.ct_eq(b))
+}
+
+/// 48 random bytes, base64url: comfortably above the 32-byte minimum.
+pub fn gen_secret() -> String {
+    use base64::Engine as _;
+    use rand::RngCore;
+    let mut b = [0u8; 48];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
 }
 
 #[cfg(test)]

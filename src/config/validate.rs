@@ -492,7 +492,7 @@ impl Checker<'_> {
             access_log: raw.access_log,
             pages: raw.pages_dir.and_then(|dir| {
                 let dir = self.resolve(dir);
-                match crate::pages::templates::Templates::load(&dir) {
+                match crate::config::templates::Templates::load(&dir) {
                     Ok(t) => Some(std::sync::Arc::new(t)),
                     Err(problems) => {
                         for p in problems {

@@ -13,7 +13,8 @@ use subtle::ConstantTimeEq;
 use tokio::time::Instant;
 
 use super::store::{CodeGrant, CODE_TTL};
-use super::{html, pages, random_token, redirect, unix_now, Params, Res, Shared};
+use super::{html, pages, random_token, redirect, Params, Res, Shared};
+use crate::clock::unix_now;
 
 /// A validated authorization request.
 #[derive(Debug, Clone)]

@@ -19,7 +19,8 @@ use tokio::time::Instant;
 
 use super::keys::{at_hash, b64};
 use super::store::{CodeGrant, Grant};
-use super::{json, random_token, read_form, unix_now, DevClient, DevUser, Params, Res, Shared};
+use super::{json, random_token, read_form, DevClient, DevUser, Params, Res, Shared};
+use crate::clock::unix_now;
 
 /// Why a token request failed; each variant is one RFC 6749 §5.2 error code.
 #[derive(Debug, thiserror::Error)]

@@ -5,7 +5,7 @@
 //! Called once per request by whoever builds
 //! [`RequestFacts`](crate::rules::RequestFacts) (`forward_auth`, `proxy`), by
 //! [`RuleSet::compile`](crate::rules::RuleSet::compile) to check rule hosts, and
-//! by [`crate::redirect`] for the host of an absolute `rd` URL. For
+//! by `redirect` for the host of an absolute `rd` URL. For
 //! `X-Forwarded-Host` with several comma-separated values the caller passes the
 //! first. An `Err` is answered with 400.
 //!

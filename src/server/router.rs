@@ -128,7 +128,7 @@ async fn dispatch(
         Role::Main { with_admin } => with_admin,
     };
     if path == crate::assertion::JWKS_PATH && req.method() == Method::GET {
-        if let Some(res) = crate::assertion::jwks_response(&rt) {
+        if let Some(res) = crate::assertion::jwks_response(rt.assertion.as_ref()) {
             return res;
         }
     }

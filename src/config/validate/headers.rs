@@ -101,7 +101,7 @@ impl Checker<'_> {
             .chain(fixed.iter().map(|(k, n)| (k.clone(), n)))
             .chain(claims.iter().map(|(k, n, _)| (k.clone(), n)));
         for (key, name) in all {
-            let norm = crate::proxy::headers::canonical(name.as_str());
+            let norm = crate::http_util::canonical(name.as_str());
             if let Some((other, _)) = seen.iter().find(|(_, n)| *n == norm) {
                 self.problem(
                     key.clone(),
@@ -144,7 +144,7 @@ impl Checker<'_> {
         &mut self,
         on: bool,
         file: Option<std::path::PathBuf>,
-    ) -> Option<std::sync::Arc<crate::assertion::Keys>> {
+    ) -> Option<std::sync::Arc<crate::config::assertion_keys::Keys>> {
         const KEY: &str = "headers.assertion_key_file";
         let env = self.env_secret(ASSERTION_KEY_ENV);
         let given = [
@@ -172,7 +172,7 @@ impl Checker<'_> {
             }
             (true, Some(path), _) => {
                 let path = self.resolve(path);
-                match crate::assertion::Keys::load(&path) {
+                match crate::config::assertion_keys::Keys::load(&path) {
                     Ok(keys) => Some(std::sync::Arc::new(keys)),
                     Err(e) => {
                         self.problem(KEY, format!("{}: {e}", path.display()));
@@ -180,13 +180,15 @@ impl Checker<'_> {
                     }
                 }
             }
-            (true, None, Some(pem)) => match crate::assertion::Keys::from_pem(pem.as_bytes()) {
-                Ok(keys) => Some(std::sync::Arc::new(keys)),
-                Err(e) => {
-                    self.problem(ASSERTION_KEY_ENV, e.to_string());
-                    None
+            (true, None, Some(pem)) => {
+                match crate::config::assertion_keys::Keys::from_pem(pem.as_bytes()) {
+                    Ok(keys) => Some(std::sync::Arc::new(keys)),
+                    Err(e) => {
+                        self.problem(ASSERTION_KEY_ENV, e.to_string());
+                        None
+                    }
                 }
-            },
+            }
         }
     }
 
@@ -224,7 +226,7 @@ impl HeadersConfig {
         }
     }
 
-    /// Canonical spellings (see `proxy::headers::canonical`) of every
+    /// Canonical spellings (see `http_util::canonical`) of every
     /// header a client may not send: the names in use, those of both
     /// presets and the assertion header.
     pub fn protected(&self) -> Vec<String> {
@@ -238,7 +240,7 @@ impl HeadersConfig {
         .into_iter()
         .chain(self.claims.iter().map(|(n, _)| n))
         {
-            out.insert(crate::proxy::headers::canonical(n.as_str()));
+            out.insert(crate::http_util::canonical(n.as_str()));
         }
         let mut out: Vec<String> = out.into_iter().collect();
         out.sort();

@@ -9,7 +9,8 @@
 //! interpreted: no conditions, loops, includes or code. A placeholder the
 //! page does not know, an unclosed `{{`, an unreadable file, or an `.html`
 //! file that is none of the three is a start-up (and reload) error naming
-//! the file and line. Read by config validation; rendered by `pages`.
+//! the file and line. Read by config validation (the validated config holds
+//! them); rendered by `pages`.
 
 use std::fmt::Write as _;
 use std::path::Path;

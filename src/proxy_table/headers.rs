@@ -24,8 +24,10 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 use crate::config::HeadersConfig;
 use crate::http_util::{self, StackStr};
-use crate::identity::IdentityHeaders;
+use crate::identity::{self, IdentityHeaders};
 use crate::session::Session;
+
+pub use crate::http_util::canonical;
 
 /// Sent upstream with `pass_access_token`.
 pub static X_AUTH_ACCESS_TOKEN: HeaderName = HeaderName::from_static("x-auth-access-token");
@@ -178,21 +180,48 @@ impl Hygiene {
     }
 }
 
+// === impl IdentityHeaders ===
+
+// Setting the identity headers needs the names `[headers]` configures; it
+// lives here, with the rest of what goes upstream, so that `identity` needs
+// no config.
+impl IdentityHeaders {
+    /// Puts every identity header named in `cfg` on `h`, copied
+    /// (see `identity::copy`): user, email, groups, preferred username and each
+    /// `[headers.claims]` header, empty when this identity has no value, so a
+    /// front proxy overwrites any copy the client sent.
+    pub fn insert_into(&self, cfg: &HeadersConfig, h: &mut HeaderMap) {
+        h.insert(cfg.user.clone(), identity::copy(&self.user));
+        h.insert(cfg.email.clone(), identity::copy(&self.email));
+        h.insert(cfg.groups.clone(), identity::copy(&self.groups));
+        h.insert(
+            cfg.preferred_username.clone(),
+            identity::copy(&self.preferred_username),
+        );
+        for (name, path) in &cfg.claims {
+            let v = self
+                .claims
+                .iter()
+                .find(|(p, _)| **p == *path.dotted)
+                .map_or(HeaderValue::from_static(""), |(_, v)| identity::copy(v));
+            h.insert(name.clone(), v);
+        }
+    }
+
+    /// Puts every identity header named in `cfg` on `h` with an empty value.
+    pub fn insert_empty(cfg: &HeadersConfig, h: &mut HeaderMap) {
+        for name in [&cfg.user, &cfg.email, &cfg.groups, &cfg.preferred_username]
+            .into_iter()
+            .chain(cfg.claims.iter().map(|(n, _)| n))
+        {
+            h.insert(name.clone(), HeaderValue::from_static(""));
+        }
+    }
+}
+
 fn sensitive(mut v: HeaderValue) -> HeaderValue {
     v.set_sensitive(true);
     v
-}
-
-/// Lower-cases a header name and maps every separator (`_`, `.` and any
-/// other character that is not a letter or digit) to `-`: CGI, PHP and
-/// other stacks fold them alike (`X.Auth.User` arrives as `HTTP_X_AUTH_USER`).
-pub fn canonical(name: &str) -> String {
-    name.bytes()
-        .map(|b| match b {
-            b if b.is_ascii_alphanumeric() => b.to_ascii_lowercase() as char,
-            _ => '-',
-        })
-        .collect()
 }
 
 /// `name` (already lower case) equals `canonical` when any separator counts as `-`.
@@ -337,7 +366,7 @@ fn strip_own_cookies(h: &mut HeaderMap, cookie_name: &str) {
 fn forwarded(h: &mut HeaderMap, fwd: &Forwarding<'_>) {
     let mut v4 = [0u8; 15];
     let mut v6 = StackStr::default();
-    let peer: &[u8] = match crate::pipeline::canonical(fwd.peer) {
+    let peer: &[u8] = match crate::client_addr::canonical(fwd.peer) {
         IpAddr::V4(ip) => ipv4_text(ip, &mut v4),
         IpAddr::V6(ip) => {
             use std::fmt::Write as _;

@@ -1,6 +1,6 @@
 //! Keep-alive connections to one upstream.
 //!
-//! Each [`Upstream`](super::upstream::Upstream) owns its pools, so a request
+//! Each upstream of reverse-proxy mode owns its pools, so a request
 //! finds its connections without hashing a key: HTTP/1.1 connections wait in
 //! a short list and are taken most recently used first; an HTTP/2 connection
 //! (chosen by ALPN over TLS) is shared by every request while it stays open.

@@ -4,7 +4,7 @@
 //! are swapped together in one `ArcSwap` store; requests already in flight
 //! keep the `Arc<Upstream>` (and its pools) they started with.
 //!
-//! Each upstream has two pools (see [`super::pool`]): HTTP/1.1 to `http://`
+//! Each upstream has two pools (see [`pool`](crate::transport::pool)): HTTP/1.1 to `http://`
 //! upstreams, HTTP/1.1 or HTTP/2 (by ALPN) to `https://` upstreams, verified
 //! against the system roots (loaded once per process), a rule's
 //! `upstream_ca`, or nothing at all when the rule says
@@ -22,9 +22,9 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use url::Url;
 
-use super::pool::Pool;
 use crate::config::{Config, HostPattern, UpstreamTls};
 use crate::rules::{Match, RequestFacts};
+use crate::transport::pool::Pool;
 
 /// One rule's upstream, ready to take requests.
 pub struct Upstream {
