@@ -72,147 +72,170 @@ pub fn merge(running: &Config, loaded: Config) -> Merged {
     }
 }
 
-/// Pushes `key` when `same` is false.
-fn note(changed: &mut Vec<&'static str>, key: &'static str, same: bool) {
-    if !same {
-        changed.push(key);
-    }
+/// A start-up-only key and whether a running and a loaded section agree on it.
+type Key<T> = (&'static str, fn(&T, &T) -> bool);
+
+/// The start-up-only keys of `[server]`, in file order.
+const SERVER: &[Key<ServerConfig>] = &[
+    ("server.listen", |r, l| r.listen == l.listen),
+    ("server.external_url", |r, l| {
+        r.external_url == l.external_url
+    }),
+    ("server.admin_listen", |r, l| {
+        r.admin_listen == l.admin_listen
+    }),
+    ("server.admin_token_file", |r, l| {
+        r.admin_token == l.admin_token
+    }),
+    ("server.tls_cert", |r, l| {
+        tls_cert(&r.tls) == tls_cert(&l.tls)
+    }),
+    ("server.tls_key", |r, l| tls_key(&r.tls) == tls_key(&l.tls)),
+    ("server.client_ca", |r, l| r.client_ca == l.client_ca),
+    ("server.header_read_timeout", |r, l| {
+        r.header_read_timeout == l.header_read_timeout
+    }),
+    ("server.idle_timeout", |r, l| {
+        r.idle_timeout == l.idle_timeout
+    }),
+    ("server.max_header_bytes", |r, l| {
+        r.max_header_bytes == l.max_header_bytes
+    }),
+    ("server.max_connections", |r, l| {
+        r.max_connections == l.max_connections
+    }),
+    ("server.shutdown_grace", |r, l| {
+        r.shutdown_grace == l.shutdown_grace
+    }),
+    ("server.log_format", |r, l| r.log_format == l.log_format),
+];
+
+/// The start-up-only keys of `[oidc]`, in file order, then the claim paths
+/// that logins and bearer verifiers capture for `[headers]` (kept in
+/// `capture`): new header names apply at once, new claim paths after a restart.
+const OIDC: &[Key<OidcConfig>] = &[
+    ("oidc.issuer", |r, l| r.issuer == l.issuer),
+    ("oidc.client_id", |r, l| r.client_id == l.client_id),
+    ("oidc.client_secret", |r, l| {
+        r.client_secret == l.client_secret
+    }),
+    ("oidc.scopes", |r, l| r.scopes == l.scopes),
+    ("oidc.user_claim", |r, l| r.user_claim == l.user_claim),
+    ("oidc.email_claim", |r, l| r.email_claim == l.email_claim),
+    ("oidc.groups_claim", |r, l| r.groups_claim == l.groups_claim),
+    ("oidc.userinfo_fallback", |r, l| {
+        r.userinfo_fallback == l.userinfo_fallback
+    }),
+    ("oidc.allow_unverified_email", |r, l| {
+        r.allow_unverified_email == l.allow_unverified_email
+    }),
+    ("oidc.extra_audiences", |r, l| {
+        r.extra_audiences == l.extra_audiences
+    }),
+    ("oidc.bearer_issuers", |r, l| {
+        r.bearer_issuers == l.bearer_issuers
+    }),
+    ("oidc.http_timeout", |r, l| r.http_timeout == l.http_timeout),
+    ("oidc.clock_leeway", |r, l| r.clock_leeway == l.clock_leeway),
+    ("headers.preferred_username_claim", |r, l| {
+        r.capture.preferred_username == l.capture.preferred_username
+    }),
+    ("headers.claims", |r, l| {
+        r.capture.claims == l.capture.claims
+    }),
+];
+
+/// The start-up-only keys of `[session]`, in file order.
+const SESSION: &[Key<SessionConfig>] = &[
+    ("session.cookie_name", |r, l| r.cookie_name == l.cookie_name),
+    ("session.cookie_domain", |r, l| {
+        r.cookie_domain == l.cookie_domain
+    }),
+    ("session.cookie_secure", |r, l| {
+        r.cookie_secure == l.cookie_secure
+    }),
+    ("session.secret", |r, l| r.secrets == l.secrets),
+    ("session.lifetime", |r, l| r.lifetime == l.lifetime),
+    ("session.idle_timeout", |r, l| {
+        r.idle_timeout == l.idle_timeout
+    }),
+    ("session.store", |r, l| r.store == l.store),
+    ("session.redis_url", |r, l| r.redis_urls == l.redis_urls),
+    ("session.redis_ca", |r, l| {
+        ca_file(&r.redis_ca) == ca_file(&l.redis_ca)
+    }),
+    ("session.local_cache", |r, l| r.local_cache == l.local_cache),
+];
+
+/// Pushes, in table order, each key of `keys` on which the sections differ.
+fn note<T>(keys: &[Key<T>], running: &T, loaded: &T, changed: &mut Vec<&'static str>) {
+    changed.extend(
+        keys.iter()
+            .filter(|(_, same)| !same(running, loaded))
+            .map(|(key, _)| *key),
+    );
+}
+
+fn tls_cert(t: &Option<super::TlsFiles>) -> Option<std::path::PathBuf> {
+    t.as_ref().map(|t| t.cert.clone())
+}
+
+fn tls_key(t: &Option<super::TlsFiles>) -> Option<std::path::PathBuf> {
+    t.as_ref().map(|t| t.key.clone())
+}
+
+/// A CA file is the same when its path and its contents are.
+fn ca_file(ca: &Option<super::CaFile>) -> Option<(std::path::PathBuf, Vec<u8>)> {
+    ca.as_ref().map(|ca| (ca.path.clone(), ca.pem.clone()))
 }
 
 // Each function destructures the running section without `..`, so a new
-// field does not compile until it is sorted into reloadable or not.
+// field does not compile until it is sorted: reloadable (in `RELOADABLE`,
+// taken from the loaded config in `merge`) or start-up only (in the table).
 
 fn server_changes(running: &ServerConfig, loaded: &ServerConfig, changed: &mut Vec<&'static str>) {
     let ServerConfig {
-        listen,
-        external_url,
-        admin_listen,
-        admin_token,
-        tls,
+        listen: _,
+        external_url: _,
+        admin_listen: _,
+        admin_token: _,
+        tls: _,
         trusted_proxies: _,
-        client_ca,
+        client_ca: _,
         prefix: _,
-        header_read_timeout,
-        idle_timeout,
-        max_header_bytes,
-        max_connections,
+        header_read_timeout: _,
+        idle_timeout: _,
+        max_header_bytes: _,
+        max_connections: _,
         max_connections_per_client: _,
-        shutdown_grace,
-        log_format,
+        shutdown_grace: _,
+        log_format: _,
         debug_endpoint: _,
         access_log: _,
         pages: _,
     } = running;
-    let c = changed;
-    note(c, "server.listen", *listen == loaded.listen);
-    note(
-        c,
-        "server.external_url",
-        *external_url == loaded.external_url,
-    );
-    note(
-        c,
-        "server.admin_listen",
-        *admin_listen == loaded.admin_listen,
-    );
-    note(
-        c,
-        "server.admin_token_file",
-        *admin_token == loaded.admin_token,
-    );
-    let cert = |t: &Option<super::TlsFiles>| t.as_ref().map(|t| t.cert.clone());
-    let key = |t: &Option<super::TlsFiles>| t.as_ref().map(|t| t.key.clone());
-    note(c, "server.tls_cert", cert(tls) == cert(&loaded.tls));
-    note(c, "server.tls_key", key(tls) == key(&loaded.tls));
-    note(c, "server.client_ca", *client_ca == loaded.client_ca);
-    note(
-        c,
-        "server.header_read_timeout",
-        *header_read_timeout == loaded.header_read_timeout,
-    );
-    note(
-        c,
-        "server.idle_timeout",
-        *idle_timeout == loaded.idle_timeout,
-    );
-    note(
-        c,
-        "server.max_header_bytes",
-        *max_header_bytes == loaded.max_header_bytes,
-    );
-    note(
-        c,
-        "server.max_connections",
-        *max_connections == loaded.max_connections,
-    );
-    note(
-        c,
-        "server.shutdown_grace",
-        *shutdown_grace == loaded.shutdown_grace,
-    );
-    note(c, "server.log_format", *log_format == loaded.log_format);
+    note(SERVER, running, loaded, changed);
 }
 
 fn oidc_changes(running: &OidcConfig, loaded: &OidcConfig, changed: &mut Vec<&'static str>) {
     let OidcConfig {
-        issuer,
-        client_id,
-        client_secret,
-        scopes,
-        user_claim,
-        email_claim,
-        groups_claim,
-        userinfo_fallback,
-        allow_unverified_email,
-        extra_audiences,
-        bearer_issuers,
+        issuer: _,
+        client_id: _,
+        client_secret: _,
+        scopes: _,
+        user_claim: _,
+        email_claim: _,
+        groups_claim: _,
+        userinfo_fallback: _,
+        allow_unverified_email: _,
+        extra_audiences: _,
+        bearer_issuers: _,
         rp_logout: _,
-        http_timeout,
-        clock_leeway,
-        capture,
+        http_timeout: _,
+        clock_leeway: _,
+        capture: _,
     } = running;
-    let c = changed;
-    note(c, "oidc.issuer", *issuer == loaded.issuer);
-    note(c, "oidc.client_id", *client_id == loaded.client_id);
-    note(
-        c,
-        "oidc.client_secret",
-        *client_secret == loaded.client_secret,
-    );
-    note(c, "oidc.scopes", *scopes == loaded.scopes);
-    note(c, "oidc.user_claim", *user_claim == loaded.user_claim);
-    note(c, "oidc.email_claim", *email_claim == loaded.email_claim);
-    note(c, "oidc.groups_claim", *groups_claim == loaded.groups_claim);
-    note(
-        c,
-        "oidc.userinfo_fallback",
-        *userinfo_fallback == loaded.userinfo_fallback,
-    );
-    note(
-        c,
-        "oidc.allow_unverified_email",
-        *allow_unverified_email == loaded.allow_unverified_email,
-    );
-    note(
-        c,
-        "oidc.extra_audiences",
-        *extra_audiences == loaded.extra_audiences,
-    );
-    note(
-        c,
-        "oidc.bearer_issuers",
-        *bearer_issuers == loaded.bearer_issuers,
-    );
-    note(c, "oidc.http_timeout", *http_timeout == loaded.http_timeout);
-    note(c, "oidc.clock_leeway", *clock_leeway == loaded.clock_leeway);
-    // The claims the login and the bearer verifiers keep (from `[headers]`):
-    // new header names apply at once, new claim paths after a restart.
-    note(
-        c,
-        "headers.preferred_username_claim",
-        capture.preferred_username == loaded.capture.preferred_username,
-    );
-    note(c, "headers.claims", capture.claims == loaded.capture.claims);
+    note(OIDC, running, loaded, changed);
 }
 
 fn session_changes(
@@ -221,44 +244,17 @@ fn session_changes(
     changed: &mut Vec<&'static str>,
 ) {
     let SessionConfig {
-        cookie_name,
-        cookie_domain,
-        cookie_secure,
-        secrets,
-        lifetime,
-        idle_timeout,
+        cookie_name: _,
+        cookie_domain: _,
+        cookie_secure: _,
+        secrets: _,
+        lifetime: _,
+        idle_timeout: _,
         refresh: _,
-        store,
-        redis_urls,
-        redis_ca,
-        local_cache,
+        store: _,
+        redis_urls: _,
+        redis_ca: _,
+        local_cache: _,
     } = running;
-    let c = changed;
-    note(c, "session.cookie_name", *cookie_name == loaded.cookie_name);
-    note(
-        c,
-        "session.cookie_domain",
-        *cookie_domain == loaded.cookie_domain,
-    );
-    note(
-        c,
-        "session.cookie_secure",
-        *cookie_secure == loaded.cookie_secure,
-    );
-    note(c, "session.secret", *secrets == loaded.secrets);
-    note(c, "session.lifetime", *lifetime == loaded.lifetime);
-    note(
-        c,
-        "session.idle_timeout",
-        *idle_timeout == loaded.idle_timeout,
-    );
-    note(c, "session.store", *store == loaded.store);
-    note(c, "session.redis_url", *redis_urls == loaded.redis_urls);
-    let pem = |ca: &Option<super::CaFile>| ca.as_ref().map(|ca| (ca.path.clone(), ca.pem.clone()));
-    note(
-        c,
-        "session.redis_ca",
-        pem(redis_ca) == pem(&loaded.redis_ca),
-    );
-    note(c, "session.local_cache", *local_cache == loaded.local_cache);
+    note(SESSION, running, loaded, changed);
 }
