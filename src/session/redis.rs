@@ -10,8 +10,9 @@
 //! - `u:<user>`, `sub:<sub>`, `sid:<IdP sid>`: sets of session ids, so an
 //!   operator (by user) or the IdP's back-channel logout (by `sid` or `sub`)
 //!   finds sessions without scanning; `users`: the set of users with
-//!   sessions (for `revoke --all`). Members whose session is gone are pruned
-//!   when read.
+//!   sessions (for `revoke --all`). Members whose session is gone, or no
+//!   longer has that user (a refresh renewed the user claim), are pruned
+//!   when listed and left alone by revocations.
 //! - `lock:<hex id>:<refresh_at>`: held by the one instance refreshing that
 //!   generation of the session's tokens, for [`super::REFRESH_LOCK`] and
 //!   extended while its refresh runs. The refreshed session is written only
@@ -368,7 +369,8 @@ impl RedisStore {
         Ok(raw.iter().filter_map(|m| unhex(m)).map(SessionId).collect())
     }
 
-    /// The sessions of one user, pruning index members whose session is gone.
+    /// The sessions of one user, pruning index members whose session is
+    /// gone or is no longer that user's (a refresh renewed the user claim).
     async fn user_sessions(&self, user: &str) -> Result<Vec<Arc<Session>>, StoreError> {
         let index = Self::index("u", user);
         let now = unix_now();
@@ -376,11 +378,31 @@ impl RedisStore {
         for id in self.members(&index).await? {
             let bytes: Option<Vec<u8>> = self.run(redis::cmd("GET").arg(Self::key(&id))).await?;
             match bytes.and_then(|b| codec::decode(id, &b).ok()) {
-                Some(s) if s.is_live(now) => out.push(Arc::new(s)),
+                Some(s) if s.is_live(now) && s.identity.user == user => out.push(Arc::new(s)),
                 _ => {
                     self.run::<i64>(redis::cmd("SREM").arg(&index).arg(hex(&id.0)))
                         .await?;
                 }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The ids among `ids` (an index's members) whose stored session `what`
+    /// still names: a session whose user changed since it was indexed (a
+    /// refresh renewed the user claim) is no longer the old user's. Gone
+    /// and unreadable ones stay (deleting them is harmless).
+    async fn still_named(
+        &self,
+        ids: Vec<SessionId>,
+        what: Revoke<'_>,
+    ) -> Result<Vec<SessionId>, StoreError> {
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            let bytes: Option<Vec<u8>> = self.run(redis::cmd("GET").arg(Self::key(&id))).await?;
+            match bytes.and_then(|b| codec::decode(id, &b).ok()) {
+                Some(s) if !s.matches(what) => {}
+                _ => out.push(id),
             }
         }
         Ok(out)
@@ -525,6 +547,10 @@ impl RedisStore {
                 let index = Self::index("sid", s);
                 (self.members(&index).await?, vec![index])
             }
+        };
+        let ids = match what {
+            Revoke::All => ids,
+            _ => self.still_named(ids, what).await?,
         };
         let mut ended = 0;
         for id in &ids {

@@ -123,7 +123,7 @@ impl Proc {
         let program = format!("{:?}", cmd.get_program());
         let child = spawn_on_keeper(cmd).unwrap_or_else(|e| {
             panic!(
-                "e2e: cannot start {name} ({program}): {e}; {}",
+                "cannot start {name} ({program}): {e}; {}",
                 super::INSTALL_HINT
             )
         });

@@ -9,8 +9,8 @@ use std::sync::Mutex;
 
 use std::time::{Duration, Instant};
 
+use super::ca::TestCa;
 use super::proc::{scratch_dir, Proc};
-use super::upstreams::TestCa;
 use super::{free_port, require_binary, wait_for};
 
 /// A running (or stopped) Redis.

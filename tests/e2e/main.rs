@@ -9,6 +9,8 @@
 //! ends. A missing component fails the tests with a pointer to
 //! `scripts/install-test-deps.sh`; nothing is skipped.
 
+#[path = "../common/mod.rs"]
+mod common;
 mod support;
 
 // Forward auth behind Traefik, Caddy and nginx: login round trip to the

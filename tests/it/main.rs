@@ -19,11 +19,17 @@
 //! - `pages`: `server.pages_dir`, the operator's 403, error and signed-out pages.
 //! - `metrics`: `/metrics`: counters by outcome and rule, where it answers, the admin token.
 //! - `request_id`: `X-Request-Id` returned, passed upstream, kept from trusted peers only.
+//! - `session_store`: the `SessionStore` conformance suite, memory and a real Redis.
+//!
+//! `common` (tests/common) is shared with the end-to-end tests and the load
+//! bench: child processes, the Redis launcher, a raw HTTP client.
 
 mod admin;
 mod basic_auth;
 mod bearer;
 mod cli;
+#[path = "../common/mod.rs"]
+mod common;
 mod cookies;
 mod forward_auth;
 mod health;
@@ -34,4 +40,5 @@ mod pages;
 mod proxy;
 mod request_id;
 mod server;
+mod session_store;
 mod support;
