@@ -36,8 +36,8 @@ use http::{Method, Request, Response, StatusCode};
 
 use crate::bearer::jwks::Status;
 use crate::http_util::{fixed, query_param, Body};
-use crate::pages::json_error;
 use crate::pipeline::Gateway;
+use crate::respond::{self, At, Failure, Mode};
 use crate::session::Revoke;
 
 /// How much `/readyz` tells.
@@ -158,10 +158,11 @@ async fn sessions<B>(gw: &Gateway, req: &Request<B>) -> Response<Body> {
                 (None, Some(s), false) if !s.is_empty() => Revoke::IdpSession(s),
                 (None, None, true) => Revoke::All,
                 _ => {
-                    return json_error(
-                        StatusCode::BAD_REQUEST,
-                        "bad_request",
-                        "give exactly one of ?user=NAME, ?sid=IDP_SID or ?all=true",
+                    return answer_failure(
+                        req,
+                        Failure::BadQuery(
+                            "give exactly one of ?user=NAME, ?sid=IDP_SID or ?all=true",
+                        ),
                     )
                 }
             };
@@ -171,20 +172,15 @@ async fn sessions<B>(gw: &Gateway, req: &Request<B>) -> Response<Body> {
             }
             outcome.map(|n| serde_json::json!({ "revoked": n }))
         }
-        _ => {
-            return json_error(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "use GET or DELETE",
-            )
-        }
+        _ => return answer_failure(req, Failure::Method("use GET or DELETE")),
     };
     match result {
         Ok(body) => fixed(StatusCode::OK, "application/json", body.to_string()),
-        Err(e) => json_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "store_unavailable",
-            &e.to_string(),
-        ),
+        Err(e) => answer_failure(req, Failure::Store(&e)),
     }
+}
+
+/// The admin listener's answer to a failed request (JSON, with the cause).
+fn answer_failure<B>(req: &Request<B>, failure: Failure<'_>) -> Response<Body> {
+    respond::failure(None, &At::new(Mode::Admin, req.headers()), failure)
 }

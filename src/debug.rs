@@ -29,7 +29,7 @@ use crate::session::Session;
 pub async fn handle<B>(gw: &Gateway, req: &Request<B>, peer: SocketAddr) -> Response<Body> {
     let rt = gw.runtime.load();
     if !rt.config.server.debug_endpoint {
-        return crate::error::not_found();
+        return crate::respond::not_found();
     }
     let session = match gw.session(req.headers()).await {
         Ok(Some(s)) => s,
@@ -41,8 +41,8 @@ pub async fn handle<B>(gw: &Gateway, req: &Request<B>, peer: SocketAddr) -> Resp
             )
         }
         Err(e) => {
-            tracing::warn!(error = %e, "debug page failed: session store unavailable");
-            return crate::error::store_unavailable(false);
+            let at = crate::respond::At::new(crate::respond::Mode::Api, req.headers());
+            return crate::respond::failure(None, &at, crate::respond::Failure::Store(&e));
         }
     };
     let headers = req.headers();

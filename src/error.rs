@@ -1,54 +1,50 @@
-//! Error answers shared by several endpoints: the 503 for an unavailable
-//! session store or IdP, the login error page, and 404. The client gets a
-//! short, generic body; the cause is logged once by the caller at the
-//! boundary where the error is turned into this response.
+//! What every error shares: its [`Fault`] class, which decides the status
+//! family of its answer and the level of its log line, and [`error_chain`],
+//! the one-line rendering of an error and its causes. Turning an error into
+//! a response is `respond`'s work; this module has no HTTP in it, so every
+//! module can use it.
 //!
-//! It also owns [`error_chain`], the one-line rendering of an error and its
-//! causes. Errors that wrap another keep it as their `source()`; their own
-//! message may repeat the cause's text so that a log line printing just the
-//! error still names it, and [`error_chain`] leaves out a cause already said.
+//! Errors that wrap another keep it as their `source()`; their own message
+//! may repeat the cause's text so that a log line printing just the error
+//! still names it, and [`error_chain`] leaves out a cause already said.
 
-use http::{Response, StatusCode};
-
-use crate::http_util::Body;
-use crate::oidc::LoginError;
-use crate::pages;
-
-/// 503 when sessions cannot be read or written.
-pub fn store_unavailable(browser: bool) -> Response<Body> {
-    if browser {
-        pages::html(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Sign-in temporarily unavailable",
-            "The session store cannot be reached. Please try again in a moment.",
-            None,
-        )
-    } else {
-        pages::json_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "store_unavailable",
-            "session store unavailable",
-        )
-    }
+/// Whose fault a failure is: picks the answer's status family and the level
+/// of its one log line.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Fault {
+    /// The client sent something that cannot be served (malformed request,
+    /// missing or wrong credentials, a login state from another browser):
+    /// 4xx, logged at info, and at most once per
+    /// [`crate::diagnostics::CLIENT_ERRORS_EVERY`] (debug in between) where
+    /// a client can repeat it on every request.
+    Client,
+    /// The upstream behind a proxied host refused, failed or timed out: 502
+    /// or 504, logged at warn.
+    Upstream,
+    /// The identity provider could not be reached or answered something
+    /// unusable: 502 or 503, logged at warn.
+    Idp,
+    /// The session store could not answer: 503. The store logs the outage
+    /// itself, once, at error when it starts; each request it fails is
+    /// logged at debug only, so an outage does not flood the log.
+    Store,
+    /// A bug or an impossible state in the gateway itself: 500, logged at
+    /// error.
+    Internal,
 }
 
-/// The page for a failed login, with a link that starts over. Logs one line
-/// naming the cause: client-side problems at info, IdP-side at warn.
-pub fn login_failed(e: &LoginError, retry: &str) -> Response<Body> {
-    if matches!(e, LoginError::Store(_)) {
-        // The store logs the outage once when it starts.
-        tracing::debug!(reason = e.reason(), error = %e, "login failed");
-    } else if e.status().is_server_error() {
-        tracing::warn!(reason = e.reason(), error = %e, "login failed");
-    } else {
-        tracing::info!(reason = e.reason(), error = %e, "login failed");
+// === impl Fault ===
+
+impl Fault {
+    /// The level of the log line a request failing this way gets.
+    pub fn level(self) -> tracing::Level {
+        match self {
+            Fault::Client => tracing::Level::INFO,
+            Fault::Upstream | Fault::Idp => tracing::Level::WARN,
+            Fault::Store => tracing::Level::DEBUG,
+            Fault::Internal => tracing::Level::ERROR,
+        }
     }
-    pages::html(
-        e.status(),
-        "Sign-in failed",
-        &e.user_message(),
-        Some((retry, "Try again")),
-    )
 }
 
 /// `e` and its sources joined with `: `, each cause left out when the text
@@ -67,14 +63,10 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-/// 404 for paths portcullis does not serve.
-pub fn not_found() -> Response<Body> {
-    pages::json_error(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::oidc::LoginError;
 
     /// The texts of `e`'s causes, outermost first (not `e` itself).
     fn causes(e: &dyn std::error::Error) -> Vec<String> {

@@ -1,6 +1,7 @@
 //! The forward-auth endpoint (`<prefix>/auth`), asked by Traefik
 //! (`forwardAuth`), Caddy (`forward_auth`) and nginx (`auth_request`) about
-//! every request.
+//! every request. It reads the original request and has it judged;
+//! `respond` makes the answer.
 //!
 //! The original request is read from `X-Forwarded-Method/Proto/Host/Uri`
 //! (Traefik, Caddy) or `X-Original-URL` / `X-Original-Method` (nginx), and
@@ -16,23 +17,19 @@
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Method, Request, Response, StatusCode};
+use http::header::{self, HeaderMap, HeaderName};
+use http::{Method, Request, Response};
 use tracing::Instrument as _;
 
-use crate::diagnostics::{self, ClientError};
 use crate::http_util::{self, Body};
-use crate::identity::IdentityHeaders;
-use crate::pages;
-use crate::pipeline::{rule_name, Decision, Gateway, Peer, Principal, Runtime};
+use crate::pipeline::{Gateway, Peer, Runtime};
 use crate::request_id;
+use crate::respond::{self, Answer, Asked, At, Failure, Mode};
 use crate::rules::host::normalize_host;
 use crate::rules::path::{normalize, split_target};
 use crate::rules::RequestFacts;
 
 static X_ORIGINAL_URL: HeaderName = HeaderName::from_static("x-original-url");
-/// Absolute login URL for the original request, sent with nginx-mode 401s.
-pub static X_AUTH_LOGIN_URL: HeaderName = HeaderName::from_static("x-auth-login-url");
 
 /// The request the front proxy is asking about.
 #[derive(Debug)]
@@ -195,11 +192,6 @@ impl<'a> Original<'a> {
             method,
             nginx: true,
         })
-    }
-
-    /// The original URL, for `rd`.
-    pub fn url(&self) -> String {
-        format!("{}://{}{}", self.proto, self.host_raw, self.target)
     }
 }
 
@@ -376,7 +368,18 @@ async fn judge<B>(gw: &Gateway, rt: &Runtime, req: &Request<B>, peer: Peer<'_>) 
         .path_and_query()
         .map(|p| p.as_str())
         .unwrap_or("/");
-    let bad = |e: &OriginalError, nginx: bool| bad_request(rt, headers, e, nginx, peer.id);
+    let at = |nginx: bool| At {
+        mode: if nginx {
+            Mode::Nginx
+        } else {
+            Mode::ForwardAuth
+        },
+        headers: Some(headers),
+        id: Some(peer.id),
+    };
+    let bad = |e: &OriginalError, nginx: bool| {
+        respond::failure(Some(rt), &at(nginx), Failure::BadCheck(e))
+    };
     let original = match Original::from_request(headers, own_target, peer.tls, trusted, nginx_query)
     {
         Ok(o) => o,
@@ -403,7 +406,15 @@ async fn judge<B>(gw: &Gateway, rt: &Runtime, req: &Request<B>, peer: Peer<'_>) 
         ),
     };
     let decision = gw.decide(rt, &facts, headers).await;
-    respond(rt, decision, &original, headers, peer.id)
+    let asked = Asked {
+        proto: original.proto,
+        host_raw: &original.host_raw,
+        target: &original.target,
+    };
+    match respond::decision(rt, &at(nginx), &asked, decision) {
+        Answer::Respond(res) => res,
+        Answer::Pass(principal) => respond::allowed(rt, &asked, principal.as_ref()),
+    }
 }
 
 fn has_forwarding_headers(h: &HeaderMap) -> bool {
@@ -420,267 +431,9 @@ fn warn_untrusted_once(gw: &Gateway, peer: Peer<'_>) {
     }
 }
 
-/// Turns a decision into the forward-auth answer.
-fn respond(
-    rt: &Runtime,
-    decision: Decision<'_>,
-    original: &Original<'_>,
-    headers: &HeaderMap,
-    id: &HeaderValue,
-) -> Response<Body> {
-    let (mut res, allowed) = match decision {
-        Decision::Allow(principal, rule) => {
-            if tracing::event_enabled!(tracing::Level::DEBUG) {
-                tracing::debug!(rule.name = rule_name(rule), user = %principal.identity().user, decision = "allow", "request allowed");
-            }
-            (http_util::empty(StatusCode::OK), Some(principal))
-        }
-        Decision::Public(_) => (http_util::empty(StatusCode::OK), None),
-        Decision::Unauthenticated(rule) => {
-            let mut res = unauthenticated(rt, original, headers);
-            challenge_basic(rule, &mut res);
-            (res, None)
-        }
-        Decision::BadCredentials(_) => (bad_credentials(), None),
-        Decision::TooManyAttempts(_, secs) => (too_many_attempts(secs, original.nginx), None),
-        Decision::InvalidToken(rule) => {
-            match diagnostics::client_error(ClientError::InvalidToken) {
-                Some(suppressed) => {
-                    let _span = request_id::enter_span(id);
-                    tracing::info!(rule.name = rule_name(rule), host = %original.host_raw, decision = "invalid_token", suppressed, "request denied: bearer token rejected")
-                }
-                None => {
-                    tracing::debug!(rule.name = rule_name(rule), host = %original.host_raw, decision = "invalid_token", "request denied: bearer token rejected")
-                }
-            }
-            (invalid_token(), None)
-        }
-        Decision::Forbidden(principal, rule) => {
-            let session = principal.identity();
-            let _span = request_id::enter_span(id);
-            tracing::info!(rule.name = rule_name(rule), user = %session.user, host = %original.host_raw, decision = "forbidden", "request denied: user does not satisfy the rule");
-            let sign_out = format!("{}/sign_out", login_base(rt, original) + rt.prefix());
-            let res = pages::forbidden(
-                http_util::is_browser(headers),
-                &session.user,
-                rule_name(rule),
-                &pages::Needed::of(rule, session),
-                &sign_out,
-            );
-            (res, None)
-        }
-        Decision::Deny(rule) => {
-            match diagnostics::client_error(ClientError::DeniedByRule) {
-                Some(suppressed) => {
-                    let _span = request_id::enter_span(id);
-                    tracing::info!(rule.name = rule_name(rule), host = %original.host_raw, decision = "deny", suppressed, "request denied by rule")
-                }
-                None => {
-                    tracing::debug!(rule.name = rule_name(rule), host = %original.host_raw, decision = "deny", "request denied by rule")
-                }
-            }
-            (deny(headers), None)
-        }
-        Decision::StoreUnavailable(e) => {
-            // The store logs the outage once; one line per request would flood.
-            tracing::debug!(error = %e, "session store unavailable; answering 503");
-            (
-                crate::error::store_unavailable(http_util::is_browser(headers)),
-                None,
-            )
-        }
-    };
-    set_identity(rt, &mut res, allowed.as_ref());
-    if let Some(signer) = &rt.assertion {
-        let value = match (&allowed, normalize_host(&original.host_raw)) {
-            (Some(p), Ok(aud)) => signer.assertion(p, &aud, crate::clock::unix_secs()),
-            _ => HeaderValue::from_static(""),
-        };
-        res.headers_mut()
-            .insert(crate::assertion::X_AUTH_ASSERTION.clone(), value);
-    }
-    res
-}
-
-/// Puts every identity header on a forward-auth answer (empty unless
-/// `allowed`), so the front proxy overwrites any copy the client sent; with
-/// `pass_access_token`, the session's access token too.
-fn set_identity(rt: &Runtime, res: &mut Response<Body>, allowed: Option<&Principal>) {
-    let names = &rt.config.headers;
-    let h = res.headers_mut();
-    match allowed {
-        Some(p) => p.headers().insert_into(names, h),
-        None => IdentityHeaders::insert_empty(names, h),
-    }
-    if names.pass_access_token {
-        let token = match allowed {
-            Some(Principal::Session(s)) => s.access_token.as_ref(),
-            _ => None,
-        };
-        let mut v = token
-            .and_then(|t| HeaderValue::from_str(t.expose()).ok())
-            .unwrap_or(HeaderValue::from_static(""));
-        v.set_sensitive(true);
-        h.insert(names.access_token.clone(), v);
-    }
-}
-
-/// 403 for a rule that denies everybody: a page for browsers, JSON otherwise.
-pub fn deny(headers: &HeaderMap) -> Response<Body> {
-    if http_util::is_browser(headers) {
-        pages::html(
-            StatusCode::FORBIDDEN,
-            "Access denied",
-            "This address is not open to anyone.",
-            None,
-        )
-    } else {
-        pages::json_error(StatusCode::FORBIDDEN, "forbidden", "denied by rule")
-    }
-}
-
-/// Scheme and host the login endpoints are reached on for this request.
-fn login_base(rt: &Runtime, original: &Original<'_>) -> String {
-    match &rt.config.server.external_url {
-        Some(u) => u.as_str().trim_end_matches('/').to_owned(),
-        None => format!("{}://{}", original.proto, original.host_raw),
-    }
-}
-
-/// The login URL that returns to the original request afterwards.
-pub fn login_url(rt: &Runtime, original: &Original<'_>) -> String {
-    format!(
-        "{}{}/start?rd={}",
-        login_base(rt, original),
-        rt.prefix(),
-        http_util::encode_component(&original.url())
-    )
-}
-
-/// The answer for a request without valid credentials: a 302 to the login
-/// for browsers, otherwise 401 `Bearer` (with `X-Auth-Login-URL` for nginx).
-pub fn unauthenticated(
-    rt: &Runtime,
-    original: &Original<'_>,
-    headers: &HeaderMap,
-) -> Response<Body> {
-    let login = login_url(rt, original);
-    if !original.nginx && http_util::is_browser(headers) {
-        return http_util::redirect(&login);
-    }
-    let mut res = pages::json_error(
-        StatusCode::UNAUTHORIZED,
-        "unauthenticated",
-        "sign in first, or present a bearer token",
-    );
-    res.headers_mut()
-        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-    // nginx's 401 handler redirects browsers to this URL; API clients keep the 401.
-    if http_util::is_browser(headers) {
-        if let Ok(v) = HeaderValue::from_str(&login) {
-            res.headers_mut().insert(X_AUTH_LOGIN_URL.clone(), v);
-        }
-    }
-    res
-}
-
-/// The answer for a bearer token that failed verification: 401 with
-/// `WWW-Authenticate: Bearer error="invalid_token"`, for browsers too (the
-/// client chose the token; a login would not fix it).
-pub fn invalid_token() -> Response<Body> {
-    let mut res = pages::json_error(
-        StatusCode::UNAUTHORIZED,
-        "invalid_token",
-        "the bearer token was not accepted",
-    );
-    res.headers_mut().insert(
-        header::WWW_AUTHENTICATE,
-        HeaderValue::from_static("Bearer error=\"invalid_token\""),
-    );
-    res
-}
-
-/// Adds the Basic challenge to a 401 answered under a rule with
-/// `basic_auth` (browsers are sent to the login instead, as elsewhere).
-pub fn challenge_basic(rule: Option<&crate::rules::CompiledRule>, res: &mut Response<Body>) {
-    if res.status() == StatusCode::UNAUTHORIZED && rule.is_some_and(|r| r.basic_auth) {
-        res.headers_mut().append(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static(crate::basic::CHALLENGE),
-        );
-    }
-}
-
-/// The answer for wrong Basic credentials on a `basic_auth` rule: 401 with
-/// the Basic challenge, for browsers too (a login page would not fix the
-/// credentials the client chose, and a redirect could loop).
-pub fn bad_credentials() -> Response<Body> {
-    let mut res = pages::json_error(
-        StatusCode::UNAUTHORIZED,
-        "invalid_credentials",
-        "the user name or password was not accepted",
-    );
-    res.headers_mut().insert(
-        header::WWW_AUTHENTICATE,
-        HeaderValue::from_static(crate::basic::CHALLENGE),
-    );
-    res
-}
-
-/// The answer once a user name or client address has too many failed Basic
-/// attempts: 429 with `Retry-After`; 403 under nginx, whose `auth_request`
-/// turns every status but 2xx/401/403 into a 500.
-pub fn too_many_attempts(retry_after_secs: u64, nginx: bool) -> Response<Body> {
-    let status = if nginx {
-        StatusCode::FORBIDDEN
-    } else {
-        StatusCode::TOO_MANY_REQUESTS
-    };
-    let mut res = pages::json_error(
-        status,
-        "too_many_attempts",
-        "too many failed sign-in attempts; try again later",
-    );
-    res.headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
-    res
-}
-
 /// True for nginx `auth_request` checks (`X-Original-URL` from a trusted peer, or `?mode=nginx`).
 fn nginx_mode(headers: &HeaderMap, trusted: bool, nginx_query: bool) -> bool {
     nginx_query || (trusted && headers.contains_key(&X_ORIGINAL_URL))
-}
-
-/// 400 for a malformed original request; 403 under nginx, whose
-/// `auth_request` turns every status but 2xx/401/403 into a 500.
-fn bad_request(
-    rt: &Runtime,
-    headers: &HeaderMap,
-    e: &OriginalError,
-    nginx: bool,
-    id: &HeaderValue,
-) -> Response<Body> {
-    rt.decisions
-        .count_unjudged(crate::metrics::Outcome::BadRequest);
-    match diagnostics::client_error(ClientError::BadForwardAuth) {
-        Some(suppressed) => {
-            let _span = request_id::enter_span(id);
-            tracing::info!(error = %e, suppressed, "forward-auth request rejected")
-        }
-        None => tracing::debug!(error = %e, "forward-auth request rejected"),
-    }
-    let status = if nginx {
-        StatusCode::FORBIDDEN
-    } else {
-        StatusCode::BAD_REQUEST
-    };
-    let mut res = if http_util::is_browser(headers) {
-        pages::html(status, "Bad request", &e.to_string(), None)
-    } else {
-        pages::json_error(status, "bad_request", &e.to_string())
-    };
-    set_identity(rt, &mut res, None);
-    res
 }
 
 #[cfg(test)]

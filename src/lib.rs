@@ -23,7 +23,8 @@
 //!   into the runtime; [`transport`]: its upstream connection pools and streamed bodies.
 //! - [`server`]: listeners, TLS, connection limits, routing, graceful drain.
 //! - [`admin`]: `/healthz`, `/readyz`, `/admin/sessions`; the admin token and Host check.
-//! - [`error`] and [`pages`]: the single error → response function and the HTML/JSON bodies.
+//! - [`respond`]: the one place a decision or a failure becomes a response, in every mode.
+//! - [`error`] and [`pages`]: fault classes and error chains; the HTML/JSON bodies.
 //! - `devidp` and `demo`: the development issuer and `portcullis demo` (never used by `serve`;
 //!   only in builds with the `dev-issuer` feature, which is on by default).
 //! - [`check`]: `portcullis check`, the same probes at start-up.
@@ -75,6 +76,7 @@ pub mod proxy_table;
 pub mod redirect;
 pub mod refresh;
 pub mod request_id;
+pub mod respond;
 pub mod rules;
 pub mod secret;
 pub mod server;

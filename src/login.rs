@@ -15,11 +15,11 @@ use http::{Request, Response, StatusCode};
 
 use crate::clock::unix_now;
 use crate::diagnostics::{self, Class};
-use crate::error;
 use crate::http_util::{self, Body};
 use crate::oidc::flow::{self, FlowState, FLOW_TTL_SECS};
 use crate::oidc::LoginError;
 use crate::pipeline::{Gateway, Runtime};
+use crate::respond::{self, At, Failure, Mode};
 use crate::rules::host::normalize_host;
 use crate::secret::constant_time_eq;
 use crate::session::{Session, SessionId};
@@ -94,11 +94,11 @@ pub async fn start<B>(
     );
     let (url, flow) = match gw.oidc.begin(&redirect_uri, &rd).await {
         Ok(v) => v,
-        Err(e) => return error::login_failed(&e, &retry),
+        Err(e) => return login_failed(req.headers(), &e, &retry),
     };
     diagnostics::watch_redirect_uri(&gw.oidc, &redirect_uri);
     let Some((name, value)) = flow.seal(&gw.keys) else {
-        return error::login_failed(&LoginError::StateInvalid, &retry);
+        return login_failed(req.headers(), &LoginError::StateInvalid, &retry);
     };
     let mut res = http_util::redirect(&url);
     let evict = flow::to_evict(flow::present(&gw.keys, http_util::cookies(req.headers())));
@@ -155,7 +155,7 @@ pub async fn callback<B>(
         }
         Err(e) => {
             diagnostics::login_failed(&e);
-            error::login_failed(&e, &retry)
+            login_failed(req.headers(), &e, &retry)
         }
     };
     if let Some(name) = flow_cookie {
@@ -279,8 +279,8 @@ pub async fn sign_out<B>(
             gw.sessions.remove(&id).await
         };
         if let Err(e) = ended.await {
-            tracing::debug!(error = %e, "sign-out failed: session store unavailable");
-            return error::store_unavailable(http_util::is_browser(req.headers()));
+            let at = At::new(Mode::Endpoint, req.headers());
+            return respond::failure(None, &at, Failure::Store(&e));
         }
         tracing::info!(session = %id.log_tag(), "signed out");
     }
@@ -333,11 +333,17 @@ pub async fn userinfo<B>(gw: &Gateway, req: &Request<B>) -> Response<Body> {
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             res
         }
-        Err(e) => {
-            tracing::debug!(error = %e, "userinfo failed: session store unavailable");
-            error::store_unavailable(false)
-        }
+        Err(e) => respond::failure(None, &At::new(Mode::Api, req.headers()), Failure::Store(&e)),
     }
+}
+
+/// The page for a failed login, with a link that starts over.
+fn login_failed(headers: &http::HeaderMap, e: &LoginError, retry: &str) -> Response<Body> {
+    respond::failure(
+        None,
+        &At::new(Mode::Endpoint, headers),
+        Failure::Login(e, retry),
+    )
 }
 
 /// The validated `rd` (or `/`), logging rejected values.

@@ -1,8 +1,8 @@
 //! The few HTML and JSON bodies portcullis renders: error pages with a retry
 //! link, the 403 page naming the groups a rule needs, and small JSON errors
 //! for API clients. Every value echoed into HTML is escaped; nothing here
-//! logs. Called by `error` (the one error → response function) and by
-//! `forward_auth` for 403 answers.
+//! logs. Called by `respond` (where decisions and failures become
+//! responses) and by the endpoints for their own answers.
 //!
 //! With `server.pages_dir` the HTML pages come from the operator's
 //! [`templates`] instead: `server` runs each request inside [`branded`],

@@ -1,6 +1,6 @@
 //! The request phases in order: facts → rule → authentication →
 //! authorisation → [`Decision`]. Shared by forward auth and reverse-proxy
-//! mode, which differ only in how they turn a decision into a response.
+//! mode; `respond` turns the decision into the answer of either.
 //!
 //! Also home of [`Gateway`] (the long-lived state: sessions, OIDC client,
 //! cookie keys) and [`Runtime`] (the reloadable part: config, compiled
@@ -100,12 +100,27 @@ pub enum Decision<'a> {
     /// The rule (or the default) denies everybody.
     Deny(Option<&'a CompiledRule>),
     /// The session store could not answer: fail closed with 503.
-    StoreUnavailable(StoreError),
+    StoreUnavailable(Option<&'a CompiledRule>, StoreError),
 }
 
 // === impl Decision ===
 
-impl Decision<'_> {
+impl<'a> Decision<'a> {
+    /// The rule the decision was made under (`None`: the default policy).
+    pub fn rule(&self) -> Option<&'a CompiledRule> {
+        match self {
+            Decision::Public(r)
+            | Decision::Allow(_, r)
+            | Decision::Unauthenticated(r)
+            | Decision::InvalidToken(r)
+            | Decision::BadCredentials(r)
+            | Decision::TooManyAttempts(r, _)
+            | Decision::Forbidden(_, r)
+            | Decision::Deny(r)
+            | Decision::StoreUnavailable(r, _) => *r,
+        }
+    }
+
     /// The decision's `outcome` label in the metrics.
     pub fn outcome(&self) -> Outcome {
         match self {
@@ -115,7 +130,7 @@ impl Decision<'_> {
             Decision::Forbidden(..) | Decision::Deny(_) | Decision::TooManyAttempts(..) => {
                 Outcome::Deny
             }
-            Decision::StoreUnavailable(_) => Outcome::Error,
+            Decision::StoreUnavailable(..) => Outcome::Error,
         }
     }
 
@@ -256,7 +271,8 @@ impl Gateway {
         ));
     }
 
-    /// Runs the phases for one request, and counts the decision.
+    /// Runs the phases for one request. The decision is counted where it
+    /// is answered (`respond`).
     pub async fn decide<'a>(
         &self,
         rt: &'a Runtime,
@@ -282,8 +298,6 @@ impl Gateway {
             Match::Default(DefaultPolicy::Deny) => (None, Policy::Deny),
         };
         let decision = self.judge(rt, rule, policy, facts, headers).await;
-        rt.decisions
-            .count(rule.map(|r| r.index), decision.outcome());
         crate::access::note(
             rule_name(rule),
             decision.principal().map(|p| p.identity().user.as_str()),
@@ -335,7 +349,7 @@ impl Gateway {
                 None => match self.session(headers).await {
                     Ok(Some(s)) => Principal::Session(s),
                     Ok(None) => return Decision::Unauthenticated(rule),
-                    Err(e) => return Decision::StoreUnavailable(e),
+                    Err(e) => return Decision::StoreUnavailable(rule, e),
                 },
             }
         };

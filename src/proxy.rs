@@ -12,9 +12,10 @@
 //! - [`body`]: streaming bodies with an idle timeout (in `transport`);
 //! - [`tunnel`]: WebSocket (HTTP/1.1 `Upgrade`) pass-through.
 //!
-//! The upstream sees the normalised path that the rules judged. Failures
-//! answer 502 (refused, reset, TLS) or 504 (connect or response-head
-//! timeout); the log names the upstream and the cause, the page names neither.
+//! The upstream sees the normalised path that the rules judged. Refusals and
+//! failures are answered by `respond`: 502 (refused, reset, TLS) or 504
+//! (connect or response-head timeout), the log naming the upstream and the
+//! cause, the page neither.
 
 pub mod tunnel;
 
@@ -25,15 +26,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use http::header::{self, HeaderMap, HeaderName};
-use http::{Request, Response, StatusCode, Version};
+use http::{Request, Response, Version};
 use http_body_util::Either;
 use hyper::body::Incoming;
 
-use crate::http_util::{self, Body};
+use crate::http_util::Body;
 use crate::identity::IdentityHeaders;
-use crate::metrics::Outcome;
-use crate::pages;
-use crate::pipeline::{rule_name, Decision, Gateway, Principal, Runtime};
+use crate::pipeline::{Gateway, Principal};
+use crate::respond::{self, Answer, Asked, At, Failure, Mode};
 use crate::rules::host::normalize_host;
 use crate::rules::path::{normalize, split_target};
 use crate::rules::RequestFacts;
@@ -44,10 +44,6 @@ use self::pool::{Lease, Pool, PoolError, Use};
 use self::upstream::Upstream;
 
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-
-/// The reverse-proxy handler. Stateless: the upstreams live in the runtime.
-#[derive(Debug, Default)]
-pub struct Proxy;
 
 /// Why a request could not be forwarded.
 #[derive(Debug, thiserror::Error)]
@@ -61,124 +57,115 @@ pub enum UpstreamError {
     /// Refused, reset, TLS failure, malformed answer.
     #[error("upstream request failed: {0}")]
     Failed(#[source] PoolError),
+    /// The request's path and query do not make a valid URI on the
+    /// upstream's URL.
+    #[error("cannot build the upstream URI")]
+    Uri,
 }
 
-// === impl Proxy ===
-
-impl Proxy {
-    /// The handler.
-    pub fn new() -> Self {
-        Proxy
-    }
-
-    /// Handles a request that is not for the gateway's own endpoints.
-    pub async fn handle(
-        &self,
-        gw: &Gateway,
-        mut req: Request<Incoming>,
-        peer: SocketAddr,
-        tls: bool,
-    ) -> Response<Body> {
-        let rt = gw.runtime.load();
-        let host_raw = request_host(&req).to_owned();
-        let Ok(host) = normalize_host(&host_raw) else {
-            rt.decisions.count_unjudged(Outcome::BadRequest);
-            return pages::json_error(StatusCode::BAD_REQUEST, "bad_request", "malformed host");
-        };
-        let path = match normalize(split_target(req.uri().path())) {
-            Ok(p) => p,
-            Err(e) => {
-                rt.decisions.count_unjudged(Outcome::BadRequest);
-                match crate::diagnostics::client_error(crate::diagnostics::ClientError::BadProxied)
-                {
-                    Some(suppressed) => {
-                        tracing::info!(error = %e, suppressed, "proxied request rejected")
-                    }
-                    None => tracing::debug!(error = %e, "proxied request rejected"),
-                }
-                return pages::json_error(StatusCode::BAD_REQUEST, "bad_request", &e.to_string());
-            }
-        };
-        let facts = RequestFacts {
-            host: &host,
-            path: &path,
-            method: Some(req.method()),
-            client: crate::client_addr::for_rules(
-                &rt.rules,
-                peer.ip(),
-                req.headers(),
-                &rt.config.server.trusted_proxies,
-            ),
-        };
-        let matched = rt.rules.evaluate(&facts);
-        let Some(upstream) = rt.proxy.upstreams.find(&matched, &facts).cloned() else {
-            return crate::error::not_found();
-        };
-        let trusted = rt.is_trusted(peer.ip());
-        let proto = client_proto(req.headers(), tls, trusted);
-        let allowed = match gw.decide_matched(&rt, matched, &facts, req.headers()).await {
-            Decision::Allow(p, _) => Some(p),
-            Decision::Public(_) => None,
-            other => return refuse(&rt, other, &req, &host_raw, proto),
-        };
-        let empty = IdentityHeaders::empty();
-        let identity = allowed.as_ref().map_or(&empty, Principal::headers);
-        let session = match &allowed {
-            Some(Principal::Session(s)) => Some(&**s),
-            _ => None,
-        };
-        let Some(uri) = upstream.uri(req.uri(), &path) else {
-            tracing::warn!(upstream = %upstream.url, "cannot build the upstream URI");
-            return bad_gateway();
-        };
-        let upgrade =
-            headers::upgrade_of(req.headers()).filter(|_| req.version() < Version::HTTP_2);
-        let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
-        let (mut parts, body) = req.into_parts();
-        parts.uri = uri;
-        parts.version = Version::HTTP_11;
-        let fwd = Forwarding {
-            peer: peer.ip(),
-            trusted,
-            proto,
-            host: &host_raw,
-        };
-        rt.proxy.hygiene.scrub_request(
-            &mut parts.headers,
-            gw.keys.cookie_name(),
-            identity,
-            session,
-            &fwd,
-            upgrade.clone(),
-        );
-        if let (Some(signer), Some(p)) = (&rt.assertion, &allowed) {
-            let value = signer.assertion(p, &host, crate::clock::unix_secs());
-            parts
-                .headers
-                .insert(crate::assertion::X_AUTH_ASSERTION.clone(), value);
-        }
+/// Handles a request that is not for the gateway's own endpoints.
+pub async fn handle(
+    gw: &Gateway,
+    mut req: Request<Incoming>,
+    peer: SocketAddr,
+    tls: bool,
+) -> Response<Body> {
+    let rt = gw.runtime.load();
+    let host_raw = request_host(&req).to_owned();
+    let at = At::new(Mode::Proxy, req.headers());
+    let Ok(host) = normalize_host(&host_raw) else {
+        return respond::failure(Some(&rt), &at, Failure::BadHost);
+    };
+    let path = match normalize(split_target(req.uri().path())) {
+        Ok(p) => p,
+        Err(e) => return respond::failure(Some(&rt), &at, Failure::BadPath(&e)),
+    };
+    let facts = RequestFacts {
+        host: &host,
+        path: &path,
+        method: Some(req.method()),
+        client: crate::client_addr::for_rules(
+            &rt.rules,
+            peer.ip(),
+            req.headers(),
+            &rt.config.server.trusted_proxies,
+        ),
+    };
+    let matched = rt.rules.evaluate(&facts);
+    let Some(upstream) = rt.proxy.upstreams.find(&matched, &facts).cloned() else {
+        return respond::failure(Some(&rt), &at, Failure::NotFound);
+    };
+    let trusted = rt.is_trusted(peer.ip());
+    let proto = client_proto(req.headers(), tls, trusted);
+    let decision = gw.decide_matched(&rt, matched, &facts, req.headers()).await;
+    let asked = Asked {
+        proto,
+        host_raw: &host_raw,
+        target: req
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/"),
+    };
+    let allowed = match respond::decision(&rt, &at, &asked, decision) {
+        Answer::Pass(p) => p,
+        Answer::Respond(res) => return res,
+    };
+    let empty = IdentityHeaders::empty();
+    let identity = allowed.as_ref().map_or(&empty, Principal::headers);
+    let session = match &allowed {
+        Some(Principal::Session(s)) => Some(&**s),
+        _ => None,
+    };
+    let Some(uri) = upstream.uri(req.uri(), &path) else {
+        return upstream_failed(&upstream, &UpstreamError::Uri);
+    };
+    let upgrade = headers::upgrade_of(req.headers()).filter(|_| req.version() < Version::HTTP_2);
+    let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
+    let (mut parts, body) = req.into_parts();
+    parts.uri = uri;
+    parts.version = Version::HTTP_11;
+    let fwd = Forwarding {
+        peer: peer.ip(),
+        trusted,
+        proto,
+        host: &host_raw,
+    };
+    rt.proxy.hygiene.scrub_request(
+        &mut parts.headers,
+        gw.keys.cookie_name(),
+        identity,
+        session,
+        &fwd,
+        upgrade.clone(),
+    );
+    if let (Some(signer), Some(p)) = (&rt.assertion, &allowed) {
+        let value = signer.assertion(p, &host, crate::clock::unix_secs());
         parts
             .headers
-            .insert(header::HOST, upstream.host_header(&host_raw));
-        drop(rt);
-        // Bodies with content report progress, so the response-head timeout
-        // starts once they are sent; an empty body never makes the timer wait.
-        let progress =
-            (!hyper::body::Body::is_end_stream(&body)).then(|| Arc::new(body::Progress::default()));
-        let mut body = IdleBody::new(
-            body,
-            upstream.idle_timeout,
-            "request",
-            upstream.label.clone(),
-        );
-        if let Some(p) = &progress {
-            body = body.with_progress(p.clone());
-        }
-        let req = Request::from_parts(parts, body);
-        match client_upgrade {
-            Some(on_client) => Box::pin(tunnel::forward(&upstream, req, on_client)).await,
-            None => forward(&upstream, req, progress.as_deref()).await,
-        }
+            .insert(crate::assertion::X_AUTH_ASSERTION.clone(), value);
+    }
+    parts
+        .headers
+        .insert(header::HOST, upstream.host_header(&host_raw));
+    drop(rt);
+    // Bodies with content report progress, so the response-head timeout
+    // starts once they are sent; an empty body never makes the timer wait.
+    let progress =
+        (!hyper::body::Body::is_end_stream(&body)).then(|| Arc::new(body::Progress::default()));
+    let mut body = IdleBody::new(
+        body,
+        upstream.idle_timeout,
+        "request",
+        upstream.label.clone(),
+    );
+    if let Some(p) = &progress {
+        body = body.with_progress(p.clone());
+    }
+    let req = Request::from_parts(parts, body);
+    match client_upgrade {
+        Some(on_client) => Box::pin(tunnel::forward(&upstream, req, on_client)).await,
+        None => forward(&upstream, req, progress.as_deref()).await,
     }
 }
 
@@ -320,90 +307,19 @@ fn upstream_response(upstream: &Upstream, res: Response<Incoming>, lease: Lease)
 
 /// 502 or 504; the log names the upstream and the cause, the page neither.
 fn upstream_failed(upstream: &Upstream, e: &UpstreamError) -> Response<Body> {
-    tracing::warn!(rule.name = %upstream.rule, upstream = %upstream.url, error = %e, "proxied request failed");
-    match e {
-        UpstreamError::ConnectTimeout | UpstreamError::HeadTimeout => pages::html(
-            StatusCode::GATEWAY_TIMEOUT,
-            "Gateway timeout",
-            "The application behind this address took too long to answer.",
-            None,
+    let at = At {
+        mode: Mode::Proxy,
+        headers: None,
+        id: None,
+    };
+    let failure = Failure::Upstream {
+        rule: &upstream.rule,
+        url: &upstream.label,
+        error: e,
+        timed_out: matches!(
+            e,
+            UpstreamError::ConnectTimeout | UpstreamError::HeadTimeout
         ),
-        UpstreamError::Failed(_) => bad_gateway(),
-    }
-}
-
-fn bad_gateway() -> Response<Body> {
-    pages::html(
-        StatusCode::BAD_GATEWAY,
-        "Bad gateway",
-        "The application behind this address is not answering.",
-        None,
-    )
-}
-
-/// The answer for a request the decision does not let through.
-fn refuse(
-    rt: &Runtime,
-    decision: Decision<'_>,
-    req: &Request<Incoming>,
-    host_raw: &str,
-    proto: &'static str,
-) -> Response<Body> {
-    let browser = http_util::is_browser(req.headers());
-    match decision {
-        // Allow and Public never get here; should they, they are refused as unauthenticated.
-        Decision::Allow(..) | Decision::Public(_) | Decision::Unauthenticated(_) => {
-            let original = crate::forward_auth::Original {
-                proto,
-                host_raw: host_raw.into(),
-                target: req
-                    .uri()
-                    .path_and_query()
-                    .map(|p| p.as_str())
-                    .unwrap_or("/")
-                    .into(),
-                method: Some(req.method().clone()),
-                nginx: false,
-            };
-            let mut res = crate::forward_auth::unauthenticated(rt, &original, req.headers());
-            if let Decision::Unauthenticated(rule) = decision {
-                crate::forward_auth::challenge_basic(rule, &mut res);
-            }
-            res
-        }
-        Decision::BadCredentials(_) => crate::forward_auth::bad_credentials(),
-        Decision::TooManyAttempts(_, secs) => crate::forward_auth::too_many_attempts(secs, false),
-        Decision::InvalidToken(rule) => {
-            tracing::info!(
-                rule.name = rule_name(rule),
-                decision = "invalid_token",
-                "proxied request denied: bearer token rejected"
-            );
-            crate::forward_auth::invalid_token()
-        }
-        Decision::Forbidden(p, rule) => {
-            tracing::info!(rule.name = rule_name(rule), user = %p.identity().user, decision = "forbidden", "proxied request denied");
-            let sign_out = format!("{}/sign_out", rt.prefix());
-            pages::forbidden(
-                browser,
-                &p.identity().user,
-                rule_name(rule),
-                &pages::Needed::of(rule, p.identity()),
-                &sign_out,
-            )
-        }
-        Decision::Deny(rule) => {
-            tracing::info!(
-                rule.name = rule_name(rule),
-                decision = "deny",
-                "proxied request denied by rule"
-            );
-            crate::forward_auth::deny(req.headers())
-        }
-        Decision::StoreUnavailable(e) => {
-            // The store logs the outage once; one line per request would flood.
-            tracing::debug!(error = %e, "session store unavailable; answering 503");
-            crate::error::store_unavailable(browser)
-        }
-    }
+    };
+    respond::failure(None, &at, failure)
 }

@@ -27,6 +27,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
+use crate::clock;
 use crate::config::{Config, StoreKind};
 use crate::diagnostics::{self, Class};
 use crate::oidc::Oidc;
@@ -34,7 +35,6 @@ use crate::pipeline::{Gateway, Runtime};
 use crate::session::memory::MemoryStore;
 use crate::session::redis::RedisStore;
 use crate::session::{SessionKeys, SessionStore};
-use crate::{clock, proxy};
 
 mod conn;
 mod router;
@@ -84,7 +84,6 @@ pub enum Role {
 /// Everything a connection needs.
 struct Shared {
     gw: Arc<Gateway>,
-    proxy: proxy::Proxy,
     role: Role,
     tls: Option<TlsAcceptor>,
     builder: auto::Builder<TokioExecutor>,
@@ -180,7 +179,6 @@ pub async fn serve(
         .keep_alive_interval(Some(Duration::from_secs(30)));
     let shared = Arc::new(Shared {
         gw,
-        proxy: proxy::Proxy::new(),
         role,
         tls,
         builder,

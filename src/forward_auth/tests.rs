@@ -1,6 +1,7 @@
 //! Unit tests of reading the original request from forward-auth headers.
 
 use super::*;
+use http::HeaderValue;
 
 fn map(pairs: &[(&str, &[u8])]) -> HeaderMap {
     let mut h = HeaderMap::new();

@@ -12,7 +12,7 @@ use tracing::Instrument;
 use crate::http_util::Body;
 use crate::pipeline::{Peer, Runtime};
 use crate::request_id::{self, X_REQUEST_ID};
-use crate::{access, admin, error, forward_auth, login, proxy};
+use crate::{access, admin, forward_auth, login, proxy, respond};
 
 use super::{Role, Shared};
 
@@ -123,7 +123,7 @@ async fn dispatch(
             drop(rt);
             return Box::pin(admin::handle_admin(gw, &req, peer).instrument(conn.span()))
                 .await
-                .unwrap_or_else(error::not_found);
+                .unwrap_or_else(respond::not_found);
         }
         Role::Main { with_admin } => with_admin,
     };
@@ -166,7 +166,7 @@ async fn dispatch(
             ("/debug", &Method::GET) => {
                 Box::pin(crate::debug::handle(gw, &req, peer).instrument(conn.span())).await
             }
-            _ => error::not_found(),
+            _ => respond::not_found(),
         };
     }
     drop(rt);
@@ -184,11 +184,5 @@ async fn dispatch(
         req.headers_mut()
             .insert(&X_REQUEST_ID, conn.peer.id.clone());
     }
-    Box::pin(
-        shared
-            .proxy
-            .handle(gw, req, peer, tls)
-            .instrument(conn.span()),
-    )
-    .await
+    Box::pin(proxy::handle(gw, req, peer, tls).instrument(conn.span())).await
 }
