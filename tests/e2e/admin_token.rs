@@ -14,7 +14,9 @@ use std::time::Duration;
 
 use crate::support::browser::Browser;
 use crate::support::free_port;
-use crate::support::gateway::{direct_config, Gateway, Launch, APP_RULES, LISTEN_PLACEHOLDER};
+use crate::support::gateway::{
+    app_config, direct_config, Gateway, Launch, APP_RULES, LISTEN_PLACEHOLDER,
+};
 use crate::support::http::{raw_get, raw_request, RawResponse};
 use crate::support::idp::{Idp, CLIENT_SECRET};
 use crate::support::proc::{scratch_dir, LogsOnFailure, Proc};
@@ -92,20 +94,8 @@ fn admin(
 
 /// The forward-auth check of `/` on app.example.com with `cookie`: its status.
 fn check(gw: &Gateway, cookie: &str) -> u16 {
-    raw_get(
-        gw.port,
-        &format!("127.0.0.1:{}", gw.port),
-        "/oauth2/auth",
-        &[
-            ("Accept", "application/json"),
-            ("Cookie", cookie),
-            ("X-Forwarded-Method", "GET"),
-            ("X-Forwarded-Proto", "http"),
-            ("X-Forwarded-Host", "app.example.com"),
-            ("X-Forwarded-Uri", "/"),
-        ],
-    )
-    .status
+    let headers = [("Accept", "application/json"), ("Cookie", cookie)];
+    gw.check_app("/", &headers).status
 }
 
 #[tokio::test]
@@ -116,11 +106,7 @@ async fn admin_revocation_needs_the_token() {
     let token_file = dir.join("admin_token");
     std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
     let config = with_public_admin(
-        &direct_config(
-            &idp.issuer,
-            r#"allowed_redirect_domains = ["app.example.com"]"#,
-            APP_RULES,
-        ),
+        &app_config(&idp.issuer),
         admin_port,
         &format!("admin_token_file = {token_file:?}\n"),
     );
@@ -134,16 +120,7 @@ async fn admin_revocation_needs_the_token() {
     let _logs = LogsOnFailure(vec![&idp.proc, &gw.proc]);
 
     // A real session.
-    let b = Browser::new();
-    let base = format!("http://app.example.com:{port}");
-    let page = b
-        .open_as(&format!("{base}/oauth2/start?rd=%2F"), "alice")
-        .await;
-    let cookie = format!(
-        "_portcullis={}",
-        b.cookie(&base, "_portcullis")
-            .unwrap_or_else(|| panic!("no session cookie after login:\n{page}"))
-    );
+    let cookie = gw.login(&Browser::new(), "alice").await;
     assert_eq!(check(&gw, &cookie), 200);
 
     let host = format!("127.0.0.1:{admin_port}");

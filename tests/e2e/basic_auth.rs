@@ -12,7 +12,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine;
 
@@ -20,7 +20,7 @@ use crate::support::echo::{Echo, Seen};
 use crate::support::gateway::{direct_config, Gateway, Launch, LISTEN_PLACEHOLDER};
 use crate::support::http::{raw_get, RawResponse};
 use crate::support::idp::{Idp, CLIENT_SECRET};
-use crate::support::proc::{scratch_dir, LogsOnFailure};
+use crate::support::proc::{scratch_dir, LogsOnFailure, Proc};
 use crate::support::proxy::{self, Edits, Kind, Ports};
 use crate::support::{free_port, require_binary};
 
@@ -121,6 +121,20 @@ struct Stack {
     echo: Echo,
 }
 
+impl Stack {
+    /// `kind` in front of the gateway and the echo app: its port and process.
+    fn front(&self, kind: Kind) -> (u16, Proc) {
+        proxy::require(kind);
+        let port = free_port();
+        let ports = Ports {
+            proxy: port,
+            gateway: self.gw.port,
+            app: self.echo.port,
+        };
+        (port, proxy::start(kind, &ports, &Edits::default()))
+    }
+}
+
 fn start(name: &str) -> Stack {
     let echo = Echo::start();
     let files = password_files(name);
@@ -216,17 +230,7 @@ fn basic_answers(port: u16, kind: &str) {
 #[tokio::test]
 async fn basic_auth_behind_traefik() {
     let s = start("portcullis-basic-traefik");
-    proxy::require(Kind::Traefik);
-    let port = free_port();
-    let front = proxy::start(
-        Kind::Traefik,
-        &Ports {
-            proxy: port,
-            gateway: s.gw.port,
-            app: s.echo.port,
-        },
-        &Edits::default(),
-    );
+    let (port, front) = s.front(Kind::Traefik);
     let _logs = LogsOnFailure(vec![&idp().proc, &s.gw.proc, &front]);
     basic_answers(port, "traefik");
     // Traefik hands portcullis's 401 to the client as it is: the challenge too.
@@ -261,17 +265,7 @@ async fn basic_auth_behind_traefik() {
 #[tokio::test]
 async fn basic_auth_behind_nginx() {
     let s = start("portcullis-basic-nginx");
-    proxy::require(Kind::Nginx);
-    let port = free_port();
-    let front = proxy::start(
-        Kind::Nginx,
-        &Ports {
-            proxy: port,
-            gateway: s.gw.port,
-            app: s.echo.port,
-        },
-        &Edits::default(),
-    );
+    let (port, front) = s.front(Kind::Nginx);
     let _logs = LogsOnFailure(vec![&idp().proc, &s.gw.proc, &front]);
     basic_answers(port, "nginx");
     let r = get(
@@ -338,17 +332,7 @@ async fn dav_from(port: u16, source: [u8; 4], auth: &str) -> (u16, Option<u64>) 
 #[tokio::test]
 async fn failed_attempts_are_limited_per_user_and_per_address() {
     let s = start("portcullis-basic-limit");
-    proxy::require(Kind::Traefik);
-    let port = free_port();
-    let front = proxy::start(
-        Kind::Traefik,
-        &Ports {
-            proxy: port,
-            gateway: s.gw.port,
-            app: s.echo.port,
-        },
-        &Edits::default(),
-    );
+    let (port, front) = s.front(Kind::Traefik);
     let _logs = LogsOnFailure(vec![&idp().proc, &s.gw.proc, &front]);
     let guesser = [127, 0, 0, 4];
     let owner = [127, 0, 0, 5];
@@ -441,23 +425,6 @@ fn refused_hashes_are_named_with_their_line_numbers() {
     }
 }
 
-fn hup(gw: &Gateway) {
-    let status = Command::new("kill")
-        .args(["-HUP", &gw.proc.pid().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
-/// Waits until the gateway has logged `needle` `count` times.
-fn wait_log(gw: &Gateway, needle: &str, count: usize) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while gw.log().matches(needle).count() < count {
-        assert!(Instant::now() < deadline, "no {needle:?}:\n{}", gw.log());
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[tokio::test]
 async fn sighup_rereads_the_password_and_groups_files() {
     let s = start("portcullis-basic-reload");
@@ -470,8 +437,8 @@ async fn sighup_rereads_the_password_and_groups_files() {
     // A new password for alice, and alice joins ops.
     htpasswd(&s.files.0, "-bB", "alice", "alice-pw-new");
     std::fs::write(&s.files.1, "dav: alice bob carol\nops: bob alice\n").unwrap();
-    hup(&s.gw);
-    wait_log(&s.gw, "configuration reloaded", 1);
+    s.gw.hup();
+    s.gw.wait_log("configuration reloaded", 1);
     // The old password was verified (and cached) before; it no longer counts.
     let r = get(s.gw.port, host, "/", Some(&old));
     assert_eq!(r.status, 401, "{}", r.text());
@@ -483,8 +450,8 @@ async fn sighup_rereads_the_password_and_groups_files() {
     let mut text = std::fs::read_to_string(&s.files.0).unwrap();
     text.push_str("mallory:$apr1$ahmAwEGD$U.1opusfy8dR9yB192vq.1\n");
     std::fs::write(&s.files.0, text).unwrap();
-    hup(&s.gw);
-    wait_log(&s.gw, "reload refused", 1);
+    s.gw.hup();
+    s.gw.wait_log("reload refused", 1);
     let log = s.gw.log();
     assert!(log.contains("line 4"), "{log}");
     assert_eq!(get(s.gw.port, host, "/", Some(&new)).status, 200);

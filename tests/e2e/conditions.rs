@@ -24,7 +24,7 @@ use crate::support::browser::Browser;
 use crate::support::echo::Echo;
 use crate::support::free_port;
 use crate::support::gateway::{direct_config, Gateway, Launch};
-use crate::support::http::{raw_get, RawResponse};
+use crate::support::http::RawResponse;
 use crate::support::idp::{password, Idp};
 use crate::support::proc::{LogsOnFailure, Proc};
 use crate::support::proxy::{self, Edits, Kind, Ports};
@@ -80,32 +80,12 @@ impl Stack {
 
 /// Logs `user` in; the session cookie as a `Cookie` header value.
 async fn login(gw: &Gateway, user: &str) -> String {
-    let b = Browser::new();
-    let base = format!("http://app.example.com:{}", gw.port);
-    let page = b
-        .open_as(&format!("{base}/oauth2/start?rd=%2F"), user)
-        .await;
-    let value = b
-        .cookie(&base, "_portcullis")
-        .unwrap_or_else(|| panic!("no session cookie after login:\n{page}"));
-    format!("_portcullis={value}")
+    gw.login(&Browser::new(), user).await
 }
 
 /// The forward-auth check for `path` on app.example.com.
 fn check(gw: &Gateway, cookie: &str, path: &str, accept: &str) -> RawResponse {
-    raw_get(
-        gw.port,
-        &format!("127.0.0.1:{}", gw.port),
-        "/oauth2/auth",
-        &[
-            ("Accept", accept),
-            ("Cookie", cookie),
-            ("X-Forwarded-Method", "GET"),
-            ("X-Forwarded-Proto", "http"),
-            ("X-Forwarded-Host", "app.example.com"),
-            ("X-Forwarded-Uri", path),
-        ],
-    )
+    gw.check_app(path, &[("Accept", accept), ("Cookie", cookie)])
 }
 
 #[tokio::test]

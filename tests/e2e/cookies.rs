@@ -13,7 +13,7 @@ use std::sync::OnceLock;
 
 use crate::support::browser::Browser;
 use crate::support::free_port;
-use crate::support::gateway::{direct_config, Gateway, Launch, APP_RULES, SESSION_SECRET};
+use crate::support::gateway::{app_config, Gateway, Launch, SESSION_SECRET};
 use crate::support::http::{raw_get, RawResponse};
 use crate::support::idp::Idp;
 use crate::support::proc::LogsOnFailure;
@@ -42,11 +42,7 @@ fn stack() -> &'static Stack {
         let ports = [free_port(), free_port(), free_port(), free_port()];
         let [pa, pb, pc, pd] = ports;
         let idp = Idp::start(&ports.map(|p| format!("http://app.example.com:{p}/oauth2/callback")));
-        let config = direct_config(
-            &idp.issuer,
-            r#"allowed_redirect_domains = ["app.example.com"]"#,
-            APP_RULES,
-        );
+        let config = app_config(&idp.issuer);
         let a = Gateway::launch(Launch {
             name: "portcullis-a",
             config: &config,

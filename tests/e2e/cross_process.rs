@@ -13,7 +13,7 @@ use url::Url;
 
 use crate::support::balancer::Balancer;
 use crate::support::browser::{Browser, Nav, Page};
-use crate::support::gateway::{direct_config, Gateway, Launch, APP_RULES, LISTEN_PLACEHOLDER};
+use crate::support::gateway::{app_config, Gateway, Launch, LISTEN_PLACEHOLDER};
 use crate::support::idp::Idp;
 use crate::support::proc::{scratch_dir, LogsOnFailure};
 
@@ -34,12 +34,7 @@ fn stack() -> &'static Stack {
             .map(|lb| format!("http://app.example.com:{}/oauth2/callback", lb.port))
             .collect();
         let idp = Idp::start(&uris);
-        let config = direct_config(
-            &idp.issuer,
-            r#"allowed_redirect_domains = ["app.example.com"]"#,
-            APP_RULES,
-        )
-        .replace(LISTEN_PLACEHOLDER, "127.0.0.1:0");
+        let config = app_config(&idp.issuer).replace(LISTEN_PLACEHOLDER, "127.0.0.1:0");
         let file = scratch_dir("shared-config").join("portcullis.toml");
         std::fs::write(&file, config).unwrap();
         let a = Gateway::launch(Launch {

@@ -112,19 +112,7 @@ async fn login(gw: &Gateway, user: &str) -> String {
 
 /// The forward-auth check for `path` on app.example.com, as an API client.
 fn check(gw: &Gateway, cookie: &str, path: &str) -> RawResponse {
-    raw_get(
-        gw.port,
-        &format!("127.0.0.1:{}", gw.port),
-        "/oauth2/auth",
-        &[
-            ("Accept", "application/json"),
-            ("Cookie", cookie),
-            ("X-Forwarded-Method", "GET"),
-            ("X-Forwarded-Proto", "http"),
-            ("X-Forwarded-Host", "app.example.com"),
-            ("X-Forwarded-Uri", path),
-        ],
-    )
+    gw.check_app(path, &[("Accept", "application/json"), ("Cookie", cookie)])
 }
 
 fn email_header(r: &RawResponse) -> String {

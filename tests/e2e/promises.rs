@@ -28,7 +28,9 @@ use url::Url;
 use crate::support::balancer::Balancer;
 use crate::support::browser::{Browser, Nav};
 use crate::support::echo::{Echo, Seen};
-use crate::support::gateway::{direct_config, Gateway, Launch, APP_RULES, SESSION_SECRET};
+use crate::support::gateway::{
+    app_config, direct_config, Gateway, Launch, APP_RULES, SESSION_SECRET,
+};
 use crate::support::http::{raw_get, raw_request, RawResponse};
 use crate::support::idp::{Idp, CLIENT_ID, CLIENT_SECRET};
 use crate::support::proc::{scratch_dir, LogsOnFailure};
@@ -98,11 +100,7 @@ fn shared() -> &'static Shared {
 /// A gateway config on `redis_url` with an admin listener; `session_extra`
 /// is appended to `[session]`.
 fn redis_config(redis_url: &str, admin_port: u16, session_extra: &str) -> String {
-    direct_config(
-        &shared().idp.issuer,
-        r#"allowed_redirect_domains = ["app.example.com"]"#,
-        APP_RULES,
-    )
+    app_config(&shared().idp.issuer)
     .replace(
         "[session]\ncookie_secure = false\n",
         &format!(

@@ -15,7 +15,7 @@ use url::Url;
 use crate::support::browser::{Browser, Nav};
 use crate::support::encode;
 use crate::support::free_port;
-use crate::support::gateway::{direct_config, Gateway, Launch, APP_RULES};
+use crate::support::gateway::{app_config, Gateway, Launch};
 use crate::support::idp::{Idp, CLIENT_ID, CLIENT_SECRET};
 use crate::support::proc::LogsOnFailure;
 
@@ -42,11 +42,7 @@ fn stack() -> &'static Stack {
             "response_types": ["code"],
         }]);
         let idp = Idp::start_with(&callbacks, serde_json::json!({ "clients": clients }));
-        let config = direct_config(
-            &idp.issuer,
-            r#"allowed_redirect_domains = ["app.example.com"]"#,
-            APP_RULES,
-        );
+        let config = app_config(&idp.issuer);
         let gateway = Gateway::launch(Launch {
             config: &config,
             port: Some(port),

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::browser::Browser;
 use crate::support::free_port;
-use crate::support::gateway::{direct_config, Gateway, Launch, APP_RULES};
+use crate::support::gateway::{app_config, Gateway, Launch};
 use crate::support::http::raw_get;
 use crate::support::idp::Idp;
 use crate::support::proc::LogsOnFailure;
@@ -27,18 +27,14 @@ fn idp(port: u16) -> Idp {
 
 /// A refreshing gateway config; `store` is extra `[session]` lines.
 fn config(issuer: &str, store: &str) -> String {
-    direct_config(
-        issuer,
-        r#"allowed_redirect_domains = ["app.example.com"]"#,
-        APP_RULES,
-    )
-    .replace(
-        "[session]\n",
-        &format!("[session]\nrefresh = true\n{store}"),
-    )
-    .replace("\"groups\"]", "\"groups\", \"offline_access\"]")
-    // Longer than any token delay below: the IdP is slow, not unreachable.
-    .replace("http_timeout = \"5s\"", "http_timeout = \"40s\"")
+    app_config(issuer)
+        .replace(
+            "[session]\n",
+            &format!("[session]\nrefresh = true\n{store}"),
+        )
+        .replace("\"groups\"]", "\"groups\", \"offline_access\"]")
+        // Longer than any token delay below: the IdP is slow, not unreachable.
+        .replace("http_timeout = \"5s\"", "http_timeout = \"40s\"")
 }
 
 fn start(name: &str, config: &str, port: u16) -> Gateway {
@@ -52,31 +48,15 @@ fn start(name: &str, config: &str, port: u16) -> Gateway {
 
 /// Logs alice in on `gw`: the session cookie's value.
 async fn login(gw: &Gateway) -> String {
-    let b = Browser::new();
-    let base = format!("http://app.example.com:{}", gw.port);
-    let page = b
-        .open_as(&format!("{base}/oauth2/start?rd=%2F"), "alice")
-        .await;
-    b.cookie(&base, "_portcullis")
-        .unwrap_or_else(|| panic!("no session cookie after login:\n{page}"))
+    let cookie = gw.login(&Browser::new(), "alice").await;
+    cookie["_portcullis=".len()..].to_owned()
 }
 
 /// A forward-auth check for `/` with the session cookie: its status.
 fn check(gw: &Gateway, cookie: &str) -> u16 {
-    raw_get(
-        gw.port,
-        &format!("127.0.0.1:{}", gw.port),
-        "/oauth2/auth",
-        &[
-            ("Accept", "text/html"),
-            ("Cookie", &format!("_portcullis={cookie}")),
-            ("X-Forwarded-Method", "GET"),
-            ("X-Forwarded-Proto", "http"),
-            ("X-Forwarded-Host", "app.example.com"),
-            ("X-Forwarded-Uri", "/"),
-        ],
-    )
-    .status
+    let cookie = format!("_portcullis={cookie}");
+    gw.check_app("/", &[("Accept", "text/html"), ("Cookie", &cookie)])
+        .status
 }
 
 /// Token requests that reached the IdP while it was delaying them.

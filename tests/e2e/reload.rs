@@ -3,11 +3,9 @@
 //! `session.cookie_name` and `oidc.client_id`) at their running values,
 //! naming them in the reload's log line.
 
-use std::time::{Duration, Instant};
-
 use crate::support::browser::Browser;
 use crate::support::free_port;
-use crate::support::gateway::{direct_config, Gateway, Launch, APP_RULES, LISTEN_PLACEHOLDER};
+use crate::support::gateway::{app_config, Gateway, Launch, LISTEN_PLACEHOLDER};
 use crate::support::http::raw_get;
 use crate::support::idp::Idp;
 use crate::support::proc::LogsOnFailure;
@@ -25,31 +23,15 @@ fn get(gw: &Gateway, path: &str, cookie: &str) -> (u16, String) {
 
 /// The forward-auth check of `/` on app.example.com with `cookie`.
 fn check(gw: &Gateway, cookie: &str) -> u16 {
-    raw_get(
-        gw.port,
-        &format!("127.0.0.1:{}", gw.port),
-        "/oauth2/auth",
-        &[
-            ("Accept", "application/json"),
-            ("Cookie", cookie),
-            ("X-Forwarded-Method", "GET"),
-            ("X-Forwarded-Proto", "http"),
-            ("X-Forwarded-Host", "app.example.com"),
-            ("X-Forwarded-Uri", "/"),
-        ],
-    )
-    .status
+    let headers = [("Accept", "application/json"), ("Cookie", cookie)];
+    gw.check_app("/", &headers).status
 }
 
 #[tokio::test]
 async fn sighup_applies_per_request_keys_and_names_the_restart_only_ones() {
     let port = free_port();
     let idp = Idp::start(&[format!("http://app.example.com:{port}/oauth2/callback")]);
-    let before = direct_config(
-        &idp.issuer,
-        r#"allowed_redirect_domains = ["app.example.com"]"#,
-        APP_RULES,
-    );
+    let before = app_config(&idp.issuer);
     let gw = Gateway::launch(Launch {
         name: "portcullis-sighup",
         config: &before,
@@ -58,16 +40,7 @@ async fn sighup_applies_per_request_keys_and_names_the_restart_only_ones() {
     });
     let _logs = LogsOnFailure(vec![&idp.proc, &gw.proc]);
 
-    let b = Browser::new();
-    let base = format!("http://app.example.com:{port}");
-    let page = b
-        .open_as(&format!("{base}/oauth2/start?rd=%2F"), "alice")
-        .await;
-    let cookie = format!(
-        "_portcullis={}",
-        b.cookie(&base, "_portcullis")
-            .unwrap_or_else(|| panic!("no session cookie after login:\n{page}"))
-    );
+    let cookie = gw.login(&Browser::new(), "alice").await;
     assert_eq!(check(&gw, &cookie), 200);
     assert_eq!(get(&gw, "/oauth2/debug", &cookie).0, 404, "debug is off");
 
@@ -95,23 +68,12 @@ async fn sighup_applies_per_request_keys_and_names_the_restart_only_ones() {
         after.replace(LISTEN_PLACEHOLDER, &format!("127.0.0.1:{port}")),
     )
     .unwrap();
-    let status = std::process::Command::new("kill")
-        .args(["-HUP", &gw.proc.pid().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let line = loop {
-        if let Some(l) = gw
-            .log()
-            .lines()
-            .find(|l| l.contains("configuration reloaded"))
-        {
-            break l.to_owned();
-        }
-        assert!(Instant::now() < deadline, "no reload line:\n{}", gw.log());
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    gw.hup();
+    let log = gw.wait_log("configuration reloaded", 1);
+    let line = log
+        .lines()
+        .find(|l| l.contains("configuration reloaded"))
+        .expect("the reload line");
     assert!(
         line.contains(r#"restart_required="oidc.client_id, session.cookie_name""#),
         "{line}"

@@ -604,14 +604,6 @@ upstream = "http://127.0.0.1:{echo}"
     )
 }
 
-fn hup(gw: &Gateway) {
-    let status = std::process::Command::new("kill")
-        .args(["-HUP", &gw.proc.pid().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
 #[tokio::test]
 async fn sighup_swaps_a_rule_while_a_websocket_stays_open() {
     let s = stack();
@@ -651,7 +643,7 @@ async fn sighup_swaps_a_rule_while_a_websocket_stays_open() {
         .unwrap()
     };
     write(config("deny"));
-    hup(&gw);
+    gw.hup();
     let deadline = Instant::now() + Duration::from_secs(20);
     while get(addr, "/swap", &[]).await.0 != 403 {
         assert!(
@@ -665,7 +657,7 @@ async fn sighup_swaps_a_rule_while_a_websocket_stays_open() {
 
     // A broken file is refused; the running rules and the tunnel stay.
     write(config("deny").replace("policy = \"deny\"", "policy = \"sometimes\""));
-    hup(&gw);
+    gw.hup();
     wait_for(
         "refused reload",
         || gw.proc.check_alive(),

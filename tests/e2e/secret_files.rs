@@ -12,10 +12,8 @@ use std::time::Duration;
 
 use crate::support::browser::Browser;
 use crate::support::free_port;
-use crate::support::gateway::{
-    direct_config, Gateway, Launch, APP_RULES, LISTEN_PLACEHOLDER, SESSION_SECRET,
-};
-use crate::support::http::{raw_get, raw_request};
+use crate::support::gateway::{app_config, Gateway, Launch, LISTEN_PLACEHOLDER, SESSION_SECRET};
+use crate::support::http::raw_request;
 use crate::support::idp::{Idp, CLIENT_SECRET};
 use crate::support::proc::{scratch_dir, LogsOnFailure, Proc};
 use crate::support::redis::Redis;
@@ -28,52 +26,24 @@ const NEW_SECRET: &str = "the-new-session-secret-from-a-file-0123456789";
 /// A direct config on Redis with an admin listener; `server`, `oidc` and
 /// `session` lines added to their sections.
 fn config(issuer: &str, admin: u16, server: &str, oidc: &str, session: &str) -> String {
-    direct_config(
-        issuer,
-        r#"allowed_redirect_domains = ["app.example.com"]"#,
-        APP_RULES,
-    )
-    .replace(
-        "trusted_proxies = [\"127.0.0.1/32\"]\n",
-        &format!(
+    app_config(issuer)
+        .replace(
+            "trusted_proxies = [\"127.0.0.1/32\"]\n",
+            &format!(
             "trusted_proxies = [\"127.0.0.1/32\"]\nadmin_listen = \"127.0.0.1:{admin}\"\n{server}\n"
         ),
-    )
-    .replace("[oidc]\n", &format!("[oidc]\n{oidc}\n"))
-    .replace(
-        "[session]\ncookie_secure = false\n",
-        &format!("[session]\ncookie_secure = false\nstore = \"redis\"\n{session}\n"),
-    )
-}
-
-/// Logs `b` in as alice through the gateway on `port`; the session cookie.
-async fn login(b: &Browser, port: u16) -> String {
-    let base = format!("http://app.example.com:{port}");
-    let page = b
-        .open_as(&format!("{base}/oauth2/start?rd=%2F"), "alice")
-        .await;
-    let value = b
-        .cookie(&base, "_portcullis")
-        .unwrap_or_else(|| panic!("no session cookie after login:\n{page}"));
-    format!("_portcullis={value}")
+        )
+        .replace("[oidc]\n", &format!("[oidc]\n{oidc}\n"))
+        .replace(
+            "[session]\ncookie_secure = false\n",
+            &format!("[session]\ncookie_secure = false\nstore = \"redis\"\n{session}\n"),
+        )
 }
 
 /// The forward-auth check of `/` on app.example.com with `cookie`: its status.
 fn check(gw: &Gateway, cookie: &str) -> u16 {
-    raw_get(
-        gw.port,
-        &format!("127.0.0.1:{}", gw.port),
-        "/oauth2/auth",
-        &[
-            ("Accept", "application/json"),
-            ("Cookie", cookie),
-            ("X-Forwarded-Method", "GET"),
-            ("X-Forwarded-Proto", "http"),
-            ("X-Forwarded-Host", "app.example.com"),
-            ("X-Forwarded-Uri", "/"),
-        ],
-    )
-    .status
+    let headers = [("Accept", "application/json"), ("Cookie", cookie)];
+    gw.check_app("/", &headers).status
 }
 
 #[tokio::test]
@@ -139,13 +109,13 @@ async fn every_secret_from_a_file() {
     // The client secret from its file completes a login; the session lives
     // in the Redis the URL's file names, behind its password.
     let b = Browser::new();
-    let cookie = login(&b, port).await;
+    let cookie = gw.login(&b, "alice").await;
     assert_eq!(check(&gw, &cookie), 200);
     // The first secret of the file signs: the old gateway cannot read it.
     assert_eq!(check(&old, &cookie), 401, "signed with the old secret");
     // A cookie signed with the old secret verifies with the list.
     let before = Browser::new();
-    let old_cookie = login(&before, old_port).await;
+    let old_cookie = old.login(&before, "alice").await;
     assert_eq!(check(&old, &old_cookie), 200);
     assert_eq!(check(&gw, &old_cookie), 200, "old secret listed second");
 

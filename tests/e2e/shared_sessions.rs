@@ -15,7 +15,7 @@ use url::Url;
 use crate::support::balancer::Balancer;
 use crate::support::browser::{Browser, Nav};
 use crate::support::free_port;
-use crate::support::gateway::{direct_config, Gateway, Launch, APP_RULES, SESSION_SECRET};
+use crate::support::gateway::{app_config, Gateway, Launch, SESSION_SECRET};
 use crate::support::idp::{Idp, CLIENT_ID, CLIENT_SECRET};
 use crate::support::jwt::{b64, TestKey};
 use crate::support::proc::LogsOnFailure;
@@ -97,11 +97,7 @@ struct Pair {
 }
 
 fn config(issuer: &str, redis_url: &str, admin_port: u16, rp_logout: bool) -> String {
-    direct_config(
-        issuer,
-        r#"allowed_redirect_domains = ["app.example.com"]"#,
-        APP_RULES,
-    )
+    app_config(issuer)
     .replace(
         "[session]\ncookie_secure = false\n",
         &format!(

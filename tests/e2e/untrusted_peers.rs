@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 
 use crate::support::browser::Browser;
 use crate::support::free_port;
-use crate::support::gateway::{direct_config, Gateway, Launch, APP_RULES};
+use crate::support::gateway::{app_config, Gateway, Launch};
 use crate::support::http::{raw_get, RawResponse};
 use crate::support::idp::Idp;
 use crate::support::proc::LogsOnFailure;
@@ -23,11 +23,7 @@ fn stack() -> &'static Stack {
     S.get_or_init(|| {
         let port = free_port();
         let idp = Idp::start(&[format!("http://app.example.com:{port}/oauth2/callback")]);
-        let config = direct_config(
-            &idp.issuer,
-            r#"allowed_redirect_domains = ["app.example.com"]"#,
-            APP_RULES,
-        );
+        let config = app_config(&idp.issuer);
         let untrusted = config.replace(
             "trusted_proxies = [\"127.0.0.1/32\"]",
             "trusted_proxies = [\"10.9.9.9\"]",

@@ -5,10 +5,11 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::http::probe;
+use super::browser::Browser;
+use super::http::{probe, raw_get, RawResponse};
 use super::idp::CLIENT_SECRET;
 use super::proc::{scratch_dir, Proc};
-use super::{free_port, wait_for};
+use super::wait_for;
 
 /// The session secret of most gateways in these tests.
 pub const SESSION_SECRET: &str = "e2e-session-secret-0123456789-abcdefghijklmnop";
@@ -31,7 +32,8 @@ pub struct Launch<'a> {
     pub name: &'a str,
     /// Config text; `127.0.0.1:4180` is replaced by the listen address.
     pub config: &'a str,
-    /// The listen port; `None` picks a free one.
+    /// The listen port; `None` lets the gateway bind port 0 (the port it
+    /// got is read from its "portcullis listening" log line).
     pub port: Option<u16>,
     /// `PORTCULLIS_SESSION_SECRET`; empty = not set (the config has it).
     pub session_secret: &'a str,
@@ -41,7 +43,7 @@ pub struct Launch<'a> {
     pub wait_ready: bool,
     /// Run from this existing file instead of `config` (several processes
     /// sharing one file). With `listen = "127.0.0.1:0"` the port is read
-    /// from the "portcullis listening" log line.
+    /// from the log, as without `port`.
     pub config_file: Option<&'a Path>,
     /// Probe readiness on this port (the config's `admin_listen`) instead of the listen port.
     pub admin_port: Option<u16>,
@@ -77,7 +79,9 @@ impl Gateway {
         let (fixed_port, config) = match l.config_file {
             Some(file) => (None, file.to_owned()),
             None => {
-                let port = l.port.unwrap_or_else(free_port);
+                // Without a port given, the gateway binds port 0 and logs
+                // the one it got.
+                let port = l.port.unwrap_or(0);
                 // The quoted placeholder only: an admin port such as 41805
                 // also contains the text 127.0.0.1:4180.
                 let quoted = format!("\"{LISTEN_PLACEHOLDER}\"");
@@ -91,7 +95,7 @@ impl Gateway {
                     l.config.replace(&quoted, &format!("\"127.0.0.1:{port}\"")),
                 )
                 .unwrap();
-                (Some(port), config)
+                (l.port, config)
             }
         };
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_portcullis"));
@@ -143,6 +147,62 @@ impl Gateway {
     pub fn log(&self) -> String {
         self.proc.stderr()
     }
+
+    /// Waits (at most 20 s) until the log holds `needle` `count` times; the log.
+    pub fn wait_log(&self, needle: &str, count: usize) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let log = self.log();
+            if log.matches(needle).count() >= count {
+                return log;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no {needle:?}:\n{log}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// Sends SIGHUP: reload the configuration.
+    pub fn hup(&self) {
+        let status = Command::new("kill")
+            .args(["-HUP", &self.proc.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Signs `user` in with `b` at `app.example.com` through this gateway
+    /// (`/oauth2/start?rd=/`); the session cookie as a `Cookie` header value.
+    pub async fn login(&self, b: &Browser, user: &str) -> String {
+        let base = format!("http://app.example.com:{}", self.port);
+        let page = b
+            .open_as(&format!("{base}/oauth2/start?rd=%2F"), user)
+            .await;
+        let value = b
+            .cookie(&base, "_portcullis")
+            .unwrap_or_else(|| panic!("no session cookie after login:\n{page}"));
+        format!("_portcullis={value}")
+    }
+
+    /// The forward-auth check of `GET uri` on app.example.com, sent straight
+    /// to the gateway with `headers` (the `Cookie`, the `Accept` kind).
+    pub fn check_app(&self, uri: &str, headers: &[(&str, &str)]) -> RawResponse {
+        let mut all = vec![
+            ("X-Forwarded-Method", "GET"),
+            ("X-Forwarded-Proto", "http"),
+            ("X-Forwarded-Host", "app.example.com"),
+            ("X-Forwarded-Uri", uri),
+        ];
+        all.extend_from_slice(headers);
+        raw_get(
+            self.port,
+            &format!("127.0.0.1:{}", self.port),
+            "/oauth2/auth",
+            &all,
+        )
+    }
 }
 
 /// The port in the "portcullis listening listen=127.0.0.1:PORT" log line.
@@ -176,6 +236,15 @@ default = "deny"
 
 {rules}
 "#
+    )
+}
+
+/// [`direct_config`] with [`APP_RULES`], redirects allowed to app.example.com.
+pub fn app_config(issuer: &str) -> String {
+    direct_config(
+        issuer,
+        r#"allowed_redirect_domains = ["app.example.com"]"#,
+        APP_RULES,
     )
 }
 
