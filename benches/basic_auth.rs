@@ -9,7 +9,9 @@
 //! and, for scale, what a cache miss would add: one bcrypt check at cost 5
 //! and at cost 10 (the gateway runs it on the blocking pool).
 
-use std::collections::HashMap;
+#[path = "support/inproc.rs"]
+mod inproc;
+
 use std::hint::black_box;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -17,115 +19,31 @@ use std::sync::Arc;
 
 use base64::Engine;
 use criterion::{criterion_group, criterion_main, Criterion};
-use http::{Method, Request, StatusCode};
+use http::{Request, StatusCode};
 use portcullis::basic::htpasswd::classify;
-use portcullis::clock::unix_now;
-use portcullis::config::Config;
 use portcullis::forward_auth;
-use portcullis::identity::Identity;
 use portcullis::pipeline::{Gateway, Peer};
-use portcullis::session::{Session, SessionId};
+use portcullis::session::SessionId;
 
 const PASSWORD: &str = "correct horse battery staple";
 
-/// 20 hosts with a Basic-auth `/admin` rule for group `admins` and a catch-all each.
-fn config_text(dir: &Path) -> String {
-    let mut t = format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-
-[oidc]
-issuer = "http://127.0.0.1:9"
-client_id = "portcullis"
-
-[session]
-cookie_secure = true
-
-[access]
-default = "deny"
-allowed_redirect_domains = [".bench.test"]
-htpasswd_file = "{dir}/htpasswd"
-htpasswd_groups_file = "{dir}/htgroups"
-"#,
-        dir = dir.display()
-    );
-    for i in 0..20 {
-        t.push_str(&format!(
-            "\n[[rule]]\nname = \"app{i} admin\"\nhost = \"app{i}.bench.test\"\npath = \"/admin\"\ngroups = [\"admins\"]\nbasic_auth = true\n\n[[rule]]\nname = \"app{i}\"\nhost = \"app{i}.bench.test\"\n"
-        ));
-    }
-    t
-}
-
+/// The bench config: the `/admin` rules with `basic_auth`, and the password
+/// and groups files (bcrypt at cost 5) written to `dir`.
 fn gateway(rt: &tokio::runtime::Runtime, dir: &Path) -> Arc<Gateway> {
     let hash = bcrypt::hash(PASSWORD, 5).expect("bcrypt hashes");
     std::fs::write(dir.join("htpasswd"), format!("alice:{hash}\n")).expect("write htpasswd");
     std::fs::write(dir.join("htgroups"), "admins: alice\nstaff: alice\n").expect("write groups");
-    let env: HashMap<String, String> = HashMap::from([
-        (
-            "PORTCULLIS_OIDC_CLIENT_SECRET".into(),
-            "bench-client-secret".into(),
-        ),
-        (
-            "PORTCULLIS_SESSION_SECRET".into(),
-            "a-benchmark-session-secret-that-is-long-enough".into(),
-        ),
-    ]);
-    let config = match Config::from_toml(&config_text(dir), Path::new("."), &env) {
-        Ok(c) => c,
-        Err(e) => panic!("bench config: {e}"),
-    };
-    let _guard = rt.enter();
-    match portcullis::server::build(config, None) {
-        Ok(gw) => gw,
-        Err(e) => panic!("build: {e}"),
-    }
-}
-
-fn alice() -> Session {
-    let identity = Identity {
-        user: "alice".into(),
-        email: String::new(),
-        groups: vec!["admins".into(), "staff".into()],
-        ..Identity::default()
-    };
-    Session {
-        id: SessionId::random(),
-        headers: identity.headers(),
-        identity,
-        subject: "alice-subject".into(),
-        idp_session: None,
-        id_token: None,
-        access_token: None,
-        refresh_token: None,
-        created_at: unix_now(),
-        expires_at: unix_now() + 12 * 3600,
-        refresh_at: 0,
-    }
+    let access = format!(
+        "htpasswd_file = \"{dir}/htpasswd\"\nhtpasswd_groups_file = \"{dir}/htgroups\"\n",
+        dir = dir.display()
+    );
+    inproc::gateway(rt, &inproc::config_text(&access, "basic_auth = true\n"))
 }
 
 fn request(cookie: Option<&str>, authorization: Option<&str>) -> Request<()> {
-    let mut b = Request::builder()
-        .method(Method::GET)
-        .uri("/oauth2/auth")
-        .header("host", "auth.bench.test")
-        .header("x-forwarded-method", "GET")
-        .header("x-forwarded-proto", "https")
-        .header("x-forwarded-host", "app7.bench.test")
-        .header("x-forwarded-uri", "/admin/users?page=2")
-        .header("x-forwarded-for", "203.0.113.7")
-        .header("user-agent", "bench");
-    if let Some(c) = cookie {
-        b = b.header(
-            "cookie",
-            format!("_ga=GA1.2.1234567890.1234567890; _portcullis={c}; theme=dark"),
-        );
-    }
-    if let Some(a) = authorization {
-        b = b.header("authorization", a);
-    }
-    b.body(()).expect("valid request")
+    let mut headers = vec![("x-forwarded-for", "203.0.113.7")];
+    headers.extend(authorization.map(|a| ("authorization", a)));
+    inproc::request(&headers, cookie)
 }
 
 fn basic_auth(c: &mut Criterion) {
@@ -135,7 +53,7 @@ fn basic_auth(c: &mut Criterion) {
         .expect("runtime");
     let dir = tempfile::tempdir().expect("temp dir");
     let gw = gateway(&rt, dir.path());
-    let session = alice();
+    let session = inproc::alice(SessionId::random(), "");
     let id = session.id;
     rt.block_on(gw.sessions.save(Arc::new(session)))
         .expect("memory store saves");

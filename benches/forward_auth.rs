@@ -12,7 +12,9 @@
 //! The issuer points at a closed loopback port: the hot path never talks to
 //! the IdP once a session exists.
 
-use std::collections::HashMap;
+#[path = "support/inproc.rs"]
+mod inproc;
+
 use std::hint::black_box;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -23,43 +25,14 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use portcullis::clock::unix_now;
-use portcullis::config::Config;
 use portcullis::forward_auth;
 use portcullis::http_util;
-use portcullis::identity::Identity;
 use portcullis::pipeline::{Gateway, Peer, Principal};
 use portcullis::rules::{Match, RequestFacts};
 use portcullis::session::{Session, SessionId};
 
-/// 20 hosts with an `/admin` rule for group `admins` and a catch-all each.
-fn config_text() -> String {
-    let mut t = String::from(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-
-[oidc]
-issuer = "http://127.0.0.1:9"
-client_id = "portcullis"
-
-[session]
-cookie_secure = true
-
-[access]
-default = "deny"
-allowed_redirect_domains = [".bench.test"]
-"#,
-    );
-    for i in 0..20 {
-        t.push_str(&format!(
-            "\n[[rule]]\nname = \"app{i} admin\"\nhost = \"app{i}.bench.test\"\npath = \"/admin\"\ngroups = [\"admins\"]\n\n[[rule]]\nname = \"app{i}\"\nhost = \"app{i}.bench.test\"\n"
-        ));
-    }
-    t
-}
-
 fn gateway(rt: &tokio::runtime::Runtime) -> Arc<Gateway> {
-    gateway_with(rt, &config_text())
+    inproc::gateway(rt, &inproc::config_text("", ""))
 }
 
 /// The bench config with `headers.assertion` on (key written to `dir`).
@@ -69,7 +42,7 @@ fn config_with_assertion(dir: &Path) -> String {
         .expect("P-256 key")
         .serialize_pem();
     std::fs::write(&key, pem).expect("write the assertion key");
-    config_text()
+    inproc::config_text("", "")
         .replace(
             "listen = \"127.0.0.1:0\"\n",
             "listen = \"127.0.0.1:0\"\nexternal_url = \"https://auth.bench.test\"\n",
@@ -80,75 +53,13 @@ fn config_with_assertion(dir: &Path) -> String {
         )
 }
 
-fn gateway_with(rt: &tokio::runtime::Runtime, text: &str) -> Arc<Gateway> {
-    let env: HashMap<String, String> = HashMap::from([
-        (
-            "PORTCULLIS_OIDC_CLIENT_SECRET".into(),
-            "bench-client-secret".into(),
-        ),
-        (
-            "PORTCULLIS_SESSION_SECRET".into(),
-            "a-benchmark-session-secret-that-is-long-enough".into(),
-        ),
-    ]);
-    let config = match Config::from_toml(text, Path::new("."), &env) {
-        Ok(c) => c,
-        Err(e) => panic!("bench config: {e}"),
-    };
-    // `build` spawns the background IdP discovery: it needs a runtime context.
-    let _guard = rt.enter();
-    match portcullis::server::build(config, None) {
-        Ok(gw) => gw,
-        Err(e) => panic!("build: {e}"),
-    }
-}
-
-fn alice() -> Session {
-    alice_with(SessionId::random())
-}
-
 fn alice_with(id: SessionId) -> Session {
-    let identity = Identity {
-        user: "alice".into(),
-        email: "alice@example.com".into(),
-        groups: vec!["admins".into(), "staff".into()],
-        ..Identity::default()
-    };
-    Session {
-        id,
-        headers: identity.headers(),
-        identity,
-        subject: "alice-subject".into(),
-        idp_session: None,
-        id_token: None,
-        access_token: None,
-        refresh_token: None,
-        created_at: unix_now(),
-        expires_at: unix_now() + 12 * 3600,
-        refresh_at: 0,
-    }
+    inproc::alice(id, "alice@example.com")
 }
 
 fn request(cookie: Option<&str>, accept: Option<&str>) -> Request<()> {
-    let mut b = Request::builder()
-        .method(Method::GET)
-        .uri("/oauth2/auth")
-        .header("host", "auth.bench.test")
-        .header("x-forwarded-method", "GET")
-        .header("x-forwarded-proto", "https")
-        .header("x-forwarded-host", "app7.bench.test")
-        .header("x-forwarded-uri", "/admin/users?page=2")
-        .header("user-agent", "bench");
-    if let Some(a) = accept {
-        b = b.header("accept", a);
-    }
-    if let Some(c) = cookie {
-        b = b.header(
-            "cookie",
-            format!("_ga=GA1.2.1234567890.1234567890; _portcullis={c}; theme=dark"),
-        );
-    }
-    b.body(()).expect("valid request")
+    let accept: Vec<(&str, &str)> = accept.map(|a| ("accept", a)).into_iter().collect();
+    inproc::request(&accept, cookie)
 }
 
 /// What the plain hyper server answers: 200, empty body, three small headers.
@@ -171,7 +82,7 @@ fn forward_auth(c: &mut Criterion) {
         .build()
         .expect("runtime");
     let gw = gateway(&rt);
-    let session = alice();
+    let session = alice_with(SessionId::random());
     let id = session.id;
     rt.block_on(gw.sessions.save(Arc::new(session)))
         .expect("memory store saves");
@@ -212,7 +123,7 @@ fn forward_auth(c: &mut Criterion) {
     // The same allowed check with `headers.assertion` on: the signed token
     // comes from the signer's cache after the first check.
     let dir = tempfile::tempdir().expect("temp dir");
-    let signing = gateway_with(&rt, &config_with_assertion(dir.path()));
+    let signing = inproc::gateway(&rt, &config_with_assertion(dir.path()));
     rt.block_on(signing.sessions.save(Arc::new(alice_with(id))))
         .expect("memory store saves");
     let signing_cookie = signing.keys.seal(&id);

@@ -69,13 +69,15 @@
 //! `LOAD_WRAP` (e.g. `valgrind --tool=callgrind`) the servers run under that
 //! command, for instruction counts that the machine's noise does not move.
 
+#[path = "../tests/common/mod.rs"]
+mod common;
 #[path = "../tests/e2e/support/jwt.rs"]
 mod jwt;
 mod support;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write as _};
-use std::net::{SocketAddr, TcpListener as StdListener, TcpStream as StdStream};
+use std::net::{SocketAddr, TcpStream as StdStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -273,9 +275,10 @@ impl Drop for Server {
     }
 }
 
+/// A loopback address for a process that must be told its port up front
+/// (the gateway's port is in the issuer's redirect URI).
 fn free_port() -> SocketAddr {
-    let l = StdListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().expect("local addr")
+    SocketAddr::from(([127, 0, 0, 1], common::free_port()))
 }
 
 fn wait_for_port(addr: SocketAddr) {
@@ -431,63 +434,29 @@ async fn signed_in_gateway(
     (gateway, idp, cookie)
 }
 
-fn location(res: &reqwest::Response) -> Option<reqwest::Url> {
-    let loc = res.headers().get("location")?.to_str().ok()?;
-    res.url().join(loc).ok()
-}
-
 /// Signs in as `alice` through the real login flow; returns the session cookie value.
 async fn login(gw: SocketAddr) -> String {
-    let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .cookie_provider(jar.clone())
-        .build()
-        .expect("client");
-    let base = format!("http://{gw}");
-    let start = format!("{base}/oauth2/start?rd=http%3A%2F%2F{gw}%2F");
+    let b = common::browser::Browser::new(gw);
+    let start = format!("http://{gw}/oauth2/start?rd=http%3A%2F%2F{gw}%2F");
     // Until IdP discovery has run, `start` answers with an error page.
-    let mut authorize = None;
+    let mut hops = Vec::new();
     for _ in 0..100 {
-        if let Ok(res) = http.get(&start).send().await {
-            if res.status() == 302 {
-                authorize = location(&res);
-                break;
-            }
+        let hop = b.get(&start).await;
+        if let (302, Some(authorize)) = (hop.status, hop.location()) {
+            hops = b.follow(&authorize).await;
+            break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let authorize = authorize.expect("the gateway starts a login within 10 s");
-    let form = http
-        .get(authorize.clone())
-        .send()
-        .await
-        .expect("login form");
-    assert_eq!(form.status(), 200, "the issuer shows its login form");
-    let mut action = authorize.clone();
-    action.set_query(None);
-    let body = format!(
-        "{}&username=alice&password=demo",
-        authorize.query().unwrap_or("")
+    let form = hops.last().expect("the gateway starts a login within 10 s");
+    assert_eq!(form.status, 200, "the issuer shows its login form");
+    let back = b.submit_login(&form.url, "alice", "demo").await;
+    assert!(
+        back.iter()
+            .any(|h| h.status == 302 && h.url.contains("/oauth2/callback")),
+        "the callback signs in and redirects"
     );
-    let res = http
-        .post(action)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(body)
-        .send()
-        .await
-        .expect("post credentials");
-    let callback = location(&res).expect("the issuer redirects back to the gateway");
-    let res = http.get(callback).send().await.expect("callback");
-    assert_eq!(res.status(), 302, "the callback signs in and redirects");
-    use reqwest::cookie::CookieStore as _;
-    let url: reqwest::Url = base.parse().expect("url");
-    let header = jar.cookies(&url).expect("cookies set");
-    header
-        .to_str()
-        .unwrap_or("")
-        .split("; ")
-        .find_map(|kv| kv.strip_prefix("_portcullis=").map(str::to_owned))
+    b.cookie("127.0.0.1", "_portcullis")
         .expect("session cookie set")
 }
 

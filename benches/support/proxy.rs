@@ -59,16 +59,6 @@ impl Drop for Nginx {
     }
 }
 
-fn binary(name: &str) -> String {
-    for dir in ["/usr/sbin", "/usr/local/sbin", "/usr/bin", "/usr/local/bin"] {
-        let p = Path::new(dir).join(name);
-        if p.is_file() {
-            return p.display().to_string();
-        }
-    }
-    name.to_owned()
-}
-
 fn nginx_config(
     dir: &Path,
     plain: SocketAddr,
@@ -145,7 +135,7 @@ fn start_nginx(
 ) -> Nginx {
     let conf = dir.join("nginx.conf");
     std::fs::write(&conf, nginx_config(dir, plain, auth, up, gw)).expect("write nginx.conf");
-    let child = Command::new(binary("nginx"))
+    let child = Command::new(crate::common::require_binary("nginx"))
         .arg("-p")
         .arg(dir)
         .arg("-c")

@@ -6,10 +6,10 @@
 //! in Redis (`used_memory` growth over the same N).
 //!
 //! Needs `redis-server` on `PATH`; it is started on a free port with
-//! persistence off and stopped at the end. Knobs: `LOAD_ROUNDS`, `LOAD_SECS`,
+//! persistence off (the tests' launcher, `tests/common/redis.rs`) and
+//! stopped at the end. Knobs: `LOAD_ROUNDS`, `LOAD_SECS`,
 //! `LOAD_CONNS` as in the default scenario, `LOAD_MEM_SESSIONS` (5000).
 
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,39 +20,16 @@ use portcullis::secret::Secret;
 use portcullis::session::redis::RedisStore;
 use portcullis::session::{Session, SessionId, SessionStore};
 
+use crate::common::redis::Redis;
 use crate::{
-    clock_ticks_per_sec, free_port, knob, machine, precheck, request_headers, signed_in_gateway,
+    clock_ticks_per_sec, knob, machine, precheck, request_headers, signed_in_gateway,
     start_baseline, wait_for_port, wrk, Server, Table,
 };
 
-struct RedisServer(std::process::Child, u16);
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_redis() -> RedisServer {
-    let port = free_port().port();
-    let child = Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "no"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start redis-server (install it: scripts/install-test-deps.sh)");
-    wait_for_port(([127, 0, 0, 1], port).into());
-    RedisServer(child, port)
-}
-
-fn redis_used_memory(port: u16) -> u64 {
-    let out = Command::new("redis-cli")
-        .args(["-p", &port.to_string(), "INFO", "memory"])
-        .output()
-        .expect("redis-cli");
-    String::from_utf8_lossy(&out.stdout)
+/// Bytes of memory Redis uses (`INFO memory`, `used_memory`).
+fn redis_used_memory(redis: &Redis) -> u64 {
+    redis
+        .cli(&["INFO", "memory"])
         .lines()
         .find_map(|l| l.strip_prefix("used_memory:"))
         .and_then(|v| v.trim().parse().ok())
@@ -94,7 +71,7 @@ fn session(i: usize) -> Session {
 }
 
 /// Bytes per session in the local cache and in Redis.
-async fn memory(port: u16, n: usize) -> (f64, f64) {
+async fn memory(redis: &Redis, n: usize) -> (f64, f64) {
     let cfg = SessionConfig {
         cookie_name: "_portcullis".into(),
         cookie_domain: None,
@@ -104,7 +81,7 @@ async fn memory(port: u16, n: usize) -> (f64, f64) {
         idle_timeout: None,
         refresh: false,
         store: StoreKind::Redis,
-        redis_urls: vec![Secret::new(format!("redis://127.0.0.1:{port}/0"))],
+        redis_urls: vec![Secret::new(redis.url())],
         redis_ca: None,
         local_cache: true,
     };
@@ -114,13 +91,13 @@ async fn memory(port: u16, n: usize) -> (f64, f64) {
         .save(Arc::new(session(usize::MAX)))
         .await
         .expect("save");
-    let (rss0, redis0) = (rss_bytes(), redis_used_memory(port));
+    let (rss0, redis0) = (rss_bytes(), redis_used_memory(redis));
     for i in 0..n {
         let s = Arc::new(session(i));
         store.save(s).await.expect("save");
     }
     assert!(store.cached_len() >= n as u64 / 2, "sessions are cached");
-    let (rss1, redis1) = (rss_bytes(), redis_used_memory(port));
+    let (rss1, redis1) = (rss_bytes(), redis_used_memory(redis));
     (
         rss1.saturating_sub(rss0) as f64 / n as f64,
         redis1.saturating_sub(redis0) as f64 / n as f64,
@@ -140,8 +117,8 @@ pub async fn run() {
     ));
     println!("{report}");
 
-    let redis = start_redis();
-    let url = format!("redis://127.0.0.1:{}/0", redis.1);
+    let redis = Redis::start();
+    let url = redis.url();
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let session =
         |cache: bool| format!("store = \"redis\"\nredis_url = \"{url}\"\nlocal_cache = {cache}\n");
@@ -187,7 +164,7 @@ pub async fn run() {
     idp_a.shutdown();
     idp_b.shutdown();
 
-    let (per_cached, per_redis) = memory(redis.1, n).await;
+    let (per_cached, per_redis) = memory(&redis, n).await;
 
     let mut out = String::from("\n=== summary (redis) ===\n");
     out.push_str(&report);
