@@ -15,7 +15,7 @@ pub enum Fault {
     /// The client sent something that cannot be served (malformed request,
     /// missing or wrong credentials, a login state from another browser):
     /// 4xx, logged at info, and at most once per
-    /// [`crate::diagnostics::CLIENT_ERRORS_EVERY`] (debug in between) where
+    /// `diagnostics::CLIENT_ERRORS_EVERY` (debug in between) where
     /// a client can repeat it on every request.
     Client,
     /// The upstream behind a proxied host refused, failed or timed out: 502

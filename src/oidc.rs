@@ -386,20 +386,23 @@ impl Oidc {
     /// Keeps metadata fresh: retries with backoff until it loads (logging
     /// each failure class once per change), then refetches every
     /// [`METADATA_REFRESH`].
+    /// The task holds the client only while it fetches, and ends once the
+    /// client is dropped.
     pub fn spawn_refresh(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
-        let this = self.clone();
+        let weak = Arc::downgrade(self);
         tokio::spawn(async move {
             let mut backoff = Duration::from_secs(1);
             let mut last_error = String::new();
             loop {
-                match this.reload().await {
+                let Some(this) = weak.upgrade() else { return };
+                let wait = match this.reload().await {
                     Ok(_) => {
                         if !last_error.is_empty() {
                             tracing::info!(issuer = %this.cfg.issuer, "identity provider metadata loaded");
                         }
                         last_error.clear();
                         backoff = Duration::from_secs(1);
-                        tokio::time::sleep(METADATA_REFRESH).await;
+                        METADATA_REFRESH
                     }
                     Err(e) => {
                         let msg = e.to_string();
@@ -412,10 +415,14 @@ impl Oidc {
                             tracing::warn!(issuer = %this.cfg.issuer, error = %msg, "cannot load identity provider metadata; {also}");
                             last_error = msg;
                         }
-                        tokio::time::sleep(backoff).await;
+                        let wait = backoff;
                         backoff = (backoff * 2).min(Duration::from_secs(60));
+                        wait
                     }
-                }
+                };
+                // Not kept while waiting: the task ends once the client is dropped.
+                drop(this);
+                tokio::time::sleep(wait).await;
             }
         })
     }
@@ -900,5 +907,26 @@ mod tests {
         assert_eq!(email_from(u("a@x.io"), v("a@x.io")), v("a@x.io"));
         assert_eq!(email_from(u("ceo@x.io"), v("a@x.io")), u("ceo@x.io"));
         assert_eq!(email_from(u("a@x.io"), Absent), u("a@x.io"));
+    }
+
+    #[tokio::test]
+    async fn the_metadata_task_ends_when_the_client_is_dropped() {
+        let (issuer, attempts) = dead_idp();
+        let client = Arc::new(oidc(&issuer));
+        let task = client.spawn_refresh();
+        // Wait for the first attempt: the task is running.
+        for _ in 0..500 {
+            if attempts.load(Ordering::SeqCst) > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let gone = Arc::downgrade(&client);
+        drop(client);
+        tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .expect("the task ends once the client is gone")
+            .expect("the task does not panic");
+        assert!(gone.upgrade().is_none(), "the task released the client");
     }
 }
