@@ -5,7 +5,7 @@
 //! Trusted issuers are the OIDC issuer itself (audience `client_id` or one of
 //! `oidc.extra_audiences`) and every `[[oidc.bearer_issuers]]` entry (its own
 //! keys, audiences, claim paths and optional `typ`). Each issuer's keys live
-//! in a [`jwks::Jwks`] (fetched at start-up, refreshed in the background,
+//! in a [`jwks::Jwks`] (fetched at start-up, reloaded in the background,
 //! refetched on an unknown `kid` at most once per 10 s); the checks on one
 //! token are in [`token`]. A verified token is cached under the SHA-256 of its
 //! text until it expires (bounded in size), so a busy CI token costs one
@@ -168,7 +168,7 @@ pub fn token_of(headers: &HeaderMap) -> Option<&str> {
 // === impl Bearer ===
 
 impl Bearer {
-    /// Builds the issuers from the config; nothing is fetched yet (see [`Bearer::spawn_refresh`]).
+    /// Builds the issuers from the config; nothing is fetched yet (see [`Bearer::spawn_key_reload`]).
     pub fn new(cfg: &OidcConfig) -> Result<Bearer, reqwest::Error> {
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::limited(3))
@@ -228,7 +228,7 @@ impl Bearer {
     /// Fetches every issuer's keys now, then keeps them fresh in the
     /// background (`Cache-Control: max-age`, clamped to 1 min – 24 h; failures
     /// retried from 5 s up to 5 min). The tasks end when `self` is dropped.
-    pub fn spawn_refresh(self: &Arc<Self>) {
+    pub fn spawn_key_reload(self: &Arc<Self>) {
         for i in 0..self.issuers.len() {
             let weak = Arc::downgrade(self);
             tokio::spawn(async move {

@@ -132,6 +132,12 @@ pub enum SessionsAction {
     },
 }
 
+/// An error of [`run`] as the one line printed: the error and each of its
+/// causes not already named (see [`crate::error::error_chain`]).
+pub fn error_line(e: &anyhow::Error) -> String {
+    crate::error::error_chain(e.as_ref())
+}
+
 /// Runs the parsed command. Returns the process exit code.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve) {

@@ -12,6 +12,7 @@
 //! Called by `server`'s router.
 
 use std::net::SocketAddr;
+use std::sync::OnceLock;
 
 use http::{Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
@@ -154,8 +155,85 @@ async fn userinfo_claims(gw: &Gateway, session: &Session) -> Value {
         },
         Err(e) => return json!({"error": e.to_string()}),
     };
-    match crate::check::login::fetch_userinfo(&url, token.expose()).await {
+    userinfo_at(&url, token.expose()).await
+}
+
+/// `GET url` with the access token, through the one client kept for it.
+async fn userinfo_at(url: &url::Url, access_token: &str) -> Value {
+    let http = match userinfo_client() {
+        Ok(c) => c,
+        Err(e) => {
+            let e = crate::error::error_chain(e);
+            return json!({ "error": format!("cannot set up the HTTP client: {e}") });
+        }
+    };
+    match crate::check::login::fetch_userinfo(http, url, access_token).await {
         Ok(v) => v,
         Err(e) => json!({"error": e}),
+    }
+}
+
+/// The client userinfo is fetched with: built on first use and kept, so
+/// pages reuse its connections to the IdP.
+fn userinfo_client() -> Result<&'static reqwest::Client, &'static reqwest::Error> {
+    static CLIENT: OnceLock<Result<reqwest::Client, reqwest::Error>> = OnceLock::new();
+    CLIENT.get_or_init(crate::check::idp::http_client).as_ref()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// A userinfo endpoint that keeps connections open and counts them.
+    async fn counting_userinfo() -> (url::Url, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/userinfo", listener.local_addr().unwrap());
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    let mut seen = Vec::new();
+                    while let Ok(n) = conn.read(&mut buf).await {
+                        if n == 0 {
+                            return;
+                        }
+                        seen.extend_from_slice(&buf[..n]);
+                        while let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                            seen.drain(..end + 4);
+                            let body = r#"{"sub":"alice"}"#;
+                            let res = format!(
+                                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                                body.len()
+                            );
+                            if conn.write_all(res.as_bytes()).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        (url.parse().unwrap(), accepted)
+    }
+
+    #[tokio::test]
+    async fn pages_share_one_client_and_its_connections() {
+        let (url, accepted) = counting_userinfo().await;
+        for _ in 0..3 {
+            assert_eq!(userinfo_at(&url, "token").await, json!({"sub": "alice"}));
+        }
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            1,
+            "each page built a client of its own"
+        );
     }
 }

@@ -249,7 +249,14 @@ pub fn watch_redirect_uri(oidc: &Arc<Oidc>, redirect_uri: &str) {
             return;
         };
         let endpoint = meta.authorization_endpoint().url().to_string();
-        let verdict = authorize(&http_client(), &endpoint, oidc.config(), &uri).await;
+        let http = match http_client() {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %crate::error::error_chain(&e), "cannot ask the identity provider about the redirect URI: no HTTP client");
+                return;
+            }
+        };
+        let verdict = authorize(&http, &endpoint, oidc.config(), &uri).await;
         if let AuthorizeVerdict::ErrorPage { status, text } = verdict {
             diagnose(
                 Class::RedirectUriRejected,

@@ -55,8 +55,23 @@ pub enum HealthcheckError {
         value: String,
     },
     /// `--url` is not an `http://` or `https://` URL with a host.
-    #[error("--url {0:?} is not an http:// or https:// URL with a host")]
-    BadUrl(String),
+    #[error("--url {url:?} is not an http:// or https:// URL with a host")]
+    BadUrl {
+        /// What was given.
+        url: String,
+        /// The URL parser's reason, when it refused the text.
+        #[source]
+        source: Option<url::ParseError>,
+    },
+    /// The host of `--url` is not a name TLS can verify a certificate for.
+    #[error("--url {url:?} is not an http:// or https:// URL with a host")]
+    BadServerName {
+        /// The URL probed.
+        url: String,
+        /// rustls's reason.
+        #[source]
+        source: rustls::pki_types::InvalidDnsNameError,
+    },
     /// Nothing accepted the connection: the gateway is not running, still
     /// starting, or listens elsewhere.
     #[error("{url}: cannot connect (is the gateway running and listening there?)")]
@@ -187,8 +202,14 @@ impl Target {
 
     /// `--url`: `http(s)://host[:port][/path]`; no path means `/healthz`.
     pub fn from_url(text: &str) -> Result<Target, HealthcheckError> {
-        let bad = || HealthcheckError::BadUrl(text.to_owned());
-        let url = url::Url::parse(text).map_err(|_| bad())?;
+        let bad = || HealthcheckError::BadUrl {
+            url: text.to_owned(),
+            source: None,
+        };
+        let url = url::Url::parse(text).map_err(|e| HealthcheckError::BadUrl {
+            url: text.to_owned(),
+            source: Some(e),
+        })?;
         let tls = match url.scheme() {
             "http" => false,
             "https" => true,
@@ -243,8 +264,12 @@ impl Target {
         if !self.tls {
             return self.request(tcp).await;
         }
-        let server_name = ServerName::try_from(name.to_owned())
-            .map_err(|_| HealthcheckError::BadUrl(url.clone()))?;
+        let server_name = ServerName::try_from(name.to_owned()).map_err(|source| {
+            HealthcheckError::BadServerName {
+                url: url.clone(),
+                source,
+            }
+        })?;
         let tls = tokio_rustls::TlsConnector::from(Arc::new(crate::proxy::upstream::insecure()))
             .connect(server_name, tcp)
             .await
@@ -304,6 +329,22 @@ fn parse_status(head: &[u8]) -> Option<u16> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_url_that_does_not_parse_keeps_the_parser_error() {
+        let e = Target::from_url("http://").expect_err("no host");
+        let cause = std::error::Error::source(&e)
+            .and_then(|c| c.downcast_ref::<url::ParseError>())
+            .expect("the parser's error is the cause");
+        assert_eq!(*cause, url::ParseError::EmptyHost);
+        assert_eq!(
+            e.to_string(),
+            "--url \"http://\" is not an http:// or https:// URL with a host"
+        );
+        // A URL that parses but is no http(s) URL has no cause to name.
+        let e = Target::from_url("ftp://host/").expect_err("not http");
+        assert!(std::error::Error::source(&e).is_none(), "{e:?}");
+    }
 
     #[test]
     fn admin_listen_wins_and_wildcards_become_loopback() {

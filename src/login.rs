@@ -7,6 +7,7 @@
 //! validate, stores the session and sets the session cookie; `sign_out` ends
 //! it. Every `rd` passes [`crate::redirect::RedirectPolicy`] first.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -23,6 +24,15 @@ use crate::respond::{self, At, Failure, Mode};
 use crate::rules::host::normalize_host;
 use crate::secret::constant_time_eq;
 use crate::session::{Session, SessionId};
+
+/// A callback whose parameters are all there and whose flow cookie opened.
+struct Callback<'q> {
+    flow: FlowState,
+    /// The `state` parameter.
+    state: Cow<'q, str>,
+    /// The `code` parameter.
+    code: Cow<'q, str>,
+}
 
 /// Scheme and host of the request as the browser sent it (through a trusted proxy when there is one).
 struct Origin {
@@ -130,16 +140,17 @@ pub async fn callback<B>(
     let flow_cookie = state
         .as_deref()
         .and_then(|s| FlowState::cookie_name(gw.keys.cookie_name(), s));
+    let opened = open_flow(gw, req.headers(), query, flow_cookie.as_deref());
+    // "Try again" starts over towards the same `rd` when the flow cookie told it.
     let mut retry = format!("{}{}/start", origin.base(&rt), rt.prefix());
-    let result = complete(
-        gw,
-        &rt,
-        req.headers(),
-        query,
-        flow_cookie.as_deref(),
-        &mut retry,
-    )
-    .await;
+    if let Ok(opened) = &opened {
+        retry.push_str("?rd=");
+        retry.push_str(&http_util::encode_component(&opened.flow.rd));
+    }
+    let result = match opened {
+        Ok(opened) => complete(gw, &rt, opened).await,
+        Err(e) => Err(e),
+    };
     crate::metrics::global().login(
         result
             .as_ref()
@@ -169,14 +180,14 @@ pub async fn callback<B>(
     res
 }
 
-async fn complete(
+/// The callback's first steps: the IdP's `error=`, the `code` and `state`
+/// parameters, and this browser's flow cookie, opened.
+fn open_flow<'q>(
     gw: &Gateway,
-    rt: &Runtime,
     headers: &HeaderMap,
-    query: Option<&str>,
+    query: Option<&'q str>,
     flow_cookie: Option<&str>,
-    retry: &mut String,
-) -> Result<(Arc<Session>, String), LoginError> {
+) -> Result<Callback<'q>, LoginError> {
     if let Some(err) = http_util::query_param(query, "error") {
         let description = http_util::query_param(query, "error_description").unwrap_or_default();
         return Err(LoginError::IdpRefused {
@@ -196,8 +207,18 @@ async fn complete(
         .ok()
         .and_then(|value| FlowState::unseal(&gw.keys, name, value))
         .ok_or(LoginError::StateInvalid)?;
-    retry.push_str("?rd=");
-    retry.push_str(&http_util::encode_component(&flow.rd));
+    Ok(Callback { flow, state, code })
+}
+
+/// The rest of the callback, once the flow is open: the `state` checked
+/// against the flow's, the code redeemed, the session stored. The session
+/// and where to send the browser.
+async fn complete(
+    gw: &Gateway,
+    rt: &Runtime,
+    callback: Callback<'_>,
+) -> Result<(Arc<Session>, String), LoginError> {
+    let Callback { flow, state, code } = callback;
     if !constant_time_eq(flow.state.as_bytes(), state.as_bytes()) {
         return Err(LoginError::StateMismatch);
     }

@@ -1,5 +1,6 @@
 //! The `portcullis` binary: parse the command line and hand over to `cli`.
-//! Errors print as one chain (`{:#}`) and exit 1; usage errors exit 2.
+//! Errors print as one line naming each cause once ([`portcullis::cli::error_line`])
+//! and exit 1; usage errors exit 2.
 
 use std::alloc::{GlobalAlloc, Layout};
 
@@ -64,7 +65,7 @@ unsafe impl GlobalAlloc for Alloc {
 fn main() {
     let cli = portcullis::cli::parse();
     if let Err(e) = portcullis::cli::run(cli) {
-        eprintln!("portcullis: {e:#}");
+        eprintln!("portcullis: {}", portcullis::cli::error_line(&e));
         std::process::exit(1);
     }
 }

@@ -9,7 +9,7 @@
 //!
 //! The provider metadata (the discovery document, `end_session_endpoint`
 //! included) and the signing keys are fetched at start-up in the background,
-//! kept in memory and refreshed every [`METADATA_REFRESH`]; logins, token
+//! kept in memory and reloaded every [`METADATA_RELOAD`]; logins, token
 //! checks and RP-initiated logout read that copy and never ask the IdP for it
 //! per request. Every fetch is single-flight. A request that finds nothing
 //! loaded yet (the IdP was down at start) fetches it inline, once for all
@@ -49,8 +49,8 @@ use crate::secret::{constant_time_eq, Secret};
 
 pub use flow::FlowState;
 
-/// How often the metadata and keys are refetched once loaded.
-pub const METADATA_REFRESH: Duration = Duration::from_secs(3600);
+/// How often the metadata and keys are reloaded once loaded.
+pub const METADATA_RELOAD: Duration = Duration::from_secs(3600);
 /// How long a failed fetch is answered from memory while nothing is loaded,
 /// before the next request may ask the IdP again.
 pub const FAILURE_BACKOFF: Duration = Duration::from_secs(2);
@@ -125,8 +125,13 @@ pub struct LoginOutcome {
     pub unverified_email: Option<String>,
 }
 
+/// The error behind a [`LoginError`], kept as its source. Shared: the last
+/// failure is remembered and handed out again.
+pub type Cause = Arc<dyn std::error::Error + Send + Sync>;
+
 /// Why a login failed. Each variant has a short [`LoginError::reason`] for
 /// logs and a plain-words [`LoginError::user_message`] for the error page.
+/// Messages name their cause too (see [`crate::error`]).
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum LoginError {
     /// Discovery, the token endpoint or userinfo could not be reached.
@@ -134,13 +139,21 @@ pub enum LoginError {
     IdpUnreachable {
         /// What was being reached: `discovery at ISSUER`, `token endpoint`, `userinfo`.
         what: String,
-        /// The HTTP client's error (shared: the last failure is remembered and handed out again).
+        /// The HTTP client's error.
         #[source]
-        source: Arc<dyn std::error::Error + Send + Sync>,
+        source: Cause,
     },
-    /// The discovery document was unusable (for example its issuer differs from `oidc.issuer`).
-    #[error("identity provider metadata rejected: {0}")]
-    Discovery(String),
+    /// The discovery document was unusable (for example its issuer differs
+    /// from `oidc.issuer`), or no client could be set up from it and the
+    /// configuration (a malformed issuer or redirect URI, no token endpoint).
+    #[error("identity provider metadata rejected: {}", with_causes(.detail, .source.as_ref()))]
+    Discovery {
+        /// What was wrong (may be empty when the cause says it all).
+        detail: String,
+        /// The error that found it, when one did.
+        #[source]
+        source: Option<Cause>,
+    },
     /// The IdP redirected back with `error=`.
     #[error("identity provider returned error {error:?}: {description}")]
     IdpRefused {
@@ -168,8 +181,14 @@ pub enum LoginError {
     #[error("token endpoint returned invalid_grant: {0}")]
     InvalidGrant(String),
     /// The token endpoint failed otherwise (client authentication, malformed answer).
-    #[error("token endpoint error: {0}")]
-    TokenEndpoint(String),
+    #[error("token endpoint error: {}", with_causes(.detail, .source.as_ref()))]
+    TokenEndpoint {
+        /// The IdP's error code and description, or what was wrong with its answer.
+        detail: String,
+        /// The error that found it, when one did.
+        #[source]
+        source: Option<Cause>,
+    },
     /// The token response had no ID token.
     #[error("token response has no id_token")]
     NoIdToken,
@@ -182,8 +201,14 @@ pub enum LoginError {
         detail: String,
     },
     /// Userinfo answered something unusable.
-    #[error("userinfo rejected: {0}")]
-    Userinfo(String),
+    #[error("userinfo rejected: {}", with_causes(.detail, .source.as_ref()))]
+    Userinfo {
+        /// What was wrong.
+        detail: String,
+        /// The error that found it, when one did.
+        #[source]
+        source: Option<Cause>,
+    },
     /// The session could not be stored.
     #[error("session store: {0}")]
     Store(#[source] crate::session::StoreError),
@@ -205,9 +230,9 @@ impl LoginError {
             LoginError::InvalidGrant(_) => F::InvalidGrant,
             LoginError::IdTokenRejected { .. } | LoginError::NoIdToken => F::IdTokenRejected,
             LoginError::IdpUnreachable { .. } => F::IdpUnreachable,
-            LoginError::Discovery(_)
-            | LoginError::TokenEndpoint(_)
-            | LoginError::Userinfo(_)
+            LoginError::Discovery { .. }
+            | LoginError::TokenEndpoint { .. }
+            | LoginError::Userinfo { .. }
             | LoginError::Store(_) => F::Other,
         }
     }
@@ -216,7 +241,7 @@ impl LoginError {
     pub fn reason(&self) -> &'static str {
         match self {
             LoginError::IdpUnreachable { .. } => "idp_unreachable",
-            LoginError::Discovery(_) => "discovery",
+            LoginError::Discovery { .. } => "discovery",
             LoginError::IdpRefused { .. } => "idp_error",
             LoginError::StateMissing => "state_missing",
             LoginError::StateInvalid => "state_invalid",
@@ -224,10 +249,10 @@ impl LoginError {
             LoginError::StateMismatch => "state_mismatch",
             LoginError::MissingParameters => "missing_parameters",
             LoginError::InvalidGrant(_) => "invalid_grant",
-            LoginError::TokenEndpoint(_) => "token_endpoint",
+            LoginError::TokenEndpoint { .. } => "token_endpoint",
             LoginError::NoIdToken => "no_id_token",
             LoginError::IdTokenRejected { .. } => "id_token_rejected",
-            LoginError::Userinfo(_) => "userinfo",
+            LoginError::Userinfo { .. } => "userinfo",
             LoginError::Store(_) => "store_unavailable",
         }
     }
@@ -237,11 +262,11 @@ impl LoginError {
         use http::StatusCode as S;
         match self {
             LoginError::IdpUnreachable { .. } | LoginError::Store(_) => S::SERVICE_UNAVAILABLE,
-            LoginError::Discovery(_)
-            | LoginError::TokenEndpoint(_)
+            LoginError::Discovery { .. }
+            | LoginError::TokenEndpoint { .. }
             | LoginError::NoIdToken
             | LoginError::IdTokenRejected { .. }
-            | LoginError::Userinfo(_) => S::BAD_GATEWAY,
+            | LoginError::Userinfo { .. } => S::BAD_GATEWAY,
             LoginError::IdpRefused { .. } => S::FORBIDDEN,
             _ => S::BAD_REQUEST,
         }
@@ -251,7 +276,7 @@ impl LoginError {
     pub fn user_message(&self) -> String {
         match self {
             LoginError::IdpUnreachable { .. } => "The identity provider cannot be reached right now. Please try again in a moment.".into(),
-            LoginError::Discovery(_) => "The identity provider's configuration does not match this gateway's. An administrator has to fix it.".into(),
+            LoginError::Discovery { .. } => "The identity provider's configuration does not match this gateway's. An administrator has to fix it.".into(),
             LoginError::IdpRefused { error, description } => {
                 if description.is_empty() {
                     format!("The identity provider refused the sign-in ({error}).")
@@ -264,7 +289,7 @@ impl LoginError {
             LoginError::StateExpired => "This sign-in took too long and expired. Please start again.".into(),
             LoginError::MissingParameters => "The sign-in response was incomplete.".into(),
             LoginError::InvalidGrant(_) => "The identity provider did not accept the sign-in code (it may have been used already or expired). Please start again.".into(),
-            LoginError::TokenEndpoint(_) | LoginError::NoIdToken | LoginError::Userinfo(_) => "The identity provider's answer could not be used. An administrator can find the cause in the gateway's log.".into(),
+            LoginError::TokenEndpoint { .. } | LoginError::NoIdToken | LoginError::Userinfo { .. } => "The identity provider's answer could not be used. An administrator can find the cause in the gateway's log.".into(),
             LoginError::IdTokenRejected { check, .. } => format!("The identity provider's ID token failed the {check} check. An administrator can find the cause in the gateway's log."),
             LoginError::Store(_) => "Sessions cannot be stored right now. Please try again in a moment.".into(),
         }
@@ -281,7 +306,10 @@ impl Oidc {
             .timeout(cfg.http_timeout)
             .connect_timeout(cfg.http_timeout.min(Duration::from_secs(5)))
             .build()
-            .map_err(|e| LoginError::Discovery(format!("http client: {e}")))?;
+            .map_err(|e| LoginError::Discovery {
+                detail: "http client".into(),
+                source: Some(Arc::new(e)),
+            })?;
         Ok(Oidc {
             cfg,
             http,
@@ -353,8 +381,11 @@ impl Oidc {
     }
 
     async fn download(&self) -> Result<ProviderMetadata, LoginError> {
-        let issuer = IssuerUrl::new(self.cfg.issuer.clone())
-            .map_err(|e| LoginError::Discovery(format!("issuer URL: {e}")))?;
+        let issuer =
+            IssuerUrl::new(self.cfg.issuer.clone()).map_err(|e| LoginError::Discovery {
+                detail: "issuer URL".into(),
+                source: Some(Arc::new(e)),
+            })?;
         ProviderMetadata::discover_async(issuer, &self.http)
             .await
             .map_err(|e| discovery_error(&self.cfg.issuer, e))
@@ -384,11 +415,11 @@ impl Oidc {
     }
 
     /// Keeps metadata fresh: retries with backoff until it loads (logging
-    /// each failure class once per change), then refetches every
-    /// [`METADATA_REFRESH`].
+    /// each failure class once per change), then reloads it every
+    /// [`METADATA_RELOAD`].
     /// The task holds the client only while it fetches, and ends once the
     /// client is dropped.
-    pub fn spawn_refresh(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+    pub fn spawn_metadata_reload(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let weak = Arc::downgrade(self);
         tokio::spawn(async move {
             let mut backoff = Duration::from_secs(1);
@@ -402,7 +433,7 @@ impl Oidc {
                         }
                         last_error.clear();
                         backoff = Duration::from_secs(1);
-                        METADATA_REFRESH
+                        METADATA_RELOAD
                     }
                     Err(e) => {
                         let msg = e.to_string();
@@ -466,7 +497,7 @@ impl Oidc {
         let client = self.client(&meta, &flow.redirect_uri)?;
         let token = client
             .exchange_code(AuthorizationCode::new(code.to_owned()))
-            .map_err(|e| LoginError::Discovery(e.to_string()))?
+            .map_err(unusable_metadata)?
             .set_pkce_verifier(PkceCodeVerifier::new(flow.verifier.clone()))
             .request_async(&self.http)
             .await
@@ -476,10 +507,13 @@ impl Oidc {
             .await
     }
 
-    /// Renews tokens and claims with a refresh token. The new ID token is
-    /// validated like a login's (without a nonce, which refreshed tokens do
-    /// not carry). `InvalidGrant` means the IdP ended the grant.
-    pub async fn refresh(&self, refresh_token: &str) -> Result<LoginOutcome, LoginError> {
+    /// Renews a session's tokens and claims with its refresh token. The new
+    /// ID token is validated like a login's (without a nonce, which refreshed
+    /// tokens do not carry). `InvalidGrant` means the IdP ended the grant.
+    pub async fn redeem_refresh_token(
+        &self,
+        refresh_token: &str,
+    ) -> Result<LoginOutcome, LoginError> {
         let meta = self.metadata().await?;
         // The refresh request carries no redirect URI; the client needs one.
         let redirect = self.cfg.issuer.clone();
@@ -487,7 +521,7 @@ impl Oidc {
         let rt = openidconnect::RefreshToken::new(refresh_token.to_owned());
         let token = client
             .exchange_refresh_token(&rt)
-            .map_err(|e| LoginError::Discovery(e.to_string()))?
+            .map_err(unusable_metadata)?
             .request_async(&self.http)
             .await
             .map_err(token_error)?;
@@ -571,9 +605,10 @@ impl Oidc {
             if let Some(url) = meta.userinfo_endpoint() {
                 let info = self.userinfo(url.as_str(), &access_token).await?;
                 if info.get("sub").and_then(Value::as_str) != Some(subject.as_str()) {
-                    return Err(LoginError::Userinfo(
-                        "userinfo sub differs from the ID token's sub".into(),
-                    ));
+                    return Err(LoginError::Userinfo {
+                        detail: "userinfo sub differs from the ID token's sub".into(),
+                        source: None,
+                    });
                 }
                 email = email_from(email, EmailClaim::of(&self.cfg.email_claim, &info));
                 merge_missing(&mut claims, info);
@@ -645,8 +680,11 @@ impl Oidc {
         >,
         LoginError,
     > {
-        let redirect = RedirectUrl::new(redirect_uri.to_owned())
-            .map_err(|e| LoginError::Discovery(format!("redirect URI {redirect_uri:?}: {e}")))?;
+        let redirect =
+            RedirectUrl::new(redirect_uri.to_owned()).map_err(|e| LoginError::Discovery {
+                detail: format!("redirect URI {redirect_uri:?}"),
+                source: Some(Arc::new(e)),
+            })?;
         Ok(CoreClient::from_provider_metadata(
             meta.clone(),
             ClientId::new(self.cfg.client_id.clone()),
@@ -708,16 +746,41 @@ impl Oidc {
             })?;
         let status = res.status();
         if !status.is_success() {
-            return Err(LoginError::Userinfo(format!("userinfo answered {status}")));
+            return Err(LoginError::Userinfo {
+                detail: format!("userinfo answered {status}"),
+                source: None,
+            });
         }
-        let v: Value = res
-            .json()
-            .await
-            .map_err(|e| LoginError::Userinfo(format!("userinfo is not JSON: {e}")))?;
+        let v: Value = res.json().await.map_err(|e| LoginError::Userinfo {
+            detail: "userinfo is not JSON".into(),
+            source: Some(Arc::new(e)),
+        })?;
         if !v.is_object() {
-            return Err(LoginError::Userinfo("userinfo is not a JSON object".into()));
+            return Err(LoginError::Userinfo {
+                detail: "userinfo is not a JSON object".into(),
+                source: None,
+            });
         }
         Ok(v)
+    }
+}
+
+/// `detail`, then `source` and its causes (see [`error_chain`]), joined
+/// with `: `.
+fn with_causes(detail: &str, source: Option<&Cause>) -> String {
+    match source {
+        None => detail.to_owned(),
+        Some(e) if detail.is_empty() => error_chain(e.as_ref()),
+        Some(e) => format!("{detail}: {}", error_chain(e.as_ref())),
+    }
+}
+
+/// The token request could not be built from the loaded metadata (it
+/// lists no token endpoint, for example).
+fn unusable_metadata(e: openidconnect::ConfigurationError) -> LoginError {
+    LoginError::Discovery {
+        detail: String::new(),
+        source: Some(Arc::new(e)),
     }
 }
 
@@ -796,17 +859,24 @@ fn token_error<RE: std::error::Error + Send + Sync + 'static>(
             let desc = r.error_description().cloned().unwrap_or_default();
             match r.error() {
                 T::InvalidGrant => LoginError::InvalidGrant(desc),
-                other => LoginError::TokenEndpoint(format!("{}: {desc}", other.as_ref())),
+                other => LoginError::TokenEndpoint {
+                    detail: format!("{}: {desc}", other.as_ref()),
+                    source: None,
+                },
             }
         }
         RequestTokenError::Request(e) => LoginError::IdpUnreachable {
             what: "token endpoint".into(),
             source: Arc::new(e),
         },
-        RequestTokenError::Parse(e, _) => {
-            LoginError::TokenEndpoint(format!("unparseable token response: {e}"))
-        }
-        RequestTokenError::Other(s) => LoginError::TokenEndpoint(s),
+        RequestTokenError::Parse(e, _) => LoginError::TokenEndpoint {
+            detail: "unparseable token response".into(),
+            source: Some(Arc::new(e)),
+        },
+        RequestTokenError::Other(detail) => LoginError::TokenEndpoint {
+            detail,
+            source: None,
+        },
     }
 }
 
@@ -820,11 +890,21 @@ fn discovery_error<RE: std::error::Error + Send + Sync + 'static>(
             what: format!("discovery at {issuer}"),
             source: Arc::new(e),
         },
-        D::Response(status, _, msg) => LoginError::Discovery(format!("discovery at {issuer} answered {status}: {msg}")),
-        D::Validation(msg) => LoginError::Discovery(format!(
-            "{msg} (oidc.issuer must equal the document's issuer byte for byte, trailing slash included)"
-        )),
-        other => LoginError::Discovery(error_chain(&other)),
+        D::Response(status, _, msg) => LoginError::Discovery {
+            detail: format!("discovery at {issuer} answered {status}: {msg}"),
+            source: None,
+        },
+        D::Validation(msg) => LoginError::Discovery {
+            detail: format!(
+                "{msg} (oidc.issuer must equal the document's issuer byte for byte, trailing slash included)"
+            ),
+            source: None,
+        },
+        // An unparseable document, or another failure of the discovery client.
+        other => LoginError::Discovery {
+            detail: String::new(),
+            source: Some(Arc::new(other)),
+        },
     }
 }
 
@@ -894,6 +974,44 @@ mod tests {
         assert!(!oidc.is_ready());
     }
 
+    /// An IdP whose every answer is `200` with `body` as JSON.
+    fn idp_answering(body: &'static str) -> String {
+        use std::io::Write as _;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let issuer = format!("http://{}", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for mut conn in listener.incoming().flatten() {
+                let _ = conn.set_read_timeout(Some(Duration::from_millis(200)));
+                let _ = conn.read(&mut [0u8; 4096]);
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        issuer
+    }
+
+    #[tokio::test]
+    async fn an_unparseable_discovery_document_keeps_the_parser_error() {
+        let oidc = oidc(&idp_answering("{\"issuer\": 42"));
+        let e = oidc.metadata().await.expect_err("not a discovery document");
+        assert!(matches!(e, LoginError::Discovery { .. }), "{e:?}");
+        assert!(
+            std::error::Error::source(&e).is_some(),
+            "the parser's error is kept: {e:?}"
+        );
+        let line = error_chain(&e);
+        assert!(
+            line.starts_with("identity provider metadata rejected: "),
+            "{line}"
+        );
+        assert_eq!(line, e.to_string(), "the message names every cause");
+        assert_eq!(e.reason(), "discovery");
+        assert_eq!(e.status(), http::StatusCode::BAD_GATEWAY);
+    }
+
     #[test]
     fn email_comes_from_one_claims_object() {
         use EmailClaim::{Absent, Unverified, Verified};
@@ -913,7 +1031,7 @@ mod tests {
     async fn the_metadata_task_ends_when_the_client_is_dropped() {
         let (issuer, attempts) = dead_idp();
         let client = Arc::new(oidc(&issuer));
-        let task = client.spawn_refresh();
+        let task = client.spawn_metadata_reload();
         // Wait for the first attempt: the task is running.
         for _ in 0..500 {
             if attempts.load(Ordering::SeqCst) > 0 {

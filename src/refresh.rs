@@ -44,7 +44,12 @@ pub async fn run(store: Arc<dyn SessionStore>, oidc: Arc<Oidc>, seen: Arc<Sessio
     let Some(refresh_token) = current.refresh_token.as_ref() else {
         return;
     };
-    let asked = holding_lock(&*store, &current, oidc.refresh(refresh_token.expose())).await;
+    let asked = holding_lock(
+        &*store,
+        &current,
+        oidc.redeem_refresh_token(refresh_token.expose()),
+    )
+    .await;
     let m = crate::metrics::global();
     m.refresh(match &asked {
         Ok(outcome) if outcome.subject == current.subject => "success",

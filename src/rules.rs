@@ -3,11 +3,16 @@
 //!
 //! Owns rule precedence, host and path matching, and the subject check
 //! ([`CompiledRule::permits`]). It leaves to others: building
-//! [`RequestFacts`] from HTTP (`forward_auth`, `proxy`, using [`host`] and
-//! [`path`] here to normalise), authentication (`session`, `jwt`), and turning a
-//! [`Match`] into a response (`pipeline`). Called by `config` validation (through
-//! [`RuleSet::check`]), at start-up and on SIGHUP ([`RuleSet::compile`]), and by
-//! `pipeline` once per request ([`RuleSet::evaluate`]).
+//! [`RequestFacts`] from HTTP (`forward_auth`, `proxy`, `debug`, using
+//! [`host`] and [`path`] here to normalise), authentication (`session`,
+//! `bearer`, `basic`), turning a [`Match`] into a decision (`pipeline`) and
+//! a decision into a response (`forward_auth`, `proxy`). Compiled at start-up
+//! and on SIGHUP ([`RuleSet::compile`], through `pipeline::Runtime`), and
+//! evaluated once per request by `pipeline`, or by `proxy`, which also needs
+//! the match for the upstream ([`RuleSet::evaluate`]). [`RuleSet::check`]
+//! finds rules that can never match (empty lists, shadowed rules); `config`
+//! validation does not call it, and reports empty `methods` and `networks`
+//! itself.
 //!
 //! # Semantics
 //!

@@ -2,20 +2,21 @@
 //! accept), optional TLS (rustls, ALPN `h2` and `http/1.1`), HTTP/1.1 and
 //! HTTP/2 on the same port (hyper-util `auto`), header-read and idle
 //! timeouts, a head-size limit, routing to the endpoints, and graceful drain
-//! on shutdown. Knows nothing about authentication: it calls
-//! `forward_auth`, `login`, `proxy` and `admin`.
+//! on shutdown. Makes no authentication decision: the router hands each
+//! request to `forward_auth`, `login`, `logout`, `debug`, `proxy`, `admin`
+//! or `assertion`.
 //!
-//! This file builds the gateway's state and runs the accept loop (with the
-//! per-client connection cap); `tls` loads the certificates, `conn`
-//! serves one connection and keeps its timeouts with one small watchdog
-//! task (the request path touches no timer, only a few atomics), and
-//! `router` gives each request its id and its endpoint.
+//! This file builds the gateway's long-lived state (session store, OIDC
+//! client, bearer-token keys, with their background tasks) and runs the
+//! accept loop (with the per-client connection cap); `tls` loads the
+//! certificates, `conn` serves one connection and keeps its timeouts with
+//! one small watchdog task (the request path touches no timer, only a few
+//! atomics), and `router` gives each request its id and its endpoint.
+//! Called by `cli` (`serve`), the demo and the tests.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::io;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
-use std::pin::Pin;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -41,7 +42,7 @@ mod router;
 mod tls;
 
 use conn::connection;
-pub use tls::tls_acceptor;
+pub use tls::{tls_acceptor, TlsError};
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -60,10 +61,14 @@ pub enum StartError {
     Rules(#[from] crate::rules::RulesError),
     /// TLS files could not be loaded.
     #[error("tls: {0}")]
-    Tls(String),
-    /// The OIDC client could not be built.
+    Tls(#[from] TlsError),
+    /// The OIDC client could not be built (its HTTP client failed to initialise).
     #[error("oidc: {0}")]
-    Oidc(String),
+    Oidc(#[source] crate::oidc::LoginError),
+    /// The bearer-token verifier could not be built (its HTTP client failed
+    /// to initialise).
+    #[error("oidc: {0}")]
+    Bearer(#[source] reqwest::Error),
     /// The session store could not be set up.
     #[error(transparent)]
     Store(#[from] crate::session::StoreError),
@@ -118,13 +123,10 @@ pub fn build(
             }
         },
     };
-    let oidc =
-        Arc::new(Oidc::new(config.oidc.clone()).map_err(|e| StartError::Oidc(e.to_string()))?);
-    oidc.spawn_refresh();
-    let bearer = Arc::new(
-        crate::bearer::Bearer::new(&config.oidc).map_err(|e| StartError::Oidc(e.to_string()))?,
-    );
-    bearer.spawn_refresh();
+    let oidc = Arc::new(Oidc::new(config.oidc.clone()).map_err(StartError::Oidc)?);
+    oidc.spawn_metadata_reload();
+    let bearer = Arc::new(crate::bearer::Bearer::new(&config.oidc).map_err(StartError::Bearer)?);
+    bearer.spawn_key_reload();
     let runtime = Runtime::compile(config)?;
     Ok(Arc::new(Gateway {
         runtime: ArcSwap::from_pointee(runtime),
@@ -391,9 +393,6 @@ pub async fn start(
         tasks,
     })
 }
-
-/// Boxed future alias for shutdown signals.
-pub type Signal = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 #[cfg(test)]
 mod tests {

@@ -1,6 +1,6 @@
 //! One issuer's signing keys: fetched from its `jwks_url` (or the
 //! `jwks_uri` of its discovery document), kept in an [`ArcSwap`] so the
-//! request path reads them without locks, refreshed in the background as the
+//! request path reads them without locks, reloaded in the background as the
 //! response's `Cache-Control: max-age` says (clamped to sane bounds), and
 //! refetched when a token names an unknown `kid` — at most once per
 //! [`REFETCH_MIN_INTERVAL`], single-flight, so a flood of forged `kid`s costs
@@ -22,32 +22,80 @@ use url::Url;
 
 /// Fewest time between two fetches triggered by unknown `kid`s.
 pub const REFETCH_MIN_INTERVAL: Duration = Duration::from_secs(10);
-/// Background refresh when the response has no usable `max-age`.
-const DEFAULT_REFRESH: Duration = Duration::from_secs(3600);
+/// Background reload when the response has no usable `max-age`.
+const DEFAULT_RELOAD: Duration = Duration::from_secs(3600);
 /// Bounds applied to `max-age`.
-const MIN_REFRESH: Duration = Duration::from_secs(60);
-const MAX_REFRESH: Duration = Duration::from_secs(24 * 3600);
+const MIN_RELOAD: Duration = Duration::from_secs(60);
+const MAX_RELOAD: Duration = Duration::from_secs(24 * 3600);
 /// Largest JWKS (or discovery) document accepted.
 const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
 
-/// Why keys could not be loaded.
-#[derive(Debug, Clone, thiserror::Error)]
+/// Why keys could not be loaded. Each message names the URL and the cause.
+#[derive(Debug, thiserror::Error)]
 pub enum JwksError {
-    /// The JWKS or discovery URL did not answer, or answered with an error status.
-    #[error("cannot fetch {url}: {detail}")]
-    Fetch {
+    /// The JWKS or discovery URL did not answer: no connection, a timeout,
+    /// or a transfer that broke off.
+    #[error("cannot fetch {url}: {}", crate::error::error_chain(.source))]
+    Unreachable {
         /// The URL asked.
         url: String,
-        /// What went wrong.
-        detail: String,
+        /// The HTTP client's error.
+        #[source]
+        source: reqwest::Error,
     },
-    /// The document is not a JWKS (or discovery document) portcullis can use.
-    #[error("unusable document from {url}: {detail}")]
-    Document {
+    /// The URL answered with an error status.
+    #[error("cannot fetch {url}: status {status}")]
+    Status {
         /// The URL asked.
         url: String,
-        /// What is wrong with it.
-        detail: String,
+        /// The status received.
+        status: http::StatusCode,
+    },
+    /// The document is larger than [`MAX_DOCUMENT_BYTES`].
+    #[error("cannot fetch {url}: document too large")]
+    TooLarge {
+        /// The URL asked.
+        url: String,
+    },
+    /// The issuer does not make a discovery URL (it is not a URL).
+    #[error("unusable document from {url}: {source}")]
+    IssuerUrl {
+        /// The discovery URL built from the issuer.
+        url: String,
+        /// Why it does not parse.
+        #[source]
+        source: url::ParseError,
+    },
+    /// The discovery document's `jwks_uri` is not a URL.
+    #[error("unusable document from {url}: jwks_uri: {source}")]
+    JwksUri {
+        /// The discovery URL.
+        url: String,
+        /// Why `jwks_uri` does not parse.
+        #[source]
+        source: url::ParseError,
+    },
+    /// The document is not the JSON expected: a JWKS, or a discovery document
+    /// with `issuer` and `jwks_uri`.
+    #[error("unusable document from {url}: not a {what}: {source}")]
+    NotJson {
+        /// The URL asked.
+        url: String,
+        /// `JWKS` or `discovery document`.
+        what: &'static str,
+        /// The parser's error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The discovery document names another issuer.
+    #[error("unusable document from {url}: its issuer {found:?} differs from the configured {configured:?}")]
+    IssuerMismatch {
+        /// The discovery URL.
+        url: String,
+        /// The document's `issuer`.
+        found: String,
+        /// The issuer configured.
+        configured: String,
     },
 }
 
@@ -174,8 +222,8 @@ impl KeySet {
     /// Parses a JWKS document, keeping the keys that can verify tokens.
     /// Unusable entries (symmetric, encryption-only, unknown curves,
     /// malformed) are skipped, never an error: one odd key must not hide the rest.
-    pub fn parse(body: &[u8]) -> Result<KeySet, String> {
-        let raw: RawJwks = serde_json::from_slice(body).map_err(|e| format!("not a JWKS: {e}"))?;
+    pub fn parse(body: &[u8]) -> Result<KeySet, serde_json::Error> {
+        let raw: RawJwks = serde_json::from_slice(body)?;
         let keys = raw
             .keys
             .into_iter()
@@ -366,9 +414,10 @@ impl Jwks {
     async fn download(&self) -> Result<(KeySet, Duration), JwksError> {
         let url = self.jwks_url().await?;
         let (body, max_age) = self.get(&url).await?;
-        let set = KeySet::parse(&body).map_err(|detail| JwksError::Document {
+        let set = KeySet::parse(&body).map_err(|e| JwksError::NotJson {
             url: url.to_string(),
-            detail,
+            what: "JWKS",
+            source: e,
         })?;
         Ok((set, max_age))
     }
@@ -385,21 +434,27 @@ impl Jwks {
             "{}/.well-known/openid-configuration",
             issuer.trim_end_matches('/')
         );
-        let doc_err = |detail: String| JwksError::Document {
+        let url = Url::parse(&well_known).map_err(|source| JwksError::IssuerUrl {
             url: well_known.clone(),
-            detail,
-        };
-        let url = Url::parse(&well_known).map_err(|e| doc_err(e.to_string()))?;
+            source,
+        })?;
         let (body, _) = self.get(&url).await?;
-        let doc: RawDiscovery = serde_json::from_slice(&body)
-            .map_err(|e| doc_err(format!("not a discovery document: {e}")))?;
+        let doc: RawDiscovery = serde_json::from_slice(&body).map_err(|e| JwksError::NotJson {
+            url: well_known.clone(),
+            what: "discovery document",
+            source: e,
+        })?;
         if doc.issuer != *issuer {
-            return Err(doc_err(format!(
-                "its issuer {:?} differs from the configured {issuer:?}",
-                doc.issuer
-            )));
+            return Err(JwksError::IssuerMismatch {
+                url: well_known,
+                found: doc.issuer,
+                configured: issuer.clone(),
+            });
         }
-        let jwks = Url::parse(&doc.jwks_uri).map_err(|e| doc_err(format!("jwks_uri: {e}")))?;
+        let jwks = Url::parse(&doc.jwks_uri).map_err(|source| JwksError::JwksUri {
+            url: well_known.clone(),
+            source,
+        })?;
         if let Ok(mut d) = self.discovered.lock() {
             *d = Some(jwks.clone());
         }
@@ -407,9 +462,12 @@ impl Jwks {
     }
 
     async fn get(&self, url: &Url) -> Result<(bytes::Bytes, Duration), JwksError> {
-        let fetch_err = |detail: String| JwksError::Fetch {
+        let unreachable = |source| JwksError::Unreachable {
             url: url.to_string(),
-            detail,
+            source,
+        };
+        let too_large = || JwksError::TooLarge {
+            url: url.to_string(),
         };
         let res = self
             .http
@@ -417,29 +475,29 @@ impl Jwks {
             .header(http::header::ACCEPT, "application/json")
             .send()
             .await
-            .map_err(|e| fetch_err(crate::error::error_chain(&e)))?;
+            .map_err(unreachable)?;
         if !res.status().is_success() {
-            return Err(fetch_err(format!("status {}", res.status())));
+            return Err(JwksError::Status {
+                url: url.to_string(),
+                status: res.status(),
+            });
         }
         if res
             .content_length()
             .is_some_and(|n| n > MAX_DOCUMENT_BYTES as u64)
         {
-            return Err(fetch_err("document too large".into()));
+            return Err(too_large());
         }
         let max_age = res
             .headers()
             .get(http::header::CACHE_CONTROL)
             .and_then(|v| v.to_str().ok())
             .and_then(max_age)
-            .map(|d| d.clamp(MIN_REFRESH, MAX_REFRESH))
-            .unwrap_or(DEFAULT_REFRESH);
-        let body = res
-            .bytes()
-            .await
-            .map_err(|e| fetch_err(crate::error::error_chain(&e)))?;
+            .map(|d| d.clamp(MIN_RELOAD, MAX_RELOAD))
+            .unwrap_or(DEFAULT_RELOAD);
+        let body = res.bytes().await.map_err(unreachable)?;
         if body.len() > MAX_DOCUMENT_BYTES {
-            return Err(fetch_err("document too large".into()));
+            return Err(too_large());
         }
         Ok((body, max_age))
     }

@@ -445,6 +445,32 @@ async fn unreachable_keys_refuse_tokens_and_report() {
 }
 
 #[tokio::test]
+async fn a_failed_key_fetch_keeps_the_http_error_as_its_cause() {
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}/jwks", l.local_addr().unwrap())
+    };
+    let jwks = Jwks::new(Source::Url(dead.parse().unwrap()), reqwest::Client::new());
+    let e = jwks.fetch().await.unwrap_err();
+    let http = std::error::Error::source(&e)
+        .and_then(|c| c.downcast_ref::<reqwest::Error>())
+        .expect("the HTTP client's error is the cause");
+    assert!(http.is_connect(), "{http:?}");
+    let line = e.to_string();
+    assert!(
+        line.starts_with(&format!("cannot fetch {dead}: ")),
+        "{line}"
+    );
+    assert_eq!(
+        crate::error::error_chain(&e),
+        line,
+        "the message names every cause"
+    );
+    // Readiness reports the same text.
+    assert_eq!(jwks.status(), Status::Failed(line));
+}
+
+#[tokio::test]
 async fn typ_is_checked_when_configured() {
     let key = TestKey::p256("k");
     let server = JwksServer::start(testkeys::jwks(&[&key]));

@@ -39,7 +39,7 @@ pub struct Discovered {
 }
 
 /// What the authorization endpoint made of a login request.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum AuthorizeVerdict {
     /// It went on to its login page (or straight back with a code).
     Accepted,
@@ -59,17 +59,47 @@ pub enum AuthorizeVerdict {
         text: String,
     },
     /// It could not be asked.
-    Unreachable(String),
+    Unreachable(reqwest::Error),
 }
 
-/// A client for probes: no redirects followed, short timeouts.
-pub fn http_client() -> reqwest::Client {
+/// Why a document could not be fetched from the IdP.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// No connection, no answer in time, or the connection broke.
+    #[error("{}", crate::error::error_chain(.0))]
+    Http(#[source] reqwest::Error),
+    /// The IdP answered with a status other than a success.
+    #[error("answered {0}")]
+    Status(http::StatusCode),
+    /// The answer was larger than [`MAX_BODY`].
+    #[error("answer larger than {} KiB", MAX_BODY / 1024)]
+    TooLarge,
+    /// The answer was not JSON.
+    #[error("not JSON: {0}")]
+    NotJson(#[source] serde_json::Error),
+}
+
+/// A client for probes: no redirects followed, short timeouts. An error
+/// when the HTTP client cannot be set up (its TLS backend failed to
+/// initialise): probing without the timeouts could hang.
+pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(HTTP_TIMEOUT)
         .connect_timeout(CONNECT_TIMEOUT)
         .build()
-        .unwrap_or_default()
+}
+
+/// The line for a check that could not run because [`http_client`] failed.
+fn no_client(check: &str, e: &reqwest::Error) -> Finding {
+    Finding::fail(
+        check,
+        format!(
+            "cannot set up the HTTP client: {}",
+            crate::error::error_chain(e)
+        ),
+        "portcullis cannot make HTTPS requests on this host; the cause above names what failed",
+    )
 }
 
 /// Runs every IdP check, pushing one line each. Returns the document when
@@ -90,7 +120,13 @@ pub async fn probe(config: &Config, report: &mut Report) -> Option<Discovered> {
     if !net::probe(&issuer, report).await {
         return None;
     }
-    let http = http_client();
+    let http = match http_client() {
+        Ok(c) => c,
+        Err(e) => {
+            report.push(no_client("discovery", &e));
+            return None;
+        }
+    };
     let (doc, date) = discovery(&http, &o.issuer, report).await?;
     report.push(issuer_matches(&o.issuer, &doc));
     if let Some((date, sent, received)) = date {
@@ -302,15 +338,11 @@ async fn jwks(http: &reqwest::Client, doc: &Value) -> Vec<Finding> {
 }
 
 /// The body, refusing more than [`MAX_BODY`] bytes.
-async fn read_capped(mut res: reqwest::Response) -> Result<Vec<u8>, String> {
+async fn read_capped(mut res: reqwest::Response) -> Result<Vec<u8>, FetchError> {
     let mut body = Vec::new();
-    while let Some(chunk) = res
-        .chunk()
-        .await
-        .map_err(|e| crate::error::error_chain(&e))?
-    {
+    while let Some(chunk) = res.chunk().await.map_err(FetchError::Http)? {
         if body.len() + chunk.len() > MAX_BODY {
-            return Err(format!("answer larger than {} KiB", MAX_BODY / 1024));
+            return Err(FetchError::TooLarge);
         }
         body.extend_from_slice(&chunk);
     }
@@ -318,20 +350,24 @@ async fn read_capped(mut res: reqwest::Response) -> Result<Vec<u8>, String> {
 }
 
 /// A JSON document over `GET`, or why not.
-async fn fetch_json(http: &reqwest::Client, url: &str) -> Result<Value, String> {
-    match http.get(url).send().await {
-        Ok(r) if r.status().is_success() => {
-            let body = read_capped(r).await?;
-            serde_json::from_slice(&body).map_err(|e| format!("not JSON: {e}"))
-        }
-        Ok(r) => Err(format!("answered {}", r.status())),
-        Err(e) => Err(crate::error::error_chain(&e)),
+async fn fetch_json(http: &reqwest::Client, url: &str) -> Result<Value, FetchError> {
+    let res = http.get(url).send().await.map_err(FetchError::Http)?;
+    if !res.status().is_success() {
+        return Err(FetchError::Status(res.status()));
     }
+    let body = read_capped(res).await?;
+    serde_json::from_slice(&body).map_err(FetchError::NotJson)
 }
 
 /// `bearer_issuers[N]`: each extra issuer's key set is reachable and usable.
 pub async fn bearer_issuers(config: &Config) -> Vec<Finding> {
-    let http = http_client();
+    if config.oidc.bearer_issuers.is_empty() {
+        return Vec::new();
+    }
+    let http = match http_client() {
+        Ok(c) => c,
+        Err(e) => return vec![no_client("bearer_issuers", &e)],
+    };
     let mut out = Vec::new();
     for (i, b) in config.oidc.bearer_issuers.iter().enumerate() {
         let name = format!("bearer_issuers[{i}]");
@@ -523,7 +559,10 @@ pub async fn authorize_checks(config: &Config, doc: &Value) -> Vec<Finding> {
         RedirectUris::One(u) => vec![u],
         RedirectUris::PerHost { uris, .. } => uris,
     };
-    let http = http_client();
+    let http = match http_client() {
+        Ok(c) => c,
+        Err(e) => return vec![no_client("authorize", &e)],
+    };
     let mut out = Vec::new();
     for uri in uris.iter().take(MAX_AUTHORIZE_PROBES) {
         let verdict = authorize(&http, endpoint, &config.oidc, uri).await;
@@ -550,7 +589,7 @@ pub async fn authorize(
     );
     let res = match http.get(&url).header("accept", "text/html").send().await {
         Ok(r) => r,
-        Err(e) => return AuthorizeVerdict::Unreachable(crate::error::error_chain(&e)),
+        Err(e) => return AuthorizeVerdict::Unreachable(e),
     };
     let status = res.status();
     if status.is_redirection() {
@@ -692,7 +731,10 @@ pub fn verdict_finding(config: &Config, uri: &str, v: &AuthorizeVerdict) -> Find
         }
         AuthorizeVerdict::Unreachable(e) => Finding::fail(
             "authorize",
-            format!("the authorization endpoint could not be asked: {e}"),
+            format!(
+                "the authorization endpoint could not be asked: {}",
+                crate::error::error_chain(e)
+            ),
             "the IdP's authorization_endpoint must be reachable from here",
         ),
     }
@@ -778,7 +820,8 @@ mod tests {
         });
         let mut r = Report::default();
         let issuer = format!("http://127.0.0.1:{port}");
-        assert!(discovery(&http_client(), &issuer, &mut r).await.is_none());
+        let http = http_client().expect("an HTTP client");
+        assert!(discovery(&http, &issuer, &mut r).await.is_none());
         assert_eq!(
             r.findings[0].detail,
             format!("{issuer}/.well-known/openid-configuration: reading the answer failed: answer larger than 1024 KiB")

@@ -212,12 +212,17 @@ async fn userinfo(oidc: &Oidc, outcome: &LoginOutcome) -> Result<Value, String> 
         .ok_or("the IdP has no userinfo endpoint")?
         .url()
         .clone();
-    fetch_userinfo(&url, outcome.access_token.expose()).await
+    let http = super::idp::http_client().map_err(|e| crate::error::error_chain(&e))?;
+    fetch_userinfo(&http, &url, outcome.access_token.expose()).await
 }
 
 /// `GET userinfo` with a bearer token (also used by the debug endpoint).
-pub async fn fetch_userinfo(url: &url::Url, access_token: &str) -> Result<Value, String> {
-    let res = super::idp::http_client()
+pub async fn fetch_userinfo(
+    http: &reqwest::Client,
+    url: &url::Url,
+    access_token: &str,
+) -> Result<Value, String> {
+    let res = http
         .get(url.clone())
         .bearer_auth(access_token)
         .header("accept", "application/json")

@@ -154,7 +154,10 @@ fn each_failure_has_its_fault_and_status() {
         timed_out,
     };
     let store = StoreError::Config("down".into());
-    let idp = LoginError::Discovery("issuer differs".into());
+    let idp = LoginError::Discovery {
+        detail: "issuer differs".into(),
+        source: None,
+    };
     let state = LoginError::StateMissing;
     let login_store = LoginError::Store(StoreError::Config("down".into()));
     let cases = [

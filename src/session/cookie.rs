@@ -97,7 +97,7 @@ impl SessionKeys {
         let verified = self.macs.iter().any(|m| {
             let mut mac = m.clone();
             mac.update(id_b64);
-            constant_time_eq::constant_time_eq_32(&mac.finalize().into_bytes().into(), &digest)
+            crate::secret::constant_time_eq_32(&mac.finalize().into_bytes().into(), &digest)
         });
         if !verified {
             return None;

@@ -80,12 +80,19 @@ pub enum PoolError {
     /// TCP connect and TLS handshake took longer than `proxy.connect_timeout`.
     #[error("connecting to the upstream timed out")]
     ConnectTimeout,
-    /// Refused, unreachable, name not resolved, TLS failure.
+    /// TCP connect refused or unreachable, or the name did not resolve.
     #[error("connecting to the upstream failed: {0}")]
-    Connect(String),
+    Connect(#[source] io::Error),
+    /// The TLS handshake failed: an untrusted certificate, the wrong name,
+    /// or an upstream that does not speak TLS.
+    #[error("connecting to the upstream failed: TLS: {}", crate::error::error_chain(.0))]
+    Tls(#[source] io::Error),
+    /// The HTTP/1.1 or HTTP/2 handshake on a new connection failed.
+    #[error("connecting to the upstream failed: {}", crate::error::error_chain(.0))]
+    Handshake(#[source] hyper::Error),
     /// The connection failed while the request or response head was in transit.
-    #[error("{0}")]
-    Request(String),
+    #[error("{}", crate::error::error_chain(.0))]
+    Request(#[source] hyper::Error),
 }
 
 enum Host {
@@ -231,11 +238,7 @@ impl Pool {
                     }
                     req = again;
                 }
-                _ => {
-                    return Err(PoolError::Request(crate::error::error_chain(
-                        &e.into_error(),
-                    )))
-                }
+                _ => return Err(PoolError::Request(e.into_error())),
             }
         }
     }
@@ -331,14 +334,15 @@ impl Pool {
                 Host::Ip(ip) => TcpStream::connect(SocketAddr::new(*ip, self.port)).await,
                 Host::Name(name) => TcpStream::connect((name.as_str(), self.port)).await,
             }
-            .map_err(|e| PoolError::Connect(e.to_string()))?;
+            .map_err(PoolError::Connect)?;
             let _ = tcp.set_nodelay(true);
             match &self.tls {
                 None => Ok(Io::Plain(tcp)),
                 Some((tls, name)) => {
-                    let stream = tls.connect(name.clone(), tcp).await.map_err(|e| {
-                        PoolError::Connect(format!("TLS: {}", crate::error::error_chain(&e)))
-                    })?;
+                    let stream = tls
+                        .connect(name.clone(), tcp)
+                        .await
+                        .map_err(PoolError::Tls)?;
                     Ok(Io::Tls(Box::new(stream)))
                 }
             }
@@ -351,7 +355,7 @@ impl Pool {
                     .timer(TokioTimer::new())
                     .handshake(TokioIo::new(stream))
                     .await
-                    .map_err(|e| PoolError::Connect(crate::error::error_chain(&e)))?;
+                    .map_err(PoolError::Handshake)?;
                 tokio::spawn(async move {
                     if let Err(e) = conn.await {
                         tracing::debug!(error = %e, "upstream HTTP/2 connection ended");
@@ -364,7 +368,7 @@ impl Pool {
                 let (tx, conn) = http1::Builder::new()
                     .handshake(TokioIo::new(io))
                     .await
-                    .map_err(|e| PoolError::Connect(crate::error::error_chain(&e)))?;
+                    .map_err(PoolError::Handshake)?;
                 Ok(Sender::H1(H1 {
                     tx,
                     conn: Some(Box::new(conn)),
@@ -528,5 +532,71 @@ impl AsyncWrite for Io {
             Io::Plain(s) => Pin::new(s).poll_shutdown(cx),
             Io::Tls(s) => Pin::new(&mut **s).poll_shutdown(cx),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::AsyncWriteExt;
+
+    use super::*;
+
+    fn pool(url: &str, tls: Option<Arc<ClientConfig>>) -> Pool {
+        Pool::new(&url.parse().unwrap(), tls, Duration::from_secs(5)).expect("a pool")
+    }
+
+    /// The OS error of the first cause of `e` that is one.
+    fn io_cause(e: &PoolError) -> &io::Error {
+        let mut cause = std::error::Error::source(e);
+        while let Some(c) = cause {
+            if let Some(io) = c.downcast_ref::<io::Error>() {
+                return io;
+            }
+            cause = c.source();
+        }
+        panic!("no OS error among the causes of {e:?}")
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_keeps_the_os_error_as_its_cause() {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let p = pool(&format!("http://127.0.0.1:{port}/"), None);
+        let e = p.connect().await.err().expect("nothing listens there");
+        assert!(matches!(e, PoolError::Connect(_)), "{e:?}");
+        let io = io_cause(&e);
+        assert_eq!(io.kind(), io::ErrorKind::ConnectionRefused);
+        assert_eq!(
+            e.to_string(),
+            format!("connecting to the upstream failed: {io}")
+        );
+        assert_eq!(crate::error::error_chain(&e), e.to_string());
+    }
+
+    #[tokio::test]
+    async fn a_failed_tls_handshake_keeps_its_cause() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            // Plain HTTP where TLS is expected.
+            let (mut conn, _) = listener.accept().await.unwrap();
+            let _ = conn
+                .write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
+                .await;
+        });
+        let tls = Arc::new(crate::proxy_table::upstream::insecure());
+        let p = pool(&format!("https://{addr}/"), Some(tls));
+        let e = p.connect().await.err().expect("not TLS");
+        assert!(matches!(e, PoolError::Tls(_)), "{e:?}");
+        let io = io_cause(&e);
+        let line = e.to_string();
+        assert!(
+            line.starts_with("connecting to the upstream failed: TLS: "),
+            "{line}"
+        );
+        assert!(line.contains(&io.to_string()), "{line}");
+        assert_eq!(crate::error::error_chain(&e), line);
     }
 }

@@ -78,6 +78,44 @@ fn an_unreadable_config_names_the_cause() {
 }
 
 #[test]
+fn a_missing_tls_certificate_names_the_file_and_the_os_error_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = dir.path().join("missing-cert.pem");
+    let key = dir.path().join("missing-key.pem");
+    let path = dir.path().join("tls.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\ntls_cert = {:?}\ntls_key = {:?}\n[oidc]\nissuer = \"https://idp.example.com/\"\nclient_id = \"x\"\n[session]\n",
+            cert.display().to_string(),
+            key.display().to_string()
+        ),
+    )
+    .unwrap();
+    let out = bin()
+        .args(["serve", "--config"])
+        .arg(&path)
+        .env(
+            "PORTCULLIS_SESSION_SECRET",
+            "0123456789abcdef0123456789abcdef-x",
+        )
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    let os = std::fs::read(&cert).unwrap_err();
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("portcullis: "))
+        .unwrap_or_else(|| panic!("no error line: {err}"));
+    assert_eq!(
+        line,
+        format!("portcullis: tls: {}: {os}", cert.display()),
+        "{err}"
+    );
+}
+
+#[test]
 fn serve_without_a_config_explains_itself() {
     let out = bin()
         .arg("serve")
