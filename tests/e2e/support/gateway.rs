@@ -9,7 +9,7 @@ use super::browser::Browser;
 use super::http::{probe, raw_get, RawResponse};
 use super::idp::CLIENT_SECRET;
 use super::proc::{scratch_dir, Proc};
-use super::wait_for;
+use super::{free_port, wait_for};
 
 /// The session secret of most gateways in these tests.
 pub const SESSION_SECRET: &str = "e2e-session-secret-0123456789-abcdefghijklmnop";
@@ -32,8 +32,7 @@ pub struct Launch<'a> {
     pub name: &'a str,
     /// Config text; `127.0.0.1:4180` is replaced by the listen address.
     pub config: &'a str,
-    /// The listen port; `None` lets the gateway bind port 0 (the port it
-    /// got is read from its "portcullis listening" log line).
+    /// The listen port; `None` picks a free one.
     pub port: Option<u16>,
     /// `PORTCULLIS_SESSION_SECRET`; empty = not set (the config has it).
     pub session_secret: &'a str,
@@ -43,7 +42,7 @@ pub struct Launch<'a> {
     pub wait_ready: bool,
     /// Run from this existing file instead of `config` (several processes
     /// sharing one file). With `listen = "127.0.0.1:0"` the port is read
-    /// from the log, as without `port`.
+    /// from the "portcullis listening" log line.
     pub config_file: Option<&'a Path>,
     /// Probe readiness on this port (the config's `admin_listen`) instead of the listen port.
     pub admin_port: Option<u16>,
@@ -79,9 +78,10 @@ impl Gateway {
         let (fixed_port, config) = match l.config_file {
             Some(file) => (None, file.to_owned()),
             None => {
-                // Without a port given, the gateway binds port 0 and logs
-                // the one it got.
-                let port = l.port.unwrap_or(0);
+                // A port known up front: the config file names the port the
+                // gateway listens on (`portcullis healthcheck --config` and
+                // restarts on the same port read it from there).
+                let port = l.port.unwrap_or_else(free_port);
                 // The quoted placeholder only: an admin port such as 41805
                 // also contains the text 127.0.0.1:4180.
                 let quoted = format!("\"{LISTEN_PLACEHOLDER}\"");
@@ -95,7 +95,7 @@ impl Gateway {
                     l.config.replace(&quoted, &format!("\"127.0.0.1:{port}\"")),
                 )
                 .unwrap();
-                (l.port, config)
+                (Some(port), config)
             }
         };
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_portcullis"));
