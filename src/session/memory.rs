@@ -21,7 +21,12 @@
 //!
 //! Past [`MAX_SESSIONS`], a new session first sweeps the ended ones (at most
 //! once a second), then, if the store is still full, evicts the least
-//! recently used session.
+//! recently used of [`EVICTION_SAMPLES`] sessions picked at random (as
+//! Redis does for `maxmemory-policy allkeys-lru`): a login at capacity costs
+//! the same whether the store holds a thousand sessions or a million. Each
+//! shard keeps its ids in a dense list beside the map for that pick. Small
+//! stores (up to [`EXACT_EVICTION_UP_TO`] sessions) evict the least recently
+//! used of all.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -45,6 +50,12 @@ const SWEEP_EVERY_MS: u64 = 60_000;
 /// Past this many one-time token digests, expired ones are dropped first.
 const SEEN_PRUNE_AT: usize = 4096;
 
+/// Sessions compared, at random, to pick the one a full store evicts.
+pub const EVICTION_SAMPLES: usize = 16;
+
+/// Up to this many sessions, eviction compares them all.
+pub const EXACT_EVICTION_UP_TO: usize = 256;
+
 /// Sessions in process memory.
 pub struct MemoryStore {
     shards: Box<[RwLock<Shard>]>,
@@ -59,14 +70,82 @@ pub struct MemoryStore {
     /// Refresh locks ([`SessionStore::lock_refresh`]): (session, generation)
     /// → until when ([`clock::mono_ms`]).
     refresh_locks: Mutex<HashMap<(SessionId, u64), u64>>,
+    /// State of the generator that picks eviction samples.
+    pick: AtomicU64,
 }
 
-type Shard = HashMap<SessionId, Entry, FxBuildHasher>;
+/// One shard: the sessions by id, and the same ids in a dense list (in no
+/// order) from which eviction picks at random.
+#[derive(Default)]
+struct Shard {
+    map: HashMap<SessionId, Entry, FxBuildHasher>,
+    ids: Vec<SessionId>,
+}
 
 struct Entry {
     session: Arc<Session>,
     /// Last use ([`clock::mono_ms`]).
     used_ms: AtomicU64,
+    /// Where this id is in its shard's `ids`.
+    slot: usize,
+}
+
+// === impl Shard ===
+
+impl Shard {
+    fn get(&self, id: &SessionId) -> Option<&Entry> {
+        self.map.get(id)
+    }
+
+    /// Stores `session` under its id; true when the id was new.
+    fn insert(&mut self, session: Arc<Session>, used_ms: u64) -> bool {
+        let id = session.id;
+        if let Some(e) = self.map.get_mut(&id) {
+            e.session = session;
+            e.used_ms = AtomicU64::new(used_ms);
+            return false;
+        }
+        let slot = self.ids.len();
+        self.ids.push(id);
+        self.map.insert(
+            id,
+            Entry {
+                session,
+                used_ms: AtomicU64::new(used_ms),
+                slot,
+            },
+        );
+        true
+    }
+
+    /// Drops `id`; true when it was there.
+    fn remove(&mut self, id: &SessionId) -> bool {
+        let Some(e) = self.map.remove(id) else {
+            return false;
+        };
+        self.ids.swap_remove(e.slot);
+        // The last id moved into the freed slot.
+        if let Some(moved) = self.ids.get(e.slot) {
+            if let Some(m) = self.map.get_mut(moved) {
+                m.slot = e.slot;
+            }
+        }
+        true
+    }
+
+    /// Keeps the entries `keep` says yes to; returns how many went.
+    fn retain(&mut self, mut keep: impl FnMut(&Entry) -> bool) -> usize {
+        let before = self.map.len();
+        self.map.retain(|_, e| keep(e));
+        if self.map.len() != before {
+            self.ids.clear();
+            for (id, e) in self.map.iter_mut() {
+                e.slot = self.ids.len();
+                self.ids.push(*id);
+            }
+        }
+        before - self.map.len()
+    }
 }
 
 // === impl MemoryStore ===
@@ -87,6 +166,7 @@ impl MemoryStore {
             swept_ms: AtomicU64::new(clock::mono_ms()),
             seen: Mutex::default(),
             refresh_locks: Mutex::default(),
+            pick: AtomicU64::new(clock::mono_ms()),
         }
     }
 
@@ -128,29 +208,58 @@ impl MemoryStore {
         self.swept_ms.store(now_ms, Ordering::Relaxed);
         let now_secs = clock::unix_secs();
         for shard in self.shards.iter() {
-            let mut map = Self::write(shard);
-            let before = map.len();
-            map.retain(|_, e| self.is_current(e, now_ms, now_secs));
-            self.len.fetch_sub(before - map.len(), Ordering::Relaxed);
+            let gone = Self::write(shard).retain(|e| self.is_current(e, now_ms, now_secs));
+            self.len.fetch_sub(gone, Ordering::Relaxed);
         }
     }
 
-    /// Drops the least recently used session of all, to make room.
+    /// A pseudo-random number (splitmix64): which session eviction looks at
+    /// needs no unpredictability, only spread.
+    fn next_pick(&self) -> u64 {
+        let mut z = self
+            .pick
+            .fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed)
+            .wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Drops one session to make room: the least recently used of
+    /// [`EVICTION_SAMPLES`] picked at random, or of all in a small store.
     fn evict_one(&self) {
-        let oldest = self
-            .shards
-            .iter()
-            .enumerate()
-            .filter_map(|(i, shard)| {
-                let map = Self::read(shard);
-                map.iter()
-                    .map(|(id, e)| (e.used_ms.load(Ordering::Relaxed), *id))
-                    .min_by_key(|(used, _)| *used)
-                    .map(|(used, id)| (used, i, id))
-            })
-            .min_by_key(|(used, _, _)| *used);
+        let oldest = if self.len() <= EXACT_EVICTION_UP_TO {
+            self.shards
+                .iter()
+                .enumerate()
+                .filter_map(|(i, shard)| {
+                    let shard = Self::read(shard);
+                    shard
+                        .map
+                        .iter()
+                        .map(|(id, e)| (e.used_ms.load(Ordering::Relaxed), *id))
+                        .min_by_key(|(used, _)| *used)
+                        .map(|(used, id)| (used, i, id))
+                })
+                .min_by_key(|(used, _, _)| *used)
+        } else {
+            (0..EVICTION_SAMPLES)
+                .filter_map(|_| {
+                    let r = self.next_pick();
+                    let i = (r as usize) % SHARDS;
+                    let shard = Self::read(&self.shards[i]);
+                    let n = shard.ids.len();
+                    if n == 0 {
+                        return None;
+                    }
+                    let id = shard.ids[((r >> 32) as usize) % n];
+                    let used = shard.get(&id)?.used_ms.load(Ordering::Relaxed);
+                    Some((used, i, id))
+                })
+                .min_by_key(|(used, _, _)| *used)
+        };
         if let Some((_, i, id)) = oldest {
-            if Self::write(&self.shards[i]).remove(&id).is_some() {
+            if Self::write(&self.shards[i]).remove(&id) {
                 self.len.fetch_sub(1, Ordering::Relaxed);
             }
         }
@@ -159,8 +268,8 @@ impl MemoryStore {
 
 impl SessionStore for MemoryStore {
     fn lookup_cached(&self, id: &SessionId) -> Option<Arc<Session>> {
-        let map = Self::read(self.shard(id));
-        let e = map.get(id)?;
+        let shard = Self::read(self.shard(id));
+        let e = shard.get(id)?;
         let now_ms = clock::mono_ms();
         if !self.is_current(e, now_ms, clock::unix_secs()) {
             return None;
@@ -189,21 +298,17 @@ impl SessionStore for MemoryStore {
             self.sweep(now_ms);
         }
         let shard = self.shard(&session.id);
-        if self.len() >= self.max && !Self::read(shard).contains_key(&session.id) {
+        if self.len() >= self.max && Self::read(shard).get(&session.id).is_none() {
             self.evict_one();
         }
-        let entry = Entry {
-            session: session.clone(),
-            used_ms: AtomicU64::new(now_ms),
-        };
-        if Self::write(shard).insert(session.id, entry).is_none() {
+        if Self::write(shard).insert(session, now_ms) {
             self.len.fetch_add(1, Ordering::Relaxed);
         }
         Box::pin(async { Ok(()) })
     }
 
     fn remove<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<(), StoreError>> {
-        if Self::write(self.shard(id)).remove(id).is_some() {
+        if Self::write(self.shard(id)).remove(id) {
             self.len.fetch_sub(1, Ordering::Relaxed);
         }
         Box::pin(async { Ok(()) })
@@ -216,9 +321,11 @@ impl SessionStore for MemoryStore {
         let (now_ms, now_secs) = (clock::mono_ms(), clock::unix_secs());
         let mut found = Vec::new();
         for shard in self.shards.iter() {
-            let map = Self::read(shard);
+            let shard = Self::read(shard);
             found.extend(
-                map.values()
+                shard
+                    .map
+                    .values()
                     .filter(|e| self.is_current(e, now_ms, now_secs))
                     .filter(|e| user.is_none_or(|u| e.session.identity.user == u))
                     .map(|e| e.session.clone()),
@@ -231,9 +338,7 @@ impl SessionStore for MemoryStore {
         let (now_ms, now_secs) = (clock::mono_ms(), clock::unix_secs());
         let mut n = 0;
         for shard in self.shards.iter() {
-            let mut map = Self::write(shard);
-            let before = map.len();
-            map.retain(|_, e| {
+            let gone = Self::write(shard).retain(|e| {
                 let hit = e.session.matches(what);
                 // Ended sessions matched are dropped too, but not counted.
                 if hit && self.is_current(e, now_ms, now_secs) {
@@ -241,7 +346,7 @@ impl SessionStore for MemoryStore {
                 }
                 !hit
             });
-            self.len.fetch_sub(before - map.len(), Ordering::Relaxed);
+            self.len.fetch_sub(gone, Ordering::Relaxed);
         }
         Box::pin(async move { Ok(n) })
     }
@@ -252,10 +357,10 @@ impl SessionStore for MemoryStore {
         renewed: Arc<Session>,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
         let (now_ms, now_secs) = (clock::mono_ms(), clock::unix_secs());
-        let mut map = Self::write(self.shard(&current.id));
+        let mut shard = Self::write(self.shard(&current.id));
         // The stored entry is still the very session the refresh started
         // from: not removed, not revoked, not replaced by another refresh.
-        let stored = match map.get_mut(&current.id) {
+        let stored = match shard.map.get_mut(&current.id) {
             Some(e) if Arc::ptr_eq(&e.session, current) && self.is_current(e, now_ms, now_secs) => {
                 e.session = renewed;
                 true
@@ -356,7 +461,9 @@ mod tests {
             access_token: None,
             refresh_token: None,
             created_at: unix_now(),
-            expires_at: unix_now() + lifetime,
+            // A lifetime of 0: ended a second ago, so that the coarse
+            // clock the store reads (a few milliseconds behind) agrees.
+            expires_at: (unix_now() + lifetime).saturating_sub(u64::from(lifetime == 0)),
             refresh_at: 0,
         })
     }
@@ -505,5 +612,76 @@ mod tests {
             "least recently used: evicted"
         );
         assert!(store.lookup_cached(&all[2].id).is_some());
+    }
+
+    /// Every id is in its shard's list exactly once, at the slot its entry names.
+    fn assert_lists_match(store: &MemoryStore) {
+        let mut total = 0;
+        for shard in store.shards.iter() {
+            let shard = MemoryStore::read(shard);
+            assert_eq!(shard.ids.len(), shard.map.len());
+            for (i, id) in shard.ids.iter().enumerate() {
+                assert_eq!(shard.map[id].slot, i);
+            }
+            total += shard.map.len();
+        }
+        assert_eq!(total, store.len());
+    }
+
+    #[tokio::test]
+    async fn a_large_full_store_evicts_from_the_least_recently_used() {
+        let store = MemoryStore::with_capacity(None, 1000);
+        let all: Vec<_> = (0..1000).map(|i| session(&format!("u{i}"), 3600)).collect();
+        for s in &all {
+            store.save(s.clone()).await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        // A tenth of them used since. Each eviction compares 16 sessions at
+        // random and takes a used one only if all 16 were used or new: with
+        // at least 800 of the 1 000 unused throughout, at most 0.2^16.
+        for s in all.iter().step_by(10) {
+            assert!(store.lookup_cached(&s.id).is_some());
+        }
+        for i in 0..100 {
+            store.save(session(&format!("new{i}"), 3600)).await.unwrap();
+        }
+        assert_eq!(store.len(), 1000);
+        assert_lists_match(&store);
+        for s in all.iter().step_by(10) {
+            assert!(store.lookup_cached(&s.id).is_some(), "used: kept");
+        }
+        let unused_left = all
+            .iter()
+            .enumerate()
+            .filter(|(i, s)| i % 10 != 0 && store.lookup_cached(&s.id).is_some())
+            .count();
+        assert_eq!(unused_left, 800, "the 100 evicted were all unused ones");
+    }
+
+    #[tokio::test]
+    async fn the_eviction_lists_follow_every_change() {
+        let store = MemoryStore::with_capacity(None, 300);
+        let all: Vec<_> = (0..400)
+            .map(|i| session(&format!("u{}", i % 37), if i % 5 == 0 { 0 } else { 3600 }))
+            .collect();
+        for (i, s) in all.iter().enumerate() {
+            store.save(s.clone()).await.unwrap();
+            if i % 3 == 0 {
+                store.remove(&all[i / 2].id).await.unwrap();
+            }
+            if i % 7 == 0 {
+                // The same id saved again (a refresh or a re-login) keeps one slot.
+                store.save(s.clone()).await.unwrap();
+            }
+            if i % 50 == 0 {
+                assert_lists_match(&store);
+            }
+        }
+        assert_lists_match(&store);
+        store.revoke(Revoke::User("u3")).await.unwrap();
+        assert_lists_match(&store);
+        store.sweep(clock::mono_ms());
+        assert_lists_match(&store);
+        assert!(store.len() <= 300);
     }
 }

@@ -1,0 +1,154 @@
+//! The memory session store at scale: a thousand sessions against a
+//! million.
+//!
+//! - `session_store/lookup_*`: [`SessionStore::lookup_cached`] cycling over
+//!   1 000 sessions held in a store of 1 000 and of 1 000 000 (`_large`; what a check
+//!   pays for the store; the map's probe misses the cache more often in the
+//!   larger one);
+//! - `session_store/login_at_capacity_*`: saving a new session into a full
+//!   store, which evicts one first (sampled least recently used), for
+//!   stores of 1 000 and 1 000 000;
+//! - resident memory per session, printed once: the process's resident set
+//!   before and after filling a store with 1 000 000 sessions, without
+//!   tokens and with tokens of the sizes a typical IdP issues. The allocator
+//!   is mimalloc, as in the `portcullis` binary.
+//!
+//! With `-- --test` (the test suite runs every bench once) the large store
+//! holds 20 000 sessions instead of a million, so the run stays small.
+
+use std::hint::black_box;
+use std::sync::Arc;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use portcullis::clock::unix_now;
+use portcullis::identity::Identity;
+use portcullis::secret::Secret;
+use portcullis::session::memory::MemoryStore;
+use portcullis::session::{Session, SessionId, SessionStore};
+
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// The large store's size: a million, or 20 000 when only testing the bench.
+fn large() -> usize {
+    if std::env::args().any(|a| a == "--test") {
+        20_000
+    } else {
+        1_000_000
+    }
+}
+
+/// Token sizes seen from Keycloak and Authentik with a few groups: an ID
+/// token of about 1.1 KB, an access token of 1.3 KB, a refresh token of 0.7 KB.
+const TOKEN_SIZES: [usize; 3] = [1100, 1300, 700];
+
+/// A signed-in user with three groups, like the load harness's; with or
+/// without the IdP's tokens.
+fn session(i: usize, tokens: bool) -> Arc<Session> {
+    let identity = Identity {
+        user: format!("user{i:07}"),
+        email: format!("user{i:07}@example.com"),
+        groups: vec!["staff".into(), "grafana-editors".into(), "vpn".into()],
+        preferred_username: format!("user{i:07}"),
+        ..Identity::default()
+    };
+    let token = |n: usize| tokens.then(|| Secret::new("t".repeat(n)));
+    Arc::new(Session {
+        id: SessionId::random(),
+        headers: identity.headers(),
+        identity,
+        subject: format!("8d1c6e7a-5b2f-4c1e-9a3d-{i:012}"),
+        idp_session: Some(format!("5f0e2b1c-{i:012}")),
+        id_token: token(TOKEN_SIZES[0]),
+        access_token: token(TOKEN_SIZES[1]),
+        refresh_token: token(TOKEN_SIZES[2]),
+        created_at: unix_now(),
+        expires_at: unix_now() + 12 * 3600,
+        refresh_at: 0,
+    })
+}
+
+/// Resident set size of this process in bytes.
+fn rss() -> usize {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: usize = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+fn filled(rt: &tokio::runtime::Runtime, n: usize, tokens: bool) -> (MemoryStore, Vec<SessionId>) {
+    let store = MemoryStore::with_capacity(None, n);
+    let mut ids = Vec::with_capacity(n.min(1000));
+    for i in 0..n {
+        let s = session(i, tokens);
+        if i < 1000 {
+            ids.push(s.id);
+        }
+        rt.block_on(store.save(s)).expect("memory store saves");
+    }
+    assert_eq!(store.len(), n);
+    (store, ids)
+}
+
+/// Prints the resident memory the large store's sessions take, per session.
+fn report_memory(rt: &tokio::runtime::Runtime) {
+    let n = large();
+    for tokens in [false, true] {
+        let before = rss();
+        let (store, _) = filled(rt, n, tokens);
+        let after = rss();
+        let per = after.saturating_sub(before) as f64 / n as f64;
+        let token_bytes: usize = if tokens { TOKEN_SIZES.iter().sum() } else { 0 };
+        eprintln!(
+            "memory store: {n} sessions {}: {:.0} MiB resident, {per:.0} bytes per session{}",
+            if tokens {
+                "with tokens"
+            } else {
+                "without tokens"
+            },
+            after.saturating_sub(before) as f64 / 1048576.0,
+            if tokens {
+                format!(" ({token_bytes} of them the tokens' text)")
+            } else {
+                String::new()
+            },
+        );
+        drop(store);
+    }
+}
+
+fn store_scale(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    report_memory(&rt);
+
+    let mut g = c.benchmark_group("session_store");
+    for (label, n) in [("1k", 1000), ("large", large())] {
+        let (store, ids) = filled(&rt, n, false);
+        let mut next = 0usize;
+        g.bench_function(format!("lookup_{label}"), |b| {
+            b.iter(|| {
+                next = (next + 1) % ids.len();
+                black_box(store.lookup_cached(black_box(&ids[next])))
+            })
+        });
+        let mut i = n;
+        g.bench_function(format!("login_at_capacity_{label}"), |b| {
+            b.iter(|| {
+                i += 1;
+                rt.block_on(store.save(session(i, false)))
+                    .expect("memory store saves")
+            })
+        });
+        assert_eq!(store.len(), n, "a full store stays at its capacity");
+    }
+    g.finish();
+}
+
+criterion_group!(benches, store_scale);
+criterion_main!(benches);
