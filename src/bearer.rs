@@ -274,7 +274,10 @@ impl Bearer {
             }
             self.verified.invalidate(&digest);
         }
-        let v = Arc::new(self.verify_uncached(token, now).await?);
+        // Boxed: the signature check's future is large, and every request's
+        // future (which hyper moves into place per request) would otherwise
+        // carry it, cached hits and session cookies included.
+        let v = Arc::new(Box::pin(self.verify_uncached(token, now)).await?);
         if v.expires_at > now {
             self.verified.insert(digest, v.clone());
         }
