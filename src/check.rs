@@ -23,16 +23,11 @@ pub mod store;
 
 use std::fmt;
 use std::path::Path;
-use std::time::Duration;
 
 use serde::Serialize;
 
 use crate::config::{Config, ConfigError, Env};
-
-/// How long one connection attempt (DNS, TCP, TLS) may take.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-/// How long one HTTP request to the IdP may take.
-pub const HTTP_TIMEOUT: Duration = Duration::from_secs(5);
+pub use crate::oidc::probe::{CONNECT_TIMEOUT, HTTP_TIMEOUT};
 
 /// The verdict of one check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

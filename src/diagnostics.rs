@@ -17,9 +17,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use crate::check::idp::{authorize, http_client, AuthorizeVerdict};
 use crate::clock::unix_now;
 use crate::config::OidcConfig;
+use crate::oidc::probe::{authorize, http_client, AuthorizeVerdict};
 use crate::oidc::{LoginError, Oidc};
 
 /// How often a class already diagnosed is logged again.

@@ -20,6 +20,7 @@
 //! triggers one refetch, at most every [`KEY_REFETCH_MIN_SECS`].
 
 pub mod flow;
+pub mod probe;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

@@ -6,8 +6,9 @@
 //! signing algorithms, `scopes_supported`, and the authorization
 //! endpoint's verdict on the client id and redirect URI.
 //!
-//! [`authorize`] is also used at run time (see `diagnostics`) to explain a
-//! login that went to the IdP and never came back.
+//! The authorization-endpoint probe and the probe client also run while
+//! serving (see `diagnostics`), so they live in `oidc::probe`; this module
+//! uses them from there.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -16,17 +17,15 @@ use url::Url;
 
 use super::local::{self, RedirectUris};
 use super::net::{self, ms};
-use super::{Finding, Report, CONNECT_TIMEOUT, HTTP_TIMEOUT};
-use crate::config::{Config, OidcConfig};
-use crate::http_util::encode_component;
+use super::{Finding, Report, HTTP_TIMEOUT};
+use crate::config::Config;
+use crate::oidc::probe::read_capped;
+pub use crate::oidc::probe::{authorize, http_client, AuthorizeVerdict, FetchError};
 
 /// Algorithms portcullis verifies ID tokens with (asymmetric only).
 pub const VERIFIABLE_ALGS: [&str; 9] = [
     "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
 ];
-
-/// Largest answer read from the IdP (discovery, JWKS, error pages).
-const MAX_BODY: usize = 1 << 20;
 
 /// Redirect URIs tried against the authorization endpoint, at most.
 const MAX_AUTHORIZE_PROBES: usize = 5;
@@ -36,58 +35,6 @@ const MAX_AUTHORIZE_PROBES: usize = 5;
 pub struct Discovered {
     /// The document.
     pub doc: Value,
-}
-
-/// What the authorization endpoint made of a login request.
-#[derive(Debug)]
-pub enum AuthorizeVerdict {
-    /// It went on to its login page (or straight back with a code).
-    Accepted,
-    /// It sent the browser back to the redirect URI with `error=`.
-    ErrorRedirect {
-        /// `error`.
-        error: String,
-        /// `error_description`.
-        description: String,
-    },
-    /// It showed its own error page instead of coming back: an unknown
-    /// client or an unregistered redirect URI.
-    ErrorPage {
-        /// The HTTP status.
-        status: u16,
-        /// The error text found on the page.
-        text: String,
-    },
-    /// It could not be asked.
-    Unreachable(reqwest::Error),
-}
-
-/// Why a document could not be fetched from the IdP.
-#[derive(Debug, thiserror::Error)]
-pub enum FetchError {
-    /// No connection, no answer in time, or the connection broke.
-    #[error("{}", crate::error::error_chain(.0))]
-    Http(#[source] reqwest::Error),
-    /// The IdP answered with a status other than a success.
-    #[error("answered {0}")]
-    Status(http::StatusCode),
-    /// The answer was larger than [`MAX_BODY`].
-    #[error("answer larger than {} KiB", MAX_BODY / 1024)]
-    TooLarge,
-    /// The answer was not JSON.
-    #[error("not JSON: {0}")]
-    NotJson(#[source] serde_json::Error),
-}
-
-/// A client for probes: no redirects followed, short timeouts. An error
-/// when the HTTP client cannot be set up (its TLS backend failed to
-/// initialise): probing without the timeouts could hang.
-pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(HTTP_TIMEOUT)
-        .connect_timeout(CONNECT_TIMEOUT)
-        .build()
 }
 
 /// The line for a check that could not run because [`http_client`] failed.
@@ -337,18 +284,6 @@ async fn jwks(http: &reqwest::Client, doc: &Value) -> Vec<Finding> {
     }
 }
 
-/// The body, refusing more than [`MAX_BODY`] bytes.
-async fn read_capped(mut res: reqwest::Response) -> Result<Vec<u8>, FetchError> {
-    let mut body = Vec::new();
-    while let Some(chunk) = res.chunk().await.map_err(FetchError::Http)? {
-        if body.len() + chunk.len() > MAX_BODY {
-            return Err(FetchError::TooLarge);
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
-}
-
 /// A JSON document over `GET`, or why not.
 async fn fetch_json(http: &reqwest::Client, url: &str) -> Result<Value, FetchError> {
     let res = http.get(url).send().await.map_err(FetchError::Http)?;
@@ -571,119 +506,6 @@ pub async fn authorize_checks(config: &Config, doc: &Value) -> Vec<Finding> {
     out
 }
 
-/// One login request as the gateway would send it, stopped before the
-/// browser would follow the answer.
-pub async fn authorize(
-    http: &reqwest::Client,
-    endpoint: &str,
-    o: &OidcConfig,
-    redirect_uri: &str,
-) -> AuthorizeVerdict {
-    // Any S256 challenge will do: the flow is never completed.
-    let url = format!(
-        "{endpoint}{}response_type=code&client_id={}&redirect_uri={}&scope={}&state=portcullis-check&nonce=portcullis-check&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256",
-        if endpoint.contains('?') { "&" } else { "?" },
-        encode_component(&o.client_id),
-        encode_component(redirect_uri),
-        encode_component(&o.scopes.join(" ")),
-    );
-    let res = match http.get(&url).header("accept", "text/html").send().await {
-        Ok(r) => r,
-        Err(e) => return AuthorizeVerdict::Unreachable(e),
-    };
-    let status = res.status();
-    if status.is_redirection() {
-        let loc = res
-            .headers()
-            .get(http::header::LOCATION)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        if loc.starts_with(redirect_uri) {
-            let q = Url::parse(loc).ok();
-            let param = |n: &str| {
-                q.as_ref().and_then(|u| {
-                    u.query_pairs()
-                        .find(|(k, _)| k == n)
-                        .map(|(_, v)| v.into_owned())
-                })
-            };
-            if let Some(error) = param("error") {
-                return AuthorizeVerdict::ErrorRedirect {
-                    error,
-                    description: param("error_description").unwrap_or_default(),
-                };
-            }
-        }
-        return AuthorizeVerdict::Accepted;
-    }
-    let body = read_capped(res)
-        .await
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default();
-    let text = page_error_text(&body);
-    let lower = text.to_ascii_lowercase();
-    let complains = lower.contains("redirect")
-        && [
-            "invalid",
-            "mismatch",
-            "did not match",
-            "not registered",
-            "not allowed",
-        ]
-        .iter()
-        .any(|w| lower.contains(w));
-    if status.is_client_error() || status.is_server_error() || complains {
-        return AuthorizeVerdict::ErrorPage {
-            status: status.as_u16(),
-            text,
-        };
-    }
-    AuthorizeVerdict::Accepted
-}
-
-/// The error an IdP's error page states: oidc-provider's `#error` and
-/// `#error_description`, otherwise the page's text, shortened.
-fn page_error_text(body: &str) -> String {
-    let by_id = |id: &str| {
-        let start = body.find(&format!("id=\"{id}\""))?;
-        let open = body[start..].find('>')? + start + 1;
-        let close = body[open..].find('<')? + open;
-        Some(body[open..close].trim().to_owned())
-    };
-    if let Some(e) = by_id("error") {
-        let d = by_id("error_description").unwrap_or_default();
-        return if d.is_empty() {
-            e
-        } else {
-            format!("{e}: {}", unescape(&d))
-        };
-    }
-    let mut text = String::new();
-    let mut in_tag = false;
-    for c in body.chars() {
-        match c {
-            '<' => in_tag = true,
-            '>' => {
-                in_tag = false;
-                text.push(' ');
-            }
-            c if !in_tag => text.push(c),
-            _ => {}
-        }
-    }
-    let words: Vec<&str> = text.split_whitespace().collect();
-    let joined = unescape(&words.join(" "));
-    joined.chars().take(200).collect()
-}
-
-fn unescape(s: &str) -> String {
-    s.replace("&#39;", "'")
-        .replace("&quot;", "\"")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&amp;", "&")
-}
-
 /// The check line for one verdict.
 pub fn verdict_finding(config: &Config, uri: &str, v: &AuthorizeVerdict) -> Finding {
     let client = &config.oidc.client_id;
@@ -743,6 +565,7 @@ pub fn verdict_finding(config: &Config, uri: &str, v: &AuthorizeVerdict) -> Find
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::oidc::probe::page_error_text;
     use serde_json::json;
 
     #[test]
