@@ -1,8 +1,9 @@
 //! Who a request belongs to, as far as rules and identity headers care.
 //!
-//! Built by `oidc` (from ID-token and userinfo claims) and, later, by bearer
-//! token validation; read by `rules` (authorisation) and by `forward_auth` /
-//! `proxy` (identity headers). It owns claim-path extraction so every source
+//! Built by `oidc` (from ID-token and userinfo claims), by bearer token
+//! validation and from the htpasswd groups file (`basic`); read by `rules`
+//! (authorisation) and by whatever answers an allowed request (identity
+//! headers on the forward-auth answer and on the proxied request). It owns claim-path extraction so every source
 //! of claims maps to an identity the same way.
 
 use http::HeaderValue;
