@@ -195,7 +195,8 @@ pub async fn run_file(path: &Path, env: &dyn Env) -> (Report, Option<Config>) {
 
 /// Runs every check against a validated config: the IdP from the network
 /// up, then the scopes, the redirect URI (and the IdP's verdict on it),
-/// the cookie and redirect domains, and the session store.
+/// the cookie and redirect domains, the client networks, rules that can
+/// never match, and the session store.
 pub async fn run(config: &Config) -> Report {
     let mut report = Report::default();
     let discovered = idp::probe(config, &mut report).await;
@@ -208,6 +209,7 @@ pub async fn run(config: &Config) -> Report {
     report.push(local::cookie_domain(config));
     report.push(local::redirect_domains(config));
     report.extend(local::networks(config));
+    report.extend(local::dead_rules(config));
     report.push(store::probe(config).await);
     report
 }

@@ -10,9 +10,10 @@
 //! and on SIGHUP ([`RuleSet::compile`], through `pipeline::Runtime`), and
 //! evaluated once per request by `pipeline`, or by `proxy`, which also needs
 //! the match for the upstream ([`RuleSet::evaluate`]). [`RuleSet::check`]
-//! finds rules that can never match (empty lists, shadowed rules); `config`
-//! validation does not call it, and reports empty `methods` and `networks`
-//! itself.
+//! finds rules that can never match (empty lists, shadowed rules):
+//! [`RuleSet::compile`] refuses them, so `serve` does not start, and
+//! `portcullis check` reports each (`config` validation reports empty
+//! `methods` and `networks` itself).
 //!
 //! # Semantics
 //!

@@ -4,10 +4,11 @@
 //! `access.allowed_redirect_domains` cover every host the rules and
 //! `external_url` name, and, when rules have `networks`, where the client
 //! address comes from and whether a trusted proxy range overlaps a rule's
-//! network. No I/O.
+//! network, and which rules can never match. No I/O.
 
 use crate::config::{Config, HostPattern, Policy};
 use crate::redirect::RedirectPolicy;
+use crate::rules::RuleSet;
 
 use super::Finding;
 
@@ -409,6 +410,24 @@ pub fn networks(config: &Config) -> Option<Finding> {
     ))
 }
 
+/// Rules that can never match, one failure each, as `serve` refuses them
+/// ([`RuleSet::compile`]): the first matching rule decides, so a rule an
+/// earlier one covers (same or wider host, path, methods, networks) is
+/// dead, and whatever it was meant to require would never be asked for.
+/// Nothing when every rule can match.
+pub fn dead_rules(config: &Config) -> Vec<Finding> {
+    RuleSet::check(&config.rules)
+        .into_iter()
+        .map(|problem| {
+            Finding::fail(
+                "rules",
+                problem.to_string(),
+                "put the more specific rule first (the first matching [[rule]] decides), or remove the dead one",
+            )
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -436,6 +455,18 @@ mod tests {
             access,
             rules,
         )
+    }
+
+    #[test]
+    fn a_rule_behind_a_wider_one_fails_as_serve_refuses_it() {
+        assert!(dead_rules(&config("", "", "", RULES)).is_empty());
+        let shadowed = "[[rule]]\nname = \"everyone\"\nhost = \"grafana.example.com\"\n[[rule]]\nname = \"admin\"\nhost = \"grafana.example.com\"\npath = \"/admin\"\ngroups = [\"admins\"]\n";
+        let found = dead_rules(&config("", "", "", shadowed));
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].status, Status::Fail);
+        assert!(found[0].detail.contains("can never match"), "{}", found[0]);
+        assert!(found[0].detail.contains("admin"), "{}", found[0]);
+        assert!(found[0].detail.contains("everyone"), "{}", found[0]);
     }
 
     #[test]

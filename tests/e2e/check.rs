@@ -829,3 +829,60 @@ async fn serve_diagnoses_clock_skew_on_id_tokens_once() {
     assert!(found[0].contains("issued in the future"), "{}", found[0]);
     assert!(found[0].contains("synchronise the clocks"), "{}", found[0]);
 }
+
+/// A rule an earlier one covers can never match: `serve` refuses such a
+/// config at start-up, so `check` must fail it too, naming both rules,
+/// instead of passing a config that will not run.
+#[test]
+fn a_rule_that_can_never_match_fails_check_as_serve_refuses_it() {
+    let idp = good_idp();
+    let _logs = LogsOnFailure(vec![&idp.proc]);
+    // rule[1] (/admin, group admins) takes every request under /admin.
+    let text = format!(
+        "{}\n[[rule]]\nname = \"billing\"\nhost = \"app.example.com\"\npath = \"/admin/billing\"\ngroups = [\"finance\"]\n",
+        Cfg::new(&idp.issuer).text()
+    );
+    let out = check(&text, &[]);
+    assert_eq!(out.code, Some(1), "{out}");
+    let line = out.line("rules");
+    assert!(line.starts_with("FAIL rules: "), "{line}");
+    assert!(line.contains("\"billing\""), "{line}");
+    assert!(line.contains("can never match"), "{line}");
+    assert!(line.contains("rule[1]"), "{line}");
+
+    // `serve` with the same file stops at start-up with the same cause.
+    let dir = scratch_dir("check-dead-rule");
+    let path = dir.join("portcullis.toml");
+    // Port 0: were the rules accepted, it would not collide with anything.
+    let serve_text = text.replace(&format!("\"{LISTEN_PLACEHOLDER}\""), "\"127.0.0.1:0\"");
+    std::fs::write(&path, serve_text).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .arg("serve")
+        .arg("--config")
+        .arg(&path)
+        .env("PORTCULLIS_OIDC_CLIENT_SECRET", CLIENT_SECRET)
+        .env("PORTCULLIS_SESSION_SECRET", SESSION_SECRET)
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start portcullis serve");
+    let mut status = None;
+    for _ in 0..100 {
+        if let Some(s) = child.try_wait().expect("poll portcullis serve") {
+            status = Some(s);
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    if status.is_none() {
+        let _ = child.kill();
+    }
+    let out = child.wait_with_output().expect("portcullis serve output");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        status.is_some_and(|s| !s.success()),
+        "serve kept running or succeeded:\n{stderr}"
+    );
+    assert!(stderr.contains("can never match"), "{stderr}");
+}
