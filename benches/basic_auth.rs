@@ -20,7 +20,7 @@ use std::sync::Arc;
 use base64::Engine;
 use criterion::{criterion_group, criterion_main, Criterion};
 use http::{Request, StatusCode};
-use portcullis::basic::htpasswd::classify;
+use portcullis::config::htpasswd::classify;
 use portcullis::forward_auth;
 use portcullis::pipeline::{Gateway, Peer};
 use portcullis::session::SessionId;

@@ -63,7 +63,7 @@ struct Cached {
 enum Owner {
     Session([u8; 32], u64),
     Bearer(Weak<crate::bearer::Verified>),
-    Basic(Weak<crate::basic::User>),
+    Basic(Weak<crate::config::htpasswd::User>),
 }
 
 /// The answer to `GET /.well-known/portcullis/jwks.json`: the JWKS

@@ -3,9 +3,9 @@
 //! command-line tools), on rules with `basic_auth = true`.
 //!
 //! Users and their password hashes come from `access.htpasswd_file`, their
-//! groups from `access.htpasswd_groups_file` ([`htpasswd`] reads both at
+//! groups from `access.htpasswd_groups_file` ([`crate::config::htpasswd`] reads both at
 //! config load, so SIGHUP reloads them with the rest of the config). A user
-//! becomes an [`Identity`] with no e-mail address, judged by rules like any
+//! becomes an [`Identity`](crate::identity::Identity) with no e-mail address, judged by rules like any
 //! other.
 //!
 //! Hashes are slow on purpose, so [`BasicAuth`] keeps what it verified: the
@@ -21,10 +21,6 @@
 //!
 //! Called by `pipeline` when a rule with `basic_auth` sees `Authorization: Basic`.
 
-pub mod htpasswd;
-
-use std::collections::HashMap;
-use std::fmt;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -36,39 +32,13 @@ use http::header::{self, HeaderMap, HeaderValue};
 use moka::sync::Cache;
 use sha2::Sha256;
 
-use crate::identity::{Identity, IdentityHeaders};
+use crate::config::htpasswd::{User, Users};
 
 /// `WWW-Authenticate` challenge of rules with `basic_auth`.
 pub const CHALLENGE: &str = "Basic realm=\"portcullis\", charset=\"UTF-8\"";
 
 /// Longest `Authorization: Basic` value read, in bytes; longer is malformed.
 const MAX_HEADER_BYTES: usize = 4096;
-
-/// The users of `access.htpasswd_file`, with their groups: part of the
-/// validated config.
-#[derive(Default)]
-pub struct Users {
-    by_name: HashMap<String, Arc<User>>,
-}
-
-/// One user of the htpasswd file.
-pub struct User {
-    /// The identity rules judge: the user name, no e-mail, the groups of
-    /// the groups file.
-    pub identity: Identity,
-    /// Its header values, rendered once.
-    pub headers: IdentityHeaders,
-    hash: PasswordHash,
-}
-
-/// An accepted password hash (the text of the htpasswd entry).
-#[derive(Clone, PartialEq, Eq)]
-pub enum PasswordHash {
-    /// `$2y$`, `$2b$` or `$2a$`.
-    Bcrypt(Arc<str>),
-    /// `$argon2id$`, `$argon2i$` or `$argon2d$` (PHC string).
-    Argon2(Arc<str>),
-}
 
 /// How hard Basic credentials are limited; [`Limits::default`] in production.
 #[derive(Debug, Clone, Copy)]
@@ -125,69 +95,6 @@ struct Window {
 struct Credentials {
     user: String,
     password: Vec<u8>,
-}
-
-// === impl Users ===
-
-impl Users {
-    /// The user named `name`.
-    pub fn get(&self, name: &str) -> Option<&Arc<User>> {
-        self.by_name.get(name)
-    }
-
-    /// Number of users.
-    pub fn len(&self) -> usize {
-        self.by_name.len()
-    }
-
-    /// True when the file has no users.
-    pub fn is_empty(&self) -> bool {
-        self.by_name.is_empty()
-    }
-
-    /// Some user's hash, to check unknown user names against so that they
-    /// take as long as known ones.
-    fn decoy(&self) -> Option<PasswordHash> {
-        self.by_name.values().next().map(|u| u.hash.clone())
-    }
-}
-
-impl fmt::Debug for Users {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Users")
-            .field("users", &self.by_name.len())
-            .finish()
-    }
-}
-
-// === impl User ===
-
-impl fmt::Debug for User {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("User")
-            .field("identity", &self.identity)
-            .field("hash", &"[redacted]")
-            .finish()
-    }
-}
-
-// === impl PasswordHash ===
-
-impl PasswordHash {
-    /// True when `password` matches. Slow by design: call off the async workers.
-    pub fn verify(&self, password: &[u8]) -> bool {
-        match self {
-            PasswordHash::Bcrypt(h) => bcrypt::verify(password, h).unwrap_or(false),
-            PasswordHash::Argon2(h) => {
-                use argon2::PasswordVerifier;
-                argon2::PasswordHash::new(h).is_ok_and(|parsed| {
-                    argon2::Argon2::default()
-                        .verify_password(password, &parsed)
-                        .is_ok()
-                })
-            }
-        }
-    }
 }
 
 // === impl Limits ===

@@ -11,8 +11,8 @@
 //! problem in one is a config problem (at start-up, on SIGHUP and in
 //! `portcullis check`), and the validated config holds what they contain: the
 //! page templates ([`templates`]), the assertion signing keys
-//! ([`assertion_keys`]) and the htpasswd users (read by `basic`). This module
-//! sits low in the crate: it uses only `identity`, `basic`, `secret` and
+//! ([`assertion_keys`]) and the htpasswd users ([`htpasswd`], checked by
+//! `basic`). This module sits low in the crate: it uses only `identity`, `secret` and
 //! `http_util`, and every other module may use it.
 //!
 //! Callers: `main`/`cli` (load at start-up and on SIGHUP), `server` (listeners),
@@ -20,6 +20,7 @@
 
 pub mod assertion_keys;
 pub mod duration;
+pub mod htpasswd;
 pub mod raw;
 pub mod reload;
 pub mod templates;
@@ -284,7 +285,7 @@ pub struct AccessConfig {
     pub networks: std::collections::BTreeMap<String, Vec<IpNet>>,
     /// `htpasswd_file` and `htpasswd_groups_file`, read and checked at load
     /// time; `None` without `htpasswd_file`.
-    pub htpasswd: Option<std::sync::Arc<crate::basic::Users>>,
+    pub htpasswd: Option<std::sync::Arc<crate::config::htpasswd::Users>>,
 }
 
 /// `access.default`

@@ -167,7 +167,7 @@ async fn userinfo_at(url: &url::Url, access_token: &str) -> Value {
             return json!({ "error": format!("cannot set up the HTTP client: {e}") });
         }
     };
-    match crate::check::login::fetch_userinfo(http, url, access_token).await {
+    match crate::oidc::probe::fetch_userinfo(http, url, access_token).await {
         Ok(v) => v,
         Err(e) => json!({"error": e}),
     }
@@ -177,7 +177,7 @@ async fn userinfo_at(url: &url::Url, access_token: &str) -> Value {
 /// pages reuse its connections to the IdP.
 fn userinfo_client() -> Result<&'static reqwest::Client, &'static reqwest::Error> {
     static CLIENT: OnceLock<Result<reqwest::Client, reqwest::Error>> = OnceLock::new();
-    CLIENT.get_or_init(crate::check::idp::http_client).as_ref()
+    CLIENT.get_or_init(crate::oidc::probe::http_client).as_ref()
 }
 
 #[cfg(test)]

@@ -5,8 +5,8 @@
 
 use std::sync::Arc;
 
-use crate::basic::User;
 use crate::bearer::Verified;
+use crate::config::htpasswd::User;
 use crate::identity::{Identity, IdentityHeaders};
 use crate::session::Session;
 

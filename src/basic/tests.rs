@@ -4,8 +4,8 @@ use std::time::Duration;
 use base64::Engine;
 use http::HeaderValue;
 
-use super::htpasswd::{self, classify, FileProblem};
 use super::*;
+use crate::config::htpasswd::{self, classify, FileProblem, PasswordHash};
 
 /// `htpasswd -nbB alice secret1` (apache2-utils, cost 5).
 const ALICE: &str = "$2y$05$0b376LHGYrR0ADqlQxkUyeWqu2/bHi09ZEiC04JCaOGrCfzGKi1Gu";

@@ -26,6 +26,7 @@ use crate::diagnostics::Class;
 use crate::http_util::query_param;
 use crate::identity::Identity;
 use crate::jwt::jwt_payload;
+use crate::oidc::probe::fetch_userinfo;
 use crate::oidc::{LoginOutcome, Oidc};
 use crate::rules::RuleSet;
 
@@ -212,27 +213,8 @@ async fn userinfo(oidc: &Oidc, outcome: &LoginOutcome) -> Result<Value, String> 
         .ok_or("the IdP has no userinfo endpoint")?
         .url()
         .clone();
-    let http = super::idp::http_client().map_err(|e| crate::error::error_chain(&e))?;
+    let http = crate::oidc::probe::http_client().map_err(|e| crate::error::error_chain(&e))?;
     fetch_userinfo(&http, &url, outcome.access_token.expose()).await
-}
-
-/// `GET userinfo` with a bearer token (also used by the debug endpoint).
-pub async fn fetch_userinfo(
-    http: &reqwest::Client,
-    url: &url::Url,
-    access_token: &str,
-) -> Result<Value, String> {
-    let res = http
-        .get(url.clone())
-        .bearer_auth(access_token)
-        .header("accept", "application/json")
-        .send()
-        .await
-        .map_err(|e| crate::error::error_chain(&e))?;
-    if !res.status().is_success() {
-        return Err(format!("userinfo answered {}", res.status()));
-    }
-    res.json::<Value>().await.map_err(|e| e.to_string())
 }
 
 /// `claim  ID token  userinfo`, one row per claim name in either.

@@ -856,7 +856,7 @@ impl Checker<'_> {
         &mut self,
         file: Option<PathBuf>,
         groups: Option<PathBuf>,
-    ) -> Option<std::sync::Arc<crate::basic::Users>> {
+    ) -> Option<std::sync::Arc<crate::config::htpasswd::Users>> {
         let Some(file) = file.map(|f| self.resolve(f)) else {
             if groups.is_some() {
                 self.problem(
@@ -867,13 +867,13 @@ impl Checker<'_> {
             return None;
         };
         let groups = groups.map(|g| self.resolve(g));
-        match crate::basic::htpasswd::load(&file, groups.as_deref()) {
+        match crate::config::htpasswd::load(&file, groups.as_deref()) {
             Ok(users) => Some(std::sync::Arc::new(users)),
             Err(problems) => {
                 for p in problems {
                     let in_groups = match &p {
-                        crate::basic::htpasswd::FileProblem::Unreadable { path, .. }
-                        | crate::basic::htpasswd::FileProblem::Line { path, .. } => groups
+                        crate::config::htpasswd::FileProblem::Unreadable { path, .. }
+                        | crate::config::htpasswd::FileProblem::Line { path, .. } => groups
                             .as_ref()
                             .is_some_and(|g| g.display().to_string() == *path),
                     };

@@ -1,6 +1,6 @@
 //! The probes of the identity provider that run while serving as well as in
 //! `portcullis check`: the probe HTTP client (no redirects followed, short
-//! timeouts) and [`authorize`], one login request stopped before the browser
+//! timeouts), [`fetch_userinfo`] (the debug endpoint) and [`authorize`], one login request stopped before the browser
 //! would follow it, which explains a login that went to the IdP and never
 //! came back (see `diagnostics`). `check` runs the same probe for every
 //! redirect URI and turns the verdicts into its report lines.
@@ -71,6 +71,28 @@ pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
         .timeout(HTTP_TIMEOUT)
         .connect_timeout(CONNECT_TIMEOUT)
         .build()
+}
+
+/// `GET userinfo` with a bearer token: the debug endpoint's claims and the
+/// login test of `portcullis check`.
+pub async fn fetch_userinfo(
+    http: &reqwest::Client,
+    url: &Url,
+    access_token: &str,
+) -> Result<serde_json::Value, String> {
+    let res = http
+        .get(url.clone())
+        .bearer_auth(access_token)
+        .header("accept", "application/json")
+        .send()
+        .await
+        .map_err(|e| crate::error::error_chain(&e))?;
+    if !res.status().is_success() {
+        return Err(format!("userinfo answered {}", res.status()));
+    }
+    res.json::<serde_json::Value>()
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// The body, refusing more than [`MAX_BODY`] bytes.

@@ -13,12 +13,38 @@
 //! ever contains a hash or a password.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use super::{PasswordHash, User, Users};
-use crate::identity::Identity;
+use crate::identity::{Identity, IdentityHeaders};
+
+/// The users of `access.htpasswd_file`, with their groups: part of the
+/// validated config.
+#[derive(Default)]
+pub struct Users {
+    by_name: HashMap<String, Arc<User>>,
+}
+
+/// One user of the htpasswd file.
+pub struct User {
+    /// The identity rules judge: the user name, no e-mail, the groups of
+    /// the groups file.
+    pub identity: Identity,
+    /// Its header values, rendered once.
+    pub headers: IdentityHeaders,
+    pub(crate) hash: PasswordHash,
+}
+
+/// An accepted password hash (the text of the htpasswd entry).
+#[derive(Clone, PartialEq, Eq)]
+pub enum PasswordHash {
+    /// `$2y$`, `$2b$` or `$2a$`.
+    Bcrypt(Arc<str>),
+    /// `$argon2id$`, `$argon2i$` or `$argon2d$` (PHC string).
+    Argon2(Arc<str>),
+}
 
 /// One problem in one of the files.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -224,4 +250,67 @@ pub fn parse_groups(
         }
     }
     out
+}
+
+// === impl Users ===
+
+impl Users {
+    /// The user named `name`.
+    pub fn get(&self, name: &str) -> Option<&Arc<User>> {
+        self.by_name.get(name)
+    }
+
+    /// Number of users.
+    pub fn len(&self) -> usize {
+        self.by_name.len()
+    }
+
+    /// True when the file has no users.
+    pub fn is_empty(&self) -> bool {
+        self.by_name.is_empty()
+    }
+
+    /// Some user's hash, to check unknown user names against so that they
+    /// take as long as known ones.
+    pub(crate) fn decoy(&self) -> Option<PasswordHash> {
+        self.by_name.values().next().map(|u| u.hash.clone())
+    }
+}
+
+impl fmt::Debug for Users {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Users")
+            .field("users", &self.by_name.len())
+            .finish()
+    }
+}
+
+// === impl User ===
+
+impl fmt::Debug for User {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("User")
+            .field("identity", &self.identity)
+            .field("hash", &"[redacted]")
+            .finish()
+    }
+}
+
+// === impl PasswordHash ===
+
+impl PasswordHash {
+    /// True when `password` matches. Slow by design: call off the async workers.
+    pub fn verify(&self, password: &[u8]) -> bool {
+        match self {
+            PasswordHash::Bcrypt(h) => bcrypt::verify(password, h).unwrap_or(false),
+            PasswordHash::Argon2(h) => {
+                use argon2::PasswordVerifier;
+                argon2::PasswordHash::new(h).is_ok_and(|parsed| {
+                    argon2::Argon2::default()
+                        .verify_password(password, &parsed)
+                        .is_ok()
+                })
+            }
+        }
+    }
 }
