@@ -1,14 +1,27 @@
 //! The TLS listener's configuration: certificate chain, private key and
 //! optional client CA from `server.tls_cert`, `tls_key` and `client_ca`,
 //! with ALPN `h2` and `http/1.1`.
+//!
+//! Session resumption: stateless tickets (TLS 1.3 and 1.2), encrypted with
+//! a key made at start and replaced every six hours (the previous key is
+//! still accepted for one more period), so any number of clients resume
+//! without the server keeping state per client; plus an in-memory cache of
+//! [`SESSION_CACHE`] sessions for TLS 1.2 clients that resume by session id.
+//! Both live in this process: a client that reconnects to another instance
+//! makes a full handshake there.
 
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use rustls::server::ServerSessionMemoryCache;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::Config;
+
+/// Sessions kept for TLS 1.2 clients that resume by session id rather than
+/// by ticket (about 200 bytes each).
+pub const SESSION_CACHE: usize = 4096;
 
 /// Why the TLS listener could not be set up. Each message names the file
 /// and the cause.
@@ -51,6 +64,10 @@ pub enum TlsError {
     /// The client certificate verifier could not be built from `server.client_ca`.
     #[error(transparent)]
     ClientVerifier(#[from] rustls::server::VerifierBuilderError),
+    /// The session-ticket key could not be made (the system's random
+    /// number generator failed).
+    #[error("session tickets: {0}")]
+    Tickets(#[source] rustls::Error),
 }
 
 /// Loads the TLS acceptor from `server.tls_cert` / `tls_key` (and `client_ca`), if set.
@@ -97,6 +114,8 @@ pub fn tls_acceptor(config: &Config) -> Result<Option<TlsAcceptor>, TlsError> {
     };
     let mut sc = builder.with_single_cert(certs, key)?;
     sc.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    sc.ticketer = rustls::crypto::ring::Ticketer::new().map_err(TlsError::Tickets)?;
+    sc.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE);
     Ok(Some(TlsAcceptor::from(Arc::new(sc))))
 }
 

@@ -88,6 +88,9 @@ mod emails;
 mod refresh;
 // A burst of /readyz and /oauth2/start: few Redis connections, few IdP fetches.
 mod health;
+// TLS session resumption: a returning client resumes (TLS 1.3 and 1.2) after
+// hundreds of other clients.
+mod tls_resumption;
 // Log flooding: bursts of malformed checks and IP-SNI TLS clients write a
 // bounded number of lines.
 mod log_flood;
