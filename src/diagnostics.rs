@@ -214,14 +214,18 @@ pub fn classify(e: &LoginError) -> Option<(Class, String)> {
         LoginError::IdTokenRejected {
             check: "expiry",
             detail,
+            source,
         } => Some((
             Class::ClockSkew,
-            format!("an ID token was rejected for its times ({detail}): the clocks of this host and the IdP differ"),
+            format!(
+                "an ID token was rejected for its times ({}): the clocks of this host and the IdP differ",
+                crate::oidc::with_causes(detail, source.as_ref())
+            ),
         )),
         LoginError::IdTokenRejected {
             check: "signature",
-            detail,
-        } if detail.contains("No matching key") => Some((
+            ..
+        } if e.is_unknown_key() => Some((
             Class::UnknownKey,
             "an ID token is signed with a key the IdP's JWKS does not list, even after refetching it".to_owned(),
         )),
@@ -304,22 +308,25 @@ mod tests {
 
     #[test]
     fn login_failures_map_to_classes() {
-        let skew = LoginError::IdTokenRejected {
-            check: "expiry",
-            detail: "Expired: issued in the future (clock skew?)".into(),
+        use openidconnect::{ClaimsVerificationError as C, SignatureVerificationError as S};
+        let rejected = |check, e: C| LoginError::IdTokenRejected {
+            check,
+            detail: String::new(),
+            source: Some(Arc::new(e)),
         };
+        let skew = rejected(
+            "expiry",
+            C::Expired("issued in the future (clock skew?)".into()),
+        );
         let (class, line) = classify(&skew).unwrap();
         assert_eq!(class, Class::ClockSkew);
         assert!(line.contains("issued in the future"), "{line}");
-        let kid = LoginError::IdTokenRejected {
-            check: "signature",
-            detail: "Signature verification failed: No matching key found".into(),
-        };
+        let kid = rejected("signature", C::SignatureVerification(S::NoMatchingKey));
         assert_eq!(classify(&kid).unwrap().0, Class::UnknownKey);
-        let bad_sig = LoginError::IdTokenRejected {
-            check: "signature",
-            detail: "Signature verification failed: Crypto error".into(),
-        };
+        let bad_sig = rejected(
+            "signature",
+            C::SignatureVerification(S::CryptoError("bad signature".into())),
+        );
         assert!(classify(&bad_sig).is_none());
         assert_eq!(
             classify(&LoginError::InvalidGrant("code spent".into()))

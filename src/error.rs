@@ -94,16 +94,7 @@ mod tests {
     #[tokio::test]
     async fn an_unreachable_idp_keeps_the_connect_error_as_its_cause() {
         let issuer = format!("http://127.0.0.1:{}", closed_port());
-        let text =
-            format!("[server]\n[oidc]\nissuer = \"{issuer}\"\nclient_id = \"c\"\n[session]\n");
-        let env: std::collections::HashMap<String, String> = [(
-            "PORTCULLIS_SESSION_SECRET".to_owned(),
-            "0123456789abcdef0123456789abcdef-x".to_owned(),
-        )]
-        .into();
-        let config = crate::config::Config::from_toml(&text, std::path::Path::new("/"), &env)
-            .unwrap_or_else(|e| panic!("{e}"));
-        let oidc = crate::oidc::Oidc::new(config.oidc).unwrap();
+        let oidc = crate::oidc::test_client(&issuer);
         let e = oidc.metadata().await.expect_err("nothing listens there");
         assert!(matches!(e, LoginError::IdpUnreachable { .. }), "{e:?}");
         let causes = causes(&e);

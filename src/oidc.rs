@@ -194,12 +194,15 @@ pub enum LoginError {
     #[error("token response has no id_token")]
     NoIdToken,
     /// The ID token failed a check; `check` names which.
-    #[error("id token rejected ({check}): {detail}")]
+    #[error("id token rejected ({check}): {}", with_causes(.detail, .source.as_ref()))]
     IdTokenRejected {
         /// The check that failed: signature, issuer, audience, expiry, nonce, ...
         check: &'static str,
-        /// Detail from the validator.
+        /// What was wrong (empty when the cause says it all).
         detail: String,
+        /// The validator's error, when it found it.
+        #[source]
+        source: Option<Cause>,
     },
     /// Userinfo answered something unusable.
     #[error("userinfo rejected: {}", with_causes(.detail, .source.as_ref()))]
@@ -255,6 +258,19 @@ impl LoginError {
             LoginError::IdTokenRejected { .. } => "id_token_rejected",
             LoginError::Userinfo { .. } => "userinfo",
             LoginError::Store(_) => "store_unavailable",
+        }
+    }
+
+    /// True when the ID token is signed with a key the IdP's JWKS does not
+    /// list (after the one refetch an unknown key triggers).
+    pub fn is_unknown_key(&self) -> bool {
+        match self {
+            LoginError::IdTokenRejected {
+                source: Some(c), ..
+            } => c
+                .downcast_ref::<openidconnect::ClaimsVerificationError>()
+                .is_some_and(is_key_miss),
+            _ => false,
         }
     }
 
@@ -581,6 +597,7 @@ impl Oidc {
         let mut claims = jwt_payload(&raw_id_token).ok_or_else(|| LoginError::IdTokenRejected {
             check: "format",
             detail: "payload is not a JSON object".into(),
+            source: None,
         })?;
         check_azp(&claims, &self.cfg.client_id)?;
         let subject = claims
@@ -768,7 +785,7 @@ impl Oidc {
 
 /// `detail`, then `source` and its causes (see [`error_chain`]), joined
 /// with `: `.
-fn with_causes(detail: &str, source: Option<&Cause>) -> String {
+pub(crate) fn with_causes(detail: &str, source: Option<&Cause>) -> String {
     match source {
         None => detail.to_owned(),
         Some(e) if detail.is_empty() => error_chain(e.as_ref()),
@@ -800,6 +817,7 @@ fn check_azp(claims: &Value, client_id: &str) -> Result<(), LoginError> {
         Some(other) => Err(LoginError::IdTokenRejected {
             check: "azp",
             detail: format!("azp {other} is not this client"),
+            source: None,
         }),
     }
 }
@@ -841,11 +859,11 @@ fn claims_error(e: openidconnect::ClaimsVerificationError) -> LoginError {
         C::Unsupported(_) => "algorithm",
         _ => "claims",
     };
-    let mut detail = e.to_string();
-    if let Some(src) = std::error::Error::source(&e) {
-        detail = format!("{detail}: {src}");
+    LoginError::IdTokenRejected {
+        check,
+        detail: String::new(),
+        source: Some(Arc::new(e)),
     }
-    LoginError::IdTokenRejected { check, detail }
 }
 
 fn token_error<RE: std::error::Error + Send + Sync + 'static>(
@@ -909,6 +927,21 @@ fn discovery_error<RE: std::error::Error + Send + Sync + 'static>(
     }
 }
 
+/// A client for `issuer` (client id `c`) built from the smallest config,
+/// for tests of this module and of others.
+#[cfg(test)]
+pub(crate) fn test_client(issuer: &str) -> Oidc {
+    let text = format!("[server]\n[oidc]\nissuer = \"{issuer}\"\nclient_id = \"c\"\n[session]\n");
+    let env: std::collections::HashMap<String, String> = [(
+        "PORTCULLIS_SESSION_SECRET".to_owned(),
+        "0123456789abcdef0123456789abcdef-x".to_owned(),
+    )]
+    .into();
+    let config = crate::config::Config::from_toml(&text, std::path::Path::new("/"), &env)
+        .unwrap_or_else(|e| panic!("{e}"));
+    Oidc::new(config.oidc).unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -932,23 +965,10 @@ mod tests {
         (issuer, count)
     }
 
-    fn oidc(issuer: &str) -> Oidc {
-        let text =
-            format!("[server]\n[oidc]\nissuer = \"{issuer}\"\nclient_id = \"c\"\n[session]\n");
-        let env: std::collections::HashMap<String, String> = [(
-            "PORTCULLIS_SESSION_SECRET".to_owned(),
-            "0123456789abcdef0123456789abcdef-x".to_owned(),
-        )]
-        .into();
-        let config = crate::config::Config::from_toml(&text, std::path::Path::new("/"), &env)
-            .unwrap_or_else(|e| panic!("{e}"));
-        Oidc::new(config.oidc).unwrap()
-    }
-
     #[tokio::test]
     async fn a_burst_at_a_dead_idp_asks_it_once_per_backoff() {
         let (issuer, asked) = dead_idp();
-        let oidc = Arc::new(oidc(&issuer));
+        let oidc = Arc::new(test_client(&issuer));
         let burst: Vec<_> = (0..50)
             .map(|_| {
                 let oidc = oidc.clone();
@@ -996,7 +1016,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_unparseable_discovery_document_keeps_the_parser_error() {
-        let oidc = oidc(&idp_answering("{\"issuer\": 42"));
+        let oidc = test_client(&idp_answering("{\"issuer\": 42"));
         let e = oidc.metadata().await.expect_err("not a discovery document");
         assert!(matches!(e, LoginError::Discovery { .. }), "{e:?}");
         assert!(
@@ -1011,6 +1031,40 @@ mod tests {
         assert_eq!(line, e.to_string(), "the message names every cause");
         assert_eq!(e.reason(), "discovery");
         assert_eq!(e.status(), http::StatusCode::BAD_GATEWAY);
+    }
+
+    #[test]
+    fn a_rejected_id_token_keeps_the_validator_error_as_its_cause() {
+        use openidconnect::{ClaimsVerificationError as C, SignatureVerificationError as S};
+        let e = claims_error(C::SignatureVerification(S::NoMatchingKey));
+        assert!(std::error::Error::source(&e).is_some(), "{e:?}");
+        let LoginError::IdTokenRejected {
+            source: Some(cause),
+            ..
+        } = &e
+        else {
+            panic!("{e:?}")
+        };
+        let cause = cause
+            .downcast_ref::<C>()
+            .expect("the validator's error is the cause");
+        assert!(is_key_miss(cause), "{cause:?}");
+        assert!(e.is_unknown_key());
+        assert_eq!(
+            e.to_string(),
+            "id token rejected (signature): Signature verification failed: No matching key found"
+        );
+        assert_eq!(
+            error_chain(&e),
+            e.to_string(),
+            "the message names every cause"
+        );
+        let e = claims_error(C::Expired("expired 5 minutes ago".into()));
+        assert!(!e.is_unknown_key());
+        assert_eq!(
+            e.to_string(),
+            "id token rejected (expiry): Expired: expired 5 minutes ago"
+        );
     }
 
     #[test]
@@ -1031,7 +1085,7 @@ mod tests {
     #[tokio::test]
     async fn the_metadata_task_ends_when_the_client_is_dropped() {
         let (issuer, attempts) = dead_idp();
-        let client = Arc::new(oidc(&issuer));
+        let client = Arc::new(test_client(&issuer));
         let task = client.spawn_metadata_reload();
         // Wait for the first attempt: the task is running.
         for _ in 0..500 {

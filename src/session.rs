@@ -122,9 +122,12 @@ pub enum StoreError {
     /// The TLS connection to the store failed (certificate, hostname or protocol).
     #[error("session store TLS failure (check the server certificate, session.redis_ca and that the port speaks TLS): {}", crate::error::error_chain(.0))]
     Tls(#[source] ::redis::RedisError),
-    /// The store settings are unusable.
+    /// The store settings are unusable (no URL, a malformed sentinel URL).
     #[error("session store settings: {0}")]
     Config(String),
+    /// A Redis URL in the store settings is rejected by the Redis client.
+    #[error("session store settings: {}", crate::error::error_chain(.0))]
+    BadUrl(#[source] ::redis::RedisError),
 }
 
 /// Where sessions live. Implementations: [`memory::MemoryStore`], [`redis::RedisStore`].

@@ -108,6 +108,24 @@ fn refused_entries_are_reported_with_their_line_numbers() {
 }
 
 #[test]
+fn an_unreadable_file_keeps_the_os_error_as_its_cause() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing");
+    let err = htpasswd::load(&missing, None).unwrap_err();
+    let [e] = &err[..] else {
+        panic!("one problem: {err:?}")
+    };
+    let io = std::error::Error::source(e)
+        .and_then(|c| c.downcast_ref::<std::io::Error>())
+        .expect("the OS error is the cause");
+    assert_eq!(io.kind(), std::io::ErrorKind::NotFound);
+    assert_eq!(
+        e.to_string(),
+        format!("cannot read {}: {io}", missing.display())
+    );
+}
+
+#[test]
 fn unreadable_files_and_bad_group_lines_are_problems() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("missing");

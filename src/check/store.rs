@@ -81,12 +81,18 @@ fn failure(name: &str, at: &str, e: &StoreError) -> Finding {
             format!("redis at {at} is unreachable: {}", cause(r)),
             "start Redis, or correct the host and port in session.redis_url; it must be reachable from where portcullis runs (firewall, container network)",
         ),
-        StoreError::Config(d) => Finding::fail(
-            name,
-            format!("session.redis_url: {d}"),
-            "write it as redis://[USER:PASSWORD@]HOST:PORT/DB (or rediss://, redis+sentinel://)",
-        ),
+        StoreError::Config(d) => bad_url(name, d),
+        StoreError::BadUrl(r) => bad_url(name, &cause(r)),
     }
+}
+
+/// The finding for a `session.redis_url` that cannot be used, and why.
+fn bad_url(name: &str, why: &str) -> Finding {
+    Finding::fail(
+        name,
+        format!("session.redis_url: {why}"),
+        "write it as redis://[USER:PASSWORD@]HOST:PORT/DB (or rediss://, redis+sentinel://)",
+    )
 }
 
 /// `scheme://host:port/path` without any `user:password@`.

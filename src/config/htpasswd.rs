@@ -47,15 +47,16 @@ pub enum PasswordHash {
 }
 
 /// One problem in one of the files.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum FileProblem {
     /// The file could not be read (missing, permissions, not UTF-8).
-    #[error("cannot read {path}: {reason}")]
+    #[error("cannot read {path}: {source}")]
     Unreadable {
         /// The file.
         path: String,
         /// The I/O error.
-        reason: String,
+        #[source]
+        source: std::io::Error,
     },
     /// A line is wrong; `reason` says how, without echoing secrets.
     #[error("{path}: line {line}: {reason}")]
@@ -108,7 +109,7 @@ fn read(path: &Path, problems: &mut Vec<FileProblem>) -> Option<String> {
         Err(e) => {
             problems.push(FileProblem::Unreadable {
                 path: path.display().to_string(),
-                reason: e.to_string(),
+                source: e,
             });
             None
         }

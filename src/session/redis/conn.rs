@@ -116,7 +116,6 @@ impl Backend {
     /// certificates instead of the system trust store: to the server, the
     /// sentinels and the master they name, and every cluster node.
     pub fn new(urls: &[Secret<String>], ca: Option<&CaFile>) -> Result<Backend, StoreError> {
-        let config_error = |e: RedisError| StoreError::Config(describe(&e));
         let certs = ca.map(|ca| TlsCertificates {
             client_tls: None,
             root_cert: Some(ca.pem.clone()),
@@ -130,13 +129,13 @@ impl Backend {
                     .iter()
                     .map(|u| u.as_str().into_connection_info().map(|i| i.addr().clone()))
                     .collect::<Result<Vec<_>, _>>()
-                    .map_err(config_error)?;
+                    .map_err(StoreError::BadUrl)?;
                 let mut b = SentinelClientBuilder::new(
                     sentinels,
                     parts.service,
                     SentinelServerType::Master,
                 )
-                .map_err(config_error)?
+                .map_err(StoreError::BadUrl)?
                 .set_client_to_redis_db(parts.master.db());
                 if let Some(user) = parts.master.username() {
                     b = b.set_client_to_redis_username(user);
@@ -153,7 +152,7 @@ impl Backend {
                     }
                 }
                 Ok(Backend::Sentinel {
-                    sentinel: Mutex::new(b.build().map_err(config_error)?),
+                    sentinel: Mutex::new(b.build().map_err(StoreError::BadUrl)?),
                     current: ArcSwapOption::empty(),
                 })
             }
@@ -162,15 +161,15 @@ impl Backend {
                     .expose()
                     .as_str()
                     .into_connection_info()
-                    .map_err(config_error)?;
-                let client = open(info, certs.as_ref()).map_err(config_error)?;
+                    .map_err(StoreError::BadUrl)?;
+                let client = open(info, certs.as_ref()).map_err(StoreError::BadUrl)?;
                 let cfg = ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(OP_TIMEOUT))
                     .set_response_timeout(Some(OP_TIMEOUT))
                     .set_number_of_retries(1)
                     .set_max_delay(Duration::from_millis(500));
                 let conn = ConnectionManager::new_lazy_with_config(client.clone(), cfg)
-                    .map_err(config_error)?;
+                    .map_err(StoreError::BadUrl)?;
                 Ok(Backend::Single { client, conn })
             }
             many => {
@@ -178,13 +177,13 @@ impl Backend {
                     .iter()
                     .map(|u| u.expose().as_str().into_connection_info())
                     .collect::<Result<Vec<_>, _>>()
-                    .map_err(config_error)?;
+                    .map_err(StoreError::BadUrl)?;
                 let seeds = infos
                     .iter()
                     .cloned()
                     .map(|i| open(i, certs.as_ref()))
                     .collect::<Result<Vec<_>, _>>()
-                    .map_err(config_error)?;
+                    .map_err(StoreError::BadUrl)?;
                 let tls = infos
                     .iter()
                     .any(|i| matches!(i.addr(), ConnectionAddr::TcpTls { .. }));
@@ -196,7 +195,7 @@ impl Backend {
                     builder = builder.certs(certs);
                 }
                 Ok(Backend::Cluster {
-                    client: builder.build().map_err(config_error)?,
+                    client: builder.build().map_err(StoreError::BadUrl)?,
                     seeds,
                     conn: ArcSwapOption::empty(),
                     connecting: Mutex::new(()),
@@ -439,5 +438,18 @@ mod tests {
         }
         assert!(is_sentinel("REDIS+SENTINEL://h/m"));
         assert!(!is_sentinel("redis://h"));
+    }
+
+    #[test]
+    fn a_url_the_client_rejects_keeps_its_error_as_the_cause() {
+        let url = Secret::new("redis://127.0.0.1:notaport/".to_owned());
+        let e = Backend::new(&[url], None).err().expect("no port");
+        let redis = std::error::Error::source(&e)
+            .and_then(|c| c.downcast_ref::<RedisError>())
+            .expect("the Redis client's error is the cause");
+        assert_eq!(redis.kind(), redis::ErrorKind::InvalidClientConfig);
+        let line = e.to_string();
+        assert!(line.starts_with("session store settings: "), "{line}");
+        assert_eq!(crate::error::error_chain(&e), line);
     }
 }
