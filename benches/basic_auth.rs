@@ -20,10 +20,10 @@ use std::sync::Arc;
 use base64::Engine;
 use criterion::{criterion_group, criterion_main, Criterion};
 use http::{Request, StatusCode};
+use portcullis::auth::pipeline::{Gateway, Peer};
+use portcullis::auth::session::SessionId;
 use portcullis::config::htpasswd::classify;
-use portcullis::forward_auth;
-use portcullis::pipeline::{Gateway, Peer};
-use portcullis::session::SessionId;
+use portcullis::endpoints::forward_auth;
 
 const PASSWORD: &str = "correct horse battery staple";
 

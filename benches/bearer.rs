@@ -17,8 +17,8 @@ use std::path::Path;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use jsonwebtoken::Algorithm;
-use portcullis::bearer::token::{Expect, Parsed};
-use portcullis::bearer::Bearer;
+use portcullis::auth::bearer::token::{Expect, Parsed};
+use portcullis::auth::bearer::Bearer;
 use portcullis::config::Config;
 use serde_json::json;
 use sha2::{Digest, Sha256};

@@ -22,9 +22,9 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use criterion::{criterion_group, criterion_main, Criterion};
 use hmac::{Hmac, Mac};
+use portcullis::auth::session::{SessionId, SessionKeys};
+use portcullis::base::secret::Secret;
 use portcullis::config::{SessionConfig, StoreKind};
-use portcullis::secret::Secret;
-use portcullis::session::{SessionId, SessionKeys};
 use sha2::Sha256;
 
 const SECRET: &[u8] = b"a-benchmark-session-secret-that-is-long-enough";

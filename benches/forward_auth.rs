@@ -24,12 +24,12 @@ use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::Full;
-use portcullis::clock::unix_now;
-use portcullis::forward_auth;
-use portcullis::http_util;
-use portcullis::pipeline::{Gateway, Peer, Principal};
-use portcullis::rules::{Match, RequestFacts};
-use portcullis::session::{Session, SessionId};
+use portcullis::auth::pipeline::{Gateway, Peer, Principal};
+use portcullis::auth::rules::{Match, RequestFacts};
+use portcullis::auth::session::{Session, SessionId};
+use portcullis::base::clock::unix_now;
+use portcullis::base::http_util;
+use portcullis::endpoints::forward_auth;
 
 fn gateway(rt: &tokio::runtime::Runtime) -> Arc<Gateway> {
     inproc::gateway(rt, &inproc::config_text("", ""))
@@ -203,12 +203,12 @@ fn forward_auth(c: &mut Criterion) {
         b.iter(|| {
             let started = std::time::Instant::now();
             let mut res = Response::new(());
-            let id = portcullis::request_id::of(black_box(&empty), true);
+            let id = portcullis::base::request_id::of(black_box(&empty), true);
             if let Some(id) = id {
                 res.headers_mut()
-                    .insert(&portcullis::request_id::X_REQUEST_ID, id);
+                    .insert(&portcullis::base::request_id::X_REQUEST_ID, id);
             }
-            portcullis::metrics::global()
+            portcullis::base::metrics::global()
                 .check_duration
                 .observe(started.elapsed());
             res

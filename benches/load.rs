@@ -82,7 +82,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use portcullis::devidp::{self, DevIdpConfig};
+use portcullis::dev::devidp::{self, DevIdpConfig};
 use support::{baseline, fixed_rate};
 
 const CLIENT_ID: &str = "portcullis-bench";

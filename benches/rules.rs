@@ -11,10 +11,10 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use http::Method;
+use portcullis::auth::rules::host::normalize_host;
+use portcullis::auth::rules::path::normalize;
+use portcullis::auth::rules::{Match, RequestFacts, RuleSet};
 use portcullis::config::{DefaultPolicy, HostPattern, Policy, RuleConfig};
-use portcullis::rules::host::normalize_host;
-use portcullis::rules::path::normalize;
-use portcullis::rules::{Match, RequestFacts, RuleSet};
 
 /// 60 exact hosts with an `/admin` and a `/` rule each, 30 wildcard domains with
 /// an `/api` and a `/` rule each, then 20 host-less prefixes: 200 rules.

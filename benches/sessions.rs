@@ -20,11 +20,11 @@ use std::hint::black_box;
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use portcullis::clock::unix_now;
-use portcullis::identity::Identity;
-use portcullis::secret::Secret;
-use portcullis::session::memory::MemoryStore;
-use portcullis::session::{Session, SessionId, SessionStore};
+use portcullis::auth::session::memory::MemoryStore;
+use portcullis::auth::session::{Session, SessionId, SessionStore};
+use portcullis::base::clock::unix_now;
+use portcullis::base::identity::Identity;
+use portcullis::base::secret::Secret;
 
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;

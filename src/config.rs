@@ -36,9 +36,9 @@ use http::{HeaderName, Method};
 use ipnet::IpNet;
 use url::Url;
 
-use crate::secret::Secret;
+use crate::base::secret::Secret;
 
-pub use crate::identity::ClaimPath;
+pub use crate::base::identity::ClaimPath;
 pub use validate::{ConfigError, Env, Problem, ProcessEnv};
 
 /// The whole validated configuration.
@@ -162,7 +162,7 @@ pub struct OidcConfig {
     pub clock_leeway: Duration,
     /// Claims an identity keeps beyond user, e-mail and groups (login and
     /// bearer tokens alike), filled from `[headers]`.
-    pub capture: crate::identity::Capture,
+    pub capture: crate::base::identity::Capture,
 }
 
 /// `[[oidc.bearer_issuers]]`

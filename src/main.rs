@@ -1,5 +1,5 @@
 //! The `portcullis` binary: parse the command line and hand over to `cli`.
-//! Errors print as one line naming each cause once ([`portcullis::cli::error_line`])
+//! Errors print as one line naming each cause once ([`portcullis::tools::cli::error_line`])
 //! and exit 1; usage errors exit 2.
 
 use std::alloc::{GlobalAlloc, Layout};
@@ -63,9 +63,9 @@ unsafe impl GlobalAlloc for Alloc {
 }
 
 fn main() {
-    let cli = portcullis::cli::parse();
-    if let Err(e) = portcullis::cli::run(cli) {
-        eprintln!("portcullis: {}", portcullis::cli::error_line(&e));
+    let cli = portcullis::tools::cli::parse();
+    if let Err(e) = portcullis::tools::cli::run(cli) {
+        eprintln!("portcullis: {}", portcullis::tools::cli::error_line(&e));
         std::process::exit(1);
     }
 }

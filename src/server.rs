@@ -28,14 +28,14 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
-use crate::clock;
+use crate::auth::diagnostics::{self, Class};
+use crate::auth::oidc::Oidc;
+use crate::auth::pipeline::{Gateway, Runtime};
+use crate::auth::session::memory::MemoryStore;
+use crate::auth::session::redis::RedisStore;
+use crate::auth::session::{SessionKeys, SessionStore};
+use crate::base::clock;
 use crate::config::{Config, StoreKind};
-use crate::diagnostics::{self, Class};
-use crate::oidc::Oidc;
-use crate::pipeline::{Gateway, Runtime};
-use crate::session::memory::MemoryStore;
-use crate::session::redis::RedisStore;
-use crate::session::{SessionKeys, SessionStore};
 
 mod conn;
 mod router;
@@ -58,20 +58,20 @@ pub enum StartError {
     },
     /// The rules do not compile.
     #[error(transparent)]
-    Rules(#[from] crate::rules::RulesError),
+    Rules(#[from] crate::auth::rules::RulesError),
     /// TLS files could not be loaded.
     #[error("tls: {0}")]
     Tls(#[from] TlsError),
     /// The OIDC client could not be built (its HTTP client failed to initialise).
     #[error("oidc: {0}")]
-    Oidc(#[source] crate::oidc::LoginError),
+    Oidc(#[source] crate::auth::oidc::LoginError),
     /// The bearer-token verifier could not be built (its HTTP client failed
     /// to initialise).
     #[error("oidc: {0}")]
     Bearer(#[source] reqwest::Error),
     /// The session store could not be set up.
     #[error(transparent)]
-    Store(#[from] crate::session::StoreError),
+    Store(#[from] crate::auth::session::StoreError),
 }
 
 /// Which endpoints a listener serves.
@@ -125,7 +125,8 @@ pub fn build(
     };
     let oidc = Arc::new(Oidc::new(config.oidc.clone()).map_err(StartError::Oidc)?);
     oidc.spawn_metadata_reload();
-    let bearer = Arc::new(crate::bearer::Bearer::new(&config.oidc).map_err(StartError::Bearer)?);
+    let bearer =
+        Arc::new(crate::auth::bearer::Bearer::new(&config.oidc).map_err(StartError::Bearer)?);
     bearer.spawn_key_reload();
     let runtime = Runtime::compile(config)?;
     Ok(Arc::new(Gateway {
@@ -137,9 +138,9 @@ pub fn build(
         untrusted_hint_logged: AtomicBool::new(false),
         refreshing: moka::sync::Cache::builder()
             .max_capacity(100_000)
-            .time_to_live(crate::session::REFRESH_LOCK)
+            .time_to_live(crate::auth::session::REFRESH_LOCK)
             .build(),
-        basic: crate::basic::BasicAuth::new(crate::basic::Limits::default()),
+        basic: crate::auth::basic::BasicAuth::new(crate::auth::basic::Limits::default()),
     }))
 }
 
@@ -286,7 +287,7 @@ fn admit(shared: &Shared, peer: SocketAddr) -> Option<Option<IpAddr>> {
 
 /// The address a client's connections are counted under.
 fn client_key(ip: IpAddr) -> IpAddr {
-    match crate::pipeline::canonical(ip) {
+    match crate::auth::pipeline::canonical(ip) {
         IpAddr::V6(v6) => {
             let s = v6.segments();
             IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))

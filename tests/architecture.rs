@@ -21,7 +21,7 @@ fn top_level_modules_import_downhill() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let graph = graph(&src);
     assert!(
-        graph.len() > 10 && graph.values().any(|deps| !deps.is_empty()),
+        graph.len() > 4 && graph.values().any(|deps| !deps.is_empty()),
         "the walk of {} found no modules or no imports: {graph:?}",
         src.display()
     );

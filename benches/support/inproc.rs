@@ -11,11 +11,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use http::{Method, Request};
-use portcullis::clock::unix_now;
+use portcullis::auth::pipeline::Gateway;
+use portcullis::auth::session::{Session, SessionId};
+use portcullis::base::clock::unix_now;
+use portcullis::base::identity::Identity;
 use portcullis::config::Config;
-use portcullis::identity::Identity;
-use portcullis::pipeline::Gateway;
-use portcullis::session::{Session, SessionId};
 
 /// 20 hosts with an `/admin` rule for group `admins` (plus `admin_rule`
 /// lines) and a catch-all each; `access` lines added to `[access]`.

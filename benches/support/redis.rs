@@ -13,12 +13,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use portcullis::clock::unix_now;
+use portcullis::auth::session::redis::RedisStore;
+use portcullis::auth::session::{Session, SessionId, SessionStore};
+use portcullis::base::clock::unix_now;
+use portcullis::base::identity::Identity;
+use portcullis::base::secret::Secret;
 use portcullis::config::{SessionConfig, StoreKind};
-use portcullis::identity::Identity;
-use portcullis::secret::Secret;
-use portcullis::session::redis::RedisStore;
-use portcullis::session::{Session, SessionId, SessionStore};
 
 use crate::common::redis::Redis;
 use crate::{

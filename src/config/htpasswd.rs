@@ -18,7 +18,7 @@ use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use crate::identity::{Identity, IdentityHeaders};
+use crate::base::identity::{Identity, IdentityHeaders};
 
 /// The users of `access.htpasswd_file`, with their groups: part of the
 /// validated config.

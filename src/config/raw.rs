@@ -19,7 +19,7 @@ use serde::de::{self, DeserializeOwned, Deserializer};
 use serde::Deserialize;
 
 use super::duration::HumanDuration;
-use crate::secret::Secret;
+use crate::base::secret::Secret;
 
 /// The whole file.
 #[derive(Debug, Clone, Default, Deserialize)]

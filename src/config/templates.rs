@@ -15,7 +15,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use crate::http_util::html_escape;
+use crate::base::http_util::html_escape;
 
 /// The templates of one `pages_dir`.
 #[derive(Debug, Default)]

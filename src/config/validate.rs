@@ -38,7 +38,7 @@ use super::{
     AccessConfig, BearerIssuerConfig, ClaimPath, Config, DefaultPolicy, LogFormat, OidcConfig,
     RuleConfig, ServerConfig, TlsFiles,
 };
-use crate::secret::Secret;
+use crate::base::secret::Secret;
 use secrets::Place;
 
 /// The same header name backed by static text. A name parsed from the config

@@ -20,8 +20,8 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{watch, OwnedSemaphorePermit};
 
-use crate::clock;
-use crate::http_util::Body;
+use crate::base::clock;
+use crate::base::http_util::Body;
 
 use super::router::route;
 use super::Shared;
@@ -210,14 +210,14 @@ struct OpenConnection;
 
 impl OpenConnection {
     fn new() -> Self {
-        crate::metrics::global().open_connections.inc();
+        crate::base::metrics::global().open_connections.inc();
         OpenConnection
     }
 }
 
 impl Drop for OpenConnection {
     fn drop(&mut self) {
-        crate::metrics::global().open_connections.dec();
+        crate::base::metrics::global().open_connections.dec();
     }
 }
 

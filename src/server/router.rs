@@ -9,10 +9,13 @@ use http::{Method, Request, Response};
 use hyper::body::Incoming;
 use tracing::Instrument;
 
-use crate::http_util::Body;
-use crate::pipeline::{Peer, Runtime};
-use crate::request_id::{self, X_REQUEST_ID};
-use crate::{access, admin, forward_auth, login, proxy, respond};
+use crate::auth::pipeline::{Peer, Runtime};
+use crate::base::http_util::Body;
+use crate::base::request_id::{self, X_REQUEST_ID};
+use crate::{
+    base::access, endpoints::admin, endpoints::forward_auth, endpoints::login, endpoints::proxy,
+    endpoints::respond,
+};
 
 use super::{Role, Shared};
 
@@ -44,11 +47,11 @@ pub(super) async fn route(
     let mut res = match rt.config.server.pages.clone() {
         // Boxed: only configs with pages_dir carry the templates along.
         Some(templates) => {
-            let branding = crate::pages::Branding {
+            let branding = crate::endpoints::pages::Branding {
                 templates,
                 request_id: id.clone(),
             };
-            Box::pin(crate::pages::branded(
+            Box::pin(crate::endpoints::pages::branded(
                 Some(branding),
                 serve_logged(shared, rt, req, conn),
             ))
@@ -70,7 +73,7 @@ async fn serve_logged(
     if rt.config.server.access_log {
         let line = access::Line {
             method: req.method().clone(),
-            host: crate::http_util::request_host(&req)
+            host: crate::base::http_util::request_host(&req)
                 .unwrap_or("")
                 .to_owned(),
             path: req.uri().path().to_owned(),
@@ -127,8 +130,8 @@ async fn dispatch(
         }
         Role::Main { with_admin } => with_admin,
     };
-    if path == crate::assertion::JWKS_PATH && req.method() == Method::GET {
-        if let Some(res) = crate::assertion::jwks_response(rt.assertion.as_ref()) {
+    if path == crate::auth::assertion::JWKS_PATH && req.method() == Method::GET {
+        if let Some(res) = crate::auth::assertion::jwks_response(rt.assertion.as_ref()) {
             return res;
         }
     }
@@ -141,7 +144,7 @@ async fn dispatch(
         if &path[n..] == "/auth" {
             let started = std::time::Instant::now();
             let res = forward_auth::check(gw, &rt, &req, conn.peer).await;
-            crate::metrics::global()
+            crate::base::metrics::global()
                 .check_duration
                 .observe(started.elapsed());
             return res;
@@ -161,10 +164,12 @@ async fn dispatch(
                 Box::pin(login::userinfo(gw, &req).instrument(conn.span())).await
             }
             ("/backchannel_logout", &Method::POST) => {
-                Box::pin(crate::logout::backchannel(gw, req).instrument(conn.span())).await
+                Box::pin(crate::endpoints::logout::backchannel(gw, req).instrument(conn.span()))
+                    .await
             }
             ("/debug", &Method::GET) => {
-                Box::pin(crate::debug::handle(gw, &req, peer).instrument(conn.span())).await
+                Box::pin(crate::endpoints::debug::handle(gw, &req, peer).instrument(conn.span()))
+                    .await
             }
             _ => respond::not_found(),
         };

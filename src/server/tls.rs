@@ -124,7 +124,7 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
-    use crate::error::error_chain;
+    use crate::base::error::error_chain;
     use crate::server::StartError;
 
     fn config_with_tls(dir: &Path, cert: &Path, key: &Path) -> Config {

@@ -129,7 +129,7 @@ async fn wrong_and_unknown_credentials_get_the_basic_challenge() {
         assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{auth}");
         assert_eq!(
             challenges(&res),
-            vec![portcullis::basic::CHALLENGE],
+            vec![portcullis::auth::basic::CHALLENGE],
             "{auth}"
         );
         assert_eq!(res.headers()["x-auth-user"], "");
@@ -153,7 +153,7 @@ async fn without_credentials_api_clients_are_challenged_and_browsers_sent_to_log
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(
         challenges(&res),
-        vec!["Bearer", portcullis::basic::CHALLENGE]
+        vec!["Bearer", portcullis::auth::basic::CHALLENGE]
     );
     let res =
         b.h.check("GET", "app.test", "/dav")
@@ -266,5 +266,5 @@ async fn proxy_mode_lets_basic_users_through() {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(challenges(&res), vec![portcullis::basic::CHALLENGE]);
+    assert_eq!(challenges(&res), vec![portcullis::auth::basic::CHALLENGE]);
 }

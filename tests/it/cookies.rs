@@ -47,7 +47,7 @@ async fn tampered_truncated_oversized_and_foreign_cookies_mean_no_session() {
     let foreign = other
         .gateway
         .keys
-        .seal(&portcullis::session::SessionId::random());
+        .seal(&portcullis::auth::session::SessionId::random());
     let res = h
         .check("GET", "app.test", "/")
         .header("Cookie", format!("_portcullis={foreign}"))

@@ -18,13 +18,13 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use portcullis::clock::unix_now;
+use portcullis::auth::session::memory::MemoryStore;
+use portcullis::auth::session::redis::RedisStore;
+use portcullis::auth::session::{Revoke, Session, SessionId, SessionStore};
+use portcullis::base::clock::unix_now;
+use portcullis::base::identity::Identity;
+use portcullis::base::secret::Secret;
 use portcullis::config::{Config, SessionConfig};
-use portcullis::identity::Identity;
-use portcullis::secret::Secret;
-use portcullis::session::memory::MemoryStore;
-use portcullis::session::redis::RedisStore;
-use portcullis::session::{Revoke, Session, SessionId, SessionStore};
 
 use crate::common::redis::Redis;
 

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use portcullis::config::Config;
-use portcullis::devidp::{self, DevClient, DevIdp, DevIdpConfig, DevUser};
+use portcullis::dev::devidp::{self, DevClient, DevIdp, DevIdpConfig, DevUser};
 use portcullis::server::{self, Running};
 use tokio::net::TcpListener;
 
@@ -135,7 +135,7 @@ impl Harness {
         let app_l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let app = app_l.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(portcullis::demo::upstream::serve(app_l, async move {
+        tokio::spawn(portcullis::dev::demo::upstream::serve(app_l, async move {
             let _ = stopped.await;
         }));
         let extra = if opts.extra.is_empty() {
@@ -170,7 +170,7 @@ cookie_secure = false
         for _ in 0..100 {
             let keys = gw.gateway.bearer.issuers()[0].jwks.status();
             if gw.gateway.oidc.is_ready()
-                && matches!(keys, portcullis::bearer::jwks::Status::Loaded(_))
+                && matches!(keys, portcullis::auth::bearer::jwks::Status::Loaded(_))
             {
                 break;
             }

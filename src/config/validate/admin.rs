@@ -12,7 +12,7 @@ use std::path::PathBuf;
 
 use super::secrets::Place;
 use super::{Checker, ADMIN_TOKEN_ENV};
-use crate::secret::Secret;
+use crate::base::secret::Secret;
 
 /// Shortest admin token accepted, in bytes.
 pub const MIN_ADMIN_TOKEN_BYTES: usize = 16;

@@ -101,7 +101,7 @@ impl Checker<'_> {
             .chain(fixed.iter().map(|(k, n)| (k.clone(), n)))
             .chain(claims.iter().map(|(k, n, _)| (k.clone(), n)));
         for (key, name) in all {
-            let norm = crate::http_util::canonical(name.as_str());
+            let norm = crate::base::http_util::canonical(name.as_str());
             if let Some((other, _)) = seen.iter().find(|(_, n)| *n == norm) {
                 self.problem(
                     key.clone(),
@@ -216,11 +216,11 @@ impl Checker<'_> {
 
 impl HeadersConfig {
     /// The claims an identity must keep for these headers.
-    pub fn capture(&self) -> crate::identity::Capture {
+    pub fn capture(&self) -> crate::base::identity::Capture {
         let mut claims: Vec<_> = self.claims.iter().map(|(_, p)| p.clone()).collect();
         claims.sort_by(|a, b| a.dotted.cmp(&b.dotted));
         claims.dedup_by(|a, b| a.dotted == b.dotted);
-        crate::identity::Capture {
+        crate::base::identity::Capture {
             preferred_username: Some(self.preferred_username_claim.clone()),
             claims,
         }
@@ -240,7 +240,7 @@ impl HeadersConfig {
         .into_iter()
         .chain(self.claims.iter().map(|(n, _)| n))
         {
-            out.insert(crate::http_util::canonical(n.as_str()));
+            out.insert(crate::base::http_util::canonical(n.as_str()));
         }
         let mut out: Vec<String> = out.into_iter().collect();
         out.sort();

@@ -12,9 +12,9 @@ use super::{
     syntax, Checker, MIN_SESSION_SECRET_BYTES, REDIS_URL_ENV, SESSION_SECRETS_ENV,
     SESSION_SECRET_ENV,
 };
+use crate::base::secret::Secret;
 use crate::config::raw::{RawRedisUrl, RawSession};
 use crate::config::{SessionConfig, StoreKind};
-use crate::secret::Secret;
 
 /// Shortest `session.idle_timeout`.
 const MIN_IDLE_TIMEOUT: Duration = Duration::from_secs(1);

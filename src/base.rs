@@ -1,0 +1,16 @@
+//! The building blocks every other part uses, importing nothing outside
+//! this folder: the clock, errors and their fault classes, secrets,
+//! identities and their header values, JWT claims, request ids and the
+//! access log, metrics, small HTTP helpers and the response body type, and
+//! the upstream transport (connection pools, streamed bodies).
+
+pub mod access;
+pub mod clock;
+pub mod error;
+pub mod http_util;
+pub mod identity;
+pub mod jwt;
+pub mod metrics;
+pub mod request_id;
+pub mod secret;
+pub mod transport;

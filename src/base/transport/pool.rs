@@ -1,0 +1,602 @@
+//! Keep-alive connections to one upstream.
+//!
+//! Each upstream of reverse-proxy mode owns its pools, so a request
+//! finds its connections without hashing a key: HTTP/1.1 connections wait in
+//! a short list and are taken most recently used first; an HTTP/2 connection
+//! (chosen by ALPN over TLS) is shared by every request while it stays open.
+//!
+//! An HTTP/1.1 connection has no task of its own: the request that took it
+//! polls hyper's connection state machine itself, first while the request
+//! goes up and the response head comes back ([`Pool::request`]), then, as the
+//! response body is read, through the [`Lease`] that travels with that body.
+//! Everything a proxied request does thus happens in the task of the client's
+//! connection: no channel hop to a connection task and back, no wake-up of a
+//! second task for every request. The lease gives the connection back to its
+//! pool once the body has been read to the end; a body dropped early takes
+//! its connection with it. A WebSocket upgrade hands its connection to a task
+//! of its own, as it never comes back.
+//!
+//! A connection taken from the pool is polled once first, which notices an
+//! upstream that closed it while it waited; one closed by the upstream just
+//! as a request went out, before any byte of it was written, gets that
+//! request retried once on a fresh connection. Connections idle for longer
+//! than [`IDLE`] are closed.
+//!
+//! `proxy.connect_timeout` covers the TCP connect and, for `https://`
+//! upstreams, the TLS handshake.
+
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::{pin, Pin};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use http::uri::{Authority, Scheme};
+use http::{Request, Response, Uri};
+use hyper::body::Incoming;
+use hyper::client::conn::{http1, http2, TrySendError};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use rustls::pki_types::ServerName;
+use rustls::ClientConfig;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use url::Url;
+
+use super::body::RequestBody;
+use crate::base::clock;
+
+/// Idle connections older than this are closed.
+pub const IDLE: Duration = Duration::from_secs(30);
+
+/// At most this many idle HTTP/1.1 connections are kept per pool.
+const MAX_IDLE: usize = 256;
+
+/// Connections to one upstream.
+pub struct Pool {
+    /// Where to connect.
+    host: Host,
+    port: u16,
+    /// TLS for `https://` upstreams.
+    tls: Option<(TlsConnector, ServerName<'static>)>,
+    /// `scheme://authority` for the pseudo-headers of HTTP/2 requests.
+    scheme: Scheme,
+    authority: Authority,
+    connect_timeout: Duration,
+    /// Idle HTTP/1.1 connections, most recently used last.
+    idle: Mutex<Vec<Idle>>,
+    /// The shared HTTP/2 connection, once ALPN picked h2.
+    h2: Mutex<Option<http2::SendRequest<RequestBody>>>,
+    /// A task closes expired idle connections (started with the first one).
+    reaping: AtomicBool,
+}
+
+/// Why a request got no response from the upstream.
+#[derive(Debug, thiserror::Error)]
+pub enum PoolError {
+    /// TCP connect and TLS handshake took longer than `proxy.connect_timeout`.
+    #[error("connecting to the upstream timed out")]
+    ConnectTimeout,
+    /// TCP connect refused or unreachable, or the name did not resolve.
+    #[error("connecting to the upstream failed: {0}")]
+    Connect(#[source] io::Error),
+    /// The TLS handshake failed: an untrusted certificate, the wrong name,
+    /// or an upstream that does not speak TLS.
+    #[error("connecting to the upstream failed: TLS: {}", crate::base::error::error_chain(.0))]
+    Tls(#[source] io::Error),
+    /// The HTTP/1.1 or HTTP/2 handshake on a new connection failed.
+    #[error("connecting to the upstream failed: {}", crate::base::error::error_chain(.0))]
+    Handshake(#[source] hyper::Error),
+    /// The connection failed while the request or response head was in transit.
+    #[error("{}", crate::base::error::error_chain(.0))]
+    Request(#[source] hyper::Error),
+}
+
+enum Host {
+    Name(String),
+    Ip(IpAddr),
+}
+
+/// The byte stream under an HTTP/1.1 connection.
+enum Io {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+/// hyper's HTTP/1.1 client connection over [`Io`].
+type Conn = http1::Connection<TokioIo<Io>, RequestBody>;
+
+/// An HTTP/1.1 connection: the handle requests are sent through and the
+/// connection state machine, polled by whoever holds this.
+struct H1 {
+    tx: http1::SendRequest<RequestBody>,
+    /// `None` once the connection has ended (closed or failed).
+    conn: Option<Box<Conn>>,
+}
+
+struct Idle {
+    h1: H1,
+    since_ms: u64,
+}
+
+enum Sender {
+    H1(H1),
+    H2(http2::SendRequest<RequestBody>),
+}
+
+/// What a request wants of its connection.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Use {
+    /// An ordinary exchange; the connection can be reused after it.
+    Exchange,
+    /// A protocol upgrade (WebSocket): HTTP/1.1, and the connection is gone
+    /// for good if the upstream switches protocols.
+    Upgrade,
+}
+
+/// The HTTP/1.1 connection a response body is read from: the body polls it
+/// while it is read (see [`Lease::drive`]) and gives it back to its pool at
+/// its end. Empty for HTTP/2, for upgrades and once given back.
+#[derive(Default)]
+pub struct Lease(Option<(Arc<Pool>, H1)>);
+
+// === impl Pool ===
+
+impl Pool {
+    /// A pool for `url` (`http://` or `https://`). `tls` must carry the ALPN
+    /// protocols wanted (`h2` only where HTTP/2 may be used).
+    pub fn new(
+        url: &Url,
+        tls: Option<Arc<ClientConfig>>,
+        connect_timeout: Duration,
+    ) -> Option<Pool> {
+        let port = url.port_or_known_default()?;
+        let (host, server_name) = match url.host()? {
+            url::Host::Domain(d) => (
+                Host::Name(d.to_owned()),
+                ServerName::try_from(d.to_owned()).ok()?,
+            ),
+            url::Host::Ipv4(ip) => (
+                Host::Ip(ip.into()),
+                ServerName::IpAddress(IpAddr::from(ip).into()),
+            ),
+            url::Host::Ipv6(ip) => (
+                Host::Ip(ip.into()),
+                ServerName::IpAddress(IpAddr::from(ip).into()),
+            ),
+        };
+        let https = url.scheme() == "https";
+        let authority = match url.port() {
+            Some(p) => format!("{}:{p}", url.host_str()?),
+            None => url.host_str()?.to_owned(),
+        };
+        Some(Pool {
+            host,
+            port,
+            tls: https
+                .then(|| tls.map(|cfg| (TlsConnector::from(cfg), server_name)))
+                .flatten(),
+            scheme: if https { Scheme::HTTPS } else { Scheme::HTTP },
+            authority: Authority::try_from(authority).ok()?,
+            connect_timeout,
+            idle: Mutex::new(Vec::new()),
+            h2: Mutex::new(None),
+            reaping: AtomicBool::new(false),
+        })
+        .filter(|p| !https || p.tls.is_some())
+    }
+
+    /// Sends `req`, whose URI is in origin form (`/path?query`), on a pooled
+    /// connection or a new one. The [`Lease`] must travel with the response
+    /// body (see [`Lease::drive`]).
+    pub async fn request(
+        self: &Arc<Self>,
+        mut req: Request<RequestBody>,
+        purpose: Use,
+    ) -> Result<(Response<Incoming>, Lease), PoolError> {
+        let mut retried = false;
+        loop {
+            let (sender, reused) = match self.checkout(purpose) {
+                Some(s) => (s, true),
+                // Boxed: the connect future is large and rarely needed.
+                None => (Box::pin(self.connect()).await?, false),
+            };
+            let sent = match sender {
+                Sender::H1(h1) if purpose == Use::Upgrade => {
+                    match Box::pin(upgrade(h1, req)).await {
+                        Ok(res) => return Ok((res, Lease::default())),
+                        Err(e) => e,
+                    }
+                }
+                Sender::H1(mut h1) => match exchange(&mut h1, req).await {
+                    Ok(res) => {
+                        let mut lease = Lease(Some((self.clone(), h1)));
+                        if hyper::body::Body::is_end_stream(res.body()) {
+                            lease.body_done();
+                        }
+                        return Ok((res, lease));
+                    }
+                    Err(e) => e,
+                },
+                // Boxed: a second request future inline would double this one's size.
+                Sender::H2(tx) => match Box::pin(self.send_h2(tx, req, reused)).await {
+                    Ok(res) => return Ok((res, Lease::default())),
+                    Err(e) => e,
+                },
+            };
+            let mut e = sent;
+            match e.take_message() {
+                // Refused before a byte was written: an idle connection the
+                // upstream had just closed. Once more on a fresh connection.
+                Some(mut again) if reused && !retried => {
+                    retried = true;
+                    if let Some(pq) = again.uri().path_and_query().cloned() {
+                        *again.uri_mut() = Uri::from(pq);
+                    }
+                    req = again;
+                }
+                _ => return Err(PoolError::Request(e.into_error())),
+            }
+        }
+    }
+
+    /// Sends `req` on the shared HTTP/2 connection, forgetting the connection
+    /// if it refuses a request (closed or going away) after reuse.
+    async fn send_h2(
+        &self,
+        mut tx: http2::SendRequest<RequestBody>,
+        mut req: Request<RequestBody>,
+        reused: bool,
+    ) -> Result<Response<Incoming>, TrySendError<Request<RequestBody>>> {
+        *req.uri_mut() = self.absolute(req.uri());
+        let sent = tx.try_send_request(req).await;
+        if sent.is_err() && reused {
+            self.h2.lock().unwrap_or_else(|p| p.into_inner()).take();
+        }
+        sent
+    }
+
+    /// `req_uri` (origin form) made absolute for HTTP/2's pseudo-headers.
+    fn absolute(&self, req_uri: &Uri) -> Uri {
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(self.scheme.clone());
+        parts.authority = Some(self.authority.clone());
+        parts.path_and_query = req_uri.path_and_query().cloned();
+        Uri::from_parts(parts).unwrap_or_else(|_| req_uri.clone())
+    }
+
+    /// A connection ready for a request: the shared HTTP/2 one (never for an
+    /// upgrade), or the most recently used idle HTTP/1.1 one that is still
+    /// open. Closed and expired ones are dropped on the way.
+    fn checkout(&self, purpose: Use) -> Option<Sender> {
+        if purpose == Use::Exchange {
+            if let Some(tx) = self.h2.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+                if !tx.is_closed() {
+                    return Some(Sender::H2(tx.clone()));
+                }
+            }
+        }
+        let now = clock::mono_ms();
+        loop {
+            let Idle { mut h1, since_ms } =
+                self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop()?;
+            // Polled outside the lock: this reads an upstream's close, if any.
+            if now.saturating_sub(since_ms) <= IDLE.as_millis() as u64 && h1.ready_now() {
+                return Some(Sender::H1(h1));
+            }
+        }
+    }
+
+    fn put(self: &Arc<Self>, mut h1: H1) {
+        // Polled once more: the exchange just ended, and the connection must
+        // be idle now. One that is not (its request body still going up after
+        // an early answer) is closed rather than left waiting undriven.
+        if !h1.ready_now() {
+            return;
+        }
+        {
+            let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+            if idle.len() < MAX_IDLE {
+                idle.push(Idle {
+                    h1,
+                    since_ms: clock::mono_ms(),
+                });
+            }
+        }
+        if !self.reaping.swap(true, Ordering::Relaxed) {
+            tokio::spawn(reap(Arc::downgrade(self)));
+        }
+    }
+
+    /// Closes idle connections that have waited for longer than [`IDLE`].
+    fn drop_expired(&self) {
+        let now = clock::mono_ms();
+        let expired: Vec<Idle> = {
+            let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+            let (old, fresh) = idle
+                .drain(..)
+                .partition(|e| now.saturating_sub(e.since_ms) > IDLE.as_millis() as u64);
+            *idle = fresh;
+            old
+        };
+        // Closed outside the lock.
+        drop(expired);
+    }
+
+    /// Opens a connection: TCP, TLS for `https://`, then HTTP/2 if ALPN
+    /// chose it, else HTTP/1.1.
+    async fn connect(&self) -> Result<Sender, PoolError> {
+        let opened = tokio::time::timeout(self.connect_timeout, async {
+            let tcp = match &self.host {
+                Host::Ip(ip) => TcpStream::connect(SocketAddr::new(*ip, self.port)).await,
+                Host::Name(name) => TcpStream::connect((name.as_str(), self.port)).await,
+            }
+            .map_err(PoolError::Connect)?;
+            let _ = tcp.set_nodelay(true);
+            match &self.tls {
+                None => Ok(Io::Plain(tcp)),
+                Some((tls, name)) => {
+                    let stream = tls
+                        .connect(name.clone(), tcp)
+                        .await
+                        .map_err(PoolError::Tls)?;
+                    Ok(Io::Tls(Box::new(stream)))
+                }
+            }
+        })
+        .await
+        .map_err(|_| PoolError::ConnectTimeout)??;
+        match opened {
+            Io::Tls(stream) if stream.get_ref().1.alpn_protocol() == Some(b"h2") => {
+                let (tx, conn) = http2::Builder::new(TokioExecutor::new())
+                    .timer(TokioTimer::new())
+                    .handshake(TokioIo::new(stream))
+                    .await
+                    .map_err(PoolError::Handshake)?;
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, "upstream HTTP/2 connection ended");
+                    }
+                });
+                *self.h2.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx.clone());
+                Ok(Sender::H2(tx))
+            }
+            io => {
+                let (tx, conn) = http1::Builder::new()
+                    .handshake(TokioIo::new(io))
+                    .await
+                    .map_err(PoolError::Handshake)?;
+                Ok(Sender::H1(H1 {
+                    tx,
+                    conn: Some(Box::new(conn)),
+                }))
+            }
+        }
+    }
+}
+
+/// Closes a pool's expired idle connections every half [`IDLE`] while the pool lives.
+async fn reap(pool: Weak<Pool>) {
+    loop {
+        tokio::time::sleep(IDLE / 2).await;
+        match pool.upgrade() {
+            Some(p) => p.drop_expired(),
+            None => return,
+        }
+    }
+}
+
+/// Sends `req` on `h1` and waits for the response head, polling the
+/// connection in this task.
+async fn exchange(
+    h1: &mut H1,
+    req: Request<RequestBody>,
+) -> Result<Response<Incoming>, TrySendError<Request<RequestBody>>> {
+    let mut answer = pin!(h1.tx.try_send_request(req));
+    std::future::poll_fn(|cx| {
+        h1.drive(cx);
+        // Only the connection, polled just above, ever completes the
+        // answer: no waker of ours needs to be left with it.
+        answer
+            .as_mut()
+            .poll(&mut Context::from_waker(Waker::noop()))
+    })
+    .await
+}
+
+/// Sends an upgrade request on a connection given a task of its own (with
+/// upgrades enabled), which serves it until the upgrade or the end.
+async fn upgrade(
+    h1: H1,
+    req: Request<RequestBody>,
+) -> Result<Response<Incoming>, TrySendError<Request<RequestBody>>> {
+    let H1 { mut tx, conn } = h1;
+    if let Some(conn) = conn {
+        tokio::spawn(async move {
+            if let Err(e) = conn.with_upgrades().await {
+                tracing::debug!(error = %e, "upstream connection ended");
+            }
+        });
+    }
+    tx.try_send_request(req).await
+}
+
+// === impl H1 ===
+
+impl H1 {
+    /// Polls the connection: request bytes go out, response bytes come in.
+    /// Forgets it once it has ended; that also fails any request it still
+    /// held, so whoever waits for an answer gets one.
+    fn drive(&mut self, cx: &mut Context<'_>) {
+        if let Some(conn) = self.conn.as_mut() {
+            if let Poll::Ready(r) = Pin::new(&mut **conn).poll(cx) {
+                self.conn = None;
+                if let Err(e) = r {
+                    tracing::debug!(error = %e, "upstream connection ended");
+                }
+            }
+        }
+    }
+
+    /// Still open and done with its last exchange, ready for a request now.
+    /// The poll here registers no waker: the request's task polls again,
+    /// with its own, as soon as it sends.
+    fn ready_now(&mut self) -> bool {
+        self.drive(&mut Context::from_waker(Waker::noop()));
+        self.conn.is_some() && self.tx.is_ready()
+    }
+}
+
+// === impl Lease ===
+
+impl Lease {
+    /// Polls the leased connection, so that the response body it carries
+    /// moves. True when there is one: the body is then fed by this poll
+    /// alone and can be polled without a waker of its own.
+    pub fn drive(&mut self, cx: &mut Context<'_>) -> bool {
+        match &mut self.0 {
+            Some((_, h1)) => {
+                h1.drive(cx);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The response body it travels with has ended: the connection goes back
+    /// to its pool. Calling it again does nothing.
+    pub fn body_done(&mut self) {
+        if let Some((pool, h1)) = self.0.take() {
+            pool.put(h1);
+        }
+    }
+}
+
+// === impl Io ===
+
+impl AsyncRead for Io {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Io::Tls(s) => Pin::new(&mut **s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Io {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Io::Tls(s) => Pin::new(&mut **s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Io::Tls(s) => Pin::new(&mut **s).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Io::Plain(s) => s.is_write_vectored(),
+            Io::Tls(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_flush(cx),
+            Io::Tls(s) => Pin::new(&mut **s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Io::Tls(s) => Pin::new(&mut **s).poll_shutdown(cx),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::AsyncWriteExt;
+
+    use super::*;
+
+    fn pool(url: &str, tls: Option<Arc<ClientConfig>>) -> Pool {
+        Pool::new(&url.parse().unwrap(), tls, Duration::from_secs(5)).expect("a pool")
+    }
+
+    /// The OS error of the first cause of `e` that is one.
+    fn io_cause(e: &PoolError) -> &io::Error {
+        let mut cause = std::error::Error::source(e);
+        while let Some(c) = cause {
+            if let Some(io) = c.downcast_ref::<io::Error>() {
+                return io;
+            }
+            cause = c.source();
+        }
+        panic!("no OS error among the causes of {e:?}")
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_keeps_the_os_error_as_its_cause() {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let p = pool(&format!("http://127.0.0.1:{port}/"), None);
+        let e = p.connect().await.err().expect("nothing listens there");
+        assert!(matches!(e, PoolError::Connect(_)), "{e:?}");
+        let io = io_cause(&e);
+        assert_eq!(io.kind(), io::ErrorKind::ConnectionRefused);
+        assert_eq!(
+            e.to_string(),
+            format!("connecting to the upstream failed: {io}")
+        );
+        assert_eq!(crate::base::error::error_chain(&e), e.to_string());
+    }
+
+    #[tokio::test]
+    async fn a_failed_tls_handshake_keeps_its_cause() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            // Plain HTTP where TLS is expected.
+            let (mut conn, _) = listener.accept().await.unwrap();
+            let _ = conn
+                .write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
+                .await;
+        });
+        let tls = Arc::new(crate::auth::proxy_table::upstream::insecure());
+        let p = pool(&format!("https://{addr}/"), Some(tls));
+        let e = p.connect().await.err().expect("not TLS");
+        assert!(matches!(e, PoolError::Tls(_)), "{e:?}");
+        let io = io_cause(&e);
+        let line = e.to_string();
+        assert!(
+            line.starts_with("connecting to the upstream failed: TLS: "),
+            "{line}"
+        );
+        assert!(line.contains(&io.to_string()), "{line}");
+        assert_eq!(crate::base::error::error_chain(&e), line);
+    }
+}

@@ -1,0 +1,10 @@
+//! The commands besides serving: the command line itself, `check`,
+//! `healthcheck`, `migrate`, and the logging set-up every command shares.
+//!
+//! The top of the crate: it may use every other part.
+
+pub mod check;
+pub mod cli;
+pub mod healthcheck;
+pub mod migrate;
+pub mod telemetry;
