@@ -1,10 +1,16 @@
-//! Imports run downhill: no cycle between the top-level modules of `src/`.
+//! Imports run downhill: no cycle between the top-level modules of `src/`
+//! (the folders), and none between the modules inside each folder.
 //!
 //! A top-level module is `src/x.rs` together with everything under `src/x/`.
 //! Module `a` depends on module `b` when any `crate::b` path appears in `a`'s
 //! non-test code (a `use crate::{b, ...}` group counts for each name in it,
 //! and so does a doc link, which a reader follows just the same). Test code
 //! (`tests.rs` files and `#[cfg(test)]` modules) may reach anywhere.
+//!
+//! One level down, the same walk inside `src/g/`: its module `a`
+//! (`src/g/a.rs` and `src/g/a/`) depends on its module `b` when a
+//! `crate::g::b` path appears in `a` (also spelled `crate::g::{b, ...}` or
+//! `crate::{g::b, ...}`). Paths through `super::` are not followed.
 //!
 //! A cycle fails the test with its modules and, for each dependency inside
 //! it, the files that make it.
@@ -19,18 +25,55 @@ type Graph = BTreeMap<String, BTreeMap<String, BTreeSet<String>>>;
 #[test]
 fn top_level_modules_import_downhill() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let graph = graph(&src);
+    let graph = graph(&src, &[]);
     assert!(
         graph.len() > 4 && graph.values().any(|deps| !deps.is_empty()),
         "the walk of {} found no modules or no imports: {graph:?}",
         src.display()
     );
-    let cycles = cycles(&graph);
-    if cycles.is_empty() {
-        return;
-    }
+    let report = cycle_report(&graph);
+    assert!(
+        report.is_empty(),
+        "top-level modules import each other in a cycle; move what the lower module needs down, or out of the higher one:\n{report}"
+    );
+}
+
+#[test]
+fn modules_inside_each_folder_import_downhill() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut modules = 0;
+    let mut imports = 0;
     let mut report = String::new();
-    for scc in &cycles {
+    for entry in fs::read_dir(&src).expect("src/ is readable") {
+        let dir = entry.expect("src/ is readable").path();
+        if !dir.is_dir() {
+            continue;
+        }
+        let folder = dir.file_name().unwrap().to_string_lossy().into_owned();
+        let graph = graph(&dir, &[folder.as_str()]);
+        modules += graph.len();
+        imports += graph.values().map(BTreeMap::len).sum::<usize>();
+        let cycles = cycle_report(&graph);
+        if !cycles.is_empty() {
+            report.push_str(&format!("in src/{folder}/:\n{cycles}"));
+        }
+    }
+    assert!(
+        modules > 20 && imports > 10,
+        "the walk inside the folders of {} found {modules} modules and {imports} imports",
+        src.display()
+    );
+    assert!(
+        report.is_empty(),
+        "modules inside a folder import each other in a cycle; move what the lower module needs down, or out of the higher one:\n{report}"
+    );
+}
+
+/// Each cycle of `graph` with the dependencies inside it and the files that
+/// make them; empty when there is none.
+fn cycle_report(graph: &Graph) -> String {
+    let mut report = String::new();
+    for scc in &cycles(graph) {
         report.push_str(&format!("cycle between {scc:?}:\n"));
         for a in scc {
             for (b, files) in &graph[a] {
@@ -40,7 +83,7 @@ fn top_level_modules_import_downhill() {
             }
         }
     }
-    panic!("top-level modules import each other in a cycle; move what the lower module needs down, or out of the higher one:\n{report}");
+    report
 }
 
 #[test]
@@ -72,8 +115,41 @@ fn after() { crate::metrics::global(); }
     assert_eq!(names, expected);
 }
 
-/// The dependency graph of the top-level modules under `src`.
-fn graph(src: &Path) -> Graph {
+#[test]
+fn the_walk_one_level_down_reads_each_spelling() {
+    let text = r#"
+//! See [`crate::auth::rules`] and [`crate::base`].
+use crate::auth::{self, pipeline::Gateway, session::{Session, SessionId}};
+use crate::{auth::oidc, base::{clock, http_util::Body}, config::Config};
+fn f() { crate::auth::bearer::token::parse(); crate::endpoints::respond::x(); }
+#[cfg(test)]
+mod tests { use crate::auth::proxy_table; }
+"#;
+    let paths = crate_paths_to(&strip_test_modules(text), 2);
+    let in_auth: BTreeSet<&str> = paths
+        .iter()
+        .filter(|p| p.len() == 2 && p[0] == "auth")
+        .map(|p| p[1].as_str())
+        .collect();
+    assert_eq!(
+        in_auth,
+        ["bearer", "oidc", "pipeline", "rules", "session"].into()
+    );
+    let in_base: BTreeSet<&str> = paths
+        .iter()
+        .filter(|p| p.len() == 2 && p[0] == "base")
+        .map(|p| p[1].as_str())
+        .collect();
+    assert_eq!(in_base, ["clock", "http_util"].into());
+    assert!(paths.contains(&vec!["auth".to_owned()]));
+    assert!(paths.contains(&vec!["base".to_owned()]));
+    assert!(paths.contains(&vec!["endpoints".to_owned(), "respond".to_owned()]));
+}
+
+/// The dependency graph of the modules directly under `src`, which is the
+/// crate's `src/` (`prefix` empty) or the folder of module `prefix` in it:
+/// a module's dependencies are the modules `crate::<prefix>::b` it names.
+fn graph(src: &Path, prefix: &[&str]) -> Graph {
     let mut tops = BTreeSet::new();
     for entry in fs::read_dir(src).expect("src/ is readable") {
         let path = entry.expect("src/ is readable").path();
@@ -101,7 +177,12 @@ fn graph(src: &Path) -> Graph {
             continue;
         }
         let text = fs::read_to_string(&file).expect("source files are readable");
-        for dep in crate_paths(&strip_test_modules(&text)) {
+        let paths = crate_paths_to(&strip_test_modules(&text), prefix.len() + 1);
+        for path in paths {
+            if path.len() != prefix.len() + 1 || !path.iter().zip(prefix).all(|(a, b)| a == b) {
+                continue;
+            }
+            let dep = path.last().unwrap().clone();
             if dep != top && tops.contains(&dep) {
                 graph
                     .get_mut(&top)
@@ -203,6 +284,16 @@ fn is_ident(b: u8) -> bool {
 
 /// The first segment of every `crate::` path in `text`.
 fn crate_paths(text: &str) -> BTreeSet<String> {
+    crate_paths_to(text, 1)
+        .into_iter()
+        .map(|mut p| p.swap_remove(0))
+        .collect()
+}
+
+/// Every `crate::` path in `text`, cut after `depth` segments, with its
+/// `{...}` groups spread out: `crate::{a::{b, c}, d}` is `a::b`, `a::c`, `d`
+/// (and `a` alone at depth 1). `self` in a group names the path before it.
+fn crate_paths_to(text: &str, depth: usize) -> BTreeSet<Vec<String>> {
     let bytes = text.as_bytes();
     let mut out = BTreeSet::new();
     let mut from = 0;
@@ -211,44 +302,61 @@ fn crate_paths(text: &str) -> BTreeSet<String> {
         if i > 0 && is_ident(bytes[i - 1]) {
             continue;
         }
-        if bytes.get(from) == Some(&b'{') {
-            let Some(end) = closing(text, from, b'{', b'}') else {
-                continue;
-            };
-            out.extend(group_heads(&text[from + 1..end]));
-        } else {
-            let len = text[from..].bytes().take_while(|b| is_ident(*b)).count();
-            out.insert(text[from..from + len].to_owned());
-        }
+        spread(text, from, &mut Vec::new(), depth, &mut out);
     }
     out
 }
 
-/// The first segment of each item of a `{a::b, c, d::{e, f}}` group (its inside).
-fn group_heads(inside: &str) -> Vec<String> {
-    let mut heads = Vec::new();
-    let mut depth = 0usize;
-    let mut item_start = 0;
-    for (i, b) in inside.bytes().enumerate().chain([(inside.len(), b',')]) {
-        match b {
-            b'{' => depth += 1,
-            b'}' => depth -= 1,
-            b',' if depth == 0 => {
-                let item = inside[item_start..i.min(inside.len())].trim();
-                let head: String = item
-                    .bytes()
-                    .take_while(|b| is_ident(*b))
-                    .map(char::from)
-                    .collect();
-                if !head.is_empty() && head != "self" {
-                    heads.push(head);
+/// The paths of the path tree starting at `text[at..]`, after `prefix`.
+fn spread(
+    text: &str,
+    at: usize,
+    prefix: &mut Vec<String>,
+    depth: usize,
+    out: &mut BTreeSet<Vec<String>>,
+) {
+    let rest = &text[at..];
+    let start = at + (rest.len() - rest.trim_start().len());
+    if text.as_bytes().get(start) == Some(&b'{') {
+        let Some(end) = closing(text, start, b'{', b'}') else {
+            return;
+        };
+        let mut nest = 0usize;
+        let mut item = start + 1;
+        for i in start + 1..=end {
+            match text.as_bytes()[i] {
+                b'{' => nest += 1,
+                b'}' if i < end => nest -= 1,
+                b',' | b'}' if nest == 0 => {
+                    if !text[item..i].trim().is_empty() {
+                        spread(&text[..i], item, prefix, depth, out);
+                    }
+                    item = i + 1;
                 }
-                item_start = i + 1;
+                _ => {}
             }
-            _ => {}
         }
+        return;
     }
-    heads
+    let len = text[start..].bytes().take_while(|b| is_ident(*b)).count();
+    let segment = &text[start..start + len];
+    if segment.is_empty() {
+        return;
+    }
+    if segment == "self" {
+        if !prefix.is_empty() {
+            out.insert(prefix.clone());
+        }
+        return;
+    }
+    prefix.push(segment.to_owned());
+    let next = start + len;
+    if prefix.len() < depth && text[next..].starts_with("::") {
+        spread(text, next + 2, prefix, depth, out);
+    } else {
+        out.insert(prefix.clone());
+    }
+    prefix.pop();
 }
 
 /// The strongly connected components with more than one module (Tarjan).
