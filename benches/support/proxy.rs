@@ -42,7 +42,7 @@ struct Target {
 }
 
 /// nginx with a master and workers; stopped with SIGQUIT so no worker is left behind.
-struct Nginx(Server);
+pub(crate) struct Nginx(pub(crate) Server);
 
 impl Drop for Nginx {
     fn drop(&mut self) {
