@@ -11,7 +11,7 @@
 //! text until it expires (bounded in size), so a busy CI token costs one
 //! signature check, and the cached path does no I/O and no allocation.
 //!
-//! Called by `pipeline::Gateway::decide`; `admin` reads [`Bearer::statuses`].
+//! Called by `pipeline::Gateway::decide`; `admin` reads [`Bearer::issuers`].
 //! Tokens are never logged, only the check that failed.
 
 pub mod jwks;
