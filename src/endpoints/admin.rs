@@ -92,8 +92,13 @@ pub async fn handle_admin<B>(
         guard::admit(rt.config.server.admin_token.as_ref(), req, is_health(req))
     };
     if let Err(refusal) = admitted {
-        refusal.log(req, peer);
-        return Some(refusal.response());
+        let failure = Failure::Admin {
+            refusal,
+            peer,
+            host: crate::base::http_util::request_host(req).unwrap_or(""),
+            path: req.uri().path(),
+        };
+        return Some(answer_failure(req, failure));
     }
     if req.uri().path() == "/admin/sessions" {
         return Some(sessions(gw, req).await);

@@ -25,33 +25,25 @@ use crate::auth::session::Session;
 use crate::base::http_util::{self, Body};
 use crate::base::jwt::jwt_payload;
 use crate::config::{DefaultPolicy, Policy};
+use crate::endpoints::respond::{self, At, Failure, Mode};
 
 /// Answers `GET <prefix>/debug`.
 pub async fn handle<B>(gw: &Gateway, req: &Request<B>, peer: SocketAddr) -> Response<Body> {
     let rt = gw.runtime.load();
     if !rt.config.server.debug_endpoint {
-        return crate::endpoints::respond::not_found();
+        return respond::not_found();
     }
+    let at = At::new(Mode::Api, req.headers());
     let session = match gw.session(req.headers()).await {
         Ok(Some(s)) => s,
         Ok(None) => {
-            return crate::endpoints::pages::json_error(
-                StatusCode::UNAUTHORIZED,
-                "unauthenticated",
-                "sign in first; the debug page shows your own session only",
-            )
+            let no_session = Failure::NoSession {
+                message: "sign in first; the debug page shows your own session only",
+                challenge: false,
+            };
+            return respond::failure(None, &at, no_session);
         }
-        Err(e) => {
-            let at = crate::endpoints::respond::At::new(
-                crate::endpoints::respond::Mode::Api,
-                req.headers(),
-            );
-            return crate::endpoints::respond::failure(
-                None,
-                &at,
-                crate::endpoints::respond::Failure::Store(&e),
-            );
-        }
+        Err(e) => return respond::failure(None, &at, Failure::Store(&e)),
     };
     let headers = req.headers();
     let get = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());

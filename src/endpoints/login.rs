@@ -350,14 +350,11 @@ pub async fn userinfo<B>(gw: &Gateway, req: &Request<B>) -> Response<Body> {
             http_util::fixed(StatusCode::OK, "application/json", body.to_string())
         }
         Ok(None) => {
-            let mut res = crate::endpoints::pages::json_error(
-                StatusCode::UNAUTHORIZED,
-                "unauthenticated",
-                "no valid session",
-            );
-            res.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            res
+            let no_session = Failure::NoSession {
+                message: "no valid session",
+                challenge: true,
+            };
+            respond::failure(None, &At::new(Mode::Api, req.headers()), no_session)
         }
         Err(e) => respond::failure(None, &At::new(Mode::Api, req.headers()), Failure::Store(&e)),
     }

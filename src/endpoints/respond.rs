@@ -12,9 +12,10 @@
 //!
 //! Callers: `forward_auth` and `proxy` (decisions and malformed requests),
 //! `proxy` (upstream failures), `login`, `debug` and `admin` (their
-//! failures), `server` (404).
+//! failures, the admin listener's refusals included), `server` (404).
 
 use std::error::Error;
+use std::net::SocketAddr;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Response, StatusCode};
@@ -24,6 +25,7 @@ use crate::auth::oidc::LoginError;
 use crate::auth::pipeline::{rule_name, Decision, Principal, Runtime};
 use crate::auth::rules::host::normalize_host;
 use crate::auth::rules::path::PathError;
+use crate::auth::rules::CompiledRule;
 use crate::auth::session::StoreError;
 use crate::base::error::Fault;
 use crate::base::http_util::{self, Body};
@@ -125,7 +127,45 @@ pub enum Failure<'e> {
     Store(&'e StoreError),
     /// A login failed; the page links to `retry` to start over.
     Login(&'e LoginError, &'e str),
+    /// A JSON endpoint that answers signed-in browsers only, asked without a
+    /// session (401; with `WWW-Authenticate: Bearer` when `challenge`).
+    NoSession {
+        /// What the client should do.
+        message: &'static str,
+        /// Whether the answer carries the `Bearer` challenge.
+        challenge: bool,
+    },
+    /// The admin listener refuses the request (421 or 401).
+    Admin {
+        /// Why.
+        refusal: AdminRefusal,
+        /// The client's address.
+        peer: SocketAddr,
+        /// The host it was addressed to (empty when none).
+        host: &'e str,
+        /// Its path, without the query.
+        path: &'e str,
+    },
 }
+
+/// Why the admin listener refuses a request (decided by `admin::guard`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminRefusal {
+    /// The request is addressed to a name other than `localhost`
+    /// (a DNS-rebinding page, or an operator using a name without the token).
+    Misdirected,
+    /// A token is configured and the request has no `Authorization: Bearer`.
+    MissingToken,
+    /// A token is configured and the request sent another one.
+    WrongToken,
+}
+
+/// The `WWW-Authenticate` challenge of an admin 401.
+pub const ADMIN_CHALLENGE: &str = "Bearer realm=\"portcullis-admin\"";
+
+/// The admin challenge when a token was sent but is not the right one (RFC 6750 §3.1).
+pub const ADMIN_CHALLENGE_INVALID: &str =
+    "Bearer realm=\"portcullis-admin\", error=\"invalid_token\"";
 
 // === impl At ===
 
@@ -157,7 +197,9 @@ impl Failure<'_> {
             | Failure::BadPath(_)
             | Failure::NotFound
             | Failure::BadQuery(_)
-            | Failure::Method(_) => Fault::Client,
+            | Failure::Method(_)
+            | Failure::NoSession { .. }
+            | Failure::Admin { .. } => Fault::Client,
             Failure::Upstream { .. } => Fault::Upstream,
             Failure::Store(_) => Fault::Store,
             Failure::Login(e, _) => login_fault(e),
@@ -172,6 +214,14 @@ impl Failure<'_> {
             (_, Failure::BadCheck(_)) if mode == Mode::Nginx => StatusCode::FORBIDDEN,
             (_, Failure::NotFound) => StatusCode::NOT_FOUND,
             (_, Failure::Method(_)) => StatusCode::METHOD_NOT_ALLOWED,
+            (
+                _,
+                Failure::Admin {
+                    refusal: AdminRefusal::Misdirected,
+                    ..
+                },
+            ) => StatusCode::MISDIRECTED_REQUEST,
+            (_, Failure::NoSession { .. } | Failure::Admin { .. }) => StatusCode::UNAUTHORIZED,
             (Fault::Client, _) => StatusCode::BAD_REQUEST,
             (
                 _,
@@ -223,23 +273,12 @@ pub fn decision(rt: &Runtime, at: &At<'_>, original: &Asked<'_>, decision: Decis
         Decision::BadCredentials(_) => bad_credentials(),
         Decision::TooManyAttempts(_, secs) => too_many_attempts(secs, nginx),
         Decision::InvalidToken(rule) => {
-            if proxy {
-                tracing::info!(
-                    rule.name = rule_name(rule),
-                    decision = "invalid_token",
-                    "proxied request denied: bearer token rejected"
-                );
-            } else {
-                match diagnostics::client_error(ClientError::InvalidToken) {
-                    Some(suppressed) => {
-                        let _span = at.id.and_then(request_id::enter_span);
-                        tracing::info!(rule.name = rule_name(rule), host = %original.host_raw, decision = "invalid_token", suppressed, "request denied: bearer token rejected")
-                    }
-                    None => {
-                        tracing::debug!(rule.name = rule_name(rule), host = %original.host_raw, decision = "invalid_token", "request denied: bearer token rejected")
-                    }
-                }
-            }
+            let denial = Denial {
+                kind: ClientError::InvalidToken,
+                decision: "invalid_token",
+                what: "request denied: bearer token rejected",
+            };
+            log_denial(at, original, rule, denial);
             invalid_token()
         }
         Decision::Forbidden(principal, rule) => {
@@ -262,23 +301,12 @@ pub fn decision(rt: &Runtime, at: &At<'_>, original: &Asked<'_>, decision: Decis
             )
         }
         Decision::Deny(rule) => {
-            if proxy {
-                tracing::info!(
-                    rule.name = rule_name(rule),
-                    decision = "deny",
-                    "proxied request denied by rule"
-                );
-            } else {
-                match diagnostics::client_error(ClientError::DeniedByRule) {
-                    Some(suppressed) => {
-                        let _span = at.id.and_then(request_id::enter_span);
-                        tracing::info!(rule.name = rule_name(rule), host = %original.host_raw, decision = "deny", suppressed, "request denied by rule")
-                    }
-                    None => {
-                        tracing::debug!(rule.name = rule_name(rule), host = %original.host_raw, decision = "deny", "request denied by rule")
-                    }
-                }
-            }
+            let denial = Denial {
+                kind: ClientError::DeniedByRule,
+                decision: "deny",
+                what: "request denied by rule",
+            };
+            log_denial(at, original, rule, denial);
             deny(at.is_browser())
         }
         Decision::StoreUnavailable(_, e) => {
@@ -297,6 +325,40 @@ pub fn decision(rt: &Runtime, at: &At<'_>, original: &Asked<'_>, decision: Decis
         }
     }
     Answer::Respond(res)
+}
+
+/// A refusal a client can repeat on every request, as it is logged.
+struct Denial {
+    /// The kind its log lines are rate-limited as.
+    kind: ClientError,
+    /// The `decision` field.
+    decision: &'static str,
+    /// The message (`proxied ` in front in proxy mode).
+    what: &'static str,
+}
+
+/// The one log line of a [`Denial`]: at info in proxy mode; otherwise at
+/// info at most once per [`diagnostics::CLIENT_ERRORS_EVERY`] per kind,
+/// in the request's span, and at debug in between.
+fn log_denial(at: &At<'_>, original: &Asked<'_>, rule: Option<&CompiledRule>, d: Denial) {
+    let Denial {
+        kind,
+        decision,
+        what,
+    } = d;
+    if at.mode == Mode::Proxy {
+        tracing::info!(rule.name = rule_name(rule), decision, "proxied {what}");
+        return;
+    }
+    match diagnostics::client_error(kind) {
+        Some(suppressed) => {
+            let _span = at.id.and_then(request_id::enter_span);
+            tracing::info!(rule.name = rule_name(rule), host = %original.host_raw, decision, suppressed, "{what}")
+        }
+        None => {
+            tracing::debug!(rule.name = rule_name(rule), host = %original.host_raw, decision, "{what}")
+        }
+    }
 }
 
 /// The forward-auth answer for an allowed request: 200 with every identity
@@ -372,6 +434,15 @@ pub fn failure(rt: Option<&Runtime>, at: &At<'_>, failure: Failure<'_>) -> Respo
             &e.user_message(),
             Some((retry, "Try again")),
         ),
+        Failure::NoSession { message, challenge } => {
+            let mut res = pages::json_error(status, "unauthenticated", message);
+            if challenge {
+                res.headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            res
+        }
+        Failure::Admin { refusal, .. } => refusal.response(),
     };
     if let (Some(rt), Mode::ForwardAuth | Mode::Nginx) = (rt, at.mode) {
         set_identity(rt, &mut res, None);
@@ -393,8 +464,12 @@ fn log_failure(at: &At<'_>, failure: &Failure<'_>) {
         Failure::BadPath(e) => {
             log_client_error(at, ClientError::BadProxied, e, "proxied request rejected")
         }
-        // Told by the 400, 404 or 405 itself; nothing for the operator.
-        Failure::BadHost | Failure::NotFound | Failure::BadQuery(_) | Failure::Method(_) => {}
+        // Told by the 400, 401, 404 or 405 itself; nothing for the operator.
+        Failure::BadHost
+        | Failure::NotFound
+        | Failure::BadQuery(_)
+        | Failure::Method(_)
+        | Failure::NoSession { .. } => {}
         Failure::Upstream {
             rule, url, error, ..
         } => {
@@ -413,6 +488,73 @@ fn log_failure(at: &At<'_>, failure: &Failure<'_>) {
             } else {
                 tracing::debug!(reason = e.reason(), error = %e, "login failed")
             }
+        }
+        Failure::Admin {
+            refusal,
+            peer,
+            host,
+            path,
+        } => {
+            let (kind, what) = refusal.described();
+            match diagnostics::client_error(kind) {
+                Some(suppressed) => {
+                    tracing::info!(client.addr = %peer, http.host = %host, http.path = %path, suppressed, "{what}")
+                }
+                None => {
+                    tracing::debug!(client.addr = %peer, http.host = %host, http.path = %path, "{what}")
+                }
+            }
+        }
+    }
+}
+
+// === impl AdminRefusal ===
+
+impl AdminRefusal {
+    /// The answer: 421 or 401 with a short JSON body. [`failure`] sends it
+    /// with its log line.
+    pub fn response(self) -> Response<Body> {
+        match self {
+            AdminRefusal::Misdirected => pages::json_error(
+                StatusCode::MISDIRECTED_REQUEST,
+                "misdirected_request",
+                "the admin listener answers only requests addressed to an IP address or localhost (or carrying the admin token)",
+            ),
+            AdminRefusal::MissingToken | AdminRefusal::WrongToken => {
+                let mut res = pages::json_error(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    "the admin API needs Authorization: Bearer <the token in server.admin_token_file>",
+                );
+                let challenge = if self == AdminRefusal::WrongToken {
+                    ADMIN_CHALLENGE_INVALID
+                } else {
+                    ADMIN_CHALLENGE
+                };
+                res.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(challenge),
+                );
+                res
+            }
+        }
+    }
+
+    /// The kind it is rate-limited as in the log, and its log message.
+    fn described(self) -> (ClientError, &'static str) {
+        match self {
+            AdminRefusal::Misdirected => (
+                ClientError::AdminMisdirected,
+                "admin request refused: addressed to a name other than localhost (DNS rebinding?)",
+            ),
+            AdminRefusal::MissingToken => (
+                ClientError::AdminUnauthorized,
+                "admin request refused: no bearer token",
+            ),
+            AdminRefusal::WrongToken => (
+                ClientError::AdminUnauthorized,
+                "admin request refused: wrong bearer token",
+            ),
         }
     }
 }
@@ -569,7 +711,7 @@ fn invalid_token() -> Response<Body> {
 
 /// Adds the Basic challenge to a 401 answered under a rule with
 /// `basic_auth` (browsers are sent to the login instead, as elsewhere).
-fn challenge_basic(rule: Option<&crate::auth::rules::CompiledRule>, res: &mut Response<Body>) {
+fn challenge_basic(rule: Option<&CompiledRule>, res: &mut Response<Body>) {
     if res.status() == StatusCode::UNAUTHORIZED && rule.is_some_and(|r| r.basic_auth) {
         res.headers_mut().append(
             header::WWW_AUTHENTICATE,

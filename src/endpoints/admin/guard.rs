@@ -20,37 +20,22 @@
 //!   browser never adds the token on its own, so it already proves the
 //!   caller is no rebinding page, and operators may then use any name.
 //!
-//! Refusals are logged at info at most once per
+//! A refusal is answered and logged by `respond` (`Failure::Admin`): at
+//! info at most once per
 //! [`CLIENT_ERRORS_EVERY`](crate::auth::diagnostics::CLIENT_ERRORS_EVERY) each
 //! (the rest at debug); the log never shows the token or what was sent in
 //! its place.
 
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{Ipv4Addr, Ipv6Addr};
 
-use http::{header, HeaderValue, Request, Response, StatusCode};
+use http::{header, HeaderValue, Request};
 
-use crate::auth::diagnostics::{self, ClientError};
-use crate::base::http_util::{request_host, Body};
+use crate::base::http_util::request_host;
 use crate::base::secret::{constant_time_eq, Secret};
-use crate::endpoints::pages::json_error;
 
-/// The `WWW-Authenticate` challenge of a 401.
-const CHALLENGE: &str = "Bearer realm=\"portcullis-admin\"";
-
-/// The challenge when a token was sent but is not the right one (RFC 6750 §3.1).
-const CHALLENGE_INVALID: &str = "Bearer realm=\"portcullis-admin\", error=\"invalid_token\"";
-
-/// Why a request on the admin listener is refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
-    /// The request is addressed to a name other than `localhost`
-    /// (a DNS-rebinding page, or an operator using a name without the token).
-    Misdirected,
-    /// A token is configured and the request has no `Authorization: Bearer`.
-    MissingToken,
-    /// A token is configured and the request sent another one.
-    WrongToken,
-}
+/// Why a request on the admin listener is refused; `respond` makes the
+/// answer and logs it.
+pub use crate::endpoints::respond::AdminRefusal as Refusal;
 
 /// Decides whether `req` may reach the admin endpoints. `token` is
 /// `server.admin_token`; `health` says whether the request is one of the
@@ -117,70 +102,11 @@ fn is_port(port: &str) -> bool {
     port.is_empty() || (port.bytes().all(|b| b.is_ascii_digit()) && port.parse::<u16>().is_ok())
 }
 
-// === impl Refusal ===
-
-impl Refusal {
-    /// The answer: 421 or 401 with a short JSON body.
-    pub fn response(self) -> Response<Body> {
-        match self {
-            Refusal::Misdirected => json_error(
-                StatusCode::MISDIRECTED_REQUEST,
-                "misdirected_request",
-                "the admin listener answers only requests addressed to an IP address or localhost (or carrying the admin token)",
-            ),
-            Refusal::MissingToken | Refusal::WrongToken => {
-                let mut res = json_error(
-                    StatusCode::UNAUTHORIZED,
-                    "unauthorized",
-                    "the admin API needs Authorization: Bearer <the token in server.admin_token_file>",
-                );
-                let challenge = if self == Refusal::WrongToken {
-                    CHALLENGE_INVALID
-                } else {
-                    CHALLENGE
-                };
-                res.headers_mut().insert(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static(challenge),
-                );
-                res
-            }
-        }
-    }
-
-    /// One log line, rate-limited per kind of refusal. Shows the path
-    /// (without the query) and, for a misdirected request, the host sent.
-    pub fn log<B>(self, req: &Request<B>, peer: SocketAddr) {
-        let path = req.uri().path();
-        let (kind, what) = match self {
-            Refusal::Misdirected => (
-                ClientError::AdminMisdirected,
-                "admin request refused: addressed to a name other than localhost (DNS rebinding?)",
-            ),
-            Refusal::MissingToken => (
-                ClientError::AdminUnauthorized,
-                "admin request refused: no bearer token",
-            ),
-            Refusal::WrongToken => (
-                ClientError::AdminUnauthorized,
-                "admin request refused: wrong bearer token",
-            ),
-        };
-        let host = request_host(req).unwrap_or("");
-        match diagnostics::client_error(kind) {
-            Some(suppressed) => {
-                tracing::info!(client.addr = %peer, http.host = %host, http.path = %path, suppressed, "{what}")
-            }
-            None => {
-                tracing::debug!(client.addr = %peer, http.host = %host, http.path = %path, "{what}")
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::endpoints::respond::ADMIN_CHALLENGE as CHALLENGE;
+    use http::StatusCode;
 
     const TOKEN: &str = "0123456789abcdef-admin";
 

@@ -226,3 +226,81 @@ fn store_failures_show_their_cause_on_the_admin_listener_only() {
         assert!(text.contains("store_unavailable"), "{mode:?}: {text}");
     }
 }
+
+/// The body of a fixed answer, as text.
+fn text(res: Response<Body>) -> String {
+    let http_body_util::Either::Left(full) = res.into_body() else {
+        panic!("a fixed body")
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let bytes = rt
+        .block_on(http_body_util::BodyExt::collect(full))
+        .unwrap()
+        .to_bytes();
+    String::from_utf8(bytes.to_vec()).unwrap()
+}
+
+#[test]
+fn a_missing_session_is_a_401_with_its_text() {
+    let h = headers("text/html");
+    let at = At::new(Mode::Api, &h);
+    let f = Failure::NoSession {
+        message: "no valid session",
+        challenge: true,
+    };
+    assert_eq!(f.fault(), Fault::Client);
+    let res = failure(None, &at, f);
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(res.headers()[WWW_AUTHENTICATE], "Bearer");
+    assert_eq!(
+        res.headers()[http::header::CONTENT_TYPE],
+        "application/json"
+    );
+    assert!(text(res).contains("no valid session"));
+    let f = Failure::NoSession {
+        message: "sign in first",
+        challenge: false,
+    };
+    let res = failure(None, &at, f);
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert!(res.headers().get(WWW_AUTHENTICATE).is_none());
+    assert!(text(res).contains("\"unauthenticated\""));
+}
+
+#[test]
+fn admin_refusals_are_answered_here() {
+    let h = HeaderMap::new();
+    let at = At::new(Mode::Admin, &h);
+    let refused = |refusal| Failure::Admin {
+        refusal,
+        peer: "127.0.0.1:40000".parse().unwrap(),
+        host: "rebound.example",
+        path: "/admin/sessions",
+    };
+    let cases = [
+        (AdminRefusal::Misdirected, 421, None),
+        (AdminRefusal::MissingToken, 401, Some(ADMIN_CHALLENGE)),
+        (AdminRefusal::WrongToken, 401, Some(ADMIN_CHALLENGE_INVALID)),
+    ];
+    for (refusal, status, challenge) in cases {
+        let f = refused(refusal);
+        assert_eq!(f.fault(), Fault::Client, "{refusal:?}");
+        let res = failure(None, &at, f);
+        assert_eq!(res.status().as_u16(), status, "{refusal:?}");
+        assert_eq!(
+            res.headers()
+                .get(WWW_AUTHENTICATE)
+                .map(|v| v.to_str().unwrap()),
+            challenge,
+            "{refusal:?}"
+        );
+        let body = text(res);
+        let code = match refusal {
+            AdminRefusal::Misdirected => "misdirected_request",
+            _ => "unauthorized",
+        };
+        assert!(body.contains(code), "{refusal:?}: {body}");
+    }
+}
