@@ -49,7 +49,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use portcullis::devidp::{self, DevIdpConfig};
+use portcullis::dev::devidp::{self, DevIdpConfig};
 use rustls::client::Resumption;
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, HandshakeKind};
