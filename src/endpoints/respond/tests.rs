@@ -204,21 +204,7 @@ fn each_failure_has_its_fault_and_status() {
 fn store_failures_show_their_cause_on_the_admin_listener_only() {
     let store = StoreError::Config("redis at 10.0.0.9 refused".into());
     let h = headers("application/json");
-    let body = |mode| {
-        let res = failure(None, &At::new(mode, &h), Failure::Store(&store));
-        let (_, body) = res.into_parts();
-        let http_body_util::Either::Left(full) = body else {
-            panic!("a fixed body")
-        };
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        let bytes = rt
-            .block_on(http_body_util::BodyExt::collect(full))
-            .unwrap()
-            .to_bytes();
-        String::from_utf8(bytes.to_vec()).unwrap()
-    };
+    let body = |mode| text(failure(None, &At::new(mode, &h), Failure::Store(&store)));
     assert!(body(Mode::Admin).contains("10.0.0.9"));
     for mode in [Mode::Api, Mode::Endpoint, Mode::ForwardAuth, Mode::Proxy] {
         let text = body(mode);
