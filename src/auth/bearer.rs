@@ -259,6 +259,23 @@ impl Bearer {
         }
     }
 
+    /// The verification of `token` from the verified-token cache, without
+    /// waiting; `None` when only [`Bearer::verify`] can tell. An entry past
+    /// its expiry (and leeway) or made under keys that have since changed
+    /// is dropped.
+    pub fn verify_cached(&self, token: &str) -> Option<Arc<Verified>> {
+        if token.len() > token::MAX_TOKEN_BYTES {
+            return None;
+        }
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let v = self.verified.get(&digest)?;
+        if self.is_current(&v, unix_now()) {
+            return Some(v);
+        }
+        self.verified.invalidate(&digest);
+        None
+    }
+
     /// Verifies a token: from the cache when it was verified before (no I/O,
     /// no allocation), otherwise fully, refetching the issuer's keys once if
     /// the `kid` is unknown and the rate limit allows.
@@ -266,14 +283,11 @@ impl Bearer {
         if token.len() > token::MAX_TOKEN_BYTES {
             return Err(BearerError::Malformed("longer than 16 KiB"));
         }
+        if let Some(v) = self.verify_cached(token) {
+            return Ok(v);
+        }
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let now = unix_now();
-        if let Some(v) = self.verified.get(&digest) {
-            if self.is_current(&v, now) {
-                return Ok(v);
-            }
-            self.verified.invalidate(&digest);
-        }
         // Boxed: the signature check's future is large, and every request's
         // future (which hyper moves into place per request) would otherwise
         // carry it, cached hits and session cookies included.

@@ -222,18 +222,12 @@ impl Gateway {
     /// The live session named by the request's session cookie, if any.
     /// Every cookie problem means "no session"; only a store failure is an error.
     pub async fn session(&self, headers: &HeaderMap) -> Result<Option<Arc<Session>>, StoreError> {
-        let Some(value) = http_util::cookie_bytes(headers, self.keys.cookie_name()) else {
-            return Ok(None);
-        };
-        let Some(id) = self.keys.unseal(value) else {
-            return Ok(None);
+        let id = match self.session_now(headers) {
+            Cached::Hit(s) => return Ok(Some(s)),
+            Cached::NoSession => return Ok(None),
+            Cached::Miss(id) => id,
         };
         let m = metrics::global();
-        if let Some(s) = self.sessions.lookup_cached(&id) {
-            m.session_lookup(Lookup::LocalCache);
-            self.refresh_if_due(&s);
-            return Ok(Some(s));
-        }
         let started = std::time::Instant::now();
         let found = self.sessions.load(&id).await;
         m.store_duration.observe(started.elapsed());
@@ -249,6 +243,25 @@ impl Gateway {
             None => m.session_lookup(Lookup::Miss),
         }
         Ok(found)
+    }
+
+    /// What the session cookie says without asking the store: no session,
+    /// a session from the local cache, or an id only the store can answer for.
+    fn session_now(&self, headers: &HeaderMap) -> Cached {
+        let Some(value) = http_util::cookie_bytes(headers, self.keys.cookie_name()) else {
+            return Cached::NoSession;
+        };
+        let Some(id) = self.keys.unseal(value) else {
+            return Cached::NoSession;
+        };
+        match self.sessions.lookup_cached(&id) {
+            Some(s) => {
+                metrics::global().session_lookup(Lookup::LocalCache);
+                self.refresh_if_due(&s);
+                Cached::Hit(s)
+            }
+            None => Cached::Miss(id),
+        }
     }
 
     /// Starts a background refresh when the session's claims are due for
@@ -284,6 +297,23 @@ impl Gateway {
             .await
     }
 
+    /// [`Gateway::decide`] without waiting: `None` when the decision needs a
+    /// round trip (a session not in the local cache, a bearer token not in
+    /// the verified-token cache, Basic credentials), which
+    /// [`Gateway::decide`] then makes. The common case (a public or denying
+    /// rule, no cookie, a cached session or token) is decided here, so the
+    /// caller can answer without a future.
+    pub fn decide_now<'a>(
+        &self,
+        rt: &'a Runtime,
+        facts: &RequestFacts<'_>,
+        headers: &HeaderMap,
+    ) -> Option<Decision<'a>> {
+        let (rule, policy) = rule_policy(rt.rules.evaluate(facts));
+        let decision = self.judge_now(rt, rule, policy, headers)?;
+        Some(noted(decision, facts))
+    }
+
     /// [`Gateway::decide`] for a request whose rule the caller has already
     /// looked up (the reverse proxy, which needs the match for the upstream).
     pub async fn decide_matched<'a>(
@@ -293,18 +323,40 @@ impl Gateway {
         facts: &RequestFacts<'_>,
         headers: &HeaderMap,
     ) -> Decision<'a> {
-        let (rule, policy) = match matched {
-            Match::Rule(r) => (Some(r), r.policy),
-            Match::Default(DefaultPolicy::Authenticated) => (None, Policy::Authenticated),
-            Match::Default(DefaultPolicy::Deny) => (None, Policy::Deny),
+        let (rule, policy) = rule_policy(matched);
+        let decision = match self.judge_now(rt, rule, policy, headers) {
+            Some(d) => d,
+            None => self.judge(rt, rule, policy, facts, headers).await,
         };
-        let decision = self.judge(rt, rule, policy, facts, headers).await;
-        crate::base::access::note(
-            rule_name(rule),
-            decision.principal().map(|p| p.identity().user.as_str()),
-            Some((facts.host, facts.path)),
-        );
-        decision
+        noted(decision, facts)
+    }
+
+    /// Authentication and authorisation under the matched rule, when no
+    /// round trip is needed (see [`Gateway::decide_now`]).
+    fn judge_now<'a>(
+        &self,
+        rt: &Runtime,
+        rule: Option<&'a CompiledRule>,
+        policy: Policy,
+        headers: &HeaderMap,
+    ) -> Option<Decision<'a>> {
+        match policy {
+            Policy::Public => return Some(Decision::Public(rule)),
+            Policy::Deny => return Some(Decision::Deny(rule)),
+            Policy::Authenticated => {}
+        }
+        if basic_of(rt, rule, headers).is_some() {
+            return None;
+        }
+        let principal = match token_of(rule, headers) {
+            Some(token) => Principal::Bearer(self.bearer.verify_cached(token)?),
+            None => match self.session_now(headers) {
+                Cached::Hit(s) => Principal::Session(s),
+                Cached::NoSession => return Some(Decision::Unauthenticated(rule)),
+                Cached::Miss(_) => return None,
+            },
+        };
+        Some(permit(rule, principal))
     }
 
     /// Authentication and authorisation under the matched rule.
@@ -321,12 +373,7 @@ impl Gateway {
             Policy::Deny => return Decision::Deny(rule),
             Policy::Authenticated => {}
         }
-        let basic = rule
-            .filter(|r| r.basic_auth)
-            .and_then(|_| crate::auth::basic::credentials(headers))
-            .zip(rt.config.access.htpasswd.as_deref());
-        let token = bearer::token_of(headers).filter(|_| rule.is_none_or(|r| r.bearer));
-        let principal = if let Some((value, users)) = basic {
+        let principal = if let Some((value, users)) = basic_of(rt, rule, headers) {
             match self
                 .basic
                 .authenticate(users, value, facts.client, rule_name(rule))
@@ -339,7 +386,7 @@ impl Gateway {
                 Err(_) => return Decision::BadCredentials(rule),
             }
         } else {
-            match token {
+            match token_of(rule, headers) {
                 Some(token) => match self.bearer.verify(token).await {
                     Ok(v) => Principal::Bearer(v),
                     Err(e) => {
@@ -354,13 +401,63 @@ impl Gateway {
                 },
             }
         };
-        let permitted = rule.is_none_or(|r| r.permits(principal.identity()));
-        if permitted {
-            Decision::Allow(principal, rule)
-        } else {
-            Decision::Forbidden(principal, rule)
-        }
+        permit(rule, principal)
     }
+}
+
+/// What the session cookie gives without the store (see `Gateway::session_now`).
+enum Cached {
+    /// No cookie, or one that does not verify.
+    NoSession,
+    /// The session, from the local cache.
+    Hit(Arc<Session>),
+    /// A valid cookie whose session only the store knows.
+    Miss(crate::auth::session::SessionId),
+}
+
+/// The rule of a match and the policy it applies.
+fn rule_policy(matched: Match<'_>) -> (Option<&CompiledRule>, Policy) {
+    match matched {
+        Match::Rule(r) => (Some(r), r.policy),
+        Match::Default(DefaultPolicy::Authenticated) => (None, Policy::Authenticated),
+        Match::Default(DefaultPolicy::Deny) => (None, Policy::Deny),
+    }
+}
+
+/// The Basic credentials a `basic_auth` rule judges the request by, with the
+/// htpasswd users they are checked against.
+fn basic_of<'h, 'r>(
+    rt: &'r Runtime,
+    rule: Option<&CompiledRule>,
+    headers: &'h HeaderMap,
+) -> Option<(&'h HeaderValue, &'r crate::config::htpasswd::Users)> {
+    rule.filter(|r| r.basic_auth)
+        .and_then(|_| crate::auth::basic::credentials(headers))
+        .zip(rt.config.access.htpasswd.as_deref())
+}
+
+/// The bearer token the request is judged by, on a rule that accepts one.
+fn token_of<'h>(rule: Option<&CompiledRule>, headers: &'h HeaderMap) -> Option<&'h str> {
+    bearer::token_of(headers).filter(|_| rule.is_none_or(|r| r.bearer))
+}
+
+/// Authorisation: the rule's groups against the principal.
+fn permit<'a>(rule: Option<&'a CompiledRule>, principal: Principal) -> Decision<'a> {
+    if rule.is_none_or(|r| r.permits(principal.identity())) {
+        Decision::Allow(principal, rule)
+    } else {
+        Decision::Forbidden(principal, rule)
+    }
+}
+
+/// Notes the decision for the access log line (see `access`).
+fn noted<'a>(decision: Decision<'a>, facts: &RequestFacts<'_>) -> Decision<'a> {
+    crate::base::access::note(
+        rule_name(decision.rule()),
+        decision.principal().map(|p| p.identity().user.as_str()),
+        Some((facts.host, facts.path)),
+    );
+    decision
 }
 
 /// The name of a decision's rule for logs (`default` when none matched).

@@ -61,26 +61,44 @@ where
 {
     NOTE.scope(RefCell::new(Note::default()), async move {
         let res = serve.await;
-        let note = NOTE.with(|n| std::mem::take(&mut *n.borrow_mut()));
-        let (host, path) = match &note.original {
-            Some((h, p)) => (h.as_str(), p.as_str()),
-            None => (line.host.as_str(), line.path.as_str()),
-        };
-        tracing::info!(
-            target: "portcullis::access",
-            method = %line.method,
-            request.id = line.id.to_str().unwrap_or("-"),
-            host,
-            path,
-            status = res.status().as_u16(),
-            rule = note.rule.as_deref().unwrap_or("-"),
-            user = note.user.as_deref().unwrap_or("-"),
-            duration_ms = line.started.elapsed().as_secs_f64() * 1000.0,
-            "request"
-        );
+        write(&line, &res);
         res
     })
     .await
+}
+
+/// [`logged`] for a request answered without waiting: logs the answer when
+/// `serve` gives one (`None`: the request is served later, and logged then).
+pub fn logged_now(
+    line: Line,
+    serve: impl FnOnce() -> Option<Response<Body>>,
+) -> Option<Response<Body>> {
+    NOTE.sync_scope(RefCell::new(Note::default()), || {
+        let res = serve()?;
+        write(&line, &res);
+        Some(res)
+    })
+}
+
+/// The access log line of `res`, with what the request's note says.
+fn write(line: &Line, res: &Response<Body>) {
+    let note = NOTE.with(|n| std::mem::take(&mut *n.borrow_mut()));
+    let (host, path) = match &note.original {
+        Some((h, p)) => (h.as_str(), p.as_str()),
+        None => (line.host.as_str(), line.path.as_str()),
+    };
+    tracing::info!(
+        target: "portcullis::access",
+        method = %line.method,
+        request.id = line.id.to_str().unwrap_or("-"),
+        host,
+        path,
+        status = res.status().as_u16(),
+        rule = note.rule.as_deref().unwrap_or("-"),
+        user = note.user.as_deref().unwrap_or("-"),
+        duration_ms = line.started.elapsed().as_secs_f64() * 1000.0,
+        "request"
+    );
 }
 
 #[cfg(test)]

@@ -355,20 +355,143 @@ pub async fn check<B>(
     }
 }
 
+/// [`check`] without waiting: the answer when the decision needs no round
+/// trip (see [`Gateway::decide_now`]), else `None`, and the caller runs
+/// [`check`]. Most checks (a cached session, no cookie, a public rule, a
+/// malformed request) are answered here, so the server needs no future
+/// for them.
+pub fn check_now<B>(
+    gw: &Gateway,
+    rt: &Runtime,
+    req: &Request<B>,
+    peer: Peer<'_>,
+) -> Option<Response<Body>> {
+    let _span =
+        tracing::enabled!(tracing::Level::DEBUG).then(|| request_id::span(peer.id).entered());
+    let asked = match Asking::read(gw, req, peer) {
+        Ok(a) => a,
+        Err((e, at)) => return Some(bad(rt, &at, &e)),
+    };
+    let (host, path) = match asked.host_and_path() {
+        Ok(hp) => hp,
+        Err(e) => return Some(bad(rt, &asked.at(), &e)),
+    };
+    let facts = asked.facts(rt, &host, &path);
+    let decision = gw.decide_now(rt, &facts, asked.headers)?;
+    Some(asked.answer(rt, decision))
+}
+
 async fn judge<B>(gw: &Gateway, rt: &Runtime, req: &Request<B>, peer: Peer<'_>) -> Response<Body> {
-    let trusted = peer.trusted;
-    let headers = req.headers();
-    let query = req.uri().query();
-    let nginx_query = http_util::query_param(query, "mode").as_deref() == Some("nginx");
-    if !trusted && has_forwarding_headers(headers) {
-        warn_untrusted_once(gw, peer);
+    let asked = match Asking::read(gw, req, peer) {
+        Ok(a) => a,
+        Err((e, at)) => return bad(rt, &at, &e),
+    };
+    let (host, path) = match asked.host_and_path() {
+        Ok(hp) => hp,
+        Err(e) => return bad(rt, &asked.at(), &e),
+    };
+    let facts = asked.facts(rt, &host, &path);
+    let decision = gw.decide(rt, &facts, asked.headers).await;
+    asked.answer(rt, decision)
+}
+
+/// A forward-auth request read: the original request it asks about, and
+/// where the answer goes.
+struct Asking<'r> {
+    headers: &'r HeaderMap,
+    peer: Peer<'r>,
+    original: Original<'r>,
+}
+
+impl<'r> Asking<'r> {
+    /// Reads the original request; a malformed one is an error, with where
+    /// its 400 goes.
+    fn read<B>(
+        gw: &Gateway,
+        req: &'r Request<B>,
+        peer: Peer<'r>,
+    ) -> Result<Asking<'r>, (OriginalError, At<'r>)> {
+        let trusted = peer.trusted;
+        let headers = req.headers();
+        let query = req.uri().query();
+        let nginx_query = http_util::query_param(query, "mode").as_deref() == Some("nginx");
+        if !trusted && has_forwarding_headers(headers) {
+            warn_untrusted_once(gw, peer);
+        }
+        let own_target = req
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/");
+        match Original::from_request(headers, own_target, peer.tls, trusted, nginx_query) {
+            Ok(original) => Ok(Asking {
+                headers,
+                peer,
+                original,
+            }),
+            Err(e) => Err((
+                e,
+                at(headers, peer, nginx_mode(headers, trusted, nginx_query)),
+            )),
+        }
     }
-    let own_target = req
-        .uri()
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/");
-    let at = |nginx: bool| At {
+
+    /// The original host and path, normalised for the rules.
+    fn host_and_path(&self) -> Result<(Cow<'_, str>, Cow<'_, str>), OriginalError> {
+        let raw = &self.original.host_raw;
+        let host = match normalize_host(raw) {
+            Ok(h) if is_safe_host_raw(raw) => h,
+            _ => return Err(OriginalError::BadHost),
+        };
+        let path = normalize(split_target(&self.original.target))?;
+        Ok((host, path))
+    }
+
+    /// What the rules see of the original request.
+    fn facts<'f>(&'f self, rt: &Runtime, host: &'f str, path: &'f str) -> RequestFacts<'f> {
+        RequestFacts {
+            host,
+            path,
+            method: self.original.method.as_ref(),
+            client: crate::auth::client_addr::for_rules(
+                &rt.rules,
+                self.peer.addr.ip(),
+                self.headers,
+                &rt.config.server.trusted_proxies,
+            ),
+        }
+    }
+
+    /// The answer to the front proxy.
+    fn answer(
+        &self,
+        rt: &Runtime,
+        decision: crate::auth::pipeline::Decision<'_>,
+    ) -> Response<Body> {
+        let asked = Asked {
+            proto: self.original.proto,
+            host_raw: &self.original.host_raw,
+            target: &self.original.target,
+        };
+        match respond::decision(rt, &self.at(), &asked, decision) {
+            Answer::Respond(res) => res,
+            Answer::Pass(principal) => respond::allowed(rt, &asked, principal.as_ref()),
+        }
+    }
+
+    fn at(&self) -> At<'r> {
+        at(self.headers, self.peer, self.original.nginx)
+    }
+}
+
+/// The 400 of a request that cannot be judged.
+fn bad(rt: &Runtime, at: &At<'_>, e: &OriginalError) -> Response<Body> {
+    respond::failure(Some(rt), at, Failure::BadCheck(e))
+}
+
+/// Where a forward-auth answer goes: plain, or nginx's (never a redirect).
+fn at<'r>(headers: &'r HeaderMap, peer: Peer<'r>, nginx: bool) -> At<'r> {
+    At {
         mode: if nginx {
             Mode::Nginx
         } else {
@@ -376,44 +499,6 @@ async fn judge<B>(gw: &Gateway, rt: &Runtime, req: &Request<B>, peer: Peer<'_>) 
         },
         headers: Some(headers),
         id: Some(peer.id),
-    };
-    let bad = |e: &OriginalError, nginx: bool| {
-        respond::failure(Some(rt), &at(nginx), Failure::BadCheck(e))
-    };
-    let original = match Original::from_request(headers, own_target, peer.tls, trusted, nginx_query)
-    {
-        Ok(o) => o,
-        Err(e) => return bad(&e, nginx_mode(headers, trusted, nginx_query)),
-    };
-    let nginx = original.nginx;
-    let host = match normalize_host(&original.host_raw) {
-        Ok(h) if is_safe_host_raw(&original.host_raw) => h,
-        _ => return bad(&OriginalError::BadHost, nginx),
-    };
-    let path = match normalize(split_target(&original.target)) {
-        Ok(p) => p,
-        Err(e) => return bad(&OriginalError::BadPath(e), nginx),
-    };
-    let facts = RequestFacts {
-        host: &host,
-        path: &path,
-        method: original.method.as_ref(),
-        client: crate::auth::client_addr::for_rules(
-            &rt.rules,
-            peer.addr.ip(),
-            headers,
-            &rt.config.server.trusted_proxies,
-        ),
-    };
-    let decision = gw.decide(rt, &facts, headers).await;
-    let asked = Asked {
-        proto: original.proto,
-        host_raw: &original.host_raw,
-        target: &original.target,
-    };
-    match respond::decision(rt, &at(nginx), &asked, decision) {
-        Answer::Respond(res) => res,
-        Answer::Pass(principal) => respond::allowed(rt, &asked, principal.as_ref()),
     }
 }
 

@@ -42,6 +42,14 @@ pub async fn branded<F: Future>(branding: Option<Branding>, f: F) -> F::Output {
     }
 }
 
+/// [`branded`] for a request answered without waiting.
+pub fn branded_now<R>(branding: Option<Branding>, f: impl FnOnce() -> R) -> R {
+    match branding {
+        Some(b) => BRANDING.sync_scope(b, f),
+        None => f(),
+    }
+}
+
 /// The page rendered from the first template `pick` finds, if the request
 /// runs with templates; the request id is filled in here.
 fn render(pick: fn(&Templates) -> Option<&Template>, values: Values<'_>) -> Option<String> {

@@ -13,7 +13,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use http::Request;
+use futures_util::future::{self, Either};
+use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
@@ -23,7 +24,7 @@ use tokio::sync::{watch, OwnedSemaphorePermit};
 use crate::base::clock;
 use crate::base::http_util::Body;
 
-use super::router::route;
+use super::router::{route, Routed};
 use super::Shared;
 
 pub(super) async fn connection(
@@ -233,6 +234,14 @@ impl Drop for InFlight {
     }
 }
 
+/// `res` with its body holding the request's [`InFlight`] mark.
+fn mark(res: Response<Body>, in_flight: InFlight) -> Response<Marked> {
+    res.map(|inner| Marked {
+        inner,
+        _in_flight: in_flight,
+    })
+}
+
 /// A response body that holds its request's [`InFlight`] mark.
 struct Marked {
     inner: Body,
@@ -274,14 +283,17 @@ async fn drive<S>(
 {
     let shared = &ctl.shared;
     let svc_ctl = ctl.clone();
+    // A request answered at once (see `route`) needs no future of its own:
+    // only the slower ones are boxed, and hyper moves a small future into
+    // place for each request.
     let svc = service_fn(move |req: Request<Incoming>| {
         let in_flight = svc_ctl.begin_request();
-        async move {
-            let res = route(&in_flight.0.shared, req, peer, tls).await;
-            Ok::<_, Infallible>(res.map(|inner| Marked {
-                inner,
-                _in_flight: in_flight,
-            }))
+        match route(&in_flight.0.shared, req, peer, tls) {
+            Routed::Now(res) => Either::Left(future::ready(Ok(mark(res, in_flight)))),
+            Routed::Later(pending) => Either::Right(Box::pin(async move {
+                let res = pending.serve(&in_flight.0.shared).await;
+                Ok::<_, Infallible>(mark(res, in_flight))
+            })),
         }
     });
     let conn = shared

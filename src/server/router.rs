@@ -1,11 +1,13 @@
 //! Routing one request: its id, its access log line, and the endpoint that
-//! answers it (the forward-auth check inline; login, logout, debug, health,
-//! admin and proxied hosts boxed, in the request's span).
+//! answers it. A forward-auth check that needs no round trip is answered at
+//! once, without a future; the rest is served by one boxed future (the
+//! check and the reverse proxy inline in it; login, logout, debug, health
+//! and admin boxed again, in the request's span).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use http::{Method, Request, Response};
+use http::{HeaderValue, Method, Request, Response};
 use hyper::body::Incoming;
 use tracing::Instrument;
 
@@ -19,48 +21,163 @@ use crate::{
 
 use super::{Role, Shared};
 
-/// Gives the request its id (see [`request_id`]), serves it (with the
-/// operator's page templates, when `server.pages_dir` is set), writes its
-/// access log line when `server.access_log` is on, and returns the id in
-/// `X-Request-Id`.
-pub(super) async fn route(
+/// What [`route`] made of a request.
+pub(super) enum Routed {
+    /// The answer, made at once.
+    Now(Response<Body>),
+    /// A request that needs waiting; its future is [`Pending::serve`].
+    Later(Pending),
+}
+
+/// A request the server could not answer at once (see [`route`]).
+pub(super) struct Pending {
+    req: Request<Incoming>,
+    rt: arc_swap::Guard<Arc<Runtime>>,
+    id: HeaderValue,
+    fresh: bool,
+    peer: SocketAddr,
+    tls: bool,
+}
+
+/// Gives the request its id (see [`request_id`]) and answers it when that
+/// takes no waiting: a forward-auth check that needs no round trip (see
+/// [`forward_auth::check_now`]), which is most of them. The server then
+/// needs no future for the request. Anything else is [`Pending`].
+///
+/// Either way the answer is made with the operator's page templates (when
+/// `server.pages_dir` is set), gets its access log line (when
+/// `server.access_log` is on) and returns the id in `X-Request-Id`.
+pub(super) fn route(
     shared: &Shared,
     req: Request<Incoming>,
     peer: SocketAddr,
     tls: bool,
-) -> Response<Body> {
+) -> Routed {
     let rt = shared.gw.runtime.load();
     let trusted = rt.is_trusted(peer.ip());
     let (id, fresh) = match request_id::of(req.headers(), trusted) {
         Some(fresh) => (fresh, true),
         None => (req.headers()[&X_REQUEST_ID].clone(), false),
     };
-    let conn = Conn {
-        peer: Peer {
-            addr: peer,
-            tls,
-            trusted,
-            id: &id,
-        },
-        fresh,
-    };
-    let mut res = match rt.config.server.pages.clone() {
-        // Boxed: only configs with pages_dir carry the templates along.
-        Some(templates) => {
-            let branding = crate::endpoints::pages::Branding {
-                templates,
-                request_id: id.clone(),
-            };
-            Box::pin(crate::endpoints::pages::branded(
-                Some(branding),
-                serve_logged(shared, rt, req, conn),
-            ))
-            .await
+    if matches!(shared.role, Role::Main { .. }) && is_check(&rt, &req) {
+        let conn = Conn {
+            peer: Peer {
+                addr: peer,
+                tls,
+                trusted,
+                id: &id,
+            },
+            fresh,
+        };
+        let check = || check_now(shared, &rt, &req, conn);
+        let server = &rt.config.server;
+        let now = if server.pages.is_none() && !server.access_log {
+            check()
+        } else {
+            let branding =
+                server
+                    .pages
+                    .clone()
+                    .map(|templates| crate::endpoints::pages::Branding {
+                        templates,
+                        request_id: id.clone(),
+                    });
+            crate::endpoints::pages::branded_now(branding, || {
+                if server.access_log {
+                    access::logged_now(access_line(&req, &id), check)
+                } else {
+                    check()
+                }
+            })
+        };
+        if let Some(mut res) = now {
+            res.headers_mut().insert(&X_REQUEST_ID, id);
+            return Routed::Now(res);
         }
-        None => serve_logged(shared, rt, req, conn).await,
-    };
-    res.headers_mut().insert(&X_REQUEST_ID, id);
-    res
+    }
+    Routed::Later(Pending {
+        req,
+        rt,
+        id,
+        fresh,
+        peer,
+        tls,
+    })
+}
+
+/// The request asks `<prefix>/auth`.
+fn is_check(rt: &Runtime, req: &Request<Incoming>) -> bool {
+    req.uri()
+        .path()
+        .strip_prefix(rt.prefix())
+        .is_some_and(|rest| rest == "/auth")
+}
+
+/// The forward-auth check when it needs no waiting, timed for `/metrics`.
+fn check_now(
+    shared: &Shared,
+    rt: &Runtime,
+    req: &Request<Incoming>,
+    conn: Conn<'_>,
+) -> Option<Response<Body>> {
+    let started = std::time::Instant::now();
+    let res = forward_auth::check_now(&shared.gw, rt, req, conn.peer)?;
+    crate::base::metrics::global()
+        .check_duration
+        .observe(started.elapsed());
+    Some(res)
+}
+
+/// The start of a request's access log line.
+fn access_line(req: &Request<Incoming>, id: &HeaderValue) -> access::Line {
+    access::Line {
+        method: req.method().clone(),
+        host: crate::base::http_util::request_host(req)
+            .unwrap_or("")
+            .to_owned(),
+        path: req.uri().path().to_owned(),
+        id: id.clone(),
+        started: std::time::Instant::now(),
+    }
+}
+
+impl Pending {
+    /// Serves the request [`route`] could not answer at once.
+    pub(super) async fn serve(self, shared: &Shared) -> Response<Body> {
+        let Pending {
+            req,
+            rt,
+            id,
+            fresh,
+            peer,
+            tls,
+        } = self;
+        let conn = Conn {
+            peer: Peer {
+                addr: peer,
+                tls,
+                trusted: rt.is_trusted(peer.ip()),
+                id: &id,
+            },
+            fresh,
+        };
+        let mut res = match rt.config.server.pages.clone() {
+            Some(templates) => {
+                let branding = crate::endpoints::pages::Branding {
+                    templates,
+                    request_id: id.clone(),
+                };
+                crate::endpoints::pages::branded(
+                    Some(branding),
+                    serve_logged(shared, rt, req, conn),
+                )
+                .await
+            }
+            None => serve_logged(shared, rt, req, conn).await,
+        };
+        res.headers_mut().insert(&X_REQUEST_ID, id);
+        res
+    }
 }
 
 /// Serves a request, with its access log line when `server.access_log` is on.
@@ -71,16 +188,8 @@ async fn serve_logged(
     conn: Conn<'_>,
 ) -> Response<Body> {
     if rt.config.server.access_log {
-        let line = access::Line {
-            method: req.method().clone(),
-            host: crate::base::http_util::request_host(&req)
-                .unwrap_or("")
-                .to_owned(),
-            path: req.uri().path().to_owned(),
-            id: conn.peer.id.clone(),
-            started: std::time::Instant::now(),
-        };
-        Box::pin(access::logged(line, dispatch(shared, rt, req, conn))).await
+        let line = access_line(&req, conn.peer.id);
+        access::logged(line, dispatch(shared, rt, req, conn)).await
     } else {
         dispatch(shared, rt, req, conn).await
     }
@@ -100,14 +209,15 @@ impl Conn<'_> {
     }
 }
 
-/// Routes one request to its endpoint.
+/// Routes one request to its endpoint (see [`route`] for the checks
+/// answered at once).
 ///
 /// The forward-auth check is awaited inline and without a span of its own
-/// (see [`forward_auth::check`]), judged on the runtime `route` loaded;
-/// every other endpoint's future is boxed and runs in the request's span,
-/// so the future hyper stores per request stays as small as the check's
-/// instead of as large as the login callback's (it is moved into place for
-/// every request).
+/// (see [`forward_auth::check`]), judged on the runtime `route` loaded, and
+/// so is the reverse proxy, the other common path; the rarer endpoints'
+/// futures are boxed, so the request's future is as large as the proxy's
+/// instead of as large as the login callback's. Every endpoint but the
+/// check runs in the request's span.
 async fn dispatch(
     shared: &Shared,
     rt: arc_swap::Guard<Arc<Runtime>>,
@@ -189,5 +299,7 @@ async fn dispatch(
         req.headers_mut()
             .insert(&X_REQUEST_ID, conn.peer.id.clone());
     }
-    Box::pin(proxy::handle(gw, req, peer, tls).instrument(conn.span())).await
+    proxy::handle(gw, req, peer, tls)
+        .instrument(conn.span())
+        .await
 }
