@@ -11,8 +11,10 @@ use http::{Response, StatusCode};
 use http_body_util::{Either, Empty, Full};
 
 /// Body of every response portcullis sends: a fixed buffer, or a streamed
-/// upstream body in proxy mode.
-pub type Body = Either<Full<Bytes>, crate::base::transport::body::ResponseBody>;
+/// upstream body in proxy mode. The streamed one is boxed: it is several
+/// times the size of a fixed one, and every response (a forward-auth
+/// answer too) is moved a few times on its way to the connection.
+pub type Body = Either<Full<Bytes>, Box<crate::base::transport::body::ResponseBody>>;
 
 /// A response with a fixed body and content type.
 pub fn fixed(

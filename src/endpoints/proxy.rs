@@ -302,7 +302,7 @@ fn upstream_response(upstream: &Upstream, res: Response<Incoming>, lease: Lease)
         "response",
         upstream.label.clone(),
     );
-    Response::from_parts(parts, Either::Right(body))
+    Response::from_parts(parts, Either::Right(Box::new(body)))
 }
 
 /// 502 or 504; the log names the upstream and the cause, the page neither.
