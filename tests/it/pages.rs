@@ -147,3 +147,43 @@ async fn hostile_values_are_escaped_in_templates() {
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn forward_auth_answers_use_the_operators_pages_too() {
+    // A check with a cached session, or with none, is answered without
+    // waiting on anything: it must still be made with the templates.
+    let b = start(&[("403.html", FORBIDDEN), ("error.html", ERROR)]).await;
+    let cookie = b.h.session_cookie("bob").await;
+    for _ in 0..2 {
+        let res =
+            b.h.check("GET", "app.test", "/admin")
+                .header("Cookie", format!("_portcullis={cookie}"))
+                .header("Accept", "text/html")
+                .send()
+                .await
+                .unwrap();
+        assert_eq!(res.status(), 403);
+        let id = res.headers()["x-request-id"].to_str().unwrap().to_owned();
+        let body = res.text().await.unwrap();
+        assert!(body.contains("<!-- ACME 403 -->"), "{body}");
+        assert!(
+            body.contains("<p>bob may not use admin (403).</p>"),
+            "{body}"
+        );
+        assert!(body.contains(&format!("ref {id}")), "{body}");
+    }
+    let res =
+        b.h.check("GET", "app.test", "/nobody")
+            .header("Accept", "text/html")
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(res.status(), 403);
+    let id = res.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let body = res.text().await.unwrap();
+    assert!(
+        body.starts_with("<html><!-- ACME error --><h1>Access denied</h1>"),
+        "{body}"
+    );
+    assert!(body.contains(&format!("403 ref {id}")), "{body}");
+}
