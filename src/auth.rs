@@ -8,16 +8,16 @@
 //! Uses `base` and `config`; the endpoints turn its decisions into
 //! responses.
 
-pub mod assertion;
+pub(crate) mod assertion;
 pub mod basic;
 pub mod bearer;
-pub mod client_addr;
-pub mod diagnostics;
-pub mod oidc;
+pub(crate) mod client_addr;
+pub(crate) mod diagnostics;
+pub(crate) mod oidc;
 pub mod pipeline;
-pub mod principal;
-pub mod proxy_table;
-pub mod redirect;
-pub mod refresh;
+pub(crate) mod principal;
+pub(crate) mod proxy_table;
+pub(crate) mod redirect;
+pub(crate) mod refresh;
 pub mod rules;
 pub mod session;

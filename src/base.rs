@@ -4,13 +4,13 @@
 //! access log, metrics, small HTTP helpers and the response body type, and
 //! the upstream transport (connection pools, streamed bodies).
 
-pub mod access;
+pub(crate) mod access;
 pub mod clock;
 pub mod error;
 pub mod http_util;
 pub mod identity;
-pub mod jwt;
+pub(crate) mod jwt;
 pub mod metrics;
 pub mod request_id;
 pub mod secret;
-pub mod transport;
+pub(crate) mod transport;

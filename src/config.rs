@@ -18,15 +18,15 @@
 //! Callers: `main`/`cli` (load at start-up and on SIGHUP), `server` (listeners),
 //! `rules` (compiles [`RuleConfig`]s), `oidc`, `session`, `forward_auth`.
 
-pub mod assertion_keys;
+pub(crate) mod assertion_keys;
 pub mod duration;
 pub mod htpasswd;
-pub mod raw;
+pub(crate) mod raw;
 pub mod reload;
-pub mod templates;
+pub(crate) mod templates;
 #[cfg(test)]
 mod tests;
-pub mod validate;
+pub(crate) mod validate;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

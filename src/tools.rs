@@ -3,8 +3,8 @@
 //!
 //! The top of the crate: it may use every other part.
 
-pub mod check;
+pub(crate) mod check;
 pub mod cli;
-pub mod healthcheck;
-pub mod migrate;
-pub mod telemetry;
+pub(crate) mod healthcheck;
+pub(crate) mod migrate;
+pub(crate) mod telemetry;

@@ -22,7 +22,7 @@ use http::{HeaderName, HeaderValue};
 
 use crate::auth::principal::Principal;
 
-pub use crate::config::assertion_keys::{KeyError, Keys};
+pub use crate::config::assertion_keys::Keys;
 
 /// The request header the assertion travels in.
 pub static X_AUTH_ASSERTION: HeaderName = HeaderName::from_static("x-auth-assertion");

@@ -10,7 +10,7 @@
 //! functions below without threading them through every caller. Without
 //! `pages_dir` nothing is set up per request.
 
-pub use crate::config::templates;
+pub(crate) use crate::config::templates;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -19,7 +19,7 @@
 
 pub mod tunnel;
 
-pub use crate::auth::proxy_table::{headers, upstream, ProxyTable};
+pub use crate::auth::proxy_table::{headers, upstream};
 pub use crate::base::transport::{body, pool};
 
 use std::net::SocketAddr;

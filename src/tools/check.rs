@@ -140,7 +140,8 @@ impl Report {
         self.findings.extend(fs);
     }
 
-    /// True when any check failed (the command then exits 1).
+    /// True when any check failed.
+    #[cfg(test)]
     pub fn has_failures(&self) -> bool {
         self.findings.iter().any(|f| f.status == Status::Fail)
     }

@@ -8,6 +8,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use super::*;
 use crate::auth::session::{Session, SessionId};
 use crate::base::identity::Identity;
+use crate::config::assertion_keys::KeyError;
 
 fn pem() -> String {
     rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)

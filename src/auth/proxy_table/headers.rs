@@ -29,8 +29,9 @@ use crate::config::HeadersConfig;
 
 pub use crate::base::http_util::canonical;
 
-/// Sent upstream with `pass_access_token`.
-pub static X_AUTH_ACCESS_TOKEN: HeaderName = HeaderName::from_static("x-auth-access-token");
+/// The default name of the access-token header (`headers.access_token`).
+#[cfg(test)]
+static X_AUTH_ACCESS_TOKEN: HeaderName = HeaderName::from_static("x-auth-access-token");
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
