@@ -347,9 +347,9 @@ impl Jwks {
     /// happened within the last [`REFETCH_MIN_INTERVAL`] (or one under way
     /// brings the key), fetch once. Returns true when `kid` is now known.
     pub async fn refetch_for(&self, kid: &str) -> bool {
-        if !self.may_refetch() {
-            return false;
-        }
+        // Waits for a fetch under way (the first one, at start-up, say):
+        // it may bring the key, and the rate limit below would otherwise
+        // refuse the token for want of keys the fetch is about to bring.
         let _flight = self.fetch_lock.lock().await;
         if self.keys.load().has_kid(kid) {
             return true;

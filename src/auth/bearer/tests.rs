@@ -427,6 +427,30 @@ async fn unknown_kid_flood_costs_one_fetch() {
 }
 
 #[tokio::test]
+async fn a_token_arriving_during_a_key_fetch_waits_for_it() {
+    // The first fetch (at start-up) is still under way when a token comes:
+    // the fetch may bring its key, so the token waits for it instead of
+    // being refused for want of keys.
+    let key = TestKey::p256("k");
+    let server = JwksServer::start(testkeys::jwks(&[&key]));
+    server.set_delay(Duration::from_millis(400));
+    let b = Arc::new(Bearer::from_issuers(
+        vec![issuer(ISS, &server.url(), None, Duration::from_secs(60))],
+        Duration::from_secs(60),
+    ));
+    let first = {
+        let b = b.clone();
+        tokio::spawn(async move { b.issuers[0].jwks.fetch().await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let t = key.sign(&good(json!({})));
+    let v = b.verify(&t).await;
+    assert!(v.is_ok(), "refused during the first fetch: {v:?}");
+    first.await.unwrap().expect("first fetch");
+    assert_eq!(server.fetches(), 1, "no second fetch");
+}
+
+#[tokio::test]
 async fn unreachable_keys_refuse_tokens_and_report() {
     let key = TestKey::p256("k");
     let dead = {

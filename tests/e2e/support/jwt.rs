@@ -208,6 +208,8 @@ pub struct JwksServer {
     doc: Arc<Mutex<Value>>,
     fetches: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
+    /// Milliseconds each answer waits before it is sent.
+    delay_ms: Arc<AtomicU64>,
 }
 
 impl JwksServer {
@@ -218,7 +220,8 @@ impl JwksServer {
         let doc = Arc::new(Mutex::new(doc));
         let fetches = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
-        let (d, f, s) = (doc.clone(), fetches.clone(), stop.clone());
+        let delay_ms = Arc::new(AtomicU64::new(0));
+        let (d, f, s, w) = (doc.clone(), fetches.clone(), stop.clone(), delay_ms.clone());
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 if s.load(Ordering::Relaxed) {
@@ -226,7 +229,11 @@ impl JwksServer {
                 }
                 if let Ok(conn) = conn {
                     let (d, f) = (d.clone(), f.clone());
-                    std::thread::spawn(move || answer(conn, &d, &f));
+                    let wait = std::time::Duration::from_millis(w.load(Ordering::Relaxed));
+                    std::thread::spawn(move || {
+                        std::thread::sleep(wait);
+                        answer(conn, &d, &f)
+                    });
                 }
             }
         });
@@ -235,6 +242,7 @@ impl JwksServer {
             doc,
             fetches,
             stop,
+            delay_ms,
         }
     }
 
@@ -246,6 +254,12 @@ impl JwksServer {
     /// Requests answered so far.
     pub fn fetches(&self) -> u64 {
         self.fetches.load(Ordering::SeqCst)
+    }
+
+    /// Makes each answer from now on wait `d` before it is sent.
+    #[allow(dead_code)]
+    pub fn set_delay(&self, d: std::time::Duration) {
+        self.delay_ms.store(d.as_millis() as u64, Ordering::Relaxed);
     }
 
     /// Serves `doc` from now on.
