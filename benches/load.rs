@@ -22,7 +22,8 @@
 //!
 //! Knobs, all optional: `LOAD_ROUNDS` (default 5),
 //! `LOAD_SECS` seconds per wrk run (5), `LOAD_CONNS` wrk connections (32),
-//! `LOAD_LAT_SLOTS` (40) and `LOAD_LAT_SLOT_SECS` (1) for the fixed-rate runs.
+//! `LOAD_LAT_SLOTS` (40; 0 skips them) and `LOAD_LAT_SLOT_SECS` (1) for the
+//! fixed-rate runs (of this scenario and of `proxy`).
 //!
 //! What it does:
 //!
@@ -63,7 +64,9 @@
 //! the gateway's connection stack around the same trivial handler).
 //!
 //! `cargo bench --bench load -- --test` (as `cargo bench -- --test` runs every
-//! bench) does steps 1 to 3 and the prechecks only, without wrk.
+//! bench) does steps 1 to 3 and the prechecks only, without wrk; then the
+//! set-ups and prechecks of the other scenarios, with a short fixed-rate run
+//! through each server of the proxy scenario's slots.
 //!
 //! For profiling, `cargo bench --profile dist --bench load -- --hold` stops after step 3,
 //! prints the servers' addresses and process ids and a ready wrk command, and
@@ -163,6 +166,7 @@ async fn smoke() {
     assert!(res.status().is_success(), "baseline: {}", res.status());
     drop((gateway, hyper));
     idp.shutdown();
+    support::proxy::smoke().await;
     support::tls::smoke().await;
     println!("load harness: set-up and prechecks pass (`cargo bench --profile dist --bench load` measures)");
 }
@@ -231,9 +235,10 @@ fn cpu_ticks(pid: u32) -> u64 {
     get(11) + get(12)
 }
 
-/// [`cpu_ticks`] of `pid` plus its direct children (nginx's workers).
-fn tree_ticks(pid: u32) -> u64 {
-    let children: u64 = std::fs::read_dir("/proc")
+/// `pid` and its direct children (nginx's workers).
+fn with_children(pid: u32) -> Vec<u32> {
+    let parent = pid.to_string();
+    let children = std::fs::read_dir("/proc")
         .into_iter()
         .flatten()
         .flatten()
@@ -241,11 +246,14 @@ fn tree_ticks(pid: u32) -> u64 {
         .filter(|child| {
             let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
             let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-            rest.split_whitespace().nth(1) == Some(pid.to_string().as_str())
-        })
-        .map(cpu_ticks)
-        .sum();
-    cpu_ticks(pid) + children
+            rest.split_whitespace().nth(1) == Some(parent.as_str())
+        });
+    std::iter::once(pid).chain(children).collect()
+}
+
+/// [`cpu_ticks`] of `pid` plus its direct children (nginx's workers).
+fn tree_ticks(pid: u32) -> u64 {
+    with_children(pid).into_iter().map(cpu_ticks).sum()
 }
 
 /// CPU time of every live thread of process `pid` in nanoseconds, from
@@ -630,48 +638,169 @@ fn wrk_url(
     }
 }
 
-// === statistics ===
+// === fixed-rate slots ===
 
-/// The latency quantiles of every server's samples pooled over all its
-/// slots, and their ratios to hyper's.
-fn print_pooled(
-    out: &mut String,
+/// How the fixed-rate runs are cut: `LOAD_LAT_SLOTS` slots (0: none) of
+/// `LOAD_LAT_SLOT_SECS` seconds per server and rate, over `conns` connections.
+struct Slots {
+    count: u64,
+    len: Duration,
+    conns: usize,
+}
+
+impl Slots {
+    fn from_knobs(conns: u64) -> Slots {
+        Slots {
+            count: knob("LOAD_LAT_SLOTS", 40),
+            len: Duration::from_secs(knob("LOAD_LAT_SLOT_SECS", 1)),
+            conns: conns as usize,
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{} interleaved slots of {} s per server, {} connections",
+            self.count,
+            self.len.as_secs_f64(),
+            self.conns
+        )
+    }
+}
+
+/// A server of the fixed-rate runs: where the request goes, and whose CPU counts.
+struct SlotTarget {
+    name: &'static str,
+    addr: SocketAddr,
+    path: &'static str,
+    /// These processes and their direct children (nginx's workers).
+    pids: Vec<u32>,
+}
+
+/// The fixed-rate runs at one rate, per server in the order of the targets.
+struct Latency {
     rate: f64,
-    names: &[&'static str],
-    pooled: &[fixed_rate::Outcome],
-    slots: u64,
-    slot_secs: u64,
-) {
-    use std::fmt::Write as _;
-    let _ = writeln!(
-        out,
-        "\nlatency at {rate:.0} req/s, every sample of {slots} interleaved {slot_secs} s slots per server (µs)"
+    /// Every sample of the server's slots.
+    pooled: Vec<fixed_rate::Outcome>,
+    slot_p99: Table,
+    cpu: Table,
+}
+
+/// Latency at a fixed `rate` in slots interleaved server by server (A B C
+/// A B C ...), each server getting `GET path` with `headers`: a stall of the
+/// shared machine then lands on one slot of one server instead of a whole
+/// round, and slow drifts of the host reach every server alike. CPU per
+/// request from `/proc/PID/task/*/schedstat`; failures add to `errors`.
+async fn latency_slots(
+    targets: &[SlotTarget],
+    headers: &[(String, String)],
+    rate: f64,
+    slots: &Slots,
+    errors: &mut HashMap<&'static str, u64>,
+) -> Latency {
+    let names: Vec<&'static str> = targets.iter().map(|t| t.name).collect();
+    let tck = clock_ticks_per_sec();
+    let secs = slots.len.as_secs_f64();
+    let mut slot_p99 = Table::new(
+        format!("latency p99 per {secs} s slot at {rate:.0} req/s"),
+        "µs",
+        0,
+        &names,
     );
-    for (name, o) in names.iter().zip(pooled) {
+    let mut cpu = Table::new(
+        format!("CPU per request at {rate:.0} req/s"),
+        "µs user+sys",
+        2,
+        &names,
+    );
+    // The processes do not change during the run: look the children up once.
+    let pids: Vec<Vec<u32>> = targets
+        .iter()
+        .map(|t| t.pids.iter().flat_map(|&p| with_children(p)).collect())
+        .collect();
+    let cpu_of = |i: usize| pids[i].iter().map(|&p| cpu_ns(p)).sum::<u64>();
+    let mut pooled = vec![fixed_rate::Outcome::default(); targets.len()];
+    for slot in 0..slots.count {
+        for (i, t) in targets.iter().enumerate() {
+            let before = cpu_of(i);
+            let gen_before = cpu_ticks(std::process::id());
+            let started = Instant::now();
+            let o = fixed_rate::run(t.addr, t.path, headers, rate, slots.len, slots.conns).await;
+            let took = started.elapsed().as_secs_f64();
+            let gen_after = cpu_ticks(std::process::id());
+            let after = cpu_of(i);
+            let served = o.latencies_ns.len() as f64;
+            let c = (after - before) as f64 / 1e3 / served;
+            let gen = (gen_after - gen_before) as f64 / tck * 1e6 / served;
+            println!(
+                "fixed {rate:.0}/s slot {slot} {:<10} p50 {:>6.0} µs p99 {:>6.0} µs p99.9 {:>6.0} µs max {:>6.0} µs {:>6.2} µs/req (generator {:>6.2}) in {took:.2} s errors {} queued {}",
+                t.name,
+                o.quantile_us(0.5),
+                o.quantile_us(0.99),
+                o.quantile_us(0.999),
+                o.quantile_us(1.0),
+                c,
+                gen,
+                o.errors,
+                o.queued
+            );
+            *errors.entry(t.name).or_default() += o.errors;
+            slot_p99.push(i, o.quantile_us(0.99));
+            cpu.push(i, c);
+            pooled[i].merge(o);
+        }
+    }
+    Latency {
+        rate,
+        pooled,
+        slot_p99,
+        cpu,
+    }
+}
+
+impl Latency {
+    /// The pooled quantiles, the per-slot p99s and CPU per request, each with
+    /// the ratio of every other server's figure to `reference`'s.
+    fn print(&self, out: &mut String, slots: &Slots, reference: &str) {
+        use std::fmt::Write as _;
+        let names: Vec<&'static str> = self.slot_p99.rows.iter().map(|(n, _)| *n).collect();
         let _ = writeln!(
             out,
-            "  {name:<11} p50 {:>7.0}  p99 {:>7.0}  p99.9 {:>7.0}  max {:>7.0}  ({} requests, {} queued)",
-            o.quantile_us(0.5),
-            o.quantile_us(0.99),
-            o.quantile_us(0.999),
-            o.quantile_us(1.0),
-            o.latencies_ns.len(),
-            o.queued
+            "\nlatency at {:.0} req/s, every sample of {} interleaved {} s slots per server (µs)",
+            self.rate,
+            slots.count,
+            slots.len.as_secs_f64()
         );
-    }
-    if let Some(h) = names.iter().position(|n| *n == "hyper") {
-        for q in [0.5, 0.99, 0.999] {
-            let base = pooled[h].quantile_us(q);
-            let ratios: Vec<String> = names
-                .iter()
-                .zip(pooled)
-                .filter(|(n, _)| **n != "hyper")
-                .map(|(n, o)| format!("{n}/hyper {:.3}", o.quantile_us(q) / base))
-                .collect();
-            let _ = writeln!(out, "  ratio p{} {}", q * 100.0, ratios.join("   "));
+        for (name, o) in names.iter().zip(&self.pooled) {
+            let _ = writeln!(
+                out,
+                "  {name:<11} p50 {:>7.0}  p99 {:>7.0}  p99.9 {:>7.0}  max {:>7.0}  ({} requests, {} queued)",
+                o.quantile_us(0.5),
+                o.quantile_us(0.99),
+                o.quantile_us(0.999),
+                o.quantile_us(1.0),
+                o.latencies_ns.len(),
+                o.queued
+            );
+        }
+        if let Some(r) = names.iter().position(|n| *n == reference) {
+            for q in [0.5, 0.99, 0.999] {
+                let base = self.pooled[r].quantile_us(q);
+                let ratios: Vec<String> = names
+                    .iter()
+                    .zip(&self.pooled)
+                    .filter(|(n, _)| **n != reference)
+                    .map(|(n, o)| format!("{n}/{reference} {:.3}", o.quantile_us(q) / base))
+                    .collect();
+                let _ = writeln!(out, "  ratio p{} {}", q * 100.0, ratios.join("   "));
+            }
+        }
+        for t in [&self.slot_p99, &self.cpu] {
+            t.print_against(out, reference);
         }
     }
 }
+
+// === statistics ===
 
 fn median(v: &[f64]) -> f64 {
     let mut s: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
@@ -741,18 +870,27 @@ impl Table {
         }
     }
 
-    /// Rows, then the ratio of every other row's median to hyper's, each
-    /// named by its row (the scenarios order their servers differently).
+    /// Rows, then the ratio of every other row's median to hyper's.
     fn print(&self, out: &mut String) {
+        self.print_against(out, "hyper");
+    }
+
+    /// Rows, then the ratio of every other row's median to that of the row
+    /// `reference`, each named by its row (the scenarios order their
+    /// servers differently); no ratios when there is no such row.
+    fn print_against(&self, out: &mut String, reference: &str) {
         use std::fmt::Write as _;
         self.print_rows(out);
-        let Some(h) = self.rows.iter().position(|(n, _)| *n == "hyper") else {
+        let Some(h) = self.rows.iter().position(|(n, _)| *n == reference) else {
             return;
         };
-        let hyper = self.median_of(h);
+        let base = self.median_of(h);
         let ratios: Vec<String> = (0..self.rows.len())
             .filter(|&i| i != h)
-            .map(|i| format!("{}/hyper {:.3}", self.rows[i].0, self.median_of(i) / hyper))
+            .map(|i| {
+                let name = self.rows[i].0;
+                format!("{name}/{reference} {:.3}", self.median_of(i) / base)
+            })
             .collect();
         let _ = writeln!(out, "  ratio {}", ratios.join("   "));
     }
@@ -798,13 +936,13 @@ async fn forward_auth_run() {
     let rounds = knob("LOAD_ROUNDS", 5);
     let secs = knob("LOAD_SECS", 5);
     let conns = knob("LOAD_CONNS", 32);
-    let lat_slots = knob("LOAD_LAT_SLOTS", 40);
-    let lat_slot_secs = knob("LOAD_LAT_SLOT_SECS", 1);
+    let slots = Slots::from_knobs(conns);
     let tck = clock_ticks_per_sec();
     let mut report = String::new();
     report.push_str(&format!("machine: {}\n", machine()));
     report.push_str(&format!(
-        "wrk -t1 -c{conns} -d{secs}s, {rounds} interleaved rounds; fixed-rate runs: {lat_slots} interleaved slots of {lat_slot_secs} s per server, {conns} connections\n"
+        "wrk -t1 -c{conns} -d{secs}s, {rounds} interleaved rounds; fixed-rate runs: {}\n",
+        slots.describe()
     ));
     println!("{report}");
 
@@ -900,58 +1038,21 @@ async fn forward_auth_run() {
         }
     }
 
+    let slot_targets: Vec<SlotTarget> = servers
+        .iter()
+        .map(|s| SlotTarget {
+            name: s.name,
+            addr: s.addr,
+            path: AUTH_PATH,
+            pids: vec![s.child.id()],
+        })
+        .collect();
     let mut latency_tables = Vec::new();
-    for rate in [500.0, (hyper_max / 2.0).round()] {
-        let mut slot_p99 = Table::new(
-            format!("latency p99 per {lat_slot_secs} s slot at {rate:.0} req/s"),
-            "µs",
-            0,
-            &names,
-        );
-        let mut lcpu = Table::new(
-            format!("CPU per request at {rate:.0} req/s"),
-            "µs user+sys",
-            2,
-            &names,
-        );
-        let mut pooled = vec![fixed_rate::Outcome::default(); servers.len()];
-        for slot in 0..lat_slots {
-            for (i, s) in servers.iter().enumerate() {
-                let pid = s.child.id();
-                let before = cpu_ns(pid);
-                let gen_before = cpu_ticks(std::process::id());
-                let o = fixed_rate::run(
-                    s.addr,
-                    AUTH_PATH,
-                    &headers,
-                    rate,
-                    Duration::from_secs(lat_slot_secs),
-                    conns as usize,
-                )
-                .await;
-                let after = cpu_ns(pid);
-                let served = o.latencies_ns.len() as f64;
-                let c = (after - before) as f64 / 1e3 / served;
-                let gen = (cpu_ticks(std::process::id()) - gen_before) as f64 / tck * 1e6 / served;
-                println!(
-                    "fixed {rate:.0}/s slot {slot} {:<10} p50 {:>6.0} µs p99 {:>6.0} µs p99.9 {:>6.0} µs max {:>6.0} µs {:>6.2} µs/req (generator {:>6.2}) errors {} queued {}",
-                    s.name,
-                    o.quantile_us(0.5),
-                    o.quantile_us(0.99),
-                    o.quantile_us(0.999),
-                    o.quantile_us(1.0),
-                    c,
-                    gen,
-                    o.errors,
-                    o.queued
-                );
-                *errors.entry(s.name).or_default() += o.errors;
-                slot_p99.push(i, o.quantile_us(0.99));
-                lcpu.push(i, c);
-                pooled[i].merge(o);
-            }
+    if slots.count > 0 {
+        for rate in [500.0, (hyper_max / 2.0).round()] {
+            latency_tables
+                .push(latency_slots(&slot_targets, &headers, rate, &slots, &mut errors).await);
         }
-        latency_tables.push((rate, pooled, slot_p99, lcpu));
     }
 
     let mut out = String::from("\n=== summary ===\n");
@@ -959,11 +1060,8 @@ async fn forward_auth_run() {
     for t in [&rps, &cpu, &bearer_rps, &bearer_cpu, &churn_rps, &churn_cpu] {
         t.print(&mut out);
     }
-    for (rate, pooled, slot_p99, lcpu) in &latency_tables {
-        print_pooled(&mut out, *rate, &names, pooled, lat_slots, lat_slot_secs);
-        for t in [slot_p99, lcpu] {
-            t.print(&mut out);
-        }
+    for l in &latency_tables {
+        l.print(&mut out, &slots, "hyper");
     }
     out.push_str("\ntargets\n");
     let check = |ok: bool| if ok { "met" } else { "MISSED" };
@@ -986,14 +1084,14 @@ async fn forward_auth_run() {
         bearer_ratio * 100.0,
         check(bearer_ratio >= 0.75)
     ));
-    if let Some((_, pooled, _, _)) = latency_tables.first() {
-        let p = pooled[0].quantile_us(0.99);
+    if let Some(l) = latency_tables.first() {
+        let p = l.pooled[0].quantile_us(0.99);
         out.push_str(&format!(
             "  p99 < 1 ms at 500 req/s: {p:.0} µs → {}\n",
             check(p < 1000.0)
         ));
     }
-    if let Some((rate, pooled, _, _)) = latency_tables.get(1) {
+    if let Some(Latency { rate, pooled, .. }) = latency_tables.get(1) {
         let (p, h) = (pooled[0].quantile_us(0.99), pooled[1].quantile_us(0.99));
         let control = pooled[2].quantile_us(0.99) / h;
         // The control is the same server as hyper: when even it lands

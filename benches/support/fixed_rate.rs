@@ -63,9 +63,13 @@ impl Outcome {
     }
 }
 
-/// The encoded request: `GET path` with `headers` and `Host: addr`.
+/// The encoded request: `GET path` with `headers`, and `Host: addr` unless
+/// `headers` name the host (the reverse proxies route by it).
 fn encode(addr: SocketAddr, path: &str, headers: &[(String, String)]) -> Vec<u8> {
-    let mut req = format!("GET {path} HTTP/1.1\r\nhost: {addr}\r\n");
+    let mut req = format!("GET {path} HTTP/1.1\r\n");
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        req.push_str(&format!("host: {addr}\r\n"));
+    }
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }

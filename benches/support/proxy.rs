@@ -15,6 +15,17 @@
 //! Traefik, portcullis; the upstream's own CPU excluded, except in row 5)
 //! divided by the requests wrk completed. nginx runs `worker_processes auto`,
 //! Traefik and portcullis use every core, as each would in production.
+//!
+//! After the wrk rounds, latency at fixed rates (500 req/s, and half of the
+//! upstream's median wrk rate) in interleaved slots, as in the forward-auth
+//! scenario (`LOAD_LAT_SLOTS`, `LOAD_LAT_SLOT_SECS`; 0 slots skips them),
+//! for portcullis, nginx `proxy_pass`, a noise control and the upstream
+//! directly. The control is a second nginx, started from the same
+//! configuration on other ports and proxying to the same upstream: two
+//! identical servers of the kind compared, each its own processes on the
+//! same two-hop path, so the distance between them is what this machine
+//! makes of two identical proxies (the upstream measured twice would be one
+//! process, one hop, measured twice, and understate it).
 
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -23,9 +34,11 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use portcullis::dev::devidp::DevIdp;
+
 use crate::{
-    clock_ticks_per_sec, knob, machine, signed_in_gateway, start_baseline, wait_for_port, wrk_url,
-    Server, Table,
+    clock_ticks_per_sec, knob, latency_slots, machine, signed_in_gateway, start_baseline,
+    wait_for_port, wrk_url, Server, SlotTarget, Slots, Table,
 };
 
 const HOST: &str = "app7.bench.test";
@@ -34,11 +47,26 @@ const PATH: &str = "/admin/users?page=2";
 /// One way of reaching the upstream.
 struct Target {
     name: &'static str,
-    url: String,
+    addr: SocketAddr,
     /// Processes whose CPU counts.
     pids: Vec<u32>,
     /// Whether the setup authenticates (a request without the cookie is refused).
     authenticates: bool,
+}
+
+impl Target {
+    fn url(&self) -> String {
+        format!("http://{}{PATH}", self.addr)
+    }
+
+    fn slot(&self) -> SlotTarget {
+        SlotTarget {
+            name: self.name,
+            addr: self.addr,
+            path: PATH,
+            pids: self.pids.clone(),
+        }
+    }
 }
 
 /// nginx with a master and workers; stopped with SIGQUIT so no worker is left behind.
@@ -228,8 +256,9 @@ log:
 /// Waits until `t` answers 200 with the cookie, and (when it authenticates) 401 without.
 async fn precheck(t: &Target, cookie: &str) {
     let http = reqwest::Client::new();
+    let url = t.url();
     let get = |with_cookie: bool| {
-        let mut r = http.get(&t.url).header("host", HOST);
+        let mut r = http.get(&url).header("host", HOST);
         if with_cookie {
             r = r.header("cookie", format!("_portcullis={cookie}"));
         }
@@ -255,78 +284,177 @@ async fn precheck(t: &Target, cookie: &str) {
     }
 }
 
+/// Everything the scenario measures, started, signed in and prechecked.
+struct Setup {
+    /// The five rows of the wrk rounds, in order.
+    targets: Vec<Target>,
+    /// The second nginx, for the fixed-rate slots only.
+    control: Target,
+    cookie: String,
+    // Dropped in this order: the proxies before what they proxy to.
+    _control_nginx: Nginx,
+    _traefik: Server,
+    _nginx: Nginx,
+    _gateway: Server,
+    _upstream: Server,
+    idp: DevIdp,
+    _dir: tempfile::TempDir,
+}
+
+impl Setup {
+    async fn start() -> Setup {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let upstream = start_baseline("upstream");
+        wait_for_port(upstream.addr);
+        let (gateway, idp, cookie) =
+            signed_in_gateway(dir.path(), None, Some(upstream.addr), "").await;
+        let port = crate::free_port;
+        let (plain, auth, tr) = (port(), port(), port());
+        let nginx = start_nginx(dir.path(), plain, auth, upstream.addr, gateway.addr);
+        let traefik = start_traefik(dir.path(), tr, upstream.addr, gateway.addr);
+        let control_dir = dir.path().join("control");
+        std::fs::create_dir(&control_dir).expect("control nginx dir");
+        let control_plain = port();
+        let control_nginx = start_nginx(
+            &control_dir,
+            control_plain,
+            port(),
+            upstream.addr,
+            gateway.addr,
+        );
+        let (gw_pid, ngx_pid) = (gateway.child.id(), nginx.0.child.id());
+        let targets = vec![
+            Target {
+                name: "portcullis",
+                addr: gateway.addr,
+                pids: vec![gw_pid],
+                authenticates: true,
+            },
+            Target {
+                name: "nginx",
+                addr: plain,
+                pids: vec![ngx_pid],
+                authenticates: false,
+            },
+            Target {
+                name: "nginx+auth",
+                addr: auth,
+                pids: vec![ngx_pid, gw_pid],
+                authenticates: true,
+            },
+            Target {
+                name: "traefik+fa",
+                addr: tr,
+                pids: vec![traefik.child.id(), gw_pid],
+                authenticates: true,
+            },
+            Target {
+                name: "upstream",
+                addr: upstream.addr,
+                pids: vec![upstream.child.id()],
+                authenticates: false,
+            },
+        ];
+        let control = Target {
+            name: "control",
+            addr: control_plain,
+            pids: vec![control_nginx.0.child.id()],
+            authenticates: false,
+        };
+        for t in targets.iter().chain([&control]) {
+            precheck(t, &cookie).await;
+        }
+        Setup {
+            targets,
+            control,
+            cookie,
+            _control_nginx: control_nginx,
+            _traefik: traefik,
+            _nginx: nginx,
+            _gateway: gateway,
+            _upstream: upstream,
+            idp,
+            _dir: dir,
+        }
+    }
+
+    fn headers(&self) -> Vec<(String, String)> {
+        vec![
+            ("Host".into(), HOST.into()),
+            ("Cookie".into(), format!("_portcullis={}", self.cookie)),
+        ]
+    }
+
+    /// The servers of the fixed-rate slots: portcullis, nginx, the control
+    /// (a second nginx) and the upstream directly.
+    fn slot_targets(&self) -> Vec<SlotTarget> {
+        let t = &self.targets;
+        vec![t[0].slot(), t[1].slot(), self.control.slot(), t[4].slot()]
+    }
+
+    fn stop(self) {
+        let Setup { idp, .. } = self;
+        idp.shutdown();
+    }
+}
+
+/// `--test`: the scenario's set-up and prechecks, and a short fixed-rate run
+/// against each server of its slots. A few seconds.
+pub async fn smoke() {
+    let s = Setup::start().await;
+    let slots = Slots {
+        count: 1,
+        len: Duration::from_millis(200),
+        conns: 4,
+    };
+    let mut errors = HashMap::new();
+    let l = latency_slots(&s.slot_targets(), &s.headers(), 200.0, &slots, &mut errors).await;
+    for (t, o) in s.slot_targets().iter().zip(&l.pooled) {
+        assert!(
+            o.latencies_ns.len() == 40 && o.errors == 0,
+            "fixed rate through {}: {} answers, {} errors",
+            t.name,
+            o.latencies_ns.len(),
+            o.errors
+        );
+    }
+    s.stop();
+    println!("load harness: reverse-proxy set-up, prechecks and fixed-rate runs pass");
+}
+
 /// The scenario.
 pub async fn run() {
     let rounds = knob("LOAD_ROUNDS", 5);
     let secs = knob("LOAD_SECS", 5);
     let conns = knob("LOAD_CONNS", 32);
+    let slots = Slots::from_knobs(conns);
     let tck = clock_ticks_per_sec();
     let report = format!(
-        "machine: {}\nscenario: reverse proxy; wrk -t1 -c{conns} -d{secs}s, {rounds} interleaved rounds, GET {PATH} Host {HOST}\n",
-        machine()
+        "machine: {}\nscenario: reverse proxy; wrk -t1 -c{conns} -d{secs}s, {rounds} interleaved rounds, GET {PATH} Host {HOST}\n\
+         fixed-rate runs: {}; control: a second nginx proxy_pass, same configuration\n",
+        machine(),
+        slots.describe()
     );
     println!("{report}");
-    let dir = tempfile::tempdir().expect("temp dir");
-    let upstream = start_baseline("upstream");
-    wait_for_port(upstream.addr);
-    let (gateway, idp, cookie) = signed_in_gateway(dir.path(), None, Some(upstream.addr), "").await;
-    let (plain, auth, tr) = (crate::free_port(), crate::free_port(), crate::free_port());
-    let nginx = start_nginx(dir.path(), plain, auth, upstream.addr, gateway.addr);
-    let traefik = start_traefik(dir.path(), tr, upstream.addr, gateway.addr);
-    let (gw_pid, ngx_pid) = (gateway.child.id(), nginx.0.child.id());
-    let targets = [
-        Target {
-            name: "portcullis",
-            url: format!("http://{}{PATH}", gateway.addr),
-            pids: vec![gw_pid],
-            authenticates: true,
-        },
-        Target {
-            name: "nginx",
-            url: format!("http://{plain}{PATH}"),
-            pids: vec![ngx_pid],
-            authenticates: false,
-        },
-        Target {
-            name: "nginx+auth",
-            url: format!("http://{auth}{PATH}"),
-            pids: vec![ngx_pid, gw_pid],
-            authenticates: true,
-        },
-        Target {
-            name: "traefik+fa",
-            url: format!("http://{tr}{PATH}"),
-            pids: vec![traefik.child.id(), gw_pid],
-            authenticates: true,
-        },
-        Target {
-            name: "upstream",
-            url: format!("http://{}{PATH}", upstream.addr),
-            pids: vec![upstream.child.id()],
-            authenticates: false,
-        },
-    ];
-    for t in &targets {
-        precheck(t, &cookie).await;
-    }
+    let s = Setup::start().await;
     println!("every target answers 200 for alice; the authenticating ones 401 without the cookie");
-    let headers: Vec<(String, String)> = vec![
-        ("Host".into(), HOST.into()),
-        ("Cookie".into(), format!("_portcullis={cookie}")),
-    ];
-    for t in &targets {
-        wrk_url(&t.url, &t.pids, &headers, 1, conns, false, tck);
+    let headers = s.headers();
+    let targets = &s.targets;
+    for t in targets {
+        wrk_url(&t.url(), &t.pids, &headers, 1, conns, false, tck);
     }
     if std::env::args().any(|a| a == "--hold") {
-        for t in &targets {
-            println!("{:<11} {} pids {:?}", t.name, t.url, t.pids);
+        for t in targets.iter().chain([&s.control]) {
+            println!("{:<11} {} pids {:?}", t.name, t.url(), t.pids);
         }
         println!(
-            "\nwrk -t1 -c{conns} -d5s -H 'Host: {HOST}' -H 'Cookie: _portcullis={cookie}' {}",
-            targets[0].url
+            "\nwrk -t1 -c{conns} -d5s -H 'Host: {HOST}' -H 'Cookie: _portcullis={}' {}",
+            s.cookie,
+            targets[0].url()
         );
         let _ = std::io::stdout().flush();
         std::thread::sleep(Duration::from_secs(knob("LOAD_HOLD_SECS", 300)));
+        s.stop();
         return;
     }
     let names: Vec<&'static str> = targets.iter().map(|t| t.name).collect();
@@ -340,7 +468,7 @@ pub async fn run() {
     let mut errors: HashMap<&'static str, u64> = HashMap::new();
     for r in 0..rounds {
         for (i, t) in targets.iter().enumerate() {
-            let x = wrk_url(&t.url, &t.pids, &headers, secs, conns, false, tck);
+            let x = wrk_url(&t.url(), &t.pids, &headers, secs, conns, false, tck);
             println!(
                 "round {r} {:<11} {:>9.0} req/s {:>7.2} µs/req errors {}",
                 t.name, x.rps, x.cpu_us, x.errors
@@ -350,10 +478,21 @@ pub async fn run() {
             cpu.push(i, x.cpu_us);
         }
     }
+    let upstream_max = rps.median_of(4);
+    let mut latency = Vec::new();
+    if slots.count > 0 {
+        let slot_targets = s.slot_targets();
+        for rate in [500.0, (upstream_max / 2.0).round()] {
+            latency.push(latency_slots(&slot_targets, &headers, rate, &slots, &mut errors).await);
+        }
+    }
     let mut out = String::from("\n=== summary ===\n");
     out.push_str(&report);
     for t in [&rps, &cpu] {
         t.print_rows(&mut out);
+    }
+    for l in &latency {
+        l.print(&mut out, &slots, "nginx");
     }
     let p = rps.median_of(0);
     let check = |ok: bool| if ok { "met" } else { "MISSED" };
@@ -378,14 +517,9 @@ pub async fn run() {
     let mut errs: Vec<_> = errors.into_iter().collect();
     errs.sort();
     out.push_str(&format!(
-        "  failed requests (non-2xx, socket errors): {errs:?}\n"
+        "  failed requests (non-2xx, socket errors, generator errors): {errs:?}\n"
     ));
     print!("{out}");
     let _ = std::io::stdout().flush();
-    drop(targets);
-    drop(traefik);
-    drop(nginx);
-    drop(gateway);
-    drop(upstream);
-    idp.shutdown();
+    s.stop();
 }
