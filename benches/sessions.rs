@@ -1,5 +1,5 @@
 //! The memory session store at scale: a thousand sessions against a
-//! million.
+//! million; and the Redis store's cached lookup beside the memory store's.
 //!
 //! - `session_store/lookup_*`: [`SessionStore::lookup_cached`] cycling over
 //!   1 000 sessions held in a store of 1 000 and of 1 000 000 (`_large`; what a check
@@ -8,6 +8,10 @@
 //! - `session_store/login_at_capacity_*`: saving a new session into a full
 //!   store, which evicts one first (sampled least recently used), for
 //!   stores of 1 000 and 1 000 000;
+//! - `session_store/cached_lookup_{memory,redis}_1k`: the same lookup over
+//!   1 000 sessions, in the memory store and in the Redis store's local
+//!   cache (warm, invalidation subscription live; a real `redis-server` on
+//!   loopback, started here): what a check pays for the store with each;
 //! - resident memory per session, printed once: the process's resident set
 //!   before and after filling a store with 1 000 000 sessions, without
 //!   tokens and with tokens of the sizes a typical IdP issues. The allocator
@@ -16,15 +20,21 @@
 //! With `-- --test` (the test suite runs every bench once) the large store
 //! holds 20 000 sessions instead of a million, so the run stays small.
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::hint::black_box;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use portcullis::auth::session::memory::MemoryStore;
+use portcullis::auth::session::redis::RedisStore;
 use portcullis::auth::session::{Session, SessionId, SessionStore};
 use portcullis::base::clock::unix_now;
 use portcullis::base::identity::Identity;
 use portcullis::base::secret::Secret;
+use portcullis::config::{SessionConfig, StoreKind};
 
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -153,5 +163,81 @@ fn store_scale(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, store_scale);
+/// A Redis store with the local cache on, subscribed to invalidations
+/// (else a cached entry is trusted only 30 s), holding `n` saved sessions.
+fn redis_store(
+    rt: &tokio::runtime::Runtime,
+    redis: &common::redis::Redis,
+    n: usize,
+) -> (Arc<RedisStore>, Vec<SessionId>) {
+    let cfg = SessionConfig {
+        cookie_name: "_portcullis".into(),
+        cookie_domain: None,
+        cookie_secure: true,
+        secrets: vec![Secret::new(vec![7; 32])],
+        lifetime: Duration::from_secs(12 * 3600),
+        idle_timeout: None,
+        refresh: false,
+        store: StoreKind::Redis,
+        redis_urls: vec![Secret::new(redis.url())],
+        redis_ca: None,
+        local_cache: true,
+    };
+    let store = RedisStore::new(&cfg).expect("redis store");
+    rt.block_on(async {
+        store.spawn_background();
+        let until = Instant::now() + Duration::from_secs(20);
+        while !store.is_subscribed() {
+            assert!(Instant::now() < until, "subscribed within 20 s");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let mut ids = Vec::with_capacity(n);
+        for i in 0..n {
+            let s = session(i, false);
+            ids.push(s.id);
+            store.save(s).await.expect("redis store saves");
+        }
+        (store, ids)
+    })
+}
+
+/// The cached lookup of both stores, 1 000 sessions each.
+fn cached_lookup(c: &mut Criterion) {
+    // The subscriber runs on this runtime's worker while the bench loops.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let redis = common::redis::Redis::start();
+    let (memory, memory_ids) = filled(&rt, 1000, false);
+    let (store, redis_ids) = redis_store(&rt, &redis, 1000);
+    for id in &redis_ids {
+        assert!(
+            store.lookup_cached(id).is_some(),
+            "saved sessions are cached"
+        );
+    }
+    let mut g = c.benchmark_group("session_store");
+    let mut next = 0usize;
+    g.bench_function("cached_lookup_memory_1k", |b| {
+        b.iter(|| {
+            next = (next + 1) % memory_ids.len();
+            black_box(memory.lookup_cached(black_box(&memory_ids[next])))
+        })
+    });
+    g.bench_function("cached_lookup_redis_1k", |b| {
+        b.iter(|| {
+            next = (next + 1) % redis_ids.len();
+            black_box(store.lookup_cached(black_box(&redis_ids[next])))
+        })
+    });
+    g.finish();
+    assert!(
+        store.lookup_cached(&redis_ids[0]).is_some(),
+        "still answered from the cache"
+    );
+}
+
+criterion_group!(benches, store_scale, cached_lookup);
 criterion_main!(benches);

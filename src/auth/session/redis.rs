@@ -21,8 +21,9 @@
 //! - channel `portcullis:invalidate`: `s:<hex id>` or `*` whenever a session
 //!   ends or changes.
 //!
-//! Hot path: a local moka cache of recently verified sessions answers
-//! [`SessionStore::lookup_cached`] without I/O. A subscriber on the channel
+//! Hot path: a local cache of recently verified sessions (`cache`)
+//! answers [`SessionStore::lookup_cached`] without I/O, at the cost of the
+//! memory store's lookup. A subscriber on the channel
 //! drops entries the moment another instance ends them (well within a
 //! second). While the subscription is down, a cached entry is trusted for at
 //! most [`STALE_TRUST`] after it was last read from Redis, then re-read;
@@ -32,21 +33,21 @@
 //! callers answer with 503. The outage is logged once when it starts and
 //! once when it ends.
 
+mod cache;
 pub mod codec;
 pub mod conn;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::StreamExt as _;
-use moka::sync::Cache;
-use moka::Expiry;
 use redis::FromRedisValue;
 
+use self::cache::{Cached, LocalCache};
 use self::conn::{classify, timed, Backend};
 use super::{BoxFuture, Revoke, Session, SessionId, SessionStore, StoreError};
-use crate::base::clock::unix_now;
+use crate::base::clock::{unix_now, unix_secs};
 use crate::config::SessionConfig;
 
 /// Longest a cached session is trusted without re-reading it from Redis while
@@ -55,7 +56,7 @@ pub const STALE_TRUST: Duration = Duration::from_secs(30);
 /// Longest a cached session is trusted at all, even with the subscription up.
 const MAX_TRUST: Duration = Duration::from_secs(300);
 /// Most sessions cached locally.
-const MAX_CACHED: u64 = 1_000_000;
+const MAX_CACHED: usize = 1_000_000;
 /// The subscription is checked with a PING this often.
 const SUBSCRIBER_PING: Duration = Duration::from_secs(2);
 /// Sets `KEYS[1]` to `ARGV[2]` for `ARGV[3]` ms only if it still holds
@@ -83,7 +84,7 @@ pub struct RedisStore {
     /// its Redis expiry was last slid less than this long ago (ms), so the
     /// key outlives the next touch; otherwise it is read (and slid) again.
     touch_trust_ms: u64,
-    cache: Option<Cache<SessionId, Arc<Cached>, rustc_hash::FxBuildHasher>>,
+    cache: Option<LocalCache>,
     /// True while the invalidation subscription is live.
     subscribed: AtomicBool,
     /// True between the first failure of an outage and the next success.
@@ -106,64 +107,6 @@ struct Readiness {
     result: Result<(), StoreError>,
 }
 
-/// A session as verified against Redis at `verified_ms`.
-struct Cached {
-    session: Arc<Session>,
-    verified_ms: u64,
-    used_ms: AtomicU64,
-    touched_ms: AtomicU64,
-}
-
-struct CachedExpiry {
-    idle: Option<Duration>,
-}
-
-// === impl CachedExpiry ===
-
-impl CachedExpiry {
-    fn ttl(&self, c: &Cached) -> Duration {
-        let remaining = Duration::from_secs(c.session.expires_at.saturating_sub(unix_now()));
-        let trusted = MAX_TRUST.saturating_sub(Duration::from_millis(
-            now_ms().saturating_sub(c.verified_ms),
-        ));
-        let ttl = remaining.min(trusted);
-        match self.idle {
-            Some(idle) => ttl.min(idle),
-            None => ttl,
-        }
-    }
-}
-
-impl Expiry<SessionId, Arc<Cached>> for CachedExpiry {
-    fn expire_after_create(&self, _: &SessionId, c: &Arc<Cached>, _: Instant) -> Option<Duration> {
-        Some(self.ttl(c))
-    }
-
-    fn expire_after_read(
-        &self,
-        _: &SessionId,
-        c: &Arc<Cached>,
-        _: Instant,
-        current: Option<Duration>,
-        _: Instant,
-    ) -> Option<Duration> {
-        match self.idle {
-            Some(_) => Some(self.ttl(c)),
-            None => current,
-        }
-    }
-
-    fn expire_after_update(
-        &self,
-        _: &SessionId,
-        c: &Arc<Cached>,
-        _: Instant,
-        _: Option<Duration>,
-    ) -> Option<Duration> {
-        Some(self.ttl(c))
-    }
-}
-
 // === impl RedisStore ===
 
 impl RedisStore {
@@ -171,15 +114,9 @@ impl RedisStore {
     /// [`RedisStore::spawn_background`] in a long-running process.
     pub fn new(cfg: &SessionConfig) -> Result<Arc<RedisStore>, StoreError> {
         let backend = Backend::new(&cfg.redis_urls, cfg.redis_ca.as_ref())?;
-        let cache = cfg.local_cache.then(|| {
-            Cache::builder()
-                .max_capacity(MAX_CACHED)
-                .expire_after(CachedExpiry {
-                    idle: cfg.idle_timeout,
-                })
-                // Ids are random and MAC-checked before lookup (see `SessionId`'s Hash).
-                .build_with_hasher(rustc_hash::FxBuildHasher)
-        });
+        let cache = cfg
+            .local_cache
+            .then(|| LocalCache::new(MAX_CACHED, now_ms()));
         Ok(Arc::new(RedisStore {
             backend,
             idle: cfg.idle_timeout,
@@ -215,10 +152,30 @@ impl RedisStore {
 
     /// Number of sessions in the local cache (approximate).
     pub fn cached_len(&self) -> u64 {
-        self.cache.as_ref().map_or(0, |c| {
-            c.run_pending_tasks();
-            c.entry_count()
-        })
+        self.cache.as_ref().map_or(0, |c| c.len() as u64)
+    }
+
+    /// Whether a cached entry may still be kept: its session has not ended,
+    /// it was verified less than [`MAX_TRUST`] ago and, with an idle
+    /// timeout, used less than that long ago. (Whether it may be answered
+    /// is [`SessionStore::lookup_cached`]'s stricter test.)
+    fn keeps(&self, c: &Cached, now_ms: u64, now_secs: u64) -> bool {
+        c.session.is_live(now_secs)
+            && now_ms.saturating_sub(c.verified_ms) < millis(MAX_TRUST)
+            && self.idle.is_none_or(|idle| {
+                now_ms.saturating_sub(c.used_ms.load(Ordering::Relaxed)) < millis(idle)
+            })
+    }
+
+    /// Drops the cached entries that have ended, once a minute (with the
+    /// subscriber's checks, for a cache that sees no new sessions).
+    fn sweep_if_due(&self) {
+        let Some(cache) = &self.cache else { return };
+        let now = now_ms();
+        if cache.sweep_due(now) {
+            let secs = unix_secs();
+            cache.sweep(now, |c| self.keeps(c, now, secs));
+        }
     }
 
     fn key(id: &SessionId) -> String {
@@ -317,32 +274,28 @@ impl RedisStore {
     /// Caches what a load read, unless an invalidation arrived since `epoch`.
     fn remember(&self, session: &Arc<Session>, epoch: u64) {
         let Some(cache) = &self.cache else { return };
-        if self.epoch.load(Ordering::Acquire) != epoch {
-            return;
-        }
-        let now = now_ms();
+        let (now, secs) = (now_ms(), unix_secs());
         cache.insert(
-            session.id,
-            Arc::new(Cached {
-                session: session.clone(),
-                verified_ms: now,
-                used_ms: AtomicU64::new(now),
-                touched_ms: AtomicU64::new(now),
-            }),
+            Cached::verified(session.clone(), now),
+            now,
+            // Checked under the shard's lock: an invalidation either bumped
+            // the epoch first, or removes this entry after.
+            || self.epoch.load(Ordering::Acquire) == epoch,
+            |c| self.keeps(c, now, secs),
         );
     }
 
     fn forget(&self, id: &SessionId) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
         if let Some(cache) = &self.cache {
-            cache.invalidate(id);
+            cache.remove(id);
         }
     }
 
     fn forget_all(&self) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
         if let Some(cache) = &self.cache {
-            cache.invalidate_all();
+            cache.clear();
         }
     }
 
@@ -574,27 +527,32 @@ impl RedisStore {
 
 impl SessionStore for RedisStore {
     fn lookup_cached(&self, id: &SessionId) -> Option<Arc<Session>> {
-        let c = self.cache.as_ref()?.get(id)?;
-        let now = now_ms();
-        if !c.session.is_live(crate::base::clock::unix_secs()) {
-            return None;
-        }
-        if !self.subscribed.load(Ordering::Acquire)
-            && now.saturating_sub(c.verified_ms) > STALE_TRUST.as_millis() as u64
-        {
-            return None;
-        }
-        // Answered here, this use reaches Redis at the next touch; if the key
-        // might expire before that, read it (sliding it) instead.
-        if now.saturating_sub(c.touched_ms.load(Ordering::Relaxed)) >= self.touch_trust_ms {
-            return None;
-        }
-        // Write only when the coarse clock has moved: the same session checked
-        // from every worker thread would otherwise bounce this cache line.
-        if c.used_ms.load(Ordering::Relaxed) != now {
-            c.used_ms.store(now, Ordering::Relaxed);
-        }
-        Some(c.session.clone())
+        self.cache.as_ref()?.with(id, |c| {
+            let now = now_ms();
+            if !c.session.is_live(unix_secs()) {
+                return None;
+            }
+            let verified_ago = now.saturating_sub(c.verified_ms);
+            // Trusted for `MAX_TRUST` with the subscription up, `STALE_TRUST` without.
+            if verified_ago >= millis(MAX_TRUST)
+                || (verified_ago > STALE_TRUST.as_millis() as u64
+                    && !self.subscribed.load(Ordering::Acquire))
+            {
+                return None;
+            }
+            // Answered here, this use reaches Redis at the next touch; if the
+            // key might expire before that, read it (sliding it) instead.
+            // (This also ends an idle session: `touch_trust_ms` < idle timeout.)
+            if now.saturating_sub(c.touched_ms.load(Ordering::Relaxed)) >= self.touch_trust_ms {
+                return None;
+            }
+            // Write only when the coarse clock has moved: the same session checked
+            // from every worker thread would otherwise bounce this cache line.
+            if c.used_ms.load(Ordering::Relaxed) != now {
+                c.used_ms.store(now, Ordering::Relaxed);
+            }
+            Some(c.session.clone())
+        })
     }
 
     fn load<'a>(
@@ -747,6 +705,8 @@ async fn subscribe_loop(weak: Weak<RedisStore>) {
                             if timed(sink.ping::<redis::Value>()).await.is_err() {
                                 break;
                             }
+                            let Some(this) = weak.upgrade() else { break };
+                            this.sweep_if_due();
                         }
                     }
                 }
@@ -803,13 +763,13 @@ async fn touch_loop(weak: Weak<RedisStore>, every: Duration) {
         let (Some(cache), Some(idle)) = (&this.cache, this.idle) else {
             return;
         };
-        let due: Vec<(SessionId, u64)> = cache
-            .iter()
-            .filter_map(|(id, c)| {
-                let used = c.used_ms.load(Ordering::Relaxed);
-                (used > c.touched_ms.load(Ordering::Relaxed)).then_some((*id, used))
-            })
-            .collect();
+        let mut due: Vec<(SessionId, u64)> = Vec::new();
+        cache.for_each(|id, c| {
+            let used = c.used_ms.load(Ordering::Relaxed);
+            if used > c.touched_ms.load(Ordering::Relaxed) {
+                due.push((*id, used));
+            }
+        });
         for (id, used) in due {
             let left = millis(idle).saturating_sub(now_ms().saturating_sub(used));
             if left == 0 {
@@ -823,9 +783,10 @@ async fn touch_loop(weak: Weak<RedisStore>, every: Duration) {
             if this.run::<i64>(&cmd).await.is_err() {
                 break;
             }
-            if let Some(c) = cache.get(&id) {
+            cache.with(&id, |c| {
                 c.touched_ms.store(used, Ordering::Relaxed);
-            }
+                Some(())
+            });
         }
     }
 }
