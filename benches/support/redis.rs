@@ -263,11 +263,10 @@ pub async fn run() {
         check(c_memory - c_hyper <= 1.5)
     ));
     let churn_hyper = churn_cpu.median_of(2);
-    for i in 0..2 {
+    for (i, name) in churn_names.iter().enumerate().take(2) {
         let r = churn_cpu.median_of(i) / churn_hyper;
         out.push_str(&format!(
-            "  connection churn, {} CPU per request ≤ 1.1 × hyper's: {:.2} / {churn_hyper:.2} = {r:.3} → {}\n",
-            churn_names[i],
+            "  connection churn, {name} CPU per request ≤ 1.1 × hyper's: {:.2} / {churn_hyper:.2} = {r:.3} → {}\n",
             churn_cpu.median_of(i),
             check(r <= 1.1)
         ));
