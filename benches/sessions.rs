@@ -183,8 +183,9 @@ fn redis_store(
         redis_ca: None,
         local_cache: true,
     };
-    let store = RedisStore::new(&cfg).expect("redis store");
     rt.block_on(async {
+        // The store's connection manager starts on this runtime.
+        let store = RedisStore::new(&cfg).expect("redis store");
         store.spawn_background();
         let until = Instant::now() + Duration::from_secs(20);
         while !store.is_subscribed() {
@@ -196,6 +197,13 @@ fn redis_store(
             let s = session(i, false);
             ids.push(s.id);
             store.save(s).await.expect("redis store saves");
+        }
+        // A save's own invalidation message comes back through the
+        // subscription and drops the local copy: once those have arrived,
+        // a load (as a gateway's first check does) caches each session.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        for id in &ids {
+            store.load(id).await.expect("redis store loads");
         }
         (store, ids)
     })
