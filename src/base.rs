@@ -1,11 +1,13 @@
 //! The building blocks every other part uses, importing nothing outside
-//! this folder: the clock, errors and their fault classes, secrets,
-//! identities and their header values, JWT claims, request ids and the
-//! access log, metrics, small HTTP helpers and the response body type, and
-//! the upstream transport (connection pools, streamed bodies).
+//! this folder: the clock, the TLS crypto provider, errors and their fault
+//! classes, secrets, identities and their header values, JWT claims,
+//! request ids and the access log, metrics, small HTTP helpers and the
+//! response body type, and the upstream transport (connection pools,
+//! streamed bodies).
 
 pub(crate) mod access;
 pub mod clock;
+pub mod crypto;
 pub mod error;
 pub mod http_util;
 pub mod identity;

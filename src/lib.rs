@@ -11,7 +11,9 @@
 //! Seven folders, each importing only from the ones listed before it:
 //!
 //! - [`base`]: what every part uses. [`base::clock`] (the coarse clock of the
-//!   per-request path), [`base::error`] (fault classes and error chains),
+//!   per-request path), [`base::crypto`] (the rustls crypto provider of the
+//!   build: ring, or aws-lc-rs with the feature `aws-lc-rs`),
+//!   [`base::error`] (fault classes and error chains),
 //!   [`base::secret`] (redacted secrets, constant-time comparison),
 //!   [`base::identity`] (the subject of a request and its header values),
 //!   `base::jwt` (reading the claims of a JWT whose signature was checked on

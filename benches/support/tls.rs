@@ -69,7 +69,7 @@ const NAME: &str = "localhost";
 
 /// Which rustls crypto provider this build of portcullis uses.
 pub fn provider() -> &'static str {
-    "ring"
+    portcullis::base::crypto::NAME
 }
 
 // === servers ===

@@ -1,6 +1,7 @@
 //! The TLS listener's configuration: certificate chain, private key and
 //! optional client CA from `server.tls_cert`, `tls_key` and `client_ca`,
-//! with ALPN `h2` and `http/1.1`.
+//! with ALPN `h2` and `http/1.1`, on the build's crypto provider
+//! ([`crypto::provider`]: ring, or aws-lc-rs with the feature `aws-lc-rs`).
 //!
 //! Session resumption: stateless tickets (TLS 1.3 and 1.2), encrypted with
 //! a key made at start and replaced every six hours (the previous key is
@@ -17,6 +18,7 @@ use std::sync::Arc;
 use rustls::server::ServerSessionMemoryCache;
 use tokio_rustls::TlsAcceptor;
 
+use crate::base::crypto;
 use crate::config::Config;
 
 /// Sessions kept for TLS 1.2 clients that resume by session id rather than
@@ -93,8 +95,7 @@ pub fn tls_acceptor(config: &Config) -> Result<Option<TlsAcceptor>, TlsError> {
         .ok_or_else(|| TlsError::NoKey {
             path: files.key.clone(),
         })?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ServerConfig::builder_with_provider(provider)
+    let builder = rustls::ServerConfig::builder_with_provider(crypto::provider())
         .with_safe_default_protocol_versions()?;
     let builder = match &config.server.client_ca {
         None => builder.with_no_client_auth(),
@@ -114,7 +115,7 @@ pub fn tls_acceptor(config: &Config) -> Result<Option<TlsAcceptor>, TlsError> {
     };
     let mut sc = builder.with_single_cert(certs, key)?;
     sc.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    sc.ticketer = rustls::crypto::ring::Ticketer::new().map_err(TlsError::Tickets)?;
+    sc.ticketer = crypto::ticketer().map_err(TlsError::Tickets)?;
     sc.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE);
     Ok(Some(TlsAcceptor::from(Arc::new(sc))))
 }

@@ -140,6 +140,7 @@ pub fn error_line(e: &anyhow::Error) -> String {
 
 /// Runs the parsed command. Returns the process exit code.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
+    crate::base::crypto::install_default();
     match cli.command.unwrap_or(Command::Serve) {
         Command::GenSecret => {
             println!("{}", gen_secret());

@@ -23,6 +23,7 @@ use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme
 use url::Url;
 
 use crate::auth::rules::{Match, RequestFacts};
+use crate::base::crypto::provider;
 use crate::base::transport::pool::Pool;
 use crate::config::{Config, HostPattern, UpstreamTls};
 
@@ -195,10 +196,6 @@ fn host_value(url: &Url) -> HeaderValue {
 
 // === clients ===
 
-fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
 /// One TLS setup in its two ALPN variants.
 #[derive(Clone)]
 struct Tls {
@@ -224,7 +221,7 @@ impl Tls {
 fn verified(roots: Arc<RootCertStore>) -> ClientConfig {
     ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .expect("the ring provider supports the default protocol versions")
+        .expect("the provider supports the default protocol versions")
         .with_root_certificates(roots)
         .with_no_client_auth()
 }
@@ -262,7 +259,7 @@ pub(crate) fn insecure() -> ClientConfig {
     let provider = provider();
     ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .expect("the ring provider supports the default protocol versions")
+        .expect("the provider supports the default protocol versions")
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(AcceptAnyCert(provider)))
         .with_no_client_auth()

@@ -156,7 +156,7 @@ fn tcp_failure(addr: SocketAddr, err: Option<std::io::Error>) -> Finding {
 }
 
 async fn tls(host: &str, stream: TcpStream, report: &mut Report) -> bool {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = crate::base::crypto::provider();
     let roots = rustls::RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
     };

@@ -116,6 +116,8 @@ impl Backend {
     /// certificates instead of the system trust store: to the server, the
     /// sentinels and the master they name, and every cluster node.
     pub fn new(urls: &[Secret<String>], ca: Option<&CaFile>) -> Result<Backend, StoreError> {
+        // The clients build their TLS configs on the process default provider.
+        crate::base::crypto::install_default();
         let certs = ca.map(|ca| TlsCertificates {
             client_tls: None,
             root_cert: Some(ca.pem.clone()),
