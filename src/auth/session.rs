@@ -255,3 +255,15 @@ impl Session {
         }
     }
 }
+
+/// The next pseudo-random number (splitmix64) from `state`: which sessions
+/// a full store or cache compares for eviction needs no unpredictability,
+/// only spread. Shared by the memory store and the Redis store's cache.
+pub(crate) fn eviction_pick(state: &std::sync::atomic::AtomicU64) -> u64 {
+    let mut z = state
+        .fetch_add(0x9E37_79B9_7F4A_7C15, std::sync::atomic::Ordering::Relaxed)
+        .wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}

@@ -213,18 +213,6 @@ impl MemoryStore {
         }
     }
 
-    /// A pseudo-random number (splitmix64): which session eviction looks at
-    /// needs no unpredictability, only spread.
-    fn next_pick(&self) -> u64 {
-        let mut z = self
-            .pick
-            .fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed)
-            .wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
     /// Drops one session to make room: the least recently used of
     /// [`EVICTION_SAMPLES`] picked at random, or of all in a small store.
     fn evict_one(&self) {
@@ -245,7 +233,7 @@ impl MemoryStore {
         } else {
             (0..EVICTION_SAMPLES)
                 .filter_map(|_| {
-                    let r = self.next_pick();
+                    let r = super::eviction_pick(&self.pick);
                     let i = (r as usize) % SHARDS;
                     let shard = Self::read(&self.shards[i]);
                     let n = shard.ids.len();

@@ -179,24 +179,12 @@ impl LocalCache {
         }
     }
 
-    /// A pseudo-random number (splitmix64): which entry eviction looks at
-    /// needs no unpredictability, only spread.
-    fn next_pick(&self) -> u64 {
-        let mut z = self
-            .pick
-            .fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed)
-            .wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
     /// Drops one entry to make room: the least recently used of up to
     /// [`EVICTION_SAMPLES`] of the first non-empty shard from one picked at
     /// random (ids are random, so a shard's first entries are as good a
     /// sample as any: a miss only costs a read from Redis).
     fn evict_one(&self) {
-        let start = self.next_pick() as usize;
+        let start = crate::auth::session::eviction_pick(&self.pick) as usize;
         for i in 0..SHARDS {
             let shard = &self.shards[(start + i) % SHARDS];
             let oldest = Self::read(shard)
