@@ -61,7 +61,10 @@
 //!    of each server's median to hyper's.
 //!
 //! `--baseline ADDR [--stack]` runs only the plain hyper server (with `--stack`,
-//! the gateway's connection stack around the same trivial handler).
+//! the gateway's connection stack around the same trivial handler);
+//! `--bare-proxy UPSTREAM` and `--parse-proxy UPSTREAM` run only one of the
+//! reverse-proxy scenario's proxy floors (`support/bare_proxy.rs`,
+//! `support/parse_proxy.rs`).
 //!
 //! `cargo bench --bench load -- --test` (as `cargo bench -- --test` runs every
 //! bench) does steps 1 to 3 and the prechecks only, without wrk; then the
@@ -88,7 +91,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use portcullis::dev::devidp::{self, DevIdpConfig};
-use support::{baseline, fixed_rate};
+use support::{bare_proxy, baseline, fixed_rate, parse_proxy};
+
+/// The `run` of a proxy floor of the reverse-proxy scenario: listen, upstream, lifetime.
+type ProxyFloor = fn(SocketAddr, SocketAddr, Duration) -> std::io::Result<()>;
 
 const CLIENT_ID: &str = "portcullis-bench";
 const CLIENT_SECRET: &str = "bench-client-secret-0123456789";
@@ -113,6 +119,23 @@ fn main() {
             std::process::exit(1);
         }
         return;
+    }
+    for (flag, run) in [
+        ("--bare-proxy", bare_proxy::run as ProxyFloor),
+        ("--parse-proxy", parse_proxy::run),
+    ] {
+        if let Some(i) = args.iter().position(|a| a == flag) {
+            let upstream: SocketAddr = args
+                .get(i + 1)
+                .and_then(|a| a.parse().ok())
+                .unwrap_or_else(|| panic!("{flag} UPSTREAM_ADDR"));
+            let addr = SocketAddr::from(([127, 0, 0, 1], 0));
+            if let Err(e) = run(addr, upstream, Duration::from_secs(1800)) {
+                eprintln!("{flag}: {e}");
+                std::process::exit(1);
+            }
+            return;
+        }
     }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -319,9 +342,20 @@ fn wrapped(exe: &std::ffi::OsStr) -> Command {
 }
 
 fn start_baseline(name: &'static str) -> Server {
+    start_self(name, &["--baseline", "127.0.0.1:0"])
+}
+
+/// A proxy floor of the reverse-proxy scenario, proxying to `upstream`:
+/// `--bare-proxy` (`support/bare_proxy.rs`) or `--parse-proxy` (`support/parse_proxy.rs`).
+fn start_proxy_floor(name: &'static str, flag: &str, upstream: SocketAddr) -> Server {
+    start_self(name, &[flag, &upstream.to_string()])
+}
+
+/// This binary re-executed with `args`, once it prints `listening ADDR`.
+fn start_self(name: &'static str, args: &[&str]) -> Server {
     let exe = std::env::current_exe().expect("current exe");
     let mut child = wrapped(exe.as_os_str())
-        .args(["--baseline", "127.0.0.1:0"])
+        .args(args)
         .stdout(Stdio::piped())
         .stdin(Stdio::null())
         .spawn()
@@ -335,7 +369,7 @@ fn start_baseline(name: &'static str) -> Server {
         .trim()
         .strip_prefix("listening ")
         .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("baseline said {line:?}"));
+        .unwrap_or_else(|| panic!("{name} said {line:?}"));
     Server { name, addr, child }
 }
 

@@ -4,8 +4,10 @@
 //! (`LOAD_SCENARIO=redis`), and TLS termination and idle connections against
 //! nginx (`LOAD_SCENARIO=tls`, `LOAD_SCENARIO=idle`).
 
+pub mod bare_proxy;
 pub mod baseline;
 pub mod fixed_rate;
+pub mod parse_proxy;
 pub mod proxy;
 pub mod redis;
 pub mod tls;

@@ -8,16 +8,26 @@
 //! 2. `nginx` `proxy_pass` with an upstream keepalive pool, no authentication;
 //! 3. `nginx` with `auth_request` to portcullis (keepalive pool too), then `proxy_pass`;
 //! 4. `Traefik` with `forwardAuth` to portcullis, then its own proxying;
-//! 5. the upstream itself, directly (the ceiling).
+//! 5. the upstream itself, directly (the ceiling);
+//! 6. `hyper proxy`: hyper's server in front of hyper's client and nothing
+//!    else (`bare_proxy.rs`), the floor of any hyper-based proxy: against
+//!    nginx it shows what hyper in and out cost by themselves, against
+//!    portcullis what portcullis adds;
+//! 7. `httparse proxy`: hyper's server in front of a minimal client on
+//!    `httparse` (`parse_proxy.rs`), what replacing hyper's client could save.
 //!
 //! Throughput is `wrk -t1 -cN -dS` (keep-alive); CPU per request is the
 //! user + system time of the serving tier (nginx master and workers,
-//! Traefik, portcullis; the upstream's own CPU excluded, except in row 5)
+//! Traefik, portcullis, the proxy floors; the upstream's own CPU excluded,
+//! except in row 5)
 //! divided by the requests wrk completed. nginx runs `worker_processes auto`,
 //! Traefik and portcullis use every core, as each would in production.
 //!
-//! After the wrk rounds, latency at fixed rates (500 req/s, and half of the
-//! upstream's median wrk rate) in interleaved slots, as in the forward-auth
+//! After the wrk rounds, latency at fixed rates (500 req/s, half of nginx
+//! `proxy_pass`'s median wrk rate, and half of the upstream's: the last is
+//! above what either proxy serves on a two-core machine, so it shows them
+//! overloaded, the middle one loaded but not saturated) in interleaved slots,
+//! as in the forward-auth
 //! scenario (`LOAD_LAT_SLOTS`, `LOAD_LAT_SLOT_SECS`; 0 slots skips them),
 //! for portcullis, nginx `proxy_pass`, a noise control and the upstream
 //! directly. The control is a second nginx, started from the same
@@ -38,7 +48,7 @@ use portcullis::dev::devidp::DevIdp;
 
 use crate::{
     clock_ticks_per_sec, knob, latency_slots, machine, signed_in_gateway, start_baseline,
-    wait_for_port, wrk_url, Server, SlotTarget, Slots, Table,
+    start_proxy_floor, wait_for_port, wrk_url, Server, SlotTarget, Slots, Table,
 };
 
 const HOST: &str = "app7.bench.test";
@@ -286,13 +296,15 @@ async fn precheck(t: &Target, cookie: &str) {
 
 /// Everything the scenario measures, started, signed in and prechecked.
 struct Setup {
-    /// The five rows of the wrk rounds, in order.
+    /// The seven rows of the wrk rounds, in order.
     targets: Vec<Target>,
     /// The second nginx, for the fixed-rate slots only.
     control: Target,
     cookie: String,
     // Dropped in this order: the proxies before what they proxy to.
     _control_nginx: Nginx,
+    _bare: Server,
+    _parse: Server,
     _traefik: Server,
     _nginx: Nginx,
     _gateway: Server,
@@ -312,6 +324,8 @@ impl Setup {
         let (plain, auth, tr) = (port(), port(), port());
         let nginx = start_nginx(dir.path(), plain, auth, upstream.addr, gateway.addr);
         let traefik = start_traefik(dir.path(), tr, upstream.addr, gateway.addr);
+        let bare = start_proxy_floor("hyper proxy", "--bare-proxy", upstream.addr);
+        let parse = start_proxy_floor("httparse proxy", "--parse-proxy", upstream.addr);
         let control_dir = dir.path().join("control");
         std::fs::create_dir(&control_dir).expect("control nginx dir");
         let control_plain = port();
@@ -354,6 +368,18 @@ impl Setup {
                 pids: vec![upstream.child.id()],
                 authenticates: false,
             },
+            Target {
+                name: "hyper proxy",
+                addr: bare.addr,
+                pids: vec![bare.child.id()],
+                authenticates: false,
+            },
+            Target {
+                name: "httparse proxy",
+                addr: parse.addr,
+                pids: vec![parse.child.id()],
+                authenticates: false,
+            },
         ];
         let control = Target {
             name: "control",
@@ -369,6 +395,8 @@ impl Setup {
             control,
             cookie,
             _control_nginx: control_nginx,
+            _bare: bare,
+            _parse: parse,
             _traefik: traefik,
             _nginx: nginx,
             _gateway: gateway,
@@ -445,7 +473,7 @@ pub async fn run() {
     }
     if std::env::args().any(|a| a == "--hold") {
         for t in targets.iter().chain([&s.control]) {
-            println!("{:<11} {} pids {:?}", t.name, t.url(), t.pids);
+            println!("{:<14} {} pids {:?}", t.name, t.url(), t.pids);
         }
         println!(
             "\nwrk -t1 -c{conns} -d5s -H 'Host: {HOST}' -H 'Cookie: _portcullis={}' {}",
@@ -470,7 +498,7 @@ pub async fn run() {
         for (i, t) in targets.iter().enumerate() {
             let x = wrk_url(&t.url(), &t.pids, &headers, secs, conns, false, tck);
             println!(
-                "round {r} {:<11} {:>9.0} req/s {:>7.2} µs/req errors {}",
+                "round {r} {:<14} {:>9.0} req/s {:>7.2} µs/req errors {}",
                 t.name, x.rps, x.cpu_us, x.errors
             );
             *errors.entry(t.name).or_default() += x.errors;
@@ -482,7 +510,12 @@ pub async fn run() {
     let mut latency = Vec::new();
     if slots.count > 0 {
         let slot_targets = s.slot_targets();
-        for rate in [500.0, (upstream_max / 2.0).round()] {
+        let nginx_max = rps.median_of(1);
+        for rate in [
+            500.0,
+            (nginx_max / 2.0).round(),
+            (upstream_max / 2.0).round(),
+        ] {
             latency.push(latency_slots(&slot_targets, &headers, rate, &slots, &mut errors).await);
         }
     }
@@ -494,25 +527,39 @@ pub async fn run() {
     for l in &latency {
         l.print(&mut out, &slots, "nginx");
     }
-    let p = rps.median_of(0);
     let check = |ok: bool| if ok { "met" } else { "MISSED" };
+    let rate = |a: usize, b: usize| rps.median_of(a) / rps.median_of(b);
+    let work = |a: usize, b: usize| cpu.median_of(a) / cpu.median_of(b);
     out.push_str("\ntargets (medians)\n");
-    for (i, factor, what) in [
-        (1, 0.8, "nginx proxy_pass without authentication"),
-        (2, 2.0, "nginx auth_request to portcullis + proxy_pass"),
-        (3, 5.0, "Traefik forwardAuth to portcullis + proxy"),
-    ] {
-        let ratio = p / rps.median_of(i);
-        out.push_str(&format!(
-            "  portcullis ≥ {factor}x {what}: {ratio:.2}x → {}\n",
-            check(ratio >= factor)
-        ));
-    }
     out.push_str(&format!(
-        "  (portcullis / upstream direct: {:.2}x; nginx / upstream direct: {:.2}x; Traefik+fa / upstream direct: {:.2}x)\n",
-        p / rps.median_of(4),
-        rps.median_of(1) / rps.median_of(4),
-        rps.median_of(3) / rps.median_of(4)
+        "  portcullis CPU per request ≤ 1.15x nginx proxy_pass's: {:.2}x → {}\n",
+        work(0, 1),
+        check(work(0, 1) <= 1.15)
+    ));
+    out.push_str(&format!(
+        "  portcullis req/s ≥ 0.9x nginx proxy_pass's: {:.2}x → {}\n",
+        rate(0, 1),
+        check(rate(0, 1) >= 0.9)
+    ));
+    out.push_str(&format!(
+        "  (the hyper floor: hyper proxy / nginx: {:.2}x CPU, {:.2}x req/s; portcullis / hyper proxy: {:.2}x CPU, {:.2}x req/s)\n",
+        work(5, 1),
+        rate(5, 1),
+        work(0, 5),
+        rate(0, 5)
+    ));
+    out.push_str(&format!(
+        "  (an httparse client: httparse proxy / nginx: {:.2}x CPU, {:.2}x req/s; httparse proxy / hyper proxy: {:.2}x CPU)\n",
+        work(6, 1),
+        rate(6, 1),
+        work(6, 5)
+    ));
+    out.push_str(&format!(
+        "  (portcullis req/s vs nginx auth_request: {:.2}x, vs Traefik forwardAuth: {:.2}x; portcullis / upstream direct: {:.2}x, nginx / upstream direct: {:.2}x)\n",
+        rate(0, 2),
+        rate(0, 3),
+        rate(0, 4),
+        rate(1, 4)
     ));
     let mut errs: Vec<_> = errors.into_iter().collect();
     errs.sort();
