@@ -12,6 +12,7 @@ use std::cell::RefCell;
 use std::future::Future;
 use std::time::Instant;
 
+use futures_util::FutureExt as _;
 use http::{HeaderValue, Method, Response};
 
 use crate::base::http_util::Body;
@@ -55,16 +56,21 @@ pub fn note(rule: &str, user: Option<&str>, original: Option<(&str, &str)>) {
 }
 
 /// Runs `serve` and logs its answer.
-pub async fn logged<F>(line: Line, serve: F) -> Response<Body>
+///
+/// Not an `async fn`: one would hold `serve` twice (as its argument and as
+/// the future it awaits), and this future is moved into place for every
+/// request. The combinator holds it once.
+pub fn logged<F>(line: Line, serve: F) -> impl Future<Output = Response<Body>>
 where
     F: Future<Output = Response<Body>>,
 {
-    NOTE.scope(RefCell::new(Note::default()), async move {
-        let res = serve.await;
-        write(&line, &res);
-        res
-    })
-    .await
+    NOTE.scope(
+        RefCell::new(Note::default()),
+        serve.map(move |res| {
+            write(&line, &res);
+            res
+        }),
+    )
 }
 
 /// [`logged`] for a request answered without waiting: logs the answer when

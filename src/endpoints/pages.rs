@@ -15,6 +15,7 @@ pub(crate) use crate::config::templates;
 use std::future::Future;
 use std::sync::Arc;
 
+use futures_util::future::Either;
 use http::{HeaderValue, Response, StatusCode};
 
 use self::templates::{Template, Templates, Values};
@@ -35,10 +36,13 @@ tokio::task_local! {
 }
 
 /// Runs `f` (one request) with `branding` in force for its pages.
-pub async fn branded<F: Future>(branding: Option<Branding>, f: F) -> F::Output {
+///
+/// Not an `async fn`, which would hold `f` twice (argument and awaited
+/// future): the request's future is moved into place for every request.
+pub fn branded<F: Future>(branding: Option<Branding>, f: F) -> impl Future<Output = F::Output> {
     match branding {
-        Some(b) => BRANDING.scope(b, f).await,
-        None => f.await,
+        Some(b) => Either::Left(BRANDING.scope(b, f)),
+        None => Either::Right(f),
     }
 }
 

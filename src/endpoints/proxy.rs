@@ -25,7 +25,7 @@ pub use crate::base::transport::{body, pool};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use http::header::{self, HeaderMap, HeaderName};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, Version};
 use http_body_util::Either;
 use hyper::body::Incoming;
@@ -64,15 +64,22 @@ pub enum UpstreamError {
 }
 
 /// Handles a request that is not for the gateway's own endpoints.
+///
+/// `id` is the request's id: its answer's log lines name it (the request
+/// runs in its span only with debug logging on; see `server::router`).
 pub async fn handle(
     gw: &Gateway,
     mut req: Request<Incoming>,
     peer: SocketAddr,
     tls: bool,
+    id: &HeaderValue,
 ) -> Response<Body> {
     let rt = gw.runtime.load();
     let host_raw = request_host(&req).to_owned();
-    let at = At::new(Mode::Proxy, req.headers());
+    let at = At {
+        id: Some(id),
+        ..At::new(Mode::Proxy, req.headers())
+    };
     let Ok(host) = normalize_host(&host_raw) else {
         return respond::failure(Some(&rt), &at, Failure::BadHost);
     };
@@ -118,7 +125,7 @@ pub async fn handle(
         _ => None,
     };
     let Some(uri) = upstream.uri(req.uri(), &path) else {
-        return upstream_failed(&upstream, &UpstreamError::Uri);
+        return upstream_failed(&upstream, &UpstreamError::Uri, id);
     };
     let upgrade = headers::upgrade_of(req.headers()).filter(|_| req.version() < Version::HTTP_2);
     let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
@@ -164,8 +171,8 @@ pub async fn handle(
     }
     let req = Request::from_parts(parts, body);
     match client_upgrade {
-        Some(on_client) => Box::pin(tunnel::forward(&upstream, req, on_client)).await,
-        None => forward(&upstream, req, progress.as_deref()).await,
+        Some(on_client) => Box::pin(tunnel::forward(&upstream, req, on_client, id)).await,
+        None => forward(&upstream, req, progress.as_deref(), id).await,
     }
 }
 
@@ -220,6 +227,7 @@ async fn forward(
     upstream: &Arc<Upstream>,
     req: Request<body::RequestBody>,
     progress: Option<&body::Progress>,
+    id: &HeaderValue,
 ) -> Response<Body> {
     let pool = if upstream.preserve_host {
         // Over HTTP/2 the upstream would take the host from `:authority`, which
@@ -234,7 +242,7 @@ async fn forward(
     upstream.metrics.observe(status, started.elapsed());
     match sent {
         Ok((res, lease)) => upstream_response(upstream, res, lease),
-        Err(e) => upstream_failed(upstream, &e),
+        Err(e) => upstream_failed(upstream, &e, id),
     }
 }
 
@@ -306,11 +314,11 @@ fn upstream_response(upstream: &Upstream, res: Response<Incoming>, lease: Lease)
 }
 
 /// 502 or 504; the log names the upstream and the cause, the page neither.
-fn upstream_failed(upstream: &Upstream, e: &UpstreamError) -> Response<Body> {
+fn upstream_failed(upstream: &Upstream, e: &UpstreamError, id: &HeaderValue) -> Response<Body> {
     let at = At {
         mode: Mode::Proxy,
         headers: None,
-        id: None,
+        id: Some(id),
     };
     let failure = Failure::Upstream {
         rule: &upstream.rule,

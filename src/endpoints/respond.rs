@@ -68,7 +68,8 @@ pub struct At<'a> {
     /// they are gone (a proxied request sent on to its upstream).
     pub headers: Option<&'a HeaderMap>,
     /// Its id, when its log lines are written outside the request's span (a
-    /// forward-auth check runs without one unless debug logging is on);
+    /// forward-auth check or a proxied request runs without one unless debug
+    /// logging is on);
     /// `None` when they already are in it.
     pub id: Option<&'a HeaderValue>,
 }
@@ -285,6 +286,7 @@ pub fn decision(rt: &Runtime, at: &At<'_>, original: &Asked<'_>, decision: Decis
             let user = &principal.identity().user;
             let sign_out = if proxy {
                 // The proxied host serves the gateway's endpoints itself.
+                let _span = at.id.and_then(request_id::enter_span);
                 tracing::info!(rule.name = rule_name(rule), user = %user, decision = "forbidden", "proxied request denied");
                 format!("{}/sign_out", rt.prefix())
             } else {
@@ -347,6 +349,7 @@ fn log_denial(at: &At<'_>, original: &Asked<'_>, rule: Option<&CompiledRule>, d:
         what,
     } = d;
     if at.mode == Mode::Proxy {
+        let _span = at.id.and_then(request_id::enter_span);
         tracing::info!(rule.name = rule_name(rule), decision, "proxied {what}");
         return;
     }
@@ -473,6 +476,7 @@ fn log_failure(at: &At<'_>, failure: &Failure<'_>) {
         Failure::Upstream {
             rule, url, error, ..
         } => {
+            let _span = at.id.and_then(request_id::enter_span);
             tracing::warn!(rule.name = %rule, upstream = %url, error = %error, "proxied request failed")
         }
         // The store logs the outage once; one line per request would flood.

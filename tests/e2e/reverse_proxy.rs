@@ -191,6 +191,16 @@ async fn signed_in(base: &str) -> Browser {
 
 /// A GET on the gateway with `Host: app.example.com`, answered status and body.
 async fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    let (status, body, _) = get_with_id(addr, path, headers).await;
+    (status, body)
+}
+
+/// [`get`], with the `X-Request-Id` the gateway answered.
+async fn get_with_id(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String, String) {
     let mut send = upstreams::h1(addr).await;
     let mut req = http::Request::get(path).header("host", "app.example.com");
     for (k, v) in headers {
@@ -201,8 +211,14 @@ async fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> (u16, St
         .await
         .unwrap();
     let status = res.status().as_u16();
+    let id = res
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .expect("every answer carries its request id")
+        .to_owned();
     let body = res.into_body().collect().await.unwrap().to_bytes();
-    (status, String::from_utf8_lossy(&body).into_owned())
+    (status, String::from_utf8_lossy(&body).into_owned(), id)
 }
 
 #[tokio::test]
@@ -283,6 +299,14 @@ async fn login_through_the_proxy_and_what_reaches_the_app() {
         assert_eq!(page.status, 403, "{spelling}: {page}");
         assert!(page.seen().is_none(), "{spelling} reached the app");
     }
+    // The denial's log line names the id bob's answer carried.
+    let id = page.headers["x-request-id"].to_str().unwrap().to_owned();
+    let log = s.gw.wait_log(&id, 1);
+    assert!(
+        log.lines()
+            .any(|l| l.contains("proxied request denied") && l.contains(&id)),
+        "denial not logged with request id {id}:\n{log}"
+    );
     assert_eq!(
         b.get(&s.url("/ADMIN/x")).await.expect_app().target,
         "/ADMIN/x"
@@ -482,10 +506,10 @@ async fn silent_dead_and_stalled_upstreams() {
     let s = stack();
     let _logs = s.logs();
     let t = Instant::now();
-    let (status, timed_out) = get(s.addr(), "/silent", &[]).await;
+    let (status, timed_out, silent_id) = get_with_id(s.addr(), "/silent", &[]).await;
     assert_eq!(status, 504, "{timed_out}");
     assert!(t.elapsed() < Duration::from_secs(10));
-    let (status, refused) = get(s.addr(), "/dead", &[]).await;
+    let (status, refused, dead_id) = get_with_id(s.addr(), "/dead", &[]).await;
     assert_eq!(status, 502, "{refused}");
     for (status, body) in [(504, &timed_out), (502, &refused)] {
         assert!(
@@ -494,16 +518,21 @@ async fn silent_dead_and_stalled_upstreams() {
         );
     }
     let log = s.gw.log();
+    // Each line names the request's id, the one its client got back (a
+    // proxied request runs without a span at the default log level; its
+    // answer's line enters one).
     assert!(
         log.lines().any(|l| l.contains("proxied request failed")
             && l.contains("rule.name=silent")
-            && l.contains("127.0.0.1")),
-        "504 not logged with the upstream:\n{log}"
+            && l.contains("127.0.0.1")
+            && l.contains(&silent_id)),
+        "504 not logged with the upstream and request id {silent_id}:\n{log}"
     );
     assert!(
-        log.lines()
-            .any(|l| l.contains("proxied request failed") && l.contains("rule.name=dead")),
-        "502 not logged:\n{log}"
+        log.lines().any(|l| l.contains("proxied request failed")
+            && l.contains("rule.name=dead")
+            && l.contains(&dead_id)),
+        "502 not logged with request id {dead_id}:\n{log}"
     );
     // A response body that stops moving is cut after proxy.idle_timeout.
     let mut send = upstreams::h1(s.addr()).await;

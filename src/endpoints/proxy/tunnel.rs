@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use http::{Request, Response, StatusCode};
+use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::{Either, Full};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
@@ -27,16 +27,18 @@ use super::{headers, send, upstream_failed, upstream_response};
 use crate::base::clock;
 use crate::base::http_util::Body;
 
-/// Forwards an upgrade request; on 101 joins the two connections.
+/// Forwards an upgrade request; on 101 joins the two connections. `id` is
+/// the request's, for the log line of a failure.
 pub async fn forward(
     upstream: &Arc<Upstream>,
     req: Request<RequestBody>,
     on_client: OnUpgrade,
+    id: &HeaderValue,
 ) -> Response<Body> {
     let sent = send(&upstream.upgrade_pool, upstream, req, None, Use::Upgrade).await;
     let (mut res, lease) = match sent {
         Ok(sent) => sent,
-        Err(e) => return upstream_failed(upstream, &e),
+        Err(e) => return upstream_failed(upstream, &e, id),
     };
     if res.status() != StatusCode::SWITCHING_PROTOCOLS {
         return upstream_response(upstream, res, lease);
