@@ -30,7 +30,7 @@ use hyper::client::conn::http1 as client;
 use hyper::server::conn::http1 as server;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 /// One keep-alive connection to the upstream.
 struct Upstream {
@@ -48,29 +48,12 @@ type Answer = Response<Either<Streamed, Empty<Bytes>>>;
 /// Binds `addr`, prints `listening <addr>` on stdout, then proxies every
 /// request to `upstream` until the process is stopped or `lifetime` has passed.
 pub fn run(addr: SocketAddr, upstream: SocketAddr, lifetime: Duration) -> io::Result<()> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(async move {
-        let listener = TcpListener::bind(addr).await?;
-        println!("listening {}", listener.local_addr()?);
-        let serve = async {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let _ = stream.set_nodelay(true);
-                tokio::spawn(async move {
-                    let slot: Slot = Arc::default();
-                    let svc = service_fn(move |req| forward(slot.clone(), upstream, req));
-                    let _ = server::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                });
-            }
-        };
-        let _ = tokio::time::timeout(lifetime, serve).await;
-        Ok(())
+    super::baseline::listen(addr, lifetime, move |stream| async move {
+        let slot: Slot = Arc::default();
+        let svc = service_fn(move |req| forward(slot.clone(), upstream, req));
+        let _ = server::Builder::new()
+            .serve_connection(TokioIo::new(stream), svc)
+            .await;
     })
 }
 

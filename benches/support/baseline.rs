@@ -48,30 +48,43 @@ async fn answer(_req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infall
 /// Binds `addr`, prints `listening <addr>` on stdout, then serves until the
 /// process is stopped or `lifetime` has passed.
 pub fn run(addr: SocketAddr, lifetime: Duration, stack: bool) -> io::Result<()> {
+    listen(addr, lifetime, move |stream| async move {
+        if stack {
+            gateway_like(stream).await;
+        } else {
+            let _ = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service_fn(answer))
+                .await;
+        }
+    })
+}
+
+/// The servers of the load harness: binds `addr` on the multi-threaded
+/// tokio runtime `portcullis serve` uses, prints `listening <addr>` on
+/// stdout, then gives every connection (with `TCP_NODELAY`, as the gateway
+/// sets it) to `serve` in a task of its own, until the process is stopped
+/// or `lifetime` has passed.
+pub fn listen<S, F>(addr: SocketAddr, lifetime: Duration, serve: S) -> io::Result<()>
+where
+    S: Fn(TcpStream) -> F,
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     rt.block_on(async move {
         let listener = TcpListener::bind(addr).await?;
         println!("listening {}", listener.local_addr()?);
-        let serve = async {
+        let accept = async {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
                 let _ = stream.set_nodelay(true);
-                if stack {
-                    tokio::spawn(gateway_like(stream));
-                } else {
-                    tokio::spawn(async move {
-                        let _ = http1::Builder::new()
-                            .serve_connection(TokioIo::new(stream), service_fn(answer))
-                            .await;
-                    });
-                }
+                tokio::spawn(serve(stream));
             }
         };
-        let _ = tokio::time::timeout(lifetime, serve).await;
+        let _ = tokio::time::timeout(lifetime, accept).await;
         Ok(())
     })
 }

@@ -27,7 +27,7 @@ use hyper::server::conn::http1 as server;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 /// Longest response head read.
 const MAX_HEAD: usize = 16 * 1024;
@@ -45,29 +45,12 @@ type Slot = Arc<Mutex<Option<Upstream>>>;
 /// Binds `addr`, prints `listening <addr>` on stdout, then proxies every
 /// request to `upstream` until the process is stopped or `lifetime` has passed.
 pub fn run(addr: SocketAddr, upstream: SocketAddr, lifetime: Duration) -> io::Result<()> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(async move {
-        let listener = TcpListener::bind(addr).await?;
-        println!("listening {}", listener.local_addr()?);
-        let serve = async {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let _ = stream.set_nodelay(true);
-                tokio::spawn(async move {
-                    let slot: Slot = Arc::default();
-                    let svc = service_fn(move |req| forward(slot.clone(), upstream, req));
-                    let _ = server::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                });
-            }
-        };
-        let _ = tokio::time::timeout(lifetime, serve).await;
-        Ok(())
+    super::baseline::listen(addr, lifetime, move |stream| async move {
+        let slot: Slot = Arc::default();
+        let svc = service_fn(move |req| forward(slot.clone(), upstream, req));
+        let _ = server::Builder::new()
+            .serve_connection(TokioIo::new(stream), svc)
+            .await;
     })
 }
 
