@@ -22,9 +22,11 @@ pub mod tunnel;
 pub use crate::auth::proxy_table::{headers, upstream};
 pub use crate::base::transport::{body, pool};
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use futures_util::future::{self, FutureExt as _};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, Version};
 use http_body_util::Either;
@@ -223,12 +225,17 @@ fn client_proto(h: &HeaderMap, tls: bool, trusted: bool) -> &'static str {
 }
 
 /// Sends the request and streams the answer back.
-async fn forward(
-    upstream: &Arc<Upstream>,
+///
+/// Neither this nor [`send`] is an `async fn`: each would keep the request
+/// beside the future it awaits, and every level of the proxy path is built
+/// and then moved into its parent once per request. Combinators keep one
+/// copy, in the pool's future.
+fn forward<'a>(
+    upstream: &'a Arc<Upstream>,
     req: Request<body::RequestBody>,
-    progress: Option<&body::Progress>,
-    id: &HeaderValue,
-) -> Response<Body> {
+    progress: Option<&'a body::Progress>,
+    id: &'a HeaderValue,
+) -> impl Future<Output = Response<Body>> + 'a {
     let pool = if upstream.preserve_host {
         // Over HTTP/2 the upstream would take the host from `:authority`, which
         // must name the upstream itself; HTTP/1.1 carries the client's `Host`.
@@ -237,37 +244,47 @@ async fn forward(
         &upstream.pool
     };
     let started = std::time::Instant::now();
-    let sent = send(pool, upstream, req, progress, Use::Exchange).await;
-    let status = sent.as_ref().ok().map(|(res, _)| res.status());
-    upstream.metrics.observe(status, started.elapsed());
-    match sent {
-        Ok((res, lease)) => upstream_response(upstream, res, lease),
-        Err(e) => upstream_failed(upstream, &e, id),
-    }
+    send(pool, upstream, req, progress, Use::Exchange).map(move |sent| {
+        let status = sent.as_ref().ok().map(|(res, _)| res.status());
+        upstream.metrics.observe(status, started.elapsed());
+        match sent {
+            Ok((res, lease)) => upstream_response(upstream, res, lease),
+            Err(e) => upstream_failed(upstream, &e, id),
+        }
+    })
 }
 
 /// Sends `req`. The response head must come within
 /// `proxy.response_header_timeout` of the request body's end (of the head,
 /// for requests without a body); while the body is going up, the upstream
 /// must take some of it within every such period.
-async fn send(
-    pool: &Arc<Pool>,
+fn send<'a>(
+    pool: &'a Arc<Pool>,
     upstream: &Upstream,
     req: Request<body::RequestBody>,
-    progress: Option<&body::Progress>,
+    progress: Option<&'a body::Progress>,
     purpose: Use,
-) -> Result<(Response<Incoming>, Lease), UpstreamError> {
+) -> impl Future<Output = Result<(Response<Incoming>, Lease), UpstreamError>> + 'a {
     let limit = upstream.response_header_timeout;
-    let result = match progress {
-        None => tokio::time::timeout(limit, pool.request(req, purpose))
-            .await
-            .map_err(|_| UpstreamError::HeadTimeout)?,
+    let sent = match progress {
+        None => future::Either::Left(
+            tokio::time::timeout(limit, pool.request(req, purpose))
+                .map(|r| r.map_err(|_| UpstreamError::HeadTimeout)),
+        ),
         // Boxed: only requests with a body need the progress watch.
-        Some(p) => Box::pin(watching_upload(pool.request(req, purpose), p, limit)).await?,
+        Some(p) => future::Either::Right(Box::pin(watching_upload(
+            pool.request(req, purpose),
+            p,
+            limit,
+        ))),
     };
-    result.map_err(|e| match e {
-        PoolError::ConnectTimeout => UpstreamError::ConnectTimeout,
-        e => UpstreamError::Failed(e),
+    sent.map(|r| {
+        r.and_then(|result| {
+            result.map_err(|e| match e {
+                PoolError::ConnectTimeout => UpstreamError::ConnectTimeout,
+                e => UpstreamError::Failed(e),
+            })
+        })
     })
 }
 
