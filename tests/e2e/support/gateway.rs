@@ -72,8 +72,27 @@ impl Gateway {
         })
     }
 
-    /// Starts a gateway as described.
+    /// Starts a gateway as described. When the harness chose the port and
+    /// another process took it between the choice and the gateway's bind
+    /// (`Address already in use`), it starts again on another port, up to
+    /// three times.
     pub fn launch(l: Launch<'_>) -> Gateway {
+        let mut tries = 1;
+        loop {
+            match Gateway::try_launch(&l) {
+                Ok(gw) => return gw,
+                Err(e) if tries < 3 && l.port.is_none() && l.config_file.is_none() => {
+                    eprintln!("{e}\nport taken before the gateway bound it; starting again");
+                    tries += 1;
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+
+    /// One start; `Err` (with the logs) when the harness-chosen port was
+    /// taken, a panic on any other failure.
+    fn try_launch(l: &Launch<'_>) -> Result<Gateway, String> {
         let dir = scratch_dir(l.name);
         let (fixed_port, config) = match l.config_file {
             Some(file) => (None, file.to_owned()),
@@ -129,13 +148,18 @@ impl Gateway {
         };
         let probe_path = if l.wait_ready { "/readyz" } else { "/healthz" };
         let host = format!("127.0.0.1:{port}");
-        wait_for(
+        let ready = wait_for(
             l.name,
             || proc.check_alive(),
             || (probe(l.admin_port.unwrap_or(port), &host, probe_path) == Some(200)).then_some(()),
-        )
-        .unwrap_or_else(|e| panic!("{e}\n{}", proc.logs()));
-        Gateway { proc, port, config }
+        );
+        match ready {
+            Ok(()) => Ok(Gateway { proc, port, config }),
+            Err(e) if proc.stderr().contains("Address already in use") => {
+                Err(format!("{e}\n{}", proc.logs()))
+            }
+            Err(e) => panic!("{e}\n{}", proc.logs()),
+        }
     }
 
     /// `http://127.0.0.1:PORT{path}`.
