@@ -34,7 +34,6 @@ use portcullis::auth::session::{Session, SessionId, SessionStore};
 use portcullis::base::clock::unix_now;
 use portcullis::base::identity::Identity;
 use portcullis::base::secret::Secret;
-use portcullis::config::{SessionConfig, StoreKind};
 
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -170,19 +169,7 @@ fn redis_store(
     redis: &common::redis::Redis,
     n: usize,
 ) -> (Arc<RedisStore>, Vec<SessionId>) {
-    let cfg = SessionConfig {
-        cookie_name: "_portcullis".into(),
-        cookie_domain: None,
-        cookie_secure: true,
-        secrets: vec![Secret::new(vec![7; 32])],
-        lifetime: Duration::from_secs(12 * 3600),
-        idle_timeout: None,
-        refresh: false,
-        store: StoreKind::Redis,
-        redis_urls: vec![Secret::new(redis.url())],
-        redis_ca: None,
-        local_cache: true,
-    };
+    let cfg = common::redis::bench_session_config(redis);
     rt.block_on(async {
         // The store's connection manager starts on this runtime.
         let store = RedisStore::new(&cfg).expect("redis store");

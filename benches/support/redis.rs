@@ -27,7 +27,6 @@ use portcullis::auth::session::{Session, SessionId, SessionStore};
 use portcullis::base::clock::unix_now;
 use portcullis::base::identity::Identity;
 use portcullis::base::secret::Secret;
-use portcullis::config::{SessionConfig, StoreKind};
 
 use crate::common::redis::Redis;
 use crate::{
@@ -81,19 +80,7 @@ fn session(i: usize) -> Session {
 
 /// Bytes per session in the local cache and in Redis.
 async fn memory(redis: &Redis, n: usize) -> (f64, f64) {
-    let cfg = SessionConfig {
-        cookie_name: "_portcullis".into(),
-        cookie_domain: None,
-        cookie_secure: true,
-        secrets: vec![Secret::new(vec![7; 32])],
-        lifetime: Duration::from_secs(12 * 3600),
-        idle_timeout: None,
-        refresh: false,
-        store: StoreKind::Redis,
-        redis_urls: vec![Secret::new(redis.url())],
-        redis_ca: None,
-        local_cache: true,
-    };
+    let cfg = crate::common::redis::bench_session_config(redis);
     let store = RedisStore::new(&cfg).expect("store");
     // Warm the connection and allocator before the first reading.
     store

@@ -13,6 +13,25 @@ use super::ca::TestCa;
 use super::proc::{scratch_dir, Proc};
 use super::{free_port, require_binary, wait_for};
 
+/// The `[session]` of a Redis store on `redis` with its local cache on, 12 h
+/// sessions and no idle timeout: what the session benchmarks measure.
+pub fn bench_session_config(redis: &Redis) -> portcullis::config::SessionConfig {
+    use portcullis::base::secret::Secret;
+    portcullis::config::SessionConfig {
+        cookie_name: "_portcullis".into(),
+        cookie_domain: None,
+        cookie_secure: true,
+        secrets: vec![Secret::new(vec![7; 32])],
+        lifetime: Duration::from_secs(12 * 3600),
+        idle_timeout: None,
+        refresh: false,
+        store: portcullis::config::StoreKind::Redis,
+        redis_urls: vec![Secret::new(redis.url())],
+        redis_ca: None,
+        local_cache: true,
+    }
+}
+
 /// A running (or stopped) Redis.
 pub struct Redis {
     /// Its port on 127.0.0.1.

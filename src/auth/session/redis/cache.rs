@@ -283,16 +283,16 @@ mod tests {
     fn a_full_cache_evicts_the_least_recently_used_of_a_sample() {
         let cache = LocalCache::new(64, 0);
         let all: Vec<_> = (0..64).map(|i| session(&format!("u{i}"))).collect();
-        for s in &all {
+        for (i, s) in all.iter().enumerate() {
             cache.insert(Cached::verified(s.clone(), 1), 1, || true, |_| true);
-        }
-        // All but one used since: that one is the oldest of any sample that holds it.
-        for s in &all[1..] {
+            // Every entry a different last use.
             cache.with(&s.id, |c| {
-                c.used_ms.store(50, Ordering::Relaxed);
+                c.used_ms.store(10 + i as u64, Ordering::Relaxed);
                 Some(())
             });
         }
+        let shard_of = |id: &SessionId| usize::from(id.0[8]) % SHARDS;
+        let mut gone = Vec::new();
         for i in 0..10 {
             cache.insert(
                 Cached::verified(session(&format!("new{i}")), 100),
@@ -301,6 +301,22 @@ mod tests {
                 |_| true,
             );
             assert_eq!(cache.len(), 64, "stays at its capacity");
+            let evicted: Vec<_> = all
+                .iter()
+                .enumerate()
+                .filter(|(k, s)| !gone.contains(k) && !hit(&cache, s))
+                .map(|(k, _)| k)
+                .collect();
+            assert_eq!(evicted.len(), 1, "one old entry evicted per insert");
+            let e = evicted[0];
+            // It was the least recently used of its shard (every shard
+            // holds fewer entries than a sample).
+            for (k, s) in all.iter().enumerate() {
+                if k != e && !gone.contains(&k) && shard_of(&s.id) == shard_of(&all[e].id) {
+                    assert!(k > e, "evicted u{e} while u{k}, used earlier, stayed");
+                }
+            }
+            gone.push(e);
         }
         let mut counted = 0;
         cache.for_each(|_, _| counted += 1);
