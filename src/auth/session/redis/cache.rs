@@ -282,41 +282,44 @@ mod tests {
     #[test]
     fn a_full_cache_evicts_the_least_recently_used_of_a_sample() {
         let cache = LocalCache::new(64, 0);
-        let all: Vec<_> = (0..64).map(|i| session(&format!("u{i}"))).collect();
-        for (i, s) in all.iter().enumerate() {
+        // Every entry present, with its last use.
+        let mut present: Vec<(Arc<Session>, u64)> = Vec::new();
+        for i in 0..64 {
+            let s = session(&format!("u{i}"));
             cache.insert(Cached::verified(s.clone(), 1), 1, || true, |_| true);
             // Every entry a different last use.
+            let used = 10 + i as u64;
             cache.with(&s.id, |c| {
-                c.used_ms.store(10 + i as u64, Ordering::Relaxed);
+                c.used_ms.store(used, Ordering::Relaxed);
                 Some(())
             });
+            present.push((s, used));
         }
         let shard_of = |id: &SessionId| usize::from(id.0[8]) % SHARDS;
-        let mut gone = Vec::new();
         for i in 0..10 {
-            cache.insert(
-                Cached::verified(session(&format!("new{i}")), 100),
-                100,
-                || true,
-                |_| true,
-            );
+            let new = session(&format!("new{i}"));
+            cache.insert(Cached::verified(new.clone(), 100), 100, || true, |_| true);
             assert_eq!(cache.len(), 64, "stays at its capacity");
-            let evicted: Vec<_> = all
-                .iter()
-                .enumerate()
-                .filter(|(k, s)| !gone.contains(k) && !hit(&cache, s))
-                .map(|(k, _)| k)
+            let evicted: Vec<usize> = (0..present.len())
+                .filter(|&k| !hit(&cache, &present[k].0))
                 .collect();
-            assert_eq!(evicted.len(), 1, "one old entry evicted per insert");
-            let e = evicted[0];
+            assert_eq!(evicted.len(), 1, "one entry evicted per insert");
+            let (gone, used) = present.remove(evicted[0]);
             // It was the least recently used of its shard (every shard
-            // holds fewer entries than a sample).
-            for (k, s) in all.iter().enumerate() {
-                if k != e && !gone.contains(&k) && shard_of(&s.id) == shard_of(&all[e].id) {
-                    assert!(k > e, "evicted u{e} while u{k}, used earlier, stayed");
+            // holds fewer entries than a sample); a shard holding only
+            // new entries gives up one of those.
+            for (s, u) in &present {
+                if shard_of(&s.id) == shard_of(&gone.id) {
+                    assert!(
+                        *u >= used,
+                        "evicted {} (used {used}) while {} (used {u}) stayed",
+                        gone.identity.user,
+                        s.identity.user
+                    );
                 }
             }
-            gone.push(e);
+            assert!(hit(&cache, &new), "the new entry is kept");
+            present.push((new, 100));
         }
         let mut counted = 0;
         cache.for_each(|_, _| counted += 1);
