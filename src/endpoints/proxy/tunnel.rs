@@ -21,6 +21,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::body::RequestBody;
+use super::deadline::HeadTimer;
 use super::pool::Use;
 use super::upstream::Upstream;
 use super::{headers, send, upstream_failed, upstream_response};
@@ -34,8 +35,17 @@ pub async fn forward(
     req: Request<RequestBody>,
     on_client: OnUpgrade,
     id: &HeaderValue,
+    timer: &HeadTimer,
 ) -> Response<Body> {
-    let sent = send(&upstream.upgrade_pool, upstream, req, None, Use::Upgrade).await;
+    let sent = send(
+        &upstream.upgrade_pool,
+        upstream,
+        req,
+        None,
+        Use::Upgrade,
+        timer,
+    )
+    .await;
     let (mut res, lease) = match sent {
         Ok(sent) => sent,
         Err(e) => return upstream_failed(upstream, &e, id),
