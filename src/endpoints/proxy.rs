@@ -214,15 +214,19 @@ fn request_host<B>(req: &Request<B>) -> &str {
 
 /// The scheme the client used: a trusted front proxy's `X-Forwarded-Proto`, else our own.
 fn client_proto(h: &HeaderMap, tls: bool, trusted: bool) -> &'static str {
+    let own = if tls { "https" } else { "http" };
+    if !trusted {
+        // A client's own claim is never read (nor looked up).
+        return own;
+    }
     let forwarded = h
         .get(&X_FORWARDED_PROTO)
         .and_then(|v| v.to_str().ok())
         .map(|v| v.split(',').next().unwrap_or("").trim());
     match forwarded {
-        Some(p) if trusted && p.eq_ignore_ascii_case("https") => "https",
-        Some(p) if trusted && p.eq_ignore_ascii_case("http") => "http",
-        _ if tls => "https",
-        _ => "http",
+        Some(p) if p.eq_ignore_ascii_case("https") => "https",
+        Some(p) if p.eq_ignore_ascii_case("http") => "http",
+        _ => own,
     }
 }
 
@@ -353,4 +357,24 @@ fn upstream_failed(upstream: &Upstream, e: &UpstreamError, id: &HeaderValue) -> 
         ),
     };
     respond::failure(None, &at, failure)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_client_scheme_is_read_from_trusted_proxies_only() {
+        let mut h = HeaderMap::new();
+        h.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("https"));
+        assert_eq!(client_proto(&h, false, false), "http", "untrusted claim");
+        assert_eq!(client_proto(&h, false, true), "https");
+        h.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("HTTP, https"));
+        assert_eq!(client_proto(&h, true, false), "https", "own TLS stays");
+        assert_eq!(client_proto(&h, true, true), "http", "first of a list");
+        h.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("gopher"));
+        assert_eq!(client_proto(&h, true, true), "https", "unknown: our own");
+        assert_eq!(client_proto(&h, false, true), "http");
+        assert_eq!(client_proto(&HeaderMap::new(), false, true), "http");
+    }
 }
