@@ -1,12 +1,10 @@
 //! The connections reverse-proxy mode opens to upstreams and the bodies
 //! streamed over them: [`pool`] keeps the keep-alive connections of one
 //! upstream, [`body`] streams request and response bodies with an idle
-//! timeout, [`deadline`] times the wait for a response head on one timer
-//! per client connection. Nothing here knows about rules, sessions or the config; the
+//! timeout. Nothing here knows about rules, sessions or the config; the
 //! response body type is part of the body type of every response
 //! (`http_util::Body`), so this module sits below everything that answers
 //! requests.
 
 pub mod body;
-pub mod deadline;
 pub mod pool;

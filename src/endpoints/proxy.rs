@@ -20,7 +20,7 @@
 pub mod tunnel;
 
 pub use crate::auth::proxy_table::{headers, upstream};
-pub use crate::base::transport::{body, deadline, pool};
+pub use crate::base::transport::{body, pool};
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -41,7 +41,6 @@ use crate::base::identity::IdentityHeaders;
 use crate::endpoints::respond::{self, Answer, Asked, At, Failure, Mode};
 
 use self::body::{IdleBody, PooledBody};
-use self::deadline::HeadTimer;
 use self::headers::Forwarding;
 use self::pool::{Lease, Pool, PoolError, Use};
 use self::upstream::Upstream;
@@ -76,7 +75,6 @@ pub async fn handle(
     peer: SocketAddr,
     tls: bool,
     id: &HeaderValue,
-    timer: &HeadTimer,
 ) -> Response<Body> {
     let rt = gw.runtime.load();
     let host_raw = request_host(&req).to_owned();
@@ -175,8 +173,8 @@ pub async fn handle(
     }
     let req = Request::from_parts(parts, body);
     match client_upgrade {
-        Some(on_client) => Box::pin(tunnel::forward(&upstream, req, on_client, id, timer)).await,
-        None => forward(&upstream, req, progress.as_deref(), id, timer).await,
+        Some(on_client) => Box::pin(tunnel::forward(&upstream, req, on_client, id)).await,
+        None => forward(&upstream, req, progress.as_deref(), id).await,
     }
 }
 
@@ -241,7 +239,6 @@ fn forward<'a>(
     req: Request<body::RequestBody>,
     progress: Option<&'a body::Progress>,
     id: &'a HeaderValue,
-    timer: &'a HeadTimer,
 ) -> impl Future<Output = Response<Body>> + 'a {
     let pool = if upstream.preserve_host {
         // Over HTTP/2 the upstream would take the host from `:authority`, which
@@ -251,7 +248,7 @@ fn forward<'a>(
         &upstream.pool
     };
     let started = std::time::Instant::now();
-    send(pool, upstream, req, progress, Use::Exchange, timer).map(move |sent| {
+    send(pool, upstream, req, progress, Use::Exchange).map(move |sent| {
         let status = sent.as_ref().ok().map(|(res, _)| res.status());
         upstream.metrics.observe(status, started.elapsed());
         match sent {
@@ -263,22 +260,19 @@ fn forward<'a>(
 
 /// Sends `req`. The response head must come within
 /// `proxy.response_header_timeout` of the request body's end (of the head,
-/// for requests without a body, timed on the client connection's `timer`);
-/// while the body is going up, the upstream must take some of it within
-/// every such period.
+/// for requests without a body); while the body is going up, the upstream
+/// must take some of it within every such period.
 fn send<'a>(
     pool: &'a Arc<Pool>,
     upstream: &Upstream,
     req: Request<body::RequestBody>,
     progress: Option<&'a body::Progress>,
     purpose: Use,
-    timer: &'a HeadTimer,
 ) -> impl Future<Output = Result<(Response<Incoming>, Lease), UpstreamError>> + 'a {
     let limit = upstream.response_header_timeout;
     let sent = match progress {
         None => future::Either::Left(
-            timer
-                .timeout(limit, pool.request(req, purpose))
+            tokio::time::timeout(limit, pool.request(req, purpose))
                 .map(|r| r.map_err(|_| UpstreamError::HeadTimeout)),
         ),
         // Boxed: only requests with a body need the progress watch.

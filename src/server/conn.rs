@@ -23,7 +23,6 @@ use tokio::sync::{watch, OwnedSemaphorePermit};
 
 use crate::base::clock;
 use crate::base::http_util::Body;
-use crate::base::transport::deadline::HeadTimer;
 
 use super::router::{route, Routed};
 use super::Shared;
@@ -98,8 +97,6 @@ struct ConnCtl {
     in_flight: AtomicU32,
     /// The client spoke the HTTP/2 preface.
     h2: AtomicBool,
-    /// Times proxied requests' waits for their upstream's answer.
-    head_timer: HeadTimer,
     /// The connection's place under `max_connections` and in the shutdown
     /// drain. The IO wrapper holds this struct, so after an upgrade the
     /// tunnel keeps the place until it closes.
@@ -123,7 +120,6 @@ impl ConnCtl {
             head_since: AtomicU64::new(now.max(1)),
             in_flight: AtomicU32::new(0),
             h2: AtomicBool::new(false),
-            head_timer: HeadTimer::new(),
             _slot: slot,
             client,
         }
@@ -292,13 +288,10 @@ async fn drive<S>(
     // place for each request.
     let svc = service_fn(move |req: Request<Incoming>| {
         let in_flight = svc_ctl.begin_request();
-        let ctl = &in_flight.0;
-        match route(&ctl.shared, req, peer, tls, &ctl.head_timer) {
+        match route(&in_flight.0.shared, req, peer, tls) {
             Routed::Now(res) => Either::Left(future::ready(Ok(mark(res, in_flight)))),
             Routed::Later(pending) => Either::Right(Box::pin(async move {
-                let res = pending
-                    .serve(&in_flight.0.shared, &in_flight.0.head_timer)
-                    .await;
+                let res = pending.serve(&in_flight.0.shared).await;
                 Ok::<_, Infallible>(mark(res, in_flight))
             })),
         }

@@ -14,7 +14,6 @@ use tracing::Instrument;
 use crate::auth::pipeline::{Peer, Runtime};
 use crate::base::http_util::Body;
 use crate::base::request_id::{self, X_REQUEST_ID};
-use crate::base::transport::deadline::HeadTimer;
 use crate::{
     base::access, endpoints::admin, endpoints::forward_auth, endpoints::login, endpoints::proxy,
     endpoints::respond,
@@ -56,7 +55,6 @@ pub(super) fn route(
     req: Request<Incoming>,
     peer: SocketAddr,
     tls: bool,
-    timer: &HeadTimer,
 ) -> Routed {
     let rt = shared.gw.runtime.load();
     let trusted = rt.is_trusted(peer.ip());
@@ -73,7 +71,6 @@ pub(super) fn route(
                 id: &id,
             },
             fresh,
-            timer,
         };
         let check = || check_now(shared, &rt, &req, conn);
         let server = &rt.config.server;
@@ -149,7 +146,7 @@ fn access_line(req: &Request<Incoming>, id: &HeaderValue) -> access::Line {
 
 impl Pending {
     /// Serves the request [`route`] could not answer at once.
-    pub(super) async fn serve(self, shared: &Shared, timer: &HeadTimer) -> Response<Body> {
+    pub(super) async fn serve(self, shared: &Shared) -> Response<Body> {
         let Pending {
             req,
             rt,
@@ -166,7 +163,6 @@ impl Pending {
                 id: &id,
             },
             fresh,
-            timer,
         };
         let mut res = match rt.config.server.pages.clone() {
             Some(templates) => {
@@ -207,8 +203,6 @@ async fn serve_logged(
 struct Conn<'a> {
     peer: Peer<'a>,
     fresh: bool,
-    /// The connection's timer for proxied requests.
-    timer: &'a HeadTimer,
 }
 
 impl Conn<'_> {
@@ -314,10 +308,10 @@ async fn dispatch(
     // its answer's log lines enter one through the id.
     let id = conn.peer.id;
     if tracing::enabled!(tracing::Level::DEBUG) {
-        proxy::handle(gw, req, peer, tls, id, conn.timer)
+        proxy::handle(gw, req, peer, tls, id)
             .instrument(conn.span())
             .await
     } else {
-        proxy::handle(gw, req, peer, tls, id, conn.timer).await
+        proxy::handle(gw, req, peer, tls, id).await
     }
 }

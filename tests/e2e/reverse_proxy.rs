@@ -556,46 +556,6 @@ async fn silent_dead_and_stalled_upstreams() {
     assert!(t.elapsed() >= Duration::from_secs(2));
 }
 
-/// The requests of one keep-alive client connection take turns with one
-/// response-head timer: each gets its own `proxy.response_header_timeout`
-/// (2 s here), whatever the deadline the timer last had, and one that
-/// timed out leaves it working for the next.
-#[tokio::test]
-async fn one_connections_requests_each_get_their_whole_head_timeout() {
-    let s = stack();
-    let _logs = s.logs();
-    let mut send = upstreams::h1(s.addr()).await;
-    let mut status_and_time = |path: &'static str| {
-        let req = http::Request::get(path)
-            .header("host", "app.example.com")
-            .body(Either::Right(Full::new(Bytes::new())))
-            .unwrap();
-        let t = Instant::now();
-        let res = send.send_request(req);
-        async move {
-            let res = res.await.expect("the connection stays open");
-            let status = res.status().as_u16();
-            res.into_body().collect().await.unwrap();
-            (status, t.elapsed())
-        }
-    };
-    for round in 0..2 {
-        let (status, _) = status_and_time("/big?bytes=10").await;
-        assert_eq!(status, 200, "round {round}");
-        // The deadline the timer had from the request above passes in the
-        // middle of the next one's wait, which must not end there.
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let (status, waited) = status_and_time("/silent").await;
-        assert_eq!(status, 504, "round {round}");
-        assert!(
-            waited >= Duration::from_millis(1_950) && waited < Duration::from_secs(6),
-            "round {round}: 504 after {waited:?}, not after the 2 s head timeout"
-        );
-    }
-    let (status, _) = status_and_time("/big?bytes=10").await;
-    assert_eq!(status, 200, "after two timeouts");
-}
-
 #[tokio::test]
 async fn https_upstreams_are_verified() {
     let s = stack();

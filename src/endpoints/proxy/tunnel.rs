@@ -21,7 +21,6 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::body::RequestBody;
-use super::deadline::HeadTimer;
 use super::pool::Use;
 use super::upstream::Upstream;
 use super::{headers, send, upstream_failed, upstream_response};
@@ -35,17 +34,8 @@ pub async fn forward(
     req: Request<RequestBody>,
     on_client: OnUpgrade,
     id: &HeaderValue,
-    timer: &HeadTimer,
 ) -> Response<Body> {
-    let sent = send(
-        &upstream.upgrade_pool,
-        upstream,
-        req,
-        None,
-        Use::Upgrade,
-        timer,
-    )
-    .await;
+    let sent = send(&upstream.upgrade_pool, upstream, req, None, Use::Upgrade).await;
     let (mut res, lease) = match sent {
         Ok(sent) => sent,
         Err(e) => return upstream_failed(upstream, &e, id),
