@@ -1,0 +1,396 @@
+//! Reading an upstream's HTTP/1.1 answer without hyper's client: the
+//! response head (parsed by `httparse`, the parser hyper itself uses), how
+//! its body is framed (RFC 9112 §6.3), and chunked bodies.
+//!
+//! This is the reading half of the HTTP/1.1 upstream client that the load
+//! harness's `httparse` floor measures against hyper's (see BENCHMARKS.md,
+//! "two proxy floors"); the proxy does not use it yet. It decides framing
+//! the way hyper's client does, which the differential tests check on a
+//! corpus of answers (chunked, trailers, 1xx, `Content-Length` edge cases,
+//! bodies cut short, conflicting framing), and never panics on any input
+//! (property tests).
+//!
+//! A framing that hyper accepts but that leaves the connection's next bytes
+//! in doubt (`Transfer-Encoding` beside `Content-Length`, a body read to the
+//! connection's close) marks the connection as not reusable: a response
+//! misread there would be handed to the next request, another client.
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{StatusCode, Version};
+
+/// Header fields a response head may have (hyper's client default).
+pub const MAX_HEADERS: usize = 100;
+
+/// Bytes a response head may take.
+pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+
+/// Bytes of one chunk-size line (hex digits, extensions, CRLF).
+const MAX_CHUNK_LINE: usize = 4 * 1024;
+
+/// Bytes of a chunked body's trailer section.
+const MAX_TRAILERS: usize = 16 * 1024;
+
+/// Why an answer could not be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ReadError {
+    /// The status line or a header field is not HTTP/1.x syntax.
+    #[error("the upstream's response head is malformed: {0}")]
+    Malformed(httparse::Error),
+    /// The head did not end within [`MAX_HEAD_BYTES`].
+    #[error("the upstream's response head is larger than 64 KiB")]
+    HeadTooLarge,
+    /// More than [`MAX_HEADERS`] header fields.
+    #[error("the upstream's response has more than 100 header fields")]
+    TooManyHeaders,
+    /// A status code outside 100..=999 (hyper's bounds).
+    #[error("the upstream's response has an invalid status code")]
+    Status,
+    /// `Content-Length` values that are not one and the same number.
+    #[error("the upstream's response has an invalid or conflicting Content-Length")]
+    ContentLength,
+    /// A chunk-size line that is not hex digits (with extensions).
+    #[error("the upstream's chunked body is malformed")]
+    Chunk,
+    /// The connection closed before the body's framing said it ends.
+    #[error("the upstream closed the connection before the end of the body")]
+    CutShort,
+}
+
+/// How a response's body ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// No body (`HEAD`, 1xx, 204, 304).
+    Empty,
+    /// Exactly this many bytes.
+    Length(u64),
+    /// Chunked transfer coding.
+    Chunked,
+    /// Everything until the upstream closes the connection.
+    UntilClose,
+}
+
+/// A parsed response head.
+#[derive(Debug)]
+pub struct Head {
+    /// The status code (100 to 999).
+    pub status: StatusCode,
+    /// HTTP/1.0 or HTTP/1.1.
+    pub version: Version,
+    /// The header fields, in order.
+    pub headers: HeaderMap,
+    /// How the body ends.
+    pub framing: Framing,
+    /// The connection may carry another request after this body.
+    pub reusable: bool,
+}
+
+// === the head ===
+
+/// Parses the response head at the start of `buf`, answering a request
+/// whose method was `HEAD` when `head_request`. `Ok(None)`: the head is not
+/// complete yet. Otherwise the head and the bytes it took.
+///
+/// An interim answer (1xx other than 101) comes back as it is, framed
+/// [`Framing::Empty`]; the caller reads the next head after it.
+pub fn parse_head(buf: &[u8], head_request: bool) -> Result<Option<(Head, usize)>, ReadError> {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut res = httparse::Response::new(&mut slots);
+    let used = match res.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD_BYTES => {
+            return Err(ReadError::HeadTooLarge)
+        }
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(ReadError::TooManyHeaders),
+        Err(e) => return Err(ReadError::Malformed(e)),
+    };
+    if used > MAX_HEAD_BYTES {
+        return Err(ReadError::HeadTooLarge);
+    }
+    let code = res.code.unwrap_or(0);
+    let status = StatusCode::from_u16(code).map_err(|_| ReadError::Status)?;
+    let version = if res.version == Some(0) {
+        Version::HTTP_10
+    } else {
+        Version::HTTP_11
+    };
+    let mut headers = HeaderMap::with_capacity(res.headers.len());
+    for h in res.headers.iter() {
+        let name = HeaderName::from_bytes(h.name.as_bytes())
+            .map_err(|_| ReadError::Malformed(httparse::Error::HeaderName))?;
+        let value = HeaderValue::from_bytes(h.value)
+            .map_err(|_| ReadError::Malformed(httparse::Error::HeaderValue))?;
+        headers.append(name, value);
+    }
+    let (framing, mut reusable) = framing(&headers, status, head_request)?;
+    reusable &= keep_alive(&headers, version);
+    Ok(Some((
+        Head {
+            status,
+            version,
+            headers,
+            framing,
+            reusable,
+        },
+        used,
+    )))
+}
+
+impl Head {
+    /// A 1xx answer other than 101: another head follows.
+    pub fn is_interim(&self) -> bool {
+        self.status.is_informational() && self.status != StatusCode::SWITCHING_PROTOCOLS
+    }
+}
+
+/// The body's framing (RFC 9112 §6.3), and whether it leaves the
+/// connection in a known state.
+fn framing(
+    h: &HeaderMap,
+    status: StatusCode,
+    head_request: bool,
+) -> Result<(Framing, bool), ReadError> {
+    if head_request
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+    {
+        return Ok((Framing::Empty, true));
+    }
+    if h.contains_key(header::TRANSFER_ENCODING) {
+        // Transfer-Encoding overrides Content-Length; a response with both
+        // may be an attempt to desynchronise, so its connection is not kept.
+        let both = h.contains_key(header::CONTENT_LENGTH);
+        return Ok(if chunked_last(h) {
+            (Framing::Chunked, !both)
+        } else {
+            (Framing::UntilClose, false)
+        });
+    }
+    match content_length(h)? {
+        Some(n) => Ok((Framing::Length(n), true)),
+        None => Ok((Framing::UntilClose, false)),
+    }
+}
+
+/// The last coding of the last `Transfer-Encoding` field is `chunked`.
+fn chunked_last(h: &HeaderMap) -> bool {
+    h.get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .next_back()
+        .and_then(|v| v.as_bytes().rsplit(|&b| b == b',').next())
+        .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"))
+}
+
+/// Every `Content-Length` value (comma lists included) as one number; an
+/// error when one is not digits or they differ.
+fn content_length(h: &HeaderMap) -> Result<Option<u64>, ReadError> {
+    let mut found = None;
+    for v in h.get_all(header::CONTENT_LENGTH) {
+        for part in v.as_bytes().split(|&b| b == b',') {
+            let n = digits(part.trim_ascii()).ok_or(ReadError::ContentLength)?;
+            if found.is_some_and(|f| f != n) {
+                return Err(ReadError::ContentLength);
+            }
+            found = Some(n);
+        }
+    }
+    Ok(found)
+}
+
+/// A decimal number of at most 19 digits, nothing else.
+fn digits(s: &[u8]) -> Option<u64> {
+    if s.is_empty() || s.len() > 19 || !s.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(s.iter().fold(0, |n, d| n * 10 + u64::from(d - b'0')))
+}
+
+/// HTTP/1.1 keeps the connection unless told `close`; HTTP/1.0 only when
+/// told `keep-alive`.
+fn keep_alive(h: &HeaderMap, version: Version) -> bool {
+    let has = |token: &str| {
+        h.get_all(header::CONNECTION).iter().any(|v| {
+            v.as_bytes()
+                .split(|&b| b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+        })
+    };
+    if version == Version::HTTP_10 {
+        has("keep-alive") && !has("close")
+    } else {
+        !has("close")
+    }
+}
+
+// === chunked bodies ===
+
+/// A chunked body read as its bytes arrive.
+#[derive(Debug, Default)]
+pub struct ChunkedDecoder {
+    state: Chunk,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Chunk {
+    /// Reading a chunk-size line.
+    #[default]
+    Size,
+    /// This many bytes of chunk data left.
+    Data(u64),
+    /// The CRLF after a chunk's data.
+    DataEnd,
+    /// The trailer section, this many bytes of it read.
+    Trailers(usize),
+    Done,
+}
+
+/// What [`ChunkedDecoder::decode`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Decoded {
+    /// Body bytes.
+    Data(Bytes),
+    /// More input is needed.
+    NeedMore,
+    /// The body has ended; what follows in the buffer is the next answer's.
+    Done,
+}
+
+impl ChunkedDecoder {
+    /// Takes what it can from the front of `buf`: body bytes as they come,
+    /// chunk framing and trailers consumed and dropped.
+    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Decoded, ReadError> {
+        loop {
+            match self.state {
+                Chunk::Done => return Ok(Decoded::Done),
+                Chunk::Size => {
+                    let Some(end) = line_end(buf, MAX_CHUNK_LINE)? else {
+                        return Ok(Decoded::NeedMore);
+                    };
+                    let size = chunk_size(&buf[..end - 1])?;
+                    buf.advance(end + 1);
+                    self.state = if size == 0 {
+                        Chunk::Trailers(0)
+                    } else {
+                        Chunk::Data(size)
+                    };
+                }
+                Chunk::Data(left) => {
+                    if buf.is_empty() {
+                        return Ok(Decoded::NeedMore);
+                    }
+                    let n = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
+                    let data = buf.split_to(n).freeze();
+                    let left = left - n as u64;
+                    self.state = if left == 0 {
+                        Chunk::DataEnd
+                    } else {
+                        Chunk::Data(left)
+                    };
+                    return Ok(Decoded::Data(data));
+                }
+                Chunk::DataEnd => {
+                    let Some(end) = line_end(buf, 2)? else {
+                        return Ok(Decoded::NeedMore);
+                    };
+                    // Only CRLF may follow the data.
+                    if end != 1 {
+                        return Err(ReadError::Chunk);
+                    }
+                    buf.advance(end + 1);
+                    self.state = Chunk::Size;
+                }
+                Chunk::Trailers(read) => {
+                    let Some(end) = line_end(buf, MAX_TRAILERS - read)? else {
+                        return Ok(Decoded::NeedMore);
+                    };
+                    let blank = end == 1;
+                    buf.advance(end + 1);
+                    self.state = if blank {
+                        Chunk::Done
+                    } else {
+                        Chunk::Trailers(read + end + 1)
+                    };
+                }
+            }
+        }
+    }
+}
+
+/// The index of the LF ending the first line of `buf`, which must come
+/// after a CR (chunked framing takes no bare LF, as hyper); `None` when it
+/// has not arrived; an error when the line is longer than `max`.
+fn line_end(buf: &[u8], max: usize) -> Result<Option<usize>, ReadError> {
+    match memchr::memchr(b'\n', buf) {
+        Some(i) if i < max && i > 0 && buf[i - 1] == b'\r' => Ok(Some(i)),
+        Some(_) => Err(ReadError::Chunk),
+        None if buf.len() >= max => Err(ReadError::Chunk),
+        None => Ok(None),
+    }
+}
+
+/// The size of a chunk-size line (without its CRLF): hex digits, optional
+/// whitespace, optional `;` extensions.
+fn chunk_size(line: &[u8]) -> Result<u64, ReadError> {
+    let hex_len = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+    if hex_len == 0 || hex_len > 16 {
+        return Err(ReadError::Chunk);
+    }
+    let rest = &line[hex_len..];
+    let rest = rest.trim_ascii_start();
+    if !(rest.is_empty() || rest[0] == b';') {
+        return Err(ReadError::Chunk);
+    }
+    if rest.iter().any(|&b| b == b'\r' || b == b'\n') {
+        return Err(ReadError::Chunk);
+    }
+    let size = line[..hex_len].iter().fold(0u64, |n, &d| {
+        let v = (d as char).to_digit(16).unwrap_or(0);
+        (n << 4) | u64::from(v)
+    });
+    Ok(size)
+}
+
+/// Reads a whole answer from `raw` (the connection's bytes up to its
+/// close), as a client would: interim heads skipped, the body by its
+/// framing. For tests and the differential check against hyper.
+pub fn read_whole(raw: &[u8], head_request: bool) -> Result<(Head, Bytes), ReadError> {
+    let mut buf = BytesMut::from(raw);
+    let head = loop {
+        let Some((head, used)) = parse_head(&buf, head_request)? else {
+            return Err(ReadError::CutShort);
+        };
+        buf.advance(used);
+        if !head.is_interim() {
+            break head;
+        }
+    };
+    let body = match head.framing {
+        Framing::Empty => Bytes::new(),
+        Framing::UntilClose => buf.split().freeze(),
+        Framing::Length(n) => {
+            let n = usize::try_from(n).map_err(|_| ReadError::CutShort)?;
+            if buf.len() < n {
+                return Err(ReadError::CutShort);
+            }
+            buf.split_to(n).freeze()
+        }
+        Framing::Chunked => {
+            let mut dec = ChunkedDecoder::default();
+            let mut body = BytesMut::new();
+            loop {
+                match dec.decode(&mut buf)? {
+                    Decoded::Data(d) => body.extend_from_slice(&d),
+                    Decoded::Done => break,
+                    Decoded::NeedMore => return Err(ReadError::CutShort),
+                }
+            }
+            body.freeze()
+        }
+    };
+    Ok((head, body))
+}
+
+#[cfg(test)]
+mod tests;
