@@ -116,15 +116,17 @@ pub fn parse_head(buf: &[u8], head_request: bool) -> Result<Option<(Head, usize)
         Version::HTTP_11
     };
     let mut headers = HeaderMap::with_capacity(res.headers.len());
+    let mut fields = Fields::default();
     for h in res.headers.iter() {
         let name = HeaderName::from_bytes(h.name.as_bytes())
             .map_err(|_| ReadError::Malformed(httparse::Error::HeaderName))?;
         let value = HeaderValue::from_bytes(h.value)
             .map_err(|_| ReadError::Malformed(httparse::Error::HeaderValue))?;
+        fields.see(&name, h.value);
         headers.append(name, value);
     }
-    let (framing, mut reusable) = framing(&headers, status, head_request)?;
-    reusable &= keep_alive(&headers, version);
+    let (framing, reusable) = fields.framing(status, head_request)?;
+    let reusable = reusable && fields.keep_alive(version);
     Ok(Some((
         Head {
             status,
@@ -144,59 +146,86 @@ impl Head {
     }
 }
 
-/// The body's framing (RFC 9112 §6.3), and whether it leaves the
-/// connection in a known state.
-fn framing(
-    h: &HeaderMap,
-    status: StatusCode,
-    head_request: bool,
-) -> Result<(Framing, bool), ReadError> {
-    if head_request
-        || status.is_informational()
-        || status == StatusCode::NO_CONTENT
-        || status == StatusCode::NOT_MODIFIED
-    {
-        return Ok((Framing::Empty, true));
-    }
-    if h.contains_key(header::TRANSFER_ENCODING) {
-        // Transfer-Encoding overrides Content-Length; a response with both
-        // may be an attempt to desynchronise, so its connection is not kept.
-        let both = h.contains_key(header::CONTENT_LENGTH);
-        return Ok(if chunked_last(h) {
-            (Framing::Chunked, !both)
-        } else {
-            (Framing::UntilClose, false)
-        });
-    }
-    match content_length(h)? {
-        Some(n) => Ok((Framing::Length(n), true)),
-        None => Ok((Framing::UntilClose, false)),
-    }
+/// What the framing and reuse decisions need, gathered in the pass that
+/// builds the header map (no lookups in it afterwards).
+#[derive(Default)]
+struct Fields {
+    /// A `Transfer-Encoding` field was seen.
+    transfer_encoding: bool,
+    /// The last coding of the last `Transfer-Encoding` field is `chunked`.
+    chunked_last: bool,
+    /// The `Content-Length` values so far: `Some(Ok(n))` while every one
+    /// (comma lists included) is the same number, `Some(Err(()))` once one
+    /// is not digits or differs.
+    length: Option<Result<u64, ()>>,
+    /// `Connection` named `close`, `keep-alive`.
+    close: bool,
+    keep_alive: bool,
 }
 
-/// The last coding of the last `Transfer-Encoding` field is `chunked`.
-fn chunked_last(h: &HeaderMap) -> bool {
-    h.get_all(header::TRANSFER_ENCODING)
-        .iter()
-        .next_back()
-        .and_then(|v| v.as_bytes().rsplit(|&b| b == b',').next())
-        .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"))
-}
-
-/// Every `Content-Length` value (comma lists included) as one number; an
-/// error when one is not digits or they differ.
-fn content_length(h: &HeaderMap) -> Result<Option<u64>, ReadError> {
-    let mut found = None;
-    for v in h.get_all(header::CONTENT_LENGTH) {
-        for part in v.as_bytes().split(|&b| b == b',') {
-            let n = digits(part.trim_ascii()).ok_or(ReadError::ContentLength)?;
-            if found.is_some_and(|f| f != n) {
-                return Err(ReadError::ContentLength);
+impl Fields {
+    fn see(&mut self, name: &HeaderName, value: &[u8]) {
+        let tokens = || value.split(|&b| b == b',').map(<[u8]>::trim_ascii);
+        if name == header::TRANSFER_ENCODING {
+            self.transfer_encoding = true;
+            self.chunked_last = tokens()
+                .next_back()
+                .is_some_and(|last| last.eq_ignore_ascii_case(b"chunked"));
+        } else if name == header::CONTENT_LENGTH {
+            for part in tokens() {
+                self.length = Some(match (self.length, digits(part)) {
+                    (None, Some(n)) => Ok(n),
+                    (Some(Ok(f)), Some(n)) if f == n => Ok(n),
+                    _ => Err(()),
+                });
             }
-            found = Some(n);
+        } else if name == header::CONNECTION {
+            for t in tokens() {
+                self.close |= t.eq_ignore_ascii_case(b"close");
+                self.keep_alive |= t.eq_ignore_ascii_case(b"keep-alive");
+            }
         }
     }
-    Ok(found)
+
+    /// The body's framing (RFC 9112 §6.3), and whether it leaves the
+    /// connection in a known state.
+    fn framing(
+        &self,
+        status: StatusCode,
+        head_request: bool,
+    ) -> Result<(Framing, bool), ReadError> {
+        if head_request
+            || status.is_informational()
+            || status == StatusCode::NO_CONTENT
+            || status == StatusCode::NOT_MODIFIED
+        {
+            return Ok((Framing::Empty, true));
+        }
+        if self.transfer_encoding {
+            // Transfer-Encoding overrides Content-Length; a response with both
+            // may be an attempt to desynchronise, so its connection is not kept.
+            return Ok(if self.chunked_last {
+                (Framing::Chunked, self.length.is_none())
+            } else {
+                (Framing::UntilClose, false)
+            });
+        }
+        match self.length {
+            Some(Ok(n)) => Ok((Framing::Length(n), true)),
+            Some(Err(())) => Err(ReadError::ContentLength),
+            None => Ok((Framing::UntilClose, false)),
+        }
+    }
+
+    /// HTTP/1.1 keeps the connection unless told `close`; HTTP/1.0 only
+    /// when told `keep-alive`.
+    fn keep_alive(&self, version: Version) -> bool {
+        if version == Version::HTTP_10 {
+            self.keep_alive && !self.close
+        } else {
+            !self.close
+        }
+    }
 }
 
 /// A decimal number of at most 19 digits, nothing else.
@@ -205,23 +234,6 @@ fn digits(s: &[u8]) -> Option<u64> {
         return None;
     }
     Some(s.iter().fold(0, |n, d| n * 10 + u64::from(d - b'0')))
-}
-
-/// HTTP/1.1 keeps the connection unless told `close`; HTTP/1.0 only when
-/// told `keep-alive`.
-fn keep_alive(h: &HeaderMap, version: Version) -> bool {
-    let has = |token: &str| {
-        h.get_all(header::CONNECTION).iter().any(|v| {
-            v.as_bytes()
-                .split(|&b| b == b',')
-                .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
-        })
-    };
-    if version == Version::HTTP_10 {
-        has("keep-alive") && !has("close")
-    } else {
-        !has("close")
-    }
 }
 
 // === chunked bodies ===
