@@ -138,8 +138,8 @@ fn parse_head(
     buf: &mut BytesMut,
     head_request: bool,
 ) -> io::Result<Option<(Response<Full<Bytes>>, usize)>> {
-    let (head, used) = match h1_response::parse_head(buf, head_request) {
-        Ok(Some(parsed)) => parsed,
+    let head = match h1_response::parse_head(buf, head_request) {
+        Ok(Some(head)) => head,
         Ok(None) => return Ok(None),
         Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e)),
     };
@@ -156,6 +156,5 @@ fn parse_head(
     let mut res = Response::new(Full::new(Bytes::new()));
     *res.status_mut() = head.status;
     *res.headers_mut() = head.headers;
-    let _ = buf.split_to(used);
     Ok(Some((res, body_len)))
 }

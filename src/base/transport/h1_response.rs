@@ -87,13 +87,14 @@ pub struct Head {
 
 // === the head ===
 
-/// Parses the response head at the start of `buf`, answering a request
+/// Takes the response head off the start of `buf`, answering a request
 /// whose method was `HEAD` when `head_request`. `Ok(None)`: the head is not
-/// complete yet. Otherwise the head and the bytes it took.
+/// complete yet, and `buf` is left as it was.
 ///
+/// The header values are slices of the head's bytes, not copies.
 /// An interim answer (1xx other than 101) comes back as it is, framed
 /// [`Framing::Empty`]; the caller reads the next head after it.
-pub fn parse_head(buf: &[u8], head_request: bool) -> Result<Option<(Head, usize)>, ReadError> {
+pub fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, ReadError> {
     let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut res = httparse::Response::new(&mut slots);
     let used = match res.parse(buf) {
@@ -115,28 +116,44 @@ pub fn parse_head(buf: &[u8], head_request: bool) -> Result<Option<(Head, usize)
     } else {
         Version::HTTP_11
     };
-    let mut headers = HeaderMap::with_capacity(res.headers.len());
+    // Where each field's name and value sit in the head, so the values
+    // can be cut from it once `httparse` lets go of the buffer.
+    let base = buf.as_ptr() as usize;
+    let mut at = [(0u32, 0u32, 0u32, 0u32); MAX_HEADERS];
+    let n = res.headers.len();
+    for (slot, h) in at.iter_mut().zip(res.headers.iter()) {
+        let name = h.name.as_ptr() as usize - base;
+        let value = h.value.as_ptr() as usize - base;
+        // Offsets fit: the head is at most MAX_HEAD_BYTES long.
+        *slot = (
+            name as u32,
+            h.name.len() as u32,
+            value as u32,
+            h.value.len() as u32,
+        );
+    }
+    let head = buf.split_to(used).freeze();
+    let mut headers = HeaderMap::with_capacity(n);
     let mut fields = Fields::default();
-    for h in res.headers.iter() {
-        let name = HeaderName::from_bytes(h.name.as_bytes())
+    for &(name, name_len, value, value_len) in &at[..n] {
+        let (name, value) = (name as usize, value as usize);
+        let name = HeaderName::from_bytes(&head[name..name + name_len as usize])
             .map_err(|_| ReadError::Malformed(httparse::Error::HeaderName))?;
-        let value = HeaderValue::from_bytes(h.value)
+        let value = head.slice(value..value + value_len as usize);
+        fields.see(&name, &value);
+        let value = HeaderValue::from_maybe_shared(value)
             .map_err(|_| ReadError::Malformed(httparse::Error::HeaderValue))?;
-        fields.see(&name, h.value);
         headers.append(name, value);
     }
     let (framing, reusable) = fields.framing(status, head_request)?;
     let reusable = reusable && fields.keep_alive(version);
-    Ok(Some((
-        Head {
-            status,
-            version,
-            headers,
-            framing,
-            reusable,
-        },
-        used,
-    )))
+    Ok(Some(Head {
+        status,
+        version,
+        headers,
+        framing,
+        reusable,
+    }))
 }
 
 impl Head {
@@ -370,10 +387,9 @@ fn chunk_size(line: &[u8]) -> Result<u64, ReadError> {
 pub fn read_whole(raw: &[u8], head_request: bool) -> Result<(Head, Bytes), ReadError> {
     let mut buf = BytesMut::from(raw);
     let head = loop {
-        let Some((head, used)) = parse_head(&buf, head_request)? else {
+        let Some(head) = parse_head(&mut buf, head_request)? else {
             return Err(ReadError::CutShort);
         };
-        buf.advance(used);
         if !head.is_interim() {
             break head;
         }

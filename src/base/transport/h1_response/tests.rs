@@ -156,7 +156,11 @@ async fn too_many_header_fields_as_hyper() {
 
 #[test]
 fn framing_and_reuse() {
-    let head = |raw: &[u8]| parse_head(raw, false).unwrap().unwrap().0;
+    let head = |raw: &[u8]| {
+        parse_head(&mut BytesMut::from(raw), false)
+            .unwrap()
+            .unwrap()
+    };
     let h = head(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n");
     assert_eq!((h.framing, h.reusable), (Framing::Length(5), true));
     let h = head(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\n");
@@ -181,7 +185,10 @@ fn framing_and_reuse() {
     let h = head(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n");
     assert!(!h.is_interim());
     assert!(matches!(
-        parse_head(b"HTTP/1.1 200 OK\r\nX-A: 1\r\n", false),
+        parse_head(
+            &mut BytesMut::from(&b"HTTP/1.1 200 OK\r\nX-A: 1\r\n"[..]),
+            false
+        ),
         Ok(None)
     ));
     let big = [
@@ -189,7 +196,10 @@ fn framing_and_reuse() {
         &vec![b'a'; MAX_HEAD_BYTES],
     ]
     .concat();
-    assert_eq!(parse_head(&big, false).err(), Some(ReadError::HeadTooLarge));
+    assert_eq!(
+        parse_head(&mut BytesMut::from(&big[..]), false).err(),
+        Some(ReadError::HeadTooLarge)
+    );
 }
 
 #[test]
@@ -308,7 +318,7 @@ proptest! {
     #[test]
     fn any_bytes_are_read_or_refused_without_a_panic(raw in proptest::collection::vec(any::<u8>(), 0..512), head in any::<bool>()) {
         let _ = read_whole(&raw, head);
-        let _ = parse_head(&raw, head);
+        let _ = parse_head(&mut BytesMut::from(&raw[..]), head);
         let mut dec = ChunkedDecoder::default();
         let mut buf = BytesMut::from(&raw[..]);
         for _ in 0..raw.len() + 1 {
