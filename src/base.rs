@@ -17,5 +17,5 @@ pub mod request_id;
 pub mod secret;
 pub(crate) mod transport;
 
-// The load harness's `httparse` floor reads answers with it.
-pub use transport::h1_response;
+// The load harness's `httparse` floor writes requests and reads answers with them.
+pub use transport::{h1_request, h1_response};
