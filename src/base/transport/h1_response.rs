@@ -211,6 +211,10 @@ impl Fields {
         status: StatusCode,
         head_request: bool,
     ) -> Result<(Framing, bool), ReadError> {
+        if status == StatusCode::SWITCHING_PROTOCOLS {
+            // The connection now carries another protocol.
+            return Ok((Framing::Empty, false));
+        }
         if head_request
             || status.is_informational()
             || status == StatusCode::NO_CONTENT

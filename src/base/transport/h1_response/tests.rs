@@ -184,6 +184,10 @@ fn framing_and_reuse() {
     assert!(h.is_interim() && h.framing == Framing::Empty);
     let h = head(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n");
     assert!(!h.is_interim());
+    assert!(
+        !h.reusable,
+        "an upgraded connection never goes back to a pool"
+    );
     assert!(matches!(
         parse_head(
             &mut BytesMut::from(&b"HTTP/1.1 200 OK\r\nX-A: 1\r\n"[..]),
