@@ -7,6 +7,45 @@ use http_body_util::{BodyExt, Empty};
 use proptest::prelude::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// Reads a whole answer from `raw` (the connection's bytes up to its
+/// close), as a client would: interim heads skipped, the body by its
+/// framing.
+fn read_whole(raw: &[u8], head_request: bool) -> Result<(Head, Bytes), ReadError> {
+    let mut buf = BytesMut::from(raw);
+    let head = loop {
+        let Some(head) = parse_head(&mut buf, head_request)? else {
+            return Err(ReadError::CutShort);
+        };
+        if !head.is_interim() {
+            break head;
+        }
+    };
+    let body = match head.framing {
+        Framing::Empty => Bytes::new(),
+        Framing::UntilClose => buf.split().freeze(),
+        Framing::Length(n) => {
+            let n = usize::try_from(n).map_err(|_| ReadError::CutShort)?;
+            if buf.len() < n {
+                return Err(ReadError::CutShort);
+            }
+            buf.split_to(n).freeze()
+        }
+        Framing::Chunked => {
+            let mut dec = ChunkedDecoder::default();
+            let mut body = BytesMut::new();
+            loop {
+                match dec.decode(&mut buf)? {
+                    Decoded::Data(d) => body.extend_from_slice(&d),
+                    Decoded::Done => break,
+                    Decoded::NeedMore => return Err(ReadError::CutShort),
+                }
+            }
+            body.freeze()
+        }
+    };
+    Ok((head, body))
+}
+
 /// What a client made of an answer: status, header fields in order, body.
 type Outcome = Result<(u16, Vec<(String, Vec<u8>)>, Vec<u8>), ()>;
 
