@@ -42,7 +42,7 @@ use crate::endpoints::respond::{self, Answer, Asked, At, Failure, Mode};
 
 use self::body::{IdleBody, PooledBody};
 use self::headers::Forwarding;
-use self::pool::{Lease, Pool, PoolError, Use};
+use self::pool::{Pool, PoolError, Use};
 use self::upstream::Upstream;
 
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -249,10 +249,10 @@ fn forward<'a>(
     };
     let started = std::time::Instant::now();
     send(pool, upstream, req, progress, Use::Exchange).map(move |sent| {
-        let status = sent.as_ref().ok().map(|(res, _)| res.status());
+        let status = sent.as_ref().ok().map(Response::status);
         upstream.metrics.observe(status, started.elapsed());
         match sent {
-            Ok((res, lease)) => upstream_response(upstream, res, lease),
+            Ok(res) => upstream_response(upstream, res),
             Err(e) => upstream_failed(upstream, &e, id),
         }
     })
@@ -268,7 +268,7 @@ fn send<'a>(
     req: Request<body::RequestBody>,
     progress: Option<&'a body::Progress>,
     purpose: Use,
-) -> impl Future<Output = Result<(Response<Incoming>, Lease), UpstreamError>> + 'a {
+) -> impl Future<Output = Result<Response<PooledBody>, UpstreamError>> + 'a {
     let limit = upstream.response_header_timeout;
     let sent = match progress {
         None => future::Either::Left(
@@ -322,11 +322,11 @@ async fn watching_upload<F: std::future::Future>(
 
 /// The upstream's answer as sent to the client: hop-by-hop headers scrubbed,
 /// the body streamed and cut after the upstream's idle timeout.
-fn upstream_response(upstream: &Upstream, res: Response<Incoming>, lease: Lease) -> Response<Body> {
+fn upstream_response(upstream: &Upstream, res: Response<PooledBody>) -> Response<Body> {
     let (mut parts, body) = res.into_parts();
     headers::scrub_response(&mut parts.headers, false);
     let body = IdleBody::new(
-        PooledBody::new(body, lease),
+        body,
         upstream.idle_timeout,
         "response",
         upstream.label.clone(),

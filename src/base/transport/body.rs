@@ -17,14 +17,14 @@ use std::future::Future as _;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use tokio::time::{Instant, Sleep};
 
-use super::pool::Lease;
+use super::h1_client::{ExchangeError, UpstreamBody};
 
 /// The request body sent upstream.
 pub type RequestBody = IdleBody<Incoming>;
@@ -62,7 +62,10 @@ pub enum BodyError {
     Idle,
     /// The connection failed mid-body.
     #[error("body stream failed")]
-    Stream(#[source] hyper::Error),
+    Stream(#[from] hyper::Error),
+    /// The upstream's HTTP/1.1 answer failed mid-body.
+    #[error("upstream body failed")]
+    Upstream(#[from] ExchangeError),
 }
 
 // === impl IdleBody ===
@@ -104,7 +107,8 @@ impl<B> fmt::Debug for IdleBody<B> {
 
 impl<B> Body for IdleBody<B>
 where
-    B: Body<Data = Bytes, Error = hyper::Error> + Unpin,
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BodyError>,
 {
     type Data = Bytes;
     type Error = BodyError;
@@ -124,7 +128,7 @@ where
                     (_, Some(_)) => this.finished(),
                     _ => {}
                 }
-                Poll::Ready(frame.map(|r| r.map_err(BodyError::Stream)))
+                Poll::Ready(frame.map(|r| r.map_err(Into::into)))
             }
             Poll::Pending => {
                 let deadline = Instant::now() + this.idle;
@@ -158,61 +162,38 @@ where
     }
 }
 
-/// An upstream response body that drives its HTTP/1.1 connection while it
-/// is read (see [`Lease`]) and gives the connection back to the pool once it
-/// has been read to the end (or is dropped at its end).
-pub struct PooledBody {
-    inner: Incoming,
-    lease: Lease,
-}
-
-// === impl PooledBody ===
-
-impl PooledBody {
-    /// `inner`, read from `lease`'s connection.
-    pub fn new(inner: Incoming, lease: Lease) -> Self {
-        PooledBody { inner, lease }
-    }
+/// An upstream's answer body: read by the proxy's own HTTP/1.1 client (see
+/// [`UpstreamBody`]), or by hyper's over HTTP/2 and for upgrade requests.
+pub enum PooledBody {
+    H1(UpstreamBody),
+    Hyper(Incoming),
 }
 
 impl Body for PooledBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let this = self.get_mut();
-        let frame = if this.lease.drive(cx) {
-            // Fed only by the connection just polled, which holds our waker.
-            Pin::new(&mut this.inner).poll_frame(&mut Context::from_waker(Waker::noop()))
-        } else {
-            Pin::new(&mut this.inner).poll_frame(cx)
-        };
-        match &frame {
-            Poll::Ready(None) => this.lease.body_done(),
-            Poll::Ready(Some(Ok(_))) if this.inner.is_end_stream() => this.lease.body_done(),
-            _ => {}
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        match self.get_mut() {
+            PooledBody::H1(b) => Pin::new(b).poll_frame(cx).map_err(BodyError::from),
+            PooledBody::Hyper(b) => Pin::new(b).poll_frame(cx).map_err(BodyError::from),
         }
-        frame
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        match self {
+            PooledBody::H1(b) => b.is_end_stream(),
+            PooledBody::Hyper(b) => b.is_end_stream(),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-impl Drop for PooledBody {
-    fn drop(&mut self) {
-        // A body dropped before its end leaves its connection mid-response:
-        // the connection goes with it (dropping the lease closes it).
-        if self.inner.is_end_stream() {
-            self.lease.body_done();
+        match self {
+            PooledBody::H1(b) => b.size_hint(),
+            PooledBody::Hyper(b) => b.size_hint(),
         }
     }
 }

@@ -2,11 +2,12 @@
 //! request head and the chunks of a body of unknown length.
 //!
 //! The writing half of the HTTP/1.1 upstream client whose reading half is
-//! [`super::h1_response`]; the proxy does not use it yet. The body's framing
-//! is the writer's to decide: any `Content-Length` or `Transfer-Encoding`
-//! in the fields given is left out and the framing field written from the
-//! body itself, so a client's field can never announce another length than
-//! the one sent (the way a request is smuggled past a proxy). The tests
+//! [`super::h1_response`]; [`super::h1_client`] drives both for the
+//! proxy. The body's framing is the writer's to decide: any
+//! `Content-Length` or `Transfer-Encoding` in the fields given is left out
+//! and the framing field written from the body itself, so a client's field
+//! can never announce another length than the one sent (the way a request
+//! is smuggled past a proxy). The tests
 //! send the same requests through hyper's client and through this writer
 //! to a hyper server and compare what it received.
 
@@ -70,9 +71,16 @@ pub fn write_chunk(out: &mut Vec<u8>, data: &[u8]) {
     if data.is_empty() {
         return;
     }
-    let _ = write!(out, "{:x}\r\n", data.len());
+    write_chunk_size(out, data.len());
     out.extend_from_slice(data);
     out.extend_from_slice(b"\r\n");
+}
+
+/// Appends the size line of a chunk of `len` bytes (not 0: that is the
+/// last chunk), for a caller that writes the data from its own buffer and
+/// then the CRLF that closes the chunk.
+pub fn write_chunk_size(out: &mut Vec<u8>, len: usize) {
+    let _ = write!(out, "{len:x}\r\n");
 }
 
 /// Appends the end of a chunked body (no trailers).

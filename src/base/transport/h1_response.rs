@@ -4,11 +4,11 @@
 //!
 //! This is the reading half of the HTTP/1.1 upstream client that the load
 //! harness's `httparse` floor measures against hyper's (see BENCHMARKS.md,
-//! "two proxy floors"); the proxy does not use it yet. It decides framing
-//! the way hyper's client does, which the differential tests check on a
-//! corpus of answers (chunked, trailers, 1xx, `Content-Length` edge cases,
-//! bodies cut short, conflicting framing), and never panics on any input
-//! (property tests).
+//! "two proxy floors") and that the proxy drives through
+//! [`super::h1_client`]. It decides framing the way hyper's client does,
+//! which the differential tests check on a corpus of answers (chunked,
+//! trailers, 1xx, `Content-Length` edge cases, bodies cut short,
+//! conflicting framing), and never panics on any input (property tests).
 //!
 //! A framing that hyper accepts but that leaves the connection's next bytes
 //! in doubt (`Transfer-Encoding` beside `Content-Length`, a body read to the
@@ -146,6 +146,11 @@ pub fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>
         headers.append(name, value);
     }
     let (framing, reusable) = fields.framing(status, head_request)?;
+    if fields.transfer_encoding && fields.length.is_some() {
+        // Transfer-Encoding wins (RFC 9112 §6.3); the length must not be
+        // passed on beside a body it does not describe.
+        headers.remove(header::CONTENT_LENGTH);
+    }
     let reusable = reusable && fields.keep_alive(version);
     Ok(Some(Head {
         status,

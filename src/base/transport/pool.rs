@@ -6,32 +6,36 @@
 //! (chosen by ALPN over TLS) is shared by every request while it stays open.
 //!
 //! An HTTP/1.1 connection has no task of its own: the request that took it
-//! polls hyper's connection state machine itself, first while the request
-//! goes up and the response head comes back ([`Pool::request`]), then, as the
-//! response body is read, through the [`Lease`] that travels with that body.
-//! Everything a proxied request does thus happens in the task of the client's
-//! connection: no channel hop to a connection task and back, no wake-up of a
-//! second task for every request. The lease gives the connection back to its
-//! pool once the body has been read to the end; a body dropped early takes
-//! its connection with it. A WebSocket upgrade hands its connection to a task
+//! runs its exchange itself with the proxy's own client ([`h1_client`]),
+//! first while the request goes up and the response head comes back
+//! ([`Pool::request`]), then, as the response body is read, through that
+//! body, which owns the connection until its end. Everything a proxied
+//! request does thus happens in the task of the client's connection: no
+//! channel hop to a connection task and back, no wake-up of a second task
+//! for every request. The body gives the connection back to its pool once it
+//! has been read to the end; a body dropped early takes its connection with
+//! it. A WebSocket upgrade hands its connection to hyper's client, in a task
 //! of its own, as it never comes back.
 //!
 //! A connection taken from the pool is polled once first, which notices an
-//! upstream that closed it while it waited; one closed by the upstream just
-//! as a request went out, before any byte of it was written, gets that
-//! request retried once on a fresh connection. Connections idle for longer
-//! than [`IDLE`] are closed.
+//! upstream that closed it while it waited. A request that the upstream
+//! closed its reused connection on is retried once on a fresh connection
+//! when nothing of it was written, or when it has no body, a safe method
+//! (`GET`, `HEAD`, `OPTIONS`, `TRACE`) and got no byte of answer (the
+//! upstream closed the idle connection just as it was reused). Connections
+//! idle for longer than [`IDLE`] are closed.
+//!
+//! [`h1_client`]: super::h1_client
 //!
 //! `proxy.connect_timeout` covers the TCP connect and, for `https://`
 //! upstreams, the TLS handshake.
 
-use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::pin::{pin, Pin};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::uri::{Authority, Scheme};
@@ -46,7 +50,8 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use url::Url;
 
-use super::body::RequestBody;
+use super::body::{PooledBody, RequestBody};
+use super::h1_client::{self, Conn, ExchangeError};
 use crate::base::clock;
 
 /// Idle connections older than this are closed.
@@ -90,9 +95,13 @@ pub enum PoolError {
     /// The HTTP/1.1 or HTTP/2 handshake on a new connection failed.
     #[error("connecting to the upstream failed: {}", crate::base::error::error_chain(.0))]
     Handshake(#[source] hyper::Error),
-    /// The connection failed while the request or response head was in transit.
+    /// The connection failed while the request or response head was in
+    /// transit (HTTP/2 and upgrades).
     #[error("{}", crate::base::error::error_chain(.0))]
     Request(#[source] hyper::Error),
+    /// The same over HTTP/1.1, or the answer's head could not be read.
+    #[error("{}", crate::base::error::error_chain(.0))]
+    Exchange(#[source] ExchangeError),
 }
 
 enum Host {
@@ -101,29 +110,18 @@ enum Host {
 }
 
 /// The byte stream under an HTTP/1.1 connection.
-enum Io {
+pub(super) enum Io {
     Plain(TcpStream),
     Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
 }
 
-/// hyper's HTTP/1.1 client connection over [`Io`].
-type Conn = http1::Connection<TokioIo<Io>, RequestBody>;
-
-/// An HTTP/1.1 connection: the handle requests are sent through and the
-/// connection state machine, polled by whoever holds this.
-struct H1 {
-    tx: http1::SendRequest<RequestBody>,
-    /// `None` once the connection has ended (closed or failed).
-    conn: Option<Box<Conn>>,
-}
-
 struct Idle {
-    h1: H1,
+    conn: Conn,
     since_ms: u64,
 }
 
 enum Sender {
-    H1(H1),
+    H1(Conn),
     H2(http2::SendRequest<RequestBody>),
 }
 
@@ -136,12 +134,6 @@ pub enum Use {
     /// for good if the upstream switches protocols.
     Upgrade,
 }
-
-/// The HTTP/1.1 connection a response body is read from: the body polls it
-/// while it is read (see [`Lease::drive`]) and gives it back to its pool at
-/// its end. Empty for HTTP/2, for upgrades and once given back.
-#[derive(Default)]
-pub struct Lease(Option<(Arc<Pool>, H1)>);
 
 // === impl Pool ===
 
@@ -190,13 +182,13 @@ impl Pool {
     }
 
     /// Sends `req`, whose URI is in origin form (`/path?query`), on a pooled
-    /// connection or a new one. The [`Lease`] must travel with the response
-    /// body (see [`Lease::drive`]).
+    /// connection or a new one. An HTTP/1.1 connection travels with the
+    /// response body until its end.
     pub async fn request(
         self: &Arc<Self>,
         mut req: Request<RequestBody>,
         purpose: Use,
-    ) -> Result<(Response<Incoming>, Lease), PoolError> {
+    ) -> Result<Response<PooledBody>, PoolError> {
         let mut retried = false;
         loop {
             let (sender, reused) = match self.checkout(purpose) {
@@ -205,25 +197,27 @@ impl Pool {
                 None => (Box::pin(self.connect()).await?, false),
             };
             let sent = match sender {
-                Sender::H1(h1) if purpose == Use::Upgrade => {
-                    match Box::pin(upgrade(h1, req)).await {
-                        Ok(res) => return Ok((res, Lease::default())),
+                Sender::H1(conn) if purpose == Use::Upgrade => {
+                    let mut tx = upgrade(conn).await.map_err(PoolError::Handshake)?;
+                    match tx.try_send_request(req).await {
+                        Ok(res) => return Ok(res.map(PooledBody::Hyper)),
                         Err(e) => e,
                     }
                 }
-                Sender::H1(mut h1) => match exchange(&mut h1, req).await {
-                    Ok(res) => {
-                        let mut lease = Lease(Some((self.clone(), h1)));
-                        if hyper::body::Body::is_end_stream(res.body()) {
-                            lease.body_done();
-                        }
-                        return Ok((res, lease));
+                Sender::H1(mut conn) => match conn.exchange(&mut req).await {
+                    Ok(answer) => {
+                        let res = h1_client::response(self.clone(), conn, answer);
+                        return Ok(res.map(PooledBody::H1));
                     }
-                    Err(e) => e,
+                    Err(failed) if failed.replayable && reused && !retried => {
+                        retried = true;
+                        continue;
+                    }
+                    Err(failed) => return Err(PoolError::Exchange(failed.error)),
                 },
                 // Boxed: a second request future inline would double this one's size.
                 Sender::H2(tx) => match Box::pin(self.send_h2(tx, req, reused)).await {
-                    Ok(res) => return Ok((res, Lease::default())),
+                    Ok(res) => return Ok(res.map(PooledBody::Hyper)),
                     Err(e) => e,
                 },
             };
@@ -281,27 +275,23 @@ impl Pool {
         }
         let now = clock::mono_ms();
         loop {
-            let Idle { mut h1, since_ms } =
+            let Idle { mut conn, since_ms } =
                 self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop()?;
             // Polled outside the lock: this reads an upstream's close, if any.
-            if now.saturating_sub(since_ms) <= IDLE.as_millis() as u64 && h1.ready_now() {
-                return Some(Sender::H1(h1));
+            if now.saturating_sub(since_ms) <= IDLE.as_millis() as u64 && conn.ready_now() {
+                return Some(Sender::H1(conn));
             }
         }
     }
 
-    fn put(self: &Arc<Self>, mut h1: H1) {
-        // Polled once more: the exchange just ended, and the connection must
-        // be idle now. One that is not (its request body still going up after
-        // an early answer) is closed rather than left waiting undriven.
-        if !h1.ready_now() {
-            return;
-        }
+    /// Takes back a connection whose exchange ended cleanly (the answer's
+    /// body read to its end, the request sent whole).
+    pub(super) fn put(self: &Arc<Self>, conn: Conn) {
         {
             let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
             if idle.len() < MAX_IDLE {
                 idle.push(Idle {
-                    h1,
+                    conn,
                     since_ms: clock::mono_ms(),
                 });
             }
@@ -364,16 +354,7 @@ impl Pool {
                 *self.h2.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx.clone());
                 Ok(Sender::H2(tx))
             }
-            io => {
-                let (tx, conn) = http1::Builder::new()
-                    .handshake(TokioIo::new(io))
-                    .await
-                    .map_err(PoolError::Handshake)?;
-                Ok(Sender::H1(H1 {
-                    tx,
-                    conn: Some(Box::new(conn)),
-                }))
-            }
+            io => Ok(Sender::H1(Conn::new(io))),
         }
     }
 }
@@ -389,90 +370,18 @@ async fn reap(pool: Weak<Pool>) {
     }
 }
 
-/// Sends `req` on `h1` and waits for the response head, polling the
-/// connection in this task.
-async fn exchange(
-    h1: &mut H1,
-    req: Request<RequestBody>,
-) -> Result<Response<Incoming>, TrySendError<Request<RequestBody>>> {
-    let mut answer = pin!(h1.tx.try_send_request(req));
-    std::future::poll_fn(|cx| {
-        h1.drive(cx);
-        // Only the connection, polled just above, ever completes the
-        // answer: no waker of ours needs to be left with it.
-        answer
-            .as_mut()
-            .poll(&mut Context::from_waker(Waker::noop()))
-    })
-    .await
-}
-
-/// Sends an upgrade request on a connection given a task of its own (with
-/// upgrades enabled), which serves it until the upgrade or the end.
-async fn upgrade(
-    h1: H1,
-    req: Request<RequestBody>,
-) -> Result<Response<Incoming>, TrySendError<Request<RequestBody>>> {
-    let H1 { mut tx, conn } = h1;
-    if let Some(conn) = conn {
-        tokio::spawn(async move {
-            if let Err(e) = conn.with_upgrades().await {
-                tracing::debug!(error = %e, "upstream connection ended");
-            }
-        });
-    }
-    tx.try_send_request(req).await
-}
-
-// === impl H1 ===
-
-impl H1 {
-    /// Polls the connection: request bytes go out, response bytes come in.
-    /// Forgets it once it has ended; that also fails any request it still
-    /// held, so whoever waits for an answer gets one.
-    fn drive(&mut self, cx: &mut Context<'_>) {
-        if let Some(conn) = self.conn.as_mut() {
-            if let Poll::Ready(r) = Pin::new(&mut **conn).poll(cx) {
-                self.conn = None;
-                if let Err(e) = r {
-                    tracing::debug!(error = %e, "upstream connection ended");
-                }
-            }
+/// Hands the connection to hyper's client for an upgrade request: a task
+/// of its own (with upgrades enabled) serves it until the upgrade or the end.
+async fn upgrade(conn: Conn) -> Result<http1::SendRequest<RequestBody>, hyper::Error> {
+    let (tx, conn) = http1::Builder::new()
+        .handshake(TokioIo::new(conn.into_io()))
+        .await?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.with_upgrades().await {
+            tracing::debug!(error = %e, "upstream connection ended");
         }
-    }
-
-    /// Still open and done with its last exchange, ready for a request now.
-    /// The poll here registers no waker: the request's task polls again,
-    /// with its own, as soon as it sends.
-    fn ready_now(&mut self) -> bool {
-        self.drive(&mut Context::from_waker(Waker::noop()));
-        self.conn.is_some() && self.tx.is_ready()
-    }
-}
-
-// === impl Lease ===
-
-impl Lease {
-    /// Polls the leased connection, so that the response body it carries
-    /// moves. True when there is one: the body is then fed by this poll
-    /// alone and can be polled without a waker of its own.
-    pub fn drive(&mut self, cx: &mut Context<'_>) -> bool {
-        match &mut self.0 {
-            Some((_, h1)) => {
-                h1.drive(cx);
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// The response body it travels with has ended: the connection goes back
-    /// to its pool. Calling it again does nothing.
-    pub fn body_done(&mut self) {
-        if let Some((pool, h1)) = self.0.take() {
-            pool.put(h1);
-        }
-    }
+    });
+    Ok(tx)
 }
 
 // === impl Io ===

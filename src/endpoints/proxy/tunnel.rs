@@ -36,12 +36,12 @@ pub async fn forward(
     id: &HeaderValue,
 ) -> Response<Body> {
     let sent = send(&upstream.upgrade_pool, upstream, req, None, Use::Upgrade).await;
-    let (mut res, lease) = match sent {
+    let mut res = match sent {
         Ok(sent) => sent,
         Err(e) => return upstream_failed(upstream, &e, id),
     };
     if res.status() != StatusCode::SWITCHING_PROTOCOLS {
-        return upstream_response(upstream, res, lease);
+        return upstream_response(upstream, res);
     }
     let on_upstream = hyper::upgrade::on(&mut res);
     let label = upstream.label.clone();

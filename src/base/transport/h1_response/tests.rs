@@ -93,9 +93,14 @@ async fn hyper_reads(raw: &'static [u8], head_request: bool) -> Outcome {
     let outcome = async {
         let res = send.send_request(req).await.map_err(|_| ())?;
         let status = res.status().as_u16();
+        // The one deliberate difference: beside Transfer-Encoding, a
+        // Content-Length is dropped (RFC 9112 §6.3 has a proxy remove it),
+        // which hyper's client leaves to its user.
+        let chunked = res.headers().contains_key(http::header::TRANSFER_ENCODING);
         let headers = res
             .headers()
             .iter()
+            .filter(|(k, _)| !(chunked && *k == http::header::CONTENT_LENGTH))
             .map(|(k, v)| (k.as_str().to_owned(), v.as_bytes().to_vec()))
             .collect();
         let body = res.into_body().collect().await.map_err(|_| ())?.to_bytes();
