@@ -41,7 +41,7 @@ use crate::base::identity::IdentityHeaders;
 use crate::endpoints::respond::{self, Answer, Asked, At, Failure, Mode};
 
 use self::body::{IdleBody, PooledBody};
-use self::headers::Forwarding;
+use self::headers::{Carry, Forwarding};
 use self::pool::{Pool, PoolError, Use};
 use self::upstream::Upstream;
 
@@ -140,13 +140,26 @@ pub async fn handle(
         proto,
         host: &host_raw,
     };
+    let pool = upstream_pool(&upstream);
+    // The identity headers go straight into the request head that
+    // portcullis writes when the pool only speaks HTTP/1.1 (the usual
+    // `http://` upstream); hyper's client takes them from the map.
+    let mut lines = Vec::new();
+    let carry = if pool.h1_only() && upgrade.is_none() {
+        lines.reserve(256);
+        Carry::Lines(&mut lines)
+    } else {
+        Carry::Map {
+            upgrade: upgrade.clone(),
+        }
+    };
     rt.proxy.hygiene.scrub_request(
         &mut parts.headers,
         gw.keys.cookie_name(),
         identity,
         session,
         &fwd,
-        upgrade.clone(),
+        carry,
     );
     if let (Some(signer), Some(p)) = (&rt.assertion, &allowed) {
         let value = signer.assertion(p, &host, crate::base::clock::unix_secs());
@@ -174,7 +187,7 @@ pub async fn handle(
     let req = Request::from_parts(parts, body);
     match client_upgrade {
         Some(on_client) => Box::pin(tunnel::forward(&upstream, req, on_client, id)).await,
-        None => forward(&upstream, req, progress.as_deref(), id).await,
+        None => forward(&upstream, req, &lines, progress.as_deref(), id).await,
     }
 }
 
@@ -237,18 +250,13 @@ fn client_proto(h: &HeaderMap, tls: bool, trusted: bool) -> &'static str {
 fn forward<'a>(
     upstream: &'a Arc<Upstream>,
     req: Request<body::RequestBody>,
+    lines: &'a [u8],
     progress: Option<&'a body::Progress>,
     id: &'a HeaderValue,
 ) -> impl Future<Output = Response<Body>> + 'a {
-    let pool = if upstream.preserve_host {
-        // Over HTTP/2 the upstream would take the host from `:authority`, which
-        // must name the upstream itself; HTTP/1.1 carries the client's `Host`.
-        &upstream.upgrade_pool
-    } else {
-        &upstream.pool
-    };
+    let pool = upstream_pool(upstream);
     let started = std::time::Instant::now();
-    send(pool, upstream, req, progress, Use::Exchange).map(move |sent| {
+    send(pool, upstream, req, lines, progress, Use::Exchange).map(move |sent| {
         let status = sent.as_ref().ok().map(Response::status);
         upstream.metrics.observe(status, started.elapsed());
         match sent {
@@ -258,7 +266,18 @@ fn forward<'a>(
     })
 }
 
-/// Sends `req`. The response head must come within
+/// The pool an ordinary (non-upgrade) request to `upstream` goes through.
+fn upstream_pool(upstream: &Upstream) -> &Arc<Pool> {
+    if upstream.preserve_host {
+        // Over HTTP/2 the upstream would take the host from `:authority`, which
+        // must name the upstream itself; HTTP/1.1 carries the client's `Host`.
+        &upstream.upgrade_pool
+    } else {
+        &upstream.pool
+    }
+}
+
+/// Sends `req`, with the header `lines` (see [`Pool::request`]). The response head must come within
 /// `proxy.response_header_timeout` of the request body's end (of the head,
 /// for requests without a body); while the body is going up, the upstream
 /// must take some of it within every such period.
@@ -266,18 +285,19 @@ fn send<'a>(
     pool: &'a Arc<Pool>,
     upstream: &Upstream,
     req: Request<body::RequestBody>,
+    lines: &'a [u8],
     progress: Option<&'a body::Progress>,
     purpose: Use,
 ) -> impl Future<Output = Result<Response<PooledBody>, UpstreamError>> + 'a {
     let limit = upstream.response_header_timeout;
     let sent = match progress {
         None => future::Either::Left(
-            tokio::time::timeout(limit, pool.request(req, purpose))
+            tokio::time::timeout(limit, pool.request(req, lines, purpose))
                 .map(|r| r.map_err(|_| UpstreamError::HeadTimeout)),
         ),
         // Boxed: only requests with a body need the progress watch.
         Some(p) => future::Either::Right(Box::pin(watching_upload(
-            pool.request(req, purpose),
+            pool.request(req, lines, purpose),
             p,
             limit,
         ))),

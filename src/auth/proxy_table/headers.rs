@@ -68,6 +68,17 @@ pub struct Hygiene {
     cfg: HeadersConfig,
 }
 
+/// Where the fresh identity headers go.
+pub enum Carry<'a> {
+    /// Into the request's header map, which any client can send on (HTTP/2,
+    /// upgrades); `upgrade` keeps the `Upgrade` header and says so in
+    /// `Connection`.
+    Map { upgrade: Option<HeaderValue> },
+    /// As header lines (`name: value` CRLF) for an HTTP/1.1 request head
+    /// that portcullis writes itself: no map insert, no copy of the values.
+    Lines(&'a mut Vec<u8>),
+}
+
 /// Where the request came from, for the `X-Forwarded-*` headers.
 pub struct Forwarding<'a> {
     /// The TCP peer.
@@ -108,8 +119,8 @@ impl Hygiene {
         self.removed.iter().any(|r| same_header(name, r))
     }
 
-    /// Scrubs the request headers and adds the identity and forwarding headers.
-    /// `upgrade` keeps the `Upgrade` header and says so in `Connection`.
+    /// Scrubs the request headers and adds the identity headers (where
+    /// `carry` says) and the forwarding headers.
     ///
     /// One pass over the header names finds everything to remove; most
     /// requests carry none of the removed names, and then nothing is hashed,
@@ -121,7 +132,7 @@ impl Hygiene {
         id: &IdentityHeaders,
         session: Option<&Session>,
         fwd: &Forwarding<'_>,
-        upgrade: Option<HeaderValue>,
+        carry: Carry<'_>,
     ) {
         let mut hop = 0u16;
         let mut cookie = false;
@@ -148,7 +159,17 @@ impl Hygiene {
         if cookie {
             strip_own_cookies(h, cookie_name);
         }
-        id.insert_into(&self.cfg, h);
+        let upgrade = match carry {
+            Carry::Map { upgrade } => {
+                id.insert_into(&self.cfg, h);
+                upgrade
+            }
+            // Every client copy of these names was removed above.
+            Carry::Lines(out) => {
+                id.write_lines(&self.cfg, out);
+                None
+            }
+        };
         if let Some(s) = session {
             self.add_tokens(h, s);
         }
@@ -206,6 +227,30 @@ impl IdentityHeaders {
                 .find(|(p, _)| **p == *path.dotted)
                 .map_or(HeaderValue::from_static(""), |(_, v)| identity::copy(v));
             h.insert(name.clone(), v);
+        }
+    }
+
+    /// The same fields as [`Self::insert_into`], as header lines appended to
+    /// `out` (values written from the identity's own bytes, not copied into
+    /// fresh ones).
+    pub fn write_lines(&self, cfg: &HeadersConfig, out: &mut Vec<u8>) {
+        let mut line = |name: &HeaderName, value: &[u8]| {
+            out.extend_from_slice(name.as_str().as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value);
+            out.extend_from_slice(b"\r\n");
+        };
+        line(&cfg.user, self.user.as_bytes());
+        line(&cfg.email, self.email.as_bytes());
+        line(&cfg.groups, self.groups.as_bytes());
+        line(&cfg.preferred_username, self.preferred_username.as_bytes());
+        for (name, path) in &cfg.claims {
+            let v = self
+                .claims
+                .iter()
+                .find(|(p, _)| **p == *path.dotted)
+                .map_or(&b""[..], |(_, v)| v.as_bytes());
+            line(name, v);
         }
     }
 
@@ -479,7 +524,14 @@ mod tests {
 
     /// Scrubs `h` as a plain (non-upgrade) request without a session would be.
     fn scrub(strip: &[&str], h: &mut HeaderMap, id: &IdentityHeaders, trusted: bool) {
-        hygiene(strip).scrub_request(h, "_portcullis", id, None, &fwd(trusted), None);
+        hygiene(strip).scrub_request(
+            h,
+            "_portcullis",
+            id,
+            None,
+            &fwd(trusted),
+            Carry::Map { upgrade: None },
+        );
     }
 
     fn fwd(trusted: bool) -> Forwarding<'static> {
@@ -500,6 +552,54 @@ mod tests {
             );
         }
         h
+    }
+
+    /// Writing the identity as header lines leaves the map and the lines
+    /// together exactly as the map alone would be: every client copy gone,
+    /// each name once, claims without a value written empty.
+    #[test]
+    fn identity_as_lines_matches_identity_in_the_map() {
+        let spoofed = [
+            ("x-auth-user", "mallory"),
+            ("X_Auth_User", "mallory"),
+            ("x-auth-groups", "admins"),
+            ("x-auth-tenant", "t-1"),
+            ("x-auth-preferred_username", "root"),
+            ("cookie", "_portcullis=abc; theme=dark"),
+            ("x-keep", "yes"),
+        ];
+        for id in [
+            IdentityHeaders {
+                user: HeaderValue::from_static("alice"),
+                email: HeaderValue::from_static("alice@example.com"),
+                groups: HeaderValue::from_static("devs,ops"),
+                preferred_username: HeaderValue::from_static("alice.a"),
+                claims: vec![("org.id".into(), HeaderValue::from_static("t-42"))],
+            },
+            IdentityHeaders::empty(),
+        ] {
+            let mut in_map = headers(&spoofed);
+            scrub(&[], &mut in_map, &id, false);
+            let mut as_lines = headers(&spoofed);
+            let mut lines = Vec::new();
+            hygiene(&[]).scrub_request(
+                &mut as_lines,
+                "_portcullis",
+                &id,
+                None,
+                &fwd(false),
+                Carry::Lines(&mut lines),
+            );
+            let text = String::from_utf8(lines).unwrap();
+            assert!(text.ends_with("\r\n"), "{text:?}");
+            for line in text.trim_end_matches("\r\n").split("\r\n") {
+                let (name, value) = line.split_once(": ").expect("name: value");
+                let name = HeaderName::from_bytes(name.as_bytes()).unwrap();
+                assert!(!as_lines.contains_key(&name), "{name} twice");
+                as_lines.append(name, HeaderValue::from_str(value).unwrap());
+            }
+            assert_eq!(as_lines, in_map);
+        }
     }
 
     #[test]
@@ -605,7 +705,9 @@ mod tests {
             &IdentityHeaders::empty(),
             None,
             &fwd(true),
-            Some(HeaderValue::from_static("websocket")),
+            Carry::Map {
+                upgrade: Some(HeaderValue::from_static("websocket")),
+            },
         );
         assert_eq!(h["x-forwarded-for"], "1.2.3.4, 10.0.0.9");
         assert_eq!(h["x-forwarded-proto"], "http");

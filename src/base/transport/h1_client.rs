@@ -169,10 +169,13 @@ impl Conn {
         poll_read_buf(Pin::new(&mut self.io), cx, &mut self.buf)
     }
 
-    /// Sends `req` (its URI in origin form) and waits for the answer's head.
+    /// Sends `req` (its URI in origin form) with the header `lines` after
+    /// its own fields (see [`h1_request::write_head_with`]) and waits for
+    /// the answer's head.
     pub(super) async fn exchange(
         &mut self,
         req: &mut Request<RequestBody>,
+        lines: &[u8],
     ) -> Result<Answer, Failed> {
         let body = req.body();
         let framing = if body.is_end_stream() {
@@ -189,7 +192,14 @@ impl Conn {
         };
         let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
         self.out.clear();
-        h1_request::write_head(&mut self.out, req.method(), target, req.headers(), framing);
+        h1_request::write_head_with(
+            &mut self.out,
+            req.method(),
+            target,
+            req.headers(),
+            lines,
+            framing,
+        );
         let method = req.method();
         let mut up = Upload {
             framing,

@@ -41,6 +41,21 @@ pub fn write_head(
     headers: &HeaderMap,
     body: BodyFraming,
 ) {
+    write_head_with(out, method, target, headers, b"", body);
+}
+
+/// [`write_head`] with `lines`, ready-made header lines (`name: value`
+/// CRLF, names and values already valid), written after the fields of
+/// `headers`. Their names must not be among those of `headers`, nor be a
+/// framing field.
+pub fn write_head_with(
+    out: &mut Vec<u8>,
+    method: &Method,
+    target: &str,
+    headers: &HeaderMap,
+    lines: &[u8],
+    body: BodyFraming,
+) {
     out.extend_from_slice(method.as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(target.as_bytes());
@@ -54,6 +69,7 @@ pub fn write_head(
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
+    out.extend_from_slice(lines);
     match body {
         BodyFraming::Length(n) => {
             // Writing to a Vec cannot fail.

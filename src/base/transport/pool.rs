@@ -77,6 +77,8 @@ pub struct Pool {
     h2: Mutex<Option<http2::SendRequest<RequestBody>>>,
     /// A task closes expired idle connections (started with the first one).
     reaping: AtomicBool,
+    /// ALPN may choose HTTP/2 on this pool's connections.
+    h2_offered: bool,
 }
 
 /// Why a request got no response from the upstream.
@@ -102,6 +104,10 @@ pub enum PoolError {
     /// The same over HTTP/1.1, or the answer's head could not be read.
     #[error("{}", crate::base::error::error_chain(.0))]
     Exchange(#[source] ExchangeError),
+    /// Header lines were given for a request that hyper's client sends (a
+    /// bug in the caller: the lines would be lost).
+    #[error("header lines cannot go over HTTP/2 or with an upgrade")]
+    Lines,
 }
 
 enum Host {
@@ -165,6 +171,10 @@ impl Pool {
             Some(p) => format!("{}:{p}", url.host_str()?),
             None => url.host_str()?.to_owned(),
         };
+        let h2_offered = https
+            && tls
+                .as_ref()
+                .is_some_and(|c| c.alpn_protocols.iter().any(|p| p == b"h2"));
         Some(Pool {
             host,
             port,
@@ -177,6 +187,7 @@ impl Pool {
             idle: Mutex::new(Vec::new()),
             h2: Mutex::new(None),
             reaping: AtomicBool::new(false),
+            h2_offered,
         })
         .filter(|p| !https || p.tls.is_some())
     }
@@ -184,11 +195,19 @@ impl Pool {
     /// Sends `req`, whose URI is in origin form (`/path?query`), on a pooled
     /// connection or a new one. An HTTP/1.1 connection travels with the
     /// response body until its end.
+    ///
+    /// `lines` are header lines written into the HTTP/1.1 request head after
+    /// `req`'s own fields; only a pool that never speaks HTTP/2
+    /// ([`Pool::h1_only`]) takes them, and never for an upgrade.
     pub async fn request(
         self: &Arc<Self>,
         mut req: Request<RequestBody>,
+        lines: &[u8],
         purpose: Use,
     ) -> Result<Response<PooledBody>, PoolError> {
+        if !lines.is_empty() && (!self.h1_only() || purpose == Use::Upgrade) {
+            return Err(PoolError::Lines);
+        }
         let mut retried = false;
         loop {
             let (sender, reused) = match self.checkout(purpose) {
@@ -204,7 +223,7 @@ impl Pool {
                         Err(e) => e,
                     }
                 }
-                Sender::H1(mut conn) => match conn.exchange(&mut req).await {
+                Sender::H1(mut conn) => match conn.exchange(&mut req, lines).await {
                     Ok(answer) => {
                         let res = h1_client::response(self.clone(), conn, answer);
                         return Ok(res.map(PooledBody::H1));
@@ -235,6 +254,13 @@ impl Pool {
                 _ => return Err(PoolError::Request(e.into_error())),
             }
         }
+    }
+
+    /// Every exchange of this pool is HTTP/1.1 on the proxy's own client:
+    /// a plain `http://` upstream, or TLS without `h2` among the ALPN
+    /// protocols offered.
+    pub fn h1_only(&self) -> bool {
+        !self.h2_offered
     }
 
     /// Sends `req` on the shared HTTP/2 connection, forgetting the connection

@@ -35,7 +35,15 @@ pub async fn forward(
     on_client: OnUpgrade,
     id: &HeaderValue,
 ) -> Response<Body> {
-    let sent = send(&upstream.upgrade_pool, upstream, req, None, Use::Upgrade).await;
+    let sent = send(
+        &upstream.upgrade_pool,
+        upstream,
+        req,
+        &[],
+        None,
+        Use::Upgrade,
+    )
+    .await;
     let mut res = match sent {
         Ok(sent) => sent,
         Err(e) => return upstream_failed(upstream, &e, id),
