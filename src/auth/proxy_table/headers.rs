@@ -140,6 +140,7 @@ impl Hygiene {
         // `Forwarded`/`X-Real-IP` from untrusted peers: rare, so the Vec
         // (which allocates only on its first push) usually stays empty.
         let mut doomed: Vec<HeaderName> = Vec::new();
+        let mut sent = Sent::default();
         for name in h.keys() {
             let n = name.as_str();
             if let Some(bit) = hop_bit(n) {
@@ -150,7 +151,13 @@ impl Hygiene {
                 doomed.push(name.clone());
             } else if n == "cookie" {
                 cookie = true;
+            } else {
+                sent.see(n);
             }
+        }
+        if hop & 1 != 0 {
+            // `Connection` may name any of them: known after the removal only.
+            sent.known = false;
         }
         remove_hop_by_hop(h, hop);
         for k in doomed {
@@ -159,21 +166,21 @@ impl Hygiene {
         if cookie {
             strip_own_cookies(h, cookie_name);
         }
-        let upgrade = match carry {
+        let (upgrade, lines) = match carry {
             Carry::Map { upgrade } => {
                 id.insert_into(&self.cfg, h);
-                upgrade
+                (upgrade, None)
             }
             // Every client copy of these names was removed above.
             Carry::Lines(out) => {
                 id.write_lines(&self.cfg, out);
-                None
+                (None, Some(out))
             }
         };
         if let Some(s) = session {
             self.add_tokens(h, s);
         }
-        forwarded(h, fwd);
+        forwarded(h, fwd, &sent, lines);
         if let Some(u) = upgrade {
             h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
             h.insert(header::UPGRADE, u);
@@ -407,9 +414,79 @@ fn strip_own_cookies(h: &mut HeaderMap, cookie_name: &str) {
     }
 }
 
+/// Which of the `X-Forwarded-*` fields the client sent, noted in the pass
+/// over the names.
+#[derive(Debug)]
+struct Sent {
+    /// False when the pass cannot tell (fields named by `Connection` are
+    /// removed after it): then the map is asked.
+    known: bool,
+    xff: bool,
+    xfp: bool,
+    xfh: bool,
+}
+
+impl Default for Sent {
+    fn default() -> Self {
+        Sent {
+            known: true,
+            xff: false,
+            xfp: false,
+            xfh: false,
+        }
+    }
+}
+
+impl Sent {
+    fn see(&mut self, name: &str) {
+        match name {
+            "x-forwarded-for" => self.xff = true,
+            "x-forwarded-proto" => self.xfp = true,
+            "x-forwarded-host" => self.xfh = true,
+            _ => {}
+        }
+    }
+
+    /// Whether `h` holds `name`, one of the three.
+    fn has(&self, h: &HeaderMap, name: &HeaderName) -> bool {
+        if !self.known {
+            return h.contains_key(name);
+        }
+        if name == X_FORWARDED_FOR {
+            self.xff
+        } else if name == X_FORWARDED_PROTO {
+            self.xfp
+        } else {
+            self.xfh
+        }
+    }
+}
+
 /// Sets `X-Forwarded-For/Proto/Host`. A trusted peer's `X-Forwarded-For` is
-/// extended and its `X-Forwarded-Proto/Host` kept; from anyone else they are replaced.
-fn forwarded(h: &mut HeaderMap, fwd: &Forwarding<'_>) {
+/// extended and its `X-Forwarded-Proto/Host` kept; from anyone else they are
+/// replaced. With `lines`, the fields set go there (and any copy is taken
+/// out of `h`) instead of into `h`.
+fn forwarded(
+    h: &mut HeaderMap,
+    fwd: &Forwarding<'_>,
+    sent: &Sent,
+    mut lines: Option<&mut Vec<u8>>,
+) {
+    let mut set =
+        |h: &mut HeaderMap, name: &HeaderName, value: HeaderValue| match lines.as_deref_mut() {
+            Some(out) => {
+                if sent.has(h, name) {
+                    h.remove(name);
+                }
+                out.extend_from_slice(name.as_str().as_bytes());
+                out.extend_from_slice(b": ");
+                out.extend_from_slice(value.as_bytes());
+                out.extend_from_slice(b"\r\n");
+            }
+            None => {
+                h.insert(name.clone(), value);
+            }
+        };
     let mut v4 = [0u8; 15];
     let mut v6 = StackStr::default();
     let peer: &[u8] = match crate::auth::client_addr::canonical(fwd.peer) {
@@ -422,7 +499,7 @@ fn forwarded(h: &mut HeaderMap, fwd: &Forwarding<'_>) {
         }
     };
     // Only a trusted peer's list is read; anyone else's is replaced unread.
-    let prev = if fwd.trusted {
+    let prev = if fwd.trusted && sent.has(h, &X_FORWARDED_FOR) {
         h.get(&X_FORWARDED_FOR)
             .and_then(|v| v.to_str().ok())
             .filter(|p| !p.trim().is_empty())
@@ -433,20 +510,20 @@ fn forwarded(h: &mut HeaderMap, fwd: &Forwarding<'_>) {
         Some(prev) => HeaderValue::from_bytes(&[prev.as_bytes(), b", ", peer].concat()),
         None => HeaderValue::from_bytes(peer),
     };
-    if let Ok(v) = xff {
-        h.insert(X_FORWARDED_FOR.clone(), v);
+    match xff {
+        Ok(v) => set(h, &X_FORWARDED_FOR, v),
+        // Not reached (an address's text and a valid value): never leave
+        // the client's list in place.
+        Err(_) => {
+            h.remove(&X_FORWARDED_FOR);
+        }
     }
-    if !(fwd.trusted && h.contains_key(&X_FORWARDED_PROTO)) {
-        h.insert(
-            X_FORWARDED_PROTO.clone(),
-            HeaderValue::from_static(fwd.proto),
-        );
+    if !(fwd.trusted && sent.has(h, &X_FORWARDED_PROTO)) {
+        set(h, &X_FORWARDED_PROTO, HeaderValue::from_static(fwd.proto));
     }
-    if !(fwd.trusted && h.contains_key(&X_FORWARDED_HOST)) {
+    if !(fwd.trusted && sent.has(h, &X_FORWARDED_HOST)) {
         match HeaderValue::from_str(fwd.host) {
-            Ok(v) => {
-                h.insert(X_FORWARDED_HOST.clone(), v);
-            }
+            Ok(v) => set(h, &X_FORWARDED_HOST, v),
             Err(_) => {
                 h.remove(&X_FORWARDED_HOST);
             }
@@ -554,12 +631,14 @@ mod tests {
         h
     }
 
-    /// Writing the identity as header lines leaves the map and the lines
-    /// together exactly as the map alone would be: every client copy gone,
-    /// each name once, claims without a value written empty.
+    /// Writing the identity and forwarding fields as header lines leaves
+    /// the map and the lines together exactly as the map alone would be:
+    /// every client copy gone (or a trusted peer's kept or extended), each
+    /// name once, claims without a value written empty; also when
+    /// `Connection` or `headers.strip` names a forwarding field.
     #[test]
     fn identity_as_lines_matches_identity_in_the_map() {
-        let spoofed = [
+        let spoofed: &[(&str, &str)] = &[
             ("x-auth-user", "mallory"),
             ("X_Auth_User", "mallory"),
             ("x-auth-groups", "admins"),
@@ -568,7 +647,24 @@ mod tests {
             ("cookie", "_portcullis=abc; theme=dark"),
             ("x-keep", "yes"),
         ];
-        for id in [
+        let forwarding: &[&[(&str, &str)]] = &[
+            &[],
+            &[
+                ("x-forwarded-for", "6.6.6.6"),
+                ("x-forwarded-proto", "gopher"),
+                ("x-forwarded-host", "evil.example"),
+            ],
+            &[
+                ("x-forwarded-for", "6.6.6.6"),
+                ("x-forwarded-for", "7.7.7.7"),
+            ],
+            &[
+                ("connection", "x-forwarded-proto, x-forwarded-for"),
+                ("x-forwarded-proto", "gopher"),
+                ("x-forwarded-for", "6.6.6.6"),
+            ],
+        ];
+        let ids = [
             IdentityHeaders {
                 user: HeaderValue::from_static("alice"),
                 email: HeaderValue::from_static("alice@example.com"),
@@ -577,28 +673,49 @@ mod tests {
                 claims: vec![("org.id".into(), HeaderValue::from_static("t-42"))],
             },
             IdentityHeaders::empty(),
-        ] {
-            let mut in_map = headers(&spoofed);
-            scrub(&[], &mut in_map, &id, false);
-            let mut as_lines = headers(&spoofed);
-            let mut lines = Vec::new();
-            hygiene(&[]).scrub_request(
-                &mut as_lines,
-                "_portcullis",
-                &id,
-                None,
-                &fwd(false),
-                Carry::Lines(&mut lines),
-            );
-            let text = String::from_utf8(lines).unwrap();
-            assert!(text.ends_with("\r\n"), "{text:?}");
-            for line in text.trim_end_matches("\r\n").split("\r\n") {
-                let (name, value) = line.split_once(": ").expect("name: value");
-                let name = HeaderName::from_bytes(name.as_bytes()).unwrap();
-                assert!(!as_lines.contains_key(&name), "{name} twice");
-                as_lines.append(name, HeaderValue::from_str(value).unwrap());
+        ];
+        for id in &ids {
+            for extra in forwarding {
+                for strip in [&[][..], &["x-forwarded-host"][..]] {
+                    for trusted in [false, true] {
+                        let sent: Vec<_> = spoofed.iter().chain(extra.iter()).copied().collect();
+                        let mut in_map = headers(&sent);
+                        scrub(strip, &mut in_map, id, trusted);
+                        let mut as_lines = headers(&sent);
+                        let mut lines = Vec::new();
+                        hygiene(strip).scrub_request(
+                            &mut as_lines,
+                            "_portcullis",
+                            id,
+                            None,
+                            &fwd(trusted),
+                            Carry::Lines(&mut lines),
+                        );
+                        let text = String::from_utf8(lines).unwrap();
+                        assert!(text.ends_with("\r\n"), "{text:?}");
+                        for line in text.trim_end_matches("\r\n").split("\r\n") {
+                            let (name, value) = line.split_once(": ").expect("name: value");
+                            let name = HeaderName::from_bytes(name.as_bytes()).unwrap();
+                            assert!(!as_lines.contains_key(&name), "{name} twice: {sent:?}");
+                            as_lines.append(name, HeaderValue::from_str(value).unwrap());
+                        }
+                        assert_eq!(
+                            as_lines, in_map,
+                            "{sent:?}, trusted {trusted}, strip {strip:?}"
+                        );
+                        // Whatever the client sent, each forwarding field
+                        // reaches the upstream once, a peer's own or ours.
+                        for name in ["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"] {
+                            assert_eq!(in_map.get_all(name).iter().count(), 1, "{name}: {sent:?}");
+                        }
+                        let kept = trusted
+                            && extra.contains(&("x-forwarded-proto", "gopher"))
+                            && !extra.iter().any(|(n, _)| *n == "connection");
+                        let xfp = if kept { "gopher" } else { "https" };
+                        assert_eq!(in_map["x-forwarded-proto"], xfp, "{sent:?}");
+                    }
+                }
             }
-            assert_eq!(as_lines, in_map);
         }
     }
 
@@ -759,7 +876,11 @@ mod tests {
                     peer: peer.parse().unwrap(),
                     ..fwd(trusted)
                 };
-                forwarded(&mut h, &f);
+                let sent = Sent {
+                    xff: true,
+                    ..Sent::default()
+                };
+                forwarded(&mut h, &f, &sent, None);
                 let want = if trusted {
                     format!("1.1.1.1, {want}")
                 } else {
