@@ -21,3 +21,6 @@ pub(crate) mod redirect;
 pub(crate) mod refresh;
 pub mod rules;
 pub mod session;
+
+// The hygiene benchmark scrubs requests as the proxy does.
+pub use proxy_table::headers as proxy_headers;

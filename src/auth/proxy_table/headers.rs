@@ -71,9 +71,11 @@ pub struct Hygiene {
 /// Where the fresh identity headers go.
 pub enum Carry<'a> {
     /// Into the request's header map, which any client can send on (HTTP/2,
-    /// upgrades); `upgrade` keeps the `Upgrade` header and says so in
-    /// `Connection`.
-    Map { upgrade: Option<HeaderValue> },
+    /// upgrades).
+    Map {
+        /// Keeps the `Upgrade` header (this value) and says so in `Connection`.
+        upgrade: Option<HeaderValue>,
+    },
     /// As header lines (`name: value` CRLF) for an HTTP/1.1 request head
     /// that portcullis writes itself: no map insert, no copy of the values.
     Lines(&'a mut Vec<u8>),
