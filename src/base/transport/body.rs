@@ -1,15 +1,16 @@
 //! Bodies streamed through the proxy, frame by frame, never collected: the
 //! client's request body going up and the upstream's response body coming
-//! back. hyper polls the next frame only when the other side has taken the
-//! previous one, so backpressure carries through end to end.
+//! back. Whoever sends a body on (hyper's server towards the client, the
+//! upstream client going up) polls its next frame only once the previous
+//! one is written, so backpressure carries through end to end.
 //!
 //! The request body also reports its progress ([`Progress`]) so that the
 //! response-head timeout starts once the upload is complete, not when the
 //! request head went out: a 1 GiB upload may take longer than the timeout.
 //!
 //! [`IdleBody`] adds `proxy.idle_timeout`: a body that moves no frame for
-//! that long ends with an error, which makes hyper cut the stream (reset on
-//! HTTP/2, closed connection on HTTP/1.1). The timer is armed only when the
+//! that long ends with an error, which cuts the stream (reset on HTTP/2,
+//! closed connection on HTTP/1.1). The timer is armed only when the
 //! inner body is not ready, so a body that is already complete costs nothing.
 
 use std::fmt;

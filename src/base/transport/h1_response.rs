@@ -143,8 +143,12 @@ pub fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>
     let mut fields = Fields::default();
     for &(name, name_len, value, value_len) in &at[..n] {
         let (name, value) = (name as usize, value as usize);
-        let name = HeaderName::from_bytes(&head[name..name + name_len as usize])
-            .map_err(|_| ReadError::Malformed(httparse::Error::HeaderName))?;
+        let raw = &head[name..name + name_len as usize];
+        let name = match known_name(raw) {
+            Some(known) => known.clone(),
+            None => HeaderName::from_bytes(raw)
+                .map_err(|_| ReadError::Malformed(httparse::Error::HeaderName))?,
+        };
         let value = head.slice(value..value + value_len as usize);
         fields.see(&name, &value);
         let value = HeaderValue::from_maybe_shared(value)
@@ -165,6 +169,54 @@ pub fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>
         framing,
         reusable,
     }))
+}
+
+/// The names answers carry most, by length: found by a compare instead of
+/// `HeaderName::from_bytes`'s parse (pre-interned, as the names of a
+/// standard header are).
+static KNOWN_NAMES: [&[HeaderName]; 26] = [
+    &[],
+    &[],
+    &[],
+    &[header::AGE],
+    &[header::DATE, header::ETAG, header::VARY, header::LINK],
+    &[header::ALLOW],
+    &[header::SERVER, header::PRAGMA],
+    &[header::EXPIRES],
+    &[header::LOCATION],
+    &[],
+    &[header::SET_COOKIE, header::CONNECTION],
+    &[],
+    &[header::CONTENT_TYPE],
+    &[
+        header::CACHE_CONTROL,
+        header::LAST_MODIFIED,
+        header::ACCEPT_RANGES,
+    ],
+    &[header::CONTENT_LENGTH],
+    &[header::X_FRAME_OPTIONS],
+    &[
+        header::CONTENT_ENCODING,
+        header::CONTENT_LANGUAGE,
+        header::X_XSS_PROTECTION,
+    ],
+    &[header::TRANSFER_ENCODING],
+    &[],
+    &[header::CONTENT_DISPOSITION],
+    &[],
+    &[],
+    &[header::X_CONTENT_TYPE_OPTIONS],
+    &[header::CONTENT_SECURITY_POLICY],
+    &[],
+    &[header::STRICT_TRANSPORT_SECURITY],
+];
+
+/// `raw` as one of [`KNOWN_NAMES`], in any letter case.
+fn known_name(raw: &[u8]) -> Option<&'static HeaderName> {
+    KNOWN_NAMES
+        .get(raw.len())?
+        .iter()
+        .find(|n| n.as_str().as_bytes().eq_ignore_ascii_case(raw))
 }
 
 impl Head {

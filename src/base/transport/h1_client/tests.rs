@@ -414,3 +414,30 @@ async fn a_body_of_unknown_length_goes_up_chunked_and_whole() {
     assert_eq!(decoded, "abcde", "{body:?}");
     assert!(body.ends_with("0\r\n\r\n"), "{body:?}");
 }
+
+#[tokio::test]
+async fn an_answer_to_head_has_no_body_whatever_its_length_says() {
+    fn script(n: usize) -> Act {
+        match n {
+            0 => Act::Answer("HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n"),
+            _ => Act::Answer(OK),
+        }
+    }
+    let (up, front) = setup(script).await;
+    let client = reqwest::Client::new();
+    let res = client
+        .head(format!("http://{front}/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-length"], "5");
+    // Had the reader waited for five bytes, the next answer would be them.
+    let next = tokio::time::timeout(Duration::from_secs(5), send(front, "GET", "/", None)).await;
+    assert_eq!(next.expect("answered"), (200, "ok".into()));
+    assert_eq!(
+        up.accepted.load(Ordering::SeqCst),
+        1,
+        "reused after the HEAD"
+    );
+}

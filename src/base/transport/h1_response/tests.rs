@@ -396,3 +396,34 @@ proptest! {
         prop_assert!(head.reusable);
     }
 }
+
+#[test]
+fn known_names_are_the_parsed_names_in_any_case() {
+    for (len, names) in KNOWN_NAMES.iter().enumerate() {
+        for name in *names {
+            assert_eq!(name.as_str().len(), len, "{name} filed under {len}");
+            let lower = name.as_str();
+            let upper = lower.to_ascii_uppercase();
+            let mixed: String = lower
+                .chars()
+                .enumerate()
+                .map(|(i, c)| {
+                    if i % 2 == 0 {
+                        c.to_ascii_uppercase()
+                    } else {
+                        c
+                    }
+                })
+                .collect();
+            for spelling in [lower, &upper, &mixed] {
+                let parsed = HeaderName::from_bytes(spelling.as_bytes()).unwrap();
+                assert_eq!(known_name(spelling.as_bytes()), Some(&parsed), "{spelling}");
+            }
+        }
+    }
+    // Same length, another name; a name one byte off.
+    assert_eq!(known_name(b"x-custom"), None);
+    assert_eq!(known_name(b"content-lengtx"), None);
+    assert_eq!(known_name(b""), None);
+    assert_eq!(known_name(&[b'a'; 300]), None);
+}
