@@ -28,7 +28,7 @@ use std::sync::Arc;
 
 use futures_util::future::{self, FutureExt as _};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Request, Response, Version};
+use http::{Method, Request, Response, Version};
 use http_body_util::Either;
 use hyper::body::Incoming;
 
@@ -85,6 +85,15 @@ pub async fn handle(
     let Ok(host) = normalize_host(&host_raw) else {
         return respond::failure(Some(&rt), &at, Failure::BadHost);
     };
+    if req.method() == Method::CONNECT {
+        // Not a forward proxy: a CONNECT's 2xx would turn the upstream
+        // connection into a tunnel that portcullis never looks into.
+        return respond::failure(
+            Some(&rt),
+            &at,
+            Failure::Method("CONNECT is not served: this is not a forward proxy"),
+        );
+    }
     let path = match normalize(split_target(req.uri().path())) {
         Ok(p) => p,
         Err(e) => return respond::failure(Some(&rt), &at, Failure::BadPath(&e)),

@@ -319,6 +319,26 @@ async fn pooled_harness() -> (Harness, std::sync::Arc<std::sync::atomic::AtomicU
 }
 
 #[tokio::test]
+async fn connect_is_refused_before_any_upstream_sees_it() {
+    use std::sync::atomic::Ordering;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (h, accepted) = pooled_harness().await;
+    let addr = h.base.trim_start_matches("http://").to_owned();
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"CONNECT app.test:80 HTTP/1.1\r\nHost: app.test\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = vec![0u8; 1024];
+    let n = s.read(&mut head).await.unwrap();
+    let head = String::from_utf8_lossy(&head[..n]);
+    assert!(head.starts_with("HTTP/1.1 405"), "{head}");
+    assert_eq!(accepted.load(Ordering::SeqCst), 0, "the upstream saw it");
+    // A normal request still goes through.
+    let (status, _) = get_app(&h.base, &h.client(), "/").await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
 async fn upstream_connections_are_reused_and_replaced_when_the_upstream_closes_them() {
     use std::sync::atomic::Ordering;
     let (h, accepted) = pooled_harness().await;

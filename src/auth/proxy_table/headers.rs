@@ -47,6 +47,19 @@ static URL_OVERRIDES: [&str; 5] = [
     "x-forwarded-port",
 ];
 
+/// Fields whose meaning portcullis or the HTTP layer sets: a client's
+/// spelling of them with another separator than `-` (`X_Forwarded_For`,
+/// `Content_Length`) is removed, as CGI-style stacks read `_` as `-`.
+static RESPELLED: [&str; 7] = [
+    "content-length",
+    "transfer-encoding",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "forwarded",
+    "x-real-ip",
+];
+
 static HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
@@ -147,7 +160,9 @@ impl Hygiene {
             let n = name.as_str();
             if let Some(bit) = hop_bit(n) {
                 hop |= bit;
-            } else if (!fwd.trusted && (n == "forwarded" || n == "x-real-ip")) || self.is_removed(n)
+            } else if (!fwd.trusted && (n == "forwarded" || n == "x-real-ip"))
+                || self.is_removed(n)
+                || respelled(n)
             {
                 // Before the `cookie` test: `headers.strip` may name `Cookie`.
                 doomed.push(name.clone());
@@ -277,6 +292,13 @@ impl IdentityHeaders {
 fn sensitive(mut v: HeaderValue) -> HeaderValue {
     v.set_sensitive(true);
     v
+}
+
+/// `name` is one of [`RESPELLED`] written with another separator than `-`.
+fn respelled(name: &str) -> bool {
+    name.bytes()
+        .any(|b| !b.is_ascii_alphanumeric() && b != b'-')
+        && RESPELLED.iter().any(|r| same_header(name, r))
 }
 
 /// `name` (already lower case) equals `canonical` when any separator counts as `-`.
@@ -501,16 +523,25 @@ fn forwarded(
         }
     };
     // Only a trusted peer's list is read; anyone else's is replaced unread.
-    let prev = if fwd.trusted && sent.has(h, &X_FORWARDED_FOR) {
-        h.get(&X_FORWARDED_FOR)
-            .and_then(|v| v.to_str().ok())
-            .filter(|p| !p.trim().is_empty())
+    // Every line of it counts, in order (a front proxy may add its own line
+    // rather than extend the client's).
+    let mut list: Vec<u8> = Vec::new();
+    if fwd.trusted && sent.has(h, &X_FORWARDED_FOR) {
+        for line in h.get_all(&X_FORWARDED_FOR) {
+            let Ok(line) = line.to_str() else { continue };
+            let line = line.trim();
+            if line.is_empty() {
+                continue;
+            }
+            list.extend_from_slice(line.as_bytes());
+            list.extend_from_slice(b", ");
+        }
+    }
+    let xff = if list.is_empty() {
+        HeaderValue::from_bytes(peer)
     } else {
-        None
-    };
-    let xff = match prev {
-        Some(prev) => HeaderValue::from_bytes(&[prev.as_bytes(), b", ", peer].concat()),
-        None => HeaderValue::from_bytes(peer),
+        list.extend_from_slice(peer);
+        HeaderValue::from_maybe_shared(bytes::Bytes::from(list))
     };
     match xff {
         Ok(v) => set(h, &X_FORWARDED_FOR, v),
@@ -718,6 +749,82 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    #[test]
+    fn framing_and_forwarding_fields_in_other_spellings_are_removed() {
+        for trusted in [false, true] {
+            let mut h = headers(&[
+                ("content_length", "99"),
+                ("transfer_encoding", "chunked"),
+                ("x_forwarded_for", "6.6.6.6"),
+                ("X_Forwarded_Proto", "gopher"),
+                ("x.forwarded.host", "evil.example"),
+                ("x_real_ip", "6.6.6.6"),
+                ("forwarded_", "for=6.6.6.6"),
+                ("x-real-ip", "7.7.7.7"),
+                ("x_custom", "stays"),
+            ]);
+            scrub(&[], &mut h, &IdentityHeaders::empty(), trusted);
+            for gone in [
+                "content_length",
+                "transfer_encoding",
+                "x_forwarded_for",
+                "x_forwarded_proto",
+                "x.forwarded.host",
+                "x_real_ip",
+            ] {
+                assert!(!h.contains_key(gone), "{gone} survived: {h:?}");
+            }
+            // Not a respelling of one of them (one separator too many).
+            assert_eq!(h["forwarded_"], "for=6.6.6.6");
+            assert_eq!(h["x_custom"], "stays");
+            assert_eq!(h.contains_key("x-real-ip"), trusted);
+            assert_eq!(h["x-forwarded-for"], "10.0.0.9");
+        }
+    }
+
+    #[test]
+    fn a_trusted_peers_forwarding_lines_are_all_kept() {
+        let sent = [
+            ("x-forwarded-for", "6.6.6.6"),
+            ("x-forwarded-for", " 10.1.1.1 , 10.2.2.2"),
+            ("x-forwarded-for", ""),
+            ("x-forwarded-for", "caf\u{e9}"),
+        ];
+        for lines in [false, true] {
+            let mut h = HeaderMap::new();
+            for (k, v) in sent {
+                h.append(k, HeaderValue::from_bytes(v.as_bytes()).unwrap());
+            }
+            let mut out = Vec::new();
+            let carry = if lines {
+                Carry::Lines(&mut out)
+            } else {
+                Carry::Map { upgrade: None }
+            };
+            hygiene(&[]).scrub_request(
+                &mut h,
+                "_portcullis",
+                &IdentityHeaders::empty(),
+                None,
+                &fwd(true),
+                carry,
+            );
+            let text = String::from_utf8(out).unwrap();
+            let xff = if lines {
+                assert!(!h.contains_key("x-forwarded-for"));
+                text.lines()
+                    .find_map(|l| l.strip_prefix("x-forwarded-for: "))
+                    .unwrap()
+                    .trim_end()
+                    .to_owned()
+            } else {
+                assert_eq!(h.get_all("x-forwarded-for").iter().count(), 1);
+                h["x-forwarded-for"].to_str().unwrap().to_owned()
+            };
+            assert_eq!(xff, "6.6.6.6, 10.1.1.1 , 10.2.2.2, 10.0.0.9");
         }
     }
 

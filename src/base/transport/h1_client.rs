@@ -37,6 +37,10 @@ use super::pool::{Io, Pool};
 /// Room made in the read buffer before each read.
 const READ_CHUNK: usize = 16 * 1024;
 
+/// Buffers larger than this (a request head near `max_header_bytes`, an
+/// answer read in large pieces) are not kept by an idle connection.
+const KEPT_WHILE_IDLE: usize = 64 * 1024;
+
 /// An HTTP/1.1 connection to an upstream, idle or in one exchange.
 pub(super) struct Conn {
     io: Io,
@@ -82,10 +86,12 @@ pub(super) struct Failed {
     pub replayable: bool,
 }
 
-/// An answer's head, and whether the whole request had gone up before it came.
+/// An answer's head, and whether the request leaves the connection fit for
+/// another one: all of it written before the answer came, and no `CONNECT`
+/// (whose 2xx answer makes the connection a tunnel).
 pub(super) struct Answer {
     pub head: h1_response::Head,
-    pub uploaded: bool,
+    pub clean: bool,
 }
 
 /// Where the request stands on its way up.
@@ -108,11 +114,16 @@ struct Upload {
     replayable: bool,
     /// A byte of answer has been read.
     answered: bool,
+    /// The request is a `CONNECT`.
+    connect: bool,
 }
 
 impl Upload {
-    fn done(&self) -> bool {
-        self.body_done && !self.unflushed && self.data.is_empty()
+    /// Every byte of the request written and flushed; `out_len` is the
+    /// length of `Conn::out`, whose last bytes (a chunked body's end) may
+    /// still wait after the body itself has ended.
+    fn done(&self, out_len: usize) -> bool {
+        self.body_done && self.out_at == out_len && self.data.is_empty() && !self.unflushed
     }
 
     fn failed(&self, error: ExchangeError) -> Failed {
@@ -143,6 +154,17 @@ impl Conn {
             io,
             buf: BytesMut::with_capacity(READ_CHUNK),
             out: Vec::with_capacity(1024),
+        }
+    }
+
+    /// Lets go of buffers grown past [`KEPT_WHILE_IDLE`] before the
+    /// connection waits in its pool.
+    fn trim(&mut self) {
+        if self.out.capacity() > KEPT_WHILE_IDLE {
+            self.out = Vec::with_capacity(1024);
+        }
+        if self.buf.is_empty() && self.buf.capacity() > KEPT_WHILE_IDLE {
+            self.buf = BytesMut::with_capacity(READ_CHUNK);
         }
     }
 
@@ -219,6 +241,7 @@ impl Conn {
                     || method == Method::OPTIONS
                     || method == Method::TRACE),
             answered: false,
+            connect: method == Method::CONNECT,
         };
         let head_request = method == Method::HEAD;
         let body = req.body_mut();
@@ -245,8 +268,8 @@ impl Conn {
                     return Poll::Ready(Err(up.failed(ExchangeError::Switched)));
                 }
                 Ok(Some(head)) => {
-                    let uploaded = up.done();
-                    return Poll::Ready(Ok(Answer { head, uploaded }));
+                    let clean = up.done(self.out.len()) && !up.connect;
+                    return Poll::Ready(Ok(Answer { head, clean }));
                 }
                 Ok(None) => up.answered |= !self.buf.is_empty(),
                 Err(e) => return Poll::Ready(Err(up.failed(e.into()))),
@@ -396,8 +419,9 @@ impl UpstreamBody {
     /// The body has ended: its connection goes back to the pool, if it can.
     fn give_back(&mut self) {
         self.left = Left::End;
-        if let Some((pool, conn)) = self.conn.take() {
+        if let Some((pool, mut conn)) = self.conn.take() {
             if self.reusable && conn.buf.is_empty() {
+                conn.trim();
                 pool.put(conn);
             }
         }
@@ -488,7 +512,7 @@ pub(super) fn response(pool: Arc<Pool>, conn: Conn, answer: Answer) -> Response<
         framing,
         reusable,
     } = answer.head;
-    let body = UpstreamBody::new(pool, conn, framing, reusable && answer.uploaded);
+    let body = UpstreamBody::new(pool, conn, framing, reusable && answer.clean);
     let mut res = Response::new(body);
     *res.status_mut() = status;
     *res.version_mut() = version;

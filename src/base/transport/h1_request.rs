@@ -28,8 +28,8 @@ pub enum BodyFraming {
 }
 
 /// Appends the request head to `out`: the request line with `target` (the
-/// path and query, or `*`), every field of `headers` but the framing ones,
-/// then the framing field for `body`.
+/// path and query, or `*`), every field of `headers` but the framing ones
+/// (several `Cookie` fields as one), then the framing field for `body`.
 ///
 /// [`BodyFraming::Empty`] writes no framing field, as hyper's client does
 /// for an empty body; a request whose client sent `Content-Length: 0` goes
@@ -60,14 +60,25 @@ pub fn write_head_with(
     out.push(b' ');
     out.extend_from_slice(target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
+    // The values of one name come one after another: a second `Cookie`
+    // joins the first's line (RFC 9113 §8.2.3: an HTTP/2 client's cookies
+    // come as separate fields and go on as one over HTTP/1.1).
+    let mut last_was_cookie = false;
     for (name, value) in headers {
         if name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING {
+            last_was_cookie = false;
             continue;
         }
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
+        if name == header::COOKIE && last_was_cookie {
+            out.truncate(out.len() - 2);
+            out.extend_from_slice(b"; ");
+        } else {
+            out.extend_from_slice(name.as_str().as_bytes());
+            out.extend_from_slice(b": ");
+        }
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
+        last_was_cookie = name == header::COOKIE;
     }
     out.extend_from_slice(lines);
     match body {

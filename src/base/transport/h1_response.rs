@@ -433,8 +433,12 @@ fn chunk_size(line: &[u8]) -> Result<u64, ReadError> {
     if hex_len == 0 || hex_len > 16 {
         return Err(ReadError::Chunk);
     }
-    let rest = &line[hex_len..];
-    let rest = rest.trim_ascii_start();
+    // Only spaces and tabs (RFC 9112's BWS) may come before `;`: a bare CR
+    // or a form feed there is refused, as hyper refuses it.
+    let mut rest = &line[hex_len..];
+    while let [b' ' | b'\t', tail @ ..] = rest {
+        rest = tail;
+    }
     if !(rest.is_empty() || rest[0] == b';') {
         return Err(ReadError::Chunk);
     }

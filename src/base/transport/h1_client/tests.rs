@@ -19,6 +19,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::super::body::IdleBody;
+use super::super::h1_request;
 use super::super::pool::{Pool, Use};
 
 /// What the upstream does with the `n`th request it reads (from 0, over all
@@ -440,4 +441,38 @@ async fn an_answer_to_head_has_no_body_whatever_its_length_says() {
         1,
         "reused after the HEAD"
     );
+}
+
+/// The end of a chunked body can still wait in the framing buffer after
+/// the body itself has ended: until it is written, the request is not
+/// done, and an answer that comes meanwhile leaves the connection unfit
+/// for another request (which would be written into this one's body).
+#[test]
+fn a_request_is_done_only_when_its_last_bytes_are_written() {
+    let up = |out_at: usize, data: &'static [u8], unflushed: bool, body_done: bool| super::Upload {
+        framing: h1_request::BodyFraming::Chunked,
+        left: 0,
+        out_at,
+        data: Bytes::from_static(data),
+        wrote: true,
+        unflushed,
+        in_chunk: true,
+        body_done,
+        replayable: false,
+        answered: false,
+        connect: false,
+    };
+    let last = b"\r\n0\r\n\r\n".len();
+    assert!(up(last, b"", false, true).done(last));
+    assert!(
+        !up(0, b"", false, true).done(last),
+        "the last chunk unwritten"
+    );
+    assert!(
+        !up(3, b"", false, true).done(last),
+        "the last chunk half written"
+    );
+    assert!(!up(last, b"x", false, true).done(last), "data unwritten");
+    assert!(!up(last, b"", true, true).done(last), "not flushed");
+    assert!(!up(last, b"", false, false).done(last), "the body goes on");
 }
