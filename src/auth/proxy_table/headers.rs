@@ -23,6 +23,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 use crate::auth::session::Session;
+use crate::base::h1_request::write_field;
 use crate::base::http_util::{self, StackStr};
 use crate::base::identity::{self, IdentityHeaders};
 use crate::config::HeadersConfig;
@@ -180,6 +181,7 @@ impl Hygiene {
         for k in doomed {
             h.remove(k);
         }
+        sent.settle(h);
         if cookie {
             strip_own_cookies(h, cookie_name);
         }
@@ -258,12 +260,7 @@ impl IdentityHeaders {
     /// `out` (values written from the identity's own bytes, not copied into
     /// fresh ones).
     pub fn write_lines(&self, cfg: &HeadersConfig, out: &mut Vec<u8>) {
-        let mut line = |name: &HeaderName, value: &[u8]| {
-            out.extend_from_slice(name.as_str().as_bytes());
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(value);
-            out.extend_from_slice(b"\r\n");
-        };
+        let mut line = |name: &HeaderName, value: &[u8]| write_field(out, name, value);
         line(&cfg.user, self.user.as_bytes());
         line(&cfg.email, self.email.as_bytes());
         line(&cfg.groups, self.groups.as_bytes());
@@ -443,7 +440,7 @@ fn strip_own_cookies(h: &mut HeaderMap, cookie_name: &str) {
 #[derive(Debug)]
 struct Sent {
     /// False when the pass cannot tell (fields named by `Connection` are
-    /// removed after it): then the map is asked.
+    /// removed after it): then the map is asked ([`Sent::settle`]).
     known: bool,
     xff: bool,
     xfp: bool,
@@ -471,17 +468,13 @@ impl Sent {
         }
     }
 
-    /// Whether `h` holds `name`, one of the three.
-    fn has(&self, h: &HeaderMap, name: &HeaderName) -> bool {
+    /// Asks `h` (after the removals) when the pass could not tell.
+    fn settle(&mut self, h: &HeaderMap) {
         if !self.known {
-            return h.contains_key(name);
-        }
-        if name == X_FORWARDED_FOR {
-            self.xff
-        } else if name == X_FORWARDED_PROTO {
-            self.xfp
-        } else {
-            self.xfh
+            self.xff = h.contains_key(&X_FORWARDED_FOR);
+            self.xfp = h.contains_key(&X_FORWARDED_PROTO);
+            self.xfh = h.contains_key(&X_FORWARDED_HOST);
+            self.known = true;
         }
     }
 }
@@ -496,16 +489,17 @@ fn forwarded(
     sent: &Sent,
     mut lines: Option<&mut Vec<u8>>,
 ) {
+    // `present`: the client's copy is in `h` (taken out when the field
+    // goes into the lines).
     let mut set =
-        |h: &mut HeaderMap, name: &HeaderName, value: HeaderValue| match lines.as_deref_mut() {
+        |h: &mut HeaderMap, name: &HeaderName, present: bool, value: HeaderValue| match lines
+            .as_deref_mut()
+        {
             Some(out) => {
-                if sent.has(h, name) {
+                if present {
                     h.remove(name);
                 }
-                out.extend_from_slice(name.as_str().as_bytes());
-                out.extend_from_slice(b": ");
-                out.extend_from_slice(value.as_bytes());
-                out.extend_from_slice(b"\r\n");
+                write_field(out, name, value.as_bytes());
             }
             None => {
                 h.insert(name.clone(), value);
@@ -526,7 +520,7 @@ fn forwarded(
     // Every line of it counts, in order (a front proxy may add its own line
     // rather than extend the client's).
     let mut list: Vec<u8> = Vec::new();
-    if fwd.trusted && sent.has(h, &X_FORWARDED_FOR) {
+    if fwd.trusted && sent.xff {
         for line in h.get_all(&X_FORWARDED_FOR) {
             let Ok(line) = line.to_str() else { continue };
             let line = line.trim();
@@ -544,19 +538,20 @@ fn forwarded(
         HeaderValue::from_maybe_shared(bytes::Bytes::from(list))
     };
     match xff {
-        Ok(v) => set(h, &X_FORWARDED_FOR, v),
+        Ok(v) => set(h, &X_FORWARDED_FOR, sent.xff, v),
         // Not reached (an address's text and a valid value): never leave
         // the client's list in place.
         Err(_) => {
             h.remove(&X_FORWARDED_FOR);
         }
     }
-    if !(fwd.trusted && sent.has(h, &X_FORWARDED_PROTO)) {
-        set(h, &X_FORWARDED_PROTO, HeaderValue::from_static(fwd.proto));
+    if !(fwd.trusted && sent.xfp) {
+        let v = HeaderValue::from_static(fwd.proto);
+        set(h, &X_FORWARDED_PROTO, sent.xfp, v);
     }
-    if !(fwd.trusted && sent.has(h, &X_FORWARDED_HOST)) {
+    if !(fwd.trusted && sent.xfh) {
         match HeaderValue::from_str(fwd.host) {
-            Ok(v) => set(h, &X_FORWARDED_HOST, v),
+            Ok(v) => set(h, &X_FORWARDED_HOST, sent.xfh, v),
             Err(_) => {
                 h.remove(&X_FORWARDED_HOST);
             }

@@ -13,7 +13,7 @@
 
 use std::io::Write as _;
 
-use http::header::{self, HeaderMap};
+use http::header::{self, HeaderMap, HeaderName};
 use http::Method;
 
 /// How the request's body goes up.
@@ -72,12 +72,11 @@ pub fn write_head_with(
         if name == header::COOKIE && last_was_cookie {
             out.truncate(out.len() - 2);
             out.extend_from_slice(b"; ");
+            out.extend_from_slice(value.as_bytes());
+            out.extend_from_slice(b"\r\n");
         } else {
-            out.extend_from_slice(name.as_str().as_bytes());
-            out.extend_from_slice(b": ");
+            write_field(out, name, value.as_bytes());
         }
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
         last_was_cookie = name == header::COOKIE;
     }
     out.extend_from_slice(lines);
@@ -89,6 +88,15 @@ pub fn write_head_with(
         BodyFraming::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
         BodyFraming::Empty => {}
     }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends one header line, `name: value` CRLF (`value` already valid as a
+/// field value).
+pub fn write_field(out: &mut Vec<u8>, name: &HeaderName, value: &[u8]) {
+    out.extend_from_slice(name.as_str().as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
     out.extend_from_slice(b"\r\n");
 }
 
