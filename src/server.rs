@@ -1,6 +1,7 @@
 //! Listeners and connections: accept (capped by a semaphore taken before
 //! accept), optional TLS (rustls, ALPN `h2` and `http/1.1`), HTTP/1.1 and
-//! HTTP/2 on the same port (hyper-util `auto`), header-read and idle
+//! HTTP/2 on the same port (bodiless HTTP/1.1 requests on the server's own
+//! path, the rest on hyper-util `auto`), header-read and idle
 //! timeouts, a head-size limit, routing to the endpoints, and graceful drain
 //! on shutdown. Makes no authentication decision: the router hands each
 //! request to `forward_auth`, `login`, `logout`, `debug`, `proxy`, `admin`
@@ -94,6 +95,8 @@ struct Shared {
     builder: auto::Builder<TokioExecutor>,
     idle_timeout: Duration,
     header_read_timeout: Duration,
+    /// The longest request head read (`server.max_header_bytes`, at least 8 KiB).
+    max_head: usize,
     /// Open connections per client, for `server.max_connections_per_client`.
     clients: ClientCounts,
 }

@@ -16,10 +16,10 @@
 //! (`oidc.rp_logout = true`): the IdP's `end_session_endpoint` with
 //! `id_token_hint`, `post_logout_redirect_uri` and `client_id`.
 
+use crate::base::transport::body::ClientBody;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt as _, Limited};
-use hyper::body::Incoming;
 use serde_json::Value;
 
 use crate::auth::bearer::token::{Expect, Parsed};
@@ -69,7 +69,7 @@ pub struct LogoutTarget {
 }
 
 /// `POST <prefix>/backchannel_logout`.
-pub async fn backchannel(gw: &Gateway, req: Request<Incoming>) -> Response<Body> {
+pub async fn backchannel(gw: &Gateway, req: Request<ClientBody>) -> Response<Body> {
     let result = logout(gw, req).await;
     crate::base::metrics::global().backchannel_logout(result.is_ok());
     match result {
@@ -96,7 +96,7 @@ pub async fn backchannel(gw: &Gateway, req: Request<Incoming>) -> Response<Body>
 
 async fn logout(
     gw: &Gateway,
-    req: Request<Incoming>,
+    req: Request<ClientBody>,
 ) -> Result<(LogoutTarget, usize), LogoutError> {
     let body = Limited::new(req.into_body(), MAX_BODY)
         .collect()

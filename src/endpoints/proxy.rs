@@ -26,11 +26,11 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use crate::base::transport::body::ClientBody;
 use futures_util::future::{self, FutureExt as _};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, Version};
 use http_body_util::Either;
-use hyper::body::Incoming;
 
 use crate::auth::pipeline::{Gateway, Principal};
 use crate::auth::rules::host::normalize_host;
@@ -71,7 +71,7 @@ pub enum UpstreamError {
 /// runs in its span only with debug logging on; see `server::router`).
 pub async fn handle(
     gw: &Gateway,
-    mut req: Request<Incoming>,
+    mut req: Request<ClientBody>,
     peer: SocketAddr,
     tls: bool,
     id: &HeaderValue,

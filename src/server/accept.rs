@@ -60,6 +60,7 @@ pub async fn serve(
         builder,
         idle_timeout: limits.idle_timeout,
         header_read_timeout: limits.header_read_timeout,
+        max_head: limits.max_header_bytes.max(8192),
         clients: ClientCounts::default(),
     });
     let max = limits.max_connections.clamp(1, u32::MAX as usize >> 3);

@@ -1,7 +1,8 @@
-//! One client connection: the optional TLS handshake, hyper's HTTP/1.1 and
-//! HTTP/2 serving, and the watchdog that keeps the header-read and idle
-//! timeouts and the shutdown drain without a timer on the request path
-//! (see [`ConnCtl`]).
+//! One client connection: the optional TLS handshake, the server's own
+//! HTTP/1.1 path for requests without a body (`h1`), hyper's HTTP/1.1 and
+//! HTTP/2 serving for everything else, and the watchdog that keeps the
+//! header-read and idle timeouts and the shutdown drain without a timer on
+//! the request path (see [`ConnCtl`]).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -13,6 +14,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures_util::future::{self, Either};
 use http::{Request, Response};
 use hyper::body::Incoming;
@@ -23,9 +25,12 @@ use tokio::sync::{watch, OwnedSemaphorePermit};
 
 use crate::base::clock;
 use crate::base::http_util::Body;
+use crate::base::transport::body::ClientBody;
 
 use super::router::{route, Routed};
 use super::Shared;
+
+mod h1;
 
 pub(super) async fn connection(
     shared: Arc<Shared>,
@@ -43,15 +48,16 @@ pub(super) async fn connection(
     match &shared.tls {
         None => {
             let io = Tracked::new(stream, ctl.clone());
-            drive(io, peer, false, ctl, stop).await;
+            drive(io, peer, false, false, ctl, stop).await;
         }
         Some(acceptor) => {
             let handshake =
                 tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await;
             match handshake {
                 Ok(Ok(tls)) => {
+                    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
                     let io = Tracked::new(tls, ctl.clone());
-                    drive(io, peer, true, ctl, stop).await;
+                    drive(io, peer, true, h2, ctl, stop).await;
                 }
                 Ok(Err(e)) => {
                     tracing::debug!(client.addr = %peer, error = %e, "tls handshake failed")
@@ -276,6 +282,7 @@ async fn drive<S>(
     io: Tracked<S>,
     peer: SocketAddr,
     tls: bool,
+    h2: bool,
     ctl: Arc<ConnCtl>,
     stop: watch::Receiver<bool>,
 ) where
@@ -288,7 +295,7 @@ async fn drive<S>(
     // place for each request.
     let svc = service_fn(move |req: Request<Incoming>| {
         let in_flight = svc_ctl.begin_request();
-        match route(&in_flight.0.shared, req, peer, tls) {
+        match route(&in_flight.0.shared, req.map(ClientBody::from), peer, tls) {
             Routed::Now(res) => Either::Left(future::ready(Ok(mark(res, in_flight)))),
             Routed::Later(pending) => Either::Right(Box::pin(async move {
                 let res = pending.serve(&in_flight.0.shared).await;
@@ -296,10 +303,6 @@ async fn drive<S>(
             })),
         }
     });
-    let conn = shared
-        .builder
-        .serve_connection_with_upgrades(TokioIo::new(io), svc);
-    tokio::pin!(conn);
     tokio::spawn(watchdog(
         ctl.clone(),
         shared.idle_timeout,
@@ -307,6 +310,23 @@ async fn drive<S>(
         stop,
         peer,
     ));
+    let mut io = io;
+    // HTTP/1.1 requests without a body are served by the server's own path
+    // (see `h1`) until one is not; hyper carries on from there with the
+    // bytes read so far. A TLS client that chose HTTP/2 goes to hyper at once.
+    let read = if h2 {
+        Bytes::new()
+    } else {
+        match guarded(&ctl, h1::serve(&mut io, &ctl, peer, tls)).await {
+            Some(h1::Outcome::Closed) => return,
+            Some(h1::Outcome::HandOver(read)) => read,
+            None => return head_timed_out(peer),
+        }
+    };
+    let conn = shared
+        .builder
+        .serve_connection_with_upgrades(TokioIo::new(Rewind::new(read, io)), svc);
+    tokio::pin!(conn);
     let mut closing = false;
     let r = std::future::poll_fn(|cx| {
         if ctl.kill.load(Ordering::Acquire) {
@@ -332,10 +352,90 @@ async fn drive<S>(
             tracing::debug!(client.addr = %peer, error = %e, "connection ended with an error")
         }
         Some(Ok(())) => {}
-        None => tracing::debug!(
-            client.addr = %peer,
-            "closing connection: request head not complete within server.header_read_timeout"
-        ),
+        None => head_timed_out(peer),
+    }
+}
+
+/// Runs `fut` until it ends, or until the watchdog kills the connection
+/// (`None`). The connection's waker is registered at every wait, so a
+/// close request wakes the task and `fut` sees it.
+async fn guarded<F: Future>(ctl: &ConnCtl, fut: F) -> Option<F::Output> {
+    tokio::pin!(fut);
+    std::future::poll_fn(|cx| {
+        if ctl.kill.load(Ordering::Acquire) {
+            return Poll::Ready(None);
+        }
+        let r = fut.as_mut().poll(cx);
+        if r.is_pending() {
+            ctl.waker.register(cx.waker());
+            // A close or kill requested between the check above and the registration.
+            if ctl.kill.load(Ordering::Acquire) || ctl.close.load(Ordering::Acquire) {
+                cx.waker().wake_by_ref();
+            }
+        }
+        r.map(Some)
+    })
+    .await
+}
+
+fn head_timed_out(peer: SocketAddr) {
+    tracing::debug!(
+        client.addr = %peer,
+        "closing connection: request head not complete within server.header_read_timeout"
+    );
+}
+
+/// A stream that yields `read` (bytes already taken from `inner`) before
+/// reading `inner` again: how hyper's server gets a connection mid-way.
+struct Rewind<S> {
+    read: Bytes,
+    inner: S,
+}
+
+impl<S> Rewind<S> {
+    fn new(read: Bytes, inner: S) -> Self {
+        Rewind { read, inner }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Rewind<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if !self.read.is_empty() {
+            let n = self.read.len().min(buf.remaining());
+            buf.put_slice(&self.read.split_to(n));
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Rewind<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
     }
 }
 

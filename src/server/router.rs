@@ -7,8 +7,8 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use crate::base::transport::body::ClientBody;
 use http::{HeaderValue, Method, Request, Response};
-use hyper::body::Incoming;
 use tracing::Instrument;
 
 use crate::auth::pipeline::{Peer, Runtime};
@@ -34,7 +34,7 @@ pub(super) enum Routed {
 
 /// A request the server could not answer at once (see [`route`]).
 pub(super) struct Pending {
-    req: Request<Incoming>,
+    req: Request<ClientBody>,
     rt: arc_swap::Guard<Arc<Runtime>>,
     id: HeaderValue,
     fresh: bool,
@@ -52,7 +52,7 @@ pub(super) struct Pending {
 /// `server.access_log` is on) and returns the id in `X-Request-Id`.
 pub(super) fn route(
     shared: &Shared,
-    req: Request<Incoming>,
+    req: Request<ClientBody>,
     peer: SocketAddr,
     tls: bool,
 ) -> Routed {
@@ -109,7 +109,7 @@ pub(super) fn route(
 }
 
 /// The request asks `<prefix>/auth`.
-fn is_check(rt: &Runtime, req: &Request<Incoming>) -> bool {
+fn is_check(rt: &Runtime, req: &Request<ClientBody>) -> bool {
     req.uri()
         .path()
         .strip_prefix(rt.prefix())
@@ -120,7 +120,7 @@ fn is_check(rt: &Runtime, req: &Request<Incoming>) -> bool {
 fn check_now(
     shared: &Shared,
     rt: &Runtime,
-    req: &Request<Incoming>,
+    req: &Request<ClientBody>,
     conn: Conn<'_>,
 ) -> Option<Response<Body>> {
     let started = std::time::Instant::now();
@@ -132,7 +132,7 @@ fn check_now(
 }
 
 /// The start of a request's access log line.
-fn access_line(req: &Request<Incoming>, id: &HeaderValue) -> access::Line {
+fn access_line(req: &Request<ClientBody>, id: &HeaderValue) -> access::Line {
     access::Line {
         method: req.method().clone(),
         host: crate::base::http_util::request_host(req)
@@ -187,7 +187,7 @@ impl Pending {
 async fn serve_logged(
     shared: &Shared,
     rt: arc_swap::Guard<Arc<Runtime>>,
-    req: Request<Incoming>,
+    req: Request<ClientBody>,
     conn: Conn<'_>,
 ) -> Response<Body> {
     if rt.config.server.access_log {
@@ -225,7 +225,7 @@ impl Conn<'_> {
 async fn dispatch(
     shared: &Shared,
     rt: arc_swap::Guard<Arc<Runtime>>,
-    mut req: Request<Incoming>,
+    mut req: Request<ClientBody>,
     conn: Conn<'_>,
 ) -> Response<Body> {
     let gw = &shared.gw;

@@ -437,3 +437,159 @@ async fn trusted_proxies_are_exempt_from_the_per_client_cap() {
         health_on(s).await;
     }
 }
+
+/// Reads one answer from `s` (its head, then a `content-length` body);
+/// returns the head and the body. `rest` keeps bytes read past it.
+async fn read_answer(s: &mut tokio::net::TcpStream, rest: &mut Vec<u8>) -> (String, Vec<u8>) {
+    use tokio::io::AsyncReadExt;
+    loop {
+        if let Some(end) = rest.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8(rest[..end + 4].to_vec()).unwrap();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length: "))
+                .map_or(0, |v| v.trim().parse().unwrap());
+            while rest.len() < end + 4 + len {
+                let mut buf = [0u8; 4096];
+                let n = s.read(&mut buf).await.unwrap();
+                assert!(n > 0, "closed mid-body");
+                rest.extend_from_slice(&buf[..n]);
+            }
+            let body = rest[end + 4..end + 4 + len].to_vec();
+            rest.drain(..end + 4 + len);
+            return (head, body);
+        }
+        let mut buf = [0u8; 4096];
+        let n = tokio::time::timeout(std::time::Duration::from_secs(5), s.read(&mut buf))
+            .await
+            .expect("an answer")
+            .unwrap();
+        assert!(
+            n > 0,
+            "closed before an answer: {:?}",
+            String::from_utf8_lossy(rest)
+        );
+        rest.extend_from_slice(&buf[..n]);
+    }
+}
+
+#[tokio::test]
+async fn pipelined_requests_are_answered_in_order_on_one_connection() {
+    use tokio::io::AsyncWriteExt;
+    let h = Harness::start().await;
+    let mut s = tokio::net::TcpStream::connect(h.gw.addr).await.unwrap();
+    // Three requests in one write, then a fourth cut in two writes.
+    s.write_all(
+        b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n\
+          GET /nowhere/oauth2/x HTTP/1.1\r\nHost: a\r\n\r\n\
+          HEAD /healthz HTTP/1.1\r\nHost: a\r\n\r\nGET /hea",
+    )
+    .await
+    .unwrap();
+    let mut rest = Vec::new();
+    let (first, body) = read_answer(&mut s, &mut rest).await;
+    assert!(first.starts_with("HTTP/1.1 200 OK\r\n"), "{first}");
+    assert!(!body.is_empty());
+    let (second, _) = read_answer(&mut s, &mut rest).await;
+    assert!(!second.starts_with("HTTP/1.1 200"), "{second}");
+    // A HEAD answer has no body, whatever length it announces.
+    let (third, _) = {
+        let end = loop {
+            if let Some(end) = rest.windows(4).position(|w| w == b"\r\n\r\n") {
+                break end;
+            }
+            let mut buf = [0u8; 4096];
+            let n = tokio::io::AsyncReadExt::read(&mut s, &mut buf)
+                .await
+                .unwrap();
+            rest.extend_from_slice(&buf[..n]);
+        };
+        let head = String::from_utf8(rest[..end + 4].to_vec()).unwrap();
+        rest.drain(..end + 4);
+        (head, ())
+    };
+    assert!(third.starts_with("HTTP/1.1 200 OK\r\n"), "{third}");
+    s.write_all(b"lthz HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let (fourth, _) = read_answer(&mut s, &mut rest).await;
+    assert!(fourth.starts_with("HTTP/1.1 200 OK\r\n"), "{fourth}");
+    assert!(fourth.contains("\r\ndate: "), "{fourth}");
+}
+
+#[tokio::test]
+async fn a_request_with_a_body_mid_connection_is_served_and_framed_as_before() {
+    use tokio::io::AsyncWriteExt;
+    let h = Harness::start().await;
+    let mut s = tokio::net::TcpStream::connect(h.gw.addr).await.unwrap();
+    let mut rest = Vec::new();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let (first, _) = read_answer(&mut s, &mut rest).await;
+    assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+    // A body whose bytes look like a request: read as a body, never as
+    // the next request.
+    let smuggled = b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n";
+    let post = format!(
+        "POST /healthz HTTP/1.1\r\nHost: a\r\nContent-Length: {}\r\n\r\n",
+        smuggled.len()
+    );
+    s.write_all(post.as_bytes()).await.unwrap();
+    s.write_all(smuggled).await.unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let (second, _) = read_answer(&mut s, &mut rest).await;
+    assert!(second.starts_with("HTTP/1.1 "), "{second}");
+    // Then the last request's answer, or the close (hyper ends a
+    // connection whose request body went unread); never an answer to the
+    // bytes of the body.
+    let mut tail = std::mem::take(&mut rest);
+    tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        tokio::io::AsyncReadExt::read_to_end(&mut s, &mut tail),
+    )
+    .await
+    .expect("closed after the last answer")
+    .unwrap();
+    let tail = String::from_utf8_lossy(&tail);
+    match tail.matches("HTTP/1.1 ").count() {
+        0 => {}
+        1 => assert!(tail.contains("connection: close"), "{tail}"),
+        _ => panic!("the body was answered as a request: {tail}"),
+    }
+}
+
+#[tokio::test]
+async fn a_malformed_head_mid_connection_gets_a_400_and_the_connection_ends() {
+    use tokio::io::AsyncWriteExt;
+    let h = Harness::start().await;
+    let mut s = tokio::net::TcpStream::connect(h.gw.addr).await.unwrap();
+    let mut rest = Vec::new();
+    s.write_all(
+        b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\nGET /healthz HTTP/1.1\r\nBad Name: x\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let (first, _) = read_answer(&mut s, &mut rest).await;
+    assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+    let (second, _) = read_answer(&mut s, &mut rest).await;
+    assert!(second.starts_with("HTTP/1.1 400"), "{second}");
+    closed_within(&mut s, std::time::Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn a_client_asking_to_close_gets_its_answer_then_the_close() {
+    use tokio::io::AsyncWriteExt;
+    let h = Harness::start().await;
+    let mut s = tokio::net::TcpStream::connect(h.gw.addr).await.unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\nGET /healthz HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let mut rest = Vec::new();
+    let (first, _) = read_answer(&mut s, &mut rest).await;
+    assert!(first.contains("\r\nconnection: close\r\n"), "{first}");
+    assert!(rest.is_empty(), "answered past the close");
+    closed_within(&mut s, std::time::Duration::from_secs(5)).await;
+}

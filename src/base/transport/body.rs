@@ -28,7 +28,7 @@ use tokio::time::{Instant, Sleep};
 use super::h1_client::{ExchangeError, UpstreamBody};
 
 /// The request body sent upstream.
-pub type RequestBody = IdleBody<Incoming>;
+pub type RequestBody = IdleBody<ClientBody>;
 /// The response body streamed back to the client.
 pub type ResponseBody = IdleBody<PooledBody>;
 
@@ -160,6 +160,51 @@ where
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+/// A client's request body: none, for a request read by the server's own
+/// HTTP/1.1 reader (which takes only requests without a body), or hyper's.
+#[derive(Debug)]
+pub enum ClientBody {
+    /// No body.
+    Empty,
+    /// Read by hyper's server.
+    Hyper(Incoming),
+}
+
+impl From<Incoming> for ClientBody {
+    fn from(b: Incoming) -> Self {
+        ClientBody::Hyper(b)
+    }
+}
+
+impl Body for ClientBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            ClientBody::Empty => Poll::Ready(None),
+            ClientBody::Hyper(b) => Pin::new(b).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ClientBody::Empty => true,
+            ClientBody::Hyper(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ClientBody::Empty => SizeHint::with_exact(0),
+            ClientBody::Hyper(b) => b.size_hint(),
+        }
     }
 }
 

@@ -313,7 +313,7 @@ impl Fields {
 }
 
 /// A decimal number of at most 19 digits, nothing else.
-fn digits(s: &[u8]) -> Option<u64> {
+pub(crate) fn digits(s: &[u8]) -> Option<u64> {
     if s.is_empty() || s.len() > 19 || !s.iter().all(u8::is_ascii_digit) {
         return None;
     }

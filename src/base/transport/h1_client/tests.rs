@@ -166,7 +166,7 @@ async fn front(pool: Arc<Pool>) -> SocketAddr {
 
 async fn forward(pool: &Arc<Pool>, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let idle = Duration::from_secs(5);
-    let req = req.map(|b| IdleBody::new(b, idle, "request", "test".into()));
+    let req = req.map(|b| IdleBody::new(b.into(), idle, "request", "test".into()));
     let answer = match pool.request(req, &[], Use::Exchange).await {
         Ok(res) => {
             let (parts, body) = res.into_parts();

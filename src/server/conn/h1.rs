@@ -1,0 +1,523 @@
+//! The server's own HTTP/1.1 path for the requests that make up nearly all
+//! of a gateway's traffic: HTTP/1.1 requests without a body (forward-auth
+//! checks, and the `GET`s a proxied application sees most). Everything
+//! else goes to hyper's server, which keeps the connection from there on:
+//! a request with a body (`Content-Length` or `Transfer-Encoding`), an
+//! `Upgrade` or an `Expect`, `CONNECT`, HTTP/1.0, a request target that is
+//! not a path, the HTTP/2 preface, and any head that does not parse or is
+//! too large (hyper then answers it with its 400 or 431, as before). The
+//! bytes read so far are handed over with the connection
+//! ([`Outcome::HandOver`]), so hyper reads the request from its first byte.
+//!
+//! Taking only bodiless requests keeps the framing questions where a
+//! hand-written server is most often wrong (request smuggling) out of this
+//! path entirely: the next request always starts right after the head.
+//!
+//! Answers are written the way hyper's server writes them (lower-case
+//! names, a `date` field, `content-length` from the body when known and
+//! `transfer-encoding: chunked` otherwise, `connection: close` when the
+//! connection will close); the tests compare the two.
+//!
+//! What it saves per request against hyper's server: the dispatcher's state
+//! machine, the boxed service future, the response's move into the
+//! dispatcher and the buffered writes' bookkeeping (see BENCHMARKS.md).
+
+use std::future::poll_fn;
+use std::mem::MaybeUninit;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::Poll;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::FutureExt as _;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http_body_util::BodyExt as _;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _};
+
+use crate::base::transport::body::ClientBody;
+use crate::base::transport::h1_request::{write_chunk_size, write_field, write_last_chunk};
+use crate::base::transport::h1_response::digits;
+use crate::server::router::{route, Routed};
+
+use super::ConnCtl;
+
+#[cfg(test)]
+mod tests;
+
+/// Header fields per request head; more and hyper takes the request.
+const MAX_HEADERS: usize = 100;
+
+/// The longest request target taken (hyper's own limit).
+const MAX_TARGET: usize = (u16::MAX - 1) as usize;
+
+/// Bodies up to this size are copied after the head, so that head and
+/// body leave in one write.
+const COPY_BODY: usize = 16 * 1024;
+
+/// How a connection left this path.
+pub(super) enum Outcome {
+    /// The connection is done (closed by either side, or failed).
+    Closed,
+    /// A request this path does not take: hyper's server carries on with
+    /// the connection, reading these bytes first.
+    HandOver(Bytes),
+}
+
+/// What [`parse`] made of the bytes read so far.
+// Not boxed: it lives for one return.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub(super) enum Parsed {
+    /// The head is not complete yet.
+    Partial,
+    /// A request this path takes; its head has been taken from the buffer.
+    /// `close`: the client asked to close after the answer.
+    Request {
+        req: Request<ClientBody>,
+        close: bool,
+    },
+    /// A request for hyper's server (see the module docs); nothing taken.
+    HandOver,
+}
+
+/// Reads the request head at the start of `buf` (see [`Parsed`]). Heads
+/// longer than `max_head` bytes are handed over (hyper answers them 431).
+pub(super) fn parse(buf: &mut BytesMut, max_head: usize) -> Parsed {
+    // Left uninitialised: `httparse` writes the slots it uses.
+    let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut []);
+    let used = match httparse::ParserConfig::default()
+        .parse_request_with_uninit_headers(&mut req, buf, &mut slots)
+    {
+        Ok(httparse::Status::Complete(n)) if n <= max_head => n,
+        Ok(httparse::Status::Partial) if buf.len() < max_head => return Parsed::Partial,
+        _ => return Parsed::HandOver,
+    };
+    if req.version != Some(1) {
+        return Parsed::HandOver;
+    }
+    let method = match req.method.map(|m| Method::from_bytes(m.as_bytes())) {
+        Some(Ok(m)) if m != Method::CONNECT => m,
+        _ => return Parsed::HandOver,
+    };
+    let base = buf.as_ptr() as usize;
+    let target = match req.path {
+        Some(p) if p.starts_with('/') && p.len() <= MAX_TARGET => {
+            (p.as_ptr() as usize - base, p.len())
+        }
+        _ => return Parsed::HandOver,
+    };
+    // Where each field sits in the head, to cut the values from it once
+    // `httparse` lets go of the buffer; and the fields that decide the path.
+    let mut at = [(0u32, 0u32, 0u32, 0u32); MAX_HEADERS];
+    let n = req.headers.len();
+    let mut close = false;
+    for (slot, h) in at.iter_mut().zip(req.headers.iter()) {
+        let name = h.name.as_bytes();
+        if [
+            &b"content-length"[..],
+            b"transfer-encoding",
+            b"upgrade",
+            b"expect",
+        ]
+        .iter()
+        .any(|n| n.eq_ignore_ascii_case(name))
+        {
+            return Parsed::HandOver;
+        }
+        if name.eq_ignore_ascii_case(b"connection") && has_close(h.value) {
+            close = true;
+        }
+        // Offsets fit: the head is at most `max_head` bytes, checked
+        // against u32 by the caller's limit (a few hundred KiB at most).
+        *slot = (
+            (name.as_ptr() as usize - base) as u32,
+            name.len() as u32,
+            (h.value.as_ptr() as usize - base) as u32,
+            h.value.len() as u32,
+        );
+    }
+    let head = buf.split_to(used).freeze();
+    let Ok(uri) = Uri::from_maybe_shared(head.slice(target.0..target.0 + target.1)) else {
+        // Put back: hyper reads the request again and answers it 400.
+        return unsplit(buf, head);
+    };
+    let mut headers = HeaderMap::with_capacity(n);
+    for &(name, name_len, value, value_len) in &at[..n] {
+        let (name, value) = (name as usize, value as usize);
+        let raw = &head[name..name + name_len as usize];
+        let Ok(name) = HeaderName::from_bytes(raw) else {
+            return unsplit(buf, head);
+        };
+        let Ok(value) =
+            HeaderValue::from_maybe_shared(head.slice(value..value + value_len as usize))
+        else {
+            return unsplit(buf, head);
+        };
+        headers.append(name, value);
+    }
+    let mut req = Request::new(ClientBody::Empty);
+    *req.method_mut() = method;
+    *req.uri_mut() = uri;
+    *req.version_mut() = Version::HTTP_11;
+    *req.headers_mut() = headers;
+    Parsed::Request { req, close }
+}
+
+/// Puts `head` back in front of `buf` and hands the request over.
+#[cold]
+fn unsplit(buf: &mut BytesMut, head: Bytes) -> Parsed {
+    let mut whole = BytesMut::with_capacity(head.len() + buf.len());
+    whole.extend_from_slice(&head);
+    whole.extend_from_slice(buf);
+    *buf = whole;
+    Parsed::HandOver
+}
+
+/// `value` (a `Connection` field) names `close`.
+fn has_close(value: &[u8]) -> bool {
+    value
+        .split(|&b| b == b',')
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
+}
+
+/// How an answer's body goes out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Framing {
+    /// No body bytes go out (the body, if any, is dropped unread).
+    None,
+    /// Exactly this many bytes.
+    Length(u64),
+    /// Chunks of unknown total length.
+    Chunked,
+}
+
+/// Why an answer could not be written as it is.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum EncodeError {
+    /// A `content-length` field that does not parse, on a body of unknown length.
+    Length,
+}
+
+/// Appends the answer's head to `out` as hyper's server writes it: the
+/// status line, the fields in order with lower-case names, the framing
+/// field, `connection: close` when `close` (unless the answer says so
+/// already), and `date` unless the answer has one. `body_len` is the body's
+/// length when known (`Some(0)` for an empty body). Returns the body's
+/// framing and whether the answer itself asks to close.
+pub(super) fn encode_head(
+    out: &mut Vec<u8>,
+    status: StatusCode,
+    headers: &HeaderMap,
+    body_len: Option<u64>,
+    head_request: bool,
+    close: bool,
+) -> Result<(Framing, bool), EncodeError> {
+    if status == StatusCode::OK {
+        out.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
+    } else {
+        out.extend_from_slice(b"HTTP/1.1 ");
+        out.extend_from_slice(status.as_str().as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(status.canonical_reason().unwrap_or("<none>").as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    // RFC 9110 §8.6: no length on 1xx, 204 and 304; no body on those nor on HEAD.
+    let may_have_length = !status.is_informational()
+        && status != StatusCode::NO_CONTENT
+        && status != StatusCode::NOT_MODIFIED;
+    let may_have_body = may_have_length && !head_request;
+    let mut framing = None;
+    let mut wrote_date = false;
+    let mut asks_close = false;
+    for (name, value) in headers {
+        match *name {
+            header::CONTENT_LENGTH => {
+                if !may_have_length || framing.is_some() {
+                    continue;
+                }
+                match body_len {
+                    // A HEAD answer keeps the length its GET would have.
+                    Some(0) if head_request => {}
+                    // The body's own length, whatever the field said.
+                    Some(len) => {
+                        if len == 0 {
+                            continue;
+                        }
+                        framing = Some(Framing::Length(len));
+                        write_length(out, len);
+                        continue;
+                    }
+                    None => {
+                        let len = digits(value.as_bytes()).ok_or(EncodeError::Length)?;
+                        framing = Some(Framing::Length(len));
+                    }
+                }
+            }
+            // Decided from the body below.
+            header::TRANSFER_ENCODING => continue,
+            header::CONNECTION => {
+                asks_close |= has_close(value.as_bytes());
+            }
+            header::DATE => wrote_date = true,
+            _ => {}
+        }
+        write_field(out, name, value.as_bytes());
+    }
+    if close && !asks_close {
+        // hyper adds `close` to the answer's own `Connection` values; a
+        // second field line says the same (RFC 9110 §5.3).
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    let framing = match (framing, body_len) {
+        (Some(f), _) => f,
+        (None, Some(0)) => {
+            // hyper writes no implicit zero length on a HEAD answer.
+            if may_have_body {
+                out.extend_from_slice(b"content-length: 0\r\n");
+            }
+            Framing::Length(0)
+        }
+        (None, Some(len)) => {
+            if may_have_length {
+                write_length(out, len);
+            }
+            Framing::Length(len)
+        }
+        (None, None) if may_have_body => {
+            out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+            Framing::Chunked
+        }
+        (None, None) => Framing::None,
+    };
+    let framing = if may_have_body {
+        framing
+    } else {
+        Framing::None
+    };
+    if !wrote_date {
+        out.extend_from_slice(b"date: ");
+        date(out);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    Ok((framing, asks_close))
+}
+
+fn write_length(out: &mut Vec<u8>, len: u64) {
+    out.extend_from_slice(b"content-length: ");
+    out.extend_from_slice(itoa::Buffer::new().format(len).as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends the present time as an HTTP date, formatted once a second per thread.
+fn date(out: &mut Vec<u8>) {
+    thread_local! {
+        static DATE: std::cell::Cell<(u64, [u8; 29])> = const { std::cell::Cell::new((0, [0; 29])) };
+    }
+    let now = crate::base::clock::unix_secs();
+    let (at, mut text) = DATE.get();
+    if at != now {
+        let formatted =
+            httpdate::fmt_http_date(std::time::UNIX_EPOCH + std::time::Duration::from_secs(now));
+        text.copy_from_slice(&formatted.as_bytes()[..29]);
+        DATE.set((now, text));
+    }
+    out.extend_from_slice(&text);
+}
+
+/// Serves the connection's requests while they are ones this path takes;
+/// see [`Outcome`].
+pub(super) async fn serve<S>(io: &mut S, ctl: &Arc<ConnCtl>, peer: SocketAddr, tls: bool) -> Outcome
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let shared = &*ctl.shared;
+    let max_head = shared.max_head;
+    let mut buf = BytesMut::with_capacity(8 * 1024);
+    let mut out: Vec<u8> = Vec::with_capacity(1024);
+    loop {
+        let (req, close) = loop {
+            match parse(&mut buf, max_head) {
+                Parsed::Request { req, close } => break (req, close),
+                Parsed::HandOver => return Outcome::HandOver(buf.freeze()),
+                Parsed::Partial => {}
+            }
+            if buf.capacity() - buf.len() < 1024 {
+                buf.reserve(8 * 1024);
+            }
+            let read = poll_fn(|cx| {
+                // Shutting down: an idle connection closes now.
+                if buf.is_empty() && ctl.close.load(Ordering::Acquire) {
+                    return Poll::Ready(Ok(0));
+                }
+                tokio_util::io::poll_read_buf(Pin::new(&mut *io), cx, &mut buf)
+            })
+            .await;
+            match read {
+                Ok(0) => return Outcome::Closed,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::debug!(client.addr = %peer, error = %e, "connection read failed");
+                    return Outcome::Closed;
+                }
+            }
+        };
+        let in_flight = ctl.begin_request();
+        let head_request = req.method() == Method::HEAD;
+        let res = match route(shared, req, peer, tls) {
+            Routed::Now(res) => res,
+            Routed::Later(pending) => pending.serve(shared).await,
+        };
+        let close = close || ctl.close.load(Ordering::Acquire);
+        let keep = match write_answer(io, &mut out, res, head_request, close).await {
+            Ok(keep) => keep,
+            Err(e) => {
+                tracing::debug!(client.addr = %peer, error = %e, "answer not written");
+                false
+            }
+        };
+        drop(in_flight);
+        if !keep || close {
+            let _ = io.shutdown().await;
+            return Outcome::Closed;
+        }
+        if out.capacity() > 64 * 1024 {
+            out = Vec::with_capacity(1024);
+        }
+    }
+}
+
+/// Why an answer was cut short.
+#[derive(Debug, thiserror::Error)]
+enum WriteError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("answer body failed: {0}")]
+    Body(Box<dyn std::error::Error + Send + Sync>),
+    #[error("answer body longer than its content-length")]
+    TooLong,
+    #[error("answer body shorter than its content-length")]
+    TooShort,
+    #[error("answer has an invalid content-length")]
+    Length,
+}
+
+/// Writes `res` to the client; true when the connection may carry another request.
+async fn write_answer<S, B>(
+    io: &mut S,
+    out: &mut Vec<u8>,
+    res: Response<B>,
+    head_request: bool,
+    close: bool,
+) -> Result<bool, WriteError>
+where
+    S: AsyncWrite + Unpin,
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let (parts, mut body) = res.into_parts();
+    out.clear();
+    if parts.status.is_informational() {
+        // hyper's server answers a 1xx from the service as a 500 (no
+        // endpoint gives one here: upgrades are hyper's).
+        let status = StatusCode::INTERNAL_SERVER_ERROR;
+        let _ = encode_head(out, status, &HeaderMap::new(), Some(0), head_request, true);
+        io.write_all(out).await?;
+        io.flush().await?;
+        return Ok(false);
+    }
+    let body_len = if body.is_end_stream() {
+        Some(0)
+    } else {
+        body.size_hint().exact()
+    };
+    let (framing, asks_close) = match encode_head(
+        out,
+        parts.status,
+        &parts.headers,
+        body_len,
+        head_request,
+        close,
+    ) {
+        Ok(v) => v,
+        Err(EncodeError::Length) => {
+            out.clear();
+            let (status, headers) = (StatusCode::INTERNAL_SERVER_ERROR, HeaderMap::new());
+            let _ = encode_head(out, status, &headers, Some(0), head_request, true);
+            io.write_all(out).await?;
+            io.flush().await?;
+            return Err(WriteError::Length);
+        }
+    };
+    drop(parts);
+    let mut left = match framing {
+        Framing::None => {
+            drop(body);
+            io.write_all(out).await?;
+            io.flush().await?;
+            return Ok(!asks_close);
+        }
+        Framing::Length(n) => n,
+        Framing::Chunked => u64::MAX,
+    };
+    let chunked = framing == Framing::Chunked;
+    loop {
+        // A frame that is ready joins the bytes waiting to go; otherwise
+        // those go first, and the frame is awaited.
+        let frame = match body.frame().now_or_never() {
+            Some(f) => f,
+            None => {
+                if !out.is_empty() {
+                    io.write_all(out).await?;
+                    io.flush().await?;
+                    out.clear();
+                }
+                body.frame().await
+            }
+        };
+        let data = match frame {
+            None => break,
+            Some(Err(e)) => return Err(WriteError::Body(e.into())),
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(d) => d,
+                // Trailers are not passed on.
+                Err(_) => continue,
+            },
+        };
+        if data.is_empty() {
+            continue;
+        }
+        if !chunked {
+            if data.len() as u64 > left {
+                return Err(WriteError::TooLong);
+            }
+            left -= data.len() as u64;
+        } else {
+            write_chunk_size(out, data.len());
+        }
+        if data.len() <= COPY_BODY {
+            out.extend_from_slice(&data);
+        } else {
+            io.write_all(out).await?;
+            out.clear();
+            io.write_all(&data).await?;
+        }
+        if chunked {
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    if chunked {
+        write_last_chunk(out);
+    } else if left != 0 {
+        io.write_all(out).await?;
+        return Err(WriteError::TooShort);
+    }
+    io.write_all(out).await?;
+    io.flush().await?;
+    out.clear();
+    Ok(!asks_close)
+}
