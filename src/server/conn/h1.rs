@@ -341,10 +341,12 @@ where
     let mut out: Vec<u8> = Vec::with_capacity(1024);
     loop {
         let (req, close) = loop {
-            match parse(&mut buf, max_head) {
-                Parsed::Request { req, close } => break (req, close),
-                Parsed::HandOver => return Outcome::HandOver(buf.freeze()),
-                Parsed::Partial => {}
+            if !buf.is_empty() {
+                match parse(&mut buf, max_head) {
+                    Parsed::Request { req, close } => break (req, close),
+                    Parsed::HandOver => return Outcome::HandOver(buf.freeze()),
+                    Parsed::Partial => {}
+                }
             }
             if buf.capacity() - buf.len() < 1024 {
                 buf.reserve(8 * 1024);
