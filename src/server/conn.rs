@@ -451,12 +451,15 @@ async fn watchdog(
 ) {
     let tick = (idle.min(head) / 4).max(Duration::from_millis(250));
     let head_ms = head.as_millis() as u64;
+    // Once the connection has been asked to close, a request head that is
+    // still coming stays under the header-read timeout.
+    let mut closing = false;
     loop {
         tokio::select! {
             _ = ctl.done.notified() => return,
-            _ = stop.changed() => {
+            _ = stop.changed(), if !closing => {
                 ctl.request_close();
-                return;
+                closing = true;
             }
             _ = tokio::time::sleep(tick) => {
                 let now = clock::mono_ms();
@@ -465,10 +468,10 @@ async fn watchdog(
                     ctl.request_kill();
                     return;
                 }
-                if ctl.is_idle(now, idle.as_millis() as u64) {
+                if !closing && ctl.is_idle(now, idle.as_millis() as u64) {
                     tracing::debug!(client.addr = %peer, "closing idle connection");
                     ctl.request_close();
-                    return;
+                    closing = true;
                 }
             }
         }
@@ -481,7 +484,9 @@ async fn watchdog(
 struct Tracked<S> {
     inner: S,
     ctl: Arc<ConnCtl>,
-    first_read: bool,
+    /// Bytes of [`H2_PREFACE_START`] the client has sent so far, in order;
+    /// `u8::MAX` once it sent anything else (or the whole of it).
+    preface: u8,
 }
 
 impl<S> Tracked<S> {
@@ -489,7 +494,23 @@ impl<S> Tracked<S> {
         Tracked {
             inner,
             ctl,
-            first_read: true,
+            preface: 0,
+        }
+    }
+
+    /// Follows the start of the client's bytes: an HTTP/2 connection once
+    /// the whole of [`H2_PREFACE_START`] has come (a lone `P` is not one).
+    fn see_preface(&mut self, got: &[u8]) {
+        let seen = usize::from(self.preface);
+        let want = &H2_PREFACE_START[seen..];
+        let n = got.len().min(want.len());
+        if got[..n] != want[..n] {
+            self.preface = u8::MAX;
+        } else if n == want.len() {
+            self.preface = u8::MAX;
+            self.ctl.on_h2();
+        } else {
+            self.preface += n as u8;
         }
     }
 }
@@ -507,12 +528,8 @@ impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
         let r = Pin::new(&mut self.inner).poll_read(cx, buf);
         let got = &buf.filled()[before..];
         if !got.is_empty() {
-            if self.first_read {
-                self.first_read = false;
-                let n = got.len().min(H2_PREFACE_START.len());
-                if got[..n] == H2_PREFACE_START[..n] {
-                    self.ctl.on_h2();
-                }
+            if self.preface != u8::MAX {
+                self.see_preface(got);
             }
             self.ctl.on_read(clock::mono_ms());
         }

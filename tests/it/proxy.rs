@@ -618,3 +618,40 @@ async fn shutdown_drains_open_tunnels_within_the_grace_period() {
         .expect("shutdown did not end once the tunnel closed")
         .unwrap();
 }
+
+#[tokio::test]
+async fn a_client_that_leaves_before_its_answer_cancels_the_upstream_request() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // An upstream that takes the request and never answers; it reports
+    // when the gateway closes the connection to it.
+    let up = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up_addr = up.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let (mut s, _) = up.accept().await.unwrap();
+        let mut buf = vec![0u8; 4096];
+        let mut got = 0;
+        loop {
+            match s.read(&mut buf[got..]).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got += n,
+            }
+        }
+        let _ = tx.send(());
+    });
+    let h = Harness::start_with(crate::support::Opts {
+        extra: public_rule(&format!("http://{up_addr}")),
+        ..Default::default()
+    })
+    .await;
+    let mut c = tokio::net::TcpStream::connect(h.gw.addr).await.unwrap();
+    c.write_all(b"GET /slow HTTP/1.1\r\nHost: app.test\r\n\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    drop(c);
+    tokio::time::timeout(std::time::Duration::from_secs(3), rx)
+        .await
+        .expect("the upstream request was not cancelled when the client left")
+        .unwrap();
+}

@@ -593,3 +593,71 @@ async fn a_client_asking_to_close_gets_its_answer_then_the_close() {
     assert!(rest.is_empty(), "answered past the close");
     closed_within(&mut s, std::time::Duration::from_secs(5)).await;
 }
+
+#[tokio::test]
+async fn a_lone_first_byte_of_the_http2_preface_is_cut_at_the_header_read_timeout() {
+    use tokio::io::AsyncWriteExt;
+    let h = with_head_timeout("60s").await;
+    let mut s = tokio::net::TcpStream::connect(h.gw.addr).await.unwrap();
+    s.write_all(b"P").await.unwrap();
+    closed_within(&mut s, std::time::Duration::from_secs(4)).await;
+}
+
+#[tokio::test]
+async fn a_head_started_behind_a_pipelined_request_is_cut_at_the_header_read_timeout() {
+    use tokio::io::AsyncWriteExt;
+    let h = with_head_timeout("60s").await;
+    let mut s = tokio::net::TcpStream::connect(h.gw.addr).await.unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\nGET /healthz HTTP/1.1\r\nX: ")
+        .await
+        .unwrap();
+    let mut rest = Vec::new();
+    let (first, _) = read_answer(&mut s, &mut rest).await;
+    assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+    closed_within(&mut s, std::time::Duration::from_secs(4)).await;
+}
+
+#[tokio::test]
+async fn shutdown_does_not_wait_for_a_half_sent_head() {
+    use tokio::io::AsyncWriteExt;
+    let h = Harness::start_with(Opts {
+        server: "shutdown_grace = \"20s\"".into(),
+        ..Opts::default()
+    })
+    .await;
+    let mut s = tokio::net::TcpStream::connect(h.gw.addr).await.unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\nGET /healthz HTTP/1.1\r\nX: ")
+        .await
+        .unwrap();
+    let mut rest = Vec::new();
+    read_answer(&mut s, &mut rest).await;
+    tokio::time::timeout(std::time::Duration::from_secs(5), h.gw.shutdown())
+        .await
+        .expect("the drain waited for the half-sent head");
+    closed_within(&mut s, std::time::Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn the_http2_preface_after_an_http1_request_does_not_switch_protocols() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let h = Harness::start().await;
+    let mut s = tokio::net::TcpStream::connect(h.gw.addr).await.unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let mut rest = Vec::new();
+    read_answer(&mut s, &mut rest).await;
+    // The preface, then an empty SETTINGS frame.
+    s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await
+        .unwrap();
+    let mut after = Vec::new();
+    let _ =
+        tokio::time::timeout(std::time::Duration::from_secs(3), s.read_to_end(&mut after)).await;
+    // An HTTP/1.1 refusal or nothing; never an HTTP/2 SETTINGS frame.
+    assert!(
+        after.is_empty() || after.starts_with(b"HTTP/1.1 4"),
+        "{:?}",
+        String::from_utf8_lossy(&after)
+    );
+}

@@ -339,11 +339,18 @@ where
     let max_head = shared.max_head;
     let mut buf = BytesMut::with_capacity(8 * 1024);
     let mut out: Vec<u8> = Vec::with_capacity(1024);
+    let mut served = false;
     loop {
         let (req, close) = loop {
             if !buf.is_empty() {
                 match parse(&mut buf, max_head) {
                     Parsed::Request { req, close } => break (req, close),
+                    Parsed::HandOver if served && buf.starts_with(H2_PREFACE) => {
+                        // hyper's server would take the preface for a
+                        // switch to HTTP/2, which only a connection's
+                        // first bytes may be.
+                        return refuse(io, &mut out, peer).await;
+                    }
                     Parsed::HandOver => return Outcome::HandOver(buf.freeze()),
                     Parsed::Partial => {}
                 }
@@ -352,8 +359,9 @@ where
                 buf.reserve(8 * 1024);
             }
             let read = poll_fn(|cx| {
-                // Shutting down: an idle connection closes now.
-                if buf.is_empty() && ctl.close.load(Ordering::Acquire) {
+                // Shutting down or idle for too long: with no request in
+                // flight, the connection closes now, a head half read or not.
+                if ctl.close.load(Ordering::Acquire) {
                     return Poll::Ready(Ok(0));
                 }
                 tokio_util::io::poll_read_buf(Pin::new(&mut *io), cx, &mut buf)
@@ -370,9 +378,18 @@ where
         };
         let in_flight = ctl.begin_request();
         let head_request = req.method() == Method::HEAD;
+        served = true;
         let res = match route(shared, req, peer, tls) {
             Routed::Now(res) => res,
-            Routed::Later(pending) => pending.serve(shared).await,
+            Routed::Later(pending) => {
+                match unless_gone(io, &mut buf, max_head, pending.serve(shared)).await {
+                    Some(res) => res,
+                    None => {
+                        tracing::debug!(client.addr = %peer, "client closed the connection before its answer");
+                        return Outcome::Closed;
+                    }
+                }
+            }
         };
         let close = close || ctl.close.load(Ordering::Acquire);
         let keep = match write_answer(io, &mut out, res, head_request, close).await {
@@ -390,7 +407,74 @@ where
         if out.capacity() > 64 * 1024 {
             out = Vec::with_capacity(1024);
         }
+        if !buf.is_empty() {
+            // The next head has started (pipelined, or sent while the
+            // answer was made): its time counts from now.
+            ctl.head_since
+                .store(crate::base::clock::mono_ms().max(1), Ordering::Relaxed);
+        }
     }
+}
+
+/// The start of the HTTP/2 preface.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0";
+
+/// Answers 400 and closes: the HTTP/2 preface after HTTP/1.1 requests.
+#[cold]
+async fn refuse<S: AsyncWrite + Unpin>(io: &mut S, out: &mut Vec<u8>, peer: SocketAddr) -> Outcome {
+    tracing::debug!(client.addr = %peer, "closing connection: HTTP/2 preface after HTTP/1.1 requests");
+    out.clear();
+    let _ = encode_head(
+        out,
+        StatusCode::BAD_REQUEST,
+        &HeaderMap::new(),
+        Some(0),
+        false,
+        true,
+    );
+    let _ = io.write_all(out).await;
+    let _ = io.shutdown().await;
+    Outcome::Closed
+}
+
+/// Runs `fut` (a request being served) while watching the client, as
+/// hyper's server does: `None` when the client closes the connection (or
+/// it fails) first, which drops `fut` and so cancels the request upstream.
+/// Bytes that arrive meanwhile (the next request) are kept in `buf`; past
+/// `limit` of them the client is no longer read until the answer is out.
+async fn unless_gone<S, F>(
+    io: &mut S,
+    buf: &mut BytesMut,
+    limit: usize,
+    fut: F,
+) -> Option<F::Output>
+where
+    S: AsyncRead + Unpin,
+    F: std::future::Future,
+{
+    let mut fut = std::pin::pin!(fut);
+    let mut watching = true;
+    poll_fn(|cx| {
+        if let Poll::Ready(v) = fut.as_mut().poll(cx) {
+            return Poll::Ready(Some(v));
+        }
+        while watching {
+            if buf.len() >= limit {
+                watching = false;
+                break;
+            }
+            if buf.capacity() - buf.len() < 1024 {
+                buf.reserve(8 * 1024);
+            }
+            match tokio_util::io::poll_read_buf(Pin::new(&mut *io), cx, buf) {
+                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(None),
+                Poll::Ready(Ok(_)) => {}
+                Poll::Pending => break,
+            }
+        }
+        Poll::Pending
+    })
+    .await
 }
 
 /// Why an answer was cut short.
@@ -510,6 +594,12 @@ where
         }
         if chunked {
             out.extend_from_slice(b"\r\n");
+        }
+        // Frames that keep coming ready go out as they pile up: no more
+        // than about two frames wait here, whatever the client reads.
+        if out.len() >= COPY_BODY {
+            io.write_all(out).await?;
+            out.clear();
         }
     }
     if chunked {

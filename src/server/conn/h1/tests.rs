@@ -473,3 +473,28 @@ async fn an_interim_status_from_an_endpoint_becomes_a_500_and_closes() {
     assert!(text.contains("connection: close\r\n") && !text.contains("link"));
     assert!(!keep);
 }
+
+#[tokio::test]
+async fn a_client_that_does_not_read_holds_no_more_than_a_few_frames() {
+    // A fast body of many 16 KiB frames, all ready at once, towards a client
+    // that reads nothing: the bytes waiting in the writer stay bounded.
+    static FRAME: [u8; 16 * 1024] = [b'x'; 16 * 1024];
+    let frames: Vec<&'static [u8]> = vec![&FRAME[..]; 400];
+    let (_client, mut server) = tokio::io::duplex(64 * 1024);
+    let mut out = Vec::new();
+    let res = Response::new(streamed(&frames));
+    let r = tokio::time::timeout(
+        Duration::from_millis(300),
+        write_answer(&mut server, &mut out, res, false, false),
+    )
+    .await;
+    assert!(
+        r.is_err(),
+        "the writer finished towards a client that reads nothing"
+    );
+    assert!(
+        out.len() <= 2 * COPY_BODY + 64,
+        "{} bytes held for the client",
+        out.len()
+    );
+}
