@@ -297,8 +297,8 @@ async fn drive<S>(
         let in_flight = svc_ctl.begin_request();
         match route(&in_flight.0.shared, req.map(ClientBody::from), peer, tls) {
             Routed::Now(res) => Either::Left(future::ready(Ok(mark(res, in_flight)))),
-            Routed::Later(pending) => Either::Right(Box::pin(async move {
-                let res = pending.serve(&in_flight.0.shared).await;
+            routed => Either::Right(Box::pin(async move {
+                let res = routed.answer(&in_flight.0.shared).await;
                 Ok::<_, Infallible>(mark(res, in_flight))
             })),
         }

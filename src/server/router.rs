@@ -30,6 +30,29 @@ pub(super) enum Routed {
     Now(Response<Body>),
     /// A request that needs waiting; its future is [`Pending::serve`].
     Later(Pending),
+    /// A request for the reverse proxy, with nothing around it (no page
+    /// templates, access log or debug span): its future is
+    /// [`Proxied::serve`], one level instead of the three of [`Pending`]'s.
+    Proxy(Proxied),
+}
+
+impl Routed {
+    /// The answer, waited for when it needs waiting.
+    pub(super) async fn answer(self, shared: &Shared) -> Response<Body> {
+        match self {
+            Routed::Now(res) => res,
+            Routed::Later(pending) => pending.serve(shared).await,
+            Routed::Proxy(proxied) => proxied.serve(shared).await,
+        }
+    }
+}
+
+/// A request [`route`] sends straight to the reverse proxy.
+pub(super) struct Proxied {
+    req: Request<ClientBody>,
+    id: HeaderValue,
+    peer: SocketAddr,
+    tls: bool,
 }
 
 /// A request the server could not answer at once (see [`route`]).
@@ -98,6 +121,15 @@ pub(super) fn route(
             return Routed::Now(res);
         }
     }
+    if straight_to_proxy(shared, &rt, &req) {
+        drop(rt);
+        let mut req = req;
+        if fresh {
+            // The upstream sees the id the client gets back.
+            req.headers_mut().insert(&X_REQUEST_ID, id.clone());
+        }
+        return Routed::Proxy(Proxied { req, id, peer, tls });
+    }
     Routed::Later(Pending {
         req,
         rt,
@@ -106,6 +138,41 @@ pub(super) fn route(
         peer,
         tls,
     })
+}
+
+/// The request goes to the reverse proxy as [`dispatch`] would send it
+/// there, and nothing wraps the proxy's answer: no page templates, no
+/// access log line, no debug span. Requests [`dispatch`] might give to
+/// another endpoint (under the prefix, the assertion keys, health and
+/// metrics) take the longer way.
+fn straight_to_proxy(shared: &Shared, rt: &Runtime, req: &Request<ClientBody>) -> bool {
+    let Role::Main { with_admin } = shared.role else {
+        return false;
+    };
+    let server = &rt.config.server;
+    if server.pages.is_some() || server.access_log || tracing::enabled!(tracing::Level::DEBUG) {
+        return false;
+    }
+    let path = req.uri().path();
+    #[cfg(test)]
+    if path == super::tests::PANIC_PATH {
+        return false;
+    }
+    let p = rt.prefix();
+    let under_prefix = path.starts_with(p) && path[p.len()..].starts_with('/');
+    !under_prefix
+        && path != crate::auth::assertion::JWKS_PATH
+        && !(with_admin && admin::is_served(req))
+}
+
+impl Proxied {
+    /// Proxies the request [`route`] sent straight to the reverse proxy.
+    pub(super) async fn serve(self, shared: &Shared) -> Response<Body> {
+        let Proxied { req, id, peer, tls } = self;
+        let mut res = proxy::handle(&shared.gw, req, peer, tls, &id).await;
+        res.headers_mut().insert(&X_REQUEST_ID, id);
+        res
+    }
 }
 
 /// The request asks `<prefix>/auth`.

@@ -384,10 +384,13 @@ where
             Routed::Later(pending) => {
                 match unless_gone(io, &mut buf, max_head, pending.serve(shared)).await {
                     Some(res) => res,
-                    None => {
-                        tracing::debug!(client.addr = %peer, "client closed the connection before its answer");
-                        return Outcome::Closed;
-                    }
+                    None => return gone(peer),
+                }
+            }
+            Routed::Proxy(proxied) => {
+                match unless_gone(io, &mut buf, max_head, proxied.serve(shared)).await {
+                    Some(res) => res,
+                    None => return gone(peer),
                 }
             }
         };
@@ -414,6 +417,11 @@ where
                 .store(crate::base::clock::mono_ms().max(1), Ordering::Relaxed);
         }
     }
+}
+
+fn gone(peer: SocketAddr) -> Outcome {
+    tracing::debug!(client.addr = %peer, "client closed the connection before its answer");
+    Outcome::Closed
 }
 
 /// The start of the HTTP/2 preface.
