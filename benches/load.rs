@@ -23,7 +23,11 @@
 //! Knobs, all optional: `LOAD_ROUNDS` (default 5),
 //! `LOAD_SECS` seconds per wrk run (5), `LOAD_CONNS` wrk connections (32),
 //! `LOAD_LAT_SLOTS` (40; 0 skips them) and `LOAD_LAT_SLOT_SECS` (1) for the
-//! fixed-rate runs (of this scenario and of `proxy`).
+//! fixed-rate runs (of this scenario and of `proxy`), `LOAD_GATEWAY_TPC=0`
+//! (the gateway with `server.thread_per_core = false`: its connections on
+//! the shared work-stealing runtime) and `LOAD_GATEWAY_THREADS` (that
+//! runtime's worker threads, `TOKIO_WORKER_THREADS` for the gateway's
+//! process alone; default one per core).
 //!
 //! What it does:
 //!
@@ -428,9 +432,21 @@ fn start_gateway(
     spawn_gateway(dir, listen, &text)
 }
 
+/// `TOKIO_WORKER_THREADS` for the gateway alone, from `LOAD_GATEWAY_THREADS`
+/// when set (every other server keeps its default of one worker per core).
+fn gateway_threads() -> Option<(&'static str, String)> {
+    std::env::var("LOAD_GATEWAY_THREADS")
+        .ok()
+        .map(|n| ("TOKIO_WORKER_THREADS", n))
+}
+
 /// Writes `text` as the config and starts `portcullis serve` on it, listening on `listen`.
 fn spawn_gateway(dir: &Path, listen: SocketAddr, text: &str) -> Server {
     let config = dir.join("portcullis.toml");
+    let text = match std::env::var("LOAD_GATEWAY_TPC").as_deref() {
+        Ok("0") => text.replacen("[server]\n", "[server]\nthread_per_core = false\n", 1),
+        _ => text.to_owned(),
+    };
     std::fs::write(&config, text).expect("write config");
     let log = std::fs::File::create(dir.join("portcullis.log")).expect("log file");
     let child = wrapped(env!("CARGO_BIN_EXE_portcullis").as_ref())
@@ -440,6 +456,7 @@ fn spawn_gateway(dir: &Path, listen: SocketAddr, text: &str) -> Server {
         .env("PORTCULLIS_OIDC_CLIENT_SECRET", CLIENT_SECRET)
         .env("PORTCULLIS_SESSION_SECRET", SESSION_SECRET)
         .env_remove("RUST_LOG")
+        .envs(gateway_threads())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log)

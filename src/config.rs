@@ -98,6 +98,10 @@ pub struct ServerConfig {
     pub max_connections_per_client: usize,
     /// How long SIGTERM waits for in-flight requests. Default 10 s.
     pub shutdown_grace: Duration,
+    /// Serve the main listener's connections on one single-threaded event
+    /// loop per core (each connection stays on one thread), instead of on
+    /// the shared work-stealing runtime. Default true.
+    pub thread_per_core: bool,
     /// `text` (default) or `json`.
     pub log_format: LogFormat,
     /// Serve `GET <prefix>/debug` to authenticated users. Default false.

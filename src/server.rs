@@ -40,6 +40,7 @@ mod accept;
 mod conn;
 mod router;
 mod tls;
+mod workers;
 
 pub use accept::serve;
 use accept::ClientCounts;

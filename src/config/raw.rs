@@ -80,6 +80,9 @@ pub struct RawServer {
     pub max_connections_per_client: Option<u64>,
     /// Drain time on SIGTERM. Default `"10s"`.
     pub shutdown_grace: HumanDuration,
+    /// Serve connections on one single-threaded event loop per core, each
+    /// connection on one thread from accept to close. Default true.
+    pub thread_per_core: bool,
     /// `"text"` (default) or `"json"`.
     pub log_format: String,
     /// Serve `<prefix>/debug` to signed-in users. Default false.
@@ -321,6 +324,7 @@ impl Default for RawServer {
             max_connections: 10_000,
             max_connections_per_client: None,
             shutdown_grace: secs(10),
+            thread_per_core: true,
             log_format: "text".to_owned(),
             debug_endpoint: false,
             access_log: false,

@@ -101,6 +101,9 @@ const SERVER: &[Key<ServerConfig>] = &[
     ("server.max_header_bytes", |r, l| {
         r.max_header_bytes == l.max_header_bytes
     }),
+    ("server.thread_per_core", |r, l| {
+        r.thread_per_core == l.thread_per_core
+    }),
     ("server.max_connections", |r, l| {
         r.max_connections == l.max_connections
     }),
@@ -209,6 +212,7 @@ fn server_changes(running: &ServerConfig, loaded: &ServerConfig, changed: &mut V
         max_connections: _,
         max_connections_per_client: _,
         shutdown_grace: _,
+        thread_per_core: _,
         log_format: _,
         debug_endpoint: _,
         access_log: _,

@@ -487,6 +487,7 @@ impl Checker<'_> {
             max_connections_per_client: self
                 .max_connections_per_client(raw.max_connections_per_client, raw.max_connections),
             shutdown_grace: raw.shutdown_grace.0,
+            thread_per_core: raw.thread_per_core,
             log_format: self.log_format(&raw.log_format),
             debug_endpoint: raw.debug_endpoint,
             access_log: raw.access_log,

@@ -1,7 +1,8 @@
 //! The accept loop of one listener: the global connection cap (a semaphore
 //! permit taken before accept, held by the connection until it ends), the
 //! per-client cap (`server.max_connections_per_client`), and the drain on
-//! shutdown. Each accepted connection is handed to `conn`.
+//! shutdown. Each accepted connection is handed to `conn`, on this runtime
+//! or (`server.thread_per_core`) on a per-core worker (`workers`).
 
 use std::collections::HashMap;
 use std::io;
@@ -16,6 +17,7 @@ use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
 use super::conn::connection;
+use super::workers::{self, Job};
 use super::{Role, Shared};
 use crate::auth::diagnostics::{self, Class};
 use crate::auth::pipeline::Gateway;
@@ -63,6 +65,8 @@ pub async fn serve(
         max_head: limits.max_header_bytes.max(8192),
         clients: ClientCounts::default(),
     });
+    // The main listener's connections go to the per-core workers.
+    let thread_per_core = limits.thread_per_core && matches!(role, Role::Main { .. });
     let max = limits.max_connections.clamp(1, u32::MAX as usize >> 3);
     let permits = Arc::new(Semaphore::new(max));
     loop {
@@ -90,7 +94,31 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let shared = shared.clone();
         let stop = shutdown.clone();
-        tokio::spawn(connection(shared, stream, peer, stop, permit, client));
+        if !thread_per_core {
+            tokio::spawn(connection(shared, stream, peer, stop, permit, client));
+            continue;
+        }
+        let stream = match stream.into_std() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!(client.addr = %peer, error = %e, "connection lost in hand-off");
+                if let Some(key) = client {
+                    shared.clients.release(key);
+                }
+                continue;
+            }
+        };
+        let job = Job {
+            shared,
+            stream,
+            peer,
+            stop,
+            permit,
+            client,
+        };
+        if let Err(job) = workers::hand(job) {
+            tokio::spawn(workers::serve(job));
+        }
     }
     drop(listener);
     // Every connection holds a permit until it ends, and hands it on to the

@@ -57,7 +57,27 @@ use crate::base::clock;
 /// Idle connections older than this are closed.
 pub const IDLE: Duration = Duration::from_secs(30);
 
-/// At most this many idle HTTP/1.1 connections are kept per pool.
+/// Idle lists per pool. A thread that runs its own event loop (a worker of
+/// the thread-per-core mode) keeps the connections it opened in a list of
+/// its own, so that their readiness is always its own loop's to report: a
+/// connection polled by another thread's task would be woken across
+/// threads. Threads of the shared runtime use lane 0.
+const LANES: usize = 16;
+
+thread_local! {
+    static LANE: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Puts this thread's pooled connections in lane `n` (modulo [`LANES`]).
+pub fn set_lane(n: usize) {
+    LANE.set(n % LANES);
+}
+
+fn lane() -> usize {
+    LANE.get()
+}
+
+/// At most this many idle HTTP/1.1 connections are kept per pool (and lane).
 const MAX_IDLE: usize = 256;
 
 /// Connections to one upstream.
@@ -71,8 +91,9 @@ pub struct Pool {
     scheme: Scheme,
     authority: Authority,
     connect_timeout: Duration,
-    /// Idle HTTP/1.1 connections, most recently used last.
-    idle: Mutex<Vec<Idle>>,
+    /// Idle HTTP/1.1 connections, most recently used last, one list per
+    /// lane (see [`set_lane`]).
+    idle: [Mutex<Vec<Idle>>; LANES],
     /// The shared HTTP/2 connection, once ALPN picked h2.
     h2: Mutex<Option<http2::SendRequest<RequestBody>>>,
     /// A task closes expired idle connections (started with the first one).
@@ -184,7 +205,7 @@ impl Pool {
             scheme: if https { Scheme::HTTPS } else { Scheme::HTTP },
             authority: Authority::try_from(authority).ok()?,
             connect_timeout,
-            idle: Mutex::new(Vec::new()),
+            idle: std::array::from_fn(|_| Mutex::new(Vec::new())),
             h2: Mutex::new(None),
             reaping: AtomicBool::new(false),
             h2_offered,
@@ -301,8 +322,10 @@ impl Pool {
         }
         let now = clock::mono_ms();
         loop {
-            let Idle { mut conn, since_ms } =
-                self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop()?;
+            let Idle { mut conn, since_ms } = self.idle[lane()]
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .pop()?;
             // Polled outside the lock: this reads an upstream's close, if any.
             if now.saturating_sub(since_ms) <= IDLE.as_millis() as u64 && conn.ready_now() {
                 return Some(Sender::H1(conn));
@@ -314,7 +337,7 @@ impl Pool {
     /// body read to its end, the request sent whole).
     pub(super) fn put(self: &Arc<Self>, conn: Conn) {
         {
-            let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+            let mut idle = self.idle[lane()].lock().unwrap_or_else(|p| p.into_inner());
             if idle.len() < MAX_IDLE {
                 idle.push(Idle {
                     conn,
@@ -330,16 +353,18 @@ impl Pool {
     /// Closes idle connections that have waited for longer than [`IDLE`].
     fn drop_expired(&self) {
         let now = clock::mono_ms();
-        let expired: Vec<Idle> = {
-            let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-            let (old, fresh) = idle
-                .drain(..)
-                .partition(|e| now.saturating_sub(e.since_ms) > IDLE.as_millis() as u64);
-            *idle = fresh;
-            old
-        };
-        // Closed outside the lock.
-        drop(expired);
+        for lane in &self.idle {
+            let expired: Vec<Idle> = {
+                let mut idle = lane.lock().unwrap_or_else(|p| p.into_inner());
+                let (old, fresh) = idle
+                    .drain(..)
+                    .partition(|e| now.saturating_sub(e.since_ms) > IDLE.as_millis() as u64);
+                *idle = fresh;
+                old
+            };
+            // Closed outside the lock.
+            drop(expired);
+        }
     }
 
     /// Opens a connection: TCP, TLS for `https://`, then HTTP/2 if ALPN
