@@ -18,4 +18,4 @@ pub mod secret;
 pub(crate) mod transport;
 
 // The load harness's `httparse` floor writes requests and reads answers with them.
-pub use transport::{h1_request, h1_response};
+pub use transport::{h1_request, h1_response, h1_server};

@@ -12,4 +12,5 @@ pub mod body;
 pub mod h1_client;
 pub mod h1_request;
 pub mod h1_response;
+pub mod h1_server;
 pub mod pool;

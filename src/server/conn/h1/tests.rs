@@ -12,7 +12,11 @@ use hyper::body::{Frame, Incoming};
 use proptest::prelude::*;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
+use http::header::HeaderValue;
+use http::{Request, Version};
+
 use super::*;
+use crate::base::transport::body::ClientBody;
 
 /// What the endpoints see of a request.
 type Seen = (Method, String, Version, Vec<(String, Vec<u8>)>);
