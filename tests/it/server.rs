@@ -535,24 +535,24 @@ async fn a_request_with_a_body_mid_connection_is_served_and_framed_as_before() {
         "POST /healthz HTTP/1.1\r\nHost: a\r\nContent-Length: {}\r\n\r\n",
         smuggled.len()
     );
-    s.write_all(post.as_bytes()).await.unwrap();
-    s.write_all(smuggled).await.unwrap();
-    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
+    // In one write: the server may close once it has answered the POST.
+    let mut bytes = post.into_bytes();
+    bytes.extend_from_slice(smuggled);
+    bytes.extend_from_slice(b"GET /healthz HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+    s.write_all(&bytes).await.unwrap();
     let (second, _) = read_answer(&mut s, &mut rest).await;
     assert!(second.starts_with("HTTP/1.1 "), "{second}");
     // Then the last request's answer, or the close (hyper ends a
     // connection whose request body went unread); never an answer to the
     // bytes of the body.
     let mut tail = std::mem::take(&mut rest);
-    tokio::time::timeout(
+    // A reset instead of a close is fine: only the answers read count.
+    let _ = tokio::time::timeout(
         std::time::Duration::from_secs(5),
         tokio::io::AsyncReadExt::read_to_end(&mut s, &mut tail),
     )
     .await
-    .expect("closed after the last answer")
-    .unwrap();
+    .expect("closed after the last answer");
     let tail = String::from_utf8_lossy(&tail);
     match tail.matches("HTTP/1.1 ").count() {
         0 => {}
