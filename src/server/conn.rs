@@ -365,11 +365,14 @@ async fn guarded<F: Future>(ctl: &ConnCtl, fut: F) -> Option<F::Output> {
         if ctl.kill.load(Ordering::Acquire) {
             return Poll::Ready(None);
         }
+        let closing = ctl.close.load(Ordering::Acquire);
         let r = fut.as_mut().poll(cx);
         if r.is_pending() {
             ctl.waker.register(cx.waker());
-            // A close or kill requested between the check above and the registration.
-            if ctl.kill.load(Ordering::Acquire) || ctl.close.load(Ordering::Acquire) {
+            // A close or kill requested between the checks above and the
+            // registration (once: `fut` sees a close at its next read, and
+            // a request in flight is not to be polled in a loop meanwhile).
+            if ctl.kill.load(Ordering::Acquire) || (!closing && ctl.close.load(Ordering::Acquire)) {
                 cx.waker().wake_by_ref();
             }
         }

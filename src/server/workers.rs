@@ -55,24 +55,33 @@ fn start() -> Option<Workers> {
     let mut queues = Vec::with_capacity(n);
     for i in 0..n {
         let (tx, rx) = mpsc::unbounded_channel();
-        let rt = match tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        {
-            Ok(rt) => rt,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot start a worker's runtime; serving on the shared runtime");
-                return None;
-            }
-        };
+        // The runtime is built on its own thread (a runtime must not be
+        // dropped inside another's task, as it would be here if the thread
+        // failed to start); the thread says whether it got one.
+        let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
         let spawned = std::thread::Builder::new()
             .name(format!("portcullis-worker-{i}"))
             .spawn(move || {
-                crate::base::transport::pool::set_lane(i + 1);
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot start a worker's runtime; serving on the shared runtime");
+                        let _ = ready_tx.send(false);
+                        return;
+                    }
+                };
+                let _ = ready_tx.send(true);
+                crate::base::transport::pool::set_lane(i);
                 rt.block_on(run(rx));
             });
         if let Err(e) = spawned {
             tracing::error!(error = %e, "cannot start a worker thread; serving on the shared runtime");
+            return None;
+        }
+        if ready_rx.recv() != Ok(true) {
             return None;
         }
         queues.push(tx);

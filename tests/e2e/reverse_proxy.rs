@@ -762,3 +762,53 @@ async fn tokens_are_passed_upstream_only_when_configured() {
     );
     assert_eq!(seen.one("x-auth-access-token"), None);
 }
+
+/// A process's CPU time so far (user + system), from `/proc/PID/stat`.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // The fields after the command name, which is in parentheses.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
+    Duration::from_millis(ticks * 10)
+}
+
+#[tokio::test]
+async fn a_connection_asked_to_close_mid_request_waits_without_spinning() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // An upstream that answers after 3 s, past the gateway's 1 s idle timeout.
+    let up = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up_port = up.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let (mut s, _) = up.accept().await.unwrap();
+        let mut buf = vec![0u8; 4096];
+        let _ = s.read(&mut buf).await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let _ = s
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+            .await;
+        let _ = s.read(&mut buf).await;
+    });
+    let config = format!(
+        "[server]\nlisten = \"{LISTEN_PLACEHOLDER}\"\nidle_timeout = \"1s\"\n\
+         [oidc]\nissuer = \"http://127.0.0.1:9/\"\nclient_id = \"x\"\n\
+         [session]\ncookie_secure = false\n[access]\ndefault = \"deny\"\n\
+         [[rule]]\nhost = \"app.example.com\"\npolicy = \"public\"\nupstream = \"http://127.0.0.1:{up_port}\"\n"
+    );
+    let gw = Gateway::launch(Launch {
+        name: "portcullis-slow-upstream",
+        config: &config,
+        wait_ready: false,
+        ..Launch::default()
+    });
+    let _logs = LogsOnFailure(vec![&gw.proc]);
+    let pid = gw.proc.pid();
+    let before = cpu_time(pid);
+    let (status, body) = get(SocketAddr::from(([127, 0, 0, 1], gw.port)), "/slow", &[]).await;
+    let spent = cpu_time(pid) - before;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        spent < Duration::from_millis(400),
+        "the gateway spun while the request waited: {spent:?} of CPU in about 3 s"
+    );
+}

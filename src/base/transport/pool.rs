@@ -68,9 +68,10 @@ thread_local! {
     static LANE: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
-/// Puts this thread's pooled connections in lane `n` (modulo [`LANES`]).
+/// Puts the pooled connections of the `n`th worker thread in a lane of
+/// their own (lanes 1 to 15; with more workers, several share one).
 pub fn set_lane(n: usize) {
-    LANE.set(n % LANES);
+    LANE.set(1 + n % (LANES - 1));
 }
 
 fn lane() -> usize {
